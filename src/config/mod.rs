@@ -1,0 +1,123 @@
+//! The JSON5 configuration file: schema, parsing with line numbers,
+//! validation, and writing it back.
+//!
+//! Owns: the `Config` model, the spanned JSON5 reader (`json5`), the schema
+//! walk that turns a document into a `Config` and names the key and line of
+//! every problem (`parse`), and the writer used by `config show` / `config
+//! save` (`emit`). Nothing from a file that fails validation is applied:
+//! `parse` returns either a whole valid `Config` or every error it found.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::logging::{LogFormat, LogLevels};
+use crate::rule::{Rule, RuleSet};
+
+/// The whole running configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Static rules, in file order.
+    pub rules: Vec<Rule>,
+    /// Input interface -> the CPU cores of its workers (one worker per core).
+    pub pinning: BTreeMap<String, Vec<u32>>,
+    pub logging: LoggingConfig,
+    pub control: ControlConfig,
+    pub workers: WorkersConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoggingConfig {
+    pub levels: LogLevels,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ControlConfig {
+    /// Control socket path; `None` = the command line's or the default.
+    pub socket: Option<PathBuf>,
+    /// Group allowed to run mutating commands (besides root).
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkersConfig {
+    /// A worker whose interface has no rules left exits after this long.
+    pub idle_timeout: Duration,
+    /// A worker silent for this long is restarted.
+    pub heartbeat_timeout: Duration,
+    /// The user workers drop to after receiving their sockets.
+    pub user: String,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            idle_timeout: Duration::from_secs(300),
+            heartbeat_timeout: Duration::from_secs(5),
+            user: "nobody".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rules: Vec::new(),
+            pinning: BTreeMap::new(),
+            logging: LoggingConfig::default(),
+            control: ControlConfig::default(),
+            workers: WorkersConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The rules as a rule set. `parse` has already checked that they form
+    /// one, so this cannot fail for a parsed config.
+    pub fn rule_set(&self) -> Result<RuleSet, Vec<crate::rule::FieldError>> {
+        RuleSet::from_rules(self.rules.iter().cloned())
+    }
+}
+
+/// One problem in a config file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigError {
+    /// 1-based; 0 when the problem has no place in the text.
+    pub line: usize,
+    pub column: usize,
+    /// Key path, e.g. `rules[0].outputs[1].group`; empty for syntax errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}, column {}: ", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the problems found in one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

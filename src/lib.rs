@@ -1,0 +1,15 @@
+//! MCR: a multicast relay and router for Linux.
+//!
+//! This package holds everything that is not async: packet formats
+//! (`wire`), the rule model (`rule`), configuration (`config`), the
+//! multicast RIB (`rib`), the control protocol (`control`), the supervisor
+//! ⇄ worker protocol (`ipc`), the worker's data plane (`dataplane`) and the
+//! traffic generator (`gen`). The daemon's actor tree lives in package
+//! `mcrd` (directory `actors/`); this package depends on neither tokio nor
+//! ractor.
+
+pub mod config;
+pub mod gen;
+pub mod hash;
+pub mod logging;
+pub mod rule;
