@@ -9,7 +9,10 @@
 //! ractor.
 
 pub mod config;
+pub mod dataplane;
 pub mod gen;
 pub mod hash;
+pub mod ipc;
 pub mod logging;
 pub mod rule;
+pub mod wire;

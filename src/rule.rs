@@ -566,7 +566,7 @@ mod tests {
         // script that names rule ids. See REFERENCE.md "Rule ids".
         let expect = format!(
             "{:016x}",
-            crate::hash::fnv1a64(b"mcr-rule-v1\0eth0\0239.1.1.1\05000\0")
+            crate::hash::fnv1a64(b"mcr-rule-v1\x00eth0\x00239.1.1.1\x005000\x00")
         );
         assert_eq!(r.id, expect);
         assert_eq!(r.id.len(), 16);

@@ -1,0 +1,316 @@
+//! Receive buffers: one io_uring provided-buffer ring per worker, in the
+//! size tier its interface's MTU calls for.
+//!
+//! The kernel picks a free buffer for each received frame (multishot
+//! receive), so no receive has to be posted per packet. A buffer goes back
+//! to the ring only when every send that references it has completed:
+//! fan-out sends the same bytes to every output without copying them.
+//! When the ring runs dry the kernel ends the multishot receive with
+//! `ENOBUFS`; the worker counts `buf_exhaust` and re-arms once buffers
+//! return. Nothing ever blocks on a buffer.
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::IoUring;
+
+/// Buffer size tiers, chosen from the interface MTU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Links with MTU ≤ 512 - headroom (serial, some tunnels).
+    Small,
+    /// Ethernet-sized links.
+    Standard,
+    /// Jumbo links (MTU above ~2 KB, up to 64 KB).
+    Jumbo,
+}
+
+/// Bytes kept beyond the MTU: a cooked AF_PACKET frame is the IP packet,
+/// so this is only slack, plus room to notice an oversized frame.
+const HEADROOM: usize = 64;
+
+impl Tier {
+    pub const SMALL_SIZE: usize = 512;
+    pub const STANDARD_SIZE: usize = 2048;
+    pub const JUMBO_MIN_SIZE: usize = 9216;
+
+    /// The tier and buffer size for an interface MTU.
+    pub fn for_mtu(mtu: u32) -> (Tier, usize) {
+        let need = mtu as usize + HEADROOM;
+        if need <= Self::SMALL_SIZE {
+            (Tier::Small, Self::SMALL_SIZE)
+        } else if need <= Self::STANDARD_SIZE {
+            (Tier::Standard, Self::STANDARD_SIZE)
+        } else {
+            let size = need.max(Self::JUMBO_MIN_SIZE).div_ceil(1024) * 1024;
+            (Tier::Jumbo, size.min(65536 + 1024))
+        }
+    }
+
+    /// Default number of buffers, so each tier stays around 8–16 MiB.
+    /// `MCR_BUFFER_POOL_SMALL` / `_STANDARD` / `_JUMBO` override it.
+    pub fn default_count(self) -> u16 {
+        match self {
+            Tier::Small => 8192,
+            Tier::Standard => 8192,
+            Tier::Jumbo => 1024,
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Tier::Small => "MCR_BUFFER_POOL_SMALL",
+            Tier::Standard => "MCR_BUFFER_POOL_STANDARD",
+            Tier::Jumbo => "MCR_BUFFER_POOL_JUMBO",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Small => "small",
+            Tier::Standard => "standard",
+            Tier::Jumbo => "jumbo",
+        }
+    }
+
+    /// The buffer count for this tier: the environment override rounded to
+    /// a power of two in 16..=32768 (the kernel's ring limit), or the
+    /// default.
+    pub fn count_from_env(self) -> u16 {
+        let n = std::env::var(self.env_var())
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(u32::from(self.default_count()));
+        n.clamp(16, 32768).next_power_of_two().min(32768) as u16
+    }
+}
+
+/// Page-aligned, zeroed heap memory that is freed on drop.
+struct Region {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Region {
+    fn new(len: usize) -> io::Result<Region> {
+        let layout = Layout::from_size_align(len.max(1), 4096)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        // SAFETY: the layout has non-zero size (max(1) above).
+        let p = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "buffer ring allocation failed"))?;
+        Ok(Region { ptr, layout })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `alloc_zeroed` with exactly `layout`.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// A provided-buffer ring registered with one io_uring.
+pub struct BufRing {
+    ring: Region,
+    bufs: Region,
+    entries: u16,
+    buf_size: usize,
+    bgid: u16,
+    /// Our copy of the tail; published to the kernel by `commit`.
+    tail: u16,
+    /// Sends still using each buffer.
+    refs: Vec<u16>,
+    /// Buffers currently in the kernel's hands (available for receive).
+    available: u32,
+    tier: Tier,
+}
+
+// SAFETY: BufRing owns its memory regions outright; the raw pointers are
+// only dereferenced through &self/&mut self. Workers are single-threaded,
+// this only lets the ring be built on one thread and moved.
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    /// Allocate `entries` buffers of `buf_size` bytes and register them as
+    /// buffer group `bgid` on `ring`. All buffers start available.
+    pub fn new(ring: &IoUring, bgid: u16, entries: u16, buf_size: usize, tier: Tier) -> io::Result<BufRing> {
+        if !entries.is_power_of_two() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring size must be a power of two"));
+        }
+        let ring_mem = Region::new(usize::from(entries) * std::mem::size_of::<BufRingEntry>())?;
+        let bufs = Region::new(usize::from(entries) * buf_size)?;
+        // SAFETY: `ring_mem` is page-aligned, sized for `entries` entries and
+        // lives as long as this BufRing, which unregisters it on drop
+        // (before the memory is freed: fields drop after `drop()` runs).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ring_mem.ptr.as_ptr() as u64, entries, bgid, 0)?;
+        }
+        let mut br = BufRing {
+            ring: ring_mem,
+            bufs,
+            entries,
+            buf_size,
+            bgid,
+            tail: 0,
+            refs: vec![0; usize::from(entries)],
+            available: 0,
+            tier,
+        };
+        for bid in 0..entries {
+            br.push(bid);
+        }
+        br.commit();
+        Ok(br)
+    }
+
+    pub fn bgid(&self) -> u16 {
+        self.bgid
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// Buffers the kernel can receive into right now.
+    pub fn available(&self) -> u32 {
+        self.available
+    }
+
+    /// The kernel filled buffer `bid`: it is ours until recycled.
+    pub fn taken(&mut self, bid: u16) {
+        self.available = self.available.saturating_sub(1);
+        if let Some(r) = self.refs.get_mut(usize::from(bid)) {
+            *r = 0;
+        }
+    }
+
+    /// The bytes of buffer `bid`.
+    pub fn buf_mut(&mut self, bid: u16) -> &mut [u8] {
+        let bid = usize::from(bid) % usize::from(self.entries);
+        // SAFETY: `bid` < entries, so the slice lies within `bufs`; we hold
+        // &mut self, and the kernel writes a buffer only while it is in
+        // the ring (not after it was handed to us and before recycling).
+        unsafe { std::slice::from_raw_parts_mut(self.bufs.ptr.as_ptr().add(bid * self.buf_size), self.buf_size) }
+    }
+
+    /// Address of byte `offset` of buffer `bid`, for a send's iovec.
+    pub fn addr(&self, bid: u16, offset: usize) -> *const u8 {
+        let bid = usize::from(bid) % usize::from(self.entries);
+        debug_assert!(offset <= self.buf_size);
+        // SAFETY: stays within the `bufs` allocation (bid < entries,
+        // offset ≤ buf_size).
+        unsafe { self.bufs.ptr.as_ptr().add(bid * self.buf_size + offset.min(self.buf_size)) }
+    }
+
+    /// Record `n` more sends using buffer `bid`.
+    pub fn hold(&mut self, bid: u16, n: u16) {
+        if let Some(r) = self.refs.get_mut(usize::from(bid)) {
+            *r += n;
+        }
+    }
+
+    /// One send using `bid` completed; recycle the buffer when it was the
+    /// last. Returns true if the buffer went back to the ring.
+    pub fn release(&mut self, bid: u16) -> bool {
+        let Some(r) = self.refs.get_mut(usize::from(bid)) else {
+            return false;
+        };
+        *r = r.saturating_sub(1);
+        if *r == 0 {
+            self.push(bid);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Give `bid` back to the kernel if nothing holds it.
+    pub fn recycle_if_free(&mut self, bid: u16) {
+        if self.refs.get(usize::from(bid)) == Some(&0) {
+            self.push(bid);
+        }
+    }
+
+    fn push(&mut self, bid: u16) {
+        let mask = self.entries - 1;
+        let idx = usize::from(self.tail & mask);
+        let addr = self.addr(bid, 0) as u64;
+        // SAFETY: idx < entries, so the entry lies within the ring region.
+        let entry = unsafe { &mut *(self.ring.ptr.as_ptr() as *mut BufRingEntry).add(idx) };
+        entry.set_addr(addr);
+        entry.set_len(self.buf_size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.available += 1;
+    }
+
+    /// Publish buffers pushed since the last commit to the kernel.
+    pub fn commit(&mut self) {
+        // SAFETY: the ring region starts with a valid, initialised entry;
+        // `tail` yields the address of the shared tail field inside it,
+        // which is 2-byte aligned and lives as long as the region.
+        let tail = unsafe { &*(BufRingEntry::tail(self.ring.ptr.as_ptr() as *const BufRingEntry) as *const AtomicU16) };
+        // Release: the entries written above must be visible before the
+        // kernel sees the new tail.
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Unregister from `ring`, before this memory is freed.
+    pub fn unregister(&self, ring: &IoUring) {
+        let _ = ring.submitter().unregister_buf_ring(self.bgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_follow_the_mtu() {
+        assert_eq!(Tier::for_mtu(300), (Tier::Small, 512));
+        assert_eq!(Tier::for_mtu(1500), (Tier::Standard, 2048));
+        assert_eq!(Tier::for_mtu(1984), (Tier::Standard, 2048));
+        assert_eq!(Tier::for_mtu(1985).0, Tier::Jumbo);
+        assert_eq!(Tier::for_mtu(9000), (Tier::Jumbo, 9216));
+        let (t, s) = Tier::for_mtu(9216);
+        assert_eq!(t, Tier::Jumbo);
+        assert!(s >= 9216 + HEADROOM);
+        assert_eq!(Tier::for_mtu(65535).1 % 1024, 0);
+    }
+
+    #[test]
+    fn buffers_cycle_through_the_ring() {
+        let ring = match IoUring::new(8) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("SKIP buffers_cycle_through_the_ring: io_uring unavailable: {e}");
+                assert!(std::env::var("CI").is_err(), "io_uring must work in CI");
+                return;
+            }
+        };
+        let mut br = BufRing::new(&ring, 7, 16, 2048, Tier::Standard).unwrap();
+        assert_eq!(br.available(), 16);
+        br.taken(3);
+        assert_eq!(br.available(), 15);
+        br.hold(3, 2);
+        assert!(!br.release(3));
+        assert!(br.release(3));
+        br.commit();
+        assert_eq!(br.available(), 16);
+        br.buf_mut(3)[0] = 0xaa;
+        assert_eq!(br.buf_mut(3)[0], 0xaa);
+        br.unregister(&ring);
+    }
+}

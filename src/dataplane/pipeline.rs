@@ -1,0 +1,396 @@
+//! The per-packet decision: a pure function from (frame, table) to the list
+//! of sends, plus counters. No I/O, no clock, no allocation once the send
+//! list has grown to the table's widest fan-out.
+//!
+//! Input frames are what a cooked (`SOCK_DGRAM`) AF_PACKET socket bound to
+//! `ETH_P_IP` delivers: the IPv4 packet without a link header, so Ethernet,
+//! VLAN, tun and WireGuard interfaces look the same.
+//!
+//! Drops, each counted: truncated or malformed IPv4/UDP (RFC 791/768
+//! length and IHL checks), fragments (no reassembly: a relay that waited for
+//! fragments would add latency and state for a case the sender can avoid),
+//! IPv4 that is not UDP, and UDP that no rule wants. Route-mode outputs of a
+//! packet whose TTL would reach 0 are skipped (RFC 1812 §5.3.1).
+
+use std::net::Ipv4Addr;
+
+use crate::ipc::WorkerCounters;
+use crate::rule::OutputMode;
+use crate::wire::{self, Ipv4, Udp, IPPROTO_UDP};
+
+use super::table::Table;
+
+/// One datagram to hand to an egress socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Send {
+    pub egress: u32,
+    pub dst: Ipv4Addr,
+    /// Destination port (0 in route mode: raw sockets have none).
+    pub port: u16,
+    /// The bytes to send: `frame[offset..offset + len]`. The UDP payload
+    /// in republish mode, the whole IP packet in route mode.
+    pub offset: u32,
+    pub len: u32,
+    pub mode: OutputMode,
+    /// The rule's slot and the output's index, for error accounting.
+    pub slot: u32,
+    pub output: u16,
+}
+
+/// What happened to a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Matched the rule in `slot`; the sends are in the send list.
+    Forward { slot: u32 },
+    Malformed,
+    Fragment,
+    NotUdp,
+    NoMatch,
+}
+
+/// Decide what to do with one frame. `received` is the frame's real length
+/// as the kernel reported it, which exceeds `frame.len()` when the buffer
+/// was too small (the tail is gone, so the frame is malformed).
+///
+/// `frame` is mutable because route-mode outputs forward the packet itself
+/// with its TTL decremented in place.
+pub fn process(
+    frame: &mut [u8],
+    received: usize,
+    table: &mut Table,
+    sends: &mut Vec<Send>,
+    c: &mut WorkerCounters,
+) -> Verdict {
+    sends.clear();
+    c.recv += 1;
+    c.recv_bytes += received as u64;
+    if received > frame.len() {
+        c.malformed += 1;
+        return Verdict::Malformed;
+    }
+    let frame = &mut frame[..received];
+    let (src, dst, ttl, total_len, dport, udp_payload_len, udp_payload_off) = {
+        let ip = match Ipv4::new_checked(frame) {
+            Ok(ip) => ip,
+            Err(_) => {
+                c.malformed += 1;
+                return Verdict::Malformed;
+            }
+        };
+        if ip.is_fragment() {
+            c.fragments += 1;
+            return Verdict::Fragment;
+        }
+        if ip.protocol() != IPPROTO_UDP {
+            c.not_udp += 1;
+            return Verdict::NotUdp;
+        }
+        let udp = match Udp::new_checked(ip.payload()) {
+            Ok(u) => u,
+            Err(_) => {
+                c.malformed += 1;
+                return Verdict::Malformed;
+            }
+        };
+        (
+            ip.src(),
+            ip.dst(),
+            ip.ttl(),
+            ip.total_len(),
+            udp.dst_port(),
+            udp.len() - wire::UDP_HEADER_LEN,
+            ip.header_len() + wire::UDP_HEADER_LEN,
+        )
+    };
+    let Some(slot) = table.lookup(src, dst, dport) else {
+        c.no_match += 1;
+        return Verdict::NoMatch;
+    };
+    let Some(entry) = table.entry_mut(slot) else {
+        c.no_match += 1;
+        return Verdict::NoMatch;
+    };
+    c.matched += 1;
+    entry.packets += 1;
+    entry.bytes += udp_payload_len as u64;
+    entry.dirty = true;
+    let mut routed = false;
+    let mut ttl_counted = false;
+    for (i, out) in entry.rule.outputs.iter().enumerate() {
+        let send = match out.mode {
+            OutputMode::Republish => Send {
+                egress: out.egress,
+                dst: out.group,
+                port: if out.port == 0 { dport } else { out.port },
+                offset: udp_payload_off as u32,
+                len: udp_payload_len as u32,
+                mode: OutputMode::Republish,
+                slot,
+                output: i as u16,
+            },
+            OutputMode::Route => {
+                if ttl <= 1 {
+                    if !ttl_counted {
+                        c.ttl_expired += 1;
+                        ttl_counted = true;
+                    }
+                    continue;
+                }
+                routed = true;
+                Send {
+                    egress: out.egress,
+                    dst: out.group,
+                    port: 0,
+                    offset: 0,
+                    len: total_len as u32,
+                    mode: OutputMode::Route,
+                    slot,
+                    output: i as u16,
+                }
+            }
+        };
+        if let Some(oc) = entry.outputs.get_mut(i) {
+            oc.packets += 1;
+            oc.bytes += u64::from(send.len);
+        }
+        sends.push(send);
+    }
+    if routed {
+        wire::decrement_ttl(frame);
+    }
+    Verdict::Forward { slot }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipc::{rule_key, TableOutput, TableRule};
+    use crate::wire::UdpPacketSpec;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn out(egress: u32, g: &str, port: u16, mode: OutputMode) -> TableOutput {
+        TableOutput {
+            egress,
+            group: ip(g),
+            port,
+            mode,
+        }
+    }
+
+    fn rule(id: &str, g: &str, port: u16, src: Option<&str>, outputs: Vec<TableOutput>) -> TableRule {
+        TableRule {
+            key: rule_key(id),
+            id: id.into(),
+            group: ip(g),
+            port,
+            source: src.map(ip),
+            outputs,
+        }
+    }
+
+    fn frame(src: &str, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
+        UdpPacketSpec::new(ip(src), ip(dst), 40000, dport).build(payload)
+    }
+
+    fn run(table: &mut Table, f: &mut [u8]) -> (Verdict, Vec<Send>, WorkerCounters) {
+        let mut sends = Vec::new();
+        let mut c = WorkerCounters::default();
+        let n = f.len();
+        let v = process(f, n, table, &mut sends, &mut c);
+        (v, sends, c)
+    }
+
+    #[test]
+    fn one_to_one_with_translation() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![out(3, "239.2.2.2", 6000, OutputMode::Republish)],
+        ));
+        let mut f = frame("10.0.0.1", "239.1.1.1", 5000, b"payload!");
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        assert_eq!(sends.len(), 1);
+        let s = sends[0];
+        assert_eq!((s.egress, s.dst, s.port), (3, ip("239.2.2.2"), 6000));
+        assert_eq!(&f[s.offset as usize..(s.offset + s.len) as usize], b"payload!");
+        assert_eq!((c.recv, c.matched, c.no_match), (1, 1, 0));
+        let e = t.get(rule_key("r")).unwrap();
+        assert_eq!((e.packets, e.bytes), (1, 8));
+        assert_eq!(e.outputs[0].packets, 1);
+    }
+
+    #[test]
+    fn fan_out_shares_one_payload() {
+        let mut t = Table::new();
+        let outs = (0..16)
+            .map(|i| out(i, &format!("239.2.2.{}", i + 1), 6000 + i as u16, OutputMode::Republish))
+            .collect();
+        t.upsert(rule("r", "239.1.1.1", 5000, None, outs));
+        let mut f = frame("10.0.0.1", "239.1.1.1", 5000, &[7u8; 1000]);
+        let (_, sends, _) = run(&mut t, &mut f);
+        assert_eq!(sends.len(), 16);
+        assert!(sends.iter().all(|s| s.offset == 28 && s.len == 1000));
+        assert_eq!(sends[15].dst, ip("239.2.2.16"));
+    }
+
+    #[test]
+    fn any_port_input_and_keep_port_output() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.255.255.250",
+            0,
+            None,
+            vec![out(0, "239.255.255.250", 0, OutputMode::Republish)],
+        ));
+        for port in [1900u16, 5353, 1] {
+            let mut f = frame("10.0.0.1", "239.255.255.250", port, b"x");
+            let (_, sends, _) = run(&mut t, &mut f);
+            assert_eq!(sends[0].port, port, "output port 0 keeps the packet's port");
+        }
+    }
+
+    #[test]
+    fn source_filter_and_no_match() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            Some("10.0.0.1"),
+            vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)],
+        ));
+        let mut ok = frame("10.0.0.1", "239.1.1.1", 5000, b"x");
+        assert!(matches!(run(&mut t, &mut ok).0, Verdict::Forward { .. }));
+        let mut other = frame("10.0.0.2", "239.1.1.1", 5000, b"x");
+        let (v, sends, c) = run(&mut t, &mut other);
+        assert_eq!(v, Verdict::NoMatch);
+        assert!(sends.is_empty());
+        assert_eq!(c.no_match, 1);
+    }
+
+    #[test]
+    fn unicast_in_and_out() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "10.1.0.2",
+            7000,
+            None,
+            vec![out(0, "10.2.0.9", 7001, OutputMode::Republish)],
+        ));
+        let mut f = frame("10.1.0.1", "10.1.0.2", 7000, b"uni");
+        let (_, sends, _) = run(&mut t, &mut f);
+        assert_eq!((sends[0].dst, sends[0].port), (ip("10.2.0.9"), 7001));
+    }
+
+    #[test]
+    fn route_mode_decrements_ttl_once_and_drops_at_one() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![
+                out(0, "239.1.1.1", 5000, OutputMode::Route),
+                out(1, "239.1.1.1", 5000, OutputMode::Route),
+                out(2, "239.7.7.7", 7000, OutputMode::Republish),
+            ],
+        ));
+        let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
+        spec.ttl = 8;
+        let mut f = spec.build(b"routed");
+        let (_, sends, _) = run(&mut t, &mut f);
+        assert_eq!(sends.len(), 3);
+        assert_eq!((sends[0].offset, sends[0].len), (0, f.len() as u32));
+        let ipv = Ipv4::new_checked(&f).unwrap();
+        assert_eq!(ipv.ttl(), 7, "decremented once, not once per output");
+        assert!(ipv.header_checksum_ok());
+        assert_eq!(ipv.src(), ip("10.0.0.1"), "source kept");
+
+        spec.ttl = 1;
+        let mut f = spec.build(b"last hop");
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        assert_eq!(sends.len(), 1, "TTL-1 packets still republish (link-local relaying)");
+        assert_eq!(sends[0].mode, OutputMode::Republish);
+        assert_eq!(c.ttl_expired, 1);
+    }
+
+    #[test]
+    fn bad_frames_are_counted_by_kind() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)],
+        ));
+        let good = frame("10.0.0.1", "239.1.1.1", 5000, &[1u8; 100]);
+        let mut sends = Vec::new();
+        let mut c = WorkerCounters::default();
+
+        let mut trunc = good[..50].to_vec();
+        assert_eq!(process(&mut trunc, 50, &mut t, &mut sends, &mut c), Verdict::Malformed);
+        // The kernel said 128 bytes but only 100 fit the buffer.
+        let mut cut = good[..100].to_vec();
+        assert_eq!(process(&mut cut, 128, &mut t, &mut sends, &mut c), Verdict::Malformed);
+        let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
+        spec.frag = 0x2000;
+        let mut frag = spec.build(b"first fragment");
+        let n = frag.len();
+        assert_eq!(process(&mut frag, n, &mut t, &mut sends, &mut c), Verdict::Fragment);
+        spec.frag = 0;
+        spec.protocol = 6;
+        let mut tcp = spec.build(b"not udp at all");
+        let n = tcp.len();
+        assert_eq!(process(&mut tcp, n, &mut t, &mut sends, &mut c), Verdict::NotUdp);
+        let mut empty: Vec<u8> = Vec::new();
+        assert_eq!(process(&mut empty, 0, &mut t, &mut sends, &mut c), Verdict::Malformed);
+        assert_eq!((c.recv, c.malformed, c.fragments, c.not_udp, c.matched), (5, 3, 1, 1, 0));
+        assert!(sends.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            0,
+            None,
+            vec![out(0, "239.1.1.1", 0, OutputMode::Route)],
+        ));
+        let base = frame("10.0.0.1", "239.1.1.1", 5000, &[9u8; 40]);
+        let mut sends = Vec::new();
+        let mut c = WorkerCounters::default();
+        let mut x: u64 = 0x1234_5678;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = base.clone();
+            let flips = (x % 4) as usize + 1;
+            for k in 0..flips {
+                let pos = ((x >> (8 * k)) as usize) % f.len();
+                f[pos] ^= (x >> (8 * k + 3)) as u8;
+            }
+            let cut = (x >> 40) as usize % (f.len() + 1);
+            f.truncate(cut);
+            let reported = cut + (x >> 60) as usize % 3;
+            let _ = process(&mut f, reported, &mut t, &mut sends, &mut c);
+            for s in &sends {
+                assert!((s.offset + s.len) as usize <= f.len(), "send beyond the frame");
+            }
+        }
+    }
+}

@@ -1,0 +1,698 @@
+//! A worker process's event loop: one thread, one io_uring.
+//!
+//! Owns: the handshake with the supervisor, the privilege drop, and the
+//! loop that drives everything through the ring: a multishot receive on the
+//! AF_PACKET socket into the provided-buffer ring, one `SENDMSG` per output
+//! datagram (referencing the receive buffer, never copying it), a multishot
+//! poll on the IPC socket for table updates, and a multishot timeout for
+//! stats and heartbeats. Each turn reaps every completion, queues the
+//! resulting sends, and makes one `submit_and_wait` call.
+//!
+//! The worker decides nothing: it applies the table it is sent, counts, and
+//! reports (DESIGN.md, "Supervisor ⇄ worker").
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use tracing::{debug, info, warn};
+
+use crate::ipc::fdpass::{recv_msg, send_msg, wait_readable};
+use crate::ipc::{
+    decode, encode, EgressSpec, Fault, FromWorker, TableRule, ToWorker, WorkerCounters, WorkerSetup, IPC_VERSION,
+    MAX_MESSAGE,
+};
+use crate::logging::LogLevels;
+
+use super::bufring::{BufRing, Tier};
+use super::pipeline::{self, Send, Verdict};
+use super::sockets;
+use super::table::Table;
+
+const KIND_SHIFT: u64 = 56;
+const KIND_RECV: u64 = 1;
+const KIND_SEND: u64 = 2;
+const KIND_IPC: u64 = 3;
+const KIND_TIMER: u64 = 4;
+
+const SQ_ENTRIES: u32 = 4096;
+const CQ_ENTRIES: u32 = 32768;
+/// Sends in flight at once.
+const SEND_SLOTS: usize = 8192;
+const BGID: u16 = 1;
+/// Counters per stats message.
+const RULES_PER_STATS: usize = 256;
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The supervisor asked.
+    Shutdown,
+    /// The supervisor's end of the IPC socket closed.
+    SupervisorGone,
+}
+
+/// Failures that end a worker. The supervisor sees the exit and restarts it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("handshake: {0}")]
+    Handshake(String),
+    #[error("IPC protocol version {theirs} from the supervisor, this worker speaks {ours}")]
+    Version { theirs: u32, ours: u32 },
+    #[error("dropping privileges to uid {uid}, gid {gid}: {err}")]
+    Privileges { uid: u32, gid: u32, err: String },
+    #[error("io_uring: {0}")]
+    Ring(io::Error),
+    #[error("IPC: {0}")]
+    Ipc(io::Error),
+}
+
+/// What the worker needs from its host binary.
+pub struct Hooks {
+    /// Apply new log levels (the binary owns the tracing subscriber).
+    pub set_levels: Box<dyn FnMut(&LogLevels)>,
+}
+
+/// Run a worker on the IPC socket `ipc` until shut down.
+pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
+    let mut msgbuf = vec![0u8; MAX_MESSAGE];
+    let (setup, ingress) = handshake(&ipc, &mut msgbuf)?;
+    (hooks.set_levels)(&setup.levels);
+    if let Some(core) = setup.core {
+        pin_to_core(core);
+    }
+    drop_privileges(setup.uid, setup.gid)?;
+    let (tier, size) = Tier::for_mtu(setup.buffer_size.saturating_sub(64));
+    let count = tier.count_from_env();
+    let ring = build_ring().map_err(WorkerError::Ring)?;
+    let bufs = BufRing::new(&ring, BGID, count, size, tier).map_err(WorkerError::Ring)?;
+    info!(
+        target: "BufferPool",
+        "{} receive buffers of {size} bytes ({} tier) for {}",
+        count,
+        tier.name(),
+        setup.interface
+    );
+    let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
+    let r = w.run();
+    w.bufs.unregister(&w.ring);
+    r
+}
+
+fn handshake(ipc: &OwnedFd, buf: &mut [u8]) -> Result<(WorkerSetup, OwnedFd), WorkerError> {
+    let ready = wait_readable(ipc.as_fd(), Duration::from_secs(10)).map_err(WorkerError::Ipc)?;
+    if !ready {
+        return Err(WorkerError::Handshake("no Hello from the supervisor within 10 s".into()));
+    }
+    let r = recv_msg(ipc.as_fd(), buf, false)
+        .map_err(WorkerError::Ipc)?
+        .ok_or_else(|| WorkerError::Handshake("the supervisor closed the IPC socket before Hello".into()))?;
+    let msg: ToWorker = decode(&buf[..r.len]).map_err(|e| WorkerError::Handshake(e.to_string()))?;
+    let ToWorker::Hello(setup) = msg else {
+        return Err(WorkerError::Handshake(format!("expected Hello, got {msg:?}")));
+    };
+    if setup.version != IPC_VERSION {
+        let _ = send(ipc, &FromWorker::Error {
+            message: format!("worker speaks IPC version {IPC_VERSION}, supervisor sent {}", setup.version),
+        });
+        return Err(WorkerError::Version {
+            theirs: setup.version,
+            ours: IPC_VERSION,
+        });
+    }
+    let ingress = r
+        .fds
+        .into_iter()
+        .next()
+        .ok_or_else(|| WorkerError::Handshake("Hello arrived without the AF_PACKET socket".into()))?;
+    send(ipc, &FromWorker::Hello {
+        version: IPC_VERSION,
+        pid: std::process::id(),
+    })
+    .map_err(WorkerError::Ipc)?;
+    Ok((setup, ingress))
+}
+
+fn send(ipc: &OwnedFd, msg: &FromWorker) -> io::Result<()> {
+    let bytes = encode(msg).map_err(io::Error::other)?;
+    send_msg(ipc.as_fd(), &bytes, &[], true)
+}
+
+fn pin_to_core(core: u32) {
+    let mut set = nix::sched::CpuSet::new();
+    match set.set(core as usize) {
+        Ok(()) => {
+            if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+                warn!(target: "DataPlane", "cannot pin to core {core}: {e}; running unpinned");
+            }
+        }
+        Err(e) => warn!(target: "DataPlane", "core {core} is out of range: {e}; running unpinned"),
+    }
+}
+
+/// Give up root: every socket the worker needs is already open.
+fn drop_privileges(uid: u32, gid: u32) -> Result<(), WorkerError> {
+    use nix::unistd::{getuid, setgroups, setresgid, setresuid, Gid, Uid};
+    let err = |e: nix::Error| WorkerError::Privileges {
+        uid,
+        gid,
+        err: e.to_string(),
+    };
+    if !getuid().is_root() && !nix::unistd::geteuid().is_root() {
+        // Already unprivileged (a non-root supervisor); nothing to drop.
+        return Ok(());
+    }
+    if uid == 0 {
+        // Asked to stay root: only tests that run a worker in-process do.
+        return Ok(());
+    }
+    setgroups(&[]).map_err(err)?;
+    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(err)?;
+    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(err)?;
+    if uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        return Err(WorkerError::Privileges {
+            uid,
+            gid,
+            err: "could regain root after dropping it".into(),
+        });
+    }
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    Ok(())
+}
+
+fn build_ring() -> io::Result<IoUring> {
+    // Deferred task running batches completion work into our one
+    // io_uring_enter per turn; fall back where the kernel lacks it.
+    IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(SQ_ENTRIES)
+        .or_else(|_| IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES))
+}
+
+/// The memory a `SENDMSG` points at, stable until it completes.
+#[repr(C)]
+struct SendSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_in,
+    bid: u16,
+    output: u16,
+    rule_key: u64,
+}
+
+impl SendSlot {
+    fn empty() -> Self {
+        // SAFETY: msghdr, iovec and sockaddr_in are plain old data for
+        // which all-zero bytes are valid (null pointers, zero lengths).
+        unsafe { mem::zeroed() }
+    }
+}
+
+struct Egress {
+    fd: OwnedFd,
+    spec: EgressSpec,
+}
+
+struct Worker {
+    ring: IoUring,
+    bufs: BufRing,
+    ingress: OwnedFd,
+    ipc: OwnedFd,
+    setup: WorkerSetup,
+    hooks: Hooks,
+    msgbuf: Vec<u8>,
+    table: Table,
+    egress: Vec<Option<Egress>>,
+    slots: Box<[SendSlot]>,
+    free_slots: Vec<u32>,
+    sends: Vec<Send>,
+    c: WorkerCounters,
+    /// Last table message applied.
+    seq: u64,
+    /// A sequence number was skipped since the last full sync.
+    gap: bool,
+    sync: Option<(u64, Vec<TableRule>)>,
+    timer: Box<types::Timespec>,
+    recv_armed: bool,
+    /// A receive error other than running out of buffers: wait for the next
+    /// tick before re-arming so a dead socket cannot spin the loop.
+    recv_backoff: bool,
+    first_stats: bool,
+    started: Instant,
+}
+
+impl Worker {
+    fn new(
+        ring: IoUring,
+        bufs: BufRing,
+        ingress: OwnedFd,
+        ipc: OwnedFd,
+        setup: WorkerSetup,
+        hooks: Hooks,
+        msgbuf: Vec<u8>,
+    ) -> Self {
+        let slots: Box<[SendSlot]> = (0..SEND_SLOTS).map(|_| SendSlot::empty()).collect();
+        let interval = Duration::from_millis(u64::from(setup.stats_interval_ms.max(10)));
+        Worker {
+            ring,
+            bufs,
+            ingress,
+            ipc,
+            setup,
+            hooks,
+            msgbuf,
+            table: Table::new(),
+            egress: Vec::new(),
+            slots,
+            free_slots: (0..SEND_SLOTS as u32).rev().collect(),
+            sends: Vec::with_capacity(crate::rule::MAX_OUTPUTS),
+            c: WorkerCounters::default(),
+            seq: 0,
+            gap: false,
+            sync: None,
+            timer: Box::new(types::Timespec::from(interval)),
+            recv_armed: false,
+            recv_backoff: false,
+            first_stats: true,
+            started: Instant::now(),
+        }
+    }
+
+    fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry we push references memory owned by this
+            // Worker (send slots, the timer, the buffer ring) that stays put
+            // and alive until its completion is reaped.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return Ok(());
+            }
+            // The queue is full: hand what we have to the kernel first.
+            self.submit(0)?;
+        }
+    }
+
+    fn submit(&mut self, want: usize) -> io::Result<()> {
+        let queued = self.ring.submission().len() as u64;
+        match self.ring.submit_and_wait(want) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        self.c.ring_submits += 1;
+        self.c.ring_sqes += queued;
+        Ok(())
+    }
+
+    fn arm_recv(&mut self) -> io::Result<()> {
+        let e = opcode::RecvMulti::new(types::Fd(self.ingress.as_raw_fd()), BGID)
+            .flags(libc::MSG_TRUNC)
+            .build()
+            .user_data(KIND_RECV << KIND_SHIFT);
+        self.push(e)?;
+        self.recv_armed = true;
+        Ok(())
+    }
+
+    fn arm_ipc(&mut self) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(self.ipc.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(KIND_IPC << KIND_SHIFT);
+        self.push(e)
+    }
+
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let e = opcode::Timeout::new(&*self.timer as *const types::Timespec)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(KIND_TIMER << KIND_SHIFT);
+        self.push(e)
+    }
+
+    fn run(&mut self) -> Result<Exit, WorkerError> {
+        self.arm_recv().map_err(WorkerError::Ring)?;
+        self.arm_ipc().map_err(WorkerError::Ring)?;
+        self.arm_timer().map_err(WorkerError::Ring)?;
+        info!(target: "DataPlane", "worker {} for {} running (pid {})", self.setup.worker_index, self.setup.interface, std::process::id());
+        let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(CQ_ENTRIES as usize);
+        loop {
+            self.submit(1).map_err(WorkerError::Ring)?;
+            cqes.clear();
+            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            self.c.ring_cqes += cqes.len() as u64;
+            for &(ud, res, flags) in &cqes {
+                match ud >> KIND_SHIFT {
+                    KIND_RECV => self.on_recv(res, flags).map_err(WorkerError::Ring)?,
+                    KIND_SEND => self.on_send(ud, res),
+                    KIND_IPC => {
+                        if let Some(exit) = self.on_ipc(res, flags)? {
+                            self.send_stats(true);
+                            return Ok(exit);
+                        }
+                    }
+                    KIND_TIMER => self.on_timer(res, flags).map_err(WorkerError::Ring)?,
+                    _ => {}
+                }
+            }
+            self.bufs.commit();
+            if !self.recv_armed && !self.recv_backoff && self.bufs.available() > 0 {
+                self.arm_recv().map_err(WorkerError::Ring)?;
+            }
+        }
+    }
+
+    fn on_recv(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        if !cqueue::more(flags) {
+            self.recv_armed = false;
+        }
+        if res < 0 {
+            let errno = -res;
+            if errno == libc::ENOBUFS {
+                self.c.buf_exhaust += 1;
+            } else {
+                warn!(target: "Ingress", "receive on {} failed: {}", self.setup.interface, io::Error::from_raw_os_error(errno));
+                self.recv_backoff = true;
+            }
+            return Ok(());
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return Ok(());
+        };
+        self.bufs.taken(bid);
+        let received = res as usize;
+        let verdict = {
+            let frame = self.bufs.buf_mut(bid);
+            pipeline::process(frame, received, &mut self.table, &mut self.sends, &mut self.c)
+        };
+        let mut held: u16 = 0;
+        if let Verdict::Forward { slot } = verdict {
+            let key = self.table.entry(slot).map(|e| e.rule.key).unwrap_or(0);
+            for i in 0..self.sends.len() {
+                let s = self.sends[i];
+                if self.queue_send(bid, key, s)? {
+                    held += 1;
+                }
+            }
+        }
+        if held > 0 {
+            self.bufs.hold(bid, held);
+        } else {
+            self.bufs.recycle_if_free(bid);
+        }
+        Ok(())
+    }
+
+    /// Queue one send. Returns whether it was queued (and so holds `bid`).
+    fn queue_send(&mut self, bid: u16, rule_key: u64, s: Send) -> io::Result<bool> {
+        let fd = match self.egress.get(s.egress as usize).and_then(|e| e.as_ref()) {
+            Some(e) => e.fd.as_raw_fd(),
+            None => {
+                self.c.send_errors += 1;
+                self.count_output_error(rule_key, s.output);
+                return Ok(false);
+            }
+        };
+        let Some(idx) = self.free_slots.pop() else {
+            self.c.send_backlog_drops += 1;
+            self.count_output_error(rule_key, s.output);
+            return Ok(false);
+        };
+        let base = self.bufs.addr(bid, s.offset as usize);
+        let slot = &mut self.slots[idx as usize];
+        slot.bid = bid;
+        slot.output = s.output;
+        slot.rule_key = rule_key;
+        slot.addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: s.port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(s.dst).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        slot.iov = libc::iovec {
+            iov_base: base as *mut libc::c_void,
+            iov_len: s.len as usize,
+        };
+        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_in).cast();
+        slot.hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
+        slot.hdr.msg_iov = &mut slot.iov;
+        slot.hdr.msg_iovlen = 1;
+        slot.hdr.msg_control = std::ptr::null_mut();
+        slot.hdr.msg_controllen = 0;
+        let hdr = &slot.hdr as *const libc::msghdr;
+        let e = opcode::SendMsg::new(types::Fd(fd), hdr)
+            .build()
+            .user_data((KIND_SEND << KIND_SHIFT) | u64::from(idx));
+        self.push(e)?;
+        Ok(true)
+    }
+
+    fn count_output_error(&mut self, rule_key: u64, output: u16) {
+        if let Some(e) = self
+            .table
+            .get_mut(rule_key)
+            .and_then(|e| e.outputs.get_mut(usize::from(output)))
+        {
+            e.errors += 1;
+        }
+    }
+
+    fn on_send(&mut self, ud: u64, res: i32) {
+        let idx = (ud & ((1 << KIND_SHIFT) - 1)) as usize;
+        let Some(slot) = self.slots.get(idx) else {
+            return;
+        };
+        let (bid, key, output) = (slot.bid, slot.rule_key, slot.output);
+        if res < 0 {
+            self.c.send_errors += 1;
+            self.count_output_error(key, output);
+            debug!(target: "Egress", "send failed: {}", io::Error::from_raw_os_error(-res));
+        } else {
+            self.c.sent += 1;
+            self.c.sent_bytes += res as u64;
+        }
+        self.free_slots.push(idx as u32);
+        self.bufs.release(bid);
+    }
+
+    fn on_timer(&mut self, _res: i32, flags: u32) -> io::Result<()> {
+        if !cqueue::more(flags) {
+            self.arm_timer()?;
+        }
+        if self.recv_backoff {
+            self.recv_backoff = false;
+        }
+        if let Ok((_, drops)) = sockets::packet_statistics(self.ingress.as_fd()) {
+            self.c.kernel_drops += u64::from(drops);
+        }
+        self.send_stats(false);
+        let _ = send(&self.ipc, &FromWorker::Heartbeat {
+            seq: self.seq,
+            hash: self.table.hash(),
+        });
+        Ok(())
+    }
+
+    fn send_stats(&mut self, all: bool) {
+        let rules = self.table.take_counters(all || self.first_stats);
+        self.first_stats = false;
+        let mut chunks = rules.chunks(RULES_PER_STATS).peekable();
+        if chunks.peek().is_none() {
+            let _ = send(&self.ipc, &FromWorker::Stats {
+                counters: self.c.clone(),
+                rules: Vec::new(),
+                last: true,
+            });
+            return;
+        }
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            let _ = send(&self.ipc, &FromWorker::Stats {
+                counters: self.c.clone(),
+                rules: chunk.to_vec(),
+                last,
+            });
+        }
+    }
+
+    /// Drain the IPC socket. Returns `Some` when the loop must end.
+    fn on_ipc(&mut self, res: i32, flags: u32) -> Result<Option<Exit>, WorkerError> {
+        if !cqueue::more(flags) {
+            self.arm_ipc().map_err(WorkerError::Ring)?;
+        }
+        if res < 0 {
+            return Err(WorkerError::Ipc(io::Error::from_raw_os_error(-res)));
+        }
+        loop {
+            let r = match recv_msg(self.ipc.as_fd(), &mut self.msgbuf, true) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(Some(Exit::SupervisorGone)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(WorkerError::Ipc(e)),
+            };
+            let msg: ToWorker = match decode(&self.msgbuf[..r.len]) {
+                Ok(m) => m,
+                Err(e) => {
+                    // A message we cannot read may have been a table update:
+                    // say so, and the supervisor resyncs us.
+                    self.gap = true;
+                    let _ = send(&self.ipc, &FromWorker::Error {
+                        message: format!("undecodable IPC message: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if let Some(exit) = self.apply(msg, r.fds)? {
+                return Ok(Some(exit));
+            }
+        }
+    }
+
+    fn expect_seq(&mut self, seq: u64) {
+        if seq != self.seq + 1 {
+            warn!(target: "RuleDispatch", "table message {seq} after {}: messages were lost", self.seq);
+            self.gap = true;
+        }
+        self.seq = seq;
+    }
+
+    fn ack(&mut self) {
+        let _ = send(&self.ipc, &FromWorker::Ack {
+            seq: self.seq,
+            hash: self.table.hash(),
+            rules: self.table.len() as u32,
+            gap: self.gap,
+        });
+    }
+
+    fn apply(&mut self, msg: ToWorker, fds: Vec<OwnedFd>) -> Result<Option<Exit>, WorkerError> {
+        match msg {
+            ToWorker::Hello(_) => {
+                let _ = send(&self.ipc, &FromWorker::Error {
+                    message: "second Hello ignored".into(),
+                });
+            }
+            ToWorker::AddEgress(spec) => match fds.into_iter().next() {
+                Some(fd) => {
+                    let id = spec.id as usize;
+                    if self.egress.len() <= id {
+                        self.egress.resize_with(id + 1, || None);
+                    }
+                    debug!(target: "Egress", "egress {} on {} (ttl {}, {})", spec.id, spec.interface, spec.ttl, spec.mode.as_str());
+                    self.egress[id] = Some(Egress { fd, spec });
+                }
+                None => {
+                    let _ = send(&self.ipc, &FromWorker::Error {
+                        message: format!("AddEgress {} arrived without its socket", spec.id),
+                    });
+                }
+            },
+            ToWorker::RemoveEgress { id } => {
+                // Sends in flight hold their own reference to the file.
+                if let Some(e) = self.egress.get_mut(id as usize) {
+                    if let Some(old) = e.take() {
+                        debug!(target: "Egress", "egress {id} on {} closed", old.spec.interface);
+                    }
+                }
+            }
+            ToWorker::ApplyDelta {
+                seq,
+                upserts,
+                removes,
+                expect_hash,
+            } => {
+                self.expect_seq(seq);
+                for k in removes {
+                    self.table.remove(k);
+                }
+                for r in upserts {
+                    self.table.upsert(r);
+                }
+                if self.table.hash() != expect_hash {
+                    warn!(target: "RuleDispatch", "table hash {:016x} after delta {seq}, expected {expect_hash:016x}", self.table.hash());
+                }
+                self.ack();
+            }
+            ToWorker::SyncBegin { seq } => {
+                self.sync = Some((seq, Vec::new()));
+            }
+            ToWorker::SyncChunk { seq, rules } => {
+                if let Some((s, staged)) = &mut self.sync {
+                    if *s == seq {
+                        staged.extend(rules);
+                    }
+                }
+            }
+            ToWorker::SyncEnd { seq, hash } => {
+                match self.sync.take() {
+                    Some((s, staged)) if s == seq => {
+                        self.install(staged);
+                        self.seq = seq;
+                        self.gap = false;
+                        if self.table.hash() != hash {
+                            warn!(target: "RuleDispatch", "table hash {:016x} after full sync {seq}, expected {hash:016x}", self.table.hash());
+                        }
+                    }
+                    _ => {
+                        // Parts of the sync were lost; the ack's gap flag
+                        // asks for another.
+                        self.seq = seq;
+                        self.gap = true;
+                    }
+                }
+                self.ack();
+            }
+            ToWorker::SetLogLevel(levels) => (self.hooks.set_levels)(&levels),
+            ToWorker::Fault(f) => self.fault(f),
+            ToWorker::Shutdown => {
+                info!(target: "DataPlane", "worker for {} shutting down after {:?}", self.setup.interface, self.started.elapsed());
+                return Ok(Some(Exit::Shutdown));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replace the table with `rules`, keeping the counters of rules that
+    /// stay.
+    fn install(&mut self, rules: Vec<TableRule>) {
+        let keep: std::collections::HashSet<u64> = rules.iter().map(|r| r.key).collect();
+        let gone: Vec<u64> = self
+            .table
+            .entries()
+            .map(|e| e.rule.key)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for k in gone {
+            self.table.remove(k);
+        }
+        for r in rules {
+            self.table.upsert(r);
+        }
+    }
+
+    fn fault(&mut self, f: Fault) {
+        warn!(target: "DataPlane", "fault injected: {f:?}");
+        match f {
+            Fault::Stall => loop {
+                // A stuck loop: no forwarding, no heartbeats. The supervisor
+                // must notice and kill us.
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            Fault::CorruptTable => {
+                let victim = self.table.entries().map(|e| e.rule.key).next();
+                if let Some(k) = victim {
+                    self.table.remove(k);
+                }
+            }
+            Fault::Panic => panic!("fault injection: worker panic requested"),
+        }
+    }
+}

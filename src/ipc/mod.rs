@@ -1,0 +1,344 @@
+//! The supervisor ⇄ worker protocol: the only thing the daemon and its
+//! workers share.
+//!
+//! Owns: the message types (`ToWorker`, `FromWorker`), the forwarding table
+//! a worker is given (`TableRule`, with its stable entry hash), the wire
+//! encoding (postcard in one `SOCK_SEQPACKET` message each, so message
+//! boundaries come from the socket), chunking so that no message exceeds
+//! `MAX_MESSAGE`, and file-descriptor passing (`fdpass`). The version is
+//! checked when a worker says hello.
+//!
+//! Drift detection: every table message carries a sequence number and the
+//! hash the worker's table must have once it is applied. The worker acks
+//! with the hash it has; a mismatch or a sequence gap means the supervisor
+//! sends the whole table again.
+
+pub mod fdpass;
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{fnv1a64, Fnv64};
+use crate::logging::LogLevels;
+use crate::rule::OutputMode;
+
+/// Bump on any change to the messages below.
+pub const IPC_VERSION: u32 = 1;
+
+/// Largest encoded message. The socket pair's buffers are sized above this.
+pub const MAX_MESSAGE: usize = 128 * 1024;
+
+/// Rules per table message; keeps every message well under `MAX_MESSAGE`
+/// even with many outputs per rule.
+pub const RULES_PER_CHUNK: usize = 64;
+
+/// The stable key of a rule in a worker's table.
+pub fn rule_key(rule_id: &str) -> u64 {
+    fnv1a64(rule_id.as_bytes())
+}
+
+/// One output of a table rule, as the worker sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableOutput {
+    /// Which egress socket (see `ToWorker::AddEgress`).
+    pub egress: u32,
+    pub group: Ipv4Addr,
+    /// 0 = the packet's own destination port.
+    pub port: u16,
+    pub mode: OutputMode,
+}
+
+/// One rule of a worker's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRule {
+    pub key: u64,
+    pub id: String,
+    pub group: Ipv4Addr,
+    /// 0 = any port.
+    pub port: u16,
+    pub source: Option<Ipv4Addr>,
+    pub outputs: Vec<TableOutput>,
+}
+
+impl TableRule {
+    /// The hash this rule contributes to its table's `TableHash`.
+    pub fn entry_hash(&self) -> u64 {
+        let mut h = Fnv64::new();
+        h.write_u64(self.key)
+            .write(self.id.as_bytes())
+            .write_u8(0)
+            .write(&self.group.octets())
+            .write_u16(self.port)
+            .write(&self.source.map(|s| s.octets()).unwrap_or([0; 4]))
+            .write_u8(u8::from(self.source.is_some()))
+            .write_u32(self.outputs.len() as u32);
+        for o in &self.outputs {
+            h.write_u32(o.egress)
+                .write(&o.group.octets())
+                .write_u16(o.port)
+                .write_u8(o.mode as u8);
+        }
+        h.finish()
+    }
+}
+
+/// An egress socket: which interface and how it sends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EgressSpec {
+    pub id: u32,
+    pub interface: String,
+    pub ttl: u8,
+    pub mode: OutputMode,
+}
+
+/// What the worker needs to know at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSetup {
+    pub version: u32,
+    pub interface: String,
+    pub ifindex: u32,
+    /// Receive buffer size: the interface MTU plus headroom, rounded up.
+    pub buffer_size: u32,
+    pub stats_interval_ms: u32,
+    pub levels: LogLevels,
+    /// Drop to these after the sockets arrive.
+    pub uid: u32,
+    pub gid: u32,
+    pub core: Option<u32>,
+    /// How many of this interface's workers there are, and which one this
+    /// is (for logs and stats).
+    pub worker_index: u32,
+}
+
+/// Faults the supervisor can ask a worker to suffer (only with
+/// `--enable-fault-injection`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// Stop heartbeating and stop forwarding: a stuck loop.
+    Stall,
+    /// Corrupt the table: drop one rule without being told to.
+    CorruptTable,
+    /// Panic.
+    Panic,
+}
+
+/// Supervisor → worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// First message; carries the AF_PACKET socket as its one fd.
+    Hello(WorkerSetup),
+    /// Carries the socket as its one fd.
+    AddEgress(EgressSpec),
+    RemoveEgress { id: u32 },
+    /// Upsert and remove rules; afterwards the table hash must be
+    /// `expect_hash`.
+    ApplyDelta {
+        seq: u64,
+        upserts: Vec<TableRule>,
+        removes: Vec<u64>,
+        expect_hash: u64,
+    },
+    /// Start a full replacement of the table.
+    SyncBegin { seq: u64 },
+    SyncChunk { seq: u64, rules: Vec<TableRule> },
+    /// The replacement is complete and must hash to `hash`.
+    SyncEnd { seq: u64, hash: u64 },
+    SetLogLevel(LogLevels),
+    Fault(Fault),
+    Shutdown,
+}
+
+/// Per-worker counters. Monotonic for the life of the worker process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounters {
+    /// Frames handed to us by the kernel.
+    pub recv: u64,
+    pub recv_bytes: u64,
+    /// Frames that matched a rule.
+    pub matched: u64,
+    /// UDP packets for which no rule matched.
+    pub no_match: u64,
+    /// IP fragments (dropped: no reassembly).
+    pub fragments: u64,
+    /// Truncated or malformed IPv4/UDP.
+    pub malformed: u64,
+    /// IPv4 that is not UDP.
+    pub not_udp: u64,
+    /// Route-mode outputs skipped because TTL would reach 0.
+    pub ttl_expired: u64,
+    /// Receives that found no free buffer (the kernel dropped).
+    pub buf_exhaust: u64,
+    /// Packets the kernel dropped on our socket before we saw them.
+    pub kernel_drops: u64,
+    /// Datagrams handed to the kernel on outputs.
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub send_errors: u64,
+    /// Sends dropped because every send slot was busy.
+    pub send_backlog_drops: u64,
+    /// io_uring: `submit` calls, entries submitted, completions reaped.
+    pub ring_submits: u64,
+    pub ring_sqes: u64,
+    pub ring_cqes: u64,
+}
+
+/// Per-output counters of one rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+/// Counters of one rule, keyed by `TableRule::key`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounters {
+    pub key: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub outputs: Vec<OutputCounters>,
+}
+
+/// Worker → supervisor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    Hello { version: u32, pid: u32 },
+    /// After each table message: the last sequence number applied and the
+    /// hash of the table now. `gap` is set when a sequence number was
+    /// skipped (messages were lost) and the table can no longer be trusted.
+    Ack { seq: u64, hash: u64, rules: u32, gap: bool },
+    /// Periodic; `rules` may be split over several messages, `last` marks
+    /// the final one of a report.
+    Stats {
+        counters: WorkerCounters,
+        rules: Vec<RuleCounters>,
+        last: bool,
+    },
+    /// Periodic liveness, with the table state so drift is caught even
+    /// when no delta was sent.
+    Heartbeat { seq: u64, hash: u64 },
+    /// Something the worker could not do (e.g. an output's egress socket is
+    /// missing). The worker keeps running.
+    Error { message: String },
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE}-byte limit")]
+    TooLarge(usize),
+    #[error("undecodable message: {0}")]
+    Decode(String),
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let v = postcard::to_stdvec(msg).map_err(|e| CodecError::Decode(e.to_string()))?;
+    if v.len() > MAX_MESSAGE {
+        return Err(CodecError::TooLarge(v.len()));
+    }
+    Ok(v)
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(CodecError::TooLarge(bytes.len()));
+    }
+    postcard::from_bytes(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+/// Hash of a whole table.
+pub fn table_hash<'a>(rules: impl IntoIterator<Item = &'a TableRule>) -> u64 {
+    let mut h = crate::hash::TableHash::default();
+    for r in rules {
+        h.add(r.entry_hash());
+    }
+    h.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tr(id: &str, outs: usize) -> TableRule {
+        TableRule {
+            key: rule_key(id),
+            id: id.into(),
+            group: "239.1.1.1".parse().unwrap(),
+            port: 5000,
+            source: None,
+            outputs: (0..outs)
+                .map(|i| TableOutput {
+                    egress: i as u32,
+                    group: "239.2.2.2".parse().unwrap(),
+                    port: 6000 + i as u16,
+                    mode: OutputMode::Republish,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = ToWorker::ApplyDelta {
+            seq: 7,
+            upserts: vec![tr("a", 2)],
+            removes: vec![3, 4],
+            expect_hash: 99,
+        };
+        let b = encode(&m).unwrap();
+        assert_eq!(decode::<ToWorker>(&b).unwrap(), m);
+        let s = FromWorker::Stats {
+            counters: WorkerCounters {
+                recv: 5,
+                ..Default::default()
+            },
+            rules: vec![RuleCounters {
+                key: 1,
+                packets: 2,
+                bytes: 3,
+                outputs: vec![OutputCounters::default()],
+            }],
+            last: true,
+        };
+        assert_eq!(decode::<FromWorker>(&encode(&s).unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_full_chunk_fits_in_one_message() {
+        let rules: Vec<TableRule> = (0..RULES_PER_CHUNK)
+            .map(|i| tr(&format!("rule-with-a-long-name-{i:040}"), crate::rule::MAX_OUTPUTS / 16))
+            .collect();
+        let m = ToWorker::SyncChunk { seq: 1, rules };
+        assert!(encode(&m).is_ok());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode::<ToWorker>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(decode::<FromWorker>(&[]).is_err());
+        let mut x: u32 = 1;
+        for len in 0..200usize {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let _ = decode::<ToWorker>(&bytes);
+            let _ = decode::<FromWorker>(&bytes);
+        }
+    }
+
+    #[test]
+    fn entry_hash_sees_every_field() {
+        let a = tr("a", 1);
+        let mut b = a.clone();
+        b.outputs[0].egress = 9;
+        assert_ne!(a.entry_hash(), b.entry_hash());
+        let mut c = a.clone();
+        c.source = Some("10.0.0.1".parse().unwrap());
+        assert_ne!(a.entry_hash(), c.entry_hash());
+        assert_eq!(table_hash([&a, &b]), table_hash([&b, &a]));
+    }
+}

@@ -1,0 +1,409 @@
+//! Packet formats as checked, zero-copy views over byte slices.
+//!
+//! Owns: Ethernet II (with one optional 802.1Q tag), IPv4 (RFC 791) and UDP
+//! (RFC 768) views, the Internet checksum (RFC 1071) and its incremental
+//! update (RFC 1624), and builders used by tests and the generator.
+//!
+//! Views are constructed with `new_checked`, which validates every length
+//! field against the slice before any accessor can index it, so accessors
+//! never panic on untrusted input.
+
+use std::net::Ipv4Addr;
+
+pub const ETH_HEADER_LEN: usize = 14;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const IPV4_MIN_HEADER_LEN: usize = 20;
+pub const UDP_HEADER_LEN: usize = 8;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Why a frame could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The slice ends before the header (or the length it declares) does.
+    Truncated,
+    /// IP version is not 4.
+    NotIpv4,
+    /// IHL below 5, or total length below the header length.
+    BadHeader,
+    /// UDP length field disagrees with the IP payload.
+    BadUdpLength,
+}
+
+/// An Ethernet II frame, possibly carrying one 802.1Q tag.
+#[derive(Clone, Copy, Debug)]
+pub struct Ethernet<'a> {
+    buf: &'a [u8],
+    header_len: usize,
+}
+
+impl<'a> Ethernet<'a> {
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, WireError> {
+        if buf.len() < ETH_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let outer = u16::from_be_bytes([buf[12], buf[13]]);
+        let header_len = if outer == ETHERTYPE_VLAN {
+            if buf.len() < ETH_HEADER_LEN + 4 {
+                return Err(WireError::Truncated);
+            }
+            ETH_HEADER_LEN + 4
+        } else {
+            ETH_HEADER_LEN
+        };
+        Ok(Ethernet { buf, header_len })
+    }
+
+    pub fn dst(&self) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.buf[0..6]);
+        m
+    }
+
+    pub fn src(&self) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.buf[6..12]);
+        m
+    }
+
+    /// The VLAN id, if the frame is tagged.
+    pub fn vlan(&self) -> Option<u16> {
+        (self.header_len > ETH_HEADER_LEN).then(|| u16::from_be_bytes([self.buf[14], self.buf[15]]) & 0x0fff)
+    }
+
+    /// The EtherType of the payload (inside the tag, if any).
+    pub fn ethertype(&self) -> u16 {
+        let o = self.header_len - 2;
+        u16::from_be_bytes([self.buf[o], self.buf[o + 1]])
+    }
+
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[self.header_len..]
+    }
+}
+
+/// An IPv4 header and the packet it heads.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4<'a> {
+    buf: &'a [u8],
+    header_len: usize,
+    total_len: usize,
+}
+
+impl<'a> Ipv4<'a> {
+    /// Check version, IHL and total length against the slice. Bytes beyond
+    /// total length (Ethernet padding) are ignored.
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, WireError> {
+        if buf.len() < IPV4_MIN_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if buf[0] >> 4 != 4 {
+            return Err(WireError::NotIpv4);
+        }
+        let header_len = usize::from(buf[0] & 0x0f) * 4;
+        if header_len < IPV4_MIN_HEADER_LEN {
+            return Err(WireError::BadHeader);
+        }
+        let total_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        if total_len < header_len {
+            return Err(WireError::BadHeader);
+        }
+        if buf.len() < total_len {
+            return Err(WireError::Truncated);
+        }
+        Ok(Ipv4 {
+            buf,
+            header_len,
+            total_len,
+        })
+    }
+
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    pub fn total_len(&self) -> usize {
+        self.total_len
+    }
+
+    pub fn ident(&self) -> u16 {
+        u16::from_be_bytes([self.buf[4], self.buf[5]])
+    }
+
+    pub fn dont_fragment(&self) -> bool {
+        self.buf[6] & 0x40 != 0
+    }
+
+    pub fn more_fragments(&self) -> bool {
+        self.buf[6] & 0x20 != 0
+    }
+
+    /// Fragment offset in 8-byte units.
+    pub fn frag_offset(&self) -> u16 {
+        u16::from_be_bytes([self.buf[6] & 0x1f, self.buf[7]])
+    }
+
+    /// Any fragment: the first (MF set) or a later one (offset non-zero).
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments() || self.frag_offset() != 0
+    }
+
+    pub fn ttl(&self) -> u8 {
+        self.buf[8]
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buf[9]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.buf[10], self.buf[11]])
+    }
+
+    pub fn src(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.buf[12], self.buf[13], self.buf[14], self.buf[15])
+    }
+
+    pub fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.buf[16], self.buf[17], self.buf[18], self.buf[19])
+    }
+
+    pub fn header_checksum_ok(&self) -> bool {
+        checksum(&self.buf[..self.header_len]) == 0
+    }
+
+    /// The bytes after the header, up to total length.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[self.header_len..self.total_len]
+    }
+}
+
+/// A UDP header and payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Udp<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Udp<'a> {
+    /// `buf` is the IP payload. The UDP length must fit in it; shorter is
+    /// allowed (trailing bytes are ignored, as the RFC says).
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, WireError> {
+        if buf.len() < UDP_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let len = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+        if len < UDP_HEADER_LEN || len > buf.len() {
+            return Err(WireError::BadUdpLength);
+        }
+        Ok(Udp { buf: &buf[..len] })
+    }
+
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes([self.buf[0], self.buf[1]])
+    }
+
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes([self.buf[2], self.buf[3]])
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == UDP_HEADER_LEN
+    }
+
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.buf[6], self.buf[7]])
+    }
+
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[UDP_HEADER_LEN..]
+    }
+}
+
+/// RFC 1071 Internet checksum of `data` (the one's complement of the one's
+/// complement sum). Over a header that carries its own correct checksum the
+/// result is 0.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Decrement the TTL of the IPv4 header at the start of `pkt` in place and
+/// patch its checksum incrementally (RFC 1624, eqn. 3). The caller has
+/// checked the header with `Ipv4::new_checked` and that TTL > 1.
+pub fn decrement_ttl(pkt: &mut [u8]) {
+    let old = u16::from_be_bytes([pkt[8], pkt[9]]);
+    pkt[8] -= 1;
+    let new = u16::from_be_bytes([pkt[8], pkt[9]]);
+    let hc = u16::from_be_bytes([pkt[10], pkt[11]]);
+    // HC' = ~(~HC + ~m + m')
+    let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let hc2 = !(sum as u16);
+    pkt[10..12].copy_from_slice(&hc2.to_be_bytes());
+}
+
+/// Fields of a UDP/IPv4 packet to build.
+#[derive(Clone, Debug)]
+pub struct UdpPacketSpec {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ttl: u8,
+    pub ident: u16,
+    /// Raw flags+fragment offset field (e.g. 0x2000 = MF).
+    pub frag: u16,
+    pub protocol: u8,
+}
+
+impl UdpPacketSpec {
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16) -> Self {
+        UdpPacketSpec {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            ttl: 64,
+            ident: 0,
+            frag: 0x4000,
+            protocol: IPPROTO_UDP,
+        }
+    }
+
+    /// An IPv4 packet (no link header) with a UDP header and `payload`,
+    /// correct IP checksum, UDP checksum 0 (allowed over IPv4).
+    pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let udp_len = UDP_HEADER_LEN + payload.len();
+        let total = IPV4_MIN_HEADER_LEN + udp_len;
+        let mut p = Vec::with_capacity(total);
+        p.push(0x45);
+        p.push(0);
+        p.extend_from_slice(&(total as u16).to_be_bytes());
+        p.extend_from_slice(&self.ident.to_be_bytes());
+        p.extend_from_slice(&self.frag.to_be_bytes());
+        p.push(self.ttl);
+        p.push(self.protocol);
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&self.src.octets());
+        p.extend_from_slice(&self.dst.octets());
+        let c = checksum(&p[..IPV4_MIN_HEADER_LEN]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(&self.src_port.to_be_bytes());
+        p.extend_from_slice(&self.dst_port.to_be_bytes());
+        p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt() -> Vec<u8> {
+        UdpPacketSpec::new("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1234, 5000)
+            .build(b"hello")
+    }
+
+    #[test]
+    fn ipv4_udp_round_trip() {
+        let p = pkt();
+        let ip = Ipv4::new_checked(&p).unwrap();
+        assert_eq!(ip.header_len(), 20);
+        assert_eq!(ip.total_len(), 33);
+        assert_eq!(ip.src(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(ip.dst(), Ipv4Addr::new(239, 1, 1, 1));
+        assert_eq!(ip.ttl(), 64);
+        assert!(ip.dont_fragment());
+        assert!(!ip.is_fragment());
+        assert!(ip.header_checksum_ok());
+        let udp = Udp::new_checked(ip.payload()).unwrap();
+        assert_eq!((udp.src_port(), udp.dst_port()), (1234, 5000));
+        assert_eq!(udp.payload(), b"hello");
+    }
+
+    #[test]
+    fn ethernet_padding_and_vlan() {
+        let mut f = vec![0xffu8; 12];
+        f.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        f.extend_from_slice(&[0x20, 0x0a]);
+        f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        f.extend_from_slice(&pkt());
+        f.extend_from_slice(&[0u8; 13]); // padding beyond total length
+        let eth = Ethernet::new_checked(&f).unwrap();
+        assert_eq!(eth.vlan(), Some(10));
+        assert_eq!(eth.ethertype(), ETHERTYPE_IPV4);
+        let ip = Ipv4::new_checked(eth.payload()).unwrap();
+        assert_eq!(Udp::new_checked(ip.payload()).unwrap().payload(), b"hello");
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        let p = pkt();
+        assert_eq!(Ipv4::new_checked(&p[..10]).unwrap_err(), WireError::Truncated);
+        let mut v6 = p.clone();
+        v6[0] = 0x65;
+        assert_eq!(Ipv4::new_checked(&v6).unwrap_err(), WireError::NotIpv4);
+        let mut ihl = p.clone();
+        ihl[0] = 0x44;
+        assert_eq!(Ipv4::new_checked(&ihl).unwrap_err(), WireError::BadHeader);
+        let mut long = p.clone();
+        long[2..4].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(Ipv4::new_checked(&long).unwrap_err(), WireError::Truncated);
+        let mut big_ihl = p.clone();
+        big_ihl[0] = 0x4f; // 60-byte header > 33 total
+        assert_eq!(Ipv4::new_checked(&big_ihl).unwrap_err(), WireError::BadHeader);
+        let ip = Ipv4::new_checked(&p).unwrap();
+        let mut udp = ip.payload().to_vec();
+        udp[4..6].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(Udp::new_checked(&udp).unwrap_err(), WireError::BadUdpLength);
+        udp[4..6].copy_from_slice(&3u16.to_be_bytes());
+        assert_eq!(Udp::new_checked(&udp).unwrap_err(), WireError::BadUdpLength);
+        assert_eq!(Ethernet::new_checked(&[0u8; 5]).unwrap_err(), WireError::Truncated);
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_checksum_valid() {
+        for ttl in [2u8, 64, 255] {
+            let mut spec =
+                UdpPacketSpec::new("192.0.2.7".parse().unwrap(), "224.0.0.251".parse().unwrap(), 5353, 5353);
+            spec.ttl = ttl;
+            spec.ident = 0xbeef;
+            let mut p = spec.build(&[1, 2, 3]);
+            decrement_ttl(&mut p);
+            let ip = Ipv4::new_checked(&p).unwrap();
+            assert_eq!(ip.ttl(), ttl - 1);
+            assert!(ip.header_checksum_ok(), "ttl {ttl}");
+        }
+    }
+
+    #[test]
+    fn fragments_are_recognised() {
+        let mut spec = UdpPacketSpec::new("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, 2);
+        spec.frag = 0x2000;
+        let p = spec.build(b"x");
+        assert!(Ipv4::new_checked(&p).unwrap().is_fragment());
+        spec.frag = 0x0010;
+        let p = spec.build(b"x");
+        let ip = Ipv4::new_checked(&p).unwrap();
+        assert!(ip.is_fragment());
+        assert_eq!(ip.frag_offset(), 16);
+    }
+}

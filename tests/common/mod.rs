@@ -1,0 +1,193 @@
+//! Shared harness for end-to-end tests: network namespaces and veth pairs
+//! that clean up after themselves (even when a test panics), and a sweep of
+//! leftovers from runs that crashed.
+//!
+//! Every namespace is named `mcrt-<pid>-<n>-<tag>`, so parallel tests never
+//! collide and a later run can tell a dead run's namespaces by the pid.
+
+#![allow(dead_code)]
+
+pub mod daemon;
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static SWEEP: Once = Once::new();
+
+/// True if the test may run. Without root it prints a loud SKIP line and
+/// returns false, except under CI=true, where a skip is a failure.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        SWEEP.call_once(sweep_stale);
+        return true;
+    }
+    let msg = format!("SKIP {test}: needs root (network namespaces, veth, AF_PACKET)");
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{msg}; with CI=true a skipped test is a failure");
+    }
+    eprintln!("\n*** {msg} ***\n");
+    false
+}
+
+/// Remove namespaces left by test processes that are gone.
+fn sweep_stale() {
+    let Ok(rd) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix("mcrt-") else {
+            continue;
+        };
+        let pid: i32 = rest.split('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if pid > 0 && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            kill_ns_pids(&name);
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+fn kill_ns_pids(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
+/// Run a command, panicking with its output if it fails.
+pub fn sh(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted (with every process in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("mcrt-{}-{}-{}", std::process::id(), n, tag);
+        sh("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> args...`
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        sh("ip", &a)
+    }
+
+    /// A command run inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Run a shell snippet inside the namespace.
+    pub fn run(&self, script: &str) -> Output {
+        let out = self
+            .cmd("sh")
+            .args(["-c", script])
+            .output()
+            .expect("ip netns exec");
+        assert!(
+            out.status.success(),
+            "in {}: {script}: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Move the calling thread into this namespace (sockets it opens after
+    /// this live here).
+    pub fn enter_thread(&self) {
+        let f = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    }
+
+    pub fn set_sysctl(&self, key: &str, value: &str) {
+        self.run(&format!("sysctl -qw {key}={value}"));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        kill_ns_pids(&self.name);
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A veth pair between two namespaces (or within one), with addresses.
+pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&["addr", "add", a_addr, "dev", a_if]);
+    b.ip(&["addr", "add", b_addr, "dev", b_if]);
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("IPv4 literal")
+}
+
+/// Poll `f` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Path of a binary built in this workspace (same target dir as the test).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built; run the tests with `cargo test --workspace` (it builds mcrd)",
+        p.display()
+    );
+    p
+}
+
+/// A unique port per test in this process.
+pub fn unique_port() -> u16 {
+    20000 + (std::process::id() % 2000) as u16 * 10 + (COUNTER.fetch_add(1, Ordering::SeqCst) % 10) as u16
+}
+
+/// Spawn with stdout/stderr captured.
+pub fn spawn_captured(mut c: Command) -> std::process::Child {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+}
