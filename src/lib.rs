@@ -9,10 +9,12 @@
 //! ractor.
 
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod gen;
 pub mod hash;
 pub mod ipc;
 pub mod logging;
+pub mod rib;
 pub mod rule;
 pub mod wire;

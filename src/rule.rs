@@ -361,9 +361,12 @@ pub fn parse_output_spec(spec: &str) -> Result<RuleOutput, String> {
 
 /// The running set of static rules: unique ids, unique names, unique
 /// input tuples.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleSet {
     rules: BTreeMap<String, Rule>,
+    /// Secondary indexes, so that inserting n rules costs O(n log n).
+    by_name: BTreeMap<String, String>,
+    by_input: BTreeMap<InputKey, String>,
 }
 
 /// What changed between two rule sets.
@@ -399,7 +402,7 @@ impl RuleSet {
     }
 
     pub fn find_by_name(&self, name: &str) -> Option<&Rule> {
-        self.rules.values().find(|r| r.name.as_deref() == Some(name))
+        self.by_name.get(name).and_then(|id| self.rules.get(id))
     }
 
     /// Rules in id order.
@@ -429,7 +432,7 @@ impl RuleSet {
             }
         }
         let key = rule.input_key();
-        if let Some(other) = self.rules.values().find(|r| r.input_key() == key) {
+        if let Some(other) = self.by_input.get(&key).and_then(|id| self.rules.get(id)) {
             return Err(vec![FieldError::new(
                 "input",
                 format!(
@@ -442,17 +445,26 @@ impl RuleSet {
                 ),
             )]);
         }
+        if let Some(name) = &rule.name {
+            self.by_name.insert(name.clone(), rule.id.clone());
+        }
+        self.by_input.insert(key, rule.id.clone());
         self.rules.insert(rule.id.clone(), rule);
         Ok(())
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Rule> {
-        self.rules.remove(id)
+        let r = self.rules.remove(id)?;
+        if let Some(name) = &r.name {
+            self.by_name.remove(name);
+        }
+        self.by_input.remove(&r.input_key());
+        Some(r)
     }
 
     pub fn remove_by_name(&mut self, name: &str) -> Option<Rule> {
-        let id = self.find_by_name(name)?.id.clone();
-        self.rules.remove(&id)
+        let id = self.by_name.get(name)?.clone();
+        self.remove(&id)
     }
 
     /// A rule set made of exactly `rules`, each checked against the others.

@@ -3,9 +3,11 @@
 //!
 //! Owns: the `Config` model, the spanned JSON5 reader (`json5`), the schema
 //! walk that turns a document into a `Config` and names the key and line of
-//! every problem (`parse`), and the writer used by `config show` / `config
-//! save` (`emit`). Nothing from a file that fails validation is applied:
-//! `parse` returns either a whole valid `Config` or every error it found.
+//! every problem (`schema`, entered through `parse` / `parse_file`), and
+//! the writer used by `config show` / `config save` (`emit`, entered
+//! through `Config::to_json5`). Nothing from a file that fails validation
+//! is applied: `parse` returns either a whole valid `Config` or every error
+//! it found.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,8 +17,20 @@ use std::time::Duration;
 use crate::logging::{LogFormat, LogLevels};
 use crate::rule::{Rule, RuleSet};
 
+mod emit;
+pub mod json5;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use schema::{parse, parse_file};
+
+/// Largest configuration file `parse_file` reads. Real files are a few
+/// kilobytes; the cap keeps a wrong path from costing unbounded memory.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// The whole running configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     /// Static rules, in file order.
     pub rules: Vec<Rule>,
@@ -57,18 +71,6 @@ impl Default for WorkersConfig {
             idle_timeout: Duration::from_secs(300),
             heartbeat_timeout: Duration::from_secs(5),
             user: "nobody".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            rules: Vec::new(),
-            pinning: BTreeMap::new(),
-            logging: LoggingConfig::default(),
-            control: ControlConfig::default(),
-            workers: WorkersConfig::default(),
         }
     }
 }

@@ -492,6 +492,49 @@ pub fn has_cap_net_raw() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_NET_RAW) != 0)
 }
 
+/// A netlink socket subscribed to link and IPv4 address changes. The
+/// supervisor only uses it as a doorbell: on any message it rescans the
+/// interfaces, so it never needs to parse netlink attributes.
+pub fn open_netlink_monitor() -> io::Result<OwnedFd> {
+    const RTMGRP_LINK: u32 = 1;
+    const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+    let fd = new_socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK, libc::NETLINK_ROUTE)?;
+    // SAFETY: sockaddr_nl is plain old data; all-zero is valid.
+    let mut sa: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
+    // SAFETY: `sa` is a live sockaddr_nl and the length is its size.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_nl).cast(),
+            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Read and discard whatever is queued on a non-blocking socket. Returns
+/// whether anything (or an overrun error) was there.
+pub fn drain(fd: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 8192];
+    let mut any = false;
+    loop {
+        // SAFETY: `buf` is live and writable for its full length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n > 0 {
+            any = true;
+            continue;
+        }
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+            // Overrun: events were lost, which is exactly when to rescan.
+            any = true;
+            continue;
+        }
+        return any;
+    }
+}
+
 /// The raw fd of a borrowed socket, for io_uring submissions.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()

@@ -1,0 +1,211 @@
+//! The writer: the running `Config` as JSON5, for `mcrctl config show` and
+//! `config save`.
+//!
+//! Owns: the layout of written files. The contract, tested below, is that
+//! `parse(&c.to_json5()) == Ok(c)` for every valid `Config`. Defaults are
+//! left out (sections, optional fields, the hashed rule id) so that a
+//! saved file shows only what the operator chose and keeps following the
+//! defaults of later releases.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::json5::is_plain_identifier;
+use super::{Config, ControlConfig, WorkersConfig};
+use crate::logging::{LogFormat, LogLevels};
+use crate::rule::{self, Rule, RuleInput, RuleOutput};
+
+impl Config {
+    /// This configuration as a JSON5 file that reads back to an equal
+    /// `Config`.
+    pub fn to_json5(&self) -> String {
+        let mut out = String::new();
+        out.push_str("// MCR configuration (JSON5), written from the running configuration.\n");
+        out.push_str("// Comments of the file it was loaded from are not kept.\n");
+        out.push_str("{\n");
+        write_rules(&mut out, &self.rules);
+        if !self.pinning.is_empty() {
+            out.push_str("  pinning: {\n");
+            for (interface, cores) in &self.pinning {
+                let cores: Vec<String> = cores.iter().map(u32::to_string).collect();
+                let _ = writeln!(out, "    {}: [{}],", key(interface), cores.join(", "));
+            }
+            out.push_str("  },\n");
+        }
+        write_logging(&mut out, &self.logging.levels, self.logging.format);
+        write_control(&mut out, &self.control);
+        write_workers(&mut out, &self.workers);
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn write_rules(out: &mut String, rules: &[Rule]) {
+    if rules.is_empty() {
+        out.push_str("  rules: [],\n");
+        return;
+    }
+    out.push_str("  rules: [\n");
+    for r in rules {
+        out.push_str("    {\n");
+        if r.id != rule::default_rule_id(&r.input) {
+            let _ = writeln!(out, "      id: {},", quote(&r.id));
+        }
+        if let Some(name) = &r.name {
+            let _ = writeln!(out, "      name: {},", quote(name));
+        }
+        let _ = writeln!(out, "      input: {},", input(&r.input));
+        if r.outputs.is_empty() {
+            out.push_str("      outputs: [],\n");
+        } else {
+            out.push_str("      outputs: [\n");
+            for o in &r.outputs {
+                let _ = writeln!(out, "        {},", output(o));
+            }
+            out.push_str("      ],\n");
+        }
+        out.push_str("    },\n");
+    }
+    out.push_str("  ],\n");
+}
+
+fn input(i: &RuleInput) -> String {
+    let mut s = format!(
+        "{{ interface: {}, group: \"{}\", port: {}",
+        quote(&i.interface),
+        i.group,
+        i.port
+    );
+    if let Some(src) = i.source {
+        let _ = write!(s, ", source: \"{src}\"");
+    }
+    s.push_str(" }");
+    s
+}
+
+fn output(o: &RuleOutput) -> String {
+    let mut s = format!(
+        "{{ interface: {}, group: \"{}\", port: {}",
+        quote(&o.interface),
+        o.group,
+        o.port
+    );
+    if let Some(ttl) = o.ttl {
+        let _ = write!(s, ", ttl: {ttl}");
+    }
+    if o.mode != rule::OutputMode::default() {
+        let _ = write!(s, ", mode: \"{}\"", o.mode.as_str());
+    }
+    s.push_str(" }");
+    s
+}
+
+fn write_logging(out: &mut String, levels: &LogLevels, format: LogFormat) {
+    let defaults = LogLevels::default();
+    let mut lines = Vec::new();
+    if levels.global != defaults.global {
+        lines.push(format!("level: \"{}\"", levels.global));
+    }
+    if !levels.facilities.is_empty() {
+        let entries: Vec<String> = levels
+            .facilities
+            .iter()
+            .map(|(f, s)| format!("{}: \"{s}\"", key(f.target())))
+            .collect();
+        lines.push(format!("facilities: {{ {} }}", entries.join(", ")));
+    }
+    if format != LogFormat::default() {
+        let name = match format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        lines.push(format!("format: \"{name}\""));
+    }
+    write_section(out, "logging", &lines);
+}
+
+fn write_control(out: &mut String, control: &ControlConfig) {
+    let mut lines = Vec::new();
+    if let Some(socket) = &control.socket {
+        lines.push(format!("socket: {}", quote(&socket.to_string_lossy())));
+    }
+    if let Some(group) = &control.group {
+        lines.push(format!("group: {}", quote(group)));
+    }
+    write_section(out, "control", &lines);
+}
+
+fn write_workers(out: &mut String, workers: &WorkersConfig) {
+    let defaults = WorkersConfig::default();
+    let mut lines = Vec::new();
+    if workers.idle_timeout != defaults.idle_timeout {
+        lines.push(format!("idle_timeout: {}", seconds(workers.idle_timeout)));
+    }
+    if workers.heartbeat_timeout != defaults.heartbeat_timeout {
+        lines.push(format!(
+            "heartbeat_timeout: {}",
+            seconds(workers.heartbeat_timeout)
+        ));
+    }
+    if workers.user != defaults.user {
+        lines.push(format!("user: {}", quote(&workers.user)));
+    }
+    write_section(out, "workers", &lines);
+}
+
+/// A section of `key: value` lines, or nothing when all are defaults.
+fn write_section(out: &mut String, name: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {name}: {{");
+    for l in lines {
+        let _ = writeln!(out, "    {l},");
+    }
+    out.push_str("  },\n");
+}
+
+/// Whole seconds as an integer, otherwise an exact decimal down to the
+/// nanosecond, so that reading it back gives the same `Duration`.
+fn seconds(d: Duration) -> String {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return d.as_secs().to_string();
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}", d.as_secs(), frac.trim_end_matches('0'))
+}
+
+/// An object key: bare when every JSON5 reader takes it bare.
+fn key(k: &str) -> String {
+    if is_plain_identifier(k) {
+        k.to_string()
+    } else {
+        quote(k)
+    }
+}
+
+/// A double-quoted JSON5 string. Printable non-ASCII is written as is
+/// (files are UTF-8); control characters and the two Unicode line
+/// separators are escaped so that every string stays on one line.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{C}' => out.push_str("\\f"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,895 @@
+//! The schema walk: from a JSON5 document to a `Config`.
+//!
+//! Owns: which keys exist and which are required, their types and ranges,
+//! the keys refused because they belong to later releases, and placing the
+//! rule model's own validation errors (`Rule::validate`,
+//! `RuleSet::from_rules`) at a line of the file. Every problem found is
+//! collected; a `Config` comes out only when there are none, so nothing
+//! from a half-valid file is ever applied.
+//!
+//! Semantic checks on rules (addresses, self loops, duplicate ids, names
+//! and inputs) live in `crate::rule` so that `mcrctl add` and config files
+//! refuse the same things with the same words; this module only adds where.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::json5::{self, join_index, join_key, Kind, Member, Number, Value};
+use super::{
+    Config, ConfigError, ConfigErrors, ControlConfig, LoggingConfig, WorkersConfig,
+    MAX_CONFIG_BYTES,
+};
+use crate::logging::{Facility, LogFormat, Severity};
+use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
+
+const TOP_KEYS: &[&str] = &["rules", "pinning", "logging", "control", "workers"];
+/// Sections of later releases. Refused loudly: accepting and ignoring them
+/// would let an operator believe IGMP or PIM is running.
+const REFUSED_KEYS: &[&str] = &["igmp", "pim", "msdp", "metrics"];
+const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
+const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
+const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode"];
+const LOGGING_KEYS: &[&str] = &["level", "facilities", "format"];
+const CONTROL_KEYS: &[&str] = &["socket", "group"];
+const WORKERS_KEYS: &[&str] = &["idle_timeout", "heartbeat_timeout", "user"];
+
+/// Highest CPU core number accepted in `pinning` (the kernel's default
+/// NR_CPUS range).
+pub(crate) const MAX_CPU_CORE: i64 = 1023;
+/// Longest `workers.idle_timeout` (one day).
+pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// Bounds of `workers.heartbeat_timeout`.
+pub(crate) const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MAX_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// `sun_path` holds 108 bytes including the terminating NUL.
+pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Most problems listed for one file. Past this the file is likely not a
+/// configuration at all, and the list would only bury the first lines,
+/// which are the ones to fix.
+pub(crate) const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Read a configuration from text: a whole valid `Config`, or every
+/// problem found, sorted by position.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let doc = json5::parse_document(text).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut walker = Walker {
+        errors: doc.duplicates,
+        spans: HashMap::new(),
+    };
+    let config = walker.config(&doc.value);
+    let mut errors = walker.errors;
+    // The walk checks interface names even in rules it cannot build, and
+    // `Rule::validate` checks them again in rules it can: report once.
+    let mut seen = HashSet::new();
+    errors.retain(|e| seen.insert((e.path.clone(), e.message.clone())));
+    errors.sort_by_key(|e| (e.line, e.column));
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let hidden = errors.len() - MAX_REPORTED_ERRORS;
+        errors.truncate(MAX_REPORTED_ERRORS);
+        errors.push(ConfigError {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("and {hidden} more problems not shown; fix the ones above first"),
+        });
+    }
+    match config {
+        Some(c) if errors.is_empty() => Ok(c),
+        _ if !errors.is_empty() => Err(ConfigErrors(errors)),
+        _ => Err(ConfigErrors(vec![ConfigError {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message:
+                "internal error: the configuration could not be built, but no problem was named"
+                    .into(),
+        }])),
+    }
+}
+
+/// Read a configuration file. Files larger than `MAX_CONFIG_BYTES` are
+/// refused before parsing so that a wrong path (a log, a device) cannot
+/// make the daemon read without end.
+pub fn parse_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let single = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message,
+        }])
+    };
+    let io_error = |e: std::io::Error| single(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_CONFIG_BYTES)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    file.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(single(format!(
+            "{} is larger than {MAX_CONFIG_BYTES} bytes; is this really a configuration file?",
+            path.display()
+        )));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let before = String::from_utf8_lossy(bytes.get(..valid).unwrap_or(&[]));
+            let line = 1 + before.matches('\n').count();
+            let column = 1 + before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+            return Err(ConfigErrors(vec![ConfigError {
+                line,
+                column,
+                path: String::new(),
+                message: format!(
+                    "{} is not valid UTF-8 text (save it as UTF-8)",
+                    path.display()
+                ),
+            }]));
+        }
+    };
+    parse(&text)
+}
+
+type Pos = (usize, usize);
+
+fn pos(v: &Value) -> Pos {
+    (v.line, v.column)
+}
+
+fn key_pos(m: &Member) -> Pos {
+    (m.line, m.column)
+}
+
+struct Walker {
+    errors: Vec<ConfigError>,
+    /// Path -> position of the value found there. Only rules need it: it
+    /// places the errors that `crate::rule` reports by field path.
+    spans: HashMap<String, Pos>,
+}
+
+impl Walker {
+    fn error(&mut self, at: Pos, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            line: at.0,
+            column: at.1,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn mark(&mut self, path: &str, v: &Value) {
+        self.spans.insert(path.to_string(), pos(v));
+    }
+
+    /// The position of the longest prefix of `path` that exists in the
+    /// file: a defaulted rule id has no text of its own, so its errors
+    /// point at the rule.
+    fn locate(&self, path: &str) -> Pos {
+        let mut p = path;
+        loop {
+            if let Some(&at) = self.spans.get(p) {
+                return at;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = p.get(..i).unwrap_or(""),
+                None => return self.spans.get("").copied().unwrap_or((1, 1)),
+            }
+        }
+    }
+
+    fn field_error(&mut self, path: &str, message: String) {
+        let at = self.locate(path);
+        self.error(at, path, message);
+    }
+
+    fn object<'v>(&mut self, v: &'v Value, path: &str, what: &str) -> Option<&'v [Member]> {
+        match &v.kind {
+            Kind::Object(members) => Some(members),
+            _ => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "expected {what} (an object `{{ ... }}`), found {}",
+                        v.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn unknown(&mut self, m: &Member, path: &str, expected: &[&str]) {
+        let hint = suggestion(&m.key, expected)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        self.error(
+            key_pos(m),
+            path,
+            format!(
+                "unknown key `{}`{hint}; expected one of: {}",
+                json5::snippet(&m.key),
+                expected.join(", ")
+            ),
+        );
+    }
+
+    /// Report each of `required` absent from `members`, at the object.
+    fn require(&mut self, v: &Value, path: &str, members: &[Member], required: &[&str]) {
+        for key in required {
+            if !members.iter().any(|m| m.key == *key) {
+                self.error(pos(v), path, format!("missing required key `{key}`"));
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
+        match &v.kind {
+            Kind::String(s) => Some(s.clone()),
+            _ => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "expected {what} (a string in quotes), found {}",
+                        v.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn nonempty_string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
+        let s = self.string(v, path, what)?;
+        if s.is_empty() {
+            self.error(pos(v), path, format!("{what} must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// An interface name. A badly formed name is reported but still
+    /// returned, so that the rest of its rule is checked too.
+    fn interface(&mut self, v: &Value, path: &str) -> Option<String> {
+        let name = self.string(v, path, "an interface name")?;
+        if let Err(m) = rule::validate_interface_name(&name) {
+            self.error(pos(v), path, m);
+        }
+        Some(name)
+    }
+
+    fn ipv4(&mut self, v: &Value, path: &str) -> Option<Ipv4Addr> {
+        match &v.kind {
+            Kind::String(s) => match Ipv4Addr::from_str(s) {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.error(
+                        pos(v),
+                        path,
+                        format!("{} is not an IPv4 address", json5::quote_snippet(s)),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "expected an IPv4 address in quotes, e.g. \"239.1.1.1\", found {}",
+                        v.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`. `5e3` counts (it is exactly 5000);
+    /// `5000.5`, `Infinity` and strings do not.
+    fn integer(&mut self, v: &Value, path: &str, what: &str, min: i64, max: i64) -> Option<i64> {
+        let in_range = match v.kind {
+            Kind::Number(Number::Int(i)) => Some((min..=max).contains(&i).then_some(i)),
+            Kind::Number(Number::Float(f)) if f.is_finite() && f.fract() == 0.0 => {
+                // Whole and in range means exactly representable, so the
+                // conversion is exact.
+                Some((min as f64 <= f && f <= max as f64).then_some(f as i64))
+            }
+            _ => None,
+        };
+        match in_range {
+            Some(Some(i)) => Some(i),
+            Some(None) => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "{what} {} is out of range; it must be an integer in {min}..={max}",
+                        v.describe()
+                    ),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "expected {what} (an integer in {min}..={max}), found {}",
+                        v.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration in seconds, whole or fractional, within `min..=max`.
+    /// `rule` says the range in words for the message.
+    fn seconds(
+        &mut self,
+        v: &Value,
+        path: &str,
+        min: Duration,
+        max: Duration,
+        rule: &str,
+    ) -> Option<Duration> {
+        let d = match v.kind {
+            Kind::Number(Number::Int(i)) => u64::try_from(i).ok().map(Duration::from_secs),
+            Kind::Number(Number::Float(f)) if f.is_finite() && (0.0..=1e12).contains(&f) => {
+                Some(duration_from_secs(f))
+            }
+            Kind::Number(Number::Float(_)) => None,
+            _ => {
+                self.error(
+                    pos(v),
+                    path,
+                    format!(
+                        "expected a number of seconds such as 300 or 2.5, found {}",
+                        v.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+        match d {
+            Some(d) if min <= d && d <= max => Some(d),
+            _ => {
+                self.error(pos(v), path, format!("{rule}, found {}", v.describe()));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &Value) -> Option<Config> {
+        self.mark("", root);
+        let members = self.object(root, "", "the configuration")?;
+        let mut config = Config::default();
+        let mut rules = Some(Vec::new());
+        for m in members {
+            let path = join_key("", &m.key);
+            match m.key.as_str() {
+                "rules" => rules = self.rules(&m.value, &path),
+                "pinning" => {
+                    if let Some(p) = self.pinning(&m.value, &path) {
+                        config.pinning = p;
+                    }
+                }
+                "logging" => {
+                    if let Some(l) = self.logging(&m.value, &path) {
+                        config.logging = l;
+                    }
+                }
+                "control" => {
+                    if let Some(c) = self.control(&m.value, &path) {
+                        config.control = c;
+                    }
+                }
+                "workers" => {
+                    if let Some(w) = self.workers(&m.value, &path) {
+                        config.workers = w;
+                    }
+                }
+                k if REFUSED_KEYS.contains(&k) => self.error(
+                    key_pos(m),
+                    &path,
+                    format!("`{k}` is not available in this version of mcrd"),
+                ),
+                _ => self.unknown(m, &path, TOP_KEYS),
+            }
+        }
+        config.rules = rules?;
+        Some(config)
+    }
+
+    /// All rules, or `None` when any could not be built. Rules that were
+    /// built are checked on their own and against each other even when
+    /// others were not, to report as much as possible in one run.
+    fn rules(&mut self, v: &Value, path: &str) -> Option<Vec<Rule>> {
+        self.mark(path, v);
+        let Kind::Array(items) = &v.kind else {
+            self.error(
+                pos(v),
+                path,
+                format!(
+                    "expected a list of rules (an array `[ ... ]`), found {}",
+                    v.describe()
+                ),
+            );
+            return None;
+        };
+        let built: Vec<Option<Rule>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.rule(item, &join_index(path, i)))
+            .collect();
+        let mut valid: Vec<(usize, &Rule)> = Vec::new();
+        for (i, r) in built.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let errs = r.validate();
+            if errs.is_empty() {
+                valid.push((i, r));
+            }
+            for e in errs {
+                self.field_error(&format!("{}.{}", join_index(path, i), e.field), e.message);
+            }
+        }
+        // Only rules valid on their own go into the set: `insert` would
+        // report their own problems a second time.
+        if let Err(errs) = RuleSet::from_rules(valid.iter().map(|(_, r)| (*r).clone())) {
+            for e in errs {
+                let field = renumber(&e.field, &valid);
+                self.field_error(&field, e.message);
+            }
+        }
+        built.into_iter().collect()
+    }
+
+    fn rule(&mut self, v: &Value, path: &str) -> Option<Rule> {
+        self.mark(path, v);
+        let members = self.object(v, path, "a rule")?;
+        let mut complete = true;
+        let (mut id, mut name, mut input, mut outputs) = (None, None, None, None);
+        for m in members {
+            let p = join_key(path, &m.key);
+            self.mark(&p, &m.value);
+            match m.key.as_str() {
+                "id" => {
+                    id = self.string(&m.value, &p, "a rule id");
+                    complete &= id.is_some();
+                }
+                "name" => {
+                    name = self.string(&m.value, &p, "a rule name");
+                    complete &= name.is_some();
+                }
+                "input" => {
+                    input = self.input(&m.value, &p);
+                    complete &= input.is_some();
+                }
+                "outputs" => {
+                    outputs = self.outputs(&m.value, &p);
+                    complete &= outputs.is_some();
+                }
+                _ => self.unknown(m, &p, RULE_KEYS),
+            }
+        }
+        self.require(v, path, members, &["input", "outputs"]);
+        let (true, Some(input), Some(outputs)) = (complete, input, outputs) else {
+            return None;
+        };
+        Some(Rule {
+            id: id.unwrap_or_else(|| rule::default_rule_id(&input)),
+            name,
+            input,
+            outputs,
+        })
+    }
+
+    fn input(&mut self, v: &Value, path: &str) -> Option<RuleInput> {
+        let members = self.object(v, path, "the rule's input")?;
+        let mut complete = true;
+        let (mut interface, mut group, mut port, mut source) = (None, None, None, None);
+        for m in members {
+            let p = join_key(path, &m.key);
+            self.mark(&p, &m.value);
+            match m.key.as_str() {
+                "interface" => {
+                    interface = self.interface(&m.value, &p);
+                    complete &= interface.is_some();
+                }
+                "group" => {
+                    group = self.ipv4(&m.value, &p);
+                    complete &= group.is_some();
+                }
+                "port" => {
+                    port = self.port(&m.value, &p);
+                    complete &= port.is_some();
+                }
+                "source" => {
+                    source = self.ipv4(&m.value, &p);
+                    complete &= source.is_some();
+                }
+                _ => self.unknown(m, &p, INPUT_KEYS),
+            }
+        }
+        self.require(v, path, members, &["interface", "group", "port"]);
+        let (true, Some(interface), Some(group), Some(port)) = (complete, interface, group, port)
+        else {
+            return None;
+        };
+        Some(RuleInput {
+            interface,
+            group,
+            port,
+            source,
+        })
+    }
+
+    fn outputs(&mut self, v: &Value, path: &str) -> Option<Vec<RuleOutput>> {
+        let Kind::Array(items) = &v.kind else {
+            self.error(
+                pos(v),
+                path,
+                format!(
+                    "expected a list of outputs (an array `[ ... ]`), found {}",
+                    v.describe()
+                ),
+            );
+            return None;
+        };
+        let mut outputs = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.output(item, &join_index(path, i)) {
+                Some(o) => outputs.push(o),
+                None => complete = false,
+            }
+        }
+        complete.then_some(outputs)
+    }
+
+    fn output(&mut self, v: &Value, path: &str) -> Option<RuleOutput> {
+        self.mark(path, v);
+        let members = self.object(v, path, "an output")?;
+        let mut complete = true;
+        let (mut interface, mut group, mut port, mut ttl) = (None, None, None, None);
+        let mut mode = OutputMode::default();
+        for m in members {
+            let p = join_key(path, &m.key);
+            self.mark(&p, &m.value);
+            match m.key.as_str() {
+                "interface" => {
+                    interface = self.interface(&m.value, &p);
+                    complete &= interface.is_some();
+                }
+                "group" => {
+                    group = self.ipv4(&m.value, &p);
+                    complete &= group.is_some();
+                }
+                "port" => {
+                    port = self.port(&m.value, &p);
+                    complete &= port.is_some();
+                }
+                "ttl" => {
+                    ttl = self
+                        .integer(&m.value, &p, "TTL", 0, 255)
+                        .and_then(|t| u8::try_from(t).ok());
+                    complete &= ttl.is_some();
+                }
+                "mode" => {
+                    let parsed = match &m.value.kind {
+                        Kind::String(s) => OutputMode::parse(s),
+                        _ => None,
+                    };
+                    match parsed {
+                        Some(x) => mode = x,
+                        None => {
+                            self.error(
+                                pos(&m.value),
+                                &p,
+                                format!(
+                                    "expected \"republish\" or \"route\", found {}",
+                                    m.value.describe()
+                                ),
+                            );
+                            complete = false;
+                        }
+                    }
+                }
+                _ => self.unknown(m, &p, OUTPUT_KEYS),
+            }
+        }
+        self.require(v, path, members, &["interface", "group", "port"]);
+        let (true, Some(interface), Some(group), Some(port)) = (complete, interface, group, port)
+        else {
+            return None;
+        };
+        Some(RuleOutput {
+            interface,
+            group,
+            port,
+            ttl,
+            mode,
+        })
+    }
+
+    fn port(&mut self, v: &Value, path: &str) -> Option<u16> {
+        self.integer(v, path, "port", 0, i64::from(u16::MAX))
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    fn pinning(&mut self, v: &Value, path: &str) -> Option<BTreeMap<String, Vec<u32>>> {
+        let members = self.object(v, path, "a map from interface to CPU cores")?;
+        let mut map = BTreeMap::new();
+        for m in members {
+            let p = join_key(path, &m.key);
+            if let Err(msg) = rule::validate_interface_name(&m.key) {
+                self.error(key_pos(m), &p, msg);
+            }
+            let Kind::Array(items) = &m.value.kind else {
+                self.error(
+                    pos(&m.value),
+                    &p,
+                    format!(
+                        "expected a list of CPU core numbers such as [0, 1], found {}",
+                        m.value.describe()
+                    ),
+                );
+                continue;
+            };
+            if items.is_empty() {
+                self.error(
+                    pos(&m.value),
+                    &p,
+                    "the list of CPU cores is empty; name at least one core or remove the entry",
+                );
+                continue;
+            }
+            let mut cores = Vec::with_capacity(items.len());
+            let mut seen: HashMap<i64, usize> = HashMap::new();
+            for (i, item) in items.iter().enumerate() {
+                let ip = join_index(&p, i);
+                let Some(core) = self.integer(item, &ip, "CPU core", 0, MAX_CPU_CORE) else {
+                    continue;
+                };
+                if let Some(first) = seen.insert(core, item.line) {
+                    self.error(
+                        pos(item),
+                        &ip,
+                        format!("CPU core {core} is listed twice (first on line {first}); each core runs one worker"),
+                    );
+                } else if let Ok(c) = u32::try_from(core) {
+                    cores.push(c);
+                }
+            }
+            map.insert(m.key.clone(), cores);
+        }
+        Some(map)
+    }
+
+    fn severity(&mut self, v: &Value, path: &str) -> Option<Severity> {
+        let s = self.string(v, path, "a log level")?;
+        match Severity::from_str(&s) {
+            Ok(sev) => Some(sev),
+            Err(msg) => {
+                self.error(pos(v), path, msg);
+                None
+            }
+        }
+    }
+
+    fn logging(&mut self, v: &Value, path: &str) -> Option<LoggingConfig> {
+        let members = self.object(v, path, "the logging section")?;
+        let mut cfg = LoggingConfig::default();
+        for m in members {
+            let p = join_key(path, &m.key);
+            match m.key.as_str() {
+                "level" => {
+                    if let Some(s) = self.severity(&m.value, &p) {
+                        cfg.levels.global = s;
+                    }
+                }
+                "facilities" => {
+                    let Some(entries) =
+                        self.object(&m.value, &p, "a map from facility to log level")
+                    else {
+                        continue;
+                    };
+                    // Facility names are case-insensitive, so `ingress` and
+                    // `Ingress` are the same key that the reader cannot see.
+                    let mut first_line: HashMap<Facility, usize> = HashMap::new();
+                    for f in entries {
+                        let fp = join_key(&p, &f.key);
+                        let facility = match Facility::from_str(&f.key) {
+                            Ok(fac) => Some(fac),
+                            Err(msg) => {
+                                self.error(key_pos(f), &fp, msg);
+                                None
+                            }
+                        };
+                        let sev = self.severity(&f.value, &fp);
+                        let (Some(facility), Some(sev)) = (facility, sev) else {
+                            continue;
+                        };
+                        if let Some(line) = first_line.insert(facility, f.line) {
+                            self.error(
+                                key_pos(f),
+                                &fp,
+                                format!("facility {facility} is already set on line {line}"),
+                            );
+                        } else {
+                            cfg.levels.facilities.insert(facility, sev);
+                        }
+                    }
+                }
+                "format" => match &m.value.kind {
+                    Kind::String(s) if s == "text" => cfg.format = LogFormat::Text,
+                    Kind::String(s) if s == "json" => cfg.format = LogFormat::Json,
+                    _ => self.error(
+                        pos(&m.value),
+                        &p,
+                        format!(
+                            "expected \"text\" or \"json\", found {}",
+                            m.value.describe()
+                        ),
+                    ),
+                },
+                _ => self.unknown(m, &p, LOGGING_KEYS),
+            }
+        }
+        Some(cfg)
+    }
+
+    fn control(&mut self, v: &Value, path: &str) -> Option<ControlConfig> {
+        let members = self.object(v, path, "the control section")?;
+        let mut cfg = ControlConfig::default();
+        for m in members {
+            let p = join_key(path, &m.key);
+            match m.key.as_str() {
+                "socket" => {
+                    let Some(s) = self.string(&m.value, &p, "the control socket path") else {
+                        continue;
+                    };
+                    let problem = if !s.starts_with('/') {
+                        Some(format!(
+                            "the control socket path {} is not absolute; write the full path, e.g. \"/run/mcr/control.sock\"",
+                            json5::quote_snippet(&s)
+                        ))
+                    } else if s.contains('\0') {
+                        Some("the control socket path contains a NUL character".to_string())
+                    } else if s.len() > MAX_SOCKET_PATH_BYTES {
+                        Some(format!(
+                            "the control socket path is {} bytes long; a Unix socket path may have at most {MAX_SOCKET_PATH_BYTES}",
+                            s.len()
+                        ))
+                    } else {
+                        None
+                    };
+                    match problem {
+                        Some(msg) => self.error(pos(&m.value), &p, msg),
+                        None => cfg.socket = Some(PathBuf::from(s)),
+                    }
+                }
+                "group" => {
+                    cfg.group = self.nonempty_string(&m.value, &p, "the control group name");
+                }
+                _ => self.unknown(m, &p, CONTROL_KEYS),
+            }
+        }
+        Some(cfg)
+    }
+
+    fn workers(&mut self, v: &Value, path: &str) -> Option<WorkersConfig> {
+        let members = self.object(v, path, "the workers section")?;
+        let mut cfg = WorkersConfig::default();
+        for m in members {
+            let p = join_key(path, &m.key);
+            match m.key.as_str() {
+                "idle_timeout" => {
+                    if let Some(d) = self.seconds(
+                        &m.value,
+                        &p,
+                        Duration::from_nanos(1),
+                        MAX_IDLE_TIMEOUT,
+                        "idle_timeout must be more than 0 and at most 86400 seconds (one day)",
+                    ) {
+                        cfg.idle_timeout = d;
+                    }
+                }
+                "heartbeat_timeout" => {
+                    if let Some(d) = self.seconds(
+                        &m.value,
+                        &p,
+                        MIN_HEARTBEAT_TIMEOUT,
+                        MAX_HEARTBEAT_TIMEOUT,
+                        "heartbeat_timeout must be between 0.1 and 3600 seconds",
+                    ) {
+                        cfg.heartbeat_timeout = d;
+                    }
+                }
+                "user" => {
+                    if let Some(u) = self.nonempty_string(&m.value, &p, "a user name") {
+                        cfg.user = u;
+                    }
+                }
+                _ => self.unknown(m, &p, WORKERS_KEYS),
+            }
+        }
+        Some(cfg)
+    }
+}
+
+/// Seconds to a `Duration`, rounded to the nearest nanosecond. The
+/// rounding is spelled out here because it is what makes the writer's
+/// decimal (exact to the nanosecond) read back to the very same `Duration`.
+/// `secs` must be finite, non-negative and far below `u64::MAX`.
+fn duration_from_secs(secs: f64) -> Duration {
+    let whole = secs.trunc();
+    let mut s = whole as u64;
+    let mut nanos = ((secs - whole) * 1e9).round() as u32;
+    if nanos >= 1_000_000_000 {
+        s += 1;
+        nanos -= 1_000_000_000;
+    }
+    Duration::new(s, nanos)
+}
+
+/// Rewrite the `rules[k].` prefix that `RuleSet::from_rules` puts on its
+/// errors, where `k` counts only the rules handed to it, into the rule's
+/// index in the file.
+fn renumber(field: &str, valid: &[(usize, &Rule)]) -> String {
+    let renumbered = (|| {
+        let rest = field.strip_prefix("rules[")?;
+        let close = rest.find(']')?;
+        let k: usize = rest.get(..close)?.parse().ok()?;
+        let (original, _) = valid.get(k)?;
+        Some(format!("rules[{original}]{}", rest.get(close + 1..)?))
+    })();
+    renumbered.unwrap_or_else(|| field.to_string())
+}
+
+/// The expected key closest to a misspelt one, if it is close enough to be
+/// a likely typo.
+fn suggestion<'k>(key: &str, expected: &[&'k str]) -> Option<&'k str> {
+    // Keys are short; a long one is no typo and the distance would cost
+    // time proportional to its length anyway.
+    if key.chars().count() > 32 {
+        return None;
+    }
+    let lower = key.to_lowercase();
+    expected
+        .iter()
+        .map(|e| (edit_distance(&lower, e), *e))
+        .filter(|(d, e)| *d <= 2 && *d < e.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
