@@ -1,1 +1,73 @@
-fn main() {}
+//! `mcrd`: the MCR daemon.
+//!
+//! - `mcrd supervisor` runs the supervision tree (ractor on tokio) that
+//!   owns the configuration, the RIB, the worker processes and the control
+//!   socket.
+//! - `mcrd worker` is one data-plane process, started by the supervisor.
+//! - `mcrd demo` builds a throw-away namespace topology and relays a live
+//!   stream through it.
+
+mod demo;
+mod logsetup;
+mod supervisor;
+mod worker_main;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mcrd",
+    version,
+    about = "MCR multicast relay and router daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Supervisor(supervisor::Opts),
+    /// A data-plane worker (started by the supervisor, not by hand).
+    #[command(hide = true)]
+    Worker {
+        /// Input interface, for logs.
+        #[arg(long)]
+        interface: String,
+        /// Index among the interface's workers.
+        #[arg(long, default_value_t = 0)]
+        index: u32,
+        /// Log format.
+        #[arg(long, default_value = "text")]
+        log_format: String,
+    },
+    /// Build a namespace topology, relay a live stream through it and print
+    /// counters every second; removes everything it made on exit (root).
+    Demo(demo::Opts),
+    /// Internal: the demo's sender or receiver inside a namespace.
+    #[command(hide = true)]
+    DemoPeer(demo::PeerOpts),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Supervisor(opts) => supervisor::main(opts),
+        Cmd::Worker {
+            interface,
+            index,
+            log_format,
+        } => worker_main::main(&interface, index, &log_format),
+        Cmd::Demo(opts) => demo::main(opts),
+        Cmd::DemoPeer(opts) => demo::peer_main(opts),
+    }
+}
+
+/// The daemon's own binary, for re-executing as a worker or demo peer.
+pub fn self_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}

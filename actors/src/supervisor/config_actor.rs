@@ -1,0 +1,338 @@
+//! ConfigActor: the running configuration. Every change to it (a rule
+//! added or removed, a file loaded, a reload, a log level set) goes
+//! through here, is validated whole, and is applied as one new config;
+//! then the RIB is told the new rule set and computes what changed.
+//!
+//! The running config itself is kept by the root (`Shared`), so a restart
+//! of this actor loses nothing.
+
+use std::sync::Arc;
+
+use mcr::config::{self, Config};
+use mcr::control::{ConfigCheckResult, ConfigText, Done, Event};
+use mcr::logging::{Facility, LogLevels, Severity};
+use mcr::rule::{default_rule_id, FieldError, Rule, RuleInput, RuleOutput, RuleSet};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{info, warn};
+
+use super::{loglevel, rib_actor, Shared};
+
+pub const NAME: &str = "config";
+
+type Reply<T> = RpcReplyPort<Result<T, String>>;
+
+pub enum ConfigMsg {
+    Add {
+        id: Option<String>,
+        name: Option<String>,
+        input: RuleInput,
+        outputs: Vec<RuleOutput>,
+        reply: Reply<Done>,
+    },
+    Remove {
+        id: Option<String>,
+        name: Option<String>,
+        reply: Reply<Done>,
+    },
+    Show(RpcReplyPort<ConfigText>),
+    Check {
+        text: String,
+        reply: RpcReplyPort<ConfigCheckResult>,
+    },
+    Load {
+        text: String,
+        replace: bool,
+        reply: Reply<Done>,
+    },
+    Save(Reply<Done>),
+    Reload(Option<Reply<Done>>),
+    LogGet(RpcReplyPort<LogLevels>),
+    LogSet {
+        facility: Option<Facility>,
+        level: Severity,
+        reply: Reply<Done>,
+    },
+    Panic,
+}
+
+pub struct ConfigActor;
+
+fn join(errs: &[FieldError]) -> String {
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Apply `new` as the running config: publish what changed and hand the
+/// rules to the RIB.
+fn commit(shared: &Shared, old: &Config, new: Config) -> Result<(u32, u32, u32), String> {
+    let new_set = new.rule_set().map_err(|e| join(&e))?;
+    let old_set = old.rule_set().unwrap_or_default();
+    let d = old_set.diff(&new_set);
+    let levels_changed = old.logging.levels != new.logging.levels;
+    let levels = new.logging.levels.clone();
+    shared.set_config(new);
+    for r in &d.added {
+        shared.publish(Event::RuleAdded {
+            id: r.id.clone(),
+            name: r.name.clone(),
+        });
+    }
+    for r in &d.removed {
+        shared.publish(Event::RuleRemoved { id: r.id.clone() });
+    }
+    for (_, r) in &d.changed {
+        shared.publish(Event::RuleChanged { id: r.id.clone() });
+    }
+    let counts = (
+        d.added.len() as u32,
+        d.removed.len() as u32,
+        d.changed.len() as u32,
+    );
+    shared.publish(Event::ConfigApplied {
+        added: counts.0,
+        removed: counts.1,
+        changed: counts.2,
+    });
+    super::cast(rib_actor::NAME, rib_actor::RibMsg::Rules(Arc::new(new_set)));
+    if levels_changed {
+        super::cast(loglevel::NAME, loglevel::LogLevelMsg::Apply(levels));
+    }
+    Ok(counts)
+}
+
+fn parse_errors(e: &config::ConfigErrors) -> String {
+    format!("configuration refused, nothing applied:\n{e}")
+}
+
+impl ConfigActor {
+    fn add(
+        shared: &Shared,
+        id: Option<String>,
+        name: Option<String>,
+        input: RuleInput,
+        outputs: Vec<RuleOutput>,
+    ) -> Result<Done, String> {
+        let rule = Rule {
+            id: id.unwrap_or_else(|| default_rule_id(&input)),
+            name,
+            input,
+            outputs,
+        };
+        let cfg = shared.config();
+        let mut set = cfg.rule_set().map_err(|e| join(&e))?;
+        set.insert(rule.clone()).map_err(|e| join(&e))?;
+        let mut new = (*cfg).clone();
+        new.rules.push(rule.clone());
+        commit(shared, &cfg, new)?;
+        info!(target: "RuleDispatch", "rule {} added: {}:{}:{} -> {} outputs", rule.id, rule.input.interface, rule.input.group, rule.input.port, rule.outputs.len());
+        Ok(Done {
+            message: format!("rule {} added", rule.id),
+            id: Some(rule.id),
+        })
+    }
+
+    fn remove(shared: &Shared, id: Option<String>, name: Option<String>) -> Result<Done, String> {
+        let cfg = shared.config();
+        let target = match (&id, &name) {
+            (Some(i), _) => cfg
+                .rules
+                .iter()
+                .find(|r| &r.id == i)
+                .ok_or_else(|| format!("no rule with id {i}"))?,
+            (None, Some(n)) => cfg
+                .rules
+                .iter()
+                .find(|r| r.name.as_deref() == Some(n.as_str()))
+                .ok_or_else(|| format!("no rule named {n:?}"))?,
+            (None, None) => return Err("remove needs a rule id or a name".into()),
+        };
+        let removed = target.id.clone();
+        let mut new = (*cfg).clone();
+        new.rules.retain(|r| r.id != removed);
+        commit(shared, &cfg, new)?;
+        info!(target: "RuleDispatch", "rule {removed} removed");
+        Ok(Done {
+            message: format!("rule {removed} removed"),
+            id: Some(removed),
+        })
+    }
+
+    fn load(shared: &Shared, text: &str, replace: bool) -> Result<Done, String> {
+        let file = config::parse(text).map_err(|e| parse_errors(&e))?;
+        let cfg = shared.config();
+        let mut new = (*cfg).clone();
+        if replace {
+            new.rules = file.rules;
+        } else {
+            for r in file.rules {
+                match new.rules.iter_mut().find(|x| x.id == r.id) {
+                    Some(slot) => *slot = r,
+                    None => new.rules.push(r),
+                }
+            }
+        }
+        // The merged set must hold together too (names and inputs unique
+        // across file and running rules).
+        RuleSet::from_rules(new.rules.iter().cloned()).map_err(|e| {
+            format!(
+                "configuration refused, nothing applied: the file's rules conflict with running rules: {}",
+                join(&e)
+            )
+        })?;
+        let (a, r, c) = commit(shared, &cfg, new)?;
+        let verb = if replace { "replaced" } else { "merged" };
+        Ok(Done {
+            message: format!("config {verb}: {a} added, {r} removed, {c} changed"),
+            id: None,
+        })
+    }
+
+    fn save(shared: &Shared) -> Result<Done, String> {
+        let path = shared.settings.config_path.as_ref().ok_or_else(|| {
+            "mcrd was started without --config, so there is no startup file to save to; use `mcrctl config save FILE`"
+                .to_string()
+        })?;
+        let text = shared.config().to_json5();
+        let tmp = path.with_extension("json5.tmp");
+        std::fs::write(&tmp, &text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("replacing {}: {e}", path.display()))?;
+        Ok(Done {
+            message: format!("running config saved to {}", path.display()),
+            id: None,
+        })
+    }
+
+    fn reload(shared: &Shared) -> Result<Done, String> {
+        let path = shared.settings.config_path.as_ref().ok_or_else(|| {
+            "mcrd was started without --config; there is nothing to reload".to_string()
+        })?;
+        let file = config::parse_file(path)
+            .map_err(|e| format!("{}: {}", path.display(), parse_errors(&e)))?;
+        let cfg = shared.config();
+        if file.control != cfg.control {
+            warn!(target: "Supervisor", "control settings changed in {}; they apply at the next start", path.display());
+        }
+        if file.logging.format != cfg.logging.format {
+            warn!(target: "Supervisor", "logging.format changed; it applies at the next start");
+        }
+        let (a, r, c) = commit(shared, &cfg, file)?;
+        Ok(Done {
+            message: format!(
+                "reloaded {}: {a} added, {r} removed, {c} changed",
+                path.display()
+            ),
+            id: None,
+        })
+    }
+}
+
+impl Actor for ConfigActor {
+    type Msg = ConfigMsg;
+    type State = Arc<Shared>;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<ConfigMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Shared>, ActorProcessingErr> {
+        // After a restart, make sure the RIB has what we have (an update
+        // may have been lost with the failed actor).
+        if let Ok(set) = shared.config().rule_set() {
+            super::cast(rib_actor::NAME, rib_actor::RibMsg::Rules(Arc::new(set)));
+        }
+        Ok(shared)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<ConfigMsg>,
+        msg: ConfigMsg,
+        shared: &mut Arc<Shared>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConfigMsg::Add {
+                id,
+                name,
+                input,
+                outputs,
+                reply,
+            } => {
+                let _ = reply.send(Self::add(shared, id, name, input, outputs));
+            }
+            ConfigMsg::Remove { id, name, reply } => {
+                let _ = reply.send(Self::remove(shared, id, name));
+            }
+            ConfigMsg::Show(reply) => {
+                let _ = reply.send(ConfigText {
+                    text: shared.config().to_json5(),
+                });
+            }
+            ConfigMsg::Check { text, reply } => {
+                let r = match config::parse(&text) {
+                    Ok(c) => ConfigCheckResult {
+                        valid: true,
+                        rules: c.rules.len() as u32,
+                        errors: vec![],
+                    },
+                    Err(e) => ConfigCheckResult {
+                        valid: false,
+                        rules: 0,
+                        errors: e.0,
+                    },
+                };
+                let _ = reply.send(r);
+            }
+            ConfigMsg::Load {
+                text,
+                replace,
+                reply,
+            } => {
+                let _ = reply.send(Self::load(shared, &text, replace));
+            }
+            ConfigMsg::Save(reply) => {
+                let _ = reply.send(Self::save(shared));
+            }
+            ConfigMsg::Reload(reply) => {
+                let r = Self::reload(shared);
+                match &r {
+                    Ok(d) => info!(target: "Supervisor", "{}", d.message),
+                    Err(e) => warn!(target: "Supervisor", "reload refused: {e}"),
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            ConfigMsg::LogGet(reply) => {
+                let _ = reply.send(shared.config().logging.levels.clone());
+            }
+            ConfigMsg::LogSet {
+                facility,
+                level,
+                reply,
+            } => {
+                let cfg = shared.config();
+                let mut new = (*cfg).clone();
+                match facility {
+                    Some(f) => {
+                        new.logging.levels.facilities.insert(f, level);
+                    }
+                    // Facility overrides stay: the operator set them on purpose.
+                    None => new.logging.levels.global = level,
+                }
+                let what = facility
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "global".into());
+                let r = commit(shared, &cfg, new).map(|_| Done {
+                    message: format!("{what} log level set to {level}"),
+                    id: None,
+                });
+                let _ = reply.send(r);
+            }
+            ConfigMsg::Panic => panic!("fault injection: config actor panic requested"),
+        }
+        Ok(())
+    }
+}

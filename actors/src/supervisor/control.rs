@@ -1,0 +1,566 @@
+//! ControlServer: the Unix socket `mcrctl` talks to.
+//!
+//! Each connection is served by its own task, so a slow, silent or
+//! streaming client never holds up anyone else; each request becomes one
+//! typed message to the actor that owns the answer. Requests over 1 MiB,
+//! malformed JSON, unknown commands and unauthorised mutations get an
+//! error reply; a client silent for `IDLE` is disconnected. The socket
+//! file is checked every second and recreated if it was deleted.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcr::control::{
+    parse_request, Done, EventKind, FaultRequest, Request, Response, VersionInfo, MAX_REQUEST,
+    PROTOCOL_VERSION,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use super::config_actor::{self, ConfigMsg};
+use super::rib_actor::{self, RibMsg};
+use super::root::RootMsg;
+use super::stats_actor::{self, StatsMsg};
+use super::workers::{self, WmMsg};
+use super::{ask, Shared, CALL_TIMEOUT};
+
+pub const NAME: &str = "control";
+
+/// A client that sends nothing for this long is disconnected.
+const IDLE: Duration = Duration::from_secs(30);
+/// A client that does not read its replies for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum ControlMsg {
+    Tick,
+    Subscribe(RpcReplyPort<broadcast::Receiver<mcr::control::TimedEvent>>),
+    DeleteSocket(RpcReplyPort<Result<Done, String>>),
+    Panic,
+}
+
+pub struct ControlServer;
+
+pub struct ControlState {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    inode: u64,
+    accept: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ControlState {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.ticker.abort();
+    }
+}
+
+/// Bind the control socket: refuse if another daemon answers there,
+/// replace a stale file, set mode 0660 and the control group.
+async fn bind(shared: &Shared, path: &Path) -> Result<(UnixListener, u64), String> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another mcrd is already listening on {}",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("removing stale {}: {e}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    if let Some(gid) = shared.settings.control_gid {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    let inode = std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0);
+    Ok((l, inode))
+}
+
+fn spawn_accept(listener: UnixListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((conn, _)) => {
+                    tokio::spawn(serve(conn, shared.clone()));
+                }
+                Err(e) => {
+                    warn!(target: "ControlSocket", "accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+impl Actor for ControlServer {
+    type Msg = ControlMsg;
+    type State = ControlState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ControlMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<ControlState, ActorProcessingErr> {
+        let path = shared.settings.socket_path.clone();
+        let (listener, inode) = bind(&shared, &path).await?;
+        info!(target: "ControlSocket", "listening on {}", path.display());
+        let accept = spawn_accept(listener, shared.clone());
+        let me = myself.clone();
+        let ticker = tokio::spawn(async move {
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                iv.tick().await;
+                if me.cast(ControlMsg::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ControlState {
+            shared,
+            path,
+            inode,
+            accept,
+            ticker,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<ControlMsg>,
+        msg: ControlMsg,
+        st: &mut ControlState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ControlMsg::Tick => {
+                if st.shared.is_shutting_down() {
+                    return Ok(());
+                }
+                let same = std::fs::metadata(&st.path)
+                    .map(|m| m.ino() == st.inode)
+                    .unwrap_or(false);
+                if !same {
+                    warn!(target: "ControlSocket", "control socket {} was removed or replaced; recreating it", st.path.display());
+                    st.accept.abort();
+                    let (l, inode) = bind(&st.shared, &st.path).await?;
+                    st.inode = inode;
+                    st.accept = spawn_accept(l, st.shared.clone());
+                    st.shared.publish(mcr::control::Event::ActorRestarted {
+                        name: "control-socket".into(),
+                        restarts: 0,
+                        reason: "socket file recreated".into(),
+                    });
+                }
+            }
+            ControlMsg::Subscribe(reply) => {
+                let _ = reply.send(st.shared.subscribe());
+            }
+            ControlMsg::DeleteSocket(reply) => {
+                let r = std::fs::remove_file(&st.path)
+                    .map(|_| Done {
+                        message: format!(
+                            "{} deleted; the daemon recreates it within a second",
+                            st.path.display()
+                        ),
+                        id: None,
+                    })
+                    .map_err(|e| format!("deleting {}: {e}", st.path.display()));
+                let _ = reply.send(r);
+            }
+            ControlMsg::Panic => panic!("fault injection: control server panic requested"),
+        }
+        Ok(())
+    }
+}
+
+/// Whether the peer may change daemon state: root, our own user, or a
+/// member of the configured control group.
+fn authorised(shared: &Shared, cred: Option<tokio::net::unix::UCred>) -> bool {
+    let Some(c) = cred else { return false };
+    if c.uid() == 0 || c.uid() == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Some(gid) = shared.settings.control_gid else {
+        return false;
+    };
+    if c.gid() == gid {
+        return true;
+    }
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(c.uid()))
+        .ok()
+        .flatten()
+        .and_then(|u| {
+            let name = std::ffi::CString::new(u.name).ok()?;
+            nix::unistd::getgrouplist(&name, u.gid).ok()
+        })
+        .is_some_and(|gs| gs.iter().any(|g| g.as_raw() == gid))
+}
+
+enum Line {
+    Got(Vec<u8>),
+    Eof,
+    TooLong,
+    Idle,
+    Err(std::io::Error),
+}
+
+/// Read one request line, at most `MAX_REQUEST` bytes, waiting at most
+/// `IDLE` for it to complete.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Line {
+    let mut line = Vec::new();
+    let read = async {
+        loop {
+            let buf = match r.fill_buf().await {
+                Ok(b) => b,
+                Err(e) => return Line::Err(e),
+            };
+            if buf.is_empty() {
+                return Line::Eof;
+            }
+            if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                if line.len() + i > MAX_REQUEST {
+                    return Line::TooLong;
+                }
+                line.extend_from_slice(&buf[..i]);
+                r.consume(i + 1);
+                return Line::Got(std::mem::take(&mut line));
+            }
+            let n = buf.len();
+            if line.len() + n > MAX_REQUEST {
+                return Line::TooLong;
+            }
+            line.extend_from_slice(buf);
+            r.consume(n);
+        }
+    };
+    match tokio::time::timeout(IDLE, read).await {
+        Ok(l) => l,
+        Err(_) => Line::Idle,
+    }
+}
+
+async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    resp: &impl serde::Serialize,
+) -> bool {
+    let mut v = match serde_json::to_vec(resp) {
+        Ok(v) => v,
+        Err(_) => return false,
+    };
+    v.push(b'\n');
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&v)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn serve(conn: UnixStream, shared: Arc<Shared>) {
+    let cred = conn.peer_cred().ok();
+    let (rd, mut wr) = conn.into_split();
+    let mut rd = BufReader::new(rd);
+    loop {
+        let line = match read_line(&mut rd).await {
+            Line::Got(l) => l,
+            Line::Eof => return,
+            Line::Err(e) => {
+                debug!(target: "ControlSocket", "client read failed: {e}");
+                return;
+            }
+            Line::Idle => {
+                debug!(target: "ControlSocket", "closing a client idle for {IDLE:?}");
+                return;
+            }
+            Line::TooLong => {
+                let _ = write_line(
+                    &mut wr,
+                    &Response::err(format!("request exceeds the {MAX_REQUEST}-byte limit")),
+                )
+                .await;
+                return;
+            }
+        };
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let req = match parse_request(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                if !write_line(&mut wr, &Response::err(e)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if req.mutates() && !authorised(&shared, cred) {
+            let who = cred
+                .map(|c| format!("uid {}", c.uid()))
+                .unwrap_or_else(|| "unknown peer".into());
+            warn!(target: "Security", "refused a mutating request from {who}");
+            let msg = match shared.settings.control_gid {
+                Some(_) => {
+                    format!("permission denied: {who} is neither root nor in the control group")
+                }
+                None => {
+                    format!("permission denied: {who} is not root (set control.group to delegate)")
+                }
+            };
+            if !write_line(&mut wr, &Response::err(msg)).await {
+                return;
+            }
+            continue;
+        }
+        if let Request::Subscribe { events } = req {
+            stream_events(&shared, events, rd, wr).await;
+            return;
+        }
+        let resp = dispatch(&shared, req).await;
+        if !write_line(&mut wr, &resp).await {
+            return;
+        }
+    }
+}
+
+fn to_resp<T: serde::Serialize>(r: Result<T, String>) -> Response {
+    match r {
+        Ok(v) => Response::ok(v),
+        Err(e) => Response::err(e),
+    }
+}
+
+fn flat<T>(r: Result<Result<T, String>, String>) -> Result<T, String> {
+    r.and_then(|x| x)
+}
+
+async fn dispatch(shared: &Shared, req: Request) -> Response {
+    let t = CALL_TIMEOUT;
+    match req {
+        Request::Ping => to_resp(ask("root", RootMsg::Ping, t).await),
+        Request::Version => Response::ok(VersionInfo {
+            daemon: env!("CARGO_PKG_VERSION").to_string(),
+            protocol: PROTOCOL_VERSION,
+            ipc: mcr::ipc::IPC_VERSION,
+        }),
+        Request::Status => to_resp(ask("root", RootMsg::Status, t).await),
+        Request::Add {
+            id,
+            name,
+            input,
+            outputs,
+        } => to_resp(flat(
+            ask(
+                config_actor::NAME,
+                |reply| ConfigMsg::Add {
+                    id,
+                    name,
+                    input,
+                    outputs,
+                    reply,
+                },
+                t,
+            )
+            .await,
+        )),
+        Request::Remove { id, name } => to_resp(flat(
+            ask(
+                config_actor::NAME,
+                |reply| ConfigMsg::Remove { id, name, reply },
+                t,
+            )
+            .await,
+        )),
+        Request::List => to_resp(ask(rib_actor::NAME, RibMsg::List, t).await),
+        Request::Mroute => to_resp(ask(rib_actor::NAME, RibMsg::Mroute, t).await),
+        Request::Stats => to_resp(ask(stats_actor::NAME, StatsMsg::Get, t).await),
+        Request::Workers => to_resp(ask(workers::NAME, WmMsg::List, t).await),
+        Request::ConfigShow => to_resp(ask(config_actor::NAME, ConfigMsg::Show, t).await),
+        Request::ConfigCheck { text } => to_resp(
+            ask(
+                config_actor::NAME,
+                |reply| ConfigMsg::Check { text, reply },
+                t,
+            )
+            .await,
+        ),
+        Request::ConfigLoad { text, replace } => to_resp(flat(
+            ask(
+                config_actor::NAME,
+                |reply| ConfigMsg::Load {
+                    text,
+                    replace,
+                    reply,
+                },
+                t,
+            )
+            .await,
+        )),
+        Request::ConfigSave => to_resp(flat(ask(config_actor::NAME, ConfigMsg::Save, t).await)),
+        Request::ConfigReload => to_resp(flat(
+            ask(config_actor::NAME, |r| ConfigMsg::Reload(Some(r)), t).await,
+        )),
+        Request::LogLevelGet => to_resp(ask(config_actor::NAME, ConfigMsg::LogGet, t).await),
+        Request::LogLevelSet { facility, level } => to_resp(flat(
+            ask(
+                config_actor::NAME,
+                |reply| ConfigMsg::LogSet {
+                    facility,
+                    level,
+                    reply,
+                },
+                t,
+            )
+            .await,
+        )),
+        Request::Subscribe { .. } => Response::err("subscribe is handled by the connection"),
+        Request::Fault(f) => {
+            if !shared.settings.fault_injection {
+                return Response::err(
+                    "fault injection is disabled; start mcrd with --enable-fault-injection to run drills",
+                );
+            }
+            to_resp(fault(f).await)
+        }
+    }
+}
+
+/// Carry out a fault through the same messages as everything else.
+async fn fault(f: FaultRequest) -> Result<Done, String> {
+    let t = CALL_TIMEOUT;
+    match f {
+        FaultRequest::PanicActor { name } => {
+            let sent = match name.as_str() {
+                "root" => super::actor::<RootMsg>("root").map(|a| a.cast(RootMsg::Panic).is_ok()),
+                "config" => super::actor::<ConfigMsg>(&name).map(|a| a.cast(ConfigMsg::Panic).is_ok()),
+                "rib" => super::actor::<RibMsg>(&name).map(|a| a.cast(RibMsg::Panic).is_ok()),
+                "workers" => super::actor::<WmMsg>(&name).map(|a| a.cast(WmMsg::Panic).is_ok()),
+                "stats" => super::actor::<StatsMsg>(&name).map(|a| a.cast(StatsMsg::Panic).is_ok()),
+                "control" => super::actor::<ControlMsg>(&name).map(|a| a.cast(ControlMsg::Panic).is_ok()),
+                "loglevel" => super::actor::<super::loglevel::LogLevelMsg>(&name)
+                    .map(|a| a.cast(super::loglevel::LogLevelMsg::Panic).is_ok()),
+                "netlink" => super::actor::<super::netlink::NetlinkMsg>(&name)
+                    .map(|a| a.cast(super::netlink::NetlinkMsg::Panic).is_ok()),
+                n if n.starts_with("worker/") => {
+                    return flat(
+                        ask(n, |r| workers::link::LinkMsg::Fault(workers::link::LinkFault::Panic, r), t).await,
+                    );
+                }
+                other => {
+                    return Err(format!(
+                        "unknown actor {other:?}; actors are root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N"
+                    ))
+                }
+            };
+            match sent {
+                Some(true) => Ok(Done {
+                    message: format!("actor {name} told to panic"),
+                    id: None,
+                }),
+                _ => Err(format!("actor {name} is not running")),
+            }
+        }
+        FaultRequest::DeleteSocket => flat(ask(NAME, ControlMsg::DeleteSocket, t).await),
+        other => flat(ask(workers::NAME, |r| WmMsg::Fault(other, r), t).await),
+    }
+}
+
+/// Stream events to a subscriber until it disconnects or falls too far
+/// behind to keep up with writes.
+async fn stream_events(
+    shared: &Shared,
+    kinds: Vec<EventKind>,
+    mut rd: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+) {
+    let kinds = if kinds.is_empty() {
+        EventKind::ALL.to_vec()
+    } else {
+        kinds
+    };
+    let mut rx = match ask(NAME, ControlMsg::Subscribe, CALL_TIMEOUT).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            let _ = write_line(&mut wr, &Response::err(e)).await;
+            return;
+        }
+    };
+    let _ = shared;
+    if !write_line(
+        &mut wr,
+        &Response::ok(serde_json::json!({ "subscribed": kinds })),
+    )
+    .await
+    {
+        return;
+    }
+    let mut sink = [0u8; 256];
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let ev = match ev {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => mcr::control::TimedEvent {
+                        time: 0.0,
+                        event: mcr::control::Event::Lagged { missed: n },
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !matches!(ev.event, mcr::control::Event::Lagged { .. }) && !kinds.contains(&ev.event.kind()) {
+                    continue;
+                }
+                if !write_line(&mut wr, &ev).await {
+                    return;
+                }
+            }
+            r = tokio::io::AsyncReadExt::read(&mut rd, &mut sink) => {
+                // The client closed (or talks on a streaming connection,
+                // which it must not).
+                if matches!(r, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Tell systemd (Type=notify) about our state, if it is watching.
+pub fn sd_notify(state: &str) {
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let r = if let Some(abs) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes())
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = r {
+        debug!(target: "Supervisor", "sd_notify {state}: {e}");
+    }
+}
+
+/// Half the systemd watchdog period, if one is set for us.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2))
+}

@@ -1,0 +1,363 @@
+//! RootSupervisor: starts the tree, restarts a failed child (one-for-one)
+//! within a restart budget, and past the budget stops the daemon with a
+//! clear error so that systemd restarts it instead of it running
+//! half-dead. Also the daemon's signal handling and orderly shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcr::control::{Event, StatusReport};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, workers, Shared};
+
+/// Restarts allowed per child within `BUDGET_WINDOW`.
+pub const RESTART_BUDGET: usize = 5;
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+/// The children, in start order: later ones depend on earlier ones being
+/// registered (the RIB pushes tables to the WorkerManager, which must not
+/// miss them; the control server comes last so requests find everyone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Child {
+    LogLevel,
+    Config,
+    Stats,
+    Workers,
+    Rib,
+    Netlink,
+    Control,
+}
+
+impl Child {
+    pub const ALL: [Child; 7] = [
+        Child::LogLevel,
+        Child::Config,
+        Child::Stats,
+        Child::Workers,
+        Child::Rib,
+        Child::Netlink,
+        Child::Control,
+    ];
+
+    /// Registry name; also what `mcrctl fault panic-actor` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Child::LogLevel => loglevel::NAME,
+            Child::Config => config_actor::NAME,
+            Child::Stats => stats_actor::NAME,
+            Child::Workers => workers::NAME,
+            Child::Rib => rib_actor::NAME,
+            Child::Netlink => netlink::NAME,
+            Child::Control => control::NAME,
+        }
+    }
+}
+
+pub enum RootMsg {
+    Ping(RpcReplyPort<String>),
+    Status(RpcReplyPort<StatusReport>),
+    Shutdown,
+    /// SIGHUP.
+    Reload,
+    /// Fault injection: panic in the root itself (ends the daemon).
+    Panic,
+}
+
+pub struct Root;
+
+pub struct RootState {
+    shared: Arc<Shared>,
+    children: HashMap<ActorId, Child>,
+    failures: HashMap<Child, VecDeque<Instant>>,
+    /// Set when the daemon must exit non-zero.
+    fatal: Option<String>,
+}
+
+async fn spawn_child(
+    kind: Child,
+    root: ActorCell,
+    shared: Arc<Shared>,
+) -> Result<ActorCell, ActorProcessingErr> {
+    let name = Some(kind.name().to_string());
+    let cell = match kind {
+        Child::LogLevel => Actor::spawn_linked(name, loglevel::LogLevelActor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Config => Actor::spawn_linked(name, config_actor::ConfigActor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Stats => Actor::spawn_linked(name, stats_actor::StatsActor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Workers => Actor::spawn_linked(name, workers::WorkerManager, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Rib => Actor::spawn_linked(name, rib_actor::RibActor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Netlink => Actor::spawn_linked(name, netlink::NetlinkMonitor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
+            .await?
+            .0
+            .get_cell(),
+    };
+    Ok(cell)
+}
+
+impl Actor for Root {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let mut children = HashMap::new();
+        for kind in Child::ALL {
+            let cell = spawn_child(kind, myself.get_cell(), shared.clone())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "starting the {} actor: {}",
+                        kind.name(),
+                        startup_error(&e.to_string())
+                    )
+                })?;
+            shared.actor_state(kind.name(), "running");
+            children.insert(cell.get_id(), kind);
+        }
+        Ok(RootState {
+            shared,
+            children,
+            failures: HashMap::new(),
+            fatal: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Ping(r) => {
+                let _ = r.send("pong".into());
+            }
+            RootMsg::Status(r) => {
+                let cfg = st.shared.config();
+                let workers = super::lock(&st.shared.registry).len() as u32;
+                let mut actors = vec![mcr::control::ActorInfo {
+                    name: "root".into(),
+                    state: "running".into(),
+                    restarts: 0,
+                    last_failure: None,
+                }];
+                actors.extend(st.shared.actor_infos().into_iter().map(|mut a| {
+                    a.name = format!("root/{}", a.name);
+                    a
+                }));
+                let _ = r.send(StatusReport {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    pid: std::process::id(),
+                    uptime_secs: st.shared.started.elapsed().as_secs_f64(),
+                    config_file: st
+                        .shared
+                        .settings
+                        .config_path
+                        .as_ref()
+                        .map(|p| p.display().to_string()),
+                    fault_injection: st.shared.settings.fault_injection,
+                    rules: cfg.rules.len() as u32,
+                    workers,
+                    actors,
+                });
+            }
+            RootMsg::Reload => {
+                super::cast(config_actor::NAME, config_actor::ConfigMsg::Reload(None));
+            }
+            RootMsg::Shutdown => {
+                shutdown(&st.shared).await;
+                myself.stop(Some("shutdown".into()));
+            }
+            RootMsg::Panic => panic!("fault injection: root supervisor panic requested"),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        evt: SupervisionEvent,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                format!("stopped unexpectedly ({})", reason.unwrap_or_default()),
+            ),
+            _ => return Ok(()),
+        };
+        let Some(kind) = st.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        if st.shared.is_shutting_down() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let window = st.failures.entry(kind).or_default();
+        window.push_back(now);
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > BUDGET_WINDOW)
+        {
+            window.pop_front();
+        }
+        let restarts = st.shared.actor_failed(kind.name(), &why);
+        if window.len() > RESTART_BUDGET {
+            let msg = format!(
+                "the {} actor failed {} times within {:?} (budget {RESTART_BUDGET}); last failure: {why}",
+                kind.name(),
+                window.len(),
+                BUDGET_WINDOW
+            );
+            error!(target: "Supervisor", "{msg}; stopping the daemon");
+            st.shared.actor_state(kind.name(), "failed");
+            st.fatal = Some(msg.clone());
+            shutdown(&st.shared).await;
+            myself.stop(Some(msg));
+            return Ok(());
+        }
+        warn!(target: "Supervisor", "actor {} failed ({why}); restart {restarts}", kind.name());
+        // The name is free only once the old actor has fully stopped.
+        for _ in 0..50 {
+            if ractor::registry::where_is(kind.name().to_string()).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match spawn_child(kind, myself.get_cell(), st.shared.clone()).await {
+            Ok(cell) => {
+                st.children.insert(cell.get_id(), kind);
+                st.shared.actor_state(kind.name(), "running");
+                st.shared.publish(Event::ActorRestarted {
+                    name: kind.name().into(),
+                    restarts,
+                    reason: why,
+                });
+                info!(target: "Supervisor", "actor {} restarted", kind.name());
+            }
+            Err(e) => {
+                let msg = format!("restarting the {} actor failed: {e}", kind.name());
+                error!(target: "Supervisor", "{msg}");
+                st.fatal = Some(msg.clone());
+                shutdown(&st.shared).await;
+                myself.stop(Some(msg));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(f) = st.fatal.take() {
+            *super::lock(&FATAL) = Some(f);
+        }
+        Ok(())
+    }
+}
+
+/// Why the root stopped, if it was a failure (read by `run`).
+static FATAL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Stop every worker, then let the tree go.
+async fn shutdown(shared: &Arc<Shared>) {
+    if shared.shutting_down.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    info!(target: "Supervisor", "shutting down: stopping workers");
+    let _ = super::ask(
+        workers::NAME,
+        workers::WmMsg::StopAll,
+        Duration::from_secs(8),
+    )
+    .await;
+    workers::kill_all(shared);
+    let _ = std::fs::remove_file(&shared.settings.socket_path);
+}
+
+/// ractor wraps startup errors in "Actor panicked during startup '...'"
+/// once per level of the tree; operators want the innermost reason.
+fn startup_error(s: &str) -> String {
+    let mut cur = s;
+    while let Some(i) = cur.find("during startup '") {
+        cur = &cur[i + "during startup '".len()..];
+    }
+    cur.trim_end_matches('\'').to_string()
+}
+
+/// Run the daemon until it is told to stop or fails past its budget.
+pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
+    let (root, handle) = Actor::spawn(Some("root".into()), Root, shared.clone())
+        .await
+        .map_err(|e| format!("cannot start: {}", startup_error(&e.to_string())))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    info!(
+        target: "Supervisor",
+        "mcrd {} running (pid {}), control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        shared.settings.socket_path.display()
+    );
+    crate::supervisor::control::sd_notify("READY=1");
+    let watchdog = crate::supervisor::control::watchdog_interval();
+    let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut handle = handle;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!(target: "Supervisor", "SIGTERM"); let _ = root.cast(RootMsg::Shutdown); }
+            _ = int.recv() => { info!(target: "Supervisor", "SIGINT"); let _ = root.cast(RootMsg::Shutdown); }
+            _ = hup.recv() => { info!(target: "Supervisor", "SIGHUP: reloading the config"); let _ = root.cast(RootMsg::Reload); }
+            _ = wd_tick.tick() => { if watchdog.is_some() { crate::supervisor::control::sd_notify("WATCHDOG=1"); } }
+            r = &mut handle => {
+                let _ = r;
+                break;
+            }
+        }
+    }
+    crate::supervisor::control::sd_notify("STOPPING=1");
+    let orderly = shared.is_shutting_down();
+    workers::kill_all(&shared);
+    let _ = std::fs::remove_file(&shared.settings.socket_path);
+    match super::lock(&FATAL).take() {
+        Some(f) => Err(f),
+        // The root itself failed (it has no supervisor to restart it).
+        None if !orderly => Err(
+            "the root supervisor failed; exiting so that the service manager restarts mcrd".into(),
+        ),
+        None => Ok(()),
+    }
+}
