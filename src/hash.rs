@@ -66,7 +66,9 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// entries. Order does not matter and it can be updated one entry at a
 /// time, which lets the supervisor compute the hash a worker should reach
 /// after each delta without rebuilding the table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableHash(pub u64);
 
 impl TableHash {

@@ -80,7 +80,10 @@ impl FromStr for Facility {
             .find(|f| f.target().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<&str> = Facility::ALL.iter().map(|f| f.target()).collect();
-                format!("unknown facility {s:?}; facilities are {}", names.join(", "))
+                format!(
+                    "unknown facility {s:?}; facilities are {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -210,7 +213,10 @@ mod tests {
             assert_eq!(f.target().parse::<Facility>().unwrap(), f);
         }
         assert_eq!("ingress".parse::<Facility>().unwrap(), Facility::Ingress);
-        assert!("Nope".parse::<Facility>().unwrap_err().contains("Supervisor"));
+        assert!("Nope"
+            .parse::<Facility>()
+            .unwrap_err()
+            .contains("Supervisor"));
         assert_eq!("WARN".parse::<Severity>().unwrap(), Severity::Warning);
         assert_eq!("trace".parse::<Severity>().unwrap(), Severity::Trace);
         assert!("loud".parse::<Severity>().is_err());

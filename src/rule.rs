@@ -38,7 +38,9 @@ pub struct RuleInput {
 }
 
 /// How a packet leaves on an output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputMode {
     /// A new UDP datagram from this host: group and port may be translated,
@@ -166,12 +168,18 @@ impl Rule {
             }
         }
         if self.outputs.is_empty() {
-            errs.push(FieldError::new("outputs", "a rule needs at least one output"));
+            errs.push(FieldError::new(
+                "outputs",
+                "a rule needs at least one output",
+            ));
         }
         if self.outputs.len() > MAX_OUTPUTS {
             errs.push(FieldError::new(
                 "outputs",
-                format!("{} outputs; at most {MAX_OUTPUTS} are allowed", self.outputs.len()),
+                format!(
+                    "{} outputs; at most {MAX_OUTPUTS} are allowed",
+                    self.outputs.len()
+                ),
             ));
         }
         let mut seen: BTreeMap<(&str, Ipv4Addr, u16), usize> = BTreeMap::new();
@@ -184,7 +192,10 @@ impl Rule {
                 errs.push(FieldError::new(f("group"), m));
             }
             if out.ttl == Some(0) {
-                errs.push(FieldError::new(f("ttl"), "TTL 0 would never leave this host; use 1..255"));
+                errs.push(FieldError::new(
+                    f("ttl"),
+                    "TTL 0 would never leave this host; use 1..255",
+                ));
             }
             if out.mode == OutputMode::Route {
                 if out.group != self.input.group || (out.port != 0 && out.port != self.input.port) {
@@ -215,7 +226,10 @@ impl Rule {
             if let Some(j) = seen.insert((out.interface.as_str(), out.group, out.port), i) {
                 errs.push(FieldError::new(
                     f("group"),
-                    format!("duplicate of outputs[{j}] ({}:{} on {})", out.group, out.port, out.interface),
+                    format!(
+                        "duplicate of outputs[{j}] ({}:{} on {})",
+                        out.group, out.port, out.interface
+                    ),
                 ));
             }
         }
@@ -286,8 +300,13 @@ pub fn validate_interface_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("{name:?} is not a valid interface name"));
     }
-    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
-        return Err(format!("interface name {name:?} contains {c:?}, which Linux does not allow"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "interface name {name:?} contains {c:?}, which Linux does not allow"
+        ));
     }
     Ok(())
 }
@@ -296,20 +315,28 @@ pub fn validate_interface_name(name: &str) -> Result<(), String> {
 /// shells and log lines.
 pub fn validate_rule_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(format!("rule id must be 1..{MAX_ID_LEN} characters, got {}", id.len()));
+        return Err(format!(
+            "rule id must be 1..{MAX_ID_LEN} characters, got {}",
+            id.len()
+        ));
     }
     if let Some(c) = id
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
     {
-        return Err(format!("rule id {id:?} contains {c:?}; use letters, digits, '-', '_', '.', ':'"));
+        return Err(format!(
+            "rule id {id:?} contains {c:?}; use letters, digits, '-', '_', '.', ':'"
+        ));
     }
     Ok(())
 }
 
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_ID_LEN {
-        return Err(format!("name must be 1..{MAX_ID_LEN} characters, got {}", name.len()));
+        return Err(format!(
+            "name must be 1..{MAX_ID_LEN} characters, got {}",
+            name.len()
+        ));
     }
     if name.chars().any(|c| c.is_control()) {
         return Err(format!("name {name:?} contains a control character"));
@@ -323,7 +350,9 @@ fn validate_address(a: Ipv4Addr) -> Result<(), String> {
         return Err("0.0.0.0 is not a destination".into());
     }
     if a.is_loopback() {
-        return Err(format!("{a} is a loopback address and never crosses an interface"));
+        return Err(format!(
+            "{a} is a loopback address and never crosses an interface"
+        ));
     }
     Ok(())
 }
@@ -337,12 +366,18 @@ pub fn parse_output_spec(spec: &str) -> Result<RuleOutput, String> {
             "output {spec:?}: expected GROUP:PORT:INTERFACE[:TTL], e.g. 239.1.1.1:5000:eth1"
         ));
     }
-    let group: Ipv4Addr = parts[0]
-        .parse()
-        .map_err(|_| format!("output {spec:?}: group {:?} is not an IPv4 address", parts[0]))?;
-    let port: u16 = parts[1]
-        .parse()
-        .map_err(|_| format!("output {spec:?}: port {:?} is not a number in 0..65535", parts[1]))?;
+    let group: Ipv4Addr = parts[0].parse().map_err(|_| {
+        format!(
+            "output {spec:?}: group {:?} is not an IPv4 address",
+            parts[0]
+        )
+    })?;
+    let port: u16 = parts[1].parse().map_err(|_| {
+        format!(
+            "output {spec:?}: port {:?} is not a number in 0..65535",
+            parts[1]
+        )
+    })?;
     let ttl = match parts.get(3) {
         None => None,
         Some(t) => Some(
@@ -440,7 +475,10 @@ impl RuleSet {
                     rule.input.interface,
                     rule.input.group,
                     rule.input.port,
-                    rule.input.source.map(|s| format!(" from {s}")).unwrap_or_default(),
+                    rule.input
+                        .source
+                        .map(|s| format!(" from {s}"))
+                        .unwrap_or_default(),
                     other.id
                 ),
             )]);
@@ -542,7 +580,10 @@ impl RuleSet {
 
     /// Every interface a rule reads from.
     pub fn input_interfaces(&self) -> std::collections::BTreeSet<&str> {
-        self.rules.values().map(|r| r.input.interface.as_str()).collect()
+        self.rules
+            .values()
+            .map(|r| r.input.interface.as_str())
+            .collect()
     }
 }
 
@@ -601,18 +642,27 @@ mod tests {
         assert_eq!(errs[0].field, "outputs[0].interface");
         assert!(errs[0].message.contains("self loop"));
         // Same interface, translated group: fine.
-        assert!(rule("eth0", "239.1.1.1", 5000, &[("eth0", "239.9.9.9", 5000)])
-            .validate()
-            .is_empty());
+        assert!(
+            rule("eth0", "239.1.1.1", 5000, &[("eth0", "239.9.9.9", 5000)])
+                .validate()
+                .is_empty()
+        );
         // Any-port input to the same group on the same interface loops.
-        assert!(!rule("eth0", "239.1.1.1", 0, &[("eth0", "239.1.1.1", 7000)])
-            .validate()
-            .is_empty());
+        assert!(
+            !rule("eth0", "239.1.1.1", 0, &[("eth0", "239.1.1.1", 7000)])
+                .validate()
+                .is_empty()
+        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let mut r = rule("eth0/x", "0.0.0.0", 5000, &[("averyveryverylongname", "127.0.0.1", 1)]);
+        let mut r = rule(
+            "eth0/x",
+            "0.0.0.0",
+            5000,
+            &[("averyveryverylongname", "127.0.0.1", 1)],
+        );
         r.outputs[0].ttl = Some(0);
         r.input.source = Some("239.1.1.1".parse().unwrap());
         let fields: Vec<String> = r.validate().into_iter().map(|e| e.field).collect();
@@ -632,8 +682,13 @@ mod tests {
     #[test]
     fn duplicates_are_refused_and_set_unchanged() {
         let mut set = RuleSet::new();
-        set.insert(rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]))
-            .unwrap();
+        set.insert(rule(
+            "eth0",
+            "239.1.1.1",
+            5000,
+            &[("eth1", "239.2.2.2", 6000)],
+        ))
+        .unwrap();
         let mut dup = rule("eth0", "239.1.1.1", 5000, &[("eth2", "239.3.3.3", 6000)]);
         dup.id = "other".into();
         let e = set.insert(dup).unwrap_err();
@@ -674,9 +729,18 @@ mod tests {
         let o = parse_output_spec("239.2.2.2:6000:eth1").unwrap();
         assert_eq!(o.port, 6000);
         assert_eq!(o.ttl, None);
-        assert_eq!(parse_output_spec("10.0.0.9:53:eth1:8").unwrap().ttl, Some(8));
-        assert!(parse_output_spec("239.2.2.2:eth1").unwrap_err().contains("GROUP:PORT:INTERFACE"));
-        assert!(parse_output_spec("239.2.2.x:1:eth1").unwrap_err().contains("group"));
-        assert!(parse_output_spec("239.2.2.2:70000:eth1").unwrap_err().contains("port"));
+        assert_eq!(
+            parse_output_spec("10.0.0.9:53:eth1:8").unwrap().ttl,
+            Some(8)
+        );
+        assert!(parse_output_spec("239.2.2.2:eth1")
+            .unwrap_err()
+            .contains("GROUP:PORT:INTERFACE"));
+        assert!(parse_output_spec("239.2.2.x:1:eth1")
+            .unwrap_err()
+            .contains("group"));
+        assert!(parse_output_spec("239.2.2.2:70000:eth1")
+            .unwrap_err()
+            .contains("port"));
     }
 }

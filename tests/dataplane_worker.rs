@@ -14,8 +14,8 @@ use common::{ip, require_root, veth, Netns};
 use mcr::dataplane::sockets;
 use mcr::ipc::fdpass::{recv_msg, send_msg, seqpacket_pair, wait_readable};
 use mcr::ipc::{
-    decode, encode, rule_key, table_hash, EgressSpec, FromWorker, TableOutput, TableRule, ToWorker, WorkerSetup,
-    IPC_VERSION, MAX_MESSAGE,
+    decode, encode, rule_key, table_hash, EgressSpec, FromWorker, TableOutput, TableRule, ToWorker,
+    WorkerSetup, IPC_VERSION, MAX_MESSAGE,
 };
 use mcr::logging::LogLevels;
 use mcr::rule::OutputMode;
@@ -38,7 +38,9 @@ impl Sup {
                 wait_readable(self.fd.as_fd(), Duration::from_secs(5)).unwrap(),
                 "worker went silent"
             );
-            let r = recv_msg(self.fd.as_fd(), &mut self.buf, false).unwrap().expect("worker closed IPC");
+            let r = recv_msg(self.fd.as_fd(), &mut self.buf, false)
+                .unwrap()
+                .expect("worker closed IPC");
             let m: FromWorker = decode(&self.buf[..r.len]).unwrap();
             if want(&m) {
                 return m;
@@ -69,9 +71,12 @@ fn worker_relays_and_reports() {
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let (sup, wfd) = seqpacket_pair().unwrap();
         let handle = std::thread::spawn(move || {
-            mcr::dataplane::worker::run(wfd, mcr::dataplane::worker::Hooks {
-                set_levels: Box::new(|_| {}),
-            })
+            mcr::dataplane::worker::run(
+                wfd,
+                mcr::dataplane::worker::Hooks {
+                    set_levels: Box::new(|_| {}),
+                },
+            )
         });
         (sup, handle)
     });
@@ -102,7 +107,10 @@ fn worker_relays_and_reports() {
     );
     assert!(matches!(
         sup.recv_where(|m| matches!(m, FromWorker::Hello { .. })),
-        FromWorker::Hello { version: IPC_VERSION, .. }
+        FromWorker::Hello {
+            version: IPC_VERSION,
+            ..
+        }
     ));
     let egress = sockets::open_egress("wc", wc.ifindex, 4, OutputMode::Republish, 1 << 20).unwrap();
     sup.send(
@@ -138,7 +146,12 @@ fn worker_relays_and_reports() {
         &[],
     );
     match sup.recv_where(|m| matches!(m, FromWorker::Ack { .. })) {
-        FromWorker::Ack { seq, hash, rules, gap } => {
+        FromWorker::Ack {
+            seq,
+            hash,
+            rules,
+            gap,
+        } => {
             assert_eq!((seq, hash, rules, gap), (1, expect, 1, false));
         }
         _ => unreachable!(),
@@ -147,7 +160,8 @@ fn worker_relays_and_reports() {
     // Receiver on wd for the translated group.
     let rx = UdpSocket::bind(SocketAddrV4::new(ip("239.20.0.1"), 6000)).unwrap();
     let wd = sockets::interface_info("wd").unwrap();
-    rx.join_multicast_v4(&ip("239.20.0.1"), &wd.addrs[0]).unwrap();
+    rx.join_multicast_v4(&ip("239.20.0.1"), &wd.addrs[0])
+        .unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     // The sender's route for the input group points out of wa.
     ns.ip(&["route", "add", "239.10.0.0/16", "dev", "wa"]);
@@ -164,7 +178,11 @@ fn worker_relays_and_reports() {
     let mut got = Vec::new();
     let mut buf = [0u8; 2048];
     while let Ok((len, from)) = rx.recv_from(&mut buf) {
-        assert_eq!(from.ip(), std::net::IpAddr::from(Ipv4Addr::new(10, 50, 2, 1)), "republished from the output interface");
+        assert_eq!(
+            from.ip(),
+            std::net::IpAddr::from(Ipv4Addr::new(10, 50, 2, 1)),
+            "republished from the output interface"
+        );
         got.push(String::from_utf8_lossy(&buf[..len]).to_string());
         if got.len() == n {
             break;
@@ -172,7 +190,10 @@ fn worker_relays_and_reports() {
     }
     if got.len() != n {
         let st = sup.recv_where(|m| matches!(m, FromWorker::Stats { .. }));
-        panic!("only {} of {n} packets relayed; worker stats: {st:?}", got.len());
+        panic!(
+            "only {} of {n} packets relayed; worker stats: {st:?}",
+            got.len()
+        );
     }
     assert_eq!(got[0], "packet 0000");
     assert_eq!(got[n - 1], format!("packet {:04}", n - 1));
@@ -199,7 +220,9 @@ fn worker_relays_and_reports() {
         &[],
     );
     match sup.recv_where(|m| matches!(m, FromWorker::Ack { .. })) {
-        FromWorker::Ack { seq, gap, rules, .. } => assert_eq!((seq, gap, rules), (3, true, 0)),
+        FromWorker::Ack {
+            seq, gap, rules, ..
+        } => assert_eq!((seq, gap, rules), (3, true, 0)),
         _ => unreachable!(),
     }
     sup.send(&ToWorker::Shutdown, &[]);

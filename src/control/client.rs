@@ -56,7 +56,9 @@ impl Client {
     pub fn request<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
         let r = self.call(req)?;
         if !r.ok {
-            return Err(ClientError::Daemon(r.error.unwrap_or_else(|| "request failed".into())));
+            return Err(ClientError::Daemon(
+                r.error.unwrap_or_else(|| "request failed".into()),
+            ));
         }
         let v = r.result.unwrap_or(serde_json::Value::Null);
         serde_json::from_value(v).map_err(|e| ClientError::BadResponse(e.to_string()))
@@ -78,7 +80,12 @@ impl Client {
             Ok(l) => serde_json::from_str(&l)
                 .map(Some)
                 .map_err(|e| ClientError::BadResponse(e.to_string())),
-            Err(ClientError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),

@@ -95,9 +95,14 @@ pub enum Request {
     Mroute,
     ConfigShow,
     /// Validate a config file's text.
-    ConfigCheck { text: String },
+    ConfigCheck {
+        text: String,
+    },
     /// Apply a config file's text: merge by rule id, or replace all rules.
-    ConfigLoad { text: String, replace: bool },
+    ConfigLoad {
+        text: String,
+        replace: bool,
+    },
     /// Write the running config to the startup config file.
     ConfigSave,
     /// Re-read the startup config file (same as SIGHUP).
@@ -397,30 +402,77 @@ impl EventKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    RuleAdded { id: String, name: Option<String> },
-    RuleRemoved { id: String },
-    RuleChanged { id: String },
-    RuleState { id: String, state: RuleState, reason: Option<String> },
-    WorkerStarted { interface: String, index: u32, pid: u32 },
-    WorkerExited { interface: String, index: u32, pid: u32, reason: String, restarts: u32 },
-    WorkerResynced { interface: String, index: u32, reason: String },
-    WorkerIdleExit { interface: String },
-    InterfaceUp { name: String },
-    InterfaceDown { name: String },
-    InterfaceAdded { name: String, ifindex: u32 },
-    InterfaceRemoved { name: String },
-    ConfigApplied { added: u32, removed: u32, changed: u32 },
-    ActorRestarted { name: String, restarts: u32, reason: String },
+    RuleAdded {
+        id: String,
+        name: Option<String>,
+    },
+    RuleRemoved {
+        id: String,
+    },
+    RuleChanged {
+        id: String,
+    },
+    RuleState {
+        id: String,
+        state: RuleState,
+        reason: Option<String>,
+    },
+    WorkerStarted {
+        interface: String,
+        index: u32,
+        pid: u32,
+    },
+    WorkerExited {
+        interface: String,
+        index: u32,
+        pid: u32,
+        reason: String,
+        restarts: u32,
+    },
+    WorkerResynced {
+        interface: String,
+        index: u32,
+        reason: String,
+    },
+    WorkerIdleExit {
+        interface: String,
+    },
+    InterfaceUp {
+        name: String,
+    },
+    InterfaceDown {
+        name: String,
+    },
+    InterfaceAdded {
+        name: String,
+        ifindex: u32,
+    },
+    InterfaceRemoved {
+        name: String,
+    },
+    ConfigApplied {
+        added: u32,
+        removed: u32,
+        changed: u32,
+    },
+    ActorRestarted {
+        name: String,
+        restarts: u32,
+        reason: String,
+    },
     /// The subscriber fell behind and `missed` events were dropped for it.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
-            Event::RuleAdded { .. } | Event::RuleRemoved { .. } | Event::RuleChanged { .. } | Event::RuleState { .. } => {
-                EventKind::Rules
-            }
+            Event::RuleAdded { .. }
+            | Event::RuleRemoved { .. }
+            | Event::RuleChanged { .. }
+            | Event::RuleState { .. } => EventKind::Rules,
             Event::WorkerStarted { .. }
             | Event::WorkerExited { .. }
             | Event::WorkerResynced { .. }
@@ -450,11 +502,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let version = v.get("version").and_then(|x| x.as_u64());
     match version {
         Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
-        Some(x) => {
-            return Err(format!(
-                "protocol version {x} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
-            ))
-        }
+        Some(x) => return Err(format!(
+            "protocol version {x} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
+        )),
         None => return Err("malformed request: missing \"version\"".into()),
     }
     let cmd = v.get("cmd").and_then(|c| c.as_str()).map(str::to_string);
@@ -462,7 +512,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         Ok(env) => Ok(env.request),
         Err(e) => Err(match cmd {
             None => "malformed request: missing \"cmd\"".to_string(),
-            Some(c) if e.to_string().contains("unknown variant") => format!("unknown command {c:?}"),
+            Some(c) if e.to_string().contains("unknown variant") => {
+                format!("unknown command {c:?}")
+            }
             Some(c) => format!("bad {c:?} request: {e}"),
         }),
     }
@@ -528,7 +580,9 @@ mod tests {
     #[test]
     fn bad_requests_name_the_problem() {
         assert!(parse_request(b"{nope").unwrap_err().contains("not JSON"));
-        assert!(parse_request(br#"{"cmd":"ping"}"#).unwrap_err().contains("version"));
+        assert!(parse_request(br#"{"cmd":"ping"}"#)
+            .unwrap_err()
+            .contains("version"));
         assert!(parse_request(br#"{"version":99,"cmd":"ping"}"#)
             .unwrap_err()
             .contains("version 99"));
@@ -536,7 +590,9 @@ mod tests {
             parse_request(br#"{"version":1,"cmd":"launch-missiles"}"#).unwrap_err(),
             "unknown command \"launch-missiles\""
         );
-        assert!(parse_request(br#"{"version":1}"#).unwrap_err().contains("cmd"));
+        assert!(parse_request(br#"{"version":1}"#)
+            .unwrap_err()
+            .contains("cmd"));
         let e = parse_request(br#"{"version":1,"cmd":"add","input":{"interface":"eth0","group":"239.1.1.x","port":1},"outputs":[]}"#)
             .unwrap_err();
         assert!(e.contains("add"), "{e}");

@@ -100,7 +100,9 @@ impl Region {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         // SAFETY: the layout has non-zero size (max(1) above).
         let p = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(p).ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "buffer ring allocation failed"))?;
+        let ptr = NonNull::new(p).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "buffer ring allocation failed")
+        })?;
         Ok(Region { ptr, layout })
     }
 }
@@ -136,9 +138,18 @@ unsafe impl Send for BufRing {}
 impl BufRing {
     /// Allocate `entries` buffers of `buf_size` bytes and register them as
     /// buffer group `bgid` on `ring`. All buffers start available.
-    pub fn new(ring: &IoUring, bgid: u16, entries: u16, buf_size: usize, tier: Tier) -> io::Result<BufRing> {
+    pub fn new(
+        ring: &IoUring,
+        bgid: u16,
+        entries: u16,
+        buf_size: usize,
+        tier: Tier,
+    ) -> io::Result<BufRing> {
         if !entries.is_power_of_two() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring size must be a power of two"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring size must be a power of two",
+            ));
         }
         let ring_mem = Region::new(usize::from(entries) * std::mem::size_of::<BufRingEntry>())?;
         let bufs = Region::new(usize::from(entries) * buf_size)?;
@@ -146,8 +157,12 @@ impl BufRing {
         // lives as long as this BufRing, which unregisters it on drop
         // (before the memory is freed: fields drop after `drop()` runs).
         unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ring_mem.ptr.as_ptr() as u64, entries, bgid, 0)?;
+            ring.submitter().register_buf_ring_with_flags(
+                ring_mem.ptr.as_ptr() as u64,
+                entries,
+                bgid,
+                0,
+            )?;
         }
         let mut br = BufRing {
             ring: ring_mem,
@@ -202,7 +217,12 @@ impl BufRing {
         // SAFETY: `bid` < entries, so the slice lies within `bufs`; we hold
         // &mut self, and the kernel writes a buffer only while it is in
         // the ring (not after it was handed to us and before recycling).
-        unsafe { std::slice::from_raw_parts_mut(self.bufs.ptr.as_ptr().add(bid * self.buf_size), self.buf_size) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.bufs.ptr.as_ptr().add(bid * self.buf_size),
+                self.buf_size,
+            )
+        }
     }
 
     /// Address of byte `offset` of buffer `bid`, for a send's iovec.
@@ -211,7 +231,12 @@ impl BufRing {
         debug_assert!(offset <= self.buf_size);
         // SAFETY: stays within the `bufs` allocation (bid < entries,
         // offset ≤ buf_size).
-        unsafe { self.bufs.ptr.as_ptr().add(bid * self.buf_size + offset.min(self.buf_size)) }
+        unsafe {
+            self.bufs
+                .ptr
+                .as_ptr()
+                .add(bid * self.buf_size + offset.min(self.buf_size))
+        }
     }
 
     /// Record `n` more sends using buffer `bid`.
@@ -261,7 +286,10 @@ impl BufRing {
         // SAFETY: the ring region starts with a valid, initialised entry;
         // `tail` yields the address of the shared tail field inside it,
         // which is 2-byte aligned and lives as long as the region.
-        let tail = unsafe { &*(BufRingEntry::tail(self.ring.ptr.as_ptr() as *const BufRingEntry) as *const AtomicU16) };
+        let tail = unsafe {
+            &*(BufRingEntry::tail(self.ring.ptr.as_ptr() as *const BufRingEntry)
+                as *const AtomicU16)
+        };
         // Release: the entries written above must be visible before the
         // kernel sees the new tail.
         tail.store(self.tail, Ordering::Release);

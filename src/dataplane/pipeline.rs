@@ -41,7 +41,9 @@ pub struct Send {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Matched the rule in `slot`; the sends are in the send list.
-    Forward { slot: u32 },
+    Forward {
+        slot: u32,
+    },
     Malformed,
     Fragment,
     NotUdp,
@@ -180,7 +182,13 @@ mod tests {
         }
     }
 
-    fn rule(id: &str, g: &str, port: u16, src: Option<&str>, outputs: Vec<TableOutput>) -> TableRule {
+    fn rule(
+        id: &str,
+        g: &str,
+        port: u16,
+        src: Option<&str>,
+        outputs: Vec<TableOutput>,
+    ) -> TableRule {
         TableRule {
             key: rule_key(id),
             id: id.into(),
@@ -219,7 +227,10 @@ mod tests {
         assert_eq!(sends.len(), 1);
         let s = sends[0];
         assert_eq!((s.egress, s.dst, s.port), (3, ip("239.2.2.2"), 6000));
-        assert_eq!(&f[s.offset as usize..(s.offset + s.len) as usize], b"payload!");
+        assert_eq!(
+            &f[s.offset as usize..(s.offset + s.len) as usize],
+            b"payload!"
+        );
         assert_eq!((c.recv, c.matched, c.no_match), (1, 1, 0));
         let e = t.get(rule_key("r")).unwrap();
         assert_eq!((e.packets, e.bytes), (1, 8));
@@ -230,7 +241,14 @@ mod tests {
     fn fan_out_shares_one_payload() {
         let mut t = Table::new();
         let outs = (0..16)
-            .map(|i| out(i, &format!("239.2.2.{}", i + 1), 6000 + i as u16, OutputMode::Republish))
+            .map(|i| {
+                out(
+                    i,
+                    &format!("239.2.2.{}", i + 1),
+                    6000 + i as u16,
+                    OutputMode::Republish,
+                )
+            })
             .collect();
         t.upsert(rule("r", "239.1.1.1", 5000, None, outs));
         let mut f = frame("10.0.0.1", "239.1.1.1", 5000, &[7u8; 1000]);
@@ -320,7 +338,11 @@ mod tests {
         let mut f = spec.build(b"last hop");
         let (v, sends, c) = run(&mut t, &mut f);
         assert!(matches!(v, Verdict::Forward { .. }));
-        assert_eq!(sends.len(), 1, "TTL-1 packets still republish (link-local relaying)");
+        assert_eq!(
+            sends.len(),
+            1,
+            "TTL-1 packets still republish (link-local relaying)"
+        );
         assert_eq!(sends[0].mode, OutputMode::Republish);
         assert_eq!(c.ttl_expired, 1);
     }
@@ -340,23 +362,41 @@ mod tests {
         let mut c = WorkerCounters::default();
 
         let mut trunc = good[..50].to_vec();
-        assert_eq!(process(&mut trunc, 50, &mut t, &mut sends, &mut c), Verdict::Malformed);
+        assert_eq!(
+            process(&mut trunc, 50, &mut t, &mut sends, &mut c),
+            Verdict::Malformed
+        );
         // The kernel said 128 bytes but only 100 fit the buffer.
         let mut cut = good[..100].to_vec();
-        assert_eq!(process(&mut cut, 128, &mut t, &mut sends, &mut c), Verdict::Malformed);
+        assert_eq!(
+            process(&mut cut, 128, &mut t, &mut sends, &mut c),
+            Verdict::Malformed
+        );
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.frag = 0x2000;
         let mut frag = spec.build(b"first fragment");
         let n = frag.len();
-        assert_eq!(process(&mut frag, n, &mut t, &mut sends, &mut c), Verdict::Fragment);
+        assert_eq!(
+            process(&mut frag, n, &mut t, &mut sends, &mut c),
+            Verdict::Fragment
+        );
         spec.frag = 0;
         spec.protocol = 6;
         let mut tcp = spec.build(b"not udp at all");
         let n = tcp.len();
-        assert_eq!(process(&mut tcp, n, &mut t, &mut sends, &mut c), Verdict::NotUdp);
+        assert_eq!(
+            process(&mut tcp, n, &mut t, &mut sends, &mut c),
+            Verdict::NotUdp
+        );
         let mut empty: Vec<u8> = Vec::new();
-        assert_eq!(process(&mut empty, 0, &mut t, &mut sends, &mut c), Verdict::Malformed);
-        assert_eq!((c.recv, c.malformed, c.fragments, c.not_udp, c.matched), (5, 3, 1, 1, 0));
+        assert_eq!(
+            process(&mut empty, 0, &mut t, &mut sends, &mut c),
+            Verdict::Malformed
+        );
+        assert_eq!(
+            (c.recv, c.malformed, c.fragments, c.not_udp, c.matched),
+            (5, 3, 1, 1, 0)
+        );
         assert!(sends.is_empty());
     }
 
@@ -389,7 +429,10 @@ mod tests {
             let reported = cut + (x >> 60) as usize % 3;
             let _ = process(&mut f, reported, &mut t, &mut sends, &mut c);
             for s in &sends {
-                assert!((s.offset + s.len) as usize <= f.len(), "send beyond the frame");
+                assert!(
+                    (s.offset + s.len) as usize <= f.len(),
+                    "send beyond the frame"
+                );
             }
         }
     }

@@ -46,7 +46,12 @@ fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::R
 }
 
 /// setsockopt with a plain-old-data value.
-fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+fn setsockopt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
     // SAFETY: `val` points to a live `T` of `size_of::<T>()` bytes for the
     // duration of the call; the kernel copies it and keeps no reference.
     cvt(unsafe {
@@ -61,12 +66,18 @@ fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int
     .map(drop)
 }
 
-fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     setsockopt(fd, level, name, &v)
 }
 
 fn bind_to_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
-    let name = CString::new(ifname).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    let name = CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
     let bytes = name.as_bytes_with_nul();
     // SAFETY: `bytes` is a live NUL-terminated buffer of the length given.
     cvt(unsafe {
@@ -82,7 +93,12 @@ fn bind_to_device(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<()> {
 }
 
 /// Set a buffer size, forcing past the sysctl limits when we may (root).
-fn set_buf(fd: BorrowedFd<'_>, force: libc::c_int, plain: libc::c_int, size: usize) -> io::Result<()> {
+fn set_buf(
+    fd: BorrowedFd<'_>,
+    force: libc::c_int,
+    plain: libc::c_int,
+    size: usize,
+) -> io::Result<()> {
     let v = size.min(i32::MAX as usize) as libc::c_int;
     if set_int(fd, libc::SOL_SOCKET, force, v).is_ok() {
         return Ok(());
@@ -94,7 +110,12 @@ fn set_buf(fd: BorrowedFd<'_>, force: libc::c_int, plain: libc::c_int, size: usi
 pub type SockFilter = libc::sock_filter;
 
 fn stmt(code: u16, k: u32) -> SockFilter {
-    SockFilter { code, jt: 0, jf: 0, k }
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
@@ -247,7 +268,10 @@ pub fn join_fanout(fd: BorrowedFd<'_>, group_id: u16) -> io::Result<()> {
 /// Kernel counters of an AF_PACKET socket: (packets, drops) since the last
 /// read (reading resets them).
 pub fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
-    let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+    let mut st = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
     let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
     // SAFETY: `st` and `len` are live and `len` is the size of `st`.
     cvt(unsafe {
@@ -277,14 +301,25 @@ fn mreqn(group: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
 /// IP_HDRINCL). Both are bound to the device so that the kernel sends on
 /// that interface whatever its routing table says, and neither loops
 /// multicast back to this host (the relay must not hear itself).
-pub fn open_egress(ifname: &str, ifindex: u32, ttl: u8, mode: OutputMode, sndbuf: usize) -> io::Result<OwnedFd> {
+pub fn open_egress(
+    ifname: &str,
+    ifindex: u32,
+    ttl: u8,
+    mode: OutputMode,
+    sndbuf: usize,
+) -> io::Result<OwnedFd> {
     let fd = match mode {
         OutputMode::Republish => new_socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP)?,
         OutputMode::Route => new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?,
     };
     let b = fd_borrow(&fd);
     bind_to_device(b, ifname)?;
-    setsockopt(b, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn(Ipv4Addr::UNSPECIFIED, ifindex))?;
+    setsockopt(
+        b,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &mreqn(Ipv4Addr::UNSPECIFIED, ifindex),
+    )?;
     set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
     set_int(b, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
     if mode == OutputMode::Republish {
@@ -324,7 +359,12 @@ impl Memberships {
         }
         let req = mreqn(group, ifindex);
         for (i, (fd, n)) in self.sockets.iter_mut().enumerate() {
-            match setsockopt(fd_borrow(fd), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req) {
+            match setsockopt(
+                fd_borrow(fd),
+                libc::IPPROTO_IP,
+                libc::IP_ADD_MEMBERSHIP,
+                &req,
+            ) {
                 Ok(()) => {
                     *n += 1;
                     self.joined.insert((ifindex, group), i);
@@ -340,7 +380,12 @@ impl Memberships {
         // never read, so a filter that drops everything keeps its queue
         // empty.
         attach_filter(fd_borrow(&fd), &[stmt(BPF_RET_K, 0)])?;
-        setsockopt(fd_borrow(&fd), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req)?;
+        setsockopt(
+            fd_borrow(&fd),
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            &req,
+        )?;
         self.sockets.push((fd, 1));
         self.joined.insert((ifindex, group), self.sockets.len() - 1);
         Ok(())
@@ -354,13 +399,23 @@ impl Memberships {
         let req = mreqn(group, ifindex);
         let (fd, n) = &mut self.sockets[i];
         *n = n.saturating_sub(1);
-        setsockopt(fd_borrow(fd), libc::IPPROTO_IP, libc::IP_DROP_MEMBERSHIP, &req)
+        setsockopt(
+            fd_borrow(fd),
+            libc::IPPROTO_IP,
+            libc::IP_DROP_MEMBERSHIP,
+            &req,
+        )
     }
 
     /// Forget every membership on an interface that is gone (the kernel
     /// dropped them with the device).
     pub fn forget_interface(&mut self, ifindex: u32) {
-        let gone: Vec<_> = self.joined.keys().filter(|(i, _)| *i == ifindex).copied().collect();
+        let gone: Vec<_> = self
+            .joined
+            .keys()
+            .filter(|(i, _)| *i == ifindex)
+            .copied()
+            .collect();
         for k in gone {
             if let Some(i) = self.joined.remove(&k) {
                 self.sockets[i].1 = self.sockets[i].1.saturating_sub(1);
@@ -418,7 +473,10 @@ fn ifreq_ioctl(name: &str, req: libc::c_ulong) -> io::Result<libc::ifreq> {
     let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
@@ -474,7 +532,10 @@ pub fn ipv4_addrs(name: &str) -> Vec<Ipv4Addr> {
     };
     addrs
         .filter(|a| a.interface_name == name)
-        .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())))
+        .filter_map(|a| {
+            a.address
+                .and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip()))
+        })
         .collect()
 }
 
@@ -498,7 +559,11 @@ pub fn has_cap_net_raw() -> bool {
 pub fn open_netlink_monitor() -> io::Result<OwnedFd> {
     const RTMGRP_LINK: u32 = 1;
     const RTMGRP_IPV4_IFADDR: u32 = 0x10;
-    let fd = new_socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK, libc::NETLINK_ROUTE)?;
+    let fd = new_socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+        libc::NETLINK_ROUTE,
+    )?;
     // SAFETY: sockaddr_nl is plain old data; all-zero is valid.
     let mut sa: libc::sockaddr_nl = unsafe { mem::zeroed() };
     sa.nl_family = libc::AF_NETLINK as u16;
@@ -521,7 +586,14 @@ pub fn drain(fd: BorrowedFd<'_>) -> bool {
     let mut any = false;
     loop {
         // SAFETY: `buf` is live and writable for its full length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n > 0 {
             any = true;
             continue;
@@ -586,20 +658,30 @@ mod tests {
     #[test]
     fn filter_keeps_exactly_the_listed_destinations() {
         for n in [1usize, 2, 3, 7, 64, 500, MAX_FILTER_DESTINATIONS] {
-            let dsts: Vec<Ipv4Addr> = (0..n as u32).map(|i| Ipv4Addr::from(0xef01_0000 + i * 3)).collect();
+            let dsts: Vec<Ipv4Addr> = (0..n as u32)
+                .map(|i| Ipv4Addr::from(0xef01_0000 + i * 3))
+                .collect();
             let p = ingress_filter(Some(&dsts));
             assert!(p.len() < 4096);
             for (i, d) in dsts.iter().enumerate() {
-                assert!(run_bpf(&p, &pkt_to(*d), 2) > 0, "n={n}: {d} (#{i}) must pass");
+                assert!(
+                    run_bpf(&p, &pkt_to(*d), 2) > 0,
+                    "n={n}: {d} (#{i}) must pass"
+                );
                 assert_eq!(run_bpf(&p, &pkt_to(*d), PACKET_OUTGOING), 0);
                 let miss = Ipv4Addr::from(u32::from(*d) + 1);
                 assert_eq!(run_bpf(&p, &pkt_to(miss), 2), 0, "n={n}: {miss} must drop");
             }
             assert_eq!(run_bpf(&p, &pkt_to("1.2.3.4".parse().unwrap()), 0), 0);
-            assert_eq!(run_bpf(&p, &pkt_to("255.255.255.255".parse().unwrap()), 0), 0);
+            assert_eq!(
+                run_bpf(&p, &pkt_to("255.255.255.255".parse().unwrap()), 0),
+                0
+            );
         }
         // Too many: only the outgoing test remains.
-        let many: Vec<Ipv4Addr> = (0..5000u32).map(|i| Ipv4Addr::from(0xef00_0000 + i)).collect();
+        let many: Vec<Ipv4Addr> = (0..5000u32)
+            .map(|i| Ipv4Addr::from(0xef00_0000 + i))
+            .collect();
         assert_eq!(ingress_filter(Some(&many)).len(), 4);
     }
 
@@ -608,6 +690,9 @@ mod tests {
         let lo = interface_info("lo").expect("every namespace has lo");
         assert!(lo.ifindex >= 1);
         assert!(interface_info("no-such-if0").is_none());
-        assert!(interface_info("../etc").is_none(), "names are validated before touching sysfs");
+        assert!(
+            interface_info("../etc").is_none(),
+            "names are validated before touching sysfs"
+        );
     }
 }

@@ -261,10 +261,22 @@ mod tests {
         t.upsert(tr("src-port", "239.1.1.1", 5000, Some("10.0.0.1")));
         t.upsert(tr("src-any", "239.1.1.1", 0, Some("10.0.0.2")));
         let id = |s: Option<u32>| t.entry(s.unwrap()).unwrap().rule.id.clone();
-        assert_eq!(id(t.lookup(ip("10.0.0.1"), ip("239.1.1.1"), 5000)), "src-port");
-        assert_eq!(id(t.lookup(ip("10.0.0.9"), ip("239.1.1.1"), 5000)), "any-port");
-        assert_eq!(id(t.lookup(ip("10.0.0.2"), ip("239.1.1.1"), 7000)), "src-any");
-        assert_eq!(id(t.lookup(ip("10.0.0.9"), ip("239.1.1.1"), 7000)), "any-any");
+        assert_eq!(
+            id(t.lookup(ip("10.0.0.1"), ip("239.1.1.1"), 5000)),
+            "src-port"
+        );
+        assert_eq!(
+            id(t.lookup(ip("10.0.0.9"), ip("239.1.1.1"), 5000)),
+            "any-port"
+        );
+        assert_eq!(
+            id(t.lookup(ip("10.0.0.2"), ip("239.1.1.1"), 7000)),
+            "src-any"
+        );
+        assert_eq!(
+            id(t.lookup(ip("10.0.0.9"), ip("239.1.1.1"), 7000)),
+            "any-any"
+        );
         assert_eq!(t.lookup(ip("10.0.0.9"), ip("239.1.1.2"), 5000), None);
     }
 
@@ -281,7 +293,10 @@ mod tests {
         t.upsert(a2.clone());
         assert_eq!(t.len(), 2);
         assert_eq!(t.hash(), table_hash([&a2, &b]));
-        assert!(t.lookup(ip("1.1.1.1"), ip("239.1.1.1"), 1).is_none(), "old index entry gone");
+        assert!(
+            t.lookup(ip("1.1.1.1"), ip("239.1.1.1"), 1).is_none(),
+            "old index entry gone"
+        );
         assert!(t.lookup(ip("1.1.1.1"), ip("239.1.1.1"), 2).is_some());
         t.remove(a.key);
         t.remove(b.key);

@@ -21,8 +21,8 @@ use tracing::{debug, info, warn};
 
 use crate::ipc::fdpass::{recv_msg, send_msg, wait_readable};
 use crate::ipc::{
-    decode, encode, EgressSpec, Fault, FromWorker, TableRule, ToWorker, WorkerCounters, WorkerSetup, IPC_VERSION,
-    MAX_MESSAGE,
+    decode, encode, EgressSpec, Fault, FromWorker, TableRule, ToWorker, WorkerCounters,
+    WorkerSetup, IPC_VERSION, MAX_MESSAGE,
 };
 use crate::logging::LogLevels;
 
@@ -104,33 +104,46 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
 fn handshake(ipc: &OwnedFd, buf: &mut [u8]) -> Result<(WorkerSetup, OwnedFd), WorkerError> {
     let ready = wait_readable(ipc.as_fd(), Duration::from_secs(10)).map_err(WorkerError::Ipc)?;
     if !ready {
-        return Err(WorkerError::Handshake("no Hello from the supervisor within 10 s".into()));
+        return Err(WorkerError::Handshake(
+            "no Hello from the supervisor within 10 s".into(),
+        ));
     }
     let r = recv_msg(ipc.as_fd(), buf, false)
         .map_err(WorkerError::Ipc)?
-        .ok_or_else(|| WorkerError::Handshake("the supervisor closed the IPC socket before Hello".into()))?;
+        .ok_or_else(|| {
+            WorkerError::Handshake("the supervisor closed the IPC socket before Hello".into())
+        })?;
     let msg: ToWorker = decode(&buf[..r.len]).map_err(|e| WorkerError::Handshake(e.to_string()))?;
     let ToWorker::Hello(setup) = msg else {
-        return Err(WorkerError::Handshake(format!("expected Hello, got {msg:?}")));
+        return Err(WorkerError::Handshake(format!(
+            "expected Hello, got {msg:?}"
+        )));
     };
     if setup.version != IPC_VERSION {
-        let _ = send(ipc, &FromWorker::Error {
-            message: format!("worker speaks IPC version {IPC_VERSION}, supervisor sent {}", setup.version),
-        });
+        let _ = send(
+            ipc,
+            &FromWorker::Error {
+                message: format!(
+                    "worker speaks IPC version {IPC_VERSION}, supervisor sent {}",
+                    setup.version
+                ),
+            },
+        );
         return Err(WorkerError::Version {
             theirs: setup.version,
             ours: IPC_VERSION,
         });
     }
-    let ingress = r
-        .fds
-        .into_iter()
-        .next()
-        .ok_or_else(|| WorkerError::Handshake("Hello arrived without the AF_PACKET socket".into()))?;
-    send(ipc, &FromWorker::Hello {
-        version: IPC_VERSION,
-        pid: std::process::id(),
-    })
+    let ingress = r.fds.into_iter().next().ok_or_else(|| {
+        WorkerError::Handshake("Hello arrived without the AF_PACKET socket".into())
+    })?;
+    send(
+        ipc,
+        &FromWorker::Hello {
+            version: IPC_VERSION,
+            pid: std::process::id(),
+        },
+    )
     .map_err(WorkerError::Ipc)?;
     Ok((setup, ingress))
 }
@@ -193,7 +206,11 @@ fn build_ring() -> io::Result<IoUring> {
         .setup_single_issuer()
         .setup_defer_taskrun()
         .build(SQ_ENTRIES)
-        .or_else(|_| IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES))
+        .or_else(|_| {
+            IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)
+        })
 }
 
 /// The memory a `SENDMSG` points at, stable until it completes.
@@ -302,7 +319,9 @@ impl Worker {
         let queued = self.ring.submission().len() as u64;
         match self.ring.submit_and_wait(want) {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINTR)
+                    || e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
         self.c.ring_submits += 1;
@@ -345,7 +364,11 @@ impl Worker {
         loop {
             self.submit(1).map_err(WorkerError::Ring)?;
             cqes.clear();
-            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
             self.c.ring_cqes += cqes.len() as u64;
             for &(ud, res, flags) in &cqes {
                 match ud >> KIND_SHIFT {
@@ -389,7 +412,13 @@ impl Worker {
         let received = res as usize;
         let verdict = {
             let frame = self.bufs.buf_mut(bid);
-            pipeline::process(frame, received, &mut self.table, &mut self.sends, &mut self.c)
+            pipeline::process(
+                frame,
+                received,
+                &mut self.table,
+                &mut self.sends,
+                &mut self.c,
+            )
         };
         let mut held: u16 = 0;
         if let Verdict::Forward { slot } = verdict {
@@ -494,10 +523,13 @@ impl Worker {
             self.c.kernel_drops += u64::from(drops);
         }
         self.send_stats(false);
-        let _ = send(&self.ipc, &FromWorker::Heartbeat {
-            seq: self.seq,
-            hash: self.table.hash(),
-        });
+        let _ = send(
+            &self.ipc,
+            &FromWorker::Heartbeat {
+                seq: self.seq,
+                hash: self.table.hash(),
+            },
+        );
         Ok(())
     }
 
@@ -506,20 +538,26 @@ impl Worker {
         self.first_stats = false;
         let mut chunks = rules.chunks(RULES_PER_STATS).peekable();
         if chunks.peek().is_none() {
-            let _ = send(&self.ipc, &FromWorker::Stats {
-                counters: self.c.clone(),
-                rules: Vec::new(),
-                last: true,
-            });
+            let _ = send(
+                &self.ipc,
+                &FromWorker::Stats {
+                    counters: self.c.clone(),
+                    rules: Vec::new(),
+                    last: true,
+                },
+            );
             return;
         }
         while let Some(chunk) = chunks.next() {
             let last = chunks.peek().is_none();
-            let _ = send(&self.ipc, &FromWorker::Stats {
-                counters: self.c.clone(),
-                rules: chunk.to_vec(),
-                last,
-            });
+            let _ = send(
+                &self.ipc,
+                &FromWorker::Stats {
+                    counters: self.c.clone(),
+                    rules: chunk.to_vec(),
+                    last,
+                },
+            );
         }
     }
 
@@ -544,9 +582,12 @@ impl Worker {
                     // A message we cannot read may have been a table update:
                     // say so, and the supervisor resyncs us.
                     self.gap = true;
-                    let _ = send(&self.ipc, &FromWorker::Error {
-                        message: format!("undecodable IPC message: {e}"),
-                    });
+                    let _ = send(
+                        &self.ipc,
+                        &FromWorker::Error {
+                            message: format!("undecodable IPC message: {e}"),
+                        },
+                    );
                     continue;
                 }
             };
@@ -565,20 +606,26 @@ impl Worker {
     }
 
     fn ack(&mut self) {
-        let _ = send(&self.ipc, &FromWorker::Ack {
-            seq: self.seq,
-            hash: self.table.hash(),
-            rules: self.table.len() as u32,
-            gap: self.gap,
-        });
+        let _ = send(
+            &self.ipc,
+            &FromWorker::Ack {
+                seq: self.seq,
+                hash: self.table.hash(),
+                rules: self.table.len() as u32,
+                gap: self.gap,
+            },
+        );
     }
 
     fn apply(&mut self, msg: ToWorker, fds: Vec<OwnedFd>) -> Result<Option<Exit>, WorkerError> {
         match msg {
             ToWorker::Hello(_) => {
-                let _ = send(&self.ipc, &FromWorker::Error {
-                    message: "second Hello ignored".into(),
-                });
+                let _ = send(
+                    &self.ipc,
+                    &FromWorker::Error {
+                        message: "second Hello ignored".into(),
+                    },
+                );
             }
             ToWorker::AddEgress(spec) => match fds.into_iter().next() {
                 Some(fd) => {
@@ -590,9 +637,12 @@ impl Worker {
                     self.egress[id] = Some(Egress { fd, spec });
                 }
                 None => {
-                    let _ = send(&self.ipc, &FromWorker::Error {
-                        message: format!("AddEgress {} arrived without its socket", spec.id),
-                    });
+                    let _ = send(
+                        &self.ipc,
+                        &FromWorker::Error {
+                            message: format!("AddEgress {} arrived without its socket", spec.id),
+                        },
+                    );
                 }
             },
             ToWorker::RemoveEgress { id } => {

@@ -48,7 +48,12 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Send one message with `fds` attached. `nonblocking` makes a full socket
 /// an `EAGAIN` error instead of a wait.
-pub fn send_msg(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd], nonblocking: bool) -> io::Result<()> {
+pub fn send_msg(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[RawFd],
+    nonblocking: bool,
+) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
@@ -81,7 +86,11 @@ pub struct Received {
 /// Receive one message into `buf` (at least `MAX_MESSAGE` long). `Ok(None)`
 /// means the peer closed. A truncated message or truncated descriptor list
 /// is an error: the stream can no longer be trusted.
-pub fn recv_msg(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<Option<Received>> {
+pub fn recv_msg(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<Option<Received>> {
     debug_assert!(buf.len() >= MAX_MESSAGE);
     let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
     let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
@@ -106,7 +115,10 @@ pub fn recv_msg(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::
                 }
             }
         }
-        if msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+        if msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "IPC message or its descriptors were truncated",
@@ -115,7 +127,10 @@ pub fn recv_msg(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::
         if msg.bytes == 0 && fds.is_empty() {
             return Ok(None);
         }
-        return Ok(Some(Received { len: msg.bytes, fds }));
+        return Ok(Some(Received {
+            len: msg.bytes,
+            fds,
+        }));
     }
 }
 
@@ -125,7 +140,10 @@ pub fn wait_readable(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
     loop {
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(true),
             Err(nix::errno::Errno::EINTR) => continue,
@@ -173,7 +191,10 @@ pub fn take_worker_fd3() -> io::Result<OwnedFd> {
     // for its exclusive use by the supervisor; we take sole ownership.
     let fd = unsafe { OwnedFd::from_raw_fd(WORKER_IPC_FD) };
     let ty = socket::getsockopt(&fd, sockopt::SockType).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "fd 3 is not a socket from mcrd supervisor")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fd 3 is not a socket from mcrd supervisor",
+        )
     })?;
     if ty != SockType::SeqPacket {
         return Err(io::Error::new(
@@ -181,7 +202,10 @@ pub fn take_worker_fd3() -> io::Result<OwnedFd> {
             "fd 3 is not the SEQPACKET socket mcrd supervisor passes",
         ));
     }
-    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     Ok(fd)
 }
 
@@ -209,13 +233,23 @@ mod tests {
         assert_eq!(s, "passed");
         let r = recv_msg(b.as_fd(), &mut buf, false).unwrap().unwrap();
         assert_eq!(&buf[..r.len], b"two");
-        assert!(recv_msg(b.as_fd(), &mut buf, true).is_err(), "empty + nonblocking = EAGAIN");
+        assert!(
+            recv_msg(b.as_fd(), &mut buf, true).is_err(),
+            "empty + nonblocking = EAGAIN"
+        );
         drop(a);
-        assert!(recv_msg(b.as_fd(), &mut buf, false).unwrap().is_none(), "EOF after close");
+        assert!(
+            recv_msg(b.as_fd(), &mut buf, false).unwrap().is_none(),
+            "EOF after close"
+        );
     }
 
     fn tempfile_in_tmp() -> std::fs::File {
-        let p = std::env::temp_dir().join(format!("mcr-fdpass-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let p = std::env::temp_dir().join(format!(
+            "mcr-fdpass-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -130,7 +130,9 @@ pub enum ToWorker {
     Hello(WorkerSetup),
     /// Carries the socket as its one fd.
     AddEgress(EgressSpec),
-    RemoveEgress { id: u32 },
+    RemoveEgress {
+        id: u32,
+    },
     /// Upsert and remove rules; afterwards the table hash must be
     /// `expect_hash`.
     ApplyDelta {
@@ -140,10 +142,18 @@ pub enum ToWorker {
         expect_hash: u64,
     },
     /// Start a full replacement of the table.
-    SyncBegin { seq: u64 },
-    SyncChunk { seq: u64, rules: Vec<TableRule> },
+    SyncBegin {
+        seq: u64,
+    },
+    SyncChunk {
+        seq: u64,
+        rules: Vec<TableRule>,
+    },
     /// The replacement is complete and must hash to `hash`.
-    SyncEnd { seq: u64, hash: u64 },
+    SyncEnd {
+        seq: u64,
+        hash: u64,
+    },
     SetLogLevel(LogLevels),
     Fault(Fault),
     Shutdown,
@@ -203,11 +213,19 @@ pub struct RuleCounters {
 /// Worker → supervisor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
-    Hello { version: u32, pid: u32 },
+    Hello {
+        version: u32,
+        pid: u32,
+    },
     /// After each table message: the last sequence number applied and the
     /// hash of the table now. `gap` is set when a sequence number was
     /// skipped (messages were lost) and the table can no longer be trusted.
-    Ack { seq: u64, hash: u64, rules: u32, gap: bool },
+    Ack {
+        seq: u64,
+        hash: u64,
+        rules: u32,
+        gap: bool,
+    },
     /// Periodic; `rules` may be split over several messages, `last` marks
     /// the final one of a report.
     Stats {
@@ -217,10 +235,15 @@ pub enum FromWorker {
     },
     /// Periodic liveness, with the table state so drift is caught even
     /// when no delta was sent.
-    Heartbeat { seq: u64, hash: u64 },
+    Heartbeat {
+        seq: u64,
+        hash: u64,
+    },
     /// Something the worker could not do (e.g. an output's egress socket is
     /// missing). The worker keeps running.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Why a message could not be decoded.
@@ -307,7 +330,12 @@ mod tests {
     #[test]
     fn a_full_chunk_fits_in_one_message() {
         let rules: Vec<TableRule> = (0..RULES_PER_CHUNK)
-            .map(|i| tr(&format!("rule-with-a-long-name-{i:040}"), crate::rule::MAX_OUTPUTS / 16))
+            .map(|i| {
+                tr(
+                    &format!("rule-with-a-long-name-{i:040}"),
+                    crate::rule::MAX_OUTPUTS / 16,
+                )
+            })
             .collect();
         let m = ToWorker::SyncChunk { seq: 1, rules };
         assert!(encode(&m).is_ok());

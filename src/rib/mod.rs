@@ -33,7 +33,11 @@ impl CompiledOutput {
     pub fn egress_key(&self) -> EgressKey {
         EgressKey {
             interface: self.interface.clone(),
-            ttl: if self.mode == OutputMode::Route { 0 } else { self.ttl },
+            ttl: if self.mode == OutputMode::Route {
+                0
+            } else {
+                self.ttl
+            },
             mode: self.mode,
         }
     }
@@ -59,25 +63,27 @@ pub type InterfaceTable = Vec<CompiledRule>;
 pub fn compile(rules: &RuleSet) -> BTreeMap<String, InterfaceTable> {
     let mut out: BTreeMap<String, InterfaceTable> = BTreeMap::new();
     for r in rules.iter() {
-        out.entry(r.input.interface.clone()).or_default().push(CompiledRule {
-            rule_id: r.id.clone(),
-            key: rule_key(&r.id),
-            group: r.input.group,
-            port: r.input.port,
-            source: r.input.source,
-            outputs: r
-                .outputs
-                .iter()
-                .map(|o| CompiledOutput {
-                    interface: o.interface.clone(),
-                    group: o.group,
-                    port: o.port,
-                    ttl: o.effective_ttl(),
-                    mode: o.mode,
-                })
-                .collect(),
-            origin: "static",
-        });
+        out.entry(r.input.interface.clone())
+            .or_default()
+            .push(CompiledRule {
+                rule_id: r.id.clone(),
+                key: rule_key(&r.id),
+                group: r.input.group,
+                port: r.input.port,
+                source: r.input.source,
+                outputs: r
+                    .outputs
+                    .iter()
+                    .map(|o| CompiledOutput {
+                        interface: o.interface.clone(),
+                        group: o.group,
+                        port: o.port,
+                        ttl: o.effective_ttl(),
+                        mode: o.mode,
+                    })
+                    .collect(),
+                origin: "static",
+            });
     }
     out
 }
@@ -205,7 +211,10 @@ mod tests {
         assert_eq!(m.id(&a), (0, false));
         assert_eq!(m.id(&b), (1, true));
         assert_eq!(m.release(&a), Some(0));
-        let c = EgressKey { ttl: 5, ..a.clone() };
+        let c = EgressKey {
+            ttl: 5,
+            ..a.clone()
+        };
         assert_eq!(m.id(&c), (0, true), "freed id reused");
     }
 }

@@ -96,7 +96,12 @@ impl TableSync {
     /// the hash the worker must have after it.
     pub fn update(&mut self, desired: &[TableRule]) -> Vec<ToWorker> {
         let want: BTreeMap<u64, &TableRule> = desired.iter().map(|r| (r.key, r)).collect();
-        let removes: Vec<u64> = self.sent.keys().filter(|k| !want.contains_key(k)).copied().collect();
+        let removes: Vec<u64> = self
+            .sent
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
         let upserts: Vec<TableRule> = desired
             .iter()
             .filter(|r| self.sent.get(&r.key) != Some(*r))
@@ -149,10 +154,13 @@ impl TableSync {
         self.emit(&mut out, ToWorker::SyncBegin { seq });
         let rules: Vec<TableRule> = self.sent.values().cloned().collect();
         for chunk in rules.chunks(RULES_PER_CHUNK) {
-            self.emit(&mut out, ToWorker::SyncChunk {
-                seq,
-                rules: chunk.to_vec(),
-            });
+            self.emit(
+                &mut out,
+                ToWorker::SyncChunk {
+                    seq,
+                    rules: chunk.to_vec(),
+                },
+            );
         }
         let hash = self.hash.0;
         self.emit(&mut out, ToWorker::SyncEnd { seq, hash });
@@ -179,7 +187,10 @@ impl TableSync {
             }
         }
         if gap && !was_resync {
-            return self.repair(was_resync, format!("messages before {seq} were lost (sequence gap)"));
+            return self.repair(
+                was_resync,
+                format!("messages before {seq} were lost (sequence gap)"),
+            );
         }
         match expected {
             Some(e) if e != hash => self.repair(
@@ -196,12 +207,18 @@ impl TableSync {
         if seq == self.seq {
             self.lagging_heartbeats = 0;
             if hash != self.hash.0 && self.resync_seq.is_none() {
-                return self.repair(false, format!("table hash {hash:016x} drifted from {:016x}", self.hash.0));
+                return self.repair(
+                    false,
+                    format!("table hash {hash:016x} drifted from {:016x}", self.hash.0),
+                );
             }
             return SyncAction::None;
         }
         if seq > self.seq {
-            return self.repair(false, format!("worker reports message {seq}, only {} were sent", self.seq));
+            return self.repair(
+                false,
+                format!("worker reports message {seq}, only {} were sent", self.seq),
+            );
         }
         self.lagging_heartbeats += 1;
         if self.lagging_heartbeats >= 2 {
@@ -254,7 +271,12 @@ mod tests {
         let mut staged: Option<Vec<TableRule>> = None;
         for m in msgs {
             match m {
-                ToWorker::ApplyDelta { seq, upserts, removes, .. } => {
+                ToWorker::ApplyDelta {
+                    seq,
+                    upserts,
+                    removes,
+                    ..
+                } => {
                     let gap = *seq != *wseq + 1;
                     *wseq = *seq;
                     for k in removes {
@@ -266,7 +288,9 @@ mod tests {
                     acks.push((*seq, t.hash(), gap));
                 }
                 ToWorker::SyncBegin { .. } => staged = Some(Vec::new()),
-                ToWorker::SyncChunk { rules, .. } => staged.as_mut().unwrap().extend(rules.iter().cloned()),
+                ToWorker::SyncChunk { rules, .. } => {
+                    staged.as_mut().unwrap().extend(rules.iter().cloned())
+                }
                 ToWorker::SyncEnd { seq, .. } => {
                     t.clear();
                     for r in staged.take().unwrap() {
@@ -299,7 +323,10 @@ mod tests {
         d2[7].port = 9;
         let msgs = s.update(&d2);
         assert_eq!(msgs.len(), 1);
-        if let ToWorker::ApplyDelta { upserts, removes, .. } = &msgs[0] {
+        if let ToWorker::ApplyDelta {
+            upserts, removes, ..
+        } = &msgs[0]
+        {
             assert_eq!((upserts.len(), removes.len()), (1, 1));
         }
         apply(&mut t, &mut wseq, &msgs);
@@ -349,8 +376,15 @@ mod tests {
         // Drop the last delta: nothing follows, so only heartbeats tell.
         s.drop_next(1);
         assert!(s.update(&[tr(1)]).is_empty());
-        assert_eq!(s.on_heartbeat(wseq, t.hash()), SyncAction::None, "one lagging heartbeat may be a race");
-        assert!(matches!(s.on_heartbeat(wseq, t.hash()), SyncAction::Resync(_)));
+        assert_eq!(
+            s.on_heartbeat(wseq, t.hash()),
+            SyncAction::None,
+            "one lagging heartbeat may be a race"
+        );
+        assert!(matches!(
+            s.on_heartbeat(wseq, t.hash()),
+            SyncAction::Resync(_)
+        ));
         let acks = apply(&mut t, &mut wseq, &s.full_sync());
         assert_eq!(s.on_ack(acks[0].0, acks[0].1, false), SyncAction::None);
         assert_eq!(t.len(), 1);

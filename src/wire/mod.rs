@@ -68,7 +68,8 @@ impl<'a> Ethernet<'a> {
 
     /// The VLAN id, if the frame is tagged.
     pub fn vlan(&self) -> Option<u16> {
-        (self.header_len > ETH_HEADER_LEN).then(|| u16::from_be_bytes([self.buf[14], self.buf[15]]) & 0x0fff)
+        (self.header_len > ETH_HEADER_LEN)
+            .then(|| u16::from_be_bytes([self.buf[14], self.buf[15]]) & 0x0fff)
     }
 
     /// The EtherType of the payload (inside the tag, if any).
@@ -318,8 +319,13 @@ mod tests {
     use super::*;
 
     fn pkt() -> Vec<u8> {
-        UdpPacketSpec::new("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1234, 5000)
-            .build(b"hello")
+        UdpPacketSpec::new(
+            "10.0.0.1".parse().unwrap(),
+            "239.1.1.1".parse().unwrap(),
+            1234,
+            5000,
+        )
+        .build(b"hello")
     }
 
     #[test]
@@ -357,7 +363,10 @@ mod tests {
     #[test]
     fn malformed_headers_are_errors_not_panics() {
         let p = pkt();
-        assert_eq!(Ipv4::new_checked(&p[..10]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4::new_checked(&p[..10]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut v6 = p.clone();
         v6[0] = 0x65;
         assert_eq!(Ipv4::new_checked(&v6).unwrap_err(), WireError::NotIpv4);
@@ -369,21 +378,31 @@ mod tests {
         assert_eq!(Ipv4::new_checked(&long).unwrap_err(), WireError::Truncated);
         let mut big_ihl = p.clone();
         big_ihl[0] = 0x4f; // 60-byte header > 33 total
-        assert_eq!(Ipv4::new_checked(&big_ihl).unwrap_err(), WireError::BadHeader);
+        assert_eq!(
+            Ipv4::new_checked(&big_ihl).unwrap_err(),
+            WireError::BadHeader
+        );
         let ip = Ipv4::new_checked(&p).unwrap();
         let mut udp = ip.payload().to_vec();
         udp[4..6].copy_from_slice(&100u16.to_be_bytes());
         assert_eq!(Udp::new_checked(&udp).unwrap_err(), WireError::BadUdpLength);
         udp[4..6].copy_from_slice(&3u16.to_be_bytes());
         assert_eq!(Udp::new_checked(&udp).unwrap_err(), WireError::BadUdpLength);
-        assert_eq!(Ethernet::new_checked(&[0u8; 5]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ethernet::new_checked(&[0u8; 5]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
     fn ttl_decrement_keeps_checksum_valid() {
         for ttl in [2u8, 64, 255] {
-            let mut spec =
-                UdpPacketSpec::new("192.0.2.7".parse().unwrap(), "224.0.0.251".parse().unwrap(), 5353, 5353);
+            let mut spec = UdpPacketSpec::new(
+                "192.0.2.7".parse().unwrap(),
+                "224.0.0.251".parse().unwrap(),
+                5353,
+                5353,
+            );
             spec.ttl = ttl;
             spec.ident = 0xbeef;
             let mut p = spec.build(&[1, 2, 3]);
@@ -396,7 +415,12 @@ mod tests {
 
     #[test]
     fn fragments_are_recognised() {
-        let mut spec = UdpPacketSpec::new("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, 2);
+        let mut spec = UdpPacketSpec::new(
+            "10.0.0.1".parse().unwrap(),
+            "239.1.1.1".parse().unwrap(),
+            1,
+            2,
+        );
         spec.frag = 0x2000;
         let p = spec.build(b"x");
         assert!(Ipv4::new_checked(&p).unwrap().is_fragment());

@@ -45,7 +45,11 @@ fn sweep_stale() {
         let Some(rest) = name.strip_prefix("mcrt-") else {
             continue;
         };
-        let pid: i32 = rest.split('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if pid > 0 && !PathBuf::from(format!("/proc/{pid}")).exists() {
             kill_ns_pids(&name);
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
@@ -138,13 +142,17 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         kill_ns_pids(&self.name);
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// A veth pair between two namespaces (or within one), with addresses.
 pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
     a.ip(&["addr", "add", a_addr, "dev", a_if]);
     b.ip(&["addr", "add", b_addr, "dev", b_if]);
     a.ip(&["link", "set", a_if, "up"]);
@@ -184,10 +192,15 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A unique port per test in this process.
 pub fn unique_port() -> u16 {
-    20000 + (std::process::id() % 2000) as u16 * 10 + (COUNTER.fetch_add(1, Ordering::SeqCst) % 10) as u16
+    20000
+        + (std::process::id() % 2000) as u16 * 10
+        + (COUNTER.fetch_add(1, Ordering::SeqCst) % 10) as u16
 }
 
 /// Spawn with stdout/stderr captured.
 pub fn spawn_captured(mut c: Command) -> std::process::Child {
-    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
 }
