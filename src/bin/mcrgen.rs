@@ -41,6 +41,46 @@ enum Command {
     Send(SendArgs),
     /// Receive test datagrams and report loss and latency.
     Recv(RecvArgs),
+    /// Put raw IPv4 packets (hex, no link header) on an interface, e.g. to
+    /// check how a relay treats fragments or malformed headers.
+    Inject(InjectArgs),
+}
+
+#[derive(Args)]
+struct InjectArgs {
+    /// Interface to send on.
+    #[arg(long)]
+    interface: String,
+    /// Each packet as hex digits (whitespace ignored); repeat for more.
+    #[arg(long = "packet", value_name = "HEX", required = true)]
+    packets: Vec<String>,
+    /// Send the list this many times.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+}
+
+fn run_inject(a: InjectArgs) -> anyhow::Result<()> {
+    let mut pkts = Vec::new();
+    for (i, h) in a.packets.iter().enumerate() {
+        let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            anyhow::bail!("--packet #{}: odd number of hex digits", i + 1);
+        }
+        let mut p = Vec::with_capacity(digits.len() / 2);
+        for k in (0..digits.len()).step_by(2) {
+            let b = u8::from_str_radix(&digits[k..k + 2], 16)
+                .map_err(|_| anyhow::anyhow!("--packet #{}: {:?} is not hex", i + 1, &digits[k..k + 2]))?;
+            p.push(b);
+        }
+        pkts.push(p);
+    }
+    let mut total = 0;
+    for _ in 0..a.count {
+        total += gen::inject_ipv4(&a.interface, &pkts)
+            .with_context(|| format!("injecting on {}", a.interface))?;
+    }
+    eprintln!("mcrgen inject: {total} packets on {}", a.interface);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -211,6 +251,7 @@ fn main() -> ExitCode {
         .and_then(|stop| match cli.command {
             Command::Send(a) => run_send(a, stop),
             Command::Recv(a) => run_recv(a, stop),
+            Command::Inject(a) => run_inject(a),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

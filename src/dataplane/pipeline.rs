@@ -10,7 +10,9 @@
 //! length and IHL checks), fragments (no reassembly: a relay that waited for
 //! fragments would add latency and state for a case the sender can avoid),
 //! IPv4 that is not UDP, and UDP that no rule wants. Route-mode outputs of a
-//! packet whose TTL would reach 0 are skipped (RFC 1812 §5.3.1).
+//! packet whose TTL would reach 0 are skipped (RFC 1812 §5.3.1); a routed
+//! packet whose UDP checksum was left to offload by a local sender gets a
+//! valid one (`wire::fix_udp_checksum`).
 
 use std::net::Ipv4Addr;
 
@@ -158,6 +160,7 @@ pub fn process(
         sends.push(send);
     }
     if routed {
+        wire::fix_udp_checksum(frame);
         wire::decrement_ttl(frame);
     }
     Verdict::Forward { slot }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use payload::{HEADER_LEN, MAX_PAYLOAD};
 pub use recv::{recv, Receiver};
 pub use send::{send, Sender};
-pub use sock::{install_stop_handlers, interface_index, MAX_BATCH};
+pub use sock::{inject_ipv4, install_stop_handlers, interface_index, MAX_BATCH};
 pub use stats::{LatencySummary, StreamSummary};
 
 /// Port used by the `Default` options.

@@ -550,3 +550,55 @@ pub fn install_stop_handlers() -> io::Result<&'static AtomicBool> {
     }
     Ok(&STOP)
 }
+
+/// Put raw IPv4 packets (no link header) on interface `ifname` through a
+/// cooked AF_PACKET socket, addressed to the Ethernet multicast or
+/// broadcast address their destination implies, so a relay on the other
+/// end of the link sees exactly these bytes: malformed headers,
+/// fragments, any protocol. Needs CAP_NET_RAW.
+pub fn inject_ipv4(ifname: &str, packets: &[Vec<u8>]) -> io::Result<usize> {
+    let ifindex = interface_index(ifname)?;
+    // SAFETY: socket(2) takes no pointers; the fd it returns is owned by
+    // nothing else and is wrapped at once.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid fd that we alone own.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let mut sent = 0;
+    for p in packets {
+        // The link address: the multicast MAC of the destination group
+        // (RFC 1112 §6.4), else broadcast.
+        let dst = if p.len() >= 20 { [p[16], p[17], p[18], p[19]] } else { [255; 4] };
+        let mac = if (224..240).contains(&dst[0]) {
+            [0x01, 0x00, 0x5e, dst[1] & 0x7f, dst[2], dst[3]]
+        } else {
+            [0xff; 6]
+        };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&mac);
+        // SAFETY: `p` and `sll` are live for the call and the lengths given
+        // are theirs.
+        let rc = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                p.as_ptr().cast::<c_void>(),
+                p.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}

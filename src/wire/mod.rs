@@ -259,6 +259,65 @@ pub fn decrement_ttl(pkt: &mut [u8]) {
     pkt[10..12].copy_from_slice(&hc2.to_be_bytes());
 }
 
+/// One's-complement sum of `data` (not yet complemented), folded to 16
+/// bits, added to `sum`.
+fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// Make the UDP checksum of the IPv4/UDP packet in `pkt` valid (RFC 768,
+/// pseudo-header included), recomputing it only if it is wrong. Returns
+/// whether it had to be fixed.
+///
+/// Packets sent by a local process over a veth or tap arrive with
+/// checksum offload still pending: the checksum field holds only the
+/// pseudo-header sum. Forwarding such a packet verbatim (route mode) would
+/// put a bad checksum on the wire. Bytes from a real wire always pass the
+/// check and are left alone; a zero checksum ("none", allowed over IPv4)
+/// is kept.
+pub fn fix_udp_checksum(pkt: &mut [u8]) -> bool {
+    let Ok(ip) = Ipv4::new_checked(pkt) else { return false };
+    let (hl, total) = (ip.header_len(), ip.total_len());
+    if ip.protocol() != IPPROTO_UDP || total < hl + UDP_HEADER_LEN {
+        return false;
+    }
+    let udp_len = usize::from(u16::from_be_bytes([pkt[hl + 4], pkt[hl + 5]]));
+    if udp_len < UDP_HEADER_LEN || hl + udp_len > total {
+        return false;
+    }
+    let stored = u16::from_be_bytes([pkt[hl + 6], pkt[hl + 7]]);
+    if stored == 0 {
+        return false;
+    }
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&pkt[12..20]);
+    pseudo[9] = IPPROTO_UDP;
+    pseudo[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    let base = ones_sum(0, &pseudo);
+    if ones_sum(base, &pkt[hl..hl + udp_len]) == 0xffff {
+        return false;
+    }
+    pkt[hl + 6] = 0;
+    pkt[hl + 7] = 0;
+    let mut c = !(ones_sum(base, &pkt[hl..hl + udp_len]) as u16);
+    if c == 0 {
+        // 0 means "no checksum"; a computed zero is sent as all ones.
+        c = 0xffff;
+    }
+    pkt[hl + 6..hl + 8].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// Fields of a UDP/IPv4 packet to build.
 #[derive(Clone, Debug)]
 pub struct UdpPacketSpec {
@@ -411,6 +470,28 @@ mod tests {
             assert_eq!(ip.ttl(), ttl - 1);
             assert!(ip.header_checksum_ok(), "ttl {ttl}");
         }
+    }
+
+    #[test]
+    fn udp_checksum_is_fixed_only_when_wrong() {
+        let mut p = pkt();
+        // Our builder leaves the checksum 0 ("none"): kept as is.
+        assert!(!fix_udp_checksum(&mut p));
+        // A pending-offload packet: only the pseudo-header sum is there.
+        p[26] = 0x12;
+        p[27] = 0x34;
+        assert!(fix_udp_checksum(&mut p));
+        let good = u16::from_be_bytes([p[26], p[27]]);
+        assert_ne!(good, 0);
+        // Now valid: a second pass leaves it alone.
+        assert!(!fix_udp_checksum(&mut p));
+        assert_eq!(u16::from_be_bytes([p[26], p[27]]), good);
+        // Verify independently: the sum over pseudo-header + UDP is all ones.
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&p[12..20]);
+        pseudo.extend_from_slice(&[0, 17, 0, 13]);
+        pseudo.extend_from_slice(&p[20..]);
+        assert_eq!(checksum(&pseudo), 0);
     }
 
     #[test]

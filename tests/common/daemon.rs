@@ -1,1 +1,383 @@
-//! Running `mcrd supervisor` and `mcrctl` in a namespace (filled in with the daemon).
+//! Running `mcrd supervisor`, `mcrctl` and `mcrgen` inside namespaces.
+//!
+//! A `Daemon` is stopped (SIGTERM, then SIGKILL) on drop; if the test is
+//! failing, its log is printed first so the failure explains itself.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mcr::control::client::Client;
+use mcr::control::{RuleInfo, RuleState, StatsReport, WorkerInfo};
+use mcr::gen::{RecvReport, SendReport};
+use serde::de::DeserializeOwned;
+
+use super::{bin, Netns};
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let n = DIRS.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("mcrt-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Scratch(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Daemon {
+    pub ns: String,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub config: Option<PathBuf>,
+    child: Option<Child>,
+    pub scratch: Scratch,
+}
+
+/// Options for starting a daemon.
+#[derive(Default)]
+pub struct DaemonOpts<'a> {
+    pub config: Option<&'a str>,
+    pub fault_injection: bool,
+    pub env: Vec<(&'a str, &'a str)>,
+    pub args: Vec<&'a str>,
+}
+
+impl Daemon {
+    /// Start `mcrd supervisor` in `ns` and wait until it answers.
+    pub fn start(ns: &Netns, o: DaemonOpts) -> Daemon {
+        let d = Self::spawn(ns, o);
+        let mut d = d;
+        let t0 = Instant::now();
+        loop {
+            if let Ok(mut c) = Client::connect(&d.socket, Duration::from_secs(2)) {
+                if c.request::<String>(&mcr::control::Request::Ping).is_ok() {
+                    return d;
+                }
+            }
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("mcrd exited at start ({st}):\n{}", d.log_text());
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "mcrd did not answer within 10 s:\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Start without waiting (for tests that expect it to fail).
+    pub fn spawn(ns: &Netns, o: DaemonOpts) -> Daemon {
+        let scratch = Scratch::new("mcrd");
+        let socket = scratch.path("control.sock");
+        let log = scratch.path("mcrd.log");
+        let config = o.config.map(|text| scratch.write("mcr.json5", text));
+        let mut cmd = ns.cmd(bin("mcrd").to_str().expect("utf-8 path"));
+        cmd.arg("supervisor").arg("--socket").arg(&socket);
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        if o.fault_injection {
+            cmd.arg("--enable-fault-injection");
+        }
+        cmd.args(&o.args);
+        cmd.env("MCR_STATS_INTERVAL_MS", "200");
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn mcrd");
+        Daemon {
+            ns: ns.name.clone(),
+            socket,
+            log,
+            config,
+            child: Some(child),
+            scratch,
+        }
+    }
+
+    /// Wait for the daemon process to exit (for tests that expect it to).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket, Duration::from_secs(15)).expect("connect to mcrd")
+    }
+
+    /// Run mcrctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("mcrctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run mcrctl")
+    }
+
+    /// Run mcrctl; it must succeed. Its stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "mcrctl {} failed ({}): {}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Run mcrctl; it must fail. Its stderr.
+    pub fn ctl_err(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            !o.status.success(),
+            "mcrctl {} should have failed but printed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).to_string()
+    }
+
+    /// `mcrctl --json ARGS`, parsed.
+    pub fn ctl_json<T: DeserializeOwned>(&self, args: &[&str]) -> T {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.ctl_ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("mcrctl --json {}: {e}: {out}", args.join(" ")))
+    }
+
+    pub fn list(&self) -> Vec<RuleInfo> {
+        self.ctl_json(&["list"])
+    }
+
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.ctl_json(&["workers"])
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        self.ctl_json(&["stats"])
+    }
+
+    /// Wait until every rule is active.
+    pub fn wait_active(&self, timeout: Duration) {
+        let t0 = Instant::now();
+        loop {
+            let l = self.list();
+            if !l.is_empty() && l.iter().all(|r| r.state == RuleState::Active) {
+                return;
+            }
+            assert!(t0.elapsed() < timeout, "rules not active within {timeout:?}: {l:#?}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until the rule `id` is in `state`.
+    pub fn wait_rule_state(&self, id: &str, state: RuleState, timeout: Duration) -> RuleInfo {
+        let t0 = Instant::now();
+        loop {
+            if let Some(r) = self.list().into_iter().find(|r| r.id == id) {
+                if r.state == state {
+                    return r;
+                }
+                assert!(t0.elapsed() < timeout, "rule {id} is {:?}, not {state:?}: {r:#?}", r.state);
+            }
+            assert!(t0.elapsed() < timeout, "rule {id} not listed within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait; the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- mcrd log ({}) ----\n{}\n---- end of mcrd log ----", self.ns, self.log_text());
+        }
+        self.stop();
+    }
+}
+
+/// A running `mcrgen recv`.
+pub struct Recv {
+    child: Child,
+    ns: String,
+}
+
+/// Start `mcrgen recv` in `ns` and wait until it has joined. `extra` are
+/// more flags (`--expect`, `--idle-timeout`, ...).
+pub fn recv(ns: &Netns, group: &str, port: u16, iface: Option<&str>, extra: &[&str]) -> Recv {
+    let mut c = ns.cmd(bin("mcrgen").to_str().expect("utf-8"));
+    c.args(["recv", "--group", group, "--port", &port.to_string(), "--json", "--quiet"]);
+    if let Some(i) = iface {
+        c.args(["--interface", i]);
+    }
+    c.args(extra);
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcrgen recv");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(err);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("listening") {
+                let _ = tx.send(Ok(()));
+            } else if line.contains("error") {
+                let _ = tx.send(Err(line.clone()));
+            }
+            line.clear();
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        other => panic!("mcrgen recv in {} did not start: {other:?}", ns.name),
+    }
+    Recv {
+        child,
+        ns: ns.name.clone(),
+    }
+}
+
+impl Recv {
+    /// Wait for it to end on its own (count, duration or idle timeout).
+    pub fn finish(mut self, timeout: Duration) -> RecvReport {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if t0.elapsed() > timeout {
+                return self.stop();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.report()
+    }
+
+    /// End it now (SIGTERM) and read its report.
+    pub fn stop(mut self) -> RecvReport {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        self.report()
+    }
+
+    fn report(&mut self) -> RecvReport {
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("mcrgen recv in {}: bad report ({e}): {out}", self.ns))
+    }
+}
+
+impl Drop for Recv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `mcrgen send` in `ns` to completion.
+pub fn send(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u32, size: usize, extra: &[&str]) -> SendReport {
+    let out = send_cmd(ns, group, port, iface, count, rate, size, extra)
+        .output()
+        .expect("run mcrgen send");
+    assert!(
+        out.status.success(),
+        "mcrgen send failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("mcrgen send report")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn send_cmd(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u32, size: usize, extra: &[&str]) -> Command {
+    let mut c = ns.cmd(bin("mcrgen").to_str().expect("utf-8"));
+    c.args(["send", "--group", group, "--port", &port.to_string(), "--interface", iface])
+        .args(["--count", &count.to_string(), "--rate", &rate.to_string(), "--size", &size.to_string(), "--json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Inject raw IPv4 packets (hex) on an interface in `ns`.
+pub fn inject(ns: &Netns, iface: &str, packets: &[Vec<u8>]) {
+    let mut c = ns.cmd(bin("mcrgen").to_str().expect("utf-8"));
+    c.args(["inject", "--interface", iface]);
+    for p in packets {
+        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+        c.args(["--packet", &hex]);
+    }
+    let out = c.output().expect("mcrgen inject");
+    assert!(out.status.success(), "mcrgen inject: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The path of a file in `dir` (for tests that write configs by hand).
+pub fn file_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

@@ -187,7 +187,37 @@ pub fn bin(name: &str) -> PathBuf {
         "{} not built; run the tests with `cargo test --workspace` (it builds mcrd)",
         p.display()
     );
+    // `cargo test --test X` rebuilds only this package; an mcrd older than
+    // its sources would test yesterday's daemon.
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let (Some(built), Some(newest)) = (built, newest_source(&[root.join("src"), root.join("actors/src")])) {
+        assert!(
+            newest <= built,
+            "{} is older than its sources; run `cargo build --workspace` first (or `cargo test --workspace`)",
+            p.display()
+        );
+    }
     p
+}
+
+fn newest_source(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    newest = newest.max(Some(t));
+                }
+            }
+        }
+    }
+    newest
 }
 
 /// A unique port per test in this process.
@@ -203,4 +233,49 @@ pub fn spawn_captured(mut c: Command) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn")
+}
+
+/// sender ──s0 10.10.1.1 / 10.10.1.2 r0── relay ──r1 10.10.2.1 / 10.10.2.2 d0── receiver
+pub struct Relay3 {
+    pub src: Netns,
+    pub relay: Netns,
+    pub dst: Netns,
+}
+
+impl Relay3 {
+    pub fn new(tag: &str) -> Relay3 {
+        let src = Netns::new(&format!("{tag}-s"));
+        let relay = Netns::new(&format!("{tag}-r"));
+        let dst = Netns::new(&format!("{tag}-d"));
+        veth(&src, "s0", "10.10.1.1/24", &relay, "r0", "10.10.1.2/24");
+        veth(&relay, "r1", "10.10.2.1/24", &dst, "d0", "10.10.2.2/24");
+        Relay3 { src, relay, dst }
+    }
+
+    /// Another receiver namespace on its own relay interface `rN`, with
+    /// addresses 10.10.(N+1).1 / .2 and receiver interface d0.
+    pub fn add_receiver(&self, n: u32, tag: &str) -> Netns {
+        let ns = Netns::new(tag);
+        veth(
+            &self.relay,
+            &format!("r{n}"),
+            &format!("10.10.{}.1/24", n + 1),
+            &ns,
+            "d0",
+            &format!("10.10.{}.2/24", n + 1),
+        );
+        ns
+    }
+}
+
+/// A one-rule config relaying `in_group:in_port` on r0 to the outputs.
+pub fn rule_config(in_group: &str, in_port: u16, outputs: &[(&str, &str, u16)]) -> String {
+    let outs: Vec<String> = outputs
+        .iter()
+        .map(|(i, g, p)| format!("{{ interface: \"{i}\", group: \"{g}\", port: {p} }}"))
+        .collect();
+    format!(
+        "{{ rules: [ {{ name: \"t\", input: {{ interface: \"r0\", group: \"{in_group}\", port: {in_port} }}, outputs: [ {} ] }} ] }}",
+        outs.join(", ")
+    )
 }
