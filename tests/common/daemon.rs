@@ -341,6 +341,7 @@ impl Drop for Recv {
 }
 
 /// Run `mcrgen send` in `ns` to completion.
+#[allow(clippy::too_many_arguments)]
 pub fn send(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u32, size: usize, extra: &[&str]) -> SendReport {
     let out = send_cmd(ns, group, port, iface, count, rate, size, extra)
         .output()

@@ -173,7 +173,7 @@ impl Shared {
 /// The actor registered under `name`, typed. Names are unique per actor
 /// kind, so the message type is known from the name.
 pub fn actor<M: Message>(name: &str) -> Option<ActorRef<M>> {
-    ractor::registry::where_is(name.to_string()).map(ActorRef::from)
+    ractor::registry::where_is(name).map(ActorRef::from)
 }
 
 /// Send without waiting; a missing actor (restarting) drops the message.

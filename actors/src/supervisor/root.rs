@@ -249,7 +249,7 @@ impl Actor for Root {
         warn!(target: "Supervisor", "actor {} failed ({why}); restart {restarts}", kind.name());
         // The name is free only once the old actor has fully stopped.
         for _ in 0..50 {
-            if ractor::registry::where_is(kind.name().to_string()).is_none() {
+            if ractor::registry::where_is(kind.name()).is_none() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -489,12 +489,7 @@ fn spawn_exit_watcher(
             use nix::sys::wait::{waitid, Id, WaitPidFlag};
             // WNOWAIT: see the exit without reaping, so the pid stays ours
             // until `exited` is set and no kill can hit a recycled pid.
-            loop {
-                match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
             *lock(&exited) = true;
             let how = match child.wait() {
                 Ok(s) => describe_exit(s),

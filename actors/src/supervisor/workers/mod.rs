@@ -348,7 +348,8 @@ impl Actor for WorkerManager {
             }
             WmMsg::StopAll(reply) => {
                 let mut set = tokio::task::JoinSet::new();
-                for l in st.links.values().cloned() {
+                for l in st.links.values() {
+                    let l = l.clone();
                     set.spawn(async move {
                         let _ = l
                             .call(
