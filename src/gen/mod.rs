@@ -60,6 +60,11 @@ pub struct SendOpts {
     /// `IP_MULTICAST_LOOP`: off by default so a relay or receiver on the
     /// sending host does not see an unexpected local copy.
     pub multicast_loop: bool,
+    /// Pace in bursts: sleep this long whenever nothing is due, instead of
+    /// spinning until the next packet's time. Costs burstiness (rate × tick
+    /// packets at once) and saves a core; benchmarks on small machines use
+    /// it so that the sender does not starve what it measures.
+    pub tick: Option<Duration>,
 }
 
 impl SendOpts {
@@ -80,6 +85,7 @@ impl SendOpts {
             batch: 32,
             stream_id: 0,
             multicast_loop: false,
+            tick: None,
         }
     }
 

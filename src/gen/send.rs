@@ -84,6 +84,11 @@ impl Sender {
                 let due = s.due_by(elapsed);
                 if due <= next {
                     let ahead = s.due_at(next).saturating_sub(elapsed);
+                    if let Some(t) = self.opts.tick {
+                        let left = deadline.map_or(t, |dl| dl.saturating_duration_since(now));
+                        std::thread::sleep(t.min(left));
+                        continue;
+                    }
                     match wait_for(ahead) {
                         Wait::Sleep(d) => {
                             let left = deadline.map_or(d, |dl| dl.saturating_duration_since(now));

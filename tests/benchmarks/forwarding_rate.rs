@@ -1,0 +1,556 @@
+//! Forwarding benchmark: mcrd against socat and kernel multicast
+//! forwarding (smcroute), all in the same run, on a three-namespace chain
+//!
+//! ```text
+//!   [snd] s0 10.20.1.1 ── 10.20.1.2 r0 [relay] r1 10.20.2.1 ── 10.20.2.2 d0 [rcv]
+//!   [bsnd] s0 10.30.1.1 ── 10.30.1.2 d0 [brcv]          (no relay: the harness ceiling)
+//! ```
+//!
+//! The sender is `mcrgen send` (sendmmsg batches, paced in 200 µs ticks so
+//! it does not spin a core away from the relay), the receiver `mcrgen
+//! recv` (loss from sequence numbers, latency from payload timestamps).
+//! For each payload size and offered rate it prints offered, delivered,
+//! loss, latency p50/p99 and the relay's CPU (user+sys of its processes
+//! from /proc) and the machine's softirq time, as a table and as one JSON
+//! line per point. Then fan-out (1→1, 4, 16) and scale (1, 100, 10 000
+//! rules). Needs root, `socat` and `smcroute` (`apt install socat
+//! smcroute`); run with
+//!
+//! ```sh
+//! cargo build --release --workspace
+//! sudo ./target/release/deps/forwarding_rate-* --help   # or:
+//! sudo env "PATH=$PATH" cargo bench --bench forwarding_rate -- [options]
+//! ```
+//!
+//! See `user_docs/PERFORMANCE.md` for the figures and how to read them.
+
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{Daemon, DaemonOpts};
+use common::{bin, veth, Netns};
+use mcr::gen::{RecvReport, SendReport};
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+struct Opts {
+    sizes: Vec<usize>,
+    duration: f64,
+    forwarders: Vec<String>,
+    rates: Option<Vec<u64>>,
+    fanout: bool,
+    scale: bool,
+    tick_us: u64,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "forwarding_rate [--sizes 64,512,1024,1400,8000] [--duration SECS] [--forwarders mcrd,socat,kernel]\n\
+         \x20               [--rates PPS,PPS,...] [--no-fanout] [--no-scale] [--tick-us US] [--quick]\n\
+         --quick = --sizes 64,1024 --duration 1"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        sizes: vec![64, 512, 1024, 1400, 8000],
+        duration: 2.0,
+        forwarders: vec!["mcrd".into(), "socat".into(), "kernel".into()],
+        rates: None,
+        fanout: true,
+        scale: true,
+        tick_us: 200,
+    };
+    let mut a = std::env::args().skip(1);
+    while let Some(x) = a.next() {
+        let mut val = || a.next().unwrap_or_else(|| usage());
+        match x.as_str() {
+            "--sizes" => o.sizes = val().split(',').filter_map(|s| s.parse().ok()).collect(),
+            "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
+            "--forwarders" => o.forwarders = val().split(',').map(str::to_string).collect(),
+            "--rates" => o.rates = Some(val().split(',').filter_map(|s| s.parse().ok()).collect()),
+            "--no-fanout" => o.fanout = false,
+            "--no-scale" => o.scale = false,
+            "--tick-us" => o.tick_us = val().parse().unwrap_or_else(|_| usage()),
+            "--quick" => {
+                o.sizes = vec![64, 1024];
+                o.duration = 1.0;
+            }
+            "--bench" => {} // cargo bench passes this
+            "--help" | "-h" => usage(),
+            _ => usage(),
+        }
+    }
+    o
+}
+
+/// CPU seconds (user+sys) a process and its threads used so far.
+fn proc_cpu(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may contain spaces).
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / clk_tck()
+}
+
+fn clk_tck() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
+}
+
+/// Machine-wide softirq seconds so far (where the kernel forwards, and
+/// where veth delivery happens for everyone).
+fn softirq_cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let l = s.lines().next().unwrap_or_default();
+    let f: Vec<f64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    f.get(6).copied().unwrap_or(0.0) / clk_tck()
+}
+
+/// A forwarder under test.
+enum Fwd {
+    Mcrd(Daemon),
+    Socat(Child),
+    Kernel(Child),
+    None,
+}
+
+impl Fwd {
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Fwd::Mcrd(d) => {
+                let mut v = vec![d.pid()];
+                // The supervisor runs under `ip netns exec`, which execs:
+                // same pid. Workers are its children.
+                for w in d.workers() {
+                    if let Some(p) = w.pid {
+                        v.push(p);
+                    }
+                }
+                v
+            }
+            Fwd::Socat(c) | Fwd::Kernel(c) => vec![c.id()],
+            Fwd::None => vec![],
+        }
+    }
+}
+
+impl Drop for Fwd {
+    fn drop(&mut self) {
+        match self {
+            Fwd::Socat(c) | Fwd::Kernel(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Topo {
+    snd: Netns,
+    relay: Netns,
+    rcv: Netns,
+    bsnd: Netns,
+    brcv: Netns,
+    scratch: common::daemon::Scratch,
+}
+
+fn build() -> Topo {
+    let snd = Netns::new("bench-snd");
+    let relay = Netns::new("bench-relay");
+    let rcv = Netns::new("bench-rcv");
+    veth(&snd, "s0", "10.20.1.1/24", &relay, "r0", "10.20.1.2/24");
+    veth(&relay, "r1", "10.20.2.1/24", &rcv, "d0", "10.20.2.2/24");
+    let bsnd = Netns::new("bench-bsnd");
+    let brcv = Netns::new("bench-brcv");
+    veth(&bsnd, "s0", "10.30.1.1/24", &brcv, "d0", "10.30.1.2/24");
+    for (ns, i) in [(&snd, "s0"), (&relay, "r0"), (&relay, "r1"), (&rcv, "d0"), (&bsnd, "s0"), (&brcv, "d0")] {
+        ns.ip(&["link", "set", i, "mtu", "9000"]);
+    }
+    for ns in [&relay, &rcv, &brcv] {
+        ns.set_sysctl("net.ipv4.conf.all.rp_filter", "0");
+        ns.set_sysctl("net.ipv4.conf.default.rp_filter", "0");
+    }
+    for i in ["r0", "r1"] {
+        relay.set_sysctl(&format!("net.ipv4.conf.{i}.rp_filter"), "0");
+    }
+    relay.set_sysctl("net.ipv4.ip_forward", "1");
+    // Deep socket buffers for every receiver in the run, so that loss is
+    // the forwarder's, not a receive queue's.
+    for ns in [&relay, &rcv, &brcv] {
+        ns.set_sysctl("net.core.rmem_max", "33554432");
+        ns.set_sysctl("net.core.wmem_max", "33554432");
+    }
+    Topo {
+        snd,
+        relay,
+        rcv,
+        bsnd,
+        brcv,
+        scratch: common::daemon::Scratch::new("bench"),
+    }
+}
+
+#[derive(Serialize, Clone, Debug)]
+struct Point {
+    test: String,
+    forwarder: String,
+    size: usize,
+    outputs: usize,
+    rules: usize,
+    /// The rate asked of the sender (0 = flat out).
+    target_pps: u64,
+    /// The rate the sender achieved: on a small machine it shares the CPU
+    /// with the forwarder, so it may fall short of the target.
+    offered_pps: f64,
+    sent: u64,
+    delivered: u64,
+    delivered_pps: f64,
+    loss_pct: f64,
+    min_output_delivery_pct: f64,
+    p50_us: f64,
+    p99_us: f64,
+    relay_cpu_s: f64,
+    relay_cpu_us_per_pkt: f64,
+    softirq_s: f64,
+}
+
+/// Start receivers for `groups` (each `group:port`) in `ns`.
+fn receivers(ns: &Netns, groups: &[(String, u16)]) -> Vec<common::daemon::Recv> {
+    groups
+        .iter()
+        .map(|(g, p)| common::daemon::recv(ns, g, *p, Some("d0"), &["--idle-timeout", "1", "--rcvbuf", "33554432"]))
+        .collect()
+}
+
+/// One measurement: send `rate` pps (0 = flat out) of `size` bytes for
+/// `dur` seconds from `snd` to `group:port`; receivers for `out_groups`.
+#[allow(clippy::too_many_arguments)]
+fn point(
+    o: &Opts,
+    test: &str,
+    fwd_name: &str,
+    fwd: &Fwd,
+    snd: &Netns,
+    rcv: &Netns,
+    group: &str,
+    port: u16,
+    out_groups: &[(String, u16)],
+    size: usize,
+    rate: u64,
+    rules: usize,
+) -> Point {
+    let recvs = receivers(rcv, out_groups);
+    let pids = fwd.pids();
+    let cpu0: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
+    let sirq0 = softirq_cpu();
+    let mut cmd = snd.cmd(bin("mcrgen").to_str().unwrap_or("mcrgen"));
+    cmd.args(["send", "--group", group, "--port", &port.to_string(), "--interface", "s0"])
+        .args(["--size", &size.to_string(), "--ttl", "8", "--batch", "64", "--json"])
+        .args(["--rate", &rate.to_string()]);
+    if rate > 0 {
+        cmd.args(["--count", &((rate as f64 * o.duration) as u64).max(1).to_string()]);
+        cmd.args(["--tick-us", &o.tick_us.to_string()]);
+    } else {
+        cmd.args(["--duration", &o.duration.to_string()]);
+    }
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output().expect("mcrgen send");
+    let sent: SendReport = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let reps: Vec<RecvReport> = recvs.into_iter().map(|r| r.finish(Duration::from_secs(30))).collect();
+    let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
+    let sirq1 = softirq_cpu();
+    let delivered: u64 = reps.iter().map(|r| r.unique).sum();
+    let per_out: Vec<f64> = reps
+        .iter()
+        .map(|r| if sent.sent > 0 { 100.0 * r.unique as f64 / sent.sent as f64 } else { 0.0 })
+        .collect();
+    let n = out_groups.len().max(1) as u64;
+    let expect = sent.sent * n;
+    let loss = if expect > 0 { 100.0 * (expect.saturating_sub(delivered)) as f64 / expect as f64 } else { 100.0 };
+    let secs = sent.elapsed.as_secs_f64().max(1e-9);
+    let p50 = reps.iter().map(|r| r.latency_us.p50).fold(0.0, f64::max);
+    let p99 = reps.iter().map(|r| r.latency_us.p99).fold(0.0, f64::max);
+    let relay_cpu = cpu1 - cpu0;
+    Point {
+        test: test.into(),
+        forwarder: fwd_name.into(),
+        size,
+        outputs: out_groups.len(),
+        rules,
+        target_pps: rate,
+        offered_pps: sent.achieved_pps,
+        sent: sent.sent,
+        delivered,
+        delivered_pps: delivered as f64 / n as f64 / secs,
+        loss_pct: loss,
+        min_output_delivery_pct: per_out.iter().copied().fold(f64::INFINITY, f64::min),
+        p50_us: p50,
+        p99_us: p99,
+        relay_cpu_s: relay_cpu,
+        relay_cpu_us_per_pkt: if delivered > 0 && !pids.is_empty() { 1e6 * relay_cpu / delivered as f64 } else { 0.0 },
+        softirq_s: sirq1 - sirq0,
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<9} {:<7} {:>5} {:>4} {:>6} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "test", "fwd", "size", "outs", "rules", "target", "offered", "delivered", "loss%", "p50 µs", "p99 µs", "cpu µs/p", "sirq s"
+    );
+}
+
+fn print_point(p: &Point) {
+    println!(
+        "{:<9} {:<7} {:>5} {:>4} {:>6} {:>8} {:>10.0} {:>10.0} {:>8.3} {:>9.1} {:>9.1} {:>9.2} {:>8.2}",
+        p.test,
+        p.forwarder,
+        p.size,
+        p.outputs,
+        p.rules,
+        if p.target_pps == 0 { "max".to_string() } else { p.target_pps.to_string() },
+        p.offered_pps,
+        p.delivered_pps,
+        p.loss_pct,
+        p.p50_us,
+        p.p99_us,
+        p.relay_cpu_us_per_pkt,
+        p.softirq_s
+    );
+    println!("JSON {}", serde_json::to_string(p).unwrap_or_default());
+}
+
+fn mcrd_config(rules: usize, outputs: usize) -> String {
+    let outs: Vec<String> = (0..outputs)
+        .map(|i| format!("{{ interface: \"r1\", group: \"239.2.{}.{}\", port: 6000, ttl: 8 }}", i / 250, i % 250 + 1))
+        .collect();
+    let mut s = format!(
+        "{{ rules: [ {{ name: \"bench\", input: {{ interface: \"r0\", group: \"239.1.1.1\", port: 5000 }}, outputs: [ {} ] }}",
+        outs.join(", ")
+    );
+    // Extra rules: other groups, never hit by traffic.
+    for i in 1..rules {
+        s.push_str(&format!(
+            ", {{ input: {{ interface: \"r0\", group: \"239.{}.{}.{}\", port: 5000 }}, outputs: [ {{ interface: \"r1\", group: \"239.3.3.3\", port: 6000 }} ] }}",
+            100 + i / 65536,
+            (i / 256) % 256,
+            i % 256
+        ));
+    }
+    s.push_str(" ] }");
+    s
+}
+
+fn start_fwd(t: &Topo, name: &str, rules: usize, outputs: usize) -> Option<(Fwd, String, u16)> {
+    match name {
+        "mcrd" => {
+            let d = Daemon::start(
+                &t.relay,
+                DaemonOpts {
+                    config: Some(&mcrd_config(rules, outputs)),
+                    env: vec![("MCR_STATS_INTERVAL_MS", "1000")],
+                    ..Default::default()
+                },
+            );
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(30) {
+                let l = d.list();
+                if l.iter().all(|r| r.state == mcr::control::RuleState::Active) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some((Fwd::Mcrd(d), "239.2.0.1".into(), 6000))
+        }
+        "socat" => {
+            if Command::new("socat").arg("-V").output().is_err() {
+                eprintln!("socat not installed: skipping it (apt install socat)");
+                return None;
+            }
+            let c = t
+                .relay
+                .cmd("socat")
+                .args([
+                    "-u",
+                    "-b65536",
+                    "UDP4-RECV:5000,ip-add-membership=239.1.1.1:r0,reuseaddr,rcvbuf=33554432",
+                    "UDP4-SENDTO:239.2.0.1:6000,ip-multicast-if=10.20.2.1,ip-multicast-ttl=8,sndbuf=33554432",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            std::thread::sleep(Duration::from_millis(300));
+            Some((Fwd::Socat(c), "239.2.0.1".into(), 6000))
+        }
+        "kernel" => {
+            if Command::new("smcrouted").arg("-v").output().is_err() {
+                eprintln!("smcroute not installed: skipping kernel forwarding (apt install smcroute)");
+                return None;
+            }
+            let conf = t.scratch.write(
+                "smcroute.conf",
+                "phyint r0 enable\nphyint r1 enable\nmroute from r0 group 239.1.1.1 to r1\n",
+            );
+            let c = t
+                .relay
+                .cmd("smcrouted")
+                .args(["-n", "-l", "err", "-f"])
+                .arg(&conf)
+                .arg("-u")
+                .arg(t.scratch.path("smcroute.sock"))
+                .arg("-P")
+                .arg(t.scratch.path("smcroute.pid"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            std::thread::sleep(Duration::from_millis(800));
+            // Kernel forwarding cannot translate: the receiver listens on
+            // the input group itself.
+            Some((Fwd::Kernel(c), "239.1.1.1".into(), 5000))
+        }
+        _ => None,
+    }
+}
+
+fn ladder(o: &Opts, ceiling: f64) -> Vec<u64> {
+    if let Some(r) = &o.rates {
+        return r.clone();
+    }
+    let mut v: Vec<u64> = vec![10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000, 800_000];
+    v.retain(|r| (*r as f64) < ceiling * 1.3);
+    v
+}
+
+/// The highest offered rate with loss ≤ 0.1 %.
+fn loss_free(points: &[Point]) -> f64 {
+    points
+        .iter()
+        .filter(|p| p.loss_pct <= 0.1)
+        .map(|p| p.offered_pps)
+        .fold(0.0, f64::max)
+}
+
+fn main() {
+    let o = parse_args();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("forwarding_rate needs root (network namespaces)");
+        std::process::exit(2);
+    }
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!(
+        "# forwarding_rate: kernel {}, {cpus} CPUs, duration {} s per point, sender tick {} µs",
+        kernel.trim(),
+        o.duration,
+        o.tick_us
+    );
+    let t = build();
+    let mut all: Vec<Point> = Vec::new();
+    let mut summary: BTreeMap<(usize, String), f64> = BTreeMap::new();
+
+    for &size in &o.sizes {
+        println!("\n## payload {size} bytes");
+        print_header();
+        // The harness ceiling: sender straight to receiver, flat out.
+        let base = point(&o, "ceiling", "none", &Fwd::None, &t.bsnd, &t.brcv, "239.1.1.1", 5000, &[("239.1.1.1".into(), 5000)], size, 0, 0);
+        print_point(&base);
+        all.push(base.clone());
+        let rates = ladder(&o, base.delivered_pps);
+        let mut base_pts = Vec::new();
+        for &r in &rates {
+            let p = point(&o, "ceiling", "none", &Fwd::None, &t.bsnd, &t.brcv, "239.1.1.1", 5000, &[("239.1.1.1".into(), 5000)], size, r, 0);
+            print_point(&p);
+            base_pts.push(p.clone());
+            all.push(p);
+        }
+        summary.insert((size, "none".into()), loss_free(&base_pts));
+        for f in &o.forwarders {
+            let Some((fwd, og, op)) = start_fwd(&t, f, 1, 1) else { continue };
+            let mut pts = Vec::new();
+            let mut bad = 0;
+            for &r in &rates {
+                let p = point(&o, "rate", f, &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], size, r, 1);
+                print_point(&p);
+                bad = if p.loss_pct > 20.0 { bad + 1 } else { 0 };
+                pts.push(p.clone());
+                all.push(p);
+                if bad >= 2 {
+                    break;
+                }
+            }
+            let p = point(&o, "rate", f, &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], size, 0, 1);
+            print_point(&p);
+            all.push(p);
+            summary.insert((size, f.clone()), loss_free(&pts));
+            drop(fwd);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    if o.fanout && o.forwarders.iter().any(|f| f == "mcrd") {
+        println!("\n## fan-out (mcrd, 1024 bytes)");
+        print_header();
+        let one = summary.get(&(1024, "mcrd".to_string())).copied().unwrap_or(50_000.0).max(10_000.0);
+        for n in [1usize, 4, 16] {
+            let Some((fwd, _, _)) = start_fwd(&t, "mcrd", 1, n) else { continue };
+            let groups: Vec<(String, u16)> = (0..n).map(|i| (format!("239.2.{}.{}", i / 250, i % 250 + 1), 6000)).collect();
+            for frac in [1.0, 2.0] {
+                let r = ((one / n as f64) * frac) as u64;
+                let p = point(&o, "fanout", "mcrd", &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &groups, 1024, r.max(1000), 1);
+                print_point(&p);
+                all.push(p);
+            }
+            drop(fwd);
+        }
+    }
+
+    if o.scale && o.forwarders.iter().any(|f| f == "mcrd") {
+        println!("\n## scale (mcrd, 1024 bytes, traffic on one rule)");
+        print_header();
+        let one = summary.get(&(1024, "mcrd".to_string())).copied().unwrap_or(100_000.0);
+        for rules in [1usize, 100, 10_000] {
+            let Some((fwd, og, op)) = start_fwd(&t, "mcrd", rules, 1) else { continue };
+            let mut pts = Vec::new();
+            for frac in [0.5, 0.8, 1.0, 1.2] {
+                let r = (one * frac) as u64;
+                let p = point(&o, "scale", "mcrd", &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], 1024, r.max(1000), rules);
+                print_point(&p);
+                pts.push(p.clone());
+                all.push(p);
+            }
+            summary.insert((1024, format!("mcrd/{rules}rules")), loss_free(&pts));
+            drop(fwd);
+        }
+    }
+
+    println!("\n## loss-free rate (highest offered rate with loss <= 0.1 %)");
+    for ((size, f), r) in &summary {
+        println!("{size:>5} B  {f:<16} {r:>10.0} pps");
+    }
+    for &size in &o.sizes {
+        let g = |f: &str| summary.get(&(size, f.to_string())).copied().unwrap_or(0.0);
+        let (m, s, k, c) = (g("mcrd"), g("socat"), g("kernel"), g("none"));
+        if m > 0.0 {
+            println!(
+                "{size:>5} B  mcrd/kernel {:.2}   mcrd/socat {:.2}   mcrd/ceiling {:.2}",
+                if k > 0.0 { m / k } else { f64::NAN },
+                if s > 0.0 { m / s } else { f64::NAN },
+                if c > 0.0 { m / c } else { f64::NAN }
+            );
+        }
+    }
+}
