@@ -119,6 +119,7 @@ fn worker_relays_and_reports() {
             interface: "wc".into(),
             ttl: 4,
             mode: OutputMode::Republish,
+            mtu: 1500,
         }),
         &[&egress],
     );

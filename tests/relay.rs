@@ -36,30 +36,62 @@ struct Seen {
 
 /// Capture up to `n` UDP datagrams for `group` arriving in `ns` (joined on
 /// the interface with address `local`), with their IP headers.
-fn capture(ns: &Netns, group: Ipv4Addr, local: Ipv4Addr, n: usize) -> std::thread::JoinHandle<Vec<Seen>> {
-    use nix::sys::socket::{setsockopt, socket, sockopt, AddressFamily, IpMembershipRequest, SockFlag, SockProtocol, SockType};
+fn capture(
+    ns: &Netns,
+    group: Ipv4Addr,
+    local: Ipv4Addr,
+    n: usize,
+) -> std::thread::JoinHandle<Vec<Seen>> {
+    use nix::sys::socket::{
+        setsockopt, socket, sockopt, AddressFamily, IpMembershipRequest, SockFlag, SockProtocol,
+        SockType,
+    };
     let name = ns.name.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let s = socket(AddressFamily::Inet, SockType::Raw, SockFlag::empty(), SockProtocol::Udp).unwrap();
+        let s = socket(
+            AddressFamily::Inet,
+            SockType::Raw,
+            SockFlag::empty(),
+            SockProtocol::Udp,
+        )
+        .unwrap();
         if group.is_multicast() {
-            setsockopt(&s, sockopt::IpAddMembership, &IpMembershipRequest::new(group, Some(local))).unwrap();
+            setsockopt(
+                &s,
+                sockopt::IpAddMembership,
+                &IpMembershipRequest::new(group, Some(local)),
+            )
+            .unwrap();
         }
-        setsockopt(&s, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(3, 0)).unwrap();
+        setsockopt(
+            &s,
+            sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(3, 0),
+        )
+        .unwrap();
         tx.send(()).unwrap();
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         while out.len() < n {
-            let Ok(len) = nix::sys::socket::recv(s.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) else {
+            let Ok(len) = nix::sys::socket::recv(
+                s.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::empty(),
+            ) else {
                 break;
             };
-            let Ok(ip) = mcr::wire::Ipv4::new_checked(&buf[..len]) else { continue };
+            let Ok(ip) = mcr::wire::Ipv4::new_checked(&buf[..len]) else {
+                continue;
+            };
             if ip.dst() != group {
                 continue;
             }
-            let Ok(udp) = mcr::wire::Udp::new_checked(ip.payload()) else { continue };
+            let Ok(udp) = mcr::wire::Udp::new_checked(ip.payload()) else {
+                continue;
+            };
             out.push(Seen {
                 ttl: ip.ttl(),
                 src: ip.src(),
@@ -69,7 +101,8 @@ fn capture(ns: &Netns, group: Ipv4Addr, local: Ipv4Addr, n: usize) -> std::threa
         }
         out
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("capture ready");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("capture ready");
     h
 }
 
@@ -79,8 +112,17 @@ fn one_to_one_with_group_and_port_translation() {
         return;
     }
     let t = Relay3::new("o2o");
-    let d = start(&t, &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]));
-    let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--expect", "2000", "--idle-timeout", "1"]);
+    let d = start(
+        &t,
+        &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "2000", "--idle-timeout", "1"],
+    );
     let s = send(&t.src, "239.1.1.1", 5000, "s0", 2000, 4000, 700, &[]);
     assert_eq!(s.sent, 2000);
     let rep = r.finish(T);
@@ -109,21 +151,50 @@ fn fan_out_one_to_three() {
         &rule_config(
             "239.1.1.1",
             5000,
-            &[("r1", "239.2.2.1", 6001), ("r2", "239.2.2.2", 6002), ("r3", "239.2.2.3", 6003)],
+            &[
+                ("r1", "239.2.2.1", 6001),
+                ("r2", "239.2.2.2", 6002),
+                ("r3", "239.2.2.3", 6003),
+            ],
         ),
     );
     let rs = [
-        recv(&t.dst, "239.2.2.1", 6001, Some("d0"), &["--expect", "1500", "--idle-timeout", "1"]),
-        recv(&d2, "239.2.2.2", 6002, Some("d0"), &["--expect", "1500", "--idle-timeout", "1"]),
-        recv(&d3, "239.2.2.3", 6003, Some("d0"), &["--expect", "1500", "--idle-timeout", "1"]),
+        recv(
+            &t.dst,
+            "239.2.2.1",
+            6001,
+            Some("d0"),
+            &["--expect", "1500", "--idle-timeout", "1"],
+        ),
+        recv(
+            &d2,
+            "239.2.2.2",
+            6002,
+            Some("d0"),
+            &["--expect", "1500", "--idle-timeout", "1"],
+        ),
+        recv(
+            &d3,
+            "239.2.2.3",
+            6003,
+            Some("d0"),
+            &["--expect", "1500", "--idle-timeout", "1"],
+        ),
     ];
     send(&t.src, "239.1.1.1", 5000, "s0", 1500, 3000, 1000, &[]);
     for (i, r) in rs.into_iter().enumerate() {
         let rep = r.finish(T);
-        assert_eq!((rep.unique, rep.lost, rep.corrupt), (1500, 0, 0), "output {i}: {rep:?}");
+        assert_eq!(
+            (rep.unique, rep.lost, rep.corrupt),
+            (1500, 0, 0),
+            "output {i}: {rep:?}"
+        );
     }
     let st = d.stats();
-    assert!(st.rules[0].outputs.iter().all(|o| o.packets == 1500), "{st:?}");
+    assert!(
+        st.rules[0].outputs.iter().all(|o| o.packets == 1500),
+        "{st:?}"
+    );
 }
 
 #[test]
@@ -132,8 +203,17 @@ fn multicast_to_unicast() {
         return;
     }
     let t = Relay3::new("m2u");
-    let _d = start(&t, &rule_config("239.1.1.1", 5000, &[("r1", "10.10.2.2", 7000)]));
-    let r = recv(&t.dst, "0.0.0.0", 7000, None, &["--expect", "1000", "--idle-timeout", "1"]);
+    let _d = start(
+        &t,
+        &rule_config("239.1.1.1", 5000, &[("r1", "10.10.2.2", 7000)]),
+    );
+    let r = recv(
+        &t.dst,
+        "0.0.0.0",
+        7000,
+        None,
+        &["--expect", "1000", "--idle-timeout", "1"],
+    );
     send(&t.src, "239.1.1.1", 5000, "s0", 1000, 2000, 500, &[]);
     let rep = r.finish(T);
     assert_eq!((rep.unique, rep.lost), (1000, 0), "{rep:?}");
@@ -149,17 +229,31 @@ fn unicast_to_multicast_without_icmp_unreachables() {
                outputs: [ { interface: \"r1\", group: \"239.3.3.3\", port: 7001 } ] } ] }";
     let _d = start(&t, cfg);
     let icmp_before = icmp_unreachables(&t.relay);
-    let r = recv(&t.dst, "239.3.3.3", 7001, Some("d0"), &["--expect", "1000", "--idle-timeout", "1"]);
+    let r = recv(
+        &t.dst,
+        "239.3.3.3",
+        7001,
+        Some("d0"),
+        &["--expect", "1000", "--idle-timeout", "1"],
+    );
     // Unicast to the relay's own address, as a unicast source would.
     let out = common::daemon::send_cmd(&t.src, "10.10.1.2", 7000, "s0", 1000, 2000, 300, &[])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rep = r.finish(T);
     assert_eq!((rep.unique, rep.lost), (1000, 0), "{rep:?}");
     // The relay took the port: the kernel must not have answered the
     // sender 1000 times with "port unreachable".
-    assert_eq!(icmp_unreachables(&t.relay), icmp_before, "relay sent ICMP port unreachables");
+    assert_eq!(
+        icmp_unreachables(&t.relay),
+        icmp_before,
+        "relay sent ICMP port unreachables"
+    );
 }
 
 fn icmp_unreachables(ns: &Netns) -> u64 {
@@ -168,7 +262,10 @@ fn icmp_unreachables(ns: &Netns) -> u64 {
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Icmp:")).collect();
     let head: Vec<&str> = lines[0].split_whitespace().collect();
     let vals: Vec<&str> = lines[1].split_whitespace().collect();
-    let i = head.iter().position(|h| *h == "OutDestUnreachs").expect("OutDestUnreachs");
+    let i = head
+        .iter()
+        .position(|h| *h == "OutDestUnreachs")
+        .expect("OutDestUnreachs");
     vals[i].parse().unwrap()
 }
 
@@ -180,10 +277,31 @@ fn any_input_port_and_kept_output_port() {
     let t = Relay3::new("anyp");
     // Input port 0 = any; output port 0 = the packet's own port.
     let _d = start(&t, &rule_config("239.1.1.1", 0, &[("r1", "239.4.4.4", 0)]));
-    let ra = recv(&t.dst, "239.4.4.4", 5100, Some("d0"), &["--expect", "500", "--idle-timeout", "1"]);
-    let rb = recv(&t.dst, "239.4.4.4", 5200, Some("d0"), &["--expect", "500", "--idle-timeout", "1"]);
+    let ra = recv(
+        &t.dst,
+        "239.4.4.4",
+        5100,
+        Some("d0"),
+        &["--expect", "500", "--idle-timeout", "1"],
+    );
+    let rb = recv(
+        &t.dst,
+        "239.4.4.4",
+        5200,
+        Some("d0"),
+        &["--expect", "500", "--idle-timeout", "1"],
+    );
     send(&t.src, "239.1.1.1", 5100, "s0", 500, 2000, 200, &[]);
-    send(&t.src, "239.1.1.1", 5200, "s0", 500, 2000, 200, &["--stream-id", "2"]);
+    send(
+        &t.src,
+        "239.1.1.1",
+        5200,
+        "s0",
+        500,
+        2000,
+        200,
+        &["--stream-id", "2"],
+    );
     let (a, b) = (ra.finish(T), rb.finish(T));
     assert_eq!((a.unique, a.lost), (500, 0), "port 5100: {a:?}");
     assert_eq!((b.unique, b.lost), (500, 0), "port 5200: {b:?}");
@@ -199,14 +317,41 @@ fn source_filter_takes_only_its_source() {
     let cfg = "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 5000, source: \"10.10.1.1\" }, \
                outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 6000 } ] } ] }";
     let d = start(&t, cfg);
-    let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--idle-timeout", "1.5"]);
-    send(&t.src, "239.1.1.1", 5000, "s0", 400, 2000, 200, &["--source", "10.10.1.1", "--stream-id", "1"]);
-    send(&t.src, "239.1.1.1", 5000, "s0", 300, 2000, 200, &["--source", "10.10.1.3", "--stream-id", "2"]);
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--idle-timeout", "1.5"],
+    );
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        400,
+        2000,
+        200,
+        &["--source", "10.10.1.1", "--stream-id", "1"],
+    );
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        300,
+        2000,
+        200,
+        &["--source", "10.10.1.3", "--stream-id", "2"],
+    );
     let rep = r.finish(T);
     assert_eq!(rep.streams, 1, "only the filtered source's stream: {rep:?}");
     assert_eq!(rep.unique, 400);
     let w = &d.stats().workers[0].counters;
-    assert_eq!(w.no_match, 300, "the other source's packets are counted, not relayed");
+    assert_eq!(
+        w.no_match, 300,
+        "the other source's packets are counted, not relayed"
+    );
 }
 
 #[test]
@@ -216,19 +361,44 @@ fn ttl_per_output() {
     }
     let t = Relay3::new("ttl");
     let d2 = t.add_receiver(2, "ttl-d2");
-    let cfg = "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 5000 }, outputs: [ \
+    let cfg =
+        "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 5000 }, outputs: [ \
                { interface: \"r1\", group: \"239.5.5.1\", port: 6000, ttl: 7 }, \
                { interface: \"r2\", group: \"239.5.5.2\", port: 6000 } ] } ] }";
     let _d = start(&t, cfg);
-    let c1 = capture(&t.dst, "239.5.5.1".parse().unwrap(), "10.10.2.2".parse().unwrap(), 20);
-    let c2 = capture(&d2, "239.5.5.2".parse().unwrap(), "10.10.3.2".parse().unwrap(), 20);
-    send(&t.src, "239.1.1.1", 5000, "s0", 20, 200, 100, &["--ttl", "30"]);
+    let c1 = capture(
+        &t.dst,
+        "239.5.5.1".parse().unwrap(),
+        "10.10.2.2".parse().unwrap(),
+        20,
+    );
+    let c2 = capture(
+        &d2,
+        "239.5.5.2".parse().unwrap(),
+        "10.10.3.2".parse().unwrap(),
+        20,
+    );
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        20,
+        200,
+        100,
+        &["--ttl", "30"],
+    );
     let (a, b) = (c1.join().unwrap(), c2.join().unwrap());
     assert_eq!(a.len(), 20, "{a:?}");
     assert!(a.iter().all(|p| p.ttl == 7), "configured TTL 7: {a:?}");
     assert_eq!(b.len(), 20);
-    assert!(b.iter().all(|p| p.ttl == 1), "default multicast TTL 1: {b:?}");
-    assert!(a.iter().all(|p| p.src == Ipv4Addr::new(10, 10, 2, 1) && p.dport == 6000 && p.payload_len == 100));
+    assert!(
+        b.iter().all(|p| p.ttl == 1),
+        "default multicast TTL 1: {b:?}"
+    );
+    assert!(a
+        .iter()
+        .all(|p| p.src == Ipv4Addr::new(10, 10, 2, 1) && p.dport == 6000 && p.payload_len == 100));
 }
 
 #[test]
@@ -243,11 +413,40 @@ fn link_local_groups_and_ttl1_sources() {
         { name: \"ssdp\", input: { interface: \"r0\", group: \"239.255.255.250\", port: 1900 }, \
           outputs: [ { interface: \"r1\", group: \"239.255.255.250\", port: 1900 } ] } ] }";
     let _d = start(&t, cfg);
-    let cap = capture(&t.dst, "224.0.0.251".parse().unwrap(), "10.10.2.2".parse().unwrap(), 300);
-    let r = recv(&t.dst, "239.255.255.250", 1900, Some("d0"), &["--expect", "300", "--idle-timeout", "1"]);
+    let cap = capture(
+        &t.dst,
+        "224.0.0.251".parse().unwrap(),
+        "10.10.2.2".parse().unwrap(),
+        300,
+    );
+    let r = recv(
+        &t.dst,
+        "239.255.255.250",
+        1900,
+        Some("d0"),
+        &["--expect", "300", "--idle-timeout", "1"],
+    );
     // TTL-1 sources: what mDNS and SSDP hosts send, and what a router drops.
-    send(&t.src, "224.0.0.251", 5353, "s0", 300, 1000, 120, &["--ttl", "1"]);
-    send(&t.src, "239.255.255.250", 1900, "s0", 300, 1000, 120, &["--ttl", "1"]);
+    send(
+        &t.src,
+        "224.0.0.251",
+        5353,
+        "s0",
+        300,
+        1000,
+        120,
+        &["--ttl", "1"],
+    );
+    send(
+        &t.src,
+        "239.255.255.250",
+        1900,
+        "s0",
+        300,
+        1000,
+        120,
+        &["--ttl", "1"],
+    );
     let mdns = cap.join().unwrap();
     assert_eq!(mdns.len(), 300, "mDNS relayed");
     assert!(mdns.iter().all(|p| p.ttl == 255 && p.dport == 5353));
@@ -261,12 +460,26 @@ fn jumbo_payloads_over_jumbo_links() {
         return;
     }
     let t = Relay3::new("jumbo");
-    for (ns, i) in [(&t.src, "s0"), (&t.relay, "r0"), (&t.relay, "r1"), (&t.dst, "d0")] {
+    for (ns, i) in [
+        (&t.src, "s0"),
+        (&t.relay, "r0"),
+        (&t.relay, "r1"),
+        (&t.dst, "d0"),
+    ] {
         ns.ip(&["link", "set", i, "mtu", "9000"]);
     }
-    let d = start(&t, &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]));
+    let d = start(
+        &t,
+        &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
     // The largest UDP payload a 9000-byte MTU carries unfragmented.
-    let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--expect", "500", "--idle-timeout", "1", "--verify-full"]);
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "500", "--idle-timeout", "1", "--verify-full"],
+    );
     send(&t.src, "239.1.1.1", 5000, "s0", 500, 1000, 8972, &[]);
     let rep = r.finish(T);
     assert_eq!((rep.unique, rep.lost, rep.corrupt), (500, 0, 0), "{rep:?}");
@@ -277,10 +490,29 @@ fn jumbo_payloads_over_jumbo_links() {
     t.src.ip(&["link", "set", "s0", "mtu", "9100"]);
     t.relay.ip(&["link", "set", "r0", "mtu", "9100"]);
     std::thread::sleep(Duration::from_millis(500));
-    let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--expect", "200", "--idle-timeout", "1", "--verify-full"]);
-    send(&t.src, "239.1.1.1", 5000, "s0", 200, 500, 9000, &["--stream-id", "9"]);
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "200", "--idle-timeout", "1", "--verify-full"],
+    );
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        200,
+        500,
+        9000,
+        &["--stream-id", "9"],
+    );
     let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.lost, rep.corrupt), (200, 0, 0), "9000-byte payloads: {rep:?}");
+    assert_eq!(
+        (rep.unique, rep.lost, rep.corrupt),
+        (200, 0, 0),
+        "9000-byte payloads: {rep:?}"
+    );
     let w = &d.stats().workers[0].counters;
     assert_eq!(w.malformed, 0, "no truncated frames: {w:?}");
 }
@@ -300,14 +532,30 @@ fn never_reingests_its_own_output() {
         { name: \"b\", input: { interface: \"r1\", group: \"239.2.2.2\", port: 6000 }, \
           outputs: [ { interface: \"r0\", group: \"239.9.9.9\", port: 6000 } ] } ] }";
     let d = start(&t, cfg);
-    let back = recv(&t.src, "239.9.9.9", 6000, Some("s0"), &["--idle-timeout", "2", "--duration", "4"]);
-    let fwd = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--expect", "1000", "--idle-timeout", "1"]);
+    let back = recv(
+        &t.src,
+        "239.9.9.9",
+        6000,
+        Some("s0"),
+        &["--idle-timeout", "2", "--duration", "4"],
+    );
+    let fwd = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "1000", "--idle-timeout", "1"],
+    );
     send(&t.src, "239.1.1.1", 5000, "s0", 1000, 2000, 200, &[]);
     assert_eq!(fwd.finish(T).unique, 1000);
     let b = back.finish(T);
     assert_eq!(b.received, 0, "the relay re-ingested its own output: {b:?}");
     let st = d.stats();
-    let rb = st.rules.iter().find(|r| r.name.as_deref() == Some("b")).unwrap();
+    let rb = st
+        .rules
+        .iter()
+        .find(|r| r.name.as_deref() == Some("b"))
+        .unwrap();
     assert_eq!(rb.packets, 0, "rule b never matched: {st:?}");
 }
 
@@ -317,13 +565,22 @@ fn supervisor_joins_input_groups_on_the_input_interface() {
         return;
     }
     let t = Relay3::new("join");
-    let d = start(&t, &rule_config("239.7.7.7", 5000, &[("r1", "239.2.2.2", 6000)]));
+    let d = start(
+        &t,
+        &rule_config("239.7.7.7", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
     let maddr = || String::from_utf8_lossy(&t.relay.run("ip maddr show dev r0").stdout).to_string();
     assert!(maddr().contains("239.7.7.7"), "joined on r0: {}", maddr());
     let id = d.list()[0].id.clone();
     d.ctl_ok(&["remove", "--rule-id", &id]);
-    let gone = common::wait_for(Duration::from_secs(5), || (!maddr().contains("239.7.7.7")).then_some(()));
-    assert!(gone.is_some(), "left the group after the rule went: {}", maddr());
+    let gone = common::wait_for(Duration::from_secs(5), || {
+        (!maddr().contains("239.7.7.7")).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left the group after the rule went: {}",
+        maddr()
+    );
 }
 
 #[test]
@@ -335,17 +592,41 @@ fn route_mode_keeps_the_source_and_decrements_ttl() {
     let cfg = "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 5000 }, \
                outputs: [ { interface: \"r1\", group: \"239.1.1.1\", port: 5000, mode: \"route\" } ] } ] }";
     let _d = start(&t, cfg);
-    let cap = capture(&t.dst, "239.1.1.1".parse().unwrap(), "10.10.2.2".parse().unwrap(), 50);
-    let r = recv(&t.dst, "239.1.1.1", 5000, Some("d0"), &["--expect", "50", "--idle-timeout", "1"]);
-    send(&t.src, "239.1.1.1", 5000, "s0", 50, 500, 300, &["--ttl", "9"]);
+    let cap = capture(
+        &t.dst,
+        "239.1.1.1".parse().unwrap(),
+        "10.10.2.2".parse().unwrap(),
+        50,
+    );
+    let r = recv(
+        &t.dst,
+        "239.1.1.1",
+        5000,
+        Some("d0"),
+        &["--expect", "50", "--idle-timeout", "1"],
+    );
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        50,
+        500,
+        300,
+        &["--ttl", "9"],
+    );
     let seen = cap.join().unwrap();
     assert_eq!(seen.len(), 50);
     assert!(
-        seen.iter().all(|p| p.src == Ipv4Addr::new(10, 10, 1, 1) && p.ttl == 8),
+        seen.iter()
+            .all(|p| p.src == Ipv4Addr::new(10, 10, 1, 1) && p.ttl == 8),
         "source kept, TTL 9 -> 8: {seen:?}"
     );
     let rep = r.finish(T);
-    assert_eq!(rep.unique, 50, "the routed packets are intact datagrams: {rep:?}");
+    assert_eq!(
+        rep.unique, 50,
+        "the routed packets are intact datagrams: {rep:?}"
+    );
 }
 
 #[test]

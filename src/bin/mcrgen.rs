@@ -68,8 +68,9 @@ fn run_inject(a: InjectArgs) -> anyhow::Result<()> {
         }
         let mut p = Vec::with_capacity(digits.len() / 2);
         for k in (0..digits.len()).step_by(2) {
-            let b = u8::from_str_radix(&digits[k..k + 2], 16)
-                .map_err(|_| anyhow::anyhow!("--packet #{}: {:?} is not hex", i + 1, &digits[k..k + 2]))?;
+            let b = u8::from_str_radix(&digits[k..k + 2], 16).map_err(|_| {
+                anyhow::anyhow!("--packet #{}: {:?} is not hex", i + 1, &digits[k..k + 2])
+            })?;
             p.push(b);
         }
         pkts.push(p);

@@ -502,14 +502,37 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let version = v.get("version").and_then(|x| x.as_u64());
     match version {
         Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
-        Some(x) => return Err(format!(
+        Some(x) => {
+            return Err(format!(
             "protocol version {x} is not supported; this daemon speaks version {PROTOCOL_VERSION}"
-        )),
+        ))
+        }
         None => return Err("malformed request: missing \"version\"".into()),
     }
     let cmd = v.get("cmd").and_then(|c| c.as_str()).map(str::to_string);
+    let given: Vec<String> = v
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     match serde_json::from_value::<Envelope>(v) {
-        Ok(env) => Ok(env.request),
+        Ok(env) => {
+            // serde ignores unknown fields on commands without arguments;
+            // a field we would silently drop may change what the client
+            // meant (e.g. a path), so refuse it.
+            let back = serde_json::to_value(&env).unwrap_or_default();
+            if let Some(extra) = given.iter().find(|k| back.get(k.as_str()).is_none()) {
+                return Err(format!(
+                    "bad {:?} request: unknown field `{extra}`",
+                    cmd.unwrap_or_default()
+                ));
+            }
+            Ok(env.request)
+        }
         Err(e) => Err(match cmd {
             None => "malformed request: missing \"cmd\"".to_string(),
             Some(c) if e.to_string().contains("unknown variant") => {
@@ -593,6 +616,10 @@ mod tests {
         assert!(parse_request(br#"{"version":1}"#)
             .unwrap_err()
             .contains("cmd"));
+        let e = parse_request(br#"{"version":1,"cmd":"config-save","file":"/tmp/x"}"#).unwrap_err();
+        assert!(e.contains("unknown field `file`"), "{e}");
+        assert!(parse_request(br#"{"version":1,"cmd":"list","filter":"x"}"#).is_err());
+        assert!(parse_request(br#"{"version":1,"cmd":"remove","id":"a","name":null}"#).is_ok());
         let e = parse_request(br#"{"version":1,"cmd":"add","input":{"interface":"eth0","group":"239.1.1.x","port":1},"outputs":[]}"#)
             .unwrap_err();
         assert!(e.contains("add"), "{e}");

@@ -6,6 +6,7 @@
 //! worker process (`worker`).
 
 pub mod bufring;
+pub mod egress;
 pub mod pipeline;
 pub mod sockets;
 pub mod table;

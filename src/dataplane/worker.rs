@@ -12,8 +12,7 @@
 //! reports (DESIGN.md, "Supervisor ⇄ worker").
 
 use std::io;
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -27,6 +26,7 @@ use crate::ipc::{
 use crate::logging::LogLevels;
 
 use super::bufring::{BufRing, Tier};
+use super::egress::{Batcher, Datagram};
 use super::pipeline::{self, Send, Verdict};
 use super::sockets;
 use super::table::Table;
@@ -39,8 +39,8 @@ const KIND_TIMER: u64 = 4;
 
 const SQ_ENTRIES: u32 = 4096;
 const CQ_ENTRIES: u32 = 32768;
-/// Sends in flight at once.
-const SEND_SLOTS: usize = 8192;
+/// Send batches in flight at once (each up to `egress::MAX_SEGS` datagrams).
+const SEND_SLOTS: usize = 4096;
 const BGID: u16 = 1;
 /// Counters per stats message.
 const RULES_PER_STATS: usize = 256;
@@ -213,28 +213,13 @@ fn build_ring() -> io::Result<IoUring> {
         })
 }
 
-/// The memory a `SENDMSG` points at, stable until it completes.
-#[repr(C)]
-struct SendSlot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
-    addr: libc::sockaddr_in,
-    bid: u16,
-    output: u16,
-    rule_key: u64,
-}
-
-impl SendSlot {
-    fn empty() -> Self {
-        // SAFETY: msghdr, iovec and sockaddr_in are plain old data for
-        // which all-zero bytes are valid (null pointers, zero lengths).
-        unsafe { mem::zeroed() }
-    }
-}
-
 struct Egress {
     fd: OwnedFd,
     spec: EgressSpec,
+    /// Largest datagram this socket batches with GSO (0: never). Starts at
+    /// what the output MTU carries unfragmented; lowered if the kernel
+    /// refuses a batch anyway.
+    gso_max: u32,
 }
 
 struct Worker {
@@ -247,8 +232,9 @@ struct Worker {
     msgbuf: Vec<u8>,
     table: Table,
     egress: Vec<Option<Egress>>,
-    slots: Box<[SendSlot]>,
-    free_slots: Vec<u32>,
+    batcher: Batcher,
+    /// Batches closed this turn, waiting to be queued on the ring.
+    flushed: Vec<(u32, usize, RawFd)>,
     sends: Vec<Send>,
     c: WorkerCounters,
     /// Last table message applied.
@@ -275,7 +261,6 @@ impl Worker {
         hooks: Hooks,
         msgbuf: Vec<u8>,
     ) -> Self {
-        let slots: Box<[SendSlot]> = (0..SEND_SLOTS).map(|_| SendSlot::empty()).collect();
         let interval = Duration::from_millis(u64::from(setup.stats_interval_ms.max(10)));
         Worker {
             ring,
@@ -287,8 +272,8 @@ impl Worker {
             msgbuf,
             table: Table::new(),
             egress: Vec::new(),
-            slots,
-            free_slots: (0..SEND_SLOTS as u32).rev().collect(),
+            batcher: Batcher::new(SEND_SLOTS),
+            flushed: Vec::with_capacity(SEND_SLOTS),
             sends: Vec::with_capacity(crate::rule::MAX_OUTPUTS),
             c: WorkerCounters::default(),
             seq: 0,
@@ -384,6 +369,7 @@ impl Worker {
                     _ => {}
                 }
             }
+            self.flush_sends().map_err(WorkerError::Ring)?;
             self.bufs.commit();
             if !self.recv_armed && !self.recv_backoff && self.bufs.available() > 0 {
                 self.arm_recv().map_err(WorkerError::Ring)?;
@@ -425,7 +411,7 @@ impl Worker {
             let key = self.table.entry(slot).map(|e| e.rule.key).unwrap_or(0);
             for i in 0..self.sends.len() {
                 let s = self.sends[i];
-                if self.queue_send(bid, key, s)? {
+                if self.queue_send(bid, key, s) {
                     held += 1;
                 }
             }
@@ -438,78 +424,150 @@ impl Worker {
         Ok(())
     }
 
-    /// Queue one send. Returns whether it was queued (and so holds `bid`).
-    fn queue_send(&mut self, bid: u16, rule_key: u64, s: Send) -> io::Result<bool> {
-        let fd = match self.egress.get(s.egress as usize).and_then(|e| e.as_ref()) {
-            Some(e) => e.fd.as_raw_fd(),
+    /// Add one datagram to its egress batch. Returns whether it was taken
+    /// (and so holds `bid` until its batch completes).
+    fn queue_send(&mut self, bid: u16, rule_key: u64, s: Send) -> bool {
+        let (fd, gso_ok) = match self.egress.get(s.egress as usize).and_then(|e| e.as_ref()) {
+            Some(e) => (e.fd.as_raw_fd(), s.len <= e.gso_max),
             None => {
                 self.c.send_errors += 1;
-                self.count_output_error(rule_key, s.output);
-                return Ok(false);
+                self.count_output_error(rule_key, s.output, s.len as usize);
+                return false;
             }
         };
-        let Some(idx) = self.free_slots.pop() else {
+        let taken = self.batcher.add(Datagram {
+            fd,
+            egress: s.egress,
+            gso_ok,
+            dst: s.dst,
+            port: s.port,
+            ptr: self.bufs.addr(bid, s.offset as usize),
+            len: s.len as usize,
+            bid,
+            key: rule_key,
+            out: s.output,
+        });
+        if !taken {
             self.c.send_backlog_drops += 1;
-            self.count_output_error(rule_key, s.output);
-            return Ok(false);
-        };
-        let base = self.bufs.addr(bid, s.offset as usize);
-        let slot = &mut self.slots[idx as usize];
-        slot.bid = bid;
-        slot.output = s.output;
-        slot.rule_key = rule_key;
-        slot.addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: s.port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(s.dst).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        slot.iov = libc::iovec {
-            iov_base: base as *mut libc::c_void,
-            iov_len: s.len as usize,
-        };
-        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_in).cast();
-        slot.hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as u32;
-        slot.hdr.msg_iov = &mut slot.iov;
-        slot.hdr.msg_iovlen = 1;
-        slot.hdr.msg_control = std::ptr::null_mut();
-        slot.hdr.msg_controllen = 0;
-        let hdr = &slot.hdr as *const libc::msghdr;
-        let e = opcode::SendMsg::new(types::Fd(fd), hdr)
-            .build()
-            .user_data((KIND_SEND << KIND_SHIFT) | u64::from(idx));
-        self.push(e)?;
-        Ok(true)
+            self.count_output_error(rule_key, s.output, s.len as usize);
+        }
+        taken
     }
 
-    fn count_output_error(&mut self, rule_key: u64, output: u16) {
+    /// Queue every batch closed this turn as one SENDMSG each.
+    fn flush_sends(&mut self) -> io::Result<()> {
+        let mut flushed = std::mem::take(&mut self.flushed);
+        self.batcher
+            .flush(|slot, hdr, fd| flushed.push((slot, hdr as usize, fd)));
+        for &(slot, hdr, fd) in &flushed {
+            let e = opcode::SendMsg::new(types::Fd(fd), hdr as *const libc::msghdr)
+                .build()
+                .user_data((KIND_SEND << KIND_SHIFT) | u64::from(slot));
+            self.push(e)?;
+        }
+        flushed.clear();
+        self.flushed = flushed;
+        Ok(())
+    }
+
+    /// A datagram the pipeline counted for an output did not make it to
+    /// the kernel: count it as an error instead.
+    fn count_output_error(&mut self, rule_key: u64, output: u16, len: usize) {
         if let Some(e) = self
             .table
             .get_mut(rule_key)
             .and_then(|e| e.outputs.get_mut(usize::from(output)))
         {
             e.errors += 1;
+            e.packets = e.packets.saturating_sub(1);
+            e.bytes = e.bytes.saturating_sub(len as u64);
         }
     }
 
     fn on_send(&mut self, ud: u64, res: i32) {
-        let idx = (ud & ((1 << KIND_SHIFT) - 1)) as usize;
-        let Some(slot) = self.slots.get(idx) else {
+        let slot = (ud & ((1 << KIND_SHIFT) - 1)) as u32;
+        let Some(b) = self.batcher.get(slot) else {
             return;
         };
-        let (bid, key, output) = (slot.bid, slot.rule_key, slot.output);
+        let n = b.n;
         if res < 0 {
-            self.c.send_errors += 1;
-            self.count_output_error(key, output);
-            debug!(target: "Egress", "send failed: {}", io::Error::from_raw_os_error(-res));
+            let errno = -res;
+            if n > 1
+                && matches!(
+                    errno,
+                    libc::EINVAL
+                        | libc::EMSGSIZE
+                        | libc::EIO
+                        | libc::EOPNOTSUPP
+                        | libc::ENOPROTOOPT
+                )
+            {
+                self.unbatch(slot, errno);
+                return;
+            }
+            self.c.send_errors += n as u64;
+            let segs: Vec<(u64, u16, usize)> = (0..n)
+                .map(|i| (b.keys[i], b.outs[i], b.segment(i).1))
+                .collect();
+            for (key, out, len) in segs {
+                self.count_output_error(key, out, len);
+            }
+            debug!(target: "Egress", "send failed: {}", io::Error::from_raw_os_error(errno));
         } else {
-            self.c.sent += 1;
+            self.c.sent += n as u64;
             self.c.sent_bytes += res as u64;
         }
-        self.free_slots.push(idx as u32);
-        self.bufs.release(bid);
+        if let Some(b) = self.batcher.get(slot) {
+            let bids = b.bids;
+            for &bid in &bids[..n] {
+                self.bufs.release(bid);
+            }
+        }
+        self.batcher.release(slot);
+    }
+
+    /// The kernel refused a GSO batch: lower the socket's GSO size limit
+    /// below this batch's and send its datagrams one by one. Their buffers
+    /// stay held by the new sends, so nothing is lost.
+    fn unbatch(&mut self, slot: u32, errno: i32) {
+        let Some(b) = self.batcher.get(slot) else {
+            return;
+        };
+        let (n, seg, egress) = (b.n, b.seg, b.egress);
+        let segs: Vec<(u16, u64, u16, *const u8, usize)> = (0..n)
+            .map(|i| {
+                let (ptr, len) = b.segment(i);
+                (b.bids[i], b.keys[i], b.outs[i], ptr, len)
+            })
+            .collect();
+        let (dst, port) = b.destination();
+        let fd = b.fd;
+        self.batcher.release(slot);
+        if let Some(Some(e)) = self.egress.get_mut(egress as usize) {
+            if e.gso_max >= seg {
+                warn!(target: "Egress", "egress {egress} on {} refused a GSO batch of {seg}-byte datagrams ({}); sending those one by one", e.spec.interface, io::Error::from_raw_os_error(errno));
+                e.gso_max = seg.saturating_sub(1);
+            }
+        }
+        for (bid, key, out, ptr, len) in segs {
+            let taken = self.batcher.add(Datagram {
+                fd,
+                egress,
+                gso_ok: false,
+                dst,
+                port,
+                ptr,
+                len,
+                bid,
+                key,
+                out,
+            });
+            if !taken {
+                self.c.send_backlog_drops += 1;
+                self.count_output_error(key, out, len);
+                self.bufs.release(bid);
+            }
+        }
     }
 
     fn on_timer(&mut self, _res: i32, flags: u32) -> io::Result<()> {
@@ -634,7 +692,12 @@ impl Worker {
                         self.egress.resize_with(id + 1, || None);
                     }
                     debug!(target: "Egress", "egress {} on {} (ttl {}, {})", spec.id, spec.interface, spec.ttl, spec.mode.as_str());
-                    self.egress[id] = Some(Egress { fd, spec });
+                    let gso_max = if spec.mode == crate::rule::OutputMode::Republish {
+                        spec.mtu.saturating_sub(28)
+                    } else {
+                        0
+                    };
+                    self.egress[id] = Some(Egress { fd, spec, gso_max });
                 }
                 None => {
                     let _ = send(

@@ -570,7 +570,11 @@ pub fn inject_ipv4(ifname: &str, packets: &[Vec<u8>]) -> io::Result<usize> {
     for p in packets {
         // The link address: the multicast MAC of the destination group
         // (RFC 1112 §6.4), else broadcast.
-        let dst = if p.len() >= 20 { [p[16], p[17], p[18], p[19]] } else { [255; 4] };
+        let dst = if p.len() >= 20 {
+            [p[16], p[17], p[18], p[19]]
+        } else {
+            [255; 4]
+        };
         let mac = if (224..240).contains(&dst[0]) {
             [0x01, 0x00, 0x5e, dst[1] & 0x7f, dst[2], dst[3]]
         } else {

@@ -90,6 +90,8 @@ pub struct EgressSpec {
     pub interface: String,
     pub ttl: u8,
     pub mode: OutputMode,
+    /// The output interface's MTU: GSO segments must fit in it.
+    pub mtu: u32,
 }
 
 /// What the worker needs to know at start.

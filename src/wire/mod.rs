@@ -286,7 +286,9 @@ fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
 /// check and are left alone; a zero checksum ("none", allowed over IPv4)
 /// is kept.
 pub fn fix_udp_checksum(pkt: &mut [u8]) -> bool {
-    let Ok(ip) = Ipv4::new_checked(pkt) else { return false };
+    let Ok(ip) = Ipv4::new_checked(pkt) else {
+        return false;
+    };
     let (hl, total) = (ip.header_len(), ip.total_len());
     if ip.protocol() != IPPROTO_UDP || total < hl + UDP_HEADER_LEN {
         return false;

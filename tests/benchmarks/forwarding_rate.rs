@@ -25,7 +25,6 @@
 //! See `user_docs/PERFORMANCE.md` for the figures and how to read them.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -92,9 +91,13 @@ fn parse_args() -> Opts {
 
 /// CPU seconds (user+sys) a process and its threads used so far.
 fn proc_cpu(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     // Fields after the command name (which may contain spaces).
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return 0.0 };
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+        return 0.0;
+    };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
@@ -113,7 +116,11 @@ fn clk_tck() -> f64 {
 fn softirq_cpu() -> f64 {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let l = s.lines().next().unwrap_or_default();
-    let f: Vec<f64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     f.get(6).copied().unwrap_or(0.0) / clk_tck()
 }
 
@@ -175,7 +182,14 @@ fn build() -> Topo {
     let bsnd = Netns::new("bench-bsnd");
     let brcv = Netns::new("bench-brcv");
     veth(&bsnd, "s0", "10.30.1.1/24", &brcv, "d0", "10.30.1.2/24");
-    for (ns, i) in [(&snd, "s0"), (&relay, "r0"), (&relay, "r1"), (&rcv, "d0"), (&bsnd, "s0"), (&brcv, "d0")] {
+    for (ns, i) in [
+        (&snd, "s0"),
+        (&relay, "r0"),
+        (&relay, "r1"),
+        (&rcv, "d0"),
+        (&bsnd, "s0"),
+        (&brcv, "d0"),
+    ] {
         ns.ip(&["link", "set", i, "mtu", "9000"]);
     }
     for ns in [&relay, &rcv, &brcv] {
@@ -230,7 +244,15 @@ struct Point {
 fn receivers(ns: &Netns, groups: &[(String, u16)]) -> Vec<common::daemon::Recv> {
     groups
         .iter()
-        .map(|(g, p)| common::daemon::recv(ns, g, *p, Some("d0"), &["--idle-timeout", "1", "--rcvbuf", "33554432"]))
+        .map(|(g, p)| {
+            common::daemon::recv(
+                ns,
+                g,
+                *p,
+                Some("d0"),
+                &["--idle-timeout", "1", "--rcvbuf", "33554432"],
+            )
+        })
         .collect()
 }
 
@@ -256,28 +278,64 @@ fn point(
     let cpu0: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let sirq0 = softirq_cpu();
     let mut cmd = snd.cmd(bin("mcrgen").to_str().unwrap_or("mcrgen"));
-    cmd.args(["send", "--group", group, "--port", &port.to_string(), "--interface", "s0"])
-        .args(["--size", &size.to_string(), "--ttl", "8", "--batch", "64", "--json"])
-        .args(["--rate", &rate.to_string()]);
+    cmd.args([
+        "send",
+        "--group",
+        group,
+        "--port",
+        &port.to_string(),
+        "--interface",
+        "s0",
+    ])
+    .args([
+        "--size",
+        &size.to_string(),
+        "--ttl",
+        "8",
+        "--batch",
+        "64",
+        "--json",
+    ])
+    .args(["--rate", &rate.to_string()]);
     if rate > 0 {
-        cmd.args(["--count", &((rate as f64 * o.duration) as u64).max(1).to_string()]);
+        cmd.args([
+            "--count",
+            &((rate as f64 * o.duration) as u64).max(1).to_string(),
+        ]);
         cmd.args(["--tick-us", &o.tick_us.to_string()]);
     } else {
         cmd.args(["--duration", &o.duration.to_string()]);
     }
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output().expect("mcrgen send");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("mcrgen send");
     let sent: SendReport = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let reps: Vec<RecvReport> = recvs.into_iter().map(|r| r.finish(Duration::from_secs(30))).collect();
+    let reps: Vec<RecvReport> = recvs
+        .into_iter()
+        .map(|r| r.finish(Duration::from_secs(30)))
+        .collect();
     let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let sirq1 = softirq_cpu();
     let delivered: u64 = reps.iter().map(|r| r.unique).sum();
     let per_out: Vec<f64> = reps
         .iter()
-        .map(|r| if sent.sent > 0 { 100.0 * r.unique as f64 / sent.sent as f64 } else { 0.0 })
+        .map(|r| {
+            if sent.sent > 0 {
+                100.0 * r.unique as f64 / sent.sent as f64
+            } else {
+                0.0
+            }
+        })
         .collect();
     let n = out_groups.len().max(1) as u64;
     let expect = sent.sent * n;
-    let loss = if expect > 0 { 100.0 * (expect.saturating_sub(delivered)) as f64 / expect as f64 } else { 100.0 };
+    let loss = if expect > 0 {
+        100.0 * (expect.saturating_sub(delivered)) as f64 / expect as f64
+    } else {
+        100.0
+    };
     let secs = sent.elapsed.as_secs_f64().max(1e-9);
     let p50 = reps.iter().map(|r| r.latency_us.p50).fold(0.0, f64::max);
     let p99 = reps.iter().map(|r| r.latency_us.p99).fold(0.0, f64::max);
@@ -298,7 +356,11 @@ fn point(
         p50_us: p50,
         p99_us: p99,
         relay_cpu_s: relay_cpu,
-        relay_cpu_us_per_pkt: if delivered > 0 && !pids.is_empty() { 1e6 * relay_cpu / delivered as f64 } else { 0.0 },
+        relay_cpu_us_per_pkt: if delivered > 0 && !pids.is_empty() {
+            1e6 * relay_cpu / delivered as f64
+        } else {
+            0.0
+        },
         softirq_s: sirq1 - sirq0,
     }
 }
@@ -306,7 +368,19 @@ fn point(
 fn print_header() {
     println!(
         "{:<9} {:<7} {:>5} {:>4} {:>6} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8}",
-        "test", "fwd", "size", "outs", "rules", "target", "offered", "delivered", "loss%", "p50 µs", "p99 µs", "cpu µs/p", "sirq s"
+        "test",
+        "fwd",
+        "size",
+        "outs",
+        "rules",
+        "target",
+        "offered",
+        "delivered",
+        "loss%",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs/p",
+        "sirq s"
     );
 }
 
@@ -332,7 +406,13 @@ fn print_point(p: &Point) {
 
 fn mcrd_config(rules: usize, outputs: usize) -> String {
     let outs: Vec<String> = (0..outputs)
-        .map(|i| format!("{{ interface: \"r1\", group: \"239.2.{}.{}\", port: 6000, ttl: 8 }}", i / 250, i % 250 + 1))
+        .map(|i| {
+            format!(
+                "{{ interface: \"r1\", group: \"239.2.{}.{}\", port: 6000, ttl: 8 }}",
+                i / 250,
+                i % 250 + 1
+            )
+        })
         .collect();
     let mut s = format!(
         "{{ rules: [ {{ name: \"bench\", input: {{ interface: \"r0\", group: \"239.1.1.1\", port: 5000 }}, outputs: [ {} ] }}",
@@ -396,7 +476,9 @@ fn start_fwd(t: &Topo, name: &str, rules: usize, outputs: usize) -> Option<(Fwd,
         }
         "kernel" => {
             if Command::new("smcrouted").arg("-v").output().is_err() {
-                eprintln!("smcroute not installed: skipping kernel forwarding (apt install smcroute)");
+                eprintln!(
+                    "smcroute not installed: skipping kernel forwarding (apt install smcroute)"
+                );
                 return None;
             }
             let conf = t.scratch.write(
@@ -430,7 +512,9 @@ fn ladder(o: &Opts, ceiling: f64) -> Vec<u64> {
     if let Some(r) = &o.rates {
         return r.clone();
     }
-    let mut v: Vec<u64> = vec![10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000, 800_000];
+    let mut v: Vec<u64> = vec![
+        10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000, 800_000,
+    ];
     v.retain(|r| (*r as f64) < ceiling * 1.3);
     v
 }
@@ -451,7 +535,9 @@ fn main() {
         std::process::exit(2);
     }
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!(
         "# forwarding_rate: kernel {}, {cpus} CPUs, duration {} s per point, sender tick {} µs",
         kernel.trim(),
@@ -466,24 +552,65 @@ fn main() {
         println!("\n## payload {size} bytes");
         print_header();
         // The harness ceiling: sender straight to receiver, flat out.
-        let base = point(&o, "ceiling", "none", &Fwd::None, &t.bsnd, &t.brcv, "239.1.1.1", 5000, &[("239.1.1.1".into(), 5000)], size, 0, 0);
+        let base = point(
+            &o,
+            "ceiling",
+            "none",
+            &Fwd::None,
+            &t.bsnd,
+            &t.brcv,
+            "239.1.1.1",
+            5000,
+            &[("239.1.1.1".into(), 5000)],
+            size,
+            0,
+            0,
+        );
         print_point(&base);
         all.push(base.clone());
         let rates = ladder(&o, base.delivered_pps);
         let mut base_pts = Vec::new();
         for &r in &rates {
-            let p = point(&o, "ceiling", "none", &Fwd::None, &t.bsnd, &t.brcv, "239.1.1.1", 5000, &[("239.1.1.1".into(), 5000)], size, r, 0);
+            let p = point(
+                &o,
+                "ceiling",
+                "none",
+                &Fwd::None,
+                &t.bsnd,
+                &t.brcv,
+                "239.1.1.1",
+                5000,
+                &[("239.1.1.1".into(), 5000)],
+                size,
+                r,
+                0,
+            );
             print_point(&p);
             base_pts.push(p.clone());
             all.push(p);
         }
         summary.insert((size, "none".into()), loss_free(&base_pts));
         for f in &o.forwarders {
-            let Some((fwd, og, op)) = start_fwd(&t, f, 1, 1) else { continue };
+            let Some((fwd, og, op)) = start_fwd(&t, f, 1, 1) else {
+                continue;
+            };
             let mut pts = Vec::new();
             let mut bad = 0;
             for &r in &rates {
-                let p = point(&o, "rate", f, &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], size, r, 1);
+                let p = point(
+                    &o,
+                    "rate",
+                    f,
+                    &fwd,
+                    &t.snd,
+                    &t.rcv,
+                    "239.1.1.1",
+                    5000,
+                    &[(og.clone(), op)],
+                    size,
+                    r,
+                    1,
+                );
                 print_point(&p);
                 bad = if p.loss_pct > 20.0 { bad + 1 } else { 0 };
                 pts.push(p.clone());
@@ -492,7 +619,20 @@ fn main() {
                     break;
                 }
             }
-            let p = point(&o, "rate", f, &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], size, 0, 1);
+            let p = point(
+                &o,
+                "rate",
+                f,
+                &fwd,
+                &t.snd,
+                &t.rcv,
+                "239.1.1.1",
+                5000,
+                &[(og.clone(), op)],
+                size,
+                0,
+                1,
+            );
             print_point(&p);
             all.push(p);
             summary.insert((size, f.clone()), loss_free(&pts));
@@ -504,13 +644,34 @@ fn main() {
     if o.fanout && o.forwarders.iter().any(|f| f == "mcrd") {
         println!("\n## fan-out (mcrd, 1024 bytes)");
         print_header();
-        let one = summary.get(&(1024, "mcrd".to_string())).copied().unwrap_or(50_000.0).max(10_000.0);
+        let one = summary
+            .get(&(1024, "mcrd".to_string()))
+            .copied()
+            .unwrap_or(50_000.0)
+            .max(10_000.0);
         for n in [1usize, 4, 16] {
-            let Some((fwd, _, _)) = start_fwd(&t, "mcrd", 1, n) else { continue };
-            let groups: Vec<(String, u16)> = (0..n).map(|i| (format!("239.2.{}.{}", i / 250, i % 250 + 1), 6000)).collect();
+            let Some((fwd, _, _)) = start_fwd(&t, "mcrd", 1, n) else {
+                continue;
+            };
+            let groups: Vec<(String, u16)> = (0..n)
+                .map(|i| (format!("239.2.{}.{}", i / 250, i % 250 + 1), 6000))
+                .collect();
             for frac in [1.0, 2.0] {
                 let r = ((one / n as f64) * frac) as u64;
-                let p = point(&o, "fanout", "mcrd", &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &groups, 1024, r.max(1000), 1);
+                let p = point(
+                    &o,
+                    "fanout",
+                    "mcrd",
+                    &fwd,
+                    &t.snd,
+                    &t.rcv,
+                    "239.1.1.1",
+                    5000,
+                    &groups,
+                    1024,
+                    r.max(1000),
+                    1,
+                );
                 print_point(&p);
                 all.push(p);
             }
@@ -521,13 +682,31 @@ fn main() {
     if o.scale && o.forwarders.iter().any(|f| f == "mcrd") {
         println!("\n## scale (mcrd, 1024 bytes, traffic on one rule)");
         print_header();
-        let one = summary.get(&(1024, "mcrd".to_string())).copied().unwrap_or(100_000.0);
+        let one = summary
+            .get(&(1024, "mcrd".to_string()))
+            .copied()
+            .unwrap_or(100_000.0);
         for rules in [1usize, 100, 10_000] {
-            let Some((fwd, og, op)) = start_fwd(&t, "mcrd", rules, 1) else { continue };
+            let Some((fwd, og, op)) = start_fwd(&t, "mcrd", rules, 1) else {
+                continue;
+            };
             let mut pts = Vec::new();
             for frac in [0.5, 0.8, 1.0, 1.2] {
                 let r = (one * frac) as u64;
-                let p = point(&o, "scale", "mcrd", &fwd, &t.snd, &t.rcv, "239.1.1.1", 5000, &[(og.clone(), op)], 1024, r.max(1000), rules);
+                let p = point(
+                    &o,
+                    "scale",
+                    "mcrd",
+                    &fwd,
+                    &t.snd,
+                    &t.rcv,
+                    "239.1.1.1",
+                    5000,
+                    &[(og.clone(), op)],
+                    1024,
+                    r.max(1000),
+                    rules,
+                );
                 print_point(&p);
                 pts.push(p.clone());
                 all.push(p);

@@ -80,7 +80,11 @@ impl Daemon {
             if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("mcrd exited at start ({st}):\n{}", d.log_text());
             }
-            assert!(t0.elapsed() < Duration::from_secs(10), "mcrd did not answer within 10 s:\n{}", d.log_text());
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mcrd did not answer within 10 s:\n{}",
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(30));
         }
     }
@@ -125,7 +129,11 @@ impl Daemon {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let t0 = Instant::now();
         while t0.elapsed() < timeout {
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Some(st);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -185,7 +193,8 @@ impl Daemon {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         let out = self.ctl_ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("mcrctl --json {}: {e}: {out}", args.join(" ")))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("mcrctl --json {}: {e}: {out}", args.join(" ")))
     }
 
     pub fn list(&self) -> Vec<RuleInfo> {
@@ -208,7 +217,11 @@ impl Daemon {
             if !l.is_empty() && l.iter().all(|r| r.state == RuleState::Active) {
                 return;
             }
-            assert!(t0.elapsed() < timeout, "rules not active within {timeout:?}: {l:#?}\n{}", self.log_text());
+            assert!(
+                t0.elapsed() < timeout,
+                "rules not active within {timeout:?}: {l:#?}\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -221,9 +234,16 @@ impl Daemon {
                 if r.state == state {
                     return r;
                 }
-                assert!(t0.elapsed() < timeout, "rule {id} is {:?}, not {state:?}: {r:#?}", r.state);
+                assert!(
+                    t0.elapsed() < timeout,
+                    "rule {id} is {:?}, not {state:?}: {r:#?}",
+                    r.state
+                );
             }
-            assert!(t0.elapsed() < timeout, "rule {id} not listed within {timeout:?}");
+            assert!(
+                t0.elapsed() < timeout,
+                "rule {id} not listed within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -231,7 +251,10 @@ impl Daemon {
     /// SIGTERM and wait; the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(st)) = c.try_wait() {
@@ -247,7 +270,11 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- mcrd log ({}) ----\n{}\n---- end of mcrd log ----", self.ns, self.log_text());
+            eprintln!(
+                "---- mcrd log ({}) ----\n{}\n---- end of mcrd log ----",
+                self.ns,
+                self.log_text()
+            );
         }
         self.stop();
     }
@@ -263,7 +290,15 @@ pub struct Recv {
 /// more flags (`--expect`, `--idle-timeout`, ...).
 pub fn recv(ns: &Netns, group: &str, port: u16, iface: Option<&str>, extra: &[&str]) -> Recv {
     let mut c = ns.cmd(bin("mcrgen").to_str().expect("utf-8"));
-    c.args(["recv", "--group", group, "--port", &port.to_string(), "--json", "--quiet"]);
+    c.args([
+        "recv",
+        "--group",
+        group,
+        "--port",
+        &port.to_string(),
+        "--json",
+        "--quiet",
+    ]);
     if let Some(i) = iface {
         c.args(["--interface", i]);
     }
@@ -329,7 +364,8 @@ impl Recv {
         if let Some(mut s) = self.child.stdout.take() {
             let _ = s.read_to_string(&mut out);
         }
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("mcrgen recv in {}: bad report ({e}): {out}", self.ns))
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("mcrgen recv in {}: bad report ({e}): {out}", self.ns))
     }
 }
 
@@ -342,7 +378,16 @@ impl Drop for Recv {
 
 /// Run `mcrgen send` in `ns` to completion.
 #[allow(clippy::too_many_arguments)]
-pub fn send(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u32, size: usize, extra: &[&str]) -> SendReport {
+pub fn send(
+    ns: &Netns,
+    group: &str,
+    port: u16,
+    iface: &str,
+    count: u64,
+    rate: u32,
+    size: usize,
+    extra: &[&str],
+) -> SendReport {
     let out = send_cmd(ns, group, port, iface, count, rate, size, extra)
         .output()
         .expect("run mcrgen send");
@@ -355,14 +400,39 @@ pub fn send(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn send_cmd(ns: &Netns, group: &str, port: u16, iface: &str, count: u64, rate: u32, size: usize, extra: &[&str]) -> Command {
+pub fn send_cmd(
+    ns: &Netns,
+    group: &str,
+    port: u16,
+    iface: &str,
+    count: u64,
+    rate: u32,
+    size: usize,
+    extra: &[&str],
+) -> Command {
     let mut c = ns.cmd(bin("mcrgen").to_str().expect("utf-8"));
-    c.args(["send", "--group", group, "--port", &port.to_string(), "--interface", iface])
-        .args(["--count", &count.to_string(), "--rate", &rate.to_string(), "--size", &size.to_string(), "--json"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args([
+        "send",
+        "--group",
+        group,
+        "--port",
+        &port.to_string(),
+        "--interface",
+        iface,
+    ])
+    .args([
+        "--count",
+        &count.to_string(),
+        "--rate",
+        &rate.to_string(),
+        "--size",
+        &size.to_string(),
+        "--json",
+    ])
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     c
 }
 
@@ -375,7 +445,11 @@ pub fn inject(ns: &Netns, iface: &str, packets: &[Vec<u8>]) {
         c.args(["--packet", &hex]);
     }
     let out = c.output().expect("mcrgen inject");
-    assert!(out.status.success(), "mcrgen inject: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mcrgen inject: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The path of a file in `dir` (for tests that write configs by hand).

@@ -191,7 +191,10 @@ pub fn bin(name: &str) -> PathBuf {
     // its sources would test yesterday's daemon.
     let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let (Some(built), Some(newest)) = (built, newest_source(&[root.join("src"), root.join("actors/src")])) {
+    if let (Some(built), Some(newest)) = (
+        built,
+        newest_source(&[root.join("src"), root.join("actors/src")]),
+    ) {
         assert!(
             newest <= built,
             "{} is older than its sources; run `cargo build --workspace` first (or `cargo test --workspace`)",
@@ -205,7 +208,9 @@ fn newest_source(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
     let mut newest = None;
     let mut stack: Vec<PathBuf> = dirs.to_vec();
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

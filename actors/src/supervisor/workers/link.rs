@@ -329,7 +329,9 @@ impl LinkState {
     ) -> Result<u32, String> {
         if let Some(id) = self.egress.get(key) {
             match self.egress_fds.get(&id) {
-                Some((_, ifindex, _)) if *ifindex == info.ifindex => return Ok(id),
+                Some((spec, ifindex, _)) if *ifindex == info.ifindex && spec.mtu == info.mtu => {
+                    return Ok(id)
+                }
                 _ => {
                     self.egress.release(key);
                     self.egress_fds.remove(&id);
@@ -361,6 +363,7 @@ impl LinkState {
             interface: key.interface.clone(),
             ttl: key.ttl,
             mode: key.mode,
+            mtu: info.mtu,
         };
         self.egress_fds.insert(id, (spec, info.ifindex, fd));
         adds.push(id);
@@ -489,7 +492,9 @@ fn spawn_exit_watcher(
             use nix::sys::wait::{waitid, Id, WaitPidFlag};
             // WNOWAIT: see the exit without reaping, so the pid stays ours
             // until `exited` is set and no kill can hit a recycled pid.
-            while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
+            while let Err(nix::errno::Errno::EINTR) =
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+            {}
             *lock(&exited) = true;
             let how = match child.wait() {
                 Ok(s) => describe_exit(s),
