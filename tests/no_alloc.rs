@@ -54,7 +54,11 @@ fn table(rules: u32, fanout: u32) -> Table {
                     egress: o,
                     group: Ipv4Addr::from(0xef02_0000 + o),
                     port: 6000,
-                    mode: if o == 0 && i % 2 == 0 { OutputMode::Route } else { OutputMode::Republish },
+                    mode: if o == 0 && i % 2 == 0 {
+                        OutputMode::Route
+                    } else {
+                        OutputMode::Republish
+                    },
                 })
                 .collect(),
         });
@@ -124,6 +128,9 @@ fn pipeline_and_batcher_allocate_nothing_per_packet() {
     let forwarded = run(2000, &mut sends, &mut c, &mut t);
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
     assert!(forwarded > 50_000, "the test forwarded {forwarded} packets");
-    assert_eq!(allocs, 0, "{allocs} allocations while forwarding {forwarded} packets with 16-way fan-out");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations while forwarding {forwarded} packets with 16-way fan-out"
+    );
     assert!(c.no_match > 0 && c.matched > 0);
 }

@@ -642,3 +642,77 @@ fn input_without_a_daemon_relays_nothing() {
     send(&t.src, "239.1.1.1", 5000, "s0", 200, 1000, 100, &[]);
     assert_eq!(r.finish(T).received, 0);
 }
+
+#[test]
+fn pinned_workers_share_an_interface_by_flow() {
+    if !require_root("pinned_workers_share_an_interface_by_flow") {
+        return;
+    }
+    let t = Relay3::new("pin");
+    let cfg = "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 0 }, \
+               outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 0 } ] } ], \
+               pinning: { r0: [0, 1] } }";
+    let d = start(&t, cfg);
+    let ws = d.workers();
+    assert_eq!(ws.len(), 2, "one worker per pinned core: {ws:?}");
+    for w in &ws {
+        let core = w.core.expect("pinned");
+        let pid = w.pid.expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let allowed = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(
+            allowed.split_whitespace().last(),
+            Some(core.to_string().as_str()),
+            "worker {pid} on core {core}"
+        );
+    }
+    // Eight flows (different ports, so different flow hashes): every packet
+    // arrives once, each flow in order, and both workers take a share.
+    let ports: Vec<u16> = (0..8).map(|i| 5100 + i).collect();
+    let rs: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            recv(
+                &t.dst,
+                "239.2.2.2",
+                *p,
+                Some("d0"),
+                &["--expect", "500", "--idle-timeout", "1"],
+            )
+        })
+        .collect();
+    for (i, p) in ports.iter().enumerate() {
+        send(
+            &t.src,
+            "239.1.1.1",
+            *p,
+            "s0",
+            500,
+            5000,
+            200,
+            &["--stream-id", &i.to_string()],
+        );
+    }
+    for (p, r) in ports.iter().zip(rs) {
+        let rep = r.finish(T);
+        assert_eq!(
+            (rep.unique, rep.lost, rep.duplicates, rep.reordered),
+            (500, 0, 0, 0),
+            "port {p}: {rep:?}"
+        );
+    }
+    let st = d.stats();
+    let shares: Vec<u64> = st.workers.iter().map(|w| w.counters.matched).collect();
+    assert_eq!(shares.iter().sum::<u64>(), 4000, "{shares:?}");
+    assert!(
+        shares.iter().all(|s| *s > 0),
+        "both workers took flows: {shares:?}"
+    );
+    assert_eq!(
+        st.rules[0].packets, 4000,
+        "the rule's counters sum over its workers"
+    );
+}

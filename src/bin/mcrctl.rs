@@ -163,6 +163,12 @@ enum FaultCmd {
     PanicActor { name: String },
     /// Delete the control socket file.
     DeleteSocket,
+    /// Make a worker panic right after each of its next N starts.
+    CrashLoop {
+        count: u32,
+        #[arg(long)]
+        interface: Option<String>,
+    },
 }
 
 /// A failure, with the exit status it deserves.
@@ -218,7 +224,7 @@ fn read_file(p: &Path) -> Result<String, Fail> {
         return Err(Fail(
             1,
             format!(
-                "{}: {} bytes; config files are limited to 1 MiB",
+                "{}: {} bytes; a config sent over the control socket is limited to 1 MiB (use the startup file and `config reload` for larger ones)",
                 p.display(),
                 meta.len()
             ),
@@ -399,6 +405,10 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 },
                 FaultCmd::PanicActor { name } => FaultRequest::PanicActor { name: name.clone() },
                 FaultCmd::DeleteSocket => FaultRequest::DeleteSocket,
+                FaultCmd::CrashLoop { count, interface } => FaultRequest::CrashLoop {
+                    count: *count,
+                    interface: interface.clone(),
+                },
             };
             let d: Done = connect(cli)?.request(&Request::Fault(req))?;
             done(cli, d);

@@ -406,6 +406,7 @@ fn print_recv_table(r: &RecvReport) {
     println!("  corrupt       {}", r.corrupt);
     println!("  foreign       {}", r.foreign);
     println!("  socket drops  {}", r.socket_drops);
+    println!("  longest gap   {:.1} ms", r.max_gap_us / 1000.0);
     println!("  bytes         {}", r.bytes);
     println!("  seq           {}..={}", opt(r.first_seq), opt(r.last_seq));
     println!("  streams       {}", r.streams);

@@ -147,6 +147,12 @@ fn write_workers(out: &mut String, workers: &WorkersConfig) {
             seconds(workers.heartbeat_timeout)
         ));
     }
+    if workers.restart_backoff_max != defaults.restart_backoff_max {
+        lines.push(format!(
+            "restart_backoff_max: {}",
+            seconds(workers.restart_backoff_max)
+        ));
+    }
     if workers.user != defaults.user {
         lines.push(format!("user: {}", quote(&workers.user)));
     }

@@ -25,9 +25,11 @@ mod tests;
 
 pub use schema::{parse, parse_file};
 
-/// Largest configuration file `parse_file` reads. Real files are a few
-/// kilobytes; the cap keeps a wrong path from costing unbounded memory.
-pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Largest configuration file `parse_file` reads: room for tens of
+/// thousands of rules (10 000 rules take about 1.7 MB), while a wrong path
+/// cannot cost unbounded memory. Texts sent over the control socket
+/// (`config load`, `config check`) are limited by its 1 MiB request size.
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
 
 /// The whole running configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -63,6 +65,8 @@ pub struct WorkersConfig {
     pub heartbeat_timeout: Duration,
     /// The user workers drop to after receiving their sockets.
     pub user: String,
+    /// Longest wait between restarts of a worker that keeps failing.
+    pub restart_backoff_max: Duration,
 }
 
 impl Default for WorkersConfig {
@@ -71,6 +75,7 @@ impl Default for WorkersConfig {
             idle_timeout: Duration::from_secs(300),
             heartbeat_timeout: Duration::from_secs(5),
             user: "nobody".into(),
+            restart_backoff_max: Duration::from_secs(10),
         }
     }
 }

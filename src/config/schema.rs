@@ -35,7 +35,12 @@ const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
 const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode"];
 const LOGGING_KEYS: &[&str] = &["level", "facilities", "format"];
 const CONTROL_KEYS: &[&str] = &["socket", "group"];
-const WORKERS_KEYS: &[&str] = &["idle_timeout", "heartbeat_timeout", "user"];
+const WORKERS_KEYS: &[&str] = &[
+    "idle_timeout",
+    "heartbeat_timeout",
+    "restart_backoff_max",
+    "user",
+];
 
 /// Highest CPU core number accepted in `pinning` (the kernel's default
 /// NR_CPUS range).
@@ -45,6 +50,9 @@ pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Bounds of `workers.heartbeat_timeout`.
 pub(crate) const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
 pub(crate) const MAX_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// Bounds of `workers.restart_backoff_max`.
+pub(crate) const MIN_BACKOFF_MAX: Duration = Duration::from_millis(100);
+pub(crate) const MAX_BACKOFF_MAX: Duration = Duration::from_secs(3_600);
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -815,6 +823,17 @@ impl Walker {
                         "heartbeat_timeout must be between 0.1 and 3600 seconds",
                     ) {
                         cfg.heartbeat_timeout = d;
+                    }
+                }
+                "restart_backoff_max" => {
+                    if let Some(d) = self.seconds(
+                        &m.value,
+                        &p,
+                        MIN_BACKOFF_MAX,
+                        MAX_BACKOFF_MAX,
+                        "restart_backoff_max must be between 0.1 and 3600 seconds",
+                    ) {
+                        cfg.restart_backoff_max = d;
                     }
                 }
                 "user" => {

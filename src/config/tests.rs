@@ -250,7 +250,7 @@ fn unknown_nested_keys_name_the_right_place() {
     assert!(e[4].message.ends_with("socket, group"), "{}", e[4]);
     assert!(
         e[5].message
-            .ends_with("idle_timeout, heartbeat_timeout, user"),
+            .ends_with("idle_timeout, heartbeat_timeout, restart_backoff_max, user"),
         "{}",
         e[5]
     );
@@ -420,6 +420,20 @@ fn values_out_of_range_are_named_with_the_range() {
     for (text, needle) in cases {
         let e = one(text);
         assert!(e.message.contains(needle), "{text}: {e:?} lacks {needle:?}");
+    }
+    let c = ok("{ workers: { restart_backoff_max: 0.25 } }");
+    assert_eq!(c.workers.restart_backoff_max, Duration::from_millis(250));
+    assert_eq!(parse(&c.to_json5()), Ok(c));
+    for bad in [
+        "{ workers: { restart_backoff_max: 0.01 } }",
+        "{ workers: { restart_backoff_max: 4000 } }",
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("restart_backoff_max must be between"),
+            "{e}"
+        );
     }
     let c = ok("{ workers: { idle_timeout: 86400, heartbeat_timeout: 3600 } }");
     assert_eq!(c.workers.idle_timeout, Duration::from_secs(86_400));

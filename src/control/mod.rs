@@ -66,6 +66,12 @@ pub enum FaultRequest {
         name: String,
     },
     DeleteSocket,
+    /// The worker panics right after each of its next `count` starts.
+    CrashLoop {
+        count: u32,
+        #[serde(default)]
+        interface: Option<String>,
+    },
 }
 
 /// Every command. One request, one actor message in the daemon.

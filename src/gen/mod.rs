@@ -252,6 +252,10 @@ pub struct RecvReport {
     /// batch, which adds the time the batch sat in the socket queue.
     pub kernel_timestamps: bool,
     pub per_stream: Vec<StreamSummary>,
+    /// Longest time between two consecutive test datagrams (µs): how long
+    /// a receiver went without traffic, e.g. while a relay recovered.
+    #[serde(default)]
+    pub max_gap_us: f64,
 }
 
 /// `Duration` as fractional seconds, which is what scripts reading the

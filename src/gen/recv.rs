@@ -78,6 +78,8 @@ impl Receiver {
             last: None,
             drops: 0,
             self_stamped: 0,
+            last_rx_ns: None,
+            max_gap_ns: 0,
         };
         let deadline = self.opts.duration.map(|d| run.start + d);
         let limit = self.opts.count.unwrap_or(u64::MAX);
@@ -147,6 +149,12 @@ impl Receiver {
                     self.pattern.classify(data, full)
                 };
                 ours |= kind != Kind::Foreign;
+                if kind != Kind::Foreign {
+                    if let Some(prev) = run.last_rx_ns {
+                        run.max_gap_ns = run.max_gap_ns.max(rx_ns.saturating_sub(prev));
+                    }
+                    run.last_rx_ns = Some(rx_ns);
+                }
                 run.tally.record(kind, data.len(), rx_ns);
                 if let Some(d) = meta.drops {
                     run.drops = run.drops.max(u64::from(d));
@@ -170,6 +178,10 @@ struct Run {
     drops: u64,
     /// Datagrams that came without a kernel timestamp.
     self_stamped: u64,
+    /// Arrival time of the last test datagram, and the longest silence
+    /// between two: a relay's outage as a receiver lives it.
+    last_rx_ns: Option<u64>,
+    max_gap_ns: u64,
 }
 
 impl Run {
@@ -204,6 +216,7 @@ impl Run {
             socket_drops: self.drops,
             kernel_timestamps: kernel_timestamps && self.self_stamped == 0,
             per_stream: t.streams().iter().map(|s| s.summary(expect)).collect(),
+            max_gap_us: self.max_gap_ns as f64 / 1000.0,
         }
     }
 }

@@ -223,6 +223,7 @@ impl TableSync {
         self.lagging_heartbeats += 1;
         if self.lagging_heartbeats >= 2 {
             self.lagging_heartbeats = 0;
+            self.resyncs += 1;
             return SyncAction::Resync(format!(
                 "messages {}..={} were never acknowledged (lost)",
                 seq + 1,
@@ -381,10 +382,12 @@ mod tests {
             SyncAction::None,
             "one lagging heartbeat may be a race"
         );
+        let before = s.resyncs;
         assert!(matches!(
             s.on_heartbeat(wseq, t.hash()),
             SyncAction::Resync(_)
         ));
+        assert_eq!(s.resyncs, before + 1, "every repair is counted");
         let acks = apply(&mut t, &mut wseq, &s.full_sync());
         assert_eq!(s.on_ack(acks[0].0, acks[0].1, false), SyncAction::None);
         assert_eq!(t.len(), 1);

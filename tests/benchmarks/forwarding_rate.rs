@@ -544,6 +544,9 @@ fn main() {
         o.duration,
         o.tick_us
     );
+    for b in ["mcrd", "mcrgen", "mcrctl"] {
+        bin(b);
+    }
     let t = build();
     let mut all: Vec<Point> = Vec::new();
     let mut summary: BTreeMap<(usize, String), f64> = BTreeMap::new();

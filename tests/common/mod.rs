@@ -178,7 +178,20 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 }
 
 /// Path of a binary built in this workspace (same target dir as the test).
+/// Checked for staleness once per process: a long benchmark must not trip
+/// over sources edited while it runs.
 pub fn bin(name: &str) -> PathBuf {
+    static CHECKED: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = done.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let p = bin_checked(name);
+    done.push((name.to_string(), p.clone()));
+    p
+}
+
+fn bin_checked(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let p = dir.join(name);
@@ -188,13 +201,18 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     // `cargo test --test X` rebuilds only this package; an mcrd older than
-    // its sources would test yesterday's daemon.
+    // its sources would test yesterday's daemon. A binary depends on the
+    // library (src/ without src/bin/), its own src/bin/<name>.rs, and for
+    // mcrd on actors/src.
     let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let (Some(built), Some(newest)) = (
-        built,
-        newest_source(&[root.join("src"), root.join("actors/src")]),
-    ) {
+    let mut dirs = vec![root.join("src")];
+    if name == "mcrd" {
+        dirs.push(root.join("actors/src"));
+    }
+    let own = root.join(format!("src/bin/{name}.rs"));
+    if let (Some(built), Some(newest)) = (built, newest_source(&dirs, &root.join("src/bin"), &own))
+    {
         assert!(
             newest <= built,
             "{} is older than its sources; run `cargo build --workspace` first (or `cargo test --workspace`)",
@@ -204,7 +222,11 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-fn newest_source(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
+fn newest_source(
+    dirs: &[PathBuf],
+    bins: &std::path::Path,
+    own: &std::path::Path,
+) -> Option<std::time::SystemTime> {
     let mut newest = None;
     let mut stack: Vec<PathBuf> = dirs.to_vec();
     while let Some(d) = stack.pop() {
@@ -215,6 +237,8 @@ fn newest_source(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
+            } else if p.starts_with(bins) && p != own {
+                // Another binary's main file: not part of this one.
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
                     newest = newest.max(Some(t));

@@ -61,15 +61,16 @@ impl Drop for ControlState {
 }
 
 /// Bind the control socket: refuse if another daemon answers there,
-/// replace a stale file, set mode 0660 and the control group.
-async fn bind(shared: &Shared, path: &Path) -> Result<(UnixListener, u64), String> {
+/// replace a stale file, set mode 0660 and the control group. Returns the
+/// listener (non-blocking) and the socket file's inode.
+fn bind(shared: &Shared, path: &Path) -> Result<(std::os::unix::net::UnixListener, u64), String> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
     }
     if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(format!(
                 "another mcrd is already listening on {}",
                 path.display()
@@ -78,7 +79,10 @@ async fn bind(shared: &Shared, path: &Path) -> Result<(UnixListener, u64), Strin
         std::fs::remove_file(path)
             .map_err(|e| format!("removing stale {}: {e}", path.display()))?;
     }
-    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("binding {}: {e}", path.display()))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("setting {} non-blocking: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("chmod {}: {e}", path.display()))?;
     if let Some(gid) = shared.settings.control_gid {
@@ -89,8 +93,20 @@ async fn bind(shared: &Shared, path: &Path) -> Result<(UnixListener, u64), Strin
     Ok((l, inode))
 }
 
-fn spawn_accept(listener: UnixListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Serve the shared listening socket: a duplicate of it is handed to tokio,
+/// so that dropping this task (when the actor restarts) closes only the
+/// duplicate and the socket keeps accepting.
+fn spawn_accept(shared: Arc<Shared>) -> Result<tokio::task::JoinHandle<()>, String> {
+    let dup = {
+        let l = super::lock(&shared.control_listener);
+        let (std_l, _) = l.as_ref().ok_or("no control listener")?;
+        std_l
+            .try_clone()
+            .map_err(|e| format!("duplicating the control socket: {e}"))?
+    };
+    let listener =
+        UnixListener::from_std(dup).map_err(|e| format!("registering the control socket: {e}"))?;
+    Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((conn, _)) => {
@@ -102,7 +118,25 @@ fn spawn_accept(listener: UnixListener, shared: Arc<Shared>) -> tokio::task::Joi
                 }
             }
         }
-    })
+    }))
+}
+
+/// The listener's inode, binding it first if the root holds none (first
+/// start) or its file is gone or replaced.
+fn ensure_listener(shared: &Shared, path: &Path) -> Result<(u64, bool), String> {
+    let current = std::fs::metadata(path).map(|m| m.ino()).ok();
+    let mut l = super::lock(&shared.control_listener);
+    if let Some((_, inode)) = l.as_ref() {
+        if current == Some(*inode) {
+            return Ok((*inode, false));
+        }
+    }
+    // Drop ours first: a stale file of our own must not look like another
+    // daemon listening.
+    *l = None;
+    let (listener, inode) = bind(shared, path)?;
+    *l = Some((listener, inode));
+    Ok((inode, true))
 }
 
 impl Actor for ControlServer {
@@ -116,9 +150,13 @@ impl Actor for ControlServer {
         shared: Arc<Shared>,
     ) -> Result<ControlState, ActorProcessingErr> {
         let path = shared.settings.socket_path.clone();
-        let (listener, inode) = bind(&shared, &path).await?;
-        info!(target: "ControlSocket", "listening on {}", path.display());
-        let accept = spawn_accept(listener, shared.clone());
+        // After a restart of this actor the root still holds the listening
+        // socket: clients were never refused meanwhile.
+        let (inode, fresh) = ensure_listener(&shared, &path)?;
+        if fresh {
+            info!(target: "ControlSocket", "listening on {}", path.display());
+        }
+        let accept = spawn_accept(shared.clone())?;
         let me = myself.clone();
         let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(Duration::from_secs(1));
@@ -155,9 +193,9 @@ impl Actor for ControlServer {
                 if !same {
                     warn!(target: "ControlSocket", "control socket {} was removed or replaced; recreating it", st.path.display());
                     st.accept.abort();
-                    let (l, inode) = bind(&st.shared, &st.path).await?;
+                    let (inode, _) = ensure_listener(&st.shared, &st.path)?;
                     st.inode = inode;
-                    st.accept = spawn_accept(l, st.shared.clone());
+                    st.accept = spawn_accept(st.shared.clone())?;
                     st.shared.publish(mcr::control::Event::ActorRestarted {
                         name: "control-socket".into(),
                         restarts: 0,

@@ -102,6 +102,9 @@ pub struct Shared {
     pub registry: Mutex<BTreeMap<WorkerKey, Arc<Mutex<workers::link::LinkState>>>>,
     /// Input-group memberships and unicast sinks.
     pub inputs: Mutex<workers::InputSockets>,
+    /// The control socket's listener and its file's inode, so a restarted
+    /// ControlServer keeps serving the same socket.
+    pub control_listener: Mutex<Option<(std::os::unix::net::UnixListener, u64)>>,
     actors: Mutex<BTreeMap<String, ActorRecord>>,
     pub started: Instant,
     pub set_levels: LevelSetter,
@@ -320,6 +323,7 @@ pub fn main(opts: Opts) -> ExitCode {
         events,
         registry: Mutex::new(BTreeMap::new()),
         inputs: Mutex::new(workers::InputSockets::default()),
+        control_listener: Mutex::new(None),
         actors: Mutex::new(BTreeMap::new()),
         started: Instant::now(),
         set_levels,

@@ -36,10 +36,10 @@ use crate::supervisor::{lock, Shared, WorkerKey};
 
 /// A worker must say Hello within this long after it is started.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Running this long without failing resets the restart backoff.
-const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A worker that ran this long before it died was not crash-looping: it
+/// restarts at once, without backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(200);
 /// An egress id that no socket has: outputs that cannot send keep their
 /// place in the rule (so per-output counters line up) and count errors.
@@ -73,8 +73,6 @@ impl Phase {
 pub struct Proc {
     pub pid: u32,
     ipc: Arc<OwnedFd>,
-    /// The supervisor keeps the ingress socket to update its BPF filter.
-    ingress: OwnedFd,
     /// Set by the exit watcher, under this lock, before it reaps: a pid we
     /// still see as not exited cannot have been reused yet.
     exited: Arc<Mutex<bool>>,
@@ -120,6 +118,17 @@ pub struct LinkState {
     pub sync: TableSync,
     egress: EgressMap,
     egress_fds: BTreeMap<u32, (EgressSpec, u32, OwnedFd)>,
+    /// The AF_PACKET socket and the ifindex it is bound to. Kept across
+    /// worker restarts: while the new worker starts, arriving packets
+    /// queue in the kernel instead of being lost. The supervisor also
+    /// updates its BPF filter through it.
+    ingress: Option<(OwnedFd, u32)>,
+    /// The next start must open a fresh ingress socket (the old one may
+    /// hold a stale backlog, or its fanout group changed).
+    fresh_ingress: bool,
+    /// Fault injection: panic the next this-many workers right after they
+    /// start (a crash loop).
+    crash_next: u32,
     pub table: Arc<InterfaceTable>,
     pub ifaces: Arc<Ifaces>,
     pub problems: BTreeMap<(String, usize), String>,
@@ -146,6 +155,9 @@ impl LinkState {
             sync: TableSync::new(),
             egress: EgressMap::new(),
             egress_fds: BTreeMap::new(),
+            ingress: None,
+            fresh_ingress: false,
+            crash_next: 0,
             table: Arc::new(Vec::new()),
             ifaces: Arc::new(BTreeMap::new()),
             problems: BTreeMap::new(),
@@ -309,9 +321,9 @@ impl LinkState {
                 self.send(&ToWorker::RemoveEgress { id }, &[]);
             }
         }
-        if let Some(p) = &self.proc {
+        if let Some((ingress, _)) = &self.ingress {
             let dsts = self.filter_dsts();
-            if let Err(e) = sockets::set_ingress_filter(p.ingress.as_fd(), Some(&dsts)) {
+            if let Err(e) = sockets::set_ingress_filter(ingress.as_fd(), Some(&dsts)) {
                 warn!(target: "Ingress", "worker {}: updating the ingress filter: {e}", self.key);
             }
         }
@@ -407,12 +419,25 @@ fn start_process(st: &mut LinkState, shared: &Shared) -> Result<(), String> {
         .or_else(|| sockets::interface_info(&ifc))
         .ok_or_else(|| format!("interface {ifc} does not exist"))?;
     let dsts = st.filter_dsts();
-    let ingress = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts))
-        .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
-    if st.nworkers > 1 {
-        sockets::join_fanout(ingress.as_fd(), fanout_id(info.ifindex))
-            .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
+    let reuse = !st.fresh_ingress
+        && st
+            .ingress
+            .as_ref()
+            .is_some_and(|(_, ix)| *ix == info.ifindex);
+    if !reuse {
+        st.ingress = None;
+        let fd = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts))
+            .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
+        if st.nworkers > 1 {
+            sockets::join_fanout(fd.as_fd(), fanout_id(info.ifindex))
+                .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
+        }
+        st.ingress = Some((fd, info.ifindex));
+        st.fresh_ingress = false;
     }
+    let Some((ingress, _)) = &st.ingress else {
+        return Err("no ingress socket".into());
+    };
     let (sup, child_end) = seqpacket_pair().map_err(|e| format!("IPC socket pair: {e}"))?;
     let fmt = match shared.settings.log_format {
         mcr::logging::LogFormat::Json => "json",
@@ -446,12 +471,7 @@ fn start_process(st: &mut LinkState, shared: &Shared) -> Result<(), String> {
         .name("mcrd-ipc".into())
         .spawn(move || read_ipc(reader_fd, name, gen))
         .map_err(|e| format!("cannot start the IPC reader thread: {e}"))?;
-    let proc = Proc {
-        pid,
-        ipc,
-        ingress,
-        exited,
-    };
+    let proc = Proc { pid, ipc, exited };
     let setup = WorkerSetup {
         version: IPC_VERSION,
         interface: ifc.clone(),
@@ -464,7 +484,7 @@ fn start_process(st: &mut LinkState, shared: &Shared) -> Result<(), String> {
         core: st.core,
         worker_index: st.key.index,
     };
-    proc.send(&ToWorker::Hello(setup), &[&proc.ingress])?;
+    proc.send(&ToWorker::Hello(setup), &[ingress])?;
     st.proc = Some(proc);
     st.sync.reset();
     st.egress.clear();
@@ -551,6 +571,8 @@ fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64) {
 #[derive(Clone, Debug)]
 pub enum LinkFault {
     Kill,
+    /// Panic the running worker and the next `n - 1` after it.
+    CrashLoop(u32),
     Stall,
     CorruptTable,
     DropIpc(u32),
@@ -697,6 +719,7 @@ impl Actor for WorkerLink {
                 }
                 if pin_changed && st.proc.is_some() {
                     // Pinning and fanout are fixed at process start.
+                    st.fresh_ingress = true;
                     st.kill("pinning changed; restarting with the new placement".into());
                 } else {
                     st.apply_table();
@@ -714,6 +737,12 @@ impl Actor for WorkerLink {
                             st.kill(format!(
                                 "speaks IPC version {version}, expected {IPC_VERSION}"
                             ));
+                            return Ok(());
+                        }
+                        if st.crash_next > 0 {
+                            st.crash_next -= 1;
+                            st.kill_reason = Some("crash loop injected".into());
+                            st.send(&ToWorker::Fault(Fault::Panic), &[]);
                             return Ok(());
                         }
                         st.phase = Phase::Running;
@@ -789,10 +818,11 @@ impl Actor for WorkerLink {
                 st.restarts += 1;
                 // First restart at once; then back off, doubling, capped,
                 // so a crash loop costs little.
+                let cap = shared.config().workers.restart_backoff_max;
                 let delay = if st.failures_in_row <= 1 {
                     Duration::ZERO
                 } else {
-                    (BACKOFF_START * 2u32.saturating_pow(st.failures_in_row - 2)).min(BACKOFF_MAX)
+                    (BACKOFF_START * 2u32.saturating_pow(st.failures_in_row - 2)).min(cap)
                 };
                 st.phase = Phase::Restarting(Instant::now() + delay);
                 st.started_at = None;
@@ -856,6 +886,15 @@ impl Actor for WorkerLink {
                             st.key
                         ))
                     }
+                    (LinkFault::CrashLoop(n), Some(pid)) => {
+                        st.crash_next = n.saturating_sub(1);
+                        st.kill_reason = Some("crash loop injected".into());
+                        st.send(&ToWorker::Fault(Fault::Panic), &[]);
+                        Ok(format!(
+                            "worker {} (pid {pid}) will crash {n} times in a row",
+                            st.key
+                        ))
+                    }
                     (LinkFault::DropIpc(n), Some(_)) => {
                         st.sync.drop_next(n);
                         Ok(format!(
@@ -894,7 +933,7 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
             if let Err(e) = start_process(st, shared) {
                 st.failures_in_row += 1;
                 let delay = (BACKOFF_START * 2u32.saturating_pow(st.failures_in_row.min(16)))
-                    .min(BACKOFF_MAX);
+                    .min(cfg.workers.restart_backoff_max);
                 warn!(target: "Supervisor", "worker {}: {e}; retrying in {delay:?}", st.key);
                 st.last_exit = Some(e);
                 st.phase = Phase::Restarting(now + delay);

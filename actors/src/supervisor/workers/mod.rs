@@ -332,6 +332,9 @@ impl Actor for WorkerManager {
                     FaultRequest::DropIpc { count, interface } => {
                         (st.pick(&interface), LinkFault::DropIpc(count))
                     }
+                    FaultRequest::CrashLoop { count, interface } => {
+                        (st.pick(&interface), LinkFault::CrashLoop(count))
+                    }
                     other => {
                         let _ = reply.send(Err(format!("{other:?} is not a worker fault")));
                         return Ok(());
