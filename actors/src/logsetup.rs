@@ -14,6 +14,31 @@ use tracing_subscriber::{reload, Layer, Registry};
 /// Applies new levels to this process's subscriber.
 pub type LevelSetter = Arc<dyn Fn(&LogLevels) + Send + Sync>;
 
+/// Log every panic as an error line first (operators read the log, not
+/// stray stderr), then let the default hook print it as usual (with a
+/// backtrace when RUST_BACKTRACE asks for one).
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string panic payload)".into());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        tracing::error!(target: "Supervisor", "panic in thread {thread} at {at}: {msg}");
+        default(info);
+    }));
+}
+
 /// Keeps the non-blocking writer's thread alive; drop flushes it.
 pub struct Guard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
 
@@ -55,6 +80,7 @@ pub fn init(levels: &LogLevels, format: LogFormat, non_blocking: bool) -> (Level
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .try_init();
+    install_panic_hook();
     let setter: LevelSetter = Arc::new(move |l: &LogLevels| {
         let t: Targets = l.targets();
         let _ = handle.reload(t);

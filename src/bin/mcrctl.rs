@@ -162,6 +162,7 @@ enum FaultCmd {
     /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
     PanicActor { name: String },
     /// Delete the control socket file.
+    #[command(alias = "close-socket")]
     DeleteSocket,
     /// Make a worker panic right after each of its next N starts.
     CrashLoop {

@@ -31,7 +31,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn main() {
@@ -72,7 +75,10 @@ fn main() {
     d.wait_active(Duration::from_secs(20));
 
     println!("# worker kill at {rate} pps, 1024-byte datagrams, {reps} repetitions");
-    println!("{:>4} {:>12} {:>10} {:>10}", "rep", "max gap ms", "lost", "lost ms");
+    println!(
+        "{:>4} {:>12} {:>10} {:>10}",
+        "rep", "max gap ms", "lost", "lost ms"
+    );
     let mut gaps = Vec::new();
     let mut losts = Vec::new();
     for i in 0..reps {
@@ -80,10 +86,32 @@ fn main() {
         // backoff): give each repetition that.
         std::thread::sleep(Duration::from_millis(5200));
         let count = u64::from(rate) * 2;
-        let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--expect", &count.to_string(), "--idle-timeout", "2", "--rcvbuf", "33554432"]);
-        let mut s = send_cmd(&t.src, "239.1.1.1", 5000, "s0", count, rate, 1024, &["--tick-us", "200", "--batch", "64"])
-            .spawn()
-            .expect("mcrgen send");
+        let r = recv(
+            &t.dst,
+            "239.2.2.2",
+            6000,
+            Some("d0"),
+            &[
+                "--expect",
+                &count.to_string(),
+                "--idle-timeout",
+                "2",
+                "--rcvbuf",
+                "33554432",
+            ],
+        );
+        let mut s = send_cmd(
+            &t.src,
+            "239.1.1.1",
+            5000,
+            "s0",
+            count,
+            rate,
+            1024,
+            &["--tick-us", "200", "--batch", "64"],
+        )
+        .spawn()
+        .expect("mcrgen send");
         std::thread::sleep(Duration::from_millis(700));
         d.ctl_ok(&["fault", "kill-worker"]);
         let _ = s.wait();
@@ -105,7 +133,9 @@ fn main() {
     );
 
     println!("\n# actor panic -> actor running again, {reps} repetitions");
-    let actors = ["config", "rib", "workers", "stats", "control", "loglevel", "netlink"];
+    let actors = [
+        "config", "rib", "workers", "stats", "control", "loglevel", "netlink",
+    ];
     let mut sub = std::process::Command::new(bin("mcrctl"))
         .arg("--socket")
         .arg(&d.socket)
@@ -123,7 +153,10 @@ fn main() {
                 Err(_) => continue,
             };
             if v["event"] == "actor-restarted" {
-                let _ = tx.send((v["name"].as_str().unwrap_or("").to_string(), v["time"].as_f64().unwrap_or(0.0)));
+                let _ = tx.send((
+                    v["name"].as_str().unwrap_or("").to_string(),
+                    v["time"].as_f64().unwrap_or(0.0),
+                ));
             }
         }
     });
@@ -136,7 +169,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(600));
         let t0 = now_unix();
         d.ctl_ok(&["fault", "panic-actor", a]);
-        let got = wait_for(Duration::from_secs(10), || rx.try_recv().ok().filter(|(n, _)| n == a));
+        let got = wait_for(Duration::from_secs(10), || {
+            rx.try_recv().ok().filter(|(n, _)| n == a)
+        });
         let ms = match got {
             Some((_, at)) => (at - t0) * 1000.0,
             None => {
@@ -149,7 +184,13 @@ fn main() {
     }
     let _ = sub.kill();
     let worst = times.iter().cloned().fold(0.0, f64::max);
-    println!("actor panic -> restarted: median {:.2} ms, worst {worst:.2} ms", median(&mut times));
+    println!(
+        "actor panic -> restarted: median {:.2} ms, worst {worst:.2} ms",
+        median(&mut times)
+    );
     let w = d.workers();
-    println!("worker restarts during the actor drills: {} (expected {reps}: only the kills)", w[0].restarts);
+    println!(
+        "worker restarts during the actor drills: {} (expected {reps}: only the kills)",
+        w[0].restarts
+    );
 }
