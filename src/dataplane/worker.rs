@@ -42,6 +42,10 @@ const CQ_ENTRIES: u32 = 32768;
 /// Send batches in flight at once (each up to `egress::MAX_SEGS` datagrams).
 const SEND_SLOTS: usize = 4096;
 const BGID: u16 = 1;
+/// Packets per turn from which a worker counts as busy and waits for
+/// batches: below it, a wakeup per packet costs less than the kernel's
+/// repeated checks inside a batch wait.
+const BUSY_RECVS: usize = 4;
 /// Counters per stats message.
 const RULES_PER_STATS: usize = 256;
 
@@ -95,7 +99,11 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
         tier.name(),
         setup.interface
     );
+    let min_wait = ring.params().is_feature_min_timeout();
     let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
+    if min_wait {
+        w.batch_wait_us = env_num("MCR_BATCH_WAIT_US", 25).min(10_000) as u32;
+    }
     let r = w.run();
     w.bufs.unregister(&w.ring);
     r
@@ -198,6 +206,10 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), WorkerError> {
     Ok(())
 }
 
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
 fn build_ring() -> io::Result<IoUring> {
     // Deferred task running batches completion work into our one
     // io_uring_enter per turn; fall back where the kernel lacks it.
@@ -249,6 +261,13 @@ struct Worker {
     recv_backoff: bool,
     first_stats: bool,
     started: Instant,
+    /// Completions to wait for per wakeup, and the longest the first of
+    /// them may be held back to get them (`MCR_BATCH_WAIT_US`, 0 = off).
+    batch_want: usize,
+    batch_wait_us: u32,
+    /// The last turn handled enough packets that waiting for a batch pays;
+    /// a quiet worker waits for one completion and wakes at once.
+    busy: bool,
 }
 
 impl Worker {
@@ -284,6 +303,9 @@ impl Worker {
             recv_backoff: false,
             first_stats: true,
             started: Instant::now(),
+            batch_want: env_num("MCR_BATCH_WANT", 32).clamp(1, 4096) as usize,
+            batch_wait_us: 0,
+            busy: false,
         }
     }
 
@@ -302,11 +324,21 @@ impl Worker {
 
     fn submit(&mut self, want: usize) -> io::Result<()> {
         let queued = self.ring.submission().len() as u64;
-        match self.ring.submit_and_wait(want) {
+        let r = if want > 0 && self.batch_wait_us > 0 && self.busy {
+            // Sleep until `batch_want` completions are ready, but once
+            // `batch_wait_us` have passed, return as soon as there is one:
+            // an idle worker still wakes at once for a single packet, a
+            // busy one handles a batch per wakeup instead of a packet.
+            let args = types::SubmitArgs::new().min_wait_usec(self.batch_wait_us);
+            self.ring.submitter().submit_with_args(self.batch_want, &args)
+        } else {
+            self.ring.submit_and_wait(want)
+        };
+        match r {
             Ok(_) => {}
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINTR)
-                    || e.raw_os_error() == Some(libc::EBUSY) => {}
+            // ETIME: a batch wait ended before `batch_want` completions;
+            // whatever arrived is handled now.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::ETIME)) => {}
             Err(e) => return Err(e),
         }
         self.c.ring_submits += 1;
@@ -355,6 +387,8 @@ impl Worker {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             self.c.ring_cqes += cqes.len() as u64;
+            let recvs = cqes.iter().filter(|c| c.0 >> KIND_SHIFT == KIND_RECV).count();
+            self.busy = recvs >= BUSY_RECVS;
             for &(ud, res, flags) in &cqes {
                 match ud >> KIND_SHIFT {
                     KIND_RECV => self.on_recv(res, flags).map_err(WorkerError::Ring)?,
