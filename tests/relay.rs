@@ -716,3 +716,52 @@ fn pinned_workers_share_an_interface_by_flow() {
         "the rule's counters sum over its workers"
     );
 }
+
+#[test]
+fn bursts_are_handled_with_fewer_syscalls_than_packets() {
+    if !require_root("bursts_are_handled_with_fewer_syscalls_than_packets") {
+        return;
+    }
+    let t = Relay3::new("batch");
+    let d = start(
+        &t,
+        &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
+    let before = common::wait_for(Duration::from_secs(5), || {
+        d.stats().workers.first().map(|w| w.counters.clone())
+    })
+    .expect("the worker reports stats");
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "20000", "--idle-timeout", "1"],
+    );
+    // Bursts of 64 packets every 2 ms: what a busy source looks like.
+    send(
+        &t.src,
+        "239.1.1.1",
+        5000,
+        "s0",
+        20000,
+        32000,
+        200,
+        &["--batch", "64", "--tick-us", "2000"],
+    );
+    assert_eq!(r.finish(T).lost, 0);
+    // Counters arrive with the next stats report.
+    let after = common::wait_for(Duration::from_secs(5), || {
+        let w = d.stats().workers.first()?.counters.clone();
+        (w.recv - before.recv >= 20000).then_some(w)
+    })
+    .expect("stats caught up");
+    let submits = after.ring_submits - before.ring_submits;
+    let packets = after.recv - before.recv;
+    let sends = after.sent - before.sent;
+    eprintln!("{packets} packets, {sends} datagrams sent, {submits} io_uring submits");
+    assert!(
+        submits * 2 <= packets,
+        "{submits} submit calls for {packets} packets: not batching"
+    );
+}

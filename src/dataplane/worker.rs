@@ -207,7 +207,10 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), WorkerError> {
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 fn build_ring() -> io::Result<IoUring> {
@@ -330,7 +333,9 @@ impl Worker {
             // an idle worker still wakes at once for a single packet, a
             // busy one handles a batch per wakeup instead of a packet.
             let args = types::SubmitArgs::new().min_wait_usec(self.batch_wait_us);
-            self.ring.submitter().submit_with_args(self.batch_want, &args)
+            self.ring
+                .submitter()
+                .submit_with_args(self.batch_want, &args)
         } else {
             self.ring.submit_and_wait(want)
         };
@@ -338,7 +343,11 @@ impl Worker {
             Ok(_) => {}
             // ETIME: a batch wait ended before `batch_want` completions;
             // whatever arrived is handled now.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::ETIME)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+                ) => {}
             Err(e) => return Err(e),
         }
         self.c.ring_submits += 1;
@@ -387,7 +396,10 @@ impl Worker {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             self.c.ring_cqes += cqes.len() as u64;
-            let recvs = cqes.iter().filter(|c| c.0 >> KIND_SHIFT == KIND_RECV).count();
+            let recvs = cqes
+                .iter()
+                .filter(|c| c.0 >> KIND_SHIFT == KIND_RECV)
+                .count();
             self.busy = recvs >= BUSY_RECVS;
             for &(ud, res, flags) in &cqes {
                 match ud >> KIND_SHIFT {

@@ -183,6 +183,7 @@ fn main() {
         times.push(ms);
     }
     let _ = sub.kill();
+    let _ = sub.wait();
     let worst = times.iter().cloned().fold(0.0, f64::max);
     println!(
         "actor panic -> restarted: median {:.2} ms, worst {worst:.2} ms",
