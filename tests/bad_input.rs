@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{inject, recv, send, Daemon, DaemonOpts, Scratch};
+use common::daemon::{inject, recv, send, Daemon, Scratch};
 use common::{bin, ip, require_root, rule_config, wait_for, Netns, Relay3};
 use mcr::control::{Response, RuleInfo};
 use mcr::ipc::WorkerCounters;
@@ -21,15 +21,7 @@ use mcr::wire::UdpPacketSpec;
 const T: Duration = Duration::from_secs(20);
 
 fn start_with(t: &Relay3, config: &str) -> Daemon {
-    let d = Daemon::start(
-        &t.relay,
-        DaemonOpts {
-            config: Some(config),
-            ..Default::default()
-        },
-    );
-    d.wait_active(T);
-    d
+    Daemon::with_config(&t.relay, config)
 }
 
 fn good_rule() -> String {

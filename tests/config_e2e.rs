@@ -17,15 +17,7 @@ use mcr::logging::LogLevels;
 const T: Duration = Duration::from_secs(20);
 
 fn start_with(t: &Relay3, config: &str) -> Daemon {
-    let d = Daemon::start(
-        &t.relay,
-        DaemonOpts {
-            config: Some(config),
-            ..Default::default()
-        },
-    );
-    d.wait_active(T);
-    d
+    Daemon::with_config(&t.relay, config)
 }
 
 /// A rule on r0 as one line of a config file.

@@ -8,21 +8,13 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::daemon::{recv, send, Daemon, DaemonOpts};
+use common::daemon::{recv, send, Daemon};
 use common::{require_root, rule_config, veth, Netns, Relay3};
 
 const T: Duration = Duration::from_secs(20);
 
 fn start(t: &Relay3, config: &str) -> Daemon {
-    let d = Daemon::start(
-        &t.relay,
-        DaemonOpts {
-            config: Some(config),
-            ..Default::default()
-        },
-    );
-    d.wait_active(T);
-    d
+    Daemon::with_config(&t.relay, config)
 }
 
 /// A datagram as seen on the wire by a receiving host.

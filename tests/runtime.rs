@@ -23,15 +23,7 @@ fn start_empty(ns: &Netns) -> Daemon {
 }
 
 fn start_with(ns: &Netns, config: &str) -> Daemon {
-    let d = Daemon::start(
-        ns,
-        DaemonOpts {
-            config: Some(config),
-            ..Default::default()
-        },
-    );
-    d.wait_active(T);
-    d
+    Daemon::with_config(ns, config)
 }
 
 /// `mcrctl --json add ...`; the new rule's id.

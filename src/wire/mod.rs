@@ -228,18 +228,7 @@ impl<'a> Udp<'a> {
 /// complement sum). Over a header that carries its own correct checksum the
 /// result is 0.
 pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !(ones_sum(0, data) as u16)
 }
 
 /// Decrement the TTL of the IPv4 header at the start of `pkt` in place and

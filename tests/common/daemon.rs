@@ -89,6 +89,19 @@ impl Daemon {
         }
     }
 
+    /// Start with `config` and wait until all its rules are active.
+    pub fn with_config(ns: &Netns, config: &str) -> Daemon {
+        let d = Self::start(
+            ns,
+            DaemonOpts {
+                config: Some(config),
+                ..Default::default()
+            },
+        );
+        d.wait_active(Duration::from_secs(20));
+        d
+    }
+
     /// Start without waiting (for tests that expect it to fail).
     pub fn spawn(ns: &Netns, o: DaemonOpts) -> Daemon {
         let scratch = Scratch::new("mcrd");

@@ -158,15 +158,7 @@ impl Actor for ControlServer {
         }
         let accept = spawn_accept(shared.clone())?;
         let me = myself.clone();
-        let ticker = tokio::spawn(async move {
-            let mut iv = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                iv.tick().await;
-                if me.cast(ControlMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
+        let ticker = super::spawn_ticker(me, Duration::from_secs(1), || ControlMsg::Tick);
         Ok(ControlState {
             shared,
             path,

@@ -186,6 +186,24 @@ pub fn cast<M: Message>(name: &str, msg: M) {
     }
 }
 
+/// Send `msg()` to `me` every `every`, until the actor is gone. The
+/// handle is aborted by the actor's state when it stops.
+pub fn spawn_ticker<M: Message>(
+    me: ActorRef<M>,
+    every: Duration,
+    msg: fn() -> M,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(every);
+        loop {
+            iv.tick().await;
+            if me.cast(msg()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// How long a control request waits for an actor.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 

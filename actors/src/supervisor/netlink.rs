@@ -136,15 +136,7 @@ impl Actor for NetlinkMonitor {
             }
         }
         let me = myself.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut iv = tokio::time::interval(RESCAN);
-            loop {
-                iv.tick().await;
-                if me.cast(NetlinkMsg::Rescan).is_err() {
-                    return;
-                }
-            }
-        }));
+        tasks.push(super::spawn_ticker(me, RESCAN, || NetlinkMsg::Rescan));
         Ok(NlState {
             shared,
             last: Arc::new(scan_interfaces()),

@@ -672,15 +672,7 @@ impl Actor for WorkerLink {
             }
         }
         let me = myself.clone();
-        let ticker = tokio::spawn(async move {
-            let mut iv = tokio::time::interval(TICK);
-            loop {
-                iv.tick().await;
-                if me.cast(LinkMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
+        let ticker = crate::supervisor::spawn_ticker(me, TICK, || LinkMsg::Tick);
         Ok(LinkActorState {
             shared: a.shared,
             key: a.key,

@@ -261,15 +261,7 @@ impl Actor for WorkerManager {
         shared: Arc<Shared>,
     ) -> Result<WmState, ActorProcessingErr> {
         let me = myself.clone();
-        let ticker = tokio::spawn(async move {
-            let mut iv = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                iv.tick().await;
-                if me.cast(WmMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
+        let ticker = crate::supervisor::spawn_ticker(me, Duration::from_secs(1), || WmMsg::Tick);
         Ok(WmState {
             shared,
             tables: Arc::new(Tables::new()),
