@@ -89,13 +89,19 @@ fn worker_relays_and_reports() {
     ns.enter_thread();
     let wb = sockets::interface_info("wb").unwrap();
     let wc = sockets::interface_info("wc").unwrap();
-    let ingress = sockets::open_ingress(wb.ifindex, 1 << 20, None).unwrap();
+    let fmt = sockets::frame_format(wb.link_type);
+    assert!(
+        fmt.vnet && fmt.link_header == 14,
+        "veth is Ethernet: {fmt:?}"
+    );
+    let ingress = sockets::open_ingress(wb.ifindex, 1 << 20, None, fmt).unwrap();
     sup.send(
         &ToWorker::Hello(WorkerSetup {
             version: IPC_VERSION,
             interface: "wb".into(),
             ifindex: wb.ifindex,
             buffer_size: wb.mtu + 64,
+            format: fmt,
             stats_interval_ms: 100,
             levels: LogLevels::default(),
             uid: 0,

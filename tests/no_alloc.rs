@@ -13,6 +13,11 @@ use mcr::ipc::{rule_key, TableOutput, TableRule, WorkerCounters};
 use mcr::rule::OutputMode;
 use mcr::wire::UdpPacketSpec;
 
+const FMT: mcr::ipc::FrameFormat = mcr::ipc::FrameFormat {
+    vnet: true,
+    link_header: 0,
+};
+
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -78,7 +83,9 @@ fn pipeline_and_batcher_allocate_nothing_per_packet() {
                 if i % 5 == 0 { 5001 } else { 5000 },
             );
             s.ttl = 64;
-            s.build(&vec![i as u8; 100 + (i as usize * 13) % 1300])
+            let mut f = mcr::wire::VnetHdr::plain().to_vec();
+            f.extend_from_slice(&s.build(&vec![i as u8; 100 + (i as usize * 13) % 1300]));
+            f
         })
         .collect();
     let mut bufs: Vec<Vec<u8>> = frames.clone();
@@ -94,7 +101,7 @@ fn pipeline_and_batcher_allocate_nothing_per_packet() {
                 // Restore the TTL that route mode decremented.
                 f.copy_from_slice(&frames[i]);
                 let n = f.len();
-                if let Verdict::Forward { slot } = process(f, n, t, sends, c) {
+                if let Verdict::Forward { slot } = process(f, n, FMT, t, sends, c) {
                     forwarded += 1;
                     let key = t.entry(slot).map(|e| e.rule.key).unwrap_or(0);
                     for s in sends.iter() {

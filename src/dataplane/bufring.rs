@@ -24,8 +24,10 @@ pub enum Tier {
     Small,
     /// Ethernet-sized links.
     Standard,
-    /// Jumbo links (MTU above ~2 KB, up to 64 KB).
+    /// Jumbo links (MTU above ~2 KB, up to 16 KB).
     Jumbo,
+    /// Links that can deliver GSO batches of up to 64 KB (virtual devices).
+    Gso,
 }
 
 /// Bytes kept beyond the MTU: a cooked AF_PACKET frame is the IP packet,
@@ -36,6 +38,9 @@ impl Tier {
     pub const SMALL_SIZE: usize = 512;
     pub const STANDARD_SIZE: usize = 2048;
     pub const JUMBO_MIN_SIZE: usize = 9216;
+    pub const JUMBO_MAX_SIZE: usize = 16384;
+    /// A 64 KB IP packet, the virtio_net_hdr, and slack.
+    pub const GSO_SIZE: usize = 65536 + 1024;
 
     /// The tier and buffer size for an interface MTU.
     pub fn for_mtu(mtu: u32) -> (Tier, usize) {
@@ -44,9 +49,13 @@ impl Tier {
             (Tier::Small, Self::SMALL_SIZE)
         } else if need <= Self::STANDARD_SIZE {
             (Tier::Standard, Self::STANDARD_SIZE)
+        } else if need <= Self::JUMBO_MAX_SIZE {
+            (
+                Tier::Jumbo,
+                need.max(Self::JUMBO_MIN_SIZE).div_ceil(1024) * 1024,
+            )
         } else {
-            let size = need.max(Self::JUMBO_MIN_SIZE).div_ceil(1024) * 1024;
-            (Tier::Jumbo, size.min(65536 + 1024))
+            (Tier::Gso, Self::GSO_SIZE)
         }
     }
 
@@ -57,6 +66,9 @@ impl Tier {
             Tier::Small => 8192,
             Tier::Standard => 8192,
             Tier::Jumbo => 1024,
+            // Most of each buffer is never touched for small datagrams
+            // (the allocation is lazily backed), so many are cheap.
+            Tier::Gso => 4096,
         }
     }
 
@@ -65,6 +77,7 @@ impl Tier {
             Tier::Small => "MCR_BUFFER_POOL_SMALL",
             Tier::Standard => "MCR_BUFFER_POOL_STANDARD",
             Tier::Jumbo => "MCR_BUFFER_POOL_JUMBO",
+            Tier::Gso => "MCR_BUFFER_POOL_GSO",
         }
     }
 
@@ -73,6 +86,7 @@ impl Tier {
             Tier::Small => "small",
             Tier::Standard => "standard",
             Tier::Jumbo => "jumbo",
+            Tier::Gso => "gso",
         }
     }
 
@@ -315,7 +329,9 @@ mod tests {
         let (t, s) = Tier::for_mtu(9216);
         assert_eq!(t, Tier::Jumbo);
         assert!(s >= 9216 + HEADROOM);
-        assert_eq!(Tier::for_mtu(65535).1 % 1024, 0);
+        assert_eq!(Tier::for_mtu(16000).0, Tier::Jumbo);
+        assert_eq!(Tier::for_mtu(65536), (Tier::Gso, Tier::GSO_SIZE));
+        assert!(Tier::GSO_SIZE >= crate::dataplane::sockets::MAX_FRAME as usize);
     }
 
     #[test]

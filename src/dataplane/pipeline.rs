@@ -16,7 +16,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::ipc::WorkerCounters;
+use crate::ipc::{FrameFormat, WorkerCounters};
 use crate::rule::OutputMode;
 use crate::wire::{self, Ipv4, Udp, IPPROTO_UDP};
 
@@ -52,29 +52,52 @@ pub enum Verdict {
     NoMatch,
 }
 
-/// Decide what to do with one frame. `received` is the frame's real length
-/// as the kernel reported it, which exceeds `frame.len()` when the buffer
-/// was too small (the tail is gone, so the frame is malformed).
+/// Decide what to do with one frame. `frame` starts with the
+/// `virtio_net_hdr` (`wire::VNET_HDR_LEN` bytes) the ingress socket puts
+/// before every IPv4 packet; `received` is the length the kernel reported,
+/// which exceeds `frame.len()` when the buffer was too small (the tail is
+/// gone, so the frame is malformed).
+///
+/// A UDP GSO frame (a batch of datagrams a local sender handed the kernel
+/// in one go, seen before segmentation on virtual interfaces) is split
+/// into its datagrams, and each is relayed like any other.
 ///
 /// `frame` is mutable because route-mode outputs forward the packet itself
 /// with its TTL decremented in place.
 pub fn process(
     frame: &mut [u8],
     received: usize,
+    fmt: FrameFormat,
     table: &mut Table,
     sends: &mut Vec<Send>,
     c: &mut WorkerCounters,
 ) -> Verdict {
     sends.clear();
     c.recv += 1;
-    c.recv_bytes += received as u64;
-    if received > frame.len() {
+    let h = fmt.ip_offset();
+    c.recv_bytes += received.saturating_sub(h) as u64;
+    if received > frame.len() || received < h {
         c.malformed += 1;
         return Verdict::Malformed;
     }
     let frame = &mut frame[..received];
+    let vnet = if fmt.vnet {
+        match wire::VnetHdr::parse(frame) {
+            Ok(v) => v,
+            Err(_) => {
+                c.malformed += 1;
+                return Verdict::Malformed;
+            }
+        }
+    } else {
+        wire::VnetHdr {
+            flags: 0,
+            gso_type: wire::VNET_GSO_NONE,
+            gso_size: 0,
+        }
+    };
     let (src, dst, ttl, total_len, dport, udp_payload_len, udp_payload_off) = {
-        let ip = match Ipv4::new_checked(frame) {
+        let ip = match Ipv4::new_checked(&frame[h..]) {
             Ok(ip) => ip,
             Err(_) => {
                 c.malformed += 1;
@@ -103,36 +126,64 @@ pub fn process(
             ip.total_len(),
             udp.dst_port(),
             udp.len() - wire::UDP_HEADER_LEN,
-            ip.header_len() + wire::UDP_HEADER_LEN,
+            h + ip.header_len() + wire::UDP_HEADER_LEN,
         )
     };
+    // Datagrams in this frame: one, or a GSO batch of `gso_size` each.
+    let seg = match vnet.gso_type {
+        wire::VNET_GSO_UDP_L4
+            if vnet.gso_size > 0 && udp_payload_len > usize::from(vnet.gso_size) =>
+        {
+            usize::from(vnet.gso_size)
+        }
+        _ => udp_payload_len.max(1),
+    };
+    let nseg = udp_payload_len.div_ceil(seg).max(1);
     let Some(slot) = table.lookup(src, dst, dport) else {
-        c.no_match += 1;
+        c.no_match += nseg as u64;
         return Verdict::NoMatch;
     };
     let Some(entry) = table.entry_mut(slot) else {
-        c.no_match += 1;
+        c.no_match += nseg as u64;
         return Verdict::NoMatch;
     };
-    c.matched += 1;
-    entry.packets += 1;
+    if nseg > 1 {
+        c.gso_frames += 1;
+    }
+    c.matched += nseg as u64;
+    entry.packets += nseg as u64;
     entry.bytes += udp_payload_len as u64;
     entry.dirty = true;
     let mut routed = false;
     let mut ttl_counted = false;
     for (i, out) in entry.rule.outputs.iter().enumerate() {
-        let send = match out.mode {
-            OutputMode::Republish => Send {
-                egress: out.egress,
-                dst: out.group,
-                port: if out.port == 0 { dport } else { out.port },
-                offset: udp_payload_off as u32,
-                len: udp_payload_len as u32,
-                mode: OutputMode::Republish,
-                slot,
-                output: i as u16,
-            },
+        match out.mode {
+            OutputMode::Republish => {
+                let port = if out.port == 0 { dport } else { out.port };
+                for k in 0..nseg {
+                    let off = k * seg;
+                    let len = seg.min(udp_payload_len - off);
+                    sends.push(Send {
+                        egress: out.egress,
+                        dst: out.group,
+                        port,
+                        offset: (udp_payload_off + off) as u32,
+                        len: len as u32,
+                        mode: OutputMode::Republish,
+                        slot,
+                        output: i as u16,
+                    });
+                }
+                if let Some(oc) = entry.outputs.get_mut(i) {
+                    oc.packets += nseg as u64;
+                    oc.bytes += udp_payload_len as u64;
+                }
+            }
             OutputMode::Route => {
+                if nseg > 1 {
+                    c.route_gso_skipped += nseg as u64;
+                    continue;
+                }
                 if ttl <= 1 {
                     if !ttl_counted {
                         c.ttl_expired += 1;
@@ -141,27 +192,26 @@ pub fn process(
                     continue;
                 }
                 routed = true;
-                Send {
+                sends.push(Send {
                     egress: out.egress,
                     dst: out.group,
                     port: 0,
-                    offset: 0,
+                    offset: h as u32,
                     len: total_len as u32,
                     mode: OutputMode::Route,
                     slot,
                     output: i as u16,
+                });
+                if let Some(oc) = entry.outputs.get_mut(i) {
+                    oc.packets += 1;
+                    oc.bytes += total_len as u64;
                 }
             }
-        };
-        if let Some(oc) = entry.outputs.get_mut(i) {
-            oc.packets += 1;
-            oc.bytes += u64::from(send.len);
         }
-        sends.push(send);
     }
     if routed {
-        wire::fix_udp_checksum(frame);
-        wire::decrement_ttl(frame);
+        wire::fix_udp_checksum(&mut frame[h..]);
+        wire::decrement_ttl(&mut frame[h..]);
     }
     Verdict::Forward { slot }
 }
@@ -202,15 +252,28 @@ mod tests {
         }
     }
 
+    /// Raw socket with a virtio_net_hdr on a header-less link (tun).
+    const FMT: FrameFormat = FrameFormat {
+        vnet: true,
+        link_header: 0,
+    };
+
+    /// A frame as the ingress socket delivers it: vnet header + packet.
+    fn vnet(pkt: Vec<u8>) -> Vec<u8> {
+        let mut f = wire::VnetHdr::plain().to_vec();
+        f.extend_from_slice(&pkt);
+        f
+    }
+
     fn frame(src: &str, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
-        UdpPacketSpec::new(ip(src), ip(dst), 40000, dport).build(payload)
+        vnet(UdpPacketSpec::new(ip(src), ip(dst), 40000, dport).build(payload))
     }
 
     fn run(table: &mut Table, f: &mut [u8]) -> (Verdict, Vec<Send>, WorkerCounters) {
         let mut sends = Vec::new();
         let mut c = WorkerCounters::default();
         let n = f.len();
-        let v = process(f, n, table, &mut sends, &mut c);
+        let v = process(f, n, FMT, table, &mut sends, &mut c);
         (v, sends, c)
     }
 
@@ -257,7 +320,7 @@ mod tests {
         let mut f = frame("10.0.0.1", "239.1.1.1", 5000, &[7u8; 1000]);
         let (_, sends, _) = run(&mut t, &mut f);
         assert_eq!(sends.len(), 16);
-        assert!(sends.iter().all(|s| s.offset == 28 && s.len == 1000));
+        assert!(sends.iter().all(|s| s.offset == 38 && s.len == 1000));
         assert_eq!(sends[15].dst, ip("239.2.2.16"));
     }
 
@@ -328,17 +391,17 @@ mod tests {
         ));
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.ttl = 8;
-        let mut f = spec.build(b"routed");
+        let mut f = vnet(spec.build(b"routed"));
         let (_, sends, _) = run(&mut t, &mut f);
         assert_eq!(sends.len(), 3);
-        assert_eq!((sends[0].offset, sends[0].len), (0, f.len() as u32));
-        let ipv = Ipv4::new_checked(&f).unwrap();
+        assert_eq!((sends[0].offset, sends[0].len), (10, f.len() as u32 - 10));
+        let ipv = Ipv4::new_checked(&f[10..]).unwrap();
         assert_eq!(ipv.ttl(), 7, "decremented once, not once per output");
         assert!(ipv.header_checksum_ok());
         assert_eq!(ipv.src(), ip("10.0.0.1"), "source kept");
 
         spec.ttl = 1;
-        let mut f = spec.build(b"last hop");
+        let mut f = vnet(spec.build(b"last hop"));
         let (v, sends, c) = run(&mut t, &mut f);
         assert!(matches!(v, Verdict::Forward { .. }));
         assert_eq!(
@@ -366,34 +429,34 @@ mod tests {
 
         let mut trunc = good[..50].to_vec();
         assert_eq!(
-            process(&mut trunc, 50, &mut t, &mut sends, &mut c),
+            process(&mut trunc, 50, FMT, &mut t, &mut sends, &mut c),
             Verdict::Malformed
         );
         // The kernel said 128 bytes but only 100 fit the buffer.
         let mut cut = good[..100].to_vec();
         assert_eq!(
-            process(&mut cut, 128, &mut t, &mut sends, &mut c),
+            process(&mut cut, 128, FMT, &mut t, &mut sends, &mut c),
             Verdict::Malformed
         );
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.frag = 0x2000;
-        let mut frag = spec.build(b"first fragment");
+        let mut frag = vnet(spec.build(b"first fragment"));
         let n = frag.len();
         assert_eq!(
-            process(&mut frag, n, &mut t, &mut sends, &mut c),
+            process(&mut frag, n, FMT, &mut t, &mut sends, &mut c),
             Verdict::Fragment
         );
         spec.frag = 0;
         spec.protocol = 6;
-        let mut tcp = spec.build(b"not udp at all");
+        let mut tcp = vnet(spec.build(b"not udp at all"));
         let n = tcp.len();
         assert_eq!(
-            process(&mut tcp, n, &mut t, &mut sends, &mut c),
+            process(&mut tcp, n, FMT, &mut t, &mut sends, &mut c),
             Verdict::NotUdp
         );
         let mut empty: Vec<u8> = Vec::new();
         assert_eq!(
-            process(&mut empty, 0, &mut t, &mut sends, &mut c),
+            process(&mut empty, 0, FMT, &mut t, &mut sends, &mut c),
             Verdict::Malformed
         );
         assert_eq!(
@@ -401,6 +464,76 @@ mod tests {
             (5, 3, 1, 1, 0)
         );
         assert!(sends.is_empty());
+    }
+
+    /// A UDP GSO frame: one IP/UDP header over `n` payloads of `seg` bytes
+    /// (the last `last` bytes), as a local sender with UDP_SEGMENT hands it
+    /// to a veth.
+    fn gso_frame(seg: u16, n: usize, last: usize) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for k in 0..n {
+            let len = if k + 1 == n { last } else { usize::from(seg) };
+            payload.extend(std::iter::repeat_n(k as u8, len));
+        }
+        let pkt = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000).build(&payload);
+        let mut f = wire::VnetHdr::udp_gso(seg).to_vec();
+        f.extend_from_slice(&pkt);
+        f
+    }
+
+    #[test]
+    fn gso_batches_are_split_into_their_datagrams() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![
+                out(0, "239.2.2.2", 6000, OutputMode::Republish),
+                out(1, "239.3.3.3", 6000, OutputMode::Republish),
+            ],
+        ));
+        let mut f = gso_frame(1000, 5, 300);
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        assert_eq!(sends.len(), 10, "5 datagrams x 2 outputs");
+        for (k, s) in sends.iter().take(5).enumerate() {
+            let bytes = &f[s.offset as usize..(s.offset + s.len) as usize];
+            let want = if k == 4 { 300 } else { 1000 };
+            assert_eq!(bytes.len(), want);
+            assert!(
+                bytes.iter().all(|b| *b == k as u8),
+                "datagram {k} is its own bytes"
+            );
+        }
+        assert_eq!((c.recv, c.matched, c.gso_frames), (1, 5, 1));
+        let e = t.get(rule_key("r")).unwrap();
+        assert_eq!((e.packets, e.outputs[1].packets), (5, 5));
+        // A GSO header on a frame that holds one datagram is just that.
+        let mut one = gso_frame(1000, 1, 700);
+        let (_, sends, c) = run(&mut t, &mut one);
+        assert_eq!((sends.len(), c.gso_frames), (2, 0));
+    }
+
+    #[test]
+    fn route_mode_cannot_forward_a_gso_batch_and_says_so() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![
+                out(0, "239.1.1.1", 5000, OutputMode::Route),
+                out(1, "239.3.3.3", 6000, OutputMode::Republish),
+            ],
+        ));
+        let mut f = gso_frame(500, 3, 500);
+        let (_, sends, c) = run(&mut t, &mut f);
+        assert_eq!(sends.len(), 3, "the republish output still gets all three");
+        assert!(sends.iter().all(|s| s.mode == OutputMode::Republish));
+        assert_eq!(c.route_gso_skipped, 3);
     }
 
     #[test]
@@ -430,7 +563,7 @@ mod tests {
             let cut = (x >> 40) as usize % (f.len() + 1);
             f.truncate(cut);
             let reported = cut + (x >> 60) as usize % 3;
-            let _ = process(&mut f, reported, &mut t, &mut sends, &mut c);
+            let _ = process(&mut f, reported, FMT, &mut t, &mut sends, &mut c);
             for s in &sends {
                 assert!(
                     (s.offset + s.len) as usize <= f.len(),

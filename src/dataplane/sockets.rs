@@ -16,6 +16,7 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::ipc::FrameFormat;
 use crate::rule::OutputMode;
 
 /// Receive buffer of ingress sockets: deep enough to ride out a worker
@@ -25,6 +26,7 @@ pub const INGRESS_RCVBUF: usize = 32 * 1024 * 1024;
 pub const EGRESS_SNDBUF: usize = 4 * 1024 * 1024;
 
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
 const SKF_AD_PKTTYPE: u32 = 4;
 const PACKET_OUTGOING: u32 = 4;
@@ -137,6 +139,19 @@ pub const MAX_FILTER_DESTINATIONS: usize = 1024;
 const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const ACCEPT_LEN: u32 = 0x0004_0000;
 
+/// Whether `name` can hand its readers GSO batches (several datagrams in
+/// one frame): virtual devices (veth, bridges, tun/tap, loopback) pass a
+/// local sender's batches on unsegmented; physical NICs segment before the
+/// wire. Physical devices have a `device` link in sysfs.
+pub fn may_receive_gso(name: &str) -> bool {
+    crate::rule::validate_interface_name(name).is_ok()
+        && !std::path::Path::new(&format!("/sys/class/net/{name}/device")).exists()
+}
+
+/// Largest frame a reader can be handed: a GSO batch of up to 64 KB of IP
+/// packet, plus the virtio_net_hdr.
+pub const MAX_FRAME: u32 = 65_536 + crate::wire::VNET_HDR_LEN as u32;
+
 /// The ingress filter: drop frames this host sent (so the relay never
 /// re-ingests its own output, even on kernels without
 /// `PACKET_IGNORE_OUTGOING`) and, when `dsts` is given and not too long,
@@ -145,7 +160,7 @@ const ACCEPT_LEN: u32 = 0x0004_0000;
 /// With a cooked socket the IPv4 header starts at offset 0, so the
 /// destination address is the word at offset 16. Destinations are found by
 /// binary search, so the per-packet cost is logarithmic in their number.
-pub fn ingress_filter(dsts: Option<&[Ipv4Addr]>) -> Vec<SockFilter> {
+pub fn ingress_filter(dsts: Option<&[Ipv4Addr]>, link_header: u16) -> Vec<SockFilter> {
     let mut prog = vec![
         stmt(BPF_LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
         // OUTGOING: skip to the drop right after the accept below.
@@ -169,7 +184,8 @@ pub fn ingress_filter(dsts: Option<&[Ipv4Addr]>) -> Vec<SockFilter> {
             // OUTGOING: fall into the drop; else skip it to the load.
             prog[1] = jump(BPF_JEQ_K, PACKET_OUTGOING, 0, 1);
             prog.push(stmt(BPF_RET_K, 0));
-            prog.push(stmt(BPF_LD_W_ABS, 16));
+            // The filter sees the frame from its link header on.
+            prog.push(stmt(BPF_LD_W_ABS, 16 + u32::from(link_header)));
             emit_search(&v, &mut prog);
         }
     }
@@ -218,20 +234,63 @@ fn attach_filter(fd: BorrowedFd<'_>, prog: &[SockFilter]) -> io::Result<()> {
 }
 
 /// Replace the filter on an open ingress socket (rules changed).
-pub fn set_ingress_filter(fd: BorrowedFd<'_>, dsts: Option<&[Ipv4Addr]>) -> io::Result<()> {
-    attach_filter(fd, &ingress_filter(dsts))
+pub fn set_ingress_filter(
+    fd: BorrowedFd<'_>,
+    dsts: Option<&[Ipv4Addr]>,
+    link_header: u16,
+) -> io::Result<()> {
+    attach_filter(fd, &ingress_filter(dsts, link_header))
+}
+
+/// How to read frames of a link type: raw with a virtio_net_hdr where the
+/// link header length is fixed and known (Ethernet and loopback: 14 bytes;
+/// tun, WireGuard and other header-less links: 0), cooked otherwise.
+///
+/// The virtio_net_hdr says whether a frame is a GSO batch of datagrams and
+/// how to split it; the kernel only gives it on raw packet sockets.
+pub fn frame_format(link_type: u16) -> FrameFormat {
+    const ARPHRD_ETHER: u16 = 1;
+    const ARPHRD_LOOPBACK: u16 = 772;
+    const ARPHRD_NONE: u16 = 0xfffe;
+    match link_type {
+        ARPHRD_ETHER | ARPHRD_LOOPBACK => FrameFormat {
+            vnet: true,
+            link_header: 14,
+        },
+        ARPHRD_NONE => FrameFormat {
+            vnet: true,
+            link_header: 0,
+        },
+        _ => FrameFormat {
+            vnet: false,
+            link_header: 0,
+        },
+    }
 }
 
 /// Open the ingress socket of interface `ifindex`. Needs CAP_NET_RAW.
-pub fn open_ingress(ifindex: u32, rcvbuf: usize, dsts: Option<&[Ipv4Addr]>) -> io::Result<OwnedFd> {
+pub fn open_ingress(
+    ifindex: u32,
+    rcvbuf: usize,
+    dsts: Option<&[Ipv4Addr]>,
+    fmt: FrameFormat,
+) -> io::Result<OwnedFd> {
     // Protocol 0: the socket receives nothing until bound, so no frame of
     // another interface slips in before bind.
-    let fd = new_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
+    let ty = if fmt.vnet {
+        libc::SOCK_RAW
+    } else {
+        libc::SOCK_DGRAM
+    };
+    let fd = new_socket(libc::AF_PACKET, ty, 0)?;
     let b = fd_borrow(&fd);
     // Best effort: kernels before 4.20 lack it; the BPF filter covers them.
     let _ = set_int(b, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+    if fmt.vnet {
+        set_int(b, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    }
     set_buf(b, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf)?;
-    attach_filter(b, &ingress_filter(dsts))?;
+    attach_filter(b, &ingress_filter(dsts, fmt.link_header))?;
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -462,6 +521,8 @@ pub struct InterfaceInfo {
     /// Carrier and operationally up (IFF_RUNNING).
     pub running: bool,
     pub addrs: Vec<Ipv4Addr>,
+    /// ARPHRD_* link type (1 Ethernet, 772 loopback, 65534 none).
+    pub link_type: u16,
 }
 
 /// `ifreq` ioctl on a throwaway socket. Sockets (not sysfs) answer for the
@@ -501,8 +562,13 @@ pub fn interface_info(name: &str) -> Option<InterfaceInfo> {
     let flags = ifreq_ioctl(name, libc::SIOCGIFFLAGS)
         .map(|r| unsafe { r.ifr_ifru.ifru_flags } as u16 as u64)
         .unwrap_or(0);
+    // SAFETY: the kernel filled ifru_hwaddr for SIOCGIFHWADDR.
+    let link_type = ifreq_ioctl(name, libc::SIOCGIFHWADDR)
+        .map(|r| unsafe { r.ifr_ifru.ifru_hwaddr.sa_family })
+        .unwrap_or(0);
     Some(InterfaceInfo {
         name: name.to_string(),
+        link_type,
         ifindex,
         mtu,
         up: flags & libc::IFF_UP as u64 != 0,
@@ -629,7 +695,10 @@ mod tests {
                         pkt_type
                     } else {
                         let o = ins.k as usize;
-                        u32::from_be_bytes([pkt[o], pkt[o + 1], pkt[o + 2], pkt[o + 3]])
+                        // The kernel ends the program with 0 (drop) on a
+                        // load past the end of the packet.
+                        let Some(b) = pkt.get(o..o + 4) else { return 0 };
+                        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
                     };
                     pc += 1;
                 }
@@ -648,7 +717,7 @@ mod tests {
 
     #[test]
     fn filter_drops_outgoing_and_accepts_the_rest() {
-        let p = ingress_filter(None);
+        let p = ingress_filter(None, 0);
         let f = pkt_to("239.1.1.1".parse().unwrap());
         assert!(run_bpf(&p, &f, 0) > 0);
         assert!(run_bpf(&p, &f, 2) > 0);
@@ -661,7 +730,7 @@ mod tests {
             let dsts: Vec<Ipv4Addr> = (0..n as u32)
                 .map(|i| Ipv4Addr::from(0xef01_0000 + i * 3))
                 .collect();
-            let p = ingress_filter(Some(&dsts));
+            let p = ingress_filter(Some(&dsts), 0);
             assert!(p.len() < 4096);
             for (i, d) in dsts.iter().enumerate() {
                 assert!(
@@ -678,11 +747,22 @@ mod tests {
                 0
             );
         }
+        // On Ethernet the filter sees the 14-byte link header first.
+        let dsts = ["239.1.2.3".parse().unwrap()];
+        let p = ingress_filter(Some(&dsts), 14);
+        let mut eth = vec![0u8; 14];
+        eth.extend_from_slice(&pkt_to(dsts[0]));
+        assert!(run_bpf(&p, &eth, 2) > 0);
+        assert_eq!(
+            run_bpf(&p, &pkt_to(dsts[0]), 2),
+            0,
+            "without the link header the address is elsewhere"
+        );
         // Too many: only the outgoing test remains.
         let many: Vec<Ipv4Addr> = (0..5000u32)
             .map(|i| Ipv4Addr::from(0xef00_0000 + i))
             .collect();
-        assert_eq!(ingress_filter(Some(&many)).len(), 4);
+        assert_eq!(ingress_filter(Some(&many), 0).len(), 4);
     }
 
     #[test]

@@ -447,6 +447,7 @@ impl Worker {
             pipeline::process(
                 frame,
                 received,
+                self.setup.format,
                 &mut self.table,
                 &mut self.sends,
                 &mut self.c,

@@ -94,6 +94,29 @@ pub struct EgressSpec {
     pub mtu: u32,
 }
 
+/// How frames from the ingress socket are laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameFormat {
+    /// A `virtio_net_hdr` comes first (raw sockets with `PACKET_VNET_HDR`),
+    /// telling GSO batches apart.
+    pub vnet: bool,
+    /// Bytes of link-layer header before the IPv4 header (14 on Ethernet,
+    /// 0 on tun/WireGuard and cooked sockets).
+    pub link_header: u16,
+}
+
+impl FrameFormat {
+    /// Offset of the IPv4 header in a frame.
+    pub fn ip_offset(self) -> usize {
+        usize::from(self.link_header)
+            + if self.vnet {
+                crate::wire::VNET_HDR_LEN
+            } else {
+                0
+            }
+    }
+}
+
 /// What the worker needs to know at start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSetup {
@@ -102,6 +125,7 @@ pub struct WorkerSetup {
     pub ifindex: u32,
     /// Receive buffer size: the interface MTU plus headroom, rounded up.
     pub buffer_size: u32,
+    pub format: FrameFormat,
     pub stats_interval_ms: u32,
     pub levels: LogLevels,
     /// Drop to these after the sockets arrive.
@@ -179,6 +203,12 @@ pub struct WorkerCounters {
     pub not_udp: u64,
     /// Route-mode outputs skipped because TTL would reach 0.
     pub ttl_expired: u64,
+    /// Frames that were GSO batches of several datagrams (split and relayed
+    /// one datagram each); datagrams are what `matched` counts.
+    pub gso_frames: u64,
+    /// Route-mode outputs skipped for datagrams that arrived in a GSO batch:
+    /// the original packet cannot be forwarded as one.
+    pub route_gso_skipped: u64,
     /// Receives that found no free buffer (the kernel dropped).
     pub buf_exhaust: u64,
     /// Packets the kernel dropped on our socket before we saw them.

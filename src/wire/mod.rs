@@ -30,6 +30,56 @@ pub enum WireError {
     BadUdpLength,
 }
 
+/// Length of the `virtio_net_hdr` an AF_PACKET socket with
+/// `PACKET_VNET_HDR` puts before every frame.
+pub const VNET_HDR_LEN: usize = 10;
+/// `gso_type`: one datagram, no offload.
+pub const VNET_GSO_NONE: u8 = 0;
+/// `gso_type`: one UDP datagram larger than the MTU, to be IP-fragmented
+/// (legacy UFO).
+pub const VNET_GSO_UDP: u8 = 3;
+/// `gso_type`: several UDP datagrams of `gso_size` payload bytes each,
+/// the last possibly shorter, sharing one set of headers (UDP GSO).
+pub const VNET_GSO_UDP_L4: u8 = 5;
+
+/// The `virtio_net_hdr` the kernel prepends to each frame on a packet
+/// socket with `PACKET_VNET_HDR` (Linux `include/uapi/linux/virtio_net.h`).
+/// It says whether the frame is a GSO batch and how to split it. Fields
+/// are in host byte order (the kernel writes them for this host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VnetHdr {
+    pub flags: u8,
+    /// Without the ECN bit (0x80).
+    pub gso_type: u8,
+    pub gso_size: u16,
+}
+
+impl VnetHdr {
+    pub fn parse(buf: &[u8]) -> Result<VnetHdr, WireError> {
+        if buf.len() < VNET_HDR_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(VnetHdr {
+            flags: buf[0],
+            gso_type: buf[1] & 0x7f,
+            gso_size: u16::from_ne_bytes([buf[4], buf[5]]),
+        })
+    }
+
+    /// The header of a plain frame, as tests and generators prepend it.
+    pub fn plain() -> [u8; VNET_HDR_LEN] {
+        [0; VNET_HDR_LEN]
+    }
+
+    /// The header of a UDP GSO frame with `gso_size`-byte segments.
+    pub fn udp_gso(gso_size: u16) -> [u8; VNET_HDR_LEN] {
+        let mut h = [0u8; VNET_HDR_LEN];
+        h[1] = VNET_GSO_UDP_L4;
+        h[4..6].copy_from_slice(&gso_size.to_ne_bytes());
+        h
+    }
+}
+
 /// An Ethernet II frame, possibly carrying one 802.1Q tag.
 #[derive(Clone, Copy, Debug)]
 pub struct Ethernet<'a> {

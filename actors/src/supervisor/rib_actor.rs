@@ -126,7 +126,19 @@ impl RibState {
                         Some(format!("interface {ifc} is down")),
                     ),
                     Some(_) => {
-                        if views.iter().any(|v| v.state == "running" && v.in_sync) {
+                        // Every worker of the interface must have the table:
+                        // with several (pinning), each takes a share of the
+                        // flows, and one without it drops its share.
+                        let expected = self
+                            .shared
+                            .config()
+                            .pinning
+                            .get(ifc)
+                            .map(|c| c.len().max(1))
+                            .unwrap_or(1);
+                        if views.len() >= expected
+                            && views.iter().all(|v| v.state == "running" && v.in_sync)
+                        {
                             if outputs.iter().all(|o| o.problem.is_some()) {
                                 (
                                     RuleState::Error,

@@ -22,8 +22,8 @@ use mcr::control::{Done, Event, WorkerInfo};
 use mcr::dataplane::sockets::{self, InterfaceInfo};
 use mcr::ipc::fdpass::{pass_as_fd3, recv_msg, send_msg, seqpacket_pair};
 use mcr::ipc::{
-    decode, encode, EgressSpec, Fault, FromWorker, TableOutput, TableRule, ToWorker, WorkerSetup,
-    IPC_VERSION, MAX_MESSAGE,
+    decode, encode, EgressSpec, Fault, FrameFormat, FromWorker, TableOutput, TableRule, ToWorker,
+    WorkerSetup, IPC_VERSION, MAX_MESSAGE,
 };
 use mcr::logging::LogLevels;
 use mcr::rib::{EgressKey, EgressMap, InterfaceTable, SyncAction, TableSync};
@@ -122,7 +122,7 @@ pub struct LinkState {
     /// worker restarts: while the new worker starts, arriving packets
     /// queue in the kernel instead of being lost. The supervisor also
     /// updates its BPF filter through it.
-    ingress: Option<(OwnedFd, u32)>,
+    ingress: Option<(OwnedFd, u32, FrameFormat)>,
     /// The next start must open a fresh ingress socket (the old one may
     /// hold a stale backlog, or its fanout group changed).
     fresh_ingress: bool,
@@ -321,9 +321,11 @@ impl LinkState {
                 self.send(&ToWorker::RemoveEgress { id }, &[]);
             }
         }
-        if let Some((ingress, _)) = &self.ingress {
+        if let Some((ingress, _, fmt)) = &self.ingress {
             let dsts = self.filter_dsts();
-            if let Err(e) = sockets::set_ingress_filter(ingress.as_fd(), Some(&dsts)) {
+            if let Err(e) =
+                sockets::set_ingress_filter(ingress.as_fd(), Some(&dsts), fmt.link_header)
+            {
                 warn!(target: "Ingress", "worker {}: updating the ingress filter: {e}", self.key);
             }
         }
@@ -419,23 +421,24 @@ fn start_process(st: &mut LinkState, shared: &Shared) -> Result<(), String> {
         .or_else(|| sockets::interface_info(&ifc))
         .ok_or_else(|| format!("interface {ifc} does not exist"))?;
     let dsts = st.filter_dsts();
+    let format = sockets::frame_format(info.link_type);
     let reuse = !st.fresh_ingress
         && st
             .ingress
             .as_ref()
-            .is_some_and(|(_, ix)| *ix == info.ifindex);
+            .is_some_and(|(_, ix, f)| *ix == info.ifindex && *f == format);
     if !reuse {
         st.ingress = None;
-        let fd = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts))
+        let fd = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts), format)
             .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
         if st.nworkers > 1 {
             sockets::join_fanout(fd.as_fd(), fanout_id(info.ifindex))
                 .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
         }
-        st.ingress = Some((fd, info.ifindex));
+        st.ingress = Some((fd, info.ifindex, format));
         st.fresh_ingress = false;
     }
-    let Some((ingress, _)) = &st.ingress else {
+    let Some((ingress, _, _)) = &st.ingress else {
         return Err("no ingress socket".into());
     };
     let (sup, child_end) = seqpacket_pair().map_err(|e| format!("IPC socket pair: {e}"))?;
@@ -476,7 +479,14 @@ fn start_process(st: &mut LinkState, shared: &Shared) -> Result<(), String> {
         version: IPC_VERSION,
         interface: ifc.clone(),
         ifindex: info.ifindex,
-        buffer_size: info.mtu + 64,
+        // Virtual links can hand us a local sender's GSO batches (up to
+        // 64 KB per frame); physical ones carry at most an MTU.
+        format,
+        buffer_size: if format.vnet && sockets::may_receive_gso(&ifc) {
+            sockets::MAX_FRAME + 64
+        } else {
+            info.mtu + 64
+        },
         stats_interval_ms: shared.settings.stats_interval_ms,
         levels: crate::supervisor::current_levels(shared),
         uid: shared.settings.worker_uid,
