@@ -758,3 +758,27 @@ fn idle_worker_exits_after_its_last_rule_goes() {
     let rep = r.finish(T);
     assert_eq!((rep.unique, rep.lost), (500, 0), "{rep:?}");
 }
+
+#[test]
+fn sigterm_stops_workers_and_removes_the_socket() {
+    if !require_root("sigterm_stops_workers_and_removes_the_socket") {
+        return;
+    }
+    let t = common::Relay3::new("term");
+    let mut d = Daemon::with_config(
+        &t.relay,
+        &common::rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
+    let worker = d.workers()[0].pid.expect("a running worker");
+    let t0 = std::time::Instant::now();
+    let status = d.stop().expect("mcrd exits");
+    eprintln!("stopped in {:?}", t0.elapsed());
+    assert!(status.success(), "SIGTERM is an orderly stop: {status}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(!d.socket.exists(), "the control socket is removed");
+    let gone = std::fs::read_to_string(format!("/proc/{worker}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true);
+    assert!(gone, "worker {worker} exited with the daemon");
+    assert!(d.log_text().contains("mcrd stopped"), "{}", d.log_text());
+}

@@ -66,9 +66,12 @@ impl Tier {
             Tier::Small => 8192,
             Tier::Standard => 8192,
             Tier::Jumbo => 1024,
-            // Most of each buffer is never touched for small datagrams
-            // (the allocation is lazily backed), so many are cheap.
-            Tier::Gso => 4096,
+            // Measured on veth: 512 lose nothing at 250 000 pps (the
+            // socket's own queue absorbs bursts while buffers are in
+            // flight), and more of these 64 KiB buffers only spread the
+            // working set over more cache and TLB: with 4096, p99 at
+            // 8000-byte datagrams rose from ~0.5 ms to 1.5-30 ms.
+            Tier::Gso => 512,
         }
     }
 

@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcr::control::{
-    parse_request, Done, EventKind, FaultRequest, Request, Response, VersionInfo, MAX_REQUEST,
-    PROTOCOL_VERSION,
-};
+use mcr::control::{parse_request, Done, EventKind, FaultRequest, Request, Response, MAX_REQUEST};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -378,11 +375,7 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
     let t = CALL_TIMEOUT;
     match req {
         Request::Ping => to_resp(ask("root", RootMsg::Ping, t).await),
-        Request::Version => Response::ok(VersionInfo {
-            daemon: env!("CARGO_PKG_VERSION").to_string(),
-            protocol: PROTOCOL_VERSION,
-            ipc: mcr::ipc::IPC_VERSION,
-        }),
+        Request::Version => to_resp(ask("root", RootMsg::Version, t).await),
         Request::Status => to_resp(ask("root", RootMsg::Status, t).await),
         Request::Add {
             id,

@@ -62,6 +62,7 @@ impl Child {
 
 pub enum RootMsg {
     Ping(RpcReplyPort<String>),
+    Version(RpcReplyPort<mcr::control::VersionInfo>),
     Status(RpcReplyPort<StatusReport>),
     Shutdown,
     /// SIGHUP.
@@ -160,6 +161,13 @@ impl Actor for Root {
         match msg {
             RootMsg::Ping(r) => {
                 let _ = r.send("pong".into());
+            }
+            RootMsg::Version(r) => {
+                let _ = r.send(mcr::control::VersionInfo {
+                    daemon: env!("CARGO_PKG_VERSION").to_string(),
+                    protocol: mcr::control::PROTOCOL_VERSION,
+                    ipc: mcr::ipc::IPC_VERSION,
+                });
             }
             RootMsg::Status(r) => {
                 let cfg = st.shared.config();
