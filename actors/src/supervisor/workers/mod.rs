@@ -54,6 +54,21 @@ pub struct WmState {
     links: BTreeMap<WorkerKey, ActorRef<LinkMsg>>,
     by_id: HashMap<ActorId, WorkerKey>,
     ticker: tokio::task::JoinHandle<()>,
+    /// What each link was last sent, so that the periodic reconcile only
+    /// sends changes: re-translating 10 000 unchanged rules every second
+    /// costs the CPU the data plane needs.
+    sent: HashMap<WorkerKey, Sent>,
+    /// The tables and interfaces the input memberships were last made for.
+    inputs_for: Option<(usize, usize)>,
+}
+
+/// Identity of what a link was sent (pointers of the shared tables).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    table: usize,
+    ifaces: usize,
+    nworkers: u32,
+    core: Option<u32>,
 }
 
 impl Drop for WmState {
@@ -95,6 +110,48 @@ impl WmState {
         self.tables.get(ifc).cloned().unwrap_or_default()
     }
 
+    fn identity(
+        &self,
+        table: &Arc<mcr::rib::InterfaceTable>,
+        nworkers: u32,
+        core: Option<u32>,
+    ) -> Sent {
+        Sent {
+            // Every empty table is the same table.
+            table: if table.is_empty() {
+                0
+            } else {
+                Arc::as_ptr(table) as usize
+            },
+            ifaces: Arc::as_ptr(&self.ifaces) as usize,
+            nworkers,
+            core,
+        }
+    }
+
+    /// Send a link its table, unless it has exactly this already.
+    fn send_table(
+        &mut self,
+        key: &WorkerKey,
+        table: Arc<mcr::rib::InterfaceTable>,
+        nworkers: u32,
+        core: Option<u32>,
+    ) {
+        let id = self.identity(&table, nworkers, core);
+        if self.sent.get(key) == Some(&id) {
+            return;
+        }
+        if let Some(link) = self.links.get(key) {
+            let _ = link.cast(LinkMsg::SetTable {
+                table,
+                ifaces: self.ifaces.clone(),
+                nworkers,
+                core,
+            });
+            self.sent.insert(key.clone(), id);
+        }
+    }
+
     async fn reconcile(&mut self, myself: &ActorRef<WmMsg>) {
         if self.shared.is_shutting_down() {
             return;
@@ -110,10 +167,12 @@ impl WmState {
                 // next tick retries.
                 continue;
             }
+            let table = self.table_for(&key.interface);
+            let id = self.identity(&table, *n, *core);
             let args = LinkArgs {
                 key: key.clone(),
                 shared: self.shared.clone(),
-                table: self.table_for(&key.interface),
+                table,
                 ifaces: self.ifaces.clone(),
                 nworkers: *n,
                 core: *core,
@@ -125,6 +184,7 @@ impl WmState {
                     debug!(target: "Supervisor", "link for worker {key} started");
                     self.by_id.insert(r.get_id(), key.clone());
                     self.links.insert(key.clone(), r);
+                    self.sent.insert(key.clone(), id);
                 }
                 Err(e) => {
                     warn!(target: "Supervisor", "cannot start the link for worker {key}: {e}")
@@ -132,15 +192,12 @@ impl WmState {
             }
         }
         // Update or stop existing ones.
-        for (key, link) in &self.links {
-            match desired.get(key) {
+        let keys: Vec<WorkerKey> = self.links.keys().cloned().collect();
+        for key in keys {
+            match desired.get(&key) {
                 Some((core, n)) => {
-                    let _ = link.cast(LinkMsg::SetTable {
-                        table: self.table_for(&key.interface),
-                        ifaces: self.ifaces.clone(),
-                        nworkers: *n,
-                        core: *core,
-                    });
+                    let table = self.table_for(&key.interface);
+                    self.send_table(&key, table, *n, *core);
                 }
                 None => {
                     let ifc = self.ifaces.get(&key.interface);
@@ -152,29 +209,26 @@ impl WmState {
                         .get(&key.interface)
                         .map(|c| key.index as usize >= c.len().max(1))
                         .unwrap_or(key.index > 0);
-                    if ifc.is_none() {
-                        let _ = link.cast(LinkMsg::Stop {
-                            reason: format!("interface {} is gone", key.interface),
-                            reply: None,
-                        });
+                    let stop = if ifc.is_none() {
+                        Some(format!("interface {} is gone", key.interface))
                     } else if !ifc.is_some_and(|i| i.up) {
-                        let _ = link.cast(LinkMsg::Stop {
-                            reason: format!("interface {} is down", key.interface),
-                            reply: None,
-                        });
+                        Some(format!("interface {} is down", key.interface))
                     } else if extra_index && !table.is_empty() {
-                        let _ = link.cast(LinkMsg::Stop {
-                            reason: "pinning now asks for fewer workers".into(),
-                            reply: None,
-                        });
+                        Some("pinning now asks for fewer workers".to_string())
                     } else {
+                        None
+                    };
+                    match stop {
+                        Some(reason) => {
+                            if let Some(link) = self.links.get(&key) {
+                                let _ = link.cast(LinkMsg::Stop {
+                                    reason,
+                                    reply: None,
+                                });
+                            }
+                        }
                         // No rules left: the link idles out on its own.
-                        let _ = link.cast(LinkMsg::SetTable {
-                            table,
-                            ifaces: self.ifaces.clone(),
-                            nworkers: 1,
-                            core: None,
-                        });
+                        None => self.send_table(&key, table, 1, None),
                     }
                 }
             }
@@ -184,7 +238,15 @@ impl WmState {
 
     /// Join the multicast input groups of every table on its interface,
     /// leave the ones no rule needs, and sink local unicast input ports.
-    fn reconcile_inputs(&self) {
+    fn reconcile_inputs(&mut self) {
+        let id = (
+            Arc::as_ptr(&self.tables) as usize,
+            Arc::as_ptr(&self.ifaces) as usize,
+        );
+        if self.inputs_for == Some(id) {
+            return;
+        }
+        self.inputs_for = Some(id);
         let mut want_groups: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
         let mut want_sinks: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
         for (ifc, table) in self.tables.iter() {
@@ -269,6 +331,8 @@ impl Actor for WorkerManager {
             links: BTreeMap::new(),
             by_id: HashMap::new(),
             ticker,
+            sent: HashMap::new(),
+            inputs_for: None,
         })
     }
 
@@ -376,6 +440,7 @@ impl Actor for WorkerManager {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(key) = st.by_id.remove(&cell.get_id()) {
                     st.links.remove(&key);
+                    st.sent.remove(&key);
                     warn!(target: "Supervisor", "link for worker {key} failed ({err}); restarting it");
                     st.shared.publish(mcr::control::Event::ActorRestarted {
                         name: key.actor_name(),
@@ -390,6 +455,7 @@ impl Actor for WorkerManager {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(key) = st.by_id.remove(&cell.get_id()) {
                     st.links.remove(&key);
+                    st.sent.remove(&key);
                     info!(target: "Supervisor", "link for worker {key} stopped: {}", reason.unwrap_or_default());
                 }
             }
