@@ -33,7 +33,14 @@ pub enum StatsMsg {
 struct Snapshot {
     at: Option<Instant>,
     counters: WorkerCounters,
-    rules: HashMap<u64, RuleCounters>,
+}
+
+/// A rule's counters in the last report, and in the one before it if the
+/// rule changed in the last report (no entry: its rate is zero).
+#[derive(Default)]
+struct RuleSeen {
+    cur: RuleCounters,
+    prev: Option<RuleCounters>,
 }
 
 #[derive(Default)]
@@ -43,6 +50,12 @@ struct PerWorker {
     pending: HashMap<u64, RuleCounters>,
     cur: Snapshot,
     prev: Snapshot,
+    /// Reports carry only the rules that changed, so this is updated in
+    /// place: copying every rule's counters each interval would cost the
+    /// supervisor time in proportion to the rule count.
+    rules: HashMap<u64, RuleSeen>,
+    /// Rules whose `prev` is set (they changed in the last report).
+    changed: Vec<u64>,
 }
 
 pub struct StatsActor;
@@ -106,10 +119,12 @@ impl StatsState {
                 if k.interface != r.input.interface {
                     continue;
                 }
-                let Some(c) = w.cur.rules.get(&key) else {
+                let Some(seen) = w.rules.get(&key) else {
                     continue;
                 };
-                let p = w.prev.rules.get(&key);
+                let c = &seen.cur;
+                // Unchanged last interval: compare with itself, rate 0.
+                let p = Some(seen.prev.as_ref().unwrap_or(c));
                 let secs = match (w.cur.at, w.prev.at) {
                     (Some(a), Some(b)) => a.duration_since(b).as_secs_f64(),
                     _ => 0.0,
@@ -181,13 +196,22 @@ impl Actor for StatsActor {
                     w.pending.insert(r.key, r);
                 }
                 if last {
-                    // Reports carry only rules that changed; keep the rest.
-                    let mut rules = w.cur.rules.clone();
-                    rules.extend(w.pending.drain());
+                    // Rules that did not change this interval have no
+                    // rate; those that did remember their previous count.
+                    for k in w.changed.drain(..) {
+                        if let Some(r) = w.rules.get_mut(&k) {
+                            r.prev = None;
+                        }
+                    }
+                    for (k, new) in w.pending.drain() {
+                        let seen = w.rules.entry(k).or_default();
+                        let old = std::mem::replace(&mut seen.cur, new);
+                        seen.prev = Some(old);
+                        w.changed.push(k);
+                    }
                     let next = Snapshot {
                         at: Some(Instant::now()),
                         counters,
-                        rules,
                     };
                     w.prev = std::mem::replace(&mut w.cur, next);
                 }
