@@ -293,6 +293,13 @@ fn add_and_remove_rules_while_traffic_flows_without_loss_on_others() {
         )
     });
 
+    // A flows at 1000 pps: its rate in stats says so.
+    let a_pps = |d: &Daemon| d.stats().rules.iter().find(|r| r.id == a_id).map(|r| r.pps);
+    wait_for(Duration::from_secs(5), || {
+        a_pps(&d).filter(|p| (700.0..1300.0).contains(p))
+    })
+    .unwrap_or_else(|| panic!("rule A's rate is not ~1000 pps: {:?}", d.stats()));
+
     let b_id = add(
         &d,
         &[
@@ -371,8 +378,17 @@ fn add_and_remove_rules_while_traffic_flows_without_loss_on_others() {
         "B relayed only while it existed ({} of {B_COUNT}): {b:?}",
         b.unique
     );
+    // Traffic stopped: the rate falls to zero, the count stays.
+    wait_for(Duration::from_secs(5), || {
+        a_pps(&d).filter(|p| *p == 0.0).map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("rule A's rate stays above zero when idle: {:?}", d.stats()));
     let st = d.stats();
     assert_eq!(st.rules.len(), 1, "only A is left: {st:?}");
+    assert_eq!(
+        st.rules[0].packets, A_COUNT,
+        "A's count survives the idle intervals"
+    );
     assert_eq!(st.rules[0].id, a_id);
     assert_eq!(
         running_worker(&d, "r0").expect("worker").pid,
