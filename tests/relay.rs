@@ -832,3 +832,50 @@ fn two_relays_in_a_chain() {
         w.recv, w.gso_frames, w.matched
     );
 }
+
+#[test]
+fn traffic_no_rule_names_is_dropped_in_the_kernel_before_the_worker() {
+    // The packet socket's BPF filter admits only the destinations the rules
+    // name: a flood to another group must cost the worker nothing.
+    if !require_root("traffic_no_rule_names_is_dropped_in_the_kernel_before_the_worker") {
+        return;
+    }
+    let t = Relay3::new("bpf");
+    let d = start(
+        &t,
+        &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
+    );
+    let before = common::wait_for(Duration::from_secs(5), || {
+        d.stats().workers.first().map(|w| w.counters.clone())
+    })
+    .expect("the worker reports stats");
+    // 20 000 datagrams to a group no rule names, same port and interface.
+    send(&t.src, "239.9.9.9", 5000, "s0", 20000, 20000, 200, &[]);
+    let r = recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", "1000", "--idle-timeout", "1"],
+    );
+    send(&t.src, "239.1.1.1", 5000, "s0", 1000, 5000, 200, &[]);
+    let rep = r.finish(T);
+    assert_eq!((rep.unique, rep.lost), (1000, 0), "{rep:?}");
+    let after = common::wait_for(Duration::from_secs(5), || {
+        d.stats()
+            .workers
+            .first()
+            .map(|w| w.counters.clone())
+            .filter(|c| c.matched >= before.matched + 1000)
+    })
+    .unwrap_or_else(|| panic!("the rule's traffic is not counted: {:?}", d.stats()));
+    let received = after.recv - before.recv;
+    assert!(
+        received < 1100,
+        "the worker received {received} frames for 1000 it relays: the flood to 239.9.9.9 reached it"
+    );
+    assert_eq!(
+        after.no_match, before.no_match,
+        "nothing unmatched reached the worker"
+    );
+}
