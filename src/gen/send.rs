@@ -50,7 +50,10 @@ impl Sender {
         }
         Ok(Sender {
             sock,
-            mmsg: MmsgSender::new(opts.batch, SocketAddrV4::new(opts.group, opts.port)),
+            mmsg: MmsgSender::new(
+                opts.batch,
+                (!opts.group.is_multicast()).then(|| SocketAddrV4::new(opts.group, opts.port)),
+            ),
             buf,
             pattern: Pattern::new(opts.size),
             slot_pattern: vec![None; opts.batch],
