@@ -486,6 +486,21 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     let w2 = running_worker(&d, "r7").expect("a worker for r7 again");
     assert_ne!(w2.pid, w.pid, "a new worker process");
     relay_once("2");
+
+    // Deleted: pending again. Re-created under the same name, it has a new
+    // index; the rule follows it without a command.
+    let ifindex = || {
+        String::from_utf8_lossy(&t.relay.run("cat /sys/class/net/r7/ifindex").stdout)
+            .trim()
+            .to_string()
+    };
+    let old_index = ifindex();
+    t.relay.ip(&["link", "del", "r7"]);
+    d.wait_rule_state(&id, RuleState::Pending, Duration::from_secs(10));
+    veth(&t.relay, "r7", "10.10.8.1/24", &s7, "s7", "10.10.8.2/24");
+    assert_ne!(old_index, ifindex(), "re-created with a new index");
+    d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
+    relay_once("3");
 }
 
 #[test]

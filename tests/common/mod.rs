@@ -59,8 +59,14 @@ fn sweep_stale() {
 
 fn kill_ns_pids(name: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        // A process may exit between listing and killing: ignore ESRCH.
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
+            if let Ok(p) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
 }
