@@ -507,10 +507,7 @@ fn malformed_frames_fragments_and_non_udp_are_counted_not_fatal() {
     let w0 = d.workers();
     assert_eq!(w0.len(), 1);
     // The worker's first stats report.
-    let c0 = wait_for(Duration::from_secs(5), || {
-        d.stats().workers.first().map(|w| w.counters.clone())
-    })
-    .unwrap_or_else(|| panic!("no worker stats: {:?}", d.stats()));
+    let c0 = d.wait_worker_counters(Duration::from_secs(5), |_| true);
 
     let pkt = |f: &dyn Fn(&mut UdpPacketSpec)| {
         let mut s = UdpPacketSpec::new(ip("10.10.1.1"), ip("239.1.1.1"), 4000, 5000);

@@ -737,10 +737,7 @@ fn bursts_are_handled_with_fewer_syscalls_than_packets() {
         &t,
         &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
     );
-    let before = common::wait_for(Duration::from_secs(5), || {
-        d.stats().workers.first().map(|w| w.counters.clone())
-    })
-    .expect("the worker reports stats");
+    let before = d.wait_worker_counters(Duration::from_secs(5), |_| true);
     let r = recv(
         &t.dst,
         "239.2.2.2",
@@ -845,10 +842,7 @@ fn traffic_no_rule_names_is_dropped_in_the_kernel_before_the_worker() {
         &t,
         &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),
     );
-    let before = common::wait_for(Duration::from_secs(5), || {
-        d.stats().workers.first().map(|w| w.counters.clone())
-    })
-    .expect("the worker reports stats");
+    let before = d.wait_worker_counters(Duration::from_secs(5), |_| true);
     // 20 000 datagrams to a group no rule names, same port and interface.
     send(&t.src, "239.9.9.9", 5000, "s0", 20000, 20000, 200, &[]);
     let r = recv(
@@ -861,14 +855,9 @@ fn traffic_no_rule_names_is_dropped_in_the_kernel_before_the_worker() {
     send(&t.src, "239.1.1.1", 5000, "s0", 1000, 5000, 200, &[]);
     let rep = r.finish(T);
     assert_eq!((rep.unique, rep.lost), (1000, 0), "{rep:?}");
-    let after = common::wait_for(Duration::from_secs(5), || {
-        d.stats()
-            .workers
-            .first()
-            .map(|w| w.counters.clone())
-            .filter(|c| c.matched >= before.matched + 1000)
-    })
-    .unwrap_or_else(|| panic!("the rule's traffic is not counted: {:?}", d.stats()));
+    let after = d.wait_worker_counters(Duration::from_secs(5), |c| {
+        c.matched >= before.matched + 1000
+    });
     let received = after.recv - before.recv;
     assert!(
         received < 1100,

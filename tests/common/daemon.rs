@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use mcr::control::client::Client;
 use mcr::control::{RuleInfo, RuleState, StatsReport, WorkerInfo};
 use mcr::gen::{RecvReport, SendReport};
+use mcr::ipc::WorkerCounters;
 use serde::de::DeserializeOwned;
 
 use super::{bin, Netns};
@@ -220,6 +221,23 @@ impl Daemon {
 
     pub fn stats(&self) -> StatsReport {
         self.ctl_json(&["stats"])
+    }
+
+    /// The first worker's counters once it has reported, and once `pred`
+    /// holds for them; panics with the stats after `timeout`.
+    pub fn wait_worker_counters(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&WorkerCounters) -> bool,
+    ) -> WorkerCounters {
+        super::wait_for(timeout, || {
+            self.stats()
+                .workers
+                .first()
+                .map(|w| w.counters.clone())
+                .filter(|c| pred(c))
+        })
+        .unwrap_or_else(|| panic!("worker counters not as expected: {:?}", self.stats()))
     }
 
     /// Wait until every rule is active.

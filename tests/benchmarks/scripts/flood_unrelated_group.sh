@@ -6,21 +6,14 @@
 # (PERFORMANCE.md's "without the filter" figure came from the same run with
 # `ingress_filter` in src/dataplane/sockets.rs made to accept everything.)
 set -euo pipefail
-BIN=${BIN:-target/release}
-T=fl$$
-S=$T-s R=$T-r D=$T-d DIR=$(mktemp -d)
-cleanup() { [ -n "${MCRD:-}" ] && kill "$MCRD" 2>/dev/null; wait 2>/dev/null; for n in $S $R $D; do ip netns del $n 2>/dev/null; done; rm -rf "$DIR"; }
-trap cleanup EXIT
-for n in $S $R $D; do ip netns add $n; ip -n $n link set lo up; done
-ip -n $S link add s0 type veth peer name r0 netns $R
-ip -n $R link add r1 type veth peer name d0 netns $D
-for x in "$S s0 10.31.1.1/24" "$R r0 10.31.1.2/24" "$R r1 10.31.2.1/24" "$D d0 10.31.2.2/24"; do
-  set -- $x; ip -n $1 addr add $3 dev $2; ip -n $1 link set $2 up
+TAG=fl NET=31 . "$(dirname "$0")/chain.sh"
+start_mcrd '{ rules: [ { input: { interface: "r0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }'
+W=""
+for _ in $(seq 50); do
+  W=$(ip netns exec "$R" "$BIN/mcrctl" --socket "$DIR/s.sock" --json workers 2>/dev/null |
+      python3 -c 'import json,sys; print(next((str(w["pid"]) for w in json.load(sys.stdin) if w.get("pid")), ""))' 2>/dev/null || true)
+  [ -n "$W" ] && break; sleep 0.1
 done
-echo '{ rules: [ { input: { interface: "r0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }' > "$DIR/cfg.json5"
-ip netns exec $R "$BIN/mcrd" supervisor --config "$DIR/cfg.json5" --socket "$DIR/s.sock" 2>"$DIR/mcrd.log" &
-MCRD=$!
-for _ in $(seq 50); do W=$(pgrep -f "mcrd worker --interface r0" -n || true); [ -n "$W" ] && break; sleep 0.1; done
 [ -n "$W" ] || { echo "no worker started; log:"; cat "$DIR/mcrd.log"; exit 1; }
 sleep 1
 c0=$(awk '{print $14+$15}' /proc/$W/stat)

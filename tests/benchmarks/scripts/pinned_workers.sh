@@ -5,22 +5,10 @@
 # Usage (root, repository root, after `cargo build --release --workspace`):
 #   tests/benchmarks/scripts/pinned_workers.sh RATE no|yes
 set -euo pipefail
-BIN=${BIN:-target/release}
 RATE=${1:?rate per flow}; PIN=${2:?no or yes}
-T=pw$$
-S=$T-s R=$T-r D=$T-d DIR=$(mktemp -d)
-cleanup() { [ -n "${MCRD:-}" ] && kill "$MCRD" 2>/dev/null; wait 2>/dev/null; for n in $S $R $D; do ip netns del $n 2>/dev/null; done; rm -rf "$DIR"; }
-trap cleanup EXIT
-for n in $S $R $D; do ip netns add $n; ip -n $n link set lo up; done
-ip -n $S link add s0 type veth peer name r0 netns $R
-ip -n $R link add r1 type veth peer name d0 netns $D
-for x in "$S s0 10.33.1.1/24" "$R r0 10.33.1.2/24" "$R r1 10.33.2.1/24" "$D d0 10.33.2.2/24"; do
-  set -- $x; ip -n $1 addr add $3 dev $2; ip -n $1 link set $2 up
-done
+TAG=pw NET=33 . "$(dirname "$0")/chain.sh"
 P=""; [ "$PIN" = yes ] && P=', pinning: { r0: [0, 1] }'
-echo "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 0 }, outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 0 } ] } ] $P }" > "$DIR/cfg.json5"
-ip netns exec $R "$BIN/mcrd" supervisor --config "$DIR/cfg.json5" --socket "$DIR/s.sock" 2>"$DIR/mcrd.log" &
-MCRD=$!
+start_mcrd "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 0 }, outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 0 } ] } ] $P }"
 sleep 2
 pids=()
 for i in 0 1 2 3; do
