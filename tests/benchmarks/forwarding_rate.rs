@@ -545,11 +545,8 @@ fn find_loss_free(
     rules: usize,
     all: &mut Vec<Point>,
 ) -> f64 {
-    let mut pts = Vec::new();
-    let mut good: Option<u64> = None;
-    let mut bad: Option<u64> = None;
-    for &r in rates {
-        let p = point(
+    let run = |o: &Opts, test: &str, rate: u64| {
+        point(
             o,
             test,
             name,
@@ -560,9 +557,15 @@ fn find_loss_free(
             5000,
             outs,
             size,
-            r,
+            rate,
             rules,
-        );
+        )
+    };
+    let mut pts = Vec::new();
+    let mut good: Option<u64> = None;
+    let mut bad: Option<u64> = None;
+    for &r in rates {
+        let p = run(o, test, r);
         print_point(&p);
         let ok = p.loss_pct <= 0.1;
         pts.push(p.clone());
@@ -577,20 +580,7 @@ fn find_loss_free(
     if let (Some(mut g), Some(mut b)) = (good, bad) {
         for _ in 0..2 {
             let m = (g + b) / 2;
-            let p = point(
-                o,
-                test,
-                name,
-                fwd,
-                snd,
-                rcv,
-                "239.1.1.1",
-                5000,
-                outs,
-                size,
-                m,
-                rules,
-            );
+            let p = run(o, test, m);
             print_point(&p);
             if p.loss_pct <= 0.1 {
                 g = m;
@@ -603,20 +593,7 @@ fn find_loss_free(
     }
     if bad.is_none() {
         // Never lost: try flat out too.
-        let p = point(
-            o,
-            test,
-            name,
-            fwd,
-            snd,
-            rcv,
-            "239.1.1.1",
-            5000,
-            outs,
-            size,
-            0,
-            rules,
-        );
+        let p = run(o, test, 0);
         print_point(&p);
         pts.push(p.clone());
         all.push(p);
@@ -639,20 +616,7 @@ fn find_loss_free(
     };
     let mut rate = top.target_pps;
     for _ in 0..6 {
-        let p = point(
-            &long,
-            "sustain",
-            name,
-            fwd,
-            snd,
-            rcv,
-            "239.1.1.1",
-            5000,
-            outs,
-            size,
-            rate,
-            rules,
-        );
+        let p = run(&long, "sustain", rate);
         print_point(&p);
         all.push(p.clone());
         if p.loss_pct <= 0.1 {
