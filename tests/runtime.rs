@@ -500,6 +500,8 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     veth(&t.relay, "r7", "10.10.8.1/24", &s7, "s7", "10.10.8.2/24");
     assert_ne!(old_index, ifindex(), "re-created with a new index");
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
+    let w3 = running_worker(&d, "r7").expect("a worker for the new r7");
+    assert_ne!(w3.pid, w2.pid, "a new worker on the new interface");
     relay_once("3");
 }
 

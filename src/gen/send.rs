@@ -37,7 +37,7 @@ pub fn send(opts: &SendOpts, stop: &AtomicBool) -> io::Result<SendReport> {
 impl Sender {
     pub fn open(opts: &SendOpts) -> io::Result<Sender> {
         opts.validate()?;
-        let sock = sock::open_sender(opts)?;
+        let sock::SenderSocket { sock, connected } = sock::open_sender(opts)?;
         let mut buf = vec![0u8; opts.batch * opts.size];
         for slot in buf.chunks_exact_mut(opts.size) {
             Header {
@@ -52,7 +52,7 @@ impl Sender {
             sock,
             mmsg: MmsgSender::new(
                 opts.batch,
-                (!opts.group.is_multicast()).then(|| SocketAddrV4::new(opts.group, opts.port)),
+                (!connected).then(|| SocketAddrV4::new(opts.group, opts.port)),
             ),
             buf,
             pattern: Pattern::new(opts.size),

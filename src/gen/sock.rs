@@ -162,7 +162,7 @@ fn mreqn(group: Ipv4Addr, address: Ipv4Addr, ifindex: u32) -> io::Result<libc::i
 /// Opens the sending socket: blocking (so flat-out mode measures what the
 /// kernel accepts instead of counting EAGAIN), with a send timeout so a
 /// stop request is noticed, TTL, multicast interface and loopback set.
-pub fn open_sender(opts: &SendOpts) -> io::Result<UdpSocket> {
+pub fn open_sender(opts: &SendOpts) -> io::Result<SenderSocket> {
     let fd = udp_socket()?;
     set_buffer(&fd, SEND_BUF, false)?;
     let multicast = opts.group.is_multicast();
@@ -198,8 +198,16 @@ pub fn open_sender(opts: &SendOpts) -> io::Result<UdpSocket> {
         // would turn into send errors.
         sock.connect(SocketAddrV4::new(opts.group, opts.port))?;
     }
+    let connected = multicast;
     sock.set_write_timeout(Some(POLL_INTERVAL))?;
-    Ok(sock)
+    Ok(SenderSocket { sock, connected })
+}
+
+/// What [`open_sender`] set up.
+pub struct SenderSocket {
+    pub sock: UdpSocket,
+    /// Connected to the destination: send without an address.
+    pub connected: bool,
 }
 
 /// What [`open_receiver`] set up.

@@ -622,13 +622,16 @@ fn find_loss_free(
         if p.loss_pct <= 0.1 {
             return p.offered_pps;
         }
+        // Step down from what the sender managed, which may be less than
+        // it was asked for; never to 0, which would mean flat out.
         let from = if rate == 0 {
             p.offered_pps as u64
         } else {
-            rate
+            rate.min(p.offered_pps as u64)
         };
-        rate = from * 9 / 10;
+        rate = (from * 9 / 10).max(1);
     }
+    println!("# {name} {size} B: no rate held for the confirming trial; reported as 0");
     0.0
 }
 

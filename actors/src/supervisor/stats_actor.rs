@@ -3,7 +3,8 @@
 //! rule and per output. Workers report cumulative counters, so a restart
 //! of this actor loses only the rate of one interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +57,64 @@ struct PerWorker {
     rules: HashMap<u64, RuleSeen>,
     /// Rules whose `prev` is set (they changed in the last report).
     changed: Vec<u64>,
+    /// Complete reports since the last pruning of removed rules.
+    since_prune: u32,
+}
+
+/// Complete reports between two prunings of rules that no longer exist
+/// (about a minute at the default interval): a daemon with rule churn must
+/// not grow for months, and a per-report check would cost time in
+/// proportion to the rule count.
+const PRUNE_EVERY: u32 = 60;
+
+impl PerWorker {
+    /// A report is complete: its rules (in `pending`) become the current
+    /// counts. `live` gives the keys of the rules that still exist; it is
+    /// asked only when it is time to prune.
+    fn complete(
+        &mut self,
+        counters: WorkerCounters,
+        now: Instant,
+        live: impl FnOnce() -> HashSet<u64>,
+    ) {
+        // Rules that did not change this interval have no rate; those that
+        // did remember their previous count.
+        for k in self.changed.drain(..) {
+            if let Some(r) = self.rules.get_mut(&k) {
+                r.prev = None;
+            }
+        }
+        for (k, new) in self.pending.drain() {
+            match self.rules.entry(k) {
+                // First seen (a new rule, or this actor was restarted): no
+                // previous count, so no rate rather than its whole count in
+                // one interval.
+                Entry::Vacant(v) => {
+                    v.insert(RuleSeen {
+                        cur: new,
+                        prev: None,
+                    });
+                }
+                Entry::Occupied(mut o) => {
+                    let seen = o.get_mut();
+                    let old = std::mem::replace(&mut seen.cur, new);
+                    seen.prev = Some(old);
+                    self.changed.push(k);
+                }
+            }
+        }
+        self.since_prune += 1;
+        if self.since_prune >= PRUNE_EVERY {
+            self.since_prune = 0;
+            let live = live();
+            self.rules.retain(|k, _| live.contains(k));
+        }
+        let next = Snapshot {
+            at: Some(now),
+            counters,
+        };
+        self.prev = std::mem::replace(&mut self.cur, next);
+    }
 }
 
 pub struct StatsActor;
@@ -184,6 +243,7 @@ impl Actor for StatsActor {
                 rules,
                 last,
             } => {
+                let interface = key.interface.clone();
                 let w = st.workers.entry(key).or_default();
                 if w.pid != pid {
                     // A new process: its counters start from zero.
@@ -196,24 +256,16 @@ impl Actor for StatsActor {
                     w.pending.insert(r.key, r);
                 }
                 if last {
-                    // Rules that did not change this interval have no
-                    // rate; those that did remember their previous count.
-                    for k in w.changed.drain(..) {
-                        if let Some(r) = w.rules.get_mut(&k) {
-                            r.prev = None;
-                        }
-                    }
-                    for (k, new) in w.pending.drain() {
-                        let seen = w.rules.entry(k).or_default();
-                        let old = std::mem::replace(&mut seen.cur, new);
-                        seen.prev = Some(old);
-                        w.changed.push(k);
-                    }
-                    let next = Snapshot {
-                        at: Some(Instant::now()),
-                        counters,
-                    };
-                    w.prev = std::mem::replace(&mut w.cur, next);
+                    let shared = &st.shared;
+                    w.complete(counters, Instant::now(), || {
+                        shared
+                            .config()
+                            .rules
+                            .iter()
+                            .filter(|r| r.input.interface == interface)
+                            .map(|r| rule_key(&r.id))
+                            .collect()
+                    });
                 }
             }
             StatsMsg::Forget(key) => {
@@ -225,5 +277,62 @@ impl Actor for StatsActor {
             StatsMsg::Panic => panic!("fault injection: stats actor panic requested"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(key: u64, packets: u64) -> RuleCounters {
+        RuleCounters {
+            key,
+            packets,
+            ..Default::default()
+        }
+    }
+
+    fn report(w: &mut PerWorker, rules: &[(u64, u64)], live: &[u64]) {
+        for &(k, p) in rules {
+            w.pending.insert(k, counted(k, p));
+        }
+        let live: HashSet<u64> = live.iter().copied().collect();
+        w.complete(WorkerCounters::default(), Instant::now(), || live);
+    }
+
+    fn prev(w: &PerWorker, k: u64) -> Option<u64> {
+        w.rules[&k].prev.as_ref().map(|p| p.packets)
+    }
+
+    #[test]
+    fn a_rule_first_seen_has_no_rate_then_changes_are_rated_once() {
+        let mut w = PerWorker::default();
+        // First seen with a large count (e.g. after this actor restarted):
+        // no previous count, so no rate spike.
+        report(&mut w, &[(1, 1_000_000)], &[1]);
+        assert_eq!(prev(&w, 1), None);
+        report(&mut w, &[(1, 1_000_100)], &[1]);
+        assert_eq!(
+            prev(&w, 1),
+            Some(1_000_000),
+            "changed: rated against the last count"
+        );
+        // Not in this report: unchanged, so no rate, count kept.
+        report(&mut w, &[], &[1]);
+        assert_eq!(prev(&w, 1), None);
+        assert_eq!(w.rules[&1].cur.packets, 1_000_100);
+    }
+
+    #[test]
+    fn removed_rules_are_pruned_and_live_ones_kept() {
+        let mut w = PerWorker::default();
+        report(&mut w, &[(1, 10), (2, 20)], &[1]);
+        for _ in 1..PRUNE_EVERY - 1 {
+            report(&mut w, &[], &[1]);
+        }
+        assert!(w.rules.contains_key(&2), "not yet time to prune");
+        report(&mut w, &[], &[1]);
+        assert!(!w.rules.contains_key(&2), "rule 2 no longer exists");
+        assert_eq!(w.rules[&1].cur.packets, 10);
     }
 }

@@ -6,6 +6,7 @@
 BIN=${BIN:-target/release}
 S=$TAG$$-s R=$TAG$$-r D=$TAG$$-d DIR=$(mktemp -d)
 cleanup() {
+  set +e # undo everything even when part of it is already gone
   [ -n "${MCRD:-}" ] && kill "$MCRD" 2>/dev/null
   wait 2>/dev/null
   for n in $S $R $D; do ip netns del "$n" 2>/dev/null; done
@@ -24,4 +25,19 @@ start_mcrd() {
   echo "$1" > "$DIR/cfg.json5"
   ip netns exec "$R" "$BIN/mcrd" supervisor --config "$DIR/cfg.json5" --socket "$DIR/s.sock" 2>"$DIR/mcrd.log" &
   MCRD=$!
+}
+
+# wait_worker: the pid of mcrd's first running worker, in $W (exits if none
+# starts within 5 s, with mcrd's log).
+wait_worker() {
+  W=""
+  for _ in $(seq 50); do
+    W=$(ip netns exec "$R" "$BIN/mcrctl" --socket "$DIR/s.sock" --json workers 2>/dev/null |
+        python3 -c 'import json,sys; print(next((str(w["pid"]) for w in json.load(sys.stdin) if w.get("pid")), ""))' 2>/dev/null || true)
+    [ -n "$W" ] && return 0
+    sleep 0.1
+  done
+  echo "no worker started; mcrd's log:" >&2
+  cat "$DIR/mcrd.log" >&2
+  exit 1
 }

@@ -8,13 +8,7 @@
 set -euo pipefail
 TAG=fl NET=31 . "$(dirname "$0")/chain.sh"
 start_mcrd '{ rules: [ { input: { interface: "r0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }'
-W=""
-for _ in $(seq 50); do
-  W=$(ip netns exec "$R" "$BIN/mcrctl" --socket "$DIR/s.sock" --json workers 2>/dev/null |
-      python3 -c 'import json,sys; print(next((str(w["pid"]) for w in json.load(sys.stdin) if w.get("pid")), ""))' 2>/dev/null || true)
-  [ -n "$W" ] && break; sleep 0.1
-done
-[ -n "$W" ] || { echo "no worker started; log:"; cat "$DIR/mcrd.log"; exit 1; }
+wait_worker
 sleep 1
 c0=$(awk '{print $14+$15}' /proc/$W/stat)
 ip netns exec $S "$BIN/mcrgen" send --group 239.9.9.9 --port 5000 --interface s0 --rate 100000 --duration 5 --size 64 >/dev/null

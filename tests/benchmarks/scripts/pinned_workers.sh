@@ -9,11 +9,11 @@ RATE=${1:?rate per flow}; PIN=${2:?no or yes}
 TAG=pw NET=33 . "$(dirname "$0")/chain.sh"
 P=""; [ "$PIN" = yes ] && P=', pinning: { r0: [0, 1] }'
 start_mcrd "{ rules: [ { input: { interface: \"r0\", group: \"239.1.1.1\", port: 0 }, outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 0 } ] } ] $P }"
-sleep 2
+wait_worker
 pids=()
 for i in 0 1 2 3; do
   ip netns exec $D "$BIN/mcrgen" recv --group 239.2.2.2 --port $((5100 + i)) --interface d0 \
-    --idle-timeout 2 --rcvbuf 33554432 --json --quiet > "$DIR/r$i.json" & pids+=($!)
+    --idle-timeout 2 --duration 30 --rcvbuf 33554432 --json --quiet > "$DIR/r$i.json" & pids+=($!)
 done
 sleep 0.5
 for i in 0 1 2 3; do
