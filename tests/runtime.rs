@@ -815,3 +815,51 @@ fn sigterm_stops_workers_and_removes_the_socket() {
     assert!(gone, "worker {worker} exited with the daemon");
     assert!(d.log_text().contains("mcrd stopped"), "{}", d.log_text());
 }
+
+#[test]
+fn sixteen_input_interfaces_each_get_a_running_worker() {
+    // Workers run as one unprivileged user, and the kernel charges every
+    // io_uring of that user to one locked-memory budget: a router with many
+    // inputs must not run out of it.
+    if !require_root("sixteen_input_interfaces_each_get_a_running_worker") {
+        return;
+    }
+    let t = Relay3::new("many");
+    let peers = Netns::new("many-p");
+    let n = 16;
+    let mut rules = Vec::new();
+    for i in 0..n {
+        veth(
+            &t.relay,
+            &format!("m{i}"),
+            &format!("10.40.{i}.1/24"),
+            &peers,
+            &format!("p{i}"),
+            &format!("10.40.{i}.2/24"),
+        );
+        rules.push(format!(
+            "{{ input: {{ interface: \"m{i}\", group: \"239.1.1.1\", port: 5000 }}, \
+             outputs: [ {{ interface: \"r1\", group: \"239.2.3.{}\", port: 6000 }} ] }}",
+            i + 1
+        ));
+    }
+    let d = start_with(&t.relay, &format!("{{ rules: [ {} ] }}", rules.join(", ")));
+    d.wait_active(Duration::from_secs(30));
+    let ws = d.workers();
+    assert_eq!(ws.len(), n, "{ws:?}");
+    assert!(
+        ws.iter().all(|w| w.pid.is_some() && w.restarts == 0),
+        "every worker started first time: {ws:?}"
+    );
+    // And the last one relays.
+    let r = recv(
+        &t.dst,
+        "239.2.3.16",
+        6000,
+        Some("d0"),
+        &["--expect", "200", "--idle-timeout", "1"],
+    );
+    send(&peers, "239.1.1.1", 5000, "p15", 200, 2000, 200, &[]);
+    let rep = r.finish(Duration::from_secs(20));
+    assert_eq!((rep.unique, rep.lost), (200, 0), "{rep:?}");
+}

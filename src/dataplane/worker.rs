@@ -87,11 +87,17 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     if let Some(core) = setup.core {
         pin_to_core(core);
     }
-    drop_privileges(setup.uid, setup.gid)?;
+    // The ring is set up before root is dropped: the kernel charges an
+    // io_uring to its user's locked memory unless the creator holds
+    // CAP_IPC_LOCK, and all workers run as one user, so under the usual
+    // 8 MiB RLIMIT_MEMLOCK only about eight of them would fit. The charge is
+    // decided when the ring is created; the buffer ring registered on it
+    // next is covered too.
     let (tier, size) = Tier::for_mtu(setup.buffer_size.saturating_sub(64));
     let count = tier.count_from_env();
-    let ring = build_ring().map_err(WorkerError::Ring)?;
+    let ring = build_ring().map_err(|e| WorkerError::Ring(explain_ring_error(e)))?;
     let bufs = BufRing::new(&ring, BGID, count, size, tier).map_err(WorkerError::Ring)?;
+    drop_privileges(setup.uid, setup.gid)?;
     info!(
         target: "BufferPool",
         "{} receive buffers of {size} bytes ({} tier) for {}",
@@ -211,6 +217,22 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
+}
+
+/// ENOMEM from io_uring_setup nearly always means the locked-memory
+/// limit, not a lack of memory: say so.
+fn explain_ring_error(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ENOMEM) {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) of the worker user \
+                 is used up; every worker's rings count against it unless mcrd has CAP_IPC_LOCK"
+            ),
+        )
+    } else {
+        e
+    }
 }
 
 fn build_ring() -> io::Result<IoUring> {

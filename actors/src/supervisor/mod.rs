@@ -251,7 +251,7 @@ pub fn main(opts: Opts) -> ExitCode {
     if !mcr::dataplane::sockets::has_cap_net_raw() {
         eprintln!(
             "mcrd: missing CAP_NET_RAW: the supervisor opens AF_PACKET and raw sockets for its workers.\n\
-             Run it as root, or grant the capabilities: setcap cap_net_raw,cap_net_admin,cap_setuid,cap_setgid+ep $(command -v mcrd)"
+             Run it as root, or grant the capabilities: setcap cap_net_raw,cap_net_admin,cap_setuid,cap_setgid,cap_ipc_lock+ep $(command -v mcrd)"
         );
         return ExitCode::from(2);
     }
