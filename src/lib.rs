@@ -18,3 +18,9 @@ pub mod logging;
 pub mod rib;
 pub mod rule;
 pub mod wire;
+
+/// An `MCR_*` tuning override from the environment, if it is set and
+/// parses (surrounding blanks ignored); callers fall back to their default.
+pub fn env_override<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}

@@ -94,6 +94,17 @@ impl Flow {
         );
         r
     }
+
+    /// Finish, and assert the longest gap in arrivals stayed under `ms`.
+    fn finish_within(self, ms: f64) -> RecvReport {
+        let r = self.finish();
+        assert!(
+            r.max_gap_us < ms * 1000.0,
+            "gap {:.0} ms (bound {ms} ms)",
+            r.max_gap_us / 1000.0
+        );
+        r
+    }
 }
 
 fn worker(d: &Daemon, iface: &str) -> Option<WorkerInfo> {
@@ -141,12 +152,7 @@ fn drill_worker_killed() {
         w.last_exit.as_deref().unwrap_or("").contains("SIGKILL"),
         "{w:?}"
     );
-    let r = f.finish();
-    assert!(
-        r.max_gap_us < 2_000_000.0,
-        "gap {:.0} ms",
-        r.max_gap_us / 1000.0
-    );
+    f.finish_within(2000.0);
     assert_eq!(rules(&d), before);
 }
 
@@ -166,13 +172,8 @@ fn drill_worker_stalled() {
         w.last_exit.as_deref().unwrap_or("").contains("heartbeat"),
         "{w:?}"
     );
-    let r = f.finish();
     // Heartbeat timeout (1 s) + one heartbeat interval + restart.
-    assert!(
-        r.max_gap_us < 3_000_000.0,
-        "gap {:.0} ms",
-        r.max_gap_us / 1000.0
-    );
+    f.finish_within(3000.0);
     assert_eq!(rules(&d), before);
 }
 
@@ -195,13 +196,8 @@ fn drill_table_corrupted() {
     .unwrap_or_else(|| panic!("no resync: {:?}", d.workers()));
     assert_eq!(w.restarts, 0, "a resync repairs it without a restart");
     assert_eq!(w.rules, 2);
-    for r in [fa.finish(), fb.finish()] {
-        assert!(
-            r.max_gap_us < 2_000_000.0,
-            "gap {:.0} ms",
-            r.max_gap_us / 1000.0
-        );
-    }
+    fa.finish_within(2000.0);
+    fb.finish_within(2000.0);
     assert_eq!(rules(&d), before);
 }
 

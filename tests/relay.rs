@@ -649,7 +649,6 @@ fn input_without_a_daemon_relays_nothing() {
         return;
     }
     let t = Relay3::new("ctl");
-    let _ = veth; // topology built by Relay3
     let r = recv(&t.dst, "239.2.2.2", 6000, Some("d0"), &["--duration", "2"]);
     send(&t.src, "239.1.1.1", 5000, "s0", 200, 1000, 100, &[]);
     assert_eq!(r.finish(T).received, 0);
@@ -792,11 +791,9 @@ fn two_relays_in_a_chain() {
     // sender -> relay A -> relay B -> receiver, all over veth: relay B's
     // input is relay A's (batched, GSO) output.
     let t = Relay3::new("chain");
-    let b = Netns::new("chain-b");
     let rcv = Netns::new("chain-rcv");
-    veth(&t.dst, "d1", "10.10.5.1/24", &rcv, "d0", "10.10.5.2/24");
     // Relay B lives in what Relay3 calls dst: its input is d0, output d1.
-    let _ = b;
+    veth(&t.dst, "d1", "10.10.5.1/24", &rcv, "d0", "10.10.5.2/24");
     let _a = start(
         &t,
         &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.2", 6000)]),

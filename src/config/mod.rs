@@ -81,6 +81,12 @@ impl Default for WorkersConfig {
 }
 
 impl Config {
+    /// How many workers serve input interface `ifc`: one per pinned core,
+    /// or one.
+    pub fn workers_for(&self, ifc: &str) -> usize {
+        self.pinning.get(ifc).map_or(1, |c| c.len().max(1))
+    }
+
     /// The rules as a rule set. `parse` has already checked that they form
     /// one, so this cannot fail for a parsed config.
     pub fn rule_set(&self) -> Result<RuleSet, Vec<crate::rule::FieldError>> {

@@ -147,6 +147,15 @@ fn every_section_is_read() {
     pinning.insert("eth0".to_string(), vec![0, 1]);
     pinning.insert("eth0.100".to_string(), vec![1023]);
     assert_eq!(c.pinning, pinning);
+    assert_eq!(
+        (
+            c.workers_for("eth0"),
+            c.workers_for("eth0.100"),
+            c.workers_for("eth1")
+        ),
+        (2, 1, 1),
+        "one worker per pinned core, one where nothing is pinned"
+    );
     assert_eq!(c.logging.levels.global, Severity::Warning);
     assert_eq!(
         c.logging.levels.facilities.get(&Facility::Ingress),

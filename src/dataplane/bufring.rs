@@ -97,10 +97,8 @@ impl Tier {
     /// a power of two in 16..=32768 (the kernel's ring limit), or the
     /// default.
     pub fn count_from_env(self) -> u16 {
-        let n = std::env::var(self.env_var())
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .unwrap_or(u32::from(self.default_count()));
+        let n =
+            crate::env_override::<u32>(self.env_var()).unwrap_or(u32::from(self.default_count()));
         n.clamp(16, 32768).next_power_of_two().min(32768) as u16
     }
 }

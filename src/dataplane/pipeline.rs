@@ -90,11 +90,7 @@ pub fn process(
             }
         }
     } else {
-        wire::VnetHdr {
-            flags: 0,
-            gso_type: wire::VNET_GSO_NONE,
-            gso_size: 0,
-        }
+        wire::VnetHdr::default()
     };
     let (src, dst, ttl, total_len, dport, udp_payload_len, udp_payload_off) = {
         let ip = match Ipv4::new_checked(&frame[h..]) {

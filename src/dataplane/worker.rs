@@ -108,7 +108,9 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     let min_wait = ring.params().is_feature_min_timeout();
     let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
     if min_wait {
-        w.batch_wait_us = env_num("MCR_BATCH_WAIT_US", 25).min(10_000) as u32;
+        w.batch_wait_us = crate::env_override::<u64>("MCR_BATCH_WAIT_US")
+            .unwrap_or(25)
+            .min(10_000) as u32;
     }
     let r = w.run();
     w.bufs.unregister(&w.ring);
@@ -210,13 +212,6 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), WorkerError> {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
     Ok(())
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 /// ENOMEM from io_uring_setup nearly always means the locked-memory
@@ -328,7 +323,9 @@ impl Worker {
             recv_backoff: false,
             first_stats: true,
             started: Instant::now(),
-            batch_want: env_num("MCR_BATCH_WANT", 32).clamp(1, 4096) as usize,
+            batch_want: crate::env_override::<u64>("MCR_BATCH_WANT")
+                .unwrap_or(32)
+                .clamp(1, 4096) as usize,
             batch_wait_us: 0,
             busy: false,
         }

@@ -33,11 +33,6 @@ pub enum WireError {
 /// Length of the `virtio_net_hdr` an AF_PACKET socket with
 /// `PACKET_VNET_HDR` puts before every frame.
 pub const VNET_HDR_LEN: usize = 10;
-/// `gso_type`: one datagram, no offload.
-pub const VNET_GSO_NONE: u8 = 0;
-/// `gso_type`: one UDP datagram larger than the MTU, to be IP-fragmented
-/// (legacy UFO).
-pub const VNET_GSO_UDP: u8 = 3;
 /// `gso_type`: several UDP datagrams of `gso_size` payload bytes each,
 /// the last possibly shorter, sharing one set of headers (UDP GSO).
 pub const VNET_GSO_UDP_L4: u8 = 5;
@@ -46,7 +41,9 @@ pub const VNET_GSO_UDP_L4: u8 = 5;
 /// socket with `PACKET_VNET_HDR` (Linux `include/uapi/linux/virtio_net.h`).
 /// It says whether the frame is a GSO batch and how to split it. Fields
 /// are in host byte order (the kernel writes them for this host).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The default is a plain frame: `gso_type` 0, no offload. Any type but
+/// UDP GSO (e.g. legacy UFO, 3) carries one datagram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VnetHdr {
     pub flags: u8,
     /// Without the ECN bit (0x80).

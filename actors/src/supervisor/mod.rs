@@ -319,9 +319,7 @@ pub fn main(opts: Opts) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let stats_interval_ms = std::env::var("MCR_STATS_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
+    let stats_interval_ms = mcr::env_override::<u32>("MCR_STATS_INTERVAL_MS")
         .filter(|v| *v >= 10)
         .unwrap_or(1000);
     let settings = Settings {

@@ -129,13 +129,7 @@ impl RibState {
                         // Every worker of the interface must have the table:
                         // with several (pinning), each takes a share of the
                         // flows, and one without it drops its share.
-                        let expected = self
-                            .shared
-                            .config()
-                            .pinning
-                            .get(ifc)
-                            .map(|c| c.len().max(1))
-                            .unwrap_or(1);
+                        let expected = self.shared.config().workers_for(ifc);
                         if views.len() >= expected
                             && views.iter().all(|v| v.state == "running" && v.in_sync)
                         {

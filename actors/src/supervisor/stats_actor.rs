@@ -68,6 +68,15 @@ struct PerWorker {
 const PRUNE_EVERY: u32 = 60;
 
 impl PerWorker {
+    /// Seconds between the last two complete reports (0 before there are
+    /// two: no rate yet).
+    fn interval_secs(&self) -> f64 {
+        match (self.cur.at, self.prev.at) {
+            (Some(a), Some(b)) => a.duration_since(b).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
     /// A report is complete: its rules (in `pending`) become the current
     /// counts. `live` gives the keys of the rules that still exist; it is
     /// asked only when it is time to prune.
@@ -136,10 +145,7 @@ impl StatsState {
     fn report(&self) -> StatsReport {
         let mut out = StatsReport::default();
         for (k, w) in &self.workers {
-            let secs = match (w.cur.at, w.prev.at) {
-                (Some(a), Some(b)) => a.duration_since(b).as_secs_f64(),
-                _ => 0.0,
-            };
+            let secs = w.interval_secs();
             out.workers.push(WorkerStats {
                 interface: k.interface.clone(),
                 index: k.index,
@@ -183,27 +189,21 @@ impl StatsState {
                 };
                 let c = &seen.cur;
                 // Unchanged last interval: compare with itself, rate 0.
-                let p = Some(seen.prev.as_ref().unwrap_or(c));
-                let secs = match (w.cur.at, w.prev.at) {
-                    (Some(a), Some(b)) => a.duration_since(b).as_secs_f64(),
-                    _ => 0.0,
-                };
+                let p = seen.prev.as_ref().unwrap_or(c);
+                let secs = w.interval_secs();
                 rs.packets += c.packets;
                 rs.bytes += c.bytes;
-                rs.pps += rate(c.packets, p.map(|p| p.packets).unwrap_or(c.packets), secs);
-                rs.bps += 8.0 * rate(c.bytes, p.map(|p| p.bytes).unwrap_or(c.bytes), secs);
+                rs.pps += rate(c.packets, p.packets, secs);
+                rs.bps += 8.0 * rate(c.bytes, p.bytes, secs);
                 for (i, o) in rs.outputs.iter_mut().enumerate() {
                     let Some(oc) = c.outputs.get(i) else { continue };
-                    let op = p.and_then(|p| p.outputs.get(i));
+                    // An output new since the last report has no rate yet.
+                    let op = p.outputs.get(i).unwrap_or(oc);
                     o.packets += oc.packets;
                     o.bytes += oc.bytes;
                     o.errors += oc.errors;
-                    o.pps += rate(
-                        oc.packets,
-                        op.map(|x| x.packets).unwrap_or(oc.packets),
-                        secs,
-                    );
-                    o.bps += 8.0 * rate(oc.bytes, op.map(|x| x.bytes).unwrap_or(oc.bytes), secs);
+                    o.pps += rate(oc.packets, op.packets, secs);
+                    o.bps += 8.0 * rate(oc.bytes, op.bytes, secs);
                 }
             }
             rs.errors = rs.outputs.iter().map(|o| o.errors).sum();

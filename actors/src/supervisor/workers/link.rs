@@ -353,10 +353,7 @@ impl LinkState {
                 }
             }
         }
-        let sndbuf = std::env::var("MCR_SOCKET_SNDBUF")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(sockets::EGRESS_SNDBUF);
+        let sndbuf = mcr::env_override("MCR_SOCKET_SNDBUF").unwrap_or(sockets::EGRESS_SNDBUF);
         let fd = sockets::open_egress(
             &key.interface,
             info.ifindex,
@@ -394,6 +391,12 @@ impl LinkState {
             self.send(&m, &[]);
         }
         self.in_sync = false;
+    }
+
+    /// Fault injection: make the worker panic, as a crashing worker would.
+    fn inject_crash(&mut self) {
+        self.kill_reason = Some("crash loop injected".into());
+        self.send(&ToWorker::Fault(Fault::Panic), &[]);
     }
 
     fn kill(&mut self, why: String) {
@@ -743,8 +746,7 @@ impl Actor for WorkerLink {
                         }
                         if st.crash_next > 0 {
                             st.crash_next -= 1;
-                            st.kill_reason = Some("crash loop injected".into());
-                            st.send(&ToWorker::Fault(Fault::Panic), &[]);
+                            st.inject_crash();
                             return Ok(());
                         }
                         st.phase = Phase::Running;
@@ -890,8 +892,7 @@ impl Actor for WorkerLink {
                     }
                     (LinkFault::CrashLoop(n), Some(pid)) => {
                         st.crash_next = n.saturating_sub(1);
-                        st.kill_reason = Some("crash loop injected".into());
-                        st.send(&ToWorker::Fault(Fault::Panic), &[]);
+                        st.inject_crash();
                         Ok(format!(
                             "worker {} (pid {pid}) will crash {n} times in a row",
                             st.key

@@ -59,16 +59,28 @@ pub struct WmState {
     /// costs the CPU the data plane needs.
     sent: HashMap<WorkerKey, Sent>,
     /// The tables and interfaces the input memberships were last made for.
-    inputs_for: Option<(usize, usize)>,
+    inputs_for: Option<(Arc<Tables>, Arc<Ifaces>)>,
 }
 
-/// Identity of what a link was sent (pointers of the shared tables).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a link was sent. The shared tables are compared by identity:
+/// holding them keeps their addresses from being reused by newer ones.
 struct Sent {
-    table: usize,
-    ifaces: usize,
+    table: Arc<mcr::rib::InterfaceTable>,
+    ifaces: Arc<Ifaces>,
     nworkers: u32,
     core: Option<u32>,
+}
+
+impl PartialEq for Sent {
+    fn eq(&self, o: &Sent) -> bool {
+        // Every empty table is the same table.
+        let same_table =
+            Arc::ptr_eq(&self.table, &o.table) || (self.table.is_empty() && o.table.is_empty());
+        same_table
+            && Arc::ptr_eq(&self.ifaces, &o.ifaces)
+            && self.nworkers == o.nworkers
+            && self.core == o.core
+    }
 }
 
 impl Drop for WmState {
@@ -91,7 +103,7 @@ impl WmState {
                 _ => continue,
             }
             let cores = cfg.pinning.get(ifc);
-            let n = cores.map(|c| c.len().max(1)).unwrap_or(1) as u32;
+            let n = cfg.workers_for(ifc) as u32;
             for index in 0..n {
                 let core = cores.and_then(|c| c.get(index as usize).copied());
                 d.insert(
@@ -117,13 +129,8 @@ impl WmState {
         core: Option<u32>,
     ) -> Sent {
         Sent {
-            // Every empty table is the same table.
-            table: if table.is_empty() {
-                0
-            } else {
-                Arc::as_ptr(table) as usize
-            },
-            ifaces: Arc::as_ptr(&self.ifaces) as usize,
+            table: table.clone(),
+            ifaces: self.ifaces.clone(),
             nworkers,
             core,
         }
@@ -202,13 +209,8 @@ impl WmState {
                 None => {
                     let ifc = self.ifaces.get(&key.interface);
                     let table = self.table_for(&key.interface);
-                    let extra_index = self
-                        .shared
-                        .config()
-                        .pinning
-                        .get(&key.interface)
-                        .map(|c| key.index as usize >= c.len().max(1))
-                        .unwrap_or(key.index > 0);
+                    let extra_index =
+                        key.index as usize >= self.shared.config().workers_for(&key.interface);
                     let stop = if ifc.is_none() {
                         Some(format!("interface {} is gone", key.interface))
                     } else if !ifc.is_some_and(|i| i.up) {
@@ -239,14 +241,14 @@ impl WmState {
     /// Join the multicast input groups of every table on its interface,
     /// leave the ones no rule needs, and sink local unicast input ports.
     fn reconcile_inputs(&mut self) {
-        let id = (
-            Arc::as_ptr(&self.tables) as usize,
-            Arc::as_ptr(&self.ifaces) as usize,
-        );
-        if self.inputs_for == Some(id) {
+        if self
+            .inputs_for
+            .as_ref()
+            .is_some_and(|(t, i)| Arc::ptr_eq(t, &self.tables) && Arc::ptr_eq(i, &self.ifaces))
+        {
             return;
         }
-        self.inputs_for = Some(id);
+        self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));
         let mut want_groups: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
         let mut want_sinks: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
         for (ifc, table) in self.tables.iter() {
