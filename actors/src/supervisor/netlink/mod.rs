@@ -127,8 +127,20 @@ type Notifications = futures_channel::mpsc::UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-fn subscribe() -> std::io::Result<(AbortOnDrop, rtnetlink::Handle, Notifications)> {
-    let (conn, handle, rx) = rtnetlink::new_multicast_connection(&GROUPS)?;
+type Subscription = (AbortOnDrop, rtnetlink::Handle, Notifications);
+
+fn subscribe() -> std::io::Result<Subscription> {
+    subscribe_with(None)
+}
+
+/// `rcvbuf` shrinks the socket's receive buffer, for tests that need the
+/// overrun the monitor must survive.
+fn subscribe_with(rcvbuf: Option<usize>) -> std::io::Result<Subscription> {
+    use rtnetlink::sys::AsyncSocket;
+    let (mut conn, handle, rx) = rtnetlink::new_multicast_connection(&GROUPS)?;
+    if let Some(n) = rcvbuf {
+        conn.socket_mut().socket_mut().set_rx_buf_sz(n)?;
+    }
     Ok((AbortOnDrop(tokio::spawn(conn)), handle, rx))
 }
 
@@ -145,9 +157,12 @@ fn take(
     }
 }
 
-/// Forward notifications to the actor in batches until the socket fails
-/// or the actor is gone. Returns whether the actor is still there.
-async fn forward(me: &ActorRef<NetlinkMsg>, rx: &mut Notifications) -> bool {
+/// Hand notifications to `deliver` in batches until the socket fails or
+/// `deliver` says no one listens any more. Returns whether someone does.
+async fn forward(
+    rx: &mut Notifications,
+    mut deliver: impl FnMut(Vec<RouteNetlinkMessage>, bool) -> bool,
+) -> bool {
     while let Some(first) = rx.next().await {
         let (mut msgs, mut overrun) = (Vec::new(), false);
         take(first.0, &mut msgs, &mut overrun);
@@ -155,7 +170,7 @@ async fn forward(me: &ActorRef<NetlinkMsg>, rx: &mut Notifications) -> bool {
         while let Ok(Some(m)) = tokio::time::timeout_at(until, rx.next()).await {
             take(m.0, &mut msgs, &mut overrun);
         }
-        if me.cast(NetlinkMsg::Kernel { msgs, overrun }).is_err() {
+        if !deliver(msgs, overrun) {
             return false;
         }
     }
@@ -165,15 +180,13 @@ async fn forward(me: &ActorRef<NetlinkMsg>, rx: &mut Notifications) -> bool {
 /// Keep a subscription open: if it cannot be opened or its socket fails,
 /// try again after a while, and rescan once it is back, since whatever
 /// happened in between was not heard.
-async fn watch(
-    me: ActorRef<NetlinkMsg>,
-    first: std::io::Result<(AbortOnDrop, rtnetlink::Handle, Notifications)>,
-) {
+async fn watch(me: ActorRef<NetlinkMsg>, first: std::io::Result<Subscription>) {
     let mut sub = first;
     loop {
         match sub {
             Ok((_conn, _handle, mut rx)) => {
-                if !forward(&me, &mut rx).await {
+                let deliver = |msgs, overrun| me.cast(NetlinkMsg::Kernel { msgs, overrun }).is_ok();
+                if !forward(&mut rx, deliver).await {
                     return;
                 }
                 warn!(target: "Network", "the netlink subscription ended; reopening it in {RESCAN:?}");
@@ -188,6 +201,28 @@ async fn watch(
             return;
         }
     }
+}
+
+/// The interfaces after a batch of notifications. Events lost to an
+/// overrun cannot be replayed, so then only a fresh `scan` can be trusted.
+fn next_snapshot(
+    last: &Ifaces,
+    msgs: &[RouteNetlinkMessage],
+    overrun: bool,
+    scan: impl FnOnce() -> Ifaces,
+) -> Ifaces {
+    if overrun {
+        warn!(target: "Network", "netlink events were lost (receive buffer overrun); rescanning");
+        return scan();
+    }
+    let mut now = last.clone();
+    for m in msgs {
+        if let Some(ev) = events::decode(m, &now) {
+            debug!(target: "Network", "{}", events::describe(&ev, &now));
+            events::apply(&mut now, &ev);
+        }
+    }
+    now
 }
 
 impl NlState {
@@ -236,19 +271,7 @@ impl Actor for NetlinkMonitor {
         match msg {
             NetlinkMsg::Rescan => st.update(scan_interfaces()),
             NetlinkMsg::Kernel { msgs, overrun } => {
-                if overrun {
-                    warn!(target: "Network", "netlink events were lost (receive buffer overrun); rescanning");
-                    st.update(scan_interfaces());
-                    return Ok(());
-                }
-                let mut now = (*st.last).clone();
-                for m in &msgs {
-                    if let Some(ev) = events::decode(m, &now) {
-                        debug!(target: "Network", "{}", events::describe(&ev, &now));
-                        events::apply(&mut now, &ev);
-                    }
-                }
-                st.update(now);
+                st.update(next_snapshot(&st.last, &msgs, overrun, scan_interfaces));
             }
             NetlinkMsg::Panic => panic!("fault injection: netlink monitor panic requested"),
         }

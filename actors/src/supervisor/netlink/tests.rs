@@ -347,3 +347,79 @@ fn netlink_subscription_follows_the_kernel() {
     assert_eq!(scan_view["ev1"].mtu, 1400);
     assert_eq!(scan_view["ev1"].addrs, vec![Ipv4Addr::new(10, 56, 0, 1)]);
 }
+
+#[test]
+fn netlink_overrun_trusts_only_a_rescan() {
+    let mut known = Ifaces::new();
+    feed(
+        &mut known,
+        vec![RouteNetlinkMessage::NewLink(link_msg(
+            3, "r0", UP_RUNNING, 1500,
+        ))],
+    );
+    let batch = vec![RouteNetlinkMessage::NewLink(link_msg(
+        9, "r9", UP_RUNNING, 1500,
+    ))];
+    let mut scanned = Ifaces::new();
+    feed(
+        &mut scanned,
+        vec![RouteNetlinkMessage::NewLink(link_msg(
+            4, "r4", UP_RUNNING, 1500,
+        ))],
+    );
+    let after = super::next_snapshot(&known, &batch, true, || scanned.clone());
+    assert_eq!(
+        after, scanned,
+        "after an overrun the scan replaces everything"
+    );
+    let after = super::next_snapshot(&known, &batch, false, || panic!("no rescan needed"));
+    let names: Vec<&str> = after.keys().map(String::as_str).collect();
+    assert_eq!(names, ["r0", "r9"], "without one the events apply");
+}
+
+#[test]
+fn netlink_overrun_reaches_the_monitor() {
+    let Some(ns) = TestNs::new("ovr") else {
+        return;
+    };
+    ns.ip(&["link", "add", "ov0", "type", "veth", "peer", "name", "ov1"]);
+    let name = ns.0.clone();
+    let batches = ns.within(move || {
+        Box::pin(async move {
+            let (_conn, _h, mut rx) = super::subscribe_with(Some(1)).expect("subscribe");
+            // The runtime is blocked while `ip` runs, so nothing reads the
+            // socket and its tiny buffer overflows.
+            let script: String = (0..300)
+                .map(|i| format!("addr add 10.60.{}.{}/32 dev ov0\n", i / 200, i % 200 + 1))
+                .collect();
+            let mut child = Command::new("ip")
+                .args(["-n", &name, "-batch", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("ip -batch");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())
+                .expect("write batch");
+            assert!(child.wait().expect("ip -batch").success());
+            let mut batches = Vec::new();
+            let got = tokio::time::timeout(
+                Duration::from_secs(5),
+                super::forward(&mut rx, |msgs, overrun| {
+                    batches.push((msgs.len(), overrun));
+                    !overrun
+                }),
+            )
+            .await;
+            assert_eq!(got.ok(), Some(false), "stopped at the overrun: {batches:?}");
+            batches
+        })
+    });
+    assert!(
+        batches.iter().any(|(_, o)| *o),
+        "the overrun is reported: {batches:?}"
+    );
+}
