@@ -28,7 +28,8 @@ pub struct RouteInfo {
     pub gateway: Option<Ipv4Addr>,
     pub prefsrc: Option<Ipv4Addr>,
     pub table: u32,
-    /// Not every kernel reports a metric for a lookup.
+    /// The matching route's metric; `None` when it has none (metric 0) or
+    /// the kernel does not answer a FIB-match lookup.
     pub metric: Option<u32>,
 }
 
@@ -64,7 +65,6 @@ fn answer(dst: Ipv4Addr, m: &RouteMessage) -> Result<RouteInfo, RouteError> {
             RouteAttribute::Gateway(RouteAddress::Inet(g)) => info.gateway = Some(*g),
             RouteAttribute::PrefSource(RouteAddress::Inet(s)) => info.prefsrc = Some(*s),
             RouteAttribute::Table(t) => info.table = *t,
-            RouteAttribute::Priority(p) => info.metric = Some(*p),
             _ => {}
         }
     }
@@ -84,15 +84,20 @@ pub async fn route_get(dst: Ipv4Addr) -> Result<RouteInfo, RouteError> {
     r
 }
 
-async fn lookup(handle: &rtnetlink::Handle, dst: Ipv4Addr) -> Result<RouteInfo, RouteError> {
+fn request(dst: Ipv4Addr, flags: RouteFlags) -> RouteMessage {
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
     req.header.destination_prefix_length = 32;
-    // Report the table the route was found in, as `ip route get` does,
-    // rather than the kernel's default of main.
-    req.header.flags = RouteFlags::LookupTable;
+    req.header.flags = flags;
     req.attributes
         .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    req
+}
+
+async fn lookup(handle: &rtnetlink::Handle, dst: Ipv4Addr) -> Result<RouteInfo, RouteError> {
+    // Report the table the route was found in, as `ip route get` does,
+    // rather than the kernel's default of main.
+    let req = request(dst, RouteFlags::LookupTable);
     let mut replies = handle.route().get(req).execute();
     let reply = match replies.try_next().await {
         Ok(Some(m)) => m,
@@ -105,6 +110,15 @@ async fn lookup(handle: &rtnetlink::Handle, dst: Ipv4Addr) -> Result<RouteInfo, 
         Err(e) => return Err(RouteError::Netlink(dst, e.to_string())),
     };
     let mut info = answer(dst, &reply)?;
+    // The resolved route carries no metric; the FIB entry it came from
+    // (`ip route get fibmatch`) does.
+    let fib = request(dst, RouteFlags::LookupTable | RouteFlags::FibMatch);
+    if let Ok(Some(entry)) = handle.route().get(fib).execute().try_next().await {
+        info.metric = entry.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        });
+    }
     let mut links = handle.link().get().match_index(info.oif).execute();
     if let Ok(Some(l)) = links.try_next().await {
         info.oif_name = l.attributes.iter().find_map(|a| match a {

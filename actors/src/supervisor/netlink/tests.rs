@@ -246,22 +246,42 @@ fn netlink_route_get_answers_like_ip_route_get() {
         "50",
     ]);
     ns.ip(&["route", "add", "unreachable", "10.99.0.0/16"]);
-    let (via, onlink, none, unreachable) = ns.within(|| {
+    // Policy routing: the answer names the table the route was found in.
+    ns.ip(&[
+        "route",
+        "add",
+        "10.66.0.0/16",
+        "via",
+        "10.77.1.3",
+        "table",
+        "100",
+    ]);
+    ns.ip(&["rule", "add", "to", "10.66.0.0/16", "table", "100"]);
+    let (via, onlink, none, unreachable, policy) = ns.within(|| {
         Box::pin(async {
             (
                 route_get(Ipv4Addr::new(10, 88, 3, 4)).await,
                 route_get(Ipv4Addr::new(10, 77, 1, 9)).await,
                 route_get(Ipv4Addr::new(192, 0, 2, 1)).await,
                 route_get(Ipv4Addr::new(10, 99, 0, 1)).await,
+                route_get(Ipv4Addr::new(10, 66, 1, 1)).await,
             )
         })
     });
+    let policy = policy.expect("a route in table 100");
+    assert_eq!(
+        (policy.table, policy.gateway),
+        (100, Some(Ipv4Addr::new(10, 77, 1, 3))),
+        "{policy:?}"
+    );
+    assert_eq!(policy.metric, None, "no metric was given: {policy:?}");
     let via = via.expect("a route via the gateway");
     assert_eq!(via.oif_name.as_deref(), Some("up0"), "{via:?}");
     assert_ne!(via.oif, 0);
     assert_eq!(via.gateway, Some(Ipv4Addr::new(10, 77, 1, 2)), "{via:?}");
     assert_eq!(via.prefsrc, Some(Ipv4Addr::new(10, 77, 1, 1)), "{via:?}");
     assert_eq!(via.table, 254, "found in main: {via:?}");
+    assert_eq!(via.metric, Some(50), "{via:?}");
     let onlink = onlink.expect("a connected route");
     assert_eq!(onlink.oif, via.oif);
     assert_eq!(onlink.gateway, None, "a connected subnet has no gateway");
