@@ -8,6 +8,9 @@
 //! lossy: when the socket's buffer overruns (ENOBUFS) events are gone, so
 //! the monitor rescans everything; a slow periodic rescan backs that up
 //! (a rescan that finds what the events already said changes nothing).
+//! A rescan that lands in the middle of a burst may be followed by the
+//! burst's older events for one batch; the burst's last events restore
+//! the current state tens of milliseconds later.
 //! [`route::route_get`] answers unicast route lookups for PIM's RPF.
 
 pub mod events;
@@ -182,18 +185,23 @@ async fn forward(
 /// happened in between was not heard.
 async fn watch(me: ActorRef<NetlinkMsg>, first: std::io::Result<Subscription>) {
     let mut sub = first;
+    // Say so once per outage, not on every retry.
+    let mut failing = false;
     loop {
         match sub {
             Ok((_conn, _handle, mut rx)) => {
+                failing = false;
                 let deliver = |msgs, overrun| me.cast(NetlinkMsg::Kernel { msgs, overrun }).is_ok();
                 if !forward(&mut rx, deliver).await {
                     return;
                 }
                 warn!(target: "Network", "the netlink subscription ended; reopening it in {RESCAN:?}");
             }
-            Err(e) => {
-                warn!(target: "Network", "cannot subscribe to netlink ({e}); interfaces are rescanned every {RESCAN:?}");
+            Err(e) if !failing => {
+                failing = true;
+                warn!(target: "Network", "cannot subscribe to netlink ({e}); interfaces are rescanned every {RESCAN:?} until it works");
             }
+            Err(_) => {}
         }
         tokio::time::sleep(RESCAN).await;
         sub = subscribe();
