@@ -174,6 +174,11 @@ struct TestNs(String);
 impl TestNs {
     fn new(tag: &str) -> Option<TestNs> {
         if !nix::unistd::geteuid().is_root() {
+            // As in tests/common: under CI a skip would hide a regression.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "needs root (network namespaces); with CI=true a skip is a failure"
+            );
             eprintln!("SKIP: needs root (network namespaces)");
             return None;
         }
