@@ -33,6 +33,8 @@ pub mod mroute;
 pub mod sync;
 #[cfg(test)]
 mod tests_merge;
+#[cfg(test)]
+mod tests_prop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
