@@ -21,6 +21,13 @@
 //!   with the same upstream interface, plus every membership that accepts
 //!   S (RFC 7761's inherited_olist, less (S,G,rpt) prunes, which the PIM
 //!   engine expresses by the routes it installs).
+//! - **An (S,G) route names the one interface S's packets are accepted
+//!   on.** Where another interface has a (*,G) entry, compile adds an
+//!   (S,G) entry with no outputs there, so that S's packets arriving on
+//!   the shared tree are dropped, not forwarded twice (RFC 7761 section
+//!   4.2 with the SPT bit set; Linux's MFC drops them the same way). A
+//!   PIM engine therefore applies an (S,G) route when it switches to the
+//!   shortest-path tree.
 //! - **Memberships add outputs, never entries of their own**: a membership
 //!   on X for G adds X to learned entries of G on other interfaces. An
 //!   EXCLUDE filter adds X to (*,G); each source named by any filter gets
@@ -250,11 +257,19 @@ impl Rib {
             members_of.entry(*g).or_default().push((ifc.as_str(), f));
         }
         let mut by_input: BTreeMap<(&str, Ipv4Addr), Sources> = BTreeMap::new();
+        // (group, source) → origins of its (S,G) routes, on any upstream.
+        let mut sg_origins: BTreeMap<(Ipv4Addr, Ipv4Addr), BTreeSet<Origin>> = BTreeMap::new();
         for (id, r) in &self.routes {
             let s = by_input.entry((r.upstream.as_str(), r.group)).or_default();
             match r.source {
                 None => s.star.push((id.origin, r)),
-                Some(src) => s.sg.entry(src).or_default().push((id.origin, r)),
+                Some(src) => {
+                    s.sg.entry(src).or_default().push((id.origin, r));
+                    sg_origins
+                        .entry((r.group, src))
+                        .or_default()
+                        .insert(id.origin);
+                }
             }
         }
         let mut out = Vec::new();
@@ -271,9 +286,19 @@ impl Rib {
                 for (_, f) in members {
                     sources.extend(f.sources());
                 }
+                let all = Ipv4Addr::UNSPECIFIED..=Ipv4Addr::BROADCAST;
+                sources.extend(
+                    sg_origins
+                        .range((group, *all.start())..=(group, *all.end()))
+                        .map(|((_, src), _)| *src),
+                );
             }
             for src in sources {
                 let own = s.sg.get(&src);
+                if let (None, Some(origins)) = (own, sg_origins.get(&(group, src))) {
+                    out.push(wrong_upstream(upstream, src, group, origins));
+                    continue;
+                }
                 let parts: Vec<&[(Origin, &Route)]> = own
                     .map(Vec::as_slice)
                     .into_iter()
@@ -373,6 +398,29 @@ fn fold(
         member_outputs,
         origin,
         origins,
+        shadowed_by: None,
+    }
+}
+
+/// An (S,G) whose route names another upstream: S's packets arriving
+/// here on the shared tree are dropped rather than sent down (*,G) a
+/// second time (RFC 7761 section 4.2 once the SPT bit is set; the
+/// kernel's MFC does the same with its wrong-interface check).
+fn wrong_upstream(
+    upstream: &str,
+    source: Ipv4Addr,
+    group: Ipv4Addr,
+    origins: &BTreeSet<Origin>,
+) -> LearnedEntry {
+    LearnedEntry {
+        rule_id: learned_rule_id(upstream, Some(source), group),
+        upstream: upstream.to_string(),
+        source: Some(source),
+        group,
+        outputs: BTreeMap::new(),
+        member_outputs: BTreeSet::new(),
+        origin: origins.first().copied().unwrap_or(Origin::Pim),
+        origins: origins.clone(),
         shadowed_by: None,
     }
 }

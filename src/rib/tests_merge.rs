@@ -143,7 +143,7 @@ fn star_g_route_becomes_a_route_mode_any_port_entry_named_by_its_origin() {
 }
 
 #[test]
-fn s_g_on_the_same_upstream_inherits_the_star_g_outputs() {
+fn s_g_inherits_star_g_on_its_upstream_and_is_dropped_elsewhere() {
     let mut rib = Rib::new();
     rib.apply(Origin::Pim, Route::star_g(ip(G), "eth0", &["eth1"]))
         .unwrap();
@@ -157,9 +157,27 @@ fn s_g_on_the_same_upstream_inherits_the_star_g_outputs() {
         sent_to(&t, "eth0", ip(S1), ip(G), 5000),
         routed(&["eth1", "eth2"])
     );
-    assert_eq!(sent_to(&t, "eth0", ip(S2), ip(G), 5000), routed(&["eth1"]));
+    assert_eq!(
+        sent_to(&t, "eth0", ip("10.0.0.7"), ip(G), 5000),
+        routed(&["eth1"])
+    );
     assert_eq!(sent_to(&t, "eth3", ip(S2), ip(G), 5000), routed(&["eth2"]));
     assert_eq!(sent_to(&t, "eth3", ip(S1), ip(G), 5000), None);
+    assert_eq!(
+        sent_to(&t, "eth0", ip(S2), ip(G), 5000),
+        routed(&[]),
+        "S2 comes from eth3 now: its copies on the shared tree are dropped"
+    );
+    let drop = forwarded(&t, "eth0", ip(S2), ip(G), 5000).unwrap();
+    assert_eq!(drop.rule_id, "(10.0.0.2,239.1.1.1)@eth0");
+    assert_eq!(drop.origin, "pim");
+
+    rib.withdraw(Origin::Pim, Some(ip(S2)), ip(G));
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S2), ip(G), 5000),
+        routed(&["eth1"]),
+        "back on the shared tree"
+    );
 }
 
 #[test]

@@ -143,13 +143,27 @@ fn statics() -> impl Strategy<Value = RuleSet> {
 
 /// What the merge policy says a learned packet gets, from the final state
 /// alone: the union of the (*,G) and (S,G) routes of its upstream, plus
-/// memberships that accept its source, never the upstream itself.
+/// memberships that accept its source, never the upstream itself; and
+/// nothing at all if an (S,G) route names another upstream.
 fn model(
     items: &[Item],
     iif: &str,
     src: Ipv4Addr,
     g: Ipv4Addr,
 ) -> Option<BTreeMap<String, OutputMode>> {
+    let sg_upstreams: BTreeSet<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Route(_, r) if r.group == g && r.source == Some(src) => Some(r.upstream.as_str()),
+            _ => None,
+        })
+        .collect();
+    let has_star = items.iter().any(|i| {
+        matches!(i, Item::Route(_, r) if r.upstream == iif && r.group == g && r.source.is_none())
+    });
+    if !sg_upstreams.is_empty() && !sg_upstreams.contains(iif) {
+        return has_star.then(BTreeMap::new);
+    }
     let routes: Vec<&Route> = items
         .iter()
         .filter_map(|i| match i {
