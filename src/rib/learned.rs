@@ -75,7 +75,8 @@ pub struct Route {
     /// from the outgoing list).
     pub downstream: BTreeSet<String>,
     /// How packets leave. Routers use `Route` (original packet, TTL-1);
-    /// `Republish` is allowed for relays that re-send as this host.
+    /// `Republish` is allowed for relays that re-send as this host (same
+    /// group and port, TTL 1).
     pub mode: OutputMode,
 }
 

@@ -286,10 +286,9 @@ impl Rib {
                 for (_, f) in members {
                     sources.extend(f.sources());
                 }
-                let all = Ipv4Addr::UNSPECIFIED..=Ipv4Addr::BROADCAST;
                 sources.extend(
                     sg_origins
-                        .range((group, *all.start())..=(group, *all.end()))
+                        .range((group, Ipv4Addr::UNSPECIFIED)..=(group, Ipv4Addr::BROADCAST))
                         .map(|((_, src), _)| *src),
                 );
             }
@@ -310,7 +309,7 @@ impl Rib {
                     Some(src),
                     group,
                     &parts,
-                    mode.unwrap_or_default(),
+                    mode.unwrap_or(OutputMode::Route),
                     members,
                     |f| f.accepts(src),
                 );
@@ -373,10 +372,11 @@ fn fold(
             *m = (*m).max(r.mode);
         }
     }
+    // Every entry has at least one route; the fallback is never shown.
     let origin = parts
         .first()
         .and_then(|p| p.iter().map(|(o, _)| *o).min())
-        .unwrap_or(Origin::Igmp);
+        .unwrap_or(Origin::Pim);
     let mut member_outputs = BTreeSet::new();
     for (ifc, f) in members {
         if *ifc == upstream || !wants(f) {

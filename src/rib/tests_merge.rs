@@ -396,3 +396,43 @@ fn table_hash_follows_content() {
     assert_eq!(tables_hash(&rib.compile()), a);
     assert_eq!(mroute_from_tables(&rib.compile()), mroute(&rib));
 }
+
+#[test]
+fn mroute_lists_static_and_learned_entries_with_their_origin() {
+    let set = RuleSet::from_rules([static_rule("eth0", ip(G), 5000, None, "eth5")]).unwrap();
+    let static_id = set.iter().next().unwrap().id.clone();
+    let mut rib = Rib::with_rules(Arc::new(set));
+    rib.apply(Origin::Msdp, Route::s_g(ip(S1), ip(G), "eth0", &["eth1"]))
+        .unwrap();
+    rib.apply(Origin::Igmp, Route::star_g(ip("239.1.1.2"), "eth2", &[]))
+        .unwrap();
+    rib.join("eth3", ip("239.1.1.2"), SourceFilter::any())
+        .unwrap();
+    let rows: Vec<(String, String, String, Vec<String>)> = mroute(&rib)
+        .into_iter()
+        .map(|e| (e.interface, e.origin, e.rule_id, e.outputs))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "eth0".to_string(),
+                "msdp".to_string(),
+                "(10.0.0.1,239.1.1.1)@eth0".to_string(),
+                vec!["239.1.1.1:0 on eth1 ttl 1 route".to_string()]
+            ),
+            (
+                "eth0".to_string(),
+                "static".to_string(),
+                static_id,
+                vec!["239.9.9.9:7000 on eth5 ttl 1 republish".to_string()]
+            ),
+            (
+                "eth2".to_string(),
+                "igmp".to_string(),
+                "(*,239.1.1.2)@eth2".to_string(),
+                vec!["239.1.1.2:0 on eth3 ttl 1 route (igmp member)".to_string()]
+            ),
+        ]
+    );
+}
