@@ -353,7 +353,9 @@ pub struct MrouteEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<String>,
-    /// Where the entry came from: `static` (a rule).
+    /// Where the entry came from: `static` (a rule), or the protocol that
+    /// learned it: `igmp`, `pim`, `msdp` (`rib::Origin`). An output that
+    /// only an IGMP membership added ends in `(igmp member)`.
     pub origin: String,
     pub rule_id: String,
 }

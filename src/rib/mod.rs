@@ -1,15 +1,40 @@
-//! The multicast RIB: static rules (and, later, learned routes) merged into
-//! one forwarding table per input interface, and the machinery that keeps
+//! The multicast RIB: static rules and learned routes merged into one
+//! forwarding table per input interface, and the machinery that keeps
 //! each worker's copy equal to it.
 //!
-//! Owns: compilation of a rule set into per-interface tables (`compile`),
-//! egress socket identities (`EgressMap`), and `TableSync`, the sans-I/O
-//! state of one worker's table: it turns a desired table into sequenced,
-//! chunked deltas that carry the hash the worker must reach, and decides
-//! from acks and heartbeats when a full resync or a restart is needed
-//! (DESIGN.md, "Supervisor ⇄ worker", drift recovery).
+//! Owns: the RIB state and its compile step (`Rib`, `merge.rs`), the
+//! learned-route vocabulary (`Origin`, `Route`, `SourceFilter`,
+//! `learned.rs`), the `mroute` listing (`mroute.rs`), egress socket
+//! identities (`EgressMap`), and `TableSync`, the sans-I/O state of one
+//! worker's table: it turns a desired table into sequenced, chunked deltas
+//! that carry the hash the worker must reach, and decides from acks and
+//! heartbeats when a full resync or a restart is needed (DESIGN.md,
+//! "Supervisor ⇄ worker", drift recovery).
+//!
+//! API for the RibActor (all pure; the actor owns one `Rib`):
+//! - `Rib::with_rules(Arc<RuleSet>)`, `set_rules` when the rule set changes;
+//! - `apply(origin, Route)` / `withdraw(origin, source, group)` /
+//!   `withdraw_origin(origin)` for (*,G) and (S,G) routes from IGMP
+//!   (proxy upstream), PIM and MSDP; each returns whether anything changed;
+//! - `join(interface, group, SourceFilter)` / `leave` / `leave_interface`
+//!   for IGMP memberships, which add outputs to learned entries of their
+//!   group (never to static rules);
+//! - `compile()` → `Tables` (the same `InterfaceTable`s the workers get
+//!   today), `tables_hash`, `mroute(&rib)` for the control reply, and
+//!   `shadowed()` for learned entries a static rule keeps out.
+//!
+//! `compile(&RuleSet)` remains for callers that only have static rules and
+//! equals `Rib::with_rules(..).compile()`. Merge rules (precedence,
+//! (S,G)/(*,G) folding, memberships) are documented in `merge.rs`.
 
+pub mod learned;
+pub mod merge;
+pub mod mroute;
 pub mod sync;
+#[cfg(test)]
+mod tests_merge;
+#[cfg(test)]
+mod tests_prop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -17,6 +42,9 @@ use std::net::Ipv4Addr;
 use crate::ipc::rule_key;
 use crate::rule::{OutputMode, RuleSet};
 
+pub use learned::{Origin, Route, RouteError, SourceFilter};
+pub use merge::{learned_rule_id, tables_hash, LearnedEntry, Rib, RouteId, Tables};
+pub use mroute::{mroute, mroute_from_tables};
 pub use sync::{SyncAction, TableSync};
 
 /// An output with defaults applied, still naming its interface.
@@ -52,16 +80,23 @@ pub struct CompiledRule {
     pub port: u16,
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<CompiledOutput>,
-    /// Where it came from (`static` for rules).
+    /// Where it came from: `Origin::as_str` (`static` for rules).
     pub origin: &'static str,
 }
 
 /// The forwarding table of one input interface.
 pub type InterfaceTable = Vec<CompiledRule>;
 
-/// Compile a rule set into one table per input interface.
+/// Compile a rule set into one table per input interface (static rules
+/// only; `Rib::compile` gives the same tables when nothing is learned).
 pub fn compile(rules: &RuleSet) -> BTreeMap<String, InterfaceTable> {
-    let mut out: BTreeMap<String, InterfaceTable> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    compile_static(rules, &mut out);
+    out
+}
+
+/// Append the static rules' entries to `out`, in rule id order.
+fn compile_static(rules: &RuleSet, out: &mut BTreeMap<String, InterfaceTable>) {
     for r in rules.iter() {
         out.entry(r.input.interface.clone())
             .or_default()
@@ -82,10 +117,9 @@ pub fn compile(rules: &RuleSet) -> BTreeMap<String, InterfaceTable> {
                         mode: o.mode,
                     })
                     .collect(),
-                origin: "static",
+                origin: Origin::Static.as_str(),
             });
     }
-    out
 }
 
 /// What an egress socket is: one per (interface, TTL, mode), shared by
