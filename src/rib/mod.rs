@@ -9,6 +9,7 @@
 //! from acks and heartbeats when a full resync or a restart is needed
 //! (DESIGN.md, "Supervisor ⇄ worker", drift recovery).
 
+pub mod state;
 pub mod sync;
 
 use std::collections::{BTreeMap, HashMap};

@@ -13,19 +13,15 @@ use mcr::dataplane::sockets::{drain, open_netlink_monitor};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
-use super::rib_actor::{self, scan_interfaces, Ifaces, RibMsg};
-use super::{workers, Shared};
+use mcr::iface::{scan as scan_interfaces, Ifaces};
 
-pub const NAME: &str = "netlink";
+use super::handles::{NetlinkMsg, Rib, RibMsg};
+use super::shared::Shared;
+use super::util::spawn_ticker;
 
 /// Coalesce bursts of events (an interface coming up sends several).
 const DEBOUNCE: Duration = Duration::from_millis(30);
 const RESCAN: Duration = Duration::from_secs(2);
-
-pub enum NetlinkMsg {
-    Rescan,
-    Panic,
-}
 
 pub struct NetlinkMonitor;
 
@@ -136,7 +132,7 @@ impl Actor for NetlinkMonitor {
             }
         }
         let me = myself.clone();
-        tasks.push(super::spawn_ticker(me, RESCAN, || NetlinkMsg::Rescan));
+        tasks.push(spawn_ticker(me, RESCAN, || NetlinkMsg::Rescan));
         Ok(NlState {
             shared,
             last: Arc::new(scan_interfaces()),
@@ -156,8 +152,8 @@ impl Actor for NetlinkMonitor {
                 if now != *st.last {
                     publish_diff(&st.shared, &st.last, &now);
                     st.last = Arc::new(now);
-                    super::cast(rib_actor::NAME, RibMsg::Interfaces(st.last.clone()));
-                    super::cast(workers::NAME, workers::WmMsg::Interfaces(st.last.clone()));
+                    // The RIB passes the snapshot on to the WorkerManager.
+                    Rib::tell(RibMsg::Interfaces(st.last.clone()));
                 }
             }
             NetlinkMsg::Panic => panic!("fault injection: netlink monitor panic requested"),
