@@ -118,130 +118,18 @@ impl Actor for WorkerLink {
                 core,
             } => {
                 let mut st = lock(&st_arc);
-                let pin_changed = st.core != core || st.nworkers != nworkers;
-                st.table = table;
-                st.ifaces = ifaces;
-                st.core = core;
-                st.nworkers = nworkers;
-                if st.table.is_empty() {
-                    if st.idle_since.is_none() {
-                        st.idle_since = Some(Instant::now());
-                    }
-                } else {
-                    st.idle_since = None;
-                }
-                if pin_changed && st.proc.is_some() {
-                    // Pinning and fanout are fixed at process start.
-                    st.fresh_ingress = true;
-                    st.kill("pinning changed; restarting with the new placement".into());
-                } else {
-                    st.apply_table();
-                }
+                set_table(&mut st, table, ifaces, nworkers, core);
                 ls.report(&st);
             }
             LinkMsg::FromWorker { gen, msg } => {
                 let mut st = lock(&st_arc);
-                if gen != st.gen {
-                    return Ok(());
-                }
-                match msg {
-                    FromWorker::Hello { version, pid } => {
-                        if version != IPC_VERSION {
-                            st.kill(format!(
-                                "speaks IPC version {version}, expected {IPC_VERSION}"
-                            ));
-                            return Ok(());
-                        }
-                        if st.crash_next > 0 {
-                            st.crash_next -= 1;
-                            st.inject_crash();
-                            return Ok(());
-                        }
-                        st.phase = Phase::Running;
-                        st.started_at = Some(Instant::now());
-                        st.last_heartbeat = Some(Instant::now());
-                        shared.publish(Event::WorkerStarted {
-                            interface: st.key.interface.clone(),
-                            index: st.key.index,
-                            pid,
-                        });
-                        st.apply_table();
-                        ls.report(&st);
-                    }
-                    FromWorker::Ack { seq, hash, gap, .. } => {
-                        st.worker_hash = Some(hash);
-                        let action = st.sync.on_ack(seq, hash, gap);
-                        act(&shared, &mut st, action);
-                        let was = st.in_sync;
-                        st.in_sync = seq == st.sync.seq() && hash == st.sync.expected_hash();
-                        if was != st.in_sync {
-                            ls.report(&st);
-                        }
-                    }
-                    FromWorker::Heartbeat { seq, hash } => {
-                        st.last_heartbeat = Some(Instant::now());
-                        st.worker_hash = Some(hash);
-                        let action = st.sync.on_heartbeat(seq, hash);
-                        act(&shared, &mut st, action);
-                    }
-                    FromWorker::Stats {
-                        counters,
-                        rules,
-                        last,
-                    } => {
-                        let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
-                        Stats::tell(StatsMsg::Report {
-                            key: st.key.clone(),
-                            pid,
-                            counters,
-                            rules,
-                            last,
-                        });
-                    }
-                    FromWorker::Error { message } => {
-                        warn!(target: "DataPlane", "worker {}: {message}", st.key);
-                    }
+                if gen == st.gen {
+                    from_worker(&shared, &mut st, ls, msg);
                 }
             }
             LinkMsg::Exited { gen, how } => {
                 let mut st = lock(&st_arc);
-                if gen != st.gen {
-                    return Ok(());
-                }
-                let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
-                st.proc = None;
-                st.in_sync = false;
-                let reason = match st.kill_reason.take() {
-                    Some(k) => format!("{k} ({how})"),
-                    None => how,
-                };
-                let now = Instant::now();
-                let timing = timing(&shared);
-                let (phase, started) = (st.phase.clone(), st.started_at);
-                let delay = match policy::on_exit(&phase, started, &mut st.streak, now, &timing) {
-                    ExitAction::Stopped => {
-                        st.phase = Phase::Stopped;
-                        info!(target: "Supervisor", "worker {} stopped: {reason}", st.key);
-                        return Ok(());
-                    }
-                    ExitAction::Restart { at, delay } => {
-                        st.phase = Phase::Restarting(at);
-                        delay
-                    }
-                };
-                st.restarts += 1;
-                st.started_at = None;
-                st.last_exit = Some(reason.clone());
-                warn!(target: "Supervisor", "worker {} (pid {pid}) {reason}; restart {} in {delay:?}", st.key, st.restarts);
-                shared.publish(Event::WorkerExited {
-                    interface: st.key.interface.clone(),
-                    index: st.key.index,
-                    pid,
-                    reason,
-                    restarts: st.restarts,
-                });
-                ls.report(&st);
-                if delay.is_zero() {
+                if gen == st.gen && exited(&shared, &mut st, ls, how) {
                     let _ = myself.cast(LinkMsg::Tick);
                 }
             }
@@ -260,53 +148,15 @@ impl Actor for WorkerLink {
             LinkMsg::SetLevels(levels) => {
                 lock(&st_arc).send(&ToWorker::SetLogLevel(levels), &[]);
             }
+            LinkMsg::Fault(LinkFault::Panic, reply) => {
+                let _ = reply.send(Ok(Done {
+                    message: format!("link {} panicking", ls.key),
+                    id: None,
+                }));
+                panic!("fault injection: worker link panic requested");
+            }
             LinkMsg::Fault(f, reply) => {
-                let mut st = lock(&st_arc);
-                let pid = st.proc.as_ref().map(|p| p.pid);
-                let r = match (f, pid) {
-                    (LinkFault::Panic, _) => {
-                        drop(st);
-                        let _ = reply.send(Ok(Done {
-                            message: format!("link {} panicking", ls.key),
-                            id: None,
-                        }));
-                        panic!("fault injection: worker link panic requested");
-                    }
-                    (_, None) => Err(format!("worker {} has no running process", st.key)),
-                    (LinkFault::Kill, Some(pid)) => {
-                        st.kill_reason = Some("killed by fault injection".into());
-                        if let Some(p) = &st.proc {
-                            p.kill();
-                        }
-                        Ok(format!("worker {} (pid {pid}) killed", st.key))
-                    }
-                    (LinkFault::Stall, Some(pid)) => {
-                        st.send(&ToWorker::Fault(Fault::Stall), &[]);
-                        Ok(format!("worker {} (pid {pid}) told to stall", st.key))
-                    }
-                    (LinkFault::CorruptTable, Some(pid)) => {
-                        st.send(&ToWorker::Fault(Fault::CorruptTable), &[]);
-                        Ok(format!(
-                            "worker {} (pid {pid}) told to corrupt its table",
-                            st.key
-                        ))
-                    }
-                    (LinkFault::CrashLoop(n), Some(pid)) => {
-                        st.crash_next = n.saturating_sub(1);
-                        st.inject_crash();
-                        Ok(format!(
-                            "worker {} (pid {pid}) will crash {n} times in a row",
-                            st.key
-                        ))
-                    }
-                    (LinkFault::DropIpc(n), Some(_)) => {
-                        st.sync.drop_next(n);
-                        Ok(format!(
-                            "the next {n} table messages to worker {} will be dropped",
-                            st.key
-                        ))
-                    }
-                };
+                let r = fault(&mut lock(&st_arc), f);
                 let _ = reply.send(r.map(|message| Done { message, id: None }));
             }
             LinkMsg::Stop { reason, reply } => {
@@ -317,6 +167,179 @@ impl Actor for WorkerLink {
             }
         }
         Ok(())
+    }
+}
+
+/// A new table (or placement) from the WorkerManager.
+fn set_table(
+    st: &mut LinkState,
+    table: Arc<InterfaceTable>,
+    ifaces: Arc<Ifaces>,
+    nworkers: u32,
+    core: Option<u32>,
+) {
+    let pin_changed = st.core != core || st.nworkers != nworkers;
+    st.table = table;
+    st.ifaces = ifaces;
+    st.core = core;
+    st.nworkers = nworkers;
+    if st.table.is_empty() {
+        if st.idle_since.is_none() {
+            st.idle_since = Some(Instant::now());
+        }
+    } else {
+        st.idle_since = None;
+    }
+    if pin_changed && st.proc.is_some() {
+        // Pinning and fanout are fixed at process start.
+        st.fresh_ingress = true;
+        st.kill("pinning changed; restarting with the new placement".into());
+    } else {
+        st.apply_table();
+    }
+}
+
+/// A message from the current process.
+fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: FromWorker) {
+    match msg {
+        FromWorker::Hello { version, pid } => {
+            if version != IPC_VERSION {
+                st.kill(format!(
+                    "speaks IPC version {version}, expected {IPC_VERSION}"
+                ));
+                return;
+            }
+            if st.crash_next > 0 {
+                st.crash_next -= 1;
+                st.inject_crash();
+                return;
+            }
+            st.phase = Phase::Running;
+            st.started_at = Some(Instant::now());
+            st.last_heartbeat = Some(Instant::now());
+            shared.publish(Event::WorkerStarted {
+                interface: st.key.interface.clone(),
+                index: st.key.index,
+                pid,
+            });
+            st.apply_table();
+            ls.report(st);
+        }
+        FromWorker::Ack { seq, hash, gap, .. } => {
+            st.worker_hash = Some(hash);
+            let action = st.sync.on_ack(seq, hash, gap);
+            act(shared, st, action);
+            let was = st.in_sync;
+            st.in_sync = seq == st.sync.seq() && hash == st.sync.expected_hash();
+            if was != st.in_sync {
+                ls.report(st);
+            }
+        }
+        FromWorker::Heartbeat { seq, hash } => {
+            st.last_heartbeat = Some(Instant::now());
+            st.worker_hash = Some(hash);
+            let action = st.sync.on_heartbeat(seq, hash);
+            act(shared, st, action);
+        }
+        FromWorker::Stats {
+            counters,
+            rules,
+            last,
+        } => {
+            let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
+            Stats::tell(StatsMsg::Report {
+                key: st.key.clone(),
+                pid,
+                counters,
+                rules,
+                last,
+            });
+        }
+        FromWorker::Error { message } => {
+            warn!(target: "DataPlane", "worker {}: {message}", st.key);
+        }
+    }
+}
+
+/// The current process exited: decide about a restart. Returns whether
+/// the restart is due at once.
+fn exited(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, how: String) -> bool {
+    let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
+    st.proc = None;
+    st.in_sync = false;
+    let reason = match st.kill_reason.take() {
+        Some(k) => format!("{k} ({how})"),
+        None => how,
+    };
+    let now = Instant::now();
+    let timing = timing(shared);
+    let (phase, started) = (st.phase.clone(), st.started_at);
+    let delay = match policy::on_exit(&phase, started, &mut st.streak, now, &timing) {
+        ExitAction::Stopped => {
+            st.phase = Phase::Stopped;
+            info!(target: "Supervisor", "worker {} stopped: {reason}", st.key);
+            return false;
+        }
+        ExitAction::Restart { at, delay } => {
+            st.phase = Phase::Restarting(at);
+            delay
+        }
+    };
+    st.restarts += 1;
+    st.started_at = None;
+    st.last_exit = Some(reason.clone());
+    warn!(target: "Supervisor", "worker {} (pid {pid}) {reason}; restart {} in {delay:?}", st.key, st.restarts);
+    shared.publish(Event::WorkerExited {
+        interface: st.key.interface.clone(),
+        index: st.key.index,
+        pid,
+        reason,
+        restarts: st.restarts,
+    });
+    ls.report(st);
+    delay.is_zero()
+}
+
+/// Carry out a fault injection on the worker process.
+fn fault(st: &mut LinkState, f: LinkFault) -> Result<String, String> {
+    let pid = st.proc.as_ref().map(|p| p.pid);
+    match (f, pid) {
+        // Carried out by the actor itself.
+        (LinkFault::Panic, _) => Err("a link panics itself, not its worker".into()),
+        (_, None) => Err(format!("worker {} has no running process", st.key)),
+        (LinkFault::Kill, Some(pid)) => {
+            st.kill_reason = Some("killed by fault injection".into());
+            if let Some(p) = &st.proc {
+                p.kill();
+            }
+            Ok(format!("worker {} (pid {pid}) killed", st.key))
+        }
+        (LinkFault::Stall, Some(pid)) => {
+            st.send(&ToWorker::Fault(Fault::Stall), &[]);
+            Ok(format!("worker {} (pid {pid}) told to stall", st.key))
+        }
+        (LinkFault::CorruptTable, Some(pid)) => {
+            st.send(&ToWorker::Fault(Fault::CorruptTable), &[]);
+            Ok(format!(
+                "worker {} (pid {pid}) told to corrupt its table",
+                st.key
+            ))
+        }
+        (LinkFault::CrashLoop(n), Some(pid)) => {
+            st.crash_next = n.saturating_sub(1);
+            st.inject_crash();
+            Ok(format!(
+                "worker {} (pid {pid}) will crash {n} times in a row",
+                st.key
+            ))
+        }
+        (LinkFault::DropIpc(n), Some(_)) => {
+            st.sync.drop_next(n);
+            Ok(format!(
+                "the next {n} table messages to worker {} will be dropped",
+                st.key
+            ))
+        }
     }
 }
 
