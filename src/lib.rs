@@ -13,12 +13,15 @@ pub mod control;
 pub mod dataplane;
 pub mod gen;
 pub mod hash;
+pub mod iface;
 pub mod ipc;
 pub mod logging;
 pub mod proto;
 pub mod rib;
 pub mod rule;
+pub mod supervise;
 pub mod wire;
+pub mod worker_policy;
 
 /// An `MCR_*` tuning override from the environment, if it is set and
 /// parses (surrounding blanks ignored); callers fall back to their default.

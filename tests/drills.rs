@@ -296,6 +296,52 @@ fn drill_actor_panics_lose_nothing() {
 }
 
 #[test]
+fn drill_link_crash_loop_escalates_to_the_worker_manager() {
+    if !require_root("drill_link_crash_loop_escalates_to_the_worker_manager") {
+        return;
+    }
+    let t = Relay3::new("dlinkb");
+    let d = start(&t, CONFIG);
+    let worker_pid = worker(&d, "r0").and_then(|w| w.pid).unwrap();
+    // Six link failures in a row, each as soon as the link is back: one
+    // past the WorkerManager's budget of five within 10 s.
+    let mut panics = 0;
+    let t0 = Instant::now();
+    while panics < 6 && t0.elapsed() < Duration::from_secs(9) {
+        if d.ctl(&["fault", "panic-actor", "worker/r0/0"])
+            .status
+            .success()
+        {
+            panics += 1;
+        } else {
+            // The link is between restarts.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(panics, 6, "the link kept coming back within the window");
+    let st = wait_for(T, || {
+        let s: StatusReport = d.ctl_json(&["status"]);
+        s.actors
+            .iter()
+            .any(|x| x.name == "root/workers" && x.restarts == 1 && x.state == "running")
+            .then_some(s)
+    })
+    .unwrap_or_else(|| panic!("the WorkerManager was not restarted:\n{}", d.log_text()));
+    assert!(st.actors.iter().all(|x| x.state == "running"), "{st:?}");
+    assert!(
+        d.log_text().contains("failed 6 times"),
+        "the escalation is logged:\n{}",
+        d.log_text()
+    );
+    // The worker process was never touched, and forwards.
+    let w = wait_for(T, || worker(&d, "r0").filter(|w| w.state == "running")).unwrap();
+    assert_eq!(w.pid, Some(worker_pid), "{w:?}");
+    assert_eq!(w.restarts, 0, "{w:?}");
+    let f = flow(&t.src, &t.dst, "239.1.1.1", "239.2.2.1", 2000, 1.0);
+    assert_eq!(f.finish().lost, 0);
+}
+
+#[test]
 fn drill_restart_budget_exhausted_exits_non_zero() {
     if !require_root("drill_restart_budget_exhausted_exits_non_zero") {
         return;

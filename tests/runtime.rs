@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{recv, send, send_cmd, Daemon, DaemonOpts};
 use common::{bin, require_root, rule_config, veth, wait_for, Netns, Relay3};
-use mcr::control::{Done, Event, RuleState, TimedEvent, WorkerInfo};
+use mcr::control::{Done, Event, RuleState, StatusReport, TimedEvent, WorkerInfo};
 use mcr::gen::SendReport;
 use mcr::logging::{Facility, LogLevels, Severity};
 
@@ -583,6 +583,18 @@ fn subscribe_streams_rule_and_worker_events() {
                 | Event::Lagged { .. }
         )),
         "events outside rules,workers: {:?}",
+        s.seen
+    );
+    // Every event names this run of the daemon, as `status` does.
+    let status: StatusReport = d.ctl_json(&["status"]);
+    let inst = &status.instance_id;
+    assert!(
+        inst.len() == 36 && inst.chars().filter(|c| *c == '-').count() == 4,
+        "instance id is a UUID: {inst:?}"
+    );
+    assert!(
+        s.seen.iter().all(|e| &e.instance_id == inst),
+        "events carry the instance id {inst}: {:?}",
         s.seen
     );
 

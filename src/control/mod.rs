@@ -187,6 +187,10 @@ pub struct VersionInfo {
     pub daemon: String,
     pub protocol: u32,
     pub ipc: u32,
+    /// This run of the daemon: a random UUID (v4) chosen at start, so a
+    /// client can tell a restarted daemon from the one it was talking to.
+    #[serde(default)]
+    pub instance_id: String,
 }
 
 /// State of a rule as the daemon sees it.
@@ -335,6 +339,10 @@ pub struct ActorInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub version: String,
+    /// This run of the daemon: a random UUID (v4) chosen at start, so a
+    /// client can tell a restarted daemon from the one it was talking to.
+    #[serde(default)]
+    pub instance_id: String,
     pub pid: u32,
     pub uptime_secs: f64,
     pub config_file: Option<String>,
@@ -499,6 +507,10 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimedEvent {
     pub time: f64,
+    /// This run of the daemon: a random UUID (v4) chosen at start, so a
+    /// client can tell a restarted daemon from the one it was talking to.
+    #[serde(default)]
+    pub instance_id: String,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -637,6 +649,7 @@ mod tests {
     fn events_carry_their_kind_and_time() {
         let e = TimedEvent {
             time: 1.5,
+            instance_id: "5f0c1d9e-8a4b-4c2e-9f7a-0b1c2d3e4f50".into(),
             event: Event::RuleAdded {
                 id: "x".into(),
                 name: None,
@@ -644,6 +657,14 @@ mod tests {
         };
         let s = serde_json::to_string(&e).unwrap();
         assert!(s.contains(r#""event":"rule-added""#), "{s}");
+        assert!(
+            s.contains(r#""instance_id":"5f0c1d9e-8a4b-4c2e-9f7a-0b1c2d3e4f50""#),
+            "{s}"
+        );
+        // Events from a daemon that predates instance ids still parse.
+        let old: TimedEvent =
+            serde_json::from_str(r#"{"time":1.0,"event":"rule-removed","id":"x"}"#).unwrap();
+        assert_eq!(old.instance_id, "");
         assert_eq!(serde_json::from_str::<TimedEvent>(&s).unwrap(), e);
         assert_eq!(e.event.kind(), EventKind::Rules);
     }

@@ -30,6 +30,7 @@
 pub mod learned;
 pub mod merge;
 pub mod mroute;
+pub mod state;
 pub mod sync;
 #[cfg(test)]
 mod tests_merge;

@@ -10,50 +10,12 @@ use std::sync::Arc;
 
 use mcr::config::{self, Config};
 use mcr::control::{ConfigCheckResult, ConfigText, Done, Event};
-use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::rule::{default_rule_id, FieldError, Rule, RuleInput, RuleOutput, RuleSet};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
-use super::{loglevel, rib_actor, Shared};
-
-pub const NAME: &str = "config";
-
-type Reply<T> = RpcReplyPort<Result<T, String>>;
-
-pub enum ConfigMsg {
-    Add {
-        id: Option<String>,
-        name: Option<String>,
-        input: RuleInput,
-        outputs: Vec<RuleOutput>,
-        reply: Reply<Done>,
-    },
-    Remove {
-        id: Option<String>,
-        name: Option<String>,
-        reply: Reply<Done>,
-    },
-    Show(RpcReplyPort<ConfigText>),
-    Check {
-        text: String,
-        reply: RpcReplyPort<ConfigCheckResult>,
-    },
-    Load {
-        text: String,
-        replace: bool,
-        reply: Reply<Done>,
-    },
-    Save(Reply<Done>),
-    Reload(Option<Reply<Done>>),
-    LogGet(RpcReplyPort<LogLevels>),
-    LogSet {
-        facility: Option<Facility>,
-        level: Severity,
-        reply: Reply<Done>,
-    },
-    Panic,
-}
+use super::handles::{ConfigMsg, LogLevel, LogLevelMsg, Rib, RibMsg};
+use super::shared::Shared;
 
 pub struct ConfigActor;
 
@@ -95,9 +57,9 @@ fn commit(shared: &Shared, old: &Config, new: Config) -> Result<(u32, u32, u32),
         removed: counts.1,
         changed: counts.2,
     });
-    super::cast(rib_actor::NAME, rib_actor::RibMsg::Rules(Arc::new(new_set)));
+    Rib::tell(RibMsg::Rules(Arc::new(new_set)));
     if levels_changed {
-        super::cast(loglevel::NAME, loglevel::LogLevelMsg::Apply(levels));
+        LogLevel::tell(LogLevelMsg::Apply(levels));
     }
     Ok(counts)
 }
@@ -241,7 +203,7 @@ impl Actor for ConfigActor {
         // After a restart, make sure the RIB has what we have (an update
         // may have been lost with the failed actor).
         if let Ok(set) = shared.config().rule_set() {
-            super::cast(rib_actor::NAME, rib_actor::RibMsg::Rules(Arc::new(set)));
+            Rib::tell(RibMsg::Rules(Arc::new(set)));
         }
         Ok(shared)
     }

@@ -13,32 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcr::control::{parse_request, Done, EventKind, FaultRequest, Request, Response, MAX_REQUEST};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use super::config_actor::{self, ConfigMsg};
-use super::rib_actor::{self, RibMsg};
-use super::root::RootMsg;
-use super::stats_actor::{self, StatsMsg};
-use super::workers::{self, WmMsg};
-use super::{ask, Shared, CALL_TIMEOUT};
-
-pub const NAME: &str = "control";
+use super::handles::{self, Config, ConfigMsg, ControlMsg, Root, RootMsg, WmMsg};
+use super::shared::Shared;
+use super::util::{lock, spawn_ticker};
 
 /// A client that sends nothing for this long is disconnected.
 const IDLE: Duration = Duration::from_secs(30);
 /// A client that does not read its replies for this long is disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub enum ControlMsg {
-    Tick,
-    Subscribe(RpcReplyPort<broadcast::Receiver<mcr::control::TimedEvent>>),
-    DeleteSocket(RpcReplyPort<Result<Done, String>>),
-    Panic,
-}
 
 pub struct ControlServer;
 
@@ -95,7 +83,7 @@ fn bind(shared: &Shared, path: &Path) -> Result<(std::os::unix::net::UnixListene
 /// duplicate and the socket keeps accepting.
 fn spawn_accept(shared: Arc<Shared>) -> Result<tokio::task::JoinHandle<()>, String> {
     let dup = {
-        let l = super::lock(&shared.control_listener);
+        let l = lock(&shared.control_listener);
         let (std_l, _) = l.as_ref().ok_or("no control listener")?;
         std_l
             .try_clone()
@@ -122,7 +110,7 @@ fn spawn_accept(shared: Arc<Shared>) -> Result<tokio::task::JoinHandle<()>, Stri
 /// start) or its file is gone or replaced.
 fn ensure_listener(shared: &Shared, path: &Path) -> Result<(u64, bool), String> {
     let current = std::fs::metadata(path).map(|m| m.ino()).ok();
-    let mut l = super::lock(&shared.control_listener);
+    let mut l = lock(&shared.control_listener);
     if let Some((_, inode)) = l.as_ref() {
         if current == Some(*inode) {
             return Ok((*inode, false));
@@ -155,7 +143,7 @@ impl Actor for ControlServer {
         }
         let accept = spawn_accept(shared.clone())?;
         let me = myself.clone();
-        let ticker = super::spawn_ticker(me, Duration::from_secs(1), || ControlMsg::Tick);
+        let ticker = spawn_ticker(me, Duration::from_secs(1), || ControlMsg::Tick);
         Ok(ControlState {
             shared,
             path,
@@ -372,78 +360,53 @@ fn flat<T>(r: Result<Result<T, String>, String>) -> Result<T, String> {
 }
 
 async fn dispatch(shared: &Shared, req: Request) -> Response {
-    let t = CALL_TIMEOUT;
     match req {
-        Request::Ping => to_resp(ask("root", RootMsg::Ping, t).await),
-        Request::Version => to_resp(ask("root", RootMsg::Version, t).await),
-        Request::Status => to_resp(ask("root", RootMsg::Status, t).await),
+        Request::Ping => to_resp(Root::call(RootMsg::Ping).await),
+        Request::Version => to_resp(Root::call(RootMsg::Version).await),
+        Request::Status => to_resp(Root::call(RootMsg::Status).await),
         Request::Add {
             id,
             name,
             input,
             outputs,
         } => to_resp(flat(
-            ask(
-                config_actor::NAME,
-                |reply| ConfigMsg::Add {
-                    id,
-                    name,
-                    input,
-                    outputs,
-                    reply,
-                },
-                t,
-            )
+            Config::call(|reply| ConfigMsg::Add {
+                id,
+                name,
+                input,
+                outputs,
+                reply,
+            })
             .await,
         )),
         Request::Remove { id, name } => to_resp(flat(
-            ask(
-                config_actor::NAME,
-                |reply| ConfigMsg::Remove { id, name, reply },
-                t,
-            )
-            .await,
+            Config::call(|reply| ConfigMsg::Remove { id, name, reply }).await,
         )),
-        Request::List => to_resp(ask(rib_actor::NAME, RibMsg::List, t).await),
-        Request::Mroute => to_resp(ask(rib_actor::NAME, RibMsg::Mroute, t).await),
-        Request::Stats => to_resp(ask(stats_actor::NAME, StatsMsg::Get, t).await),
-        Request::Workers => to_resp(ask(workers::NAME, WmMsg::List, t).await),
-        Request::ConfigShow => to_resp(ask(config_actor::NAME, ConfigMsg::Show, t).await),
-        Request::ConfigCheck { text } => to_resp(
-            ask(
-                config_actor::NAME,
-                |reply| ConfigMsg::Check { text, reply },
-                t,
-            )
-            .await,
-        ),
+        Request::List => to_resp(handles::Rib::list().await),
+        Request::Mroute => to_resp(handles::Rib::mroute().await),
+        Request::Stats => to_resp(handles::Stats::get().await),
+        Request::Workers => to_resp(handles::Workers::list().await),
+        Request::ConfigShow => to_resp(Config::call(ConfigMsg::Show).await),
+        Request::ConfigCheck { text } => {
+            to_resp(Config::call(|reply| ConfigMsg::Check { text, reply }).await)
+        }
         Request::ConfigLoad { text, replace } => to_resp(flat(
-            ask(
-                config_actor::NAME,
-                |reply| ConfigMsg::Load {
-                    text,
-                    replace,
-                    reply,
-                },
-                t,
-            )
+            Config::call(|reply| ConfigMsg::Load {
+                text,
+                replace,
+                reply,
+            })
             .await,
         )),
-        Request::ConfigSave => to_resp(flat(ask(config_actor::NAME, ConfigMsg::Save, t).await)),
-        Request::ConfigReload => to_resp(flat(
-            ask(config_actor::NAME, |r| ConfigMsg::Reload(Some(r)), t).await,
-        )),
-        Request::LogLevelGet => to_resp(ask(config_actor::NAME, ConfigMsg::LogGet, t).await),
+        Request::ConfigSave => to_resp(flat(Config::call(ConfigMsg::Save).await)),
+        Request::ConfigReload => to_resp(flat(Config::call(|r| ConfigMsg::Reload(Some(r))).await)),
+        Request::LogLevelGet => to_resp(Config::call(ConfigMsg::LogGet).await),
         Request::LogLevelSet { facility, level } => to_resp(flat(
-            ask(
-                config_actor::NAME,
-                |reply| ConfigMsg::LogSet {
-                    facility,
-                    level,
-                    reply,
-                },
-                t,
-            )
+            Config::call(|reply| ConfigMsg::LogSet {
+                facility,
+                level,
+                reply,
+            })
             .await,
         )),
         Request::Subscribe { .. } => Response::err("subscribe is handled by the connection"),
@@ -460,41 +423,16 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
 
 /// Carry out a fault through the same messages as everything else.
 async fn fault(f: FaultRequest) -> Result<Done, String> {
-    let t = CALL_TIMEOUT;
     match f {
-        FaultRequest::PanicActor { name } => {
-            let sent = match name.as_str() {
-                "root" => super::actor::<RootMsg>("root").map(|a| a.cast(RootMsg::Panic).is_ok()),
-                "config" => super::actor::<ConfigMsg>(&name).map(|a| a.cast(ConfigMsg::Panic).is_ok()),
-                "rib" => super::actor::<RibMsg>(&name).map(|a| a.cast(RibMsg::Panic).is_ok()),
-                "workers" => super::actor::<WmMsg>(&name).map(|a| a.cast(WmMsg::Panic).is_ok()),
-                "stats" => super::actor::<StatsMsg>(&name).map(|a| a.cast(StatsMsg::Panic).is_ok()),
-                "control" => super::actor::<ControlMsg>(&name).map(|a| a.cast(ControlMsg::Panic).is_ok()),
-                "loglevel" => super::actor::<super::loglevel::LogLevelMsg>(&name)
-                    .map(|a| a.cast(super::loglevel::LogLevelMsg::Panic).is_ok()),
-                "netlink" => super::actor::<super::netlink::NetlinkMsg>(&name)
-                    .map(|a| a.cast(super::netlink::NetlinkMsg::Panic).is_ok()),
-                n if n.starts_with("worker/") => {
-                    return flat(
-                        ask(n, |r| workers::link::LinkMsg::Fault(workers::link::LinkFault::Panic, r), t).await,
-                    );
-                }
-                other => {
-                    return Err(format!(
-                        "unknown actor {other:?}; actors are root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N"
-                    ))
-                }
-            };
-            match sent {
-                Some(true) => Ok(Done {
-                    message: format!("actor {name} told to panic"),
-                    id: None,
-                }),
-                _ => Err(format!("actor {name} is not running")),
-            }
-        }
-        FaultRequest::DeleteSocket => flat(ask(NAME, ControlMsg::DeleteSocket, t).await),
-        other => flat(ask(workers::NAME, |r| WmMsg::Fault(other, r), t).await),
+        FaultRequest::PanicActor { name } => match handles::panic_actor(&name).await? {
+            true => Ok(Done {
+                message: format!("actor {name} told to panic"),
+                id: None,
+            }),
+            false => Err(format!("actor {name} is not running")),
+        },
+        FaultRequest::DeleteSocket => flat(handles::Control::call(ControlMsg::DeleteSocket).await),
+        other => flat(handles::Workers::call(|r| WmMsg::Fault(other, r)).await),
     }
 }
 
@@ -511,14 +449,13 @@ async fn stream_events(
     } else {
         kinds
     };
-    let mut rx = match ask(NAME, ControlMsg::Subscribe, CALL_TIMEOUT).await {
+    let mut rx = match handles::Control::call(ControlMsg::Subscribe).await {
         Ok(rx) => rx,
         Err(e) => {
             let _ = write_line(&mut wr, &Response::err(e)).await;
             return;
         }
     };
-    let _ = shared;
     if !write_line(
         &mut wr,
         &Response::ok(serde_json::json!({ "subscribed": kinds })),
@@ -533,10 +470,9 @@ async fn stream_events(
             ev = rx.recv() => {
                 let ev = match ev {
                     Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(n)) => mcr::control::TimedEvent {
-                        time: 0.0,
-                        event: mcr::control::Event::Lagged { missed: n },
-                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        shared.stamp(mcr::control::Event::Lagged { missed: n })
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 if !matches!(ev.event, mcr::control::Event::Lagged { .. }) && !kinds.contains(&ev.event.kind()) {
@@ -555,35 +491,4 @@ async fn stream_events(
             }
         }
     }
-}
-
-/// Tell systemd (Type=notify) about our state, if it is watching.
-pub fn sd_notify(state: &str) {
-    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let r = if let Some(abs) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes())
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = r {
-        debug!(target: "Supervisor", "sd_notify {state}: {e}");
-    }
-}
-
-/// Half the systemd watchdog period, if one is set for us.
-pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok()? != std::process::id() {
-            return None;
-        }
-    }
-    Some(Duration::from_micros(usec / 2))
 }

@@ -4,18 +4,11 @@
 
 use std::sync::Arc;
 
-use mcr::logging::LogLevels;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::info;
 
-use super::{workers, Shared};
-
-pub const NAME: &str = "loglevel";
-
-pub enum LogLevelMsg {
-    Apply(LogLevels),
-    Panic,
-}
+use super::handles::{LogLevelMsg, WmMsg, Workers};
+use super::shared::Shared;
 
 pub struct LogLevelActor;
 
@@ -31,7 +24,7 @@ impl Actor for LogLevelActor {
     ) -> Result<Arc<Shared>, ActorProcessingErr> {
         // After a restart, re-apply what the config says: a level change
         // that was in flight when we failed is not lost.
-        (shared.set_levels)(&super::current_levels(&shared));
+        (shared.set_levels)(&shared.levels());
         Ok(shared)
     }
 
@@ -45,7 +38,7 @@ impl Actor for LogLevelActor {
             LogLevelMsg::Apply(levels) => {
                 (shared.set_levels)(&levels);
                 info!(target: "Supervisor", "log levels now: global {}, overrides {:?}", levels.global, levels.facilities);
-                super::cast(workers::NAME, workers::WmMsg::SetLevels(levels));
+                Workers::tell(WmMsg::SetLevels(levels));
             }
             LogLevelMsg::Panic => panic!("fault injection: loglevel actor panic requested"),
         }

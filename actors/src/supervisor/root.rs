@@ -3,80 +3,32 @@
 //! clear error so that systemd restarts it instead of it running
 //! half-dead. Also the daemon's signal handling and orderly shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::control::{Event, StatusReport};
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
-};
+use mcr::supervise::{RestartBudget, Verdict};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, workers, Shared};
+use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
+use super::shared::Shared;
+use super::util::lock;
+use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, systemd, workers};
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
 pub const RESTART_BUDGET: usize = 5;
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
-
-/// The children, in start order: later ones depend on earlier ones being
-/// registered (the RIB pushes tables to the WorkerManager, which must not
-/// miss them; the control server comes last so requests find everyone).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Child {
-    LogLevel,
-    Config,
-    Stats,
-    Workers,
-    Rib,
-    Netlink,
-    Control,
-}
-
-impl Child {
-    pub const ALL: [Child; 7] = [
-        Child::LogLevel,
-        Child::Config,
-        Child::Stats,
-        Child::Workers,
-        Child::Rib,
-        Child::Netlink,
-        Child::Control,
-    ];
-
-    /// Registry name; also what `mcrctl fault panic-actor` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Child::LogLevel => loglevel::NAME,
-            Child::Config => config_actor::NAME,
-            Child::Stats => stats_actor::NAME,
-            Child::Workers => workers::NAME,
-            Child::Rib => rib_actor::NAME,
-            Child::Netlink => netlink::NAME,
-            Child::Control => control::NAME,
-        }
-    }
-}
-
-pub enum RootMsg {
-    Ping(RpcReplyPort<String>),
-    Version(RpcReplyPort<mcr::control::VersionInfo>),
-    Status(RpcReplyPort<StatusReport>),
-    Shutdown,
-    /// SIGHUP.
-    Reload,
-    /// Fault injection: panic in the root itself (ends the daemon).
-    Panic,
-}
 
 pub struct Root;
 
 pub struct RootState {
     shared: Arc<Shared>,
     children: HashMap<ActorId, Child>,
-    failures: HashMap<Child, VecDeque<Instant>>,
+    budgets: HashMap<Child, RestartBudget>,
     /// Set when the daemon must exit non-zero.
     fatal: Option<String>,
 }
@@ -147,7 +99,7 @@ impl Actor for Root {
         Ok(RootState {
             shared,
             children,
-            failures: HashMap::new(),
+            budgets: HashMap::new(),
             fatal: None,
         })
     }
@@ -167,11 +119,12 @@ impl Actor for Root {
                     daemon: env!("CARGO_PKG_VERSION").to_string(),
                     protocol: mcr::control::PROTOCOL_VERSION,
                     ipc: mcr::ipc::IPC_VERSION,
+                    instance_id: st.shared.instance_id.clone(),
                 });
             }
             RootMsg::Status(r) => {
                 let cfg = st.shared.config();
-                let workers = super::lock(&st.shared.registry).len() as u32;
+                let workers = lock(&st.shared.registry).len() as u32;
                 let mut actors = vec![mcr::control::ActorInfo {
                     name: "root".into(),
                     state: "running".into(),
@@ -184,6 +137,7 @@ impl Actor for Root {
                 }));
                 let _ = r.send(StatusReport {
                     version: env!("CARGO_PKG_VERSION").to_string(),
+                    instance_id: st.shared.instance_id.clone(),
                     pid: std::process::id(),
                     uptime_secs: st.shared.started.elapsed().as_secs_f64(),
                     config_file: st
@@ -199,7 +153,7 @@ impl Actor for Root {
                 });
             }
             RootMsg::Reload => {
-                super::cast(config_actor::NAME, config_actor::ConfigMsg::Reload(None));
+                handles::Config::tell(ConfigMsg::Reload(None));
             }
             RootMsg::Shutdown => {
                 shutdown(&st.shared).await;
@@ -230,22 +184,15 @@ impl Actor for Root {
         if st.shared.is_shutting_down() {
             return Ok(());
         }
-        let now = Instant::now();
-        let window = st.failures.entry(kind).or_default();
-        window.push_back(now);
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > BUDGET_WINDOW)
-        {
-            window.pop_front();
-        }
         let restarts = st.shared.actor_failed(kind.name(), &why);
-        if window.len() > RESTART_BUDGET {
+        let budget = st
+            .budgets
+            .entry(kind)
+            .or_insert_with(|| RestartBudget::new(RESTART_BUDGET, BUDGET_WINDOW));
+        if let Verdict::GiveUp { recent } = budget.record(Instant::now()) {
             let msg = format!(
-                "the {} actor failed {} times within {:?} (budget {RESTART_BUDGET}); last failure: {why}",
+                "the {} actor failed {recent} times within {BUDGET_WINDOW:?} (budget {RESTART_BUDGET}); last failure: {why}",
                 kind.name(),
-                window.len(),
-                BUDGET_WINDOW
             );
             error!(target: "Supervisor", "{msg}; stopping the daemon");
             st.shared.actor_state(kind.name(), "failed");
@@ -257,7 +204,7 @@ impl Actor for Root {
         warn!(target: "Supervisor", "actor {} failed ({why}); restart {restarts}", kind.name());
         // The name is free only once the old actor has fully stopped.
         for _ in 0..50 {
-            if ractor::registry::where_is(kind.name()).is_none() {
+            if !handles::is_registered(kind.name()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -290,7 +237,7 @@ impl Actor for Root {
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(f) = st.fatal.take() {
-            *super::lock(&FATAL) = Some(f);
+            *lock(&FATAL) = Some(f);
         }
         Ok(())
     }
@@ -305,12 +252,7 @@ async fn shutdown(shared: &Arc<Shared>) {
         return;
     }
     info!(target: "Supervisor", "shutting down: stopping workers");
-    let _ = super::ask(
-        workers::NAME,
-        workers::WmMsg::StopAll,
-        Duration::from_secs(8),
-    )
-    .await;
+    let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;
     workers::kill_all(shared);
     let _ = std::fs::remove_file(&shared.settings.socket_path);
 }
@@ -327,7 +269,7 @@ fn startup_error(s: &str) -> String {
 
 /// Run the daemon until it is told to stop or fails past its budget.
 pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
-    let (root, handle) = Actor::spawn(Some("root".into()), Root, shared.clone())
+    let (root, handle) = Actor::spawn(Some(handles::ROOT.into()), Root, shared.clone())
         .await
         .map_err(|e| format!("cannot start: {}", startup_error(&e.to_string())))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -340,8 +282,8 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         std::process::id(),
         shared.settings.socket_path.display()
     );
-    crate::supervisor::control::sd_notify("READY=1");
-    let watchdog = crate::supervisor::control::watchdog_interval();
+    systemd::notify("READY=1");
+    let watchdog = systemd::watchdog_interval();
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut handle = handle;
     loop {
@@ -349,18 +291,18 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
             _ = term.recv() => { info!(target: "Supervisor", "SIGTERM"); let _ = root.cast(RootMsg::Shutdown); }
             _ = int.recv() => { info!(target: "Supervisor", "SIGINT"); let _ = root.cast(RootMsg::Shutdown); }
             _ = hup.recv() => { info!(target: "Supervisor", "SIGHUP: reloading the config"); let _ = root.cast(RootMsg::Reload); }
-            _ = wd_tick.tick() => { if watchdog.is_some() { crate::supervisor::control::sd_notify("WATCHDOG=1"); } }
+            _ = wd_tick.tick() => { if watchdog.is_some() { systemd::notify("WATCHDOG=1"); } }
             r = &mut handle => {
                 let _ = r;
                 break;
             }
         }
     }
-    crate::supervisor::control::sd_notify("STOPPING=1");
+    systemd::notify("STOPPING=1");
     let orderly = shared.is_shutting_down();
     workers::kill_all(&shared);
     let _ = std::fs::remove_file(&shared.settings.socket_path);
-    match super::lock(&FATAL).take() {
+    match lock(&FATAL).take() {
         Some(f) => Err(f),
         // The root itself failed (it has no supervisor to restart it).
         None if !orderly => Err(

@@ -10,24 +10,10 @@ use std::time::Instant;
 
 use mcr::control::{OutputStats, RuleStats, StatsReport, WorkerStats};
 use mcr::ipc::{rule_key, RuleCounters, WorkerCounters};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{Shared, WorkerKey};
-
-pub const NAME: &str = "stats";
-
-pub enum StatsMsg {
-    Report {
-        key: WorkerKey,
-        pid: u32,
-        counters: WorkerCounters,
-        rules: Vec<RuleCounters>,
-        last: bool,
-    },
-    Forget(WorkerKey),
-    Get(RpcReplyPort<StatsReport>),
-    Panic,
-}
+use super::handles::{StatsMsg, WorkerKey};
+use super::shared::Shared;
 
 /// One complete report of a worker.
 #[derive(Clone, Default)]

@@ -15,7 +15,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::super::rib_actor::Ifaces;
+use mcr::iface::Ifaces;
 
 /// What a link message says about one interface.
 #[derive(Clone, Debug, PartialEq)]

@@ -29,10 +29,11 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::MulticastGroup;
 use tracing::{debug, info, warn};
 
-use super::rib_actor::{self, scan_interfaces, Ifaces, RibMsg};
-use super::{workers, Shared};
+use mcr::iface::{scan as scan_interfaces, Ifaces};
 
-pub const NAME: &str = "netlink";
+use super::handles::{NetlinkMsg, Rib, RibMsg};
+use super::shared::Shared;
+use super::util::spawn_ticker;
 
 /// Gather a burst of events (an interface coming up sends several) into
 /// one update, so the RIB and the workers recompute once.
@@ -45,18 +46,6 @@ const GROUPS: [MulticastGroup; 3] = [
     MulticastGroup::Ipv4Ifaddr,
     MulticastGroup::Ipv4Route,
 ];
-
-pub enum NetlinkMsg {
-    /// Forget the events and read the interfaces afresh.
-    Rescan,
-    /// Kernel notifications in the order they came; `overrun` if some were
-    /// lost before or among them.
-    Kernel {
-        msgs: Vec<RouteNetlinkMessage>,
-        overrun: bool,
-    },
-    Panic,
-}
 
 pub struct NetlinkMonitor;
 
@@ -239,8 +228,8 @@ impl NlState {
         if now != *self.last {
             publish_diff(&self.shared, &self.last, &now);
             self.last = Arc::new(now);
-            super::cast(rib_actor::NAME, RibMsg::Interfaces(self.last.clone()));
-            super::cast(workers::NAME, workers::WmMsg::Interfaces(self.last.clone()));
+            // The RIB passes the snapshot on to the WorkerManager.
+            Rib::tell(RibMsg::Interfaces(self.last.clone()));
         }
     }
 }
@@ -261,7 +250,7 @@ impl Actor for NetlinkMonitor {
         let last = Arc::new(scan_interfaces());
         let tasks = vec![
             tokio::spawn(watch(myself.clone(), sub)),
-            super::spawn_ticker(myself, RESCAN, || NetlinkMsg::Rescan),
+            spawn_ticker(myself, RESCAN, || NetlinkMsg::Rescan),
         ];
         Ok(NlState {
             shared,

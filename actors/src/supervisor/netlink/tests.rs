@@ -14,8 +14,8 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::events::{apply, decode, NlEvent};
-use super::rib_actor::{scan_interfaces, Ifaces};
 use super::route::{route_get, RouteError};
+use mcr::iface::{scan as scan_interfaces, Ifaces};
 
 fn link_msg(index: u32, name: &str, flags: LinkFlags, mtu: u32) -> LinkMessage {
     let mut m = LinkMessage::default();

@@ -1,49 +1,40 @@
 //! WorkerManager: decides which workers should exist (one per input
 //! interface that has rules and is up, or one per pinned core), supervises
-//! one WorkerLink per worker, joins every input group on its input
-//! interface so that switches and NICs deliver it, and routes worker
-//! faults for drills.
+//! one WorkerLink per worker (restart within a budget, as the root does
+//! for its children: `mcr::supervise`), keeps the input group memberships
+//! (`inputs`), and routes worker faults for drills.
+//!
+//! Submodules: `link` (the WorkerLink actor), `process` (a worker's
+//! process and IPC), `table` (table translation and egress sockets),
+//! `inputs` (memberships and sinks).
 
+pub mod inputs;
 pub mod link;
+pub mod process;
+pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mcr::control::{Done, FaultRequest, WorkerInfo};
-use mcr::dataplane::sockets::{open_sink, Memberships};
-use mcr::logging::LogLevels;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tracing::{debug, info, warn};
+use mcr::control::FaultRequest;
+use mcr::iface::{self, Ifaces};
+use mcr::rib::state::Tables;
+use mcr::supervise::{RestartBudget, Verdict};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{debug, error, info, warn};
 
-use self::link::{LinkArgs, LinkFault, LinkMsg, WorkerLink};
-use super::rib_actor::{self, scan_interfaces, Ifaces, RibMsg, Tables};
-use super::{lock, Shared, WorkerKey};
+use self::link::{LinkArgs, WorkerLink};
+use super::handles::{self, LinkFault, LinkMsg, Rib, RibMsg, WmMsg, WorkerKey};
+use super::shared::Shared;
+use super::util::{lock, spawn_ticker};
 
-pub const NAME: &str = "workers";
-
-/// Sockets that make input traffic arrive: group memberships, and sinks
-/// for unicast inputs (so the kernel does not answer with ICMP
-/// port-unreachable). Kept by the root so they survive our restarts: a
-/// restart must not make the host leave its groups.
-#[derive(Default)]
-pub struct InputSockets {
-    pub memberships: Memberships,
-    pub sinks: BTreeMap<(Ipv4Addr, u16), OwnedFd>,
-}
-
-pub enum WmMsg {
-    Tables(Arc<Tables>, Arc<Ifaces>),
-    Interfaces(Arc<Ifaces>),
-    SetLevels(LogLevels),
-    List(RpcReplyPort<Vec<WorkerInfo>>),
-    Fault(FaultRequest, RpcReplyPort<Result<Done, String>>),
-    StopAll(RpcReplyPort<()>),
-    Tick,
-    Panic,
-}
+/// Restarts allowed per WorkerLink actor within `LINK_BUDGET_WINDOW`;
+/// past that the WorkerManager fails, and the root restarts it (and
+/// counts that against its own budget). The worker processes keep
+/// running throughout: only the actors are restarted.
+pub const LINK_RESTART_BUDGET: usize = 5;
+pub const LINK_BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
 pub struct WorkerManager;
 
@@ -60,6 +51,8 @@ pub struct WmState {
     sent: HashMap<WorkerKey, Sent>,
     /// The tables and interfaces the input memberships were last made for.
     inputs_for: Option<(Arc<Tables>, Arc<Ifaces>)>,
+    /// Restart budget of each worker's link.
+    budgets: HashMap<WorkerKey, RestartBudget>,
 }
 
 /// What a link was sent. The shared tables are compared by identity:
@@ -169,7 +162,7 @@ impl WmState {
             if self.links.contains_key(key) {
                 continue;
             }
-            if ractor::registry::where_is(key.actor_name()).is_some() {
+            if handles::is_registered(&key.actor_name()) {
                 // The previous link for this key is still stopping; the
                 // next tick retries.
                 continue;
@@ -238,8 +231,8 @@ impl WmState {
         self.reconcile_inputs();
     }
 
-    /// Join the multicast input groups of every table on its interface,
-    /// leave the ones no rule needs, and sink local unicast input ports.
+    /// Make the input memberships and sinks match the tables, unless they
+    /// were last made for exactly these tables and interfaces.
     fn reconcile_inputs(&mut self) {
         if self
             .inputs_for
@@ -249,55 +242,7 @@ impl WmState {
             return;
         }
         self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));
-        let mut want_groups: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
-        let mut want_sinks: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
-        for (ifc, table) in self.tables.iter() {
-            let Some(info) = self.ifaces.get(ifc) else {
-                continue;
-            };
-            for r in table.iter() {
-                if r.group.is_multicast() {
-                    want_groups.insert((info.ifindex, r.group));
-                } else if r.port != 0 && info.addrs.contains(&r.group) {
-                    want_sinks.insert((r.group, r.port));
-                }
-            }
-        }
-        let mut inputs = lock(&self.shared.inputs);
-        let live: BTreeSet<u32> = self.ifaces.values().map(|i| i.ifindex).collect();
-        let joined: Vec<(u32, Ipv4Addr)> = inputs.memberships.joined().collect();
-        for (ifindex, group) in joined {
-            if !live.contains(&ifindex) {
-                inputs.memberships.forget_interface(ifindex);
-            } else if !want_groups.contains(&(ifindex, group)) {
-                if let Err(e) = inputs.memberships.leave(ifindex, group) {
-                    debug!(target: "Network", "leaving {group} on ifindex {ifindex}: {e}");
-                }
-            }
-        }
-        for (ifindex, group) in &want_groups {
-            if !inputs.memberships.is_joined(*ifindex, *group) {
-                match inputs.memberships.join(*ifindex, *group) {
-                    Ok(()) => debug!(target: "Network", "joined {group} on ifindex {ifindex}"),
-                    Err(e) => {
-                        warn!(target: "Network", "cannot join {group} on ifindex {ifindex}: {e}")
-                    }
-                }
-            }
-        }
-        inputs.sinks.retain(|k, _| want_sinks.contains(k));
-        for (addr, port) in want_sinks {
-            if let std::collections::btree_map::Entry::Vacant(e) = inputs.sinks.entry((addr, port))
-            {
-                match open_sink(addr, port) {
-                    Ok(fd) => {
-                        e.insert(fd);
-                    }
-                    // Someone else listens there: they will answer instead.
-                    Err(err) => debug!(target: "Network", "no sink on {addr}:{port}: {err}"),
-                }
-            }
-        }
+        lock(&self.shared.inputs).reconcile(&self.tables, &self.ifaces);
     }
 
     fn pick(&self, interface: &Option<String>) -> Result<ActorRef<LinkMsg>, String> {
@@ -325,27 +270,39 @@ impl Actor for WorkerManager {
         shared: Arc<Shared>,
     ) -> Result<WmState, ActorProcessingErr> {
         let me = myself.clone();
-        let ticker = crate::supervisor::spawn_ticker(me, Duration::from_secs(1), || WmMsg::Tick);
+        let ticker = spawn_ticker(me, Duration::from_secs(1), || WmMsg::Tick);
         Ok(WmState {
             shared,
             tables: Arc::new(Tables::new()),
-            ifaces: Arc::new(scan_interfaces()),
+            ifaces: Arc::new(iface::scan()),
             links: BTreeMap::new(),
             by_id: HashMap::new(),
             ticker,
             sent: HashMap::new(),
             inputs_for: None,
+            budgets: HashMap::new(),
         })
     }
 
     async fn post_start(
         &self,
-        _myself: ActorRef<WmMsg>,
-        _st: &mut WmState,
+        myself: ActorRef<WmMsg>,
+        st: &mut WmState,
     ) -> Result<(), ActorProcessingErr> {
-        // After a restart the RIB is up already and must resend; at first
-        // start it pushes on its own once it starts.
-        super::cast(rib_actor::NAME, RibMsg::PushTables);
+        // After a restart the RIB is up already: take its tables. At first
+        // start it is not there yet and pushes them once it starts.
+        if handles::is_registered(Rib::NAME) {
+            match Rib::call_within(RibMsg::Tables, Duration::from_secs(2)).await {
+                Ok((tables, ifaces)) => {
+                    st.tables = tables;
+                    st.ifaces = ifaces;
+                    st.reconcile(&myself).await;
+                }
+                Err(e) => {
+                    warn!(target: "Supervisor", "no tables from the RIB yet ({e}); waiting for its next push")
+                }
+            }
+        }
         Ok(())
     }
 
@@ -358,10 +315,6 @@ impl Actor for WorkerManager {
         match msg {
             WmMsg::Tables(tables, ifaces) => {
                 st.tables = tables;
-                st.ifaces = ifaces;
-                st.reconcile(&myself).await;
-            }
-            WmMsg::Interfaces(ifaces) => {
                 st.ifaces = ifaces;
                 st.reconcile(&myself).await;
             }
@@ -443,10 +396,26 @@ impl Actor for WorkerManager {
                 if let Some(key) = st.by_id.remove(&cell.get_id()) {
                     st.links.remove(&key);
                     st.sent.remove(&key);
+                    let budget = st.budgets.entry(key.clone()).or_insert_with(|| {
+                        RestartBudget::new(LINK_RESTART_BUDGET, LINK_BUDGET_WINDOW)
+                    });
+                    let recent = match budget.record(Instant::now()) {
+                        Verdict::Restart { recent } => recent,
+                        Verdict::GiveUp { recent } => {
+                            let msg = format!(
+                                "the link of worker {key} failed {recent} times within {LINK_BUDGET_WINDOW:?} (budget {LINK_RESTART_BUDGET}); last failure: {err}"
+                            );
+                            error!(target: "Supervisor", "{msg}; escalating");
+                            // Fail ourselves: the root restarts us within
+                            // its own budget, and the new manager starts
+                            // the link afresh.
+                            return Err(msg.into());
+                        }
+                    };
                     warn!(target: "Supervisor", "link for worker {key} failed ({err}); restarting it");
                     st.shared.publish(mcr::control::Event::ActorRestarted {
                         name: key.actor_name(),
-                        restarts: 1,
+                        restarts: recent as u32,
                         reason: err.to_string(),
                     });
                     // Its worker process keeps running; the new link adopts

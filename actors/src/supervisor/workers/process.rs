@@ -1,0 +1,402 @@
+//! The I/O side of one worker: its process (started with its AF_PACKET
+//! socket and the IPC socket pair as fd 3, killed, reaped), the thread
+//! that reads its messages, and `LinkState`, everything about the worker
+//! that outlives its WorkerLink actor (kept in the root's registry). The
+//! reader and the exit watcher address the link by its registry name, so
+//! a restarted link receives their messages without re-plumbing anything.
+//! When to start, kill or restart is `mcr::worker_policy`'s decision.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mcr::control::WorkerInfo;
+use mcr::dataplane::sockets;
+use mcr::iface::Ifaces;
+use mcr::ipc::fdpass::{pass_as_fd3, recv_msg, send_msg, seqpacket_pair};
+use mcr::ipc::{
+    decode, encode, EgressSpec, Fault, FrameFormat, FromWorker, ToWorker, WorkerSetup, IPC_VERSION,
+    MAX_MESSAGE,
+};
+use mcr::logging::{LogFormat, LogLevels};
+use mcr::rib::state::WorkerView;
+use mcr::rib::{EgressMap, InterfaceTable, TableSync};
+use mcr::supervise::FailureStreak;
+use mcr::worker_policy::Phase;
+use tracing::{debug, error, info, warn};
+
+use crate::supervisor::handles::{Link, LinkMsg, WorkerKey};
+use crate::supervisor::util::lock;
+
+/// What a new worker process is told besides its interface.
+pub struct SpawnSettings {
+    pub log_format: LogFormat,
+    pub stats_interval_ms: u32,
+    pub levels: LogLevels,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A running worker process.
+pub struct Proc {
+    pub pid: u32,
+    ipc: Arc<OwnedFd>,
+    /// Set by the exit watcher, under this lock, before it reaps: a pid we
+    /// still see as not exited cannot have been reused yet.
+    pub(super) exited: Arc<Mutex<bool>>,
+}
+
+impl Proc {
+    pub(super) fn kill(&self) {
+        let exited = lock(&self.exited);
+        if !*exited {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    pub fn has_exited(&self) -> bool {
+        *lock(&self.exited)
+    }
+
+    fn send(&self, msg: &ToWorker, fds: &[&OwnedFd]) -> Result<(), String> {
+        let bytes = encode(msg).map_err(|e| e.to_string())?;
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        send_msg(self.ipc.as_fd(), &bytes, &raw, true).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The reader thread ends when the killed process's end closes.
+        self.kill();
+    }
+}
+
+/// Everything about one worker that outlives the WorkerLink actor.
+pub struct LinkState {
+    pub key: WorkerKey,
+    pub proc: Option<Proc>,
+    /// Incremented per process, so messages from a previous process are
+    /// recognised and ignored.
+    pub gen: u64,
+    pub phase: Phase,
+    pub sync: TableSync,
+    pub(super) egress: EgressMap,
+    pub(super) egress_fds: BTreeMap<u32, (EgressSpec, u32, OwnedFd)>,
+    /// The AF_PACKET socket and the ifindex it is bound to. Kept across
+    /// worker restarts: while the new worker starts, arriving packets
+    /// queue in the kernel instead of being lost. The supervisor also
+    /// updates its BPF filter through it.
+    pub(super) ingress: Option<(OwnedFd, u32, FrameFormat)>,
+    /// The next start must open a fresh ingress socket (the old one may
+    /// hold a stale backlog, or its fanout group changed).
+    pub(super) fresh_ingress: bool,
+    /// Fault injection: panic the next this-many workers right after they
+    /// start (a crash loop).
+    pub(super) crash_next: u32,
+    pub table: Arc<InterfaceTable>,
+    pub ifaces: Arc<Ifaces>,
+    pub problems: BTreeMap<(String, usize), String>,
+    pub restarts: u32,
+    pub(super) streak: FailureStreak,
+    pub last_exit: Option<String>,
+    pub(super) kill_reason: Option<String>,
+    pub started_at: Option<Instant>,
+    pub last_heartbeat: Option<Instant>,
+    pub worker_hash: Option<u64>,
+    pub idle_since: Option<Instant>,
+    pub core: Option<u32>,
+    pub nworkers: u32,
+    pub in_sync: bool,
+}
+
+impl LinkState {
+    pub(super) fn new(key: WorkerKey) -> Self {
+        LinkState {
+            key,
+            proc: None,
+            gen: 0,
+            phase: Phase::Restarting(Instant::now()),
+            sync: TableSync::new(),
+            egress: EgressMap::new(),
+            egress_fds: BTreeMap::new(),
+            ingress: None,
+            fresh_ingress: false,
+            crash_next: 0,
+            table: Arc::new(Vec::new()),
+            ifaces: Arc::new(BTreeMap::new()),
+            problems: BTreeMap::new(),
+            restarts: 0,
+            streak: FailureStreak::default(),
+            last_exit: None,
+            kill_reason: None,
+            started_at: None,
+            last_heartbeat: None,
+            worker_hash: None,
+            idle_since: None,
+            core: None,
+            nworkers: 1,
+            in_sync: false,
+        }
+    }
+
+    /// `workers` view.
+    pub fn info(&self) -> WorkerInfo {
+        let backoff_ms = match self.phase {
+            Phase::Restarting(at) => {
+                Some(at.saturating_duration_since(Instant::now()).as_millis() as u64)
+            }
+            _ => None,
+        };
+        WorkerInfo {
+            interface: self.key.interface.clone(),
+            index: self.key.index,
+            pid: self.proc.as_ref().map(|p| p.pid),
+            core: self.core,
+            state: if self.phase == Phase::Running
+                && self.table.is_empty()
+                && self.idle_since.is_some()
+            {
+                "idle".into()
+            } else {
+                self.phase.name().into()
+            },
+            uptime_secs: self
+                .started_at
+                .map(|t| t.elapsed().as_secs_f64())
+                .unwrap_or(0.0),
+            restarts: self.restarts,
+            rules: self.sync.rules() as u32,
+            table_hash: self
+                .worker_hash
+                .map(|h| format!("{h:016x}"))
+                .unwrap_or_default(),
+            expected_hash: format!("{:016x}", self.sync.expected_hash()),
+            resyncs: self.sync.resyncs,
+            last_heartbeat_ms: self.last_heartbeat.map(|t| t.elapsed().as_millis() as u64),
+            last_exit: self.last_exit.clone(),
+            backoff_ms,
+        }
+    }
+
+    pub(super) fn view(&self) -> WorkerView {
+        WorkerView {
+            state: self.phase.name().to_string(),
+            in_sync: self.in_sync,
+            reason: self
+                .last_exit
+                .clone()
+                .filter(|_| self.phase != Phase::Running),
+            problems: self.problems.clone(),
+        }
+    }
+
+    pub(super) fn send(&self, msg: &ToWorker, fds: &[&OwnedFd]) {
+        if let Some(p) = &self.proc {
+            if let Err(e) = p.send(msg, fds) {
+                // The drift machinery repairs whatever this loses.
+                warn!(target: "RuleDispatch", "worker {}: IPC send failed: {e}", self.key);
+            }
+        }
+    }
+
+    /// Multicast and unicast destinations this worker's filter lets in.
+    pub(super) fn filter_dsts(&self) -> Vec<std::net::Ipv4Addr> {
+        self.table.iter().map(|r| r.group).collect()
+    }
+}
+
+impl LinkState {
+    /// Fault injection: make the worker panic, as a crashing worker would.
+    pub(super) fn inject_crash(&mut self) {
+        self.kill_reason = Some("crash loop injected".into());
+        self.send(&ToWorker::Fault(Fault::Panic), &[]);
+    }
+
+    pub(super) fn kill(&mut self, why: String) {
+        if let Some(p) = &self.proc {
+            warn!(target: "Supervisor", "worker {} (pid {}): killing: {why}", self.key, p.pid);
+            self.kill_reason = Some(why);
+            p.kill();
+        }
+    }
+}
+
+fn fanout_id(ifindex: u32) -> u16 {
+    // Unique per interface in this namespace and per daemon, so two mcrd
+    // instances never share a fanout group by accident.
+    ((std::process::id() as u16).rotate_left(8)) ^ (ifindex as u16)
+}
+
+/// Start a worker process for `st.key`.
+pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result<(), String> {
+    let ifc = st.key.interface.clone();
+    let info = st
+        .ifaces
+        .get(&ifc)
+        .cloned()
+        .or_else(|| sockets::interface_info(&ifc))
+        .ok_or_else(|| format!("interface {ifc} does not exist"))?;
+    let dsts = st.filter_dsts();
+    let format = sockets::frame_format(info.link_type);
+    let reuse = !st.fresh_ingress
+        && st
+            .ingress
+            .as_ref()
+            .is_some_and(|(_, ix, f)| *ix == info.ifindex && *f == format);
+    if !reuse {
+        st.ingress = None;
+        let fd = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts), format)
+            .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
+        if st.nworkers > 1 {
+            sockets::join_fanout(fd.as_fd(), fanout_id(info.ifindex))
+                .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
+        }
+        st.ingress = Some((fd, info.ifindex, format));
+        st.fresh_ingress = false;
+    }
+    let Some((ingress, _, _)) = &st.ingress else {
+        return Err("no ingress socket".into());
+    };
+    let (sup, child_end) = seqpacket_pair().map_err(|e| format!("IPC socket pair: {e}"))?;
+    let fmt = match spawn.log_format {
+        LogFormat::Json => "json",
+        LogFormat::Text => "text",
+    };
+    let mut cmd = Command::new(crate::self_exe());
+    cmd.args([
+        "worker",
+        "--interface",
+        &ifc,
+        "--index",
+        &st.key.index.to_string(),
+        "--log-format",
+        fmt,
+    ])
+    .stdin(Stdio::null());
+    pass_as_fd3(&mut cmd, &child_end);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the worker process: {e}"))?;
+    drop(child_end);
+    let pid = child.id();
+    st.gen += 1;
+    let gen = st.gen;
+    let name = st.key.actor_name();
+    let ipc = Arc::new(sup);
+    let exited = Arc::new(Mutex::new(false));
+    spawn_exit_watcher(child, exited.clone(), name.clone(), gen);
+    let reader_fd = ipc.clone();
+    std::thread::Builder::new()
+        .name("mcrd-ipc".into())
+        .spawn(move || read_ipc(reader_fd, name, gen))
+        .map_err(|e| format!("cannot start the IPC reader thread: {e}"))?;
+    let proc = Proc { pid, ipc, exited };
+    let setup = WorkerSetup {
+        version: IPC_VERSION,
+        interface: ifc.clone(),
+        ifindex: info.ifindex,
+        // Virtual links can hand us a local sender's GSO batches (up to
+        // 64 KB per frame); physical ones carry at most an MTU.
+        format,
+        buffer_size: if format.vnet && sockets::may_receive_gso(&ifc) {
+            sockets::MAX_FRAME + 64
+        } else {
+            info.mtu + 64
+        },
+        stats_interval_ms: spawn.stats_interval_ms,
+        levels: spawn.levels.clone(),
+        uid: spawn.uid,
+        gid: spawn.gid,
+        core: st.core,
+        worker_index: st.key.index,
+    };
+    proc.send(&ToWorker::Hello(setup), &[ingress])?;
+    st.proc = Some(proc);
+    st.sync.reset();
+    st.egress.clear();
+    st.egress_fds.clear();
+    st.phase = Phase::Starting(Instant::now());
+    st.in_sync = false;
+    st.worker_hash = None;
+    st.last_heartbeat = None;
+    info!(target: "Supervisor", "worker {} started (pid {pid})", st.key);
+    Ok(())
+}
+
+/// Wait for the process to exit on a plain thread (std's `wait` blocks),
+/// flag it before reaping, and tell the link.
+fn spawn_exit_watcher(
+    mut child: std::process::Child,
+    exited: Arc<Mutex<bool>>,
+    link: String,
+    gen: u64,
+) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let r = std::thread::Builder::new()
+        .name("mcrd-reaper".into())
+        .spawn(move || {
+            use nix::sys::wait::{waitid, Id, WaitPidFlag};
+            // WNOWAIT: see the exit without reaping, so the pid stays ours
+            // until `exited` is set and no kill can hit a recycled pid.
+            while let Err(nix::errno::Errno::EINTR) =
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+            {}
+            *lock(&exited) = true;
+            let how = match child.wait() {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("exit status unknown: {e}"),
+            };
+            Link::tell(&link, LinkMsg::Exited { gen, how });
+        });
+    if let Err(e) = r {
+        error!(target: "Supervisor", "cannot start the exit watcher thread: {e}");
+    }
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = s.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("killed by {name}")
+    } else {
+        match s.code() {
+            Some(0) => "exited cleanly".into(),
+            Some(101) => "panicked (exit status 101)".into(),
+            Some(c) => format!("exited with status {c}"),
+            None => "exited".into(),
+        }
+    }
+}
+
+/// Read worker messages (blocking, on its own thread) and forward them to
+/// whichever link actor holds the name now. Ends when the worker's end
+/// closes, which it does when the process exits or is killed.
+fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64) {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        match recv_msg(ipc.as_fd(), &mut buf, false) {
+            Ok(Some(m)) => match decode::<FromWorker>(&buf[..m.len]) {
+                Ok(msg) => {
+                    Link::tell(&link, LinkMsg::FromWorker { gen, msg });
+                }
+                Err(e) => {
+                    warn!(target: "RuleDispatch", "{link}: undecodable message from the worker: {e}")
+                }
+            },
+            // EOF: the process is gone; the exit watcher reports it.
+            Ok(None) => return,
+            Err(e) => {
+                debug!(target: "RuleDispatch", "{link}: IPC read: {e}");
+                return;
+            }
+        }
+    }
+}

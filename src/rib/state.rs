@@ -1,0 +1,340 @@
+//! The RIB's view of the running system, as pure functions: the compiled
+//! table of every input interface (`Tables`), and the state of every rule
+//! (pending, interface down, starting, active, error) derived from the
+//! rules, the interfaces and what the workers report (SPEC.md, "Rule
+//! states"). `mcrd`'s RibActor holds the inputs and calls these.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::control::{MrouteEntry, OutputInfo, RuleInfo, RuleState};
+use crate::iface::Ifaces;
+use crate::rule::RuleSet;
+
+use super::{compile, InterfaceTable};
+
+/// The compiled table of each input interface. Shared by pointer: an
+/// unchanged table keeps its `Arc`, which is how the WorkerManager tells
+/// unchanged interfaces apart without comparing thousands of rules.
+pub type Tables = BTreeMap<String, Arc<InterfaceTable>>;
+
+/// What a worker's supervisor reports about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerView {
+    /// starting, running, restarting, stopping.
+    pub state: String,
+    /// The worker has acknowledged the current table.
+    pub in_sync: bool,
+    pub reason: Option<String>,
+    /// (rule id, output index) -> why that output cannot send.
+    pub problems: BTreeMap<(String, usize), String>,
+}
+
+/// Compile `rules`, reusing the `Arc` of every table in `old` that did not
+/// change.
+pub fn recompile(old: &Tables, rules: &RuleSet) -> Tables {
+    compile(rules)
+        .into_iter()
+        .map(|(ifc, t)| {
+            let arc = match old.get(&ifc) {
+                Some(o) if **o == t => o.clone(),
+                _ => Arc::new(t),
+            };
+            (ifc, arc)
+        })
+        .collect()
+}
+
+/// Why an output cannot send for lack of its interface, if so.
+fn output_interface_problem(ifaces: &Ifaces, name: &str) -> Option<String> {
+    match ifaces.get(name) {
+        None => Some(format!("output interface {name} does not exist")),
+        Some(i) if !i.up => Some(format!("output interface {name} is down")),
+        _ => None,
+    }
+}
+
+/// The state of every rule and the problem of each of its outputs.
+/// `workers` lists (input interface, view) of every worker;
+/// `expected_workers` says how many workers an interface should have.
+pub fn rule_infos(
+    rules: &RuleSet,
+    ifaces: &Ifaces,
+    workers: &[(&str, &WorkerView)],
+    expected_workers: impl Fn(&str) -> usize,
+) -> Vec<RuleInfo> {
+    rules
+        .iter()
+        .map(|r| {
+            let ifc = r.input.interface.as_str();
+            let views: Vec<&WorkerView> = workers
+                .iter()
+                .filter(|(i, _)| *i == ifc)
+                .map(|(_, v)| *v)
+                .collect();
+            let outputs: Vec<OutputInfo> = r
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| OutputInfo {
+                    output: o.clone(),
+                    // The worker knows best (it tried to open the socket);
+                    // without a worker, the interface list still tells.
+                    problem: views
+                        .iter()
+                        .find_map(|v| v.problems.get(&(r.id.clone(), i)).cloned())
+                        .or_else(|| output_interface_problem(ifaces, &o.interface)),
+                })
+                .collect();
+            let (state, reason) = match ifaces.get(ifc) {
+                None => (
+                    RuleState::Pending,
+                    Some(format!("interface {ifc} does not exist")),
+                ),
+                Some(i) if !i.up => (
+                    RuleState::InterfaceDown,
+                    Some(format!("interface {ifc} is down")),
+                ),
+                Some(_) => {
+                    // Every worker of the interface must have the table:
+                    // with several (pinning), each takes a share of the
+                    // flows, and one without it drops its share.
+                    if views.len() >= expected_workers(ifc)
+                        && views.iter().all(|v| v.state == "running" && v.in_sync)
+                    {
+                        if outputs.iter().all(|o| o.problem.is_some()) {
+                            (
+                                RuleState::Error,
+                                Some("no output can send; see the outputs".to_string()),
+                            )
+                        } else {
+                            (RuleState::Active, None)
+                        }
+                    } else if let Some(v) = views.first() {
+                        (
+                            RuleState::Starting,
+                            v.reason
+                                .clone()
+                                .or_else(|| Some(format!("worker {}", v.state))),
+                        )
+                    } else {
+                        (RuleState::Starting, Some("no worker yet".into()))
+                    }
+                }
+            };
+            RuleInfo {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                input: r.input.clone(),
+                outputs,
+                state,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// A rule's state and its reason, as last announced.
+pub type Announced = BTreeMap<String, (RuleState, Option<String>)>;
+
+/// The rules whose state differs from what was last announced, and the
+/// new announced set (rules that are gone drop out of it).
+pub fn state_changes(prev: &Announced, infos: &[RuleInfo]) -> (Vec<RuleInfo>, Announced) {
+    let mut changed = Vec::new();
+    let mut next = Announced::new();
+    for info in infos {
+        let s = (info.state, info.reason.clone());
+        if prev.get(&info.id) != Some(&s) {
+            changed.push(info.clone());
+        }
+        next.insert(info.id.clone(), s);
+    }
+    (changed, next)
+}
+
+/// The compiled tables as `mroute` shows them.
+pub fn mroute(tables: &Tables) -> Vec<MrouteEntry> {
+    let mut v = Vec::new();
+    for (ifc, t) in tables {
+        for r in t.iter() {
+            v.push(MrouteEntry {
+                interface: ifc.clone(),
+                group: r.group,
+                port: r.port,
+                source: r.source,
+                outputs: r
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{}:{} on {} ttl {} {}",
+                            o.group,
+                            o.port,
+                            o.interface,
+                            o.ttl,
+                            o.mode.as_str()
+                        )
+                    })
+                    .collect(),
+                origin: r.origin.to_string(),
+                rule_id: r.rule_id.clone(),
+            });
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::tests::snapshot;
+    use crate::rule::{OutputMode, Rule, RuleInput, RuleOutput};
+
+    fn rule(ifc: &str, g: &str, outs: &[&str]) -> Rule {
+        Rule::new(
+            None,
+            RuleInput {
+                interface: ifc.into(),
+                group: g.parse().unwrap(),
+                port: 5000,
+                source: None,
+            },
+            outs.iter()
+                .map(|i| RuleOutput {
+                    interface: (*i).into(),
+                    group: "239.9.9.9".parse().unwrap(),
+                    port: 6000,
+                    ttl: None,
+                    mode: OutputMode::Republish,
+                })
+                .collect(),
+        )
+    }
+
+    fn view(state: &str, in_sync: bool) -> WorkerView {
+        WorkerView {
+            state: state.into(),
+            in_sync,
+            reason: None,
+            problems: BTreeMap::new(),
+        }
+    }
+
+    fn one_rule(ifc: &str, outs: &[&str]) -> RuleSet {
+        RuleSet::from_rules([rule(ifc, "239.1.1.1", outs)]).unwrap()
+    }
+
+    fn state_of(infos: &[RuleInfo]) -> (RuleState, Option<String>) {
+        (infos[0].state, infos[0].reason.clone())
+    }
+
+    #[test]
+    fn missing_or_down_input_interfaces_hold_the_rule() {
+        let rules = one_rule("eth0", &["eth1"]);
+        let none = snapshot(&[("eth1", 3, true)]);
+        assert_eq!(
+            state_of(&rule_infos(&rules, &none, &[], |_| 1)),
+            (
+                RuleState::Pending,
+                Some("interface eth0 does not exist".into())
+            )
+        );
+        let down = snapshot(&[("eth0", 2, false), ("eth1", 3, true)]);
+        assert_eq!(
+            state_of(&rule_infos(&rules, &down, &[], |_| 1)).0,
+            RuleState::InterfaceDown
+        );
+    }
+
+    #[test]
+    fn a_rule_is_active_only_when_every_worker_has_its_table() {
+        let rules = one_rule("eth0", &["eth1"]);
+        let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
+        assert_eq!(
+            state_of(&rule_infos(&rules, &ifs, &[], |_| 1)),
+            (RuleState::Starting, Some("no worker yet".into()))
+        );
+        let synced = view("running", true);
+        let behind = view("running", false);
+        assert_eq!(
+            state_of(&rule_infos(&rules, &ifs, &[("eth0", &synced)], |_| 1)),
+            (RuleState::Active, None)
+        );
+        // Pinned to two workers: one is not enough.
+        assert_eq!(
+            state_of(&rule_infos(&rules, &ifs, &[("eth0", &synced)], |_| 2)).0,
+            RuleState::Starting
+        );
+        assert_eq!(
+            state_of(&rule_infos(
+                &rules,
+                &ifs,
+                &[("eth0", &synced), ("eth0", &behind)],
+                |_| 2
+            )),
+            (RuleState::Starting, Some("worker running".into()))
+        );
+        // Another interface's worker does not count.
+        assert_eq!(
+            state_of(&rule_infos(&rules, &ifs, &[("eth1", &synced)], |_| 1)).0,
+            RuleState::Starting
+        );
+    }
+
+    #[test]
+    fn output_problems_come_from_the_worker_or_the_interface_list() {
+        let rules = one_rule("eth0", &["eth1", "eth2"]);
+        let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, false)]);
+        let mut v = view("running", true);
+        let infos = rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1);
+        let problems: Vec<Option<String>> =
+            infos[0].outputs.iter().map(|o| o.problem.clone()).collect();
+        assert_eq!(
+            problems,
+            [
+                Some("output interface eth1 is down".to_string()),
+                Some("output interface eth2 does not exist".to_string())
+            ]
+        );
+        assert_eq!(infos[0].state, RuleState::Error);
+        // The worker's word wins over the interface list.
+        let id = rules.iter().next().unwrap().id.clone();
+        v.problems.insert((id, 0), "cannot open".into());
+        let infos = rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1);
+        assert_eq!(infos[0].outputs[0].problem.as_deref(), Some("cannot open"));
+    }
+
+    #[test]
+    fn only_changed_states_are_announced() {
+        let rules = one_rule("eth0", &["eth1"]);
+        let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
+        let first = rule_infos(&rules, &ifs, &[], |_| 1);
+        let (changed, announced) = state_changes(&Announced::new(), &first);
+        assert_eq!(changed.len(), 1);
+        let (changed, announced) = state_changes(&announced, &first);
+        assert!(changed.is_empty());
+        let v = view("running", true);
+        let (changed, announced) = state_changes(
+            &announced,
+            &rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1),
+        );
+        assert_eq!(changed[0].state, RuleState::Active);
+        // A removed rule leaves the announced set.
+        let (changed, announced) = state_changes(&announced, &[]);
+        assert!(changed.is_empty() && announced.is_empty());
+    }
+
+    #[test]
+    fn recompile_keeps_unchanged_tables_by_pointer() {
+        let a = rule("eth0", "239.1.1.1", &["eth1"]);
+        let b = rule("eth5", "239.1.1.2", &["eth1"]);
+        let t1 = recompile(&Tables::new(), &RuleSet::from_rules([a.clone()]).unwrap());
+        let t2 = recompile(&t1, &RuleSet::from_rules([a, b]).unwrap());
+        assert!(Arc::ptr_eq(&t1["eth0"], &t2["eth0"]));
+        assert_eq!(t2["eth5"].len(), 1);
+        let m = mroute(&t2);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].interface, "eth0");
+        assert_eq!(m[0].outputs, ["239.9.9.9:6000 on eth1 ttl 1 republish"]);
+    }
+}
