@@ -15,6 +15,7 @@ pub mod gen;
 pub mod hash;
 pub mod ipc;
 pub mod logging;
+pub mod pim;
 pub mod proto;
 pub mod rib;
 pub mod rule;
