@@ -1,190 +1,16 @@
 //! PIM neighbor layer, several routers on one LAN, driven by hand on a
-//! virtual clock: every packet a router transmits is delivered at once to
-//! every other router that is up. No sockets, no sleeps.
+//! virtual clock (`pim/lan.rs`).
 
-use std::net::Ipv4Addr;
+#[path = "pim/lan.rs"]
+mod lan;
+use lan::*;
+
 use std::time::{Duration, Instant};
 
 use mcr::pim::codec::{self, Hello, Message, ALL_PIM_ROUTERS};
 use mcr::pim::instance::DownReason;
-use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance, PimInterfaceConfig};
+use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
-
-const SEC: Duration = Duration::from_secs(1);
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn config(prio: u32) -> PimConfig {
-    PimConfig {
-        enabled: true,
-        interfaces: vec![PimInterfaceConfig {
-            dr_priority: prio,
-            ..PimInterfaceConfig::named("lan0")
-        }],
-        ..PimConfig::default()
-    }
-}
-
-struct Router {
-    pim: PimInstance,
-    addr: Ipv4Addr,
-    ifindex: u32,
-    /// A crashed router neither sends nor receives.
-    up: bool,
-    events: Vec<PimEvent>,
-    /// (time, holdtime) of every Hello it sent.
-    hellos: Vec<(Instant, u16)>,
-}
-
-struct Lan {
-    t0: Instant,
-    now: Instant,
-    routers: Vec<Router>,
-}
-
-impl Lan {
-    /// Routers with these addresses and DR priorities, all started at t0.
-    fn new(members: &[(&str, u32)]) -> Lan {
-        let t0 = Instant::now();
-        let mut lan = Lan {
-            t0,
-            now: t0,
-            routers: Vec::new(),
-        };
-        for (i, (addr, prio)) in members.iter().enumerate() {
-            let r = lan.start(ip(addr), 10 + i as u32, *prio, i as u64);
-            lan.routers.push(r);
-        }
-        lan.deliver();
-        lan
-    }
-
-    fn start(&self, addr: Ipv4Addr, ifindex: u32, prio: u32, seed: u64) -> Router {
-        let mut pim = PimInstance::new(Rng::new(seed));
-        pim.handle_config(self.now, config(prio));
-        pim.handle_event(
-            self.now,
-            PimInput::InterfaceUp {
-                ifindex,
-                name: "lan0".into(),
-                addr,
-            },
-        );
-        Router {
-            pim,
-            addr,
-            ifindex,
-            up: true,
-            events: Vec::new(),
-            hellos: Vec::new(),
-        }
-    }
-
-    /// Hand every queued packet to every other live router, until quiet.
-    fn deliver(&mut self) {
-        loop {
-            let mut sent = Vec::new();
-            for (i, r) in self.routers.iter_mut().enumerate() {
-                while let Some(t) = r.pim.poll_transmit() {
-                    assert_eq!(t.ifindex, r.ifindex);
-                    assert_eq!(t.dst, ALL_PIM_ROUTERS);
-                    assert_eq!(t.ttl, 1);
-                    assert_eq!(t.src, Some(r.addr));
-                    if let Ok(Message::Hello(h)) = codec::decode(&t.payload) {
-                        r.hellos.push((self.now, h.holdtime.unwrap_or(0)));
-                    }
-                    if r.up {
-                        sent.push((i, t));
-                    }
-                }
-                while let Some(e) = r.pim.poll_event() {
-                    r.events.push(e);
-                }
-            }
-            if sent.is_empty() {
-                return;
-            }
-            for (from, t) in sent {
-                let src = self.routers[from].addr;
-                for (j, r) in self.routers.iter_mut().enumerate() {
-                    if j != from && r.up {
-                        r.pim
-                            .handle_packet(self.now, r.ifindex, src, t.dst, &t.payload);
-                    }
-                }
-            }
-        }
-    }
-
-    fn run_until(&mut self, at: Instant) {
-        loop {
-            let next = self
-                .routers
-                .iter()
-                .filter(|r| r.up)
-                .filter_map(|r| r.pim.poll_timeout())
-                .min();
-            match next {
-                Some(t) if t <= at => {
-                    self.now = self.now.max(t);
-                    for r in self.routers.iter_mut().filter(|r| r.up) {
-                        r.pim.handle_timeout(self.now);
-                    }
-                    self.deliver();
-                }
-                _ => break,
-            }
-        }
-        self.now = at;
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let at = self.now + d;
-        self.run_until(at);
-    }
-
-    fn dr_seen_by(&self, i: usize) -> Ipv4Addr {
-        let r = &self.routers[i];
-        r.pim.dr(r.ifindex).unwrap()
-    }
-
-    fn all_agree_on_dr(&self) -> Ipv4Addr {
-        let dr = self.dr_seen_by(0);
-        // Routers that are down or have PIM off have no say.
-        for (i, r) in self.routers.iter().enumerate().filter(|(_, r)| r.up) {
-            if let Some(seen) = r.pim.dr(r.ifindex) {
-                assert_eq!(seen, dr, "router {i} disagrees");
-            }
-        }
-        dr
-    }
-
-    fn neighbors_of(&self, i: usize) -> Vec<Ipv4Addr> {
-        let mut v: Vec<_> = self.routers[i]
-            .pim
-            .neighbors(self.now)
-            .into_iter()
-            .map(|n| n.address)
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Inject a packet as if from a router outside the simulation.
-    fn inject(&mut self, src: Ipv4Addr, payload: &[u8]) {
-        for r in self.routers.iter_mut().filter(|r| r.up) {
-            r.pim
-                .handle_packet(self.now, r.ifindex, src, ALL_PIM_ROUTERS, payload);
-        }
-        self.deliver();
-    }
-}
-
-fn has_event(r: &Router, pred: impl Fn(&PimEvent) -> bool) -> bool {
-    r.events.iter().any(pred)
-}
 
 #[test]
 fn three_routers_become_neighbors_and_elect_the_highest_address() {
@@ -444,14 +270,6 @@ fn bad_packets_are_counted_by_kind_and_change_nothing() {
     let jp = std::fs::read_to_string("tests/data/pim/join_frr.hex").unwrap();
     lan.inject(ip("10.0.0.2"), &hex(&jp));
     assert_eq!(lan.routers[0].pim.counters(10).unwrap().join_prune_rx, 1);
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.split_whitespace())
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect()
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! neighbors` and `pim interfaces`. RFC 7761 §4.3.1 (Hello timing,
 //! triggered Hellos, goodbye Hellos, generation ids), §4.3.2 (DR
 //! election, re-run on every neighbor change), §4.9 (checksum, version
-//! and format checks on input, through `codec`). Join/Prune, Register,
-//! Assert, Bootstrap and C-RP messages are decoded and counted only.
+//! and format checks on input, through `codec`), and the downstream
+//! (*,G)/(S,G) Join/Prune machines of §4.5.2/§4.5.3 for Join/Prunes that
+//! name us as upstream neighbor (timers and PruneEcho here, transitions in
+//! `state::downstream`). Register, Assert, Bootstrap and C-RP messages,
+//! and Join/Prunes meant for other routers, are decoded and counted only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -19,8 +22,11 @@ use serde::Serialize;
 
 use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROUTERS};
 use super::config::{PimConfig, PimInterfaceConfig};
+use super::state::downstream::{Downstream, JoinState, TreeKey};
 use super::state::{elect_dr, HelloOutcome, NeighborTable};
 use crate::proto::{Protocol, Rng, Timers, Transmit};
+
+mod join_prune;
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +56,17 @@ pub enum DownReason {
     InterfaceDown,
     /// PIM was turned off on our interface (configuration or shutdown).
     PimDisabled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// A Prune, not overridden within the override interval.
+    Pruned,
+    /// No Join refreshed it within its holdtime.
+    Expired,
+    /// PIM stopped on the interface.
+    InterfaceGone,
 }
 
 /// Events for the rest of the daemon (`subscribe`, and later the
@@ -82,6 +99,21 @@ pub enum PimEvent {
         new: Ipv4Addr,
         we_are_dr: bool,
     },
+    /// A downstream router joined (*,G) (`source` is `None`) or (S,G)
+    /// through this interface: it belongs in the outgoing list.
+    DownstreamJoin {
+        ifindex: u32,
+        interface: String,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
+    DownstreamLeave {
+        ifindex: u32,
+        interface: String,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+        reason: LeaveReason,
+    },
 }
 
 /// Per-interface packet counters (`mcrctl pim interfaces`).
@@ -101,6 +133,28 @@ pub struct Counters {
     pub malformed: u64,
     pub wrong_version: u64,
     pub unknown_type: u64,
+    /// Join/Prunes naming another router as upstream neighbor (the
+    /// upstream machines will use them for suppression and override).
+    pub join_prune_not_for_us: u64,
+    /// Join/Prunes from a router we have no Hello from.
+    pub join_prune_from_non_neighbor: u64,
+    /// Join/Prune entries not for (*,G) or (S,G): (S,G,rpt), group
+    /// ranges, non-multicast groups.
+    pub join_prune_entries_ignored: u64,
+    pub prune_echo_tx: u64,
+}
+
+/// One downstream (*,G) or (S,G) entry (`mcrctl pim routes`).
+#[derive(Clone, Debug, Serialize)]
+pub struct DownstreamSnapshot {
+    pub interface: String,
+    pub ifindex: u32,
+    pub source: Option<Ipv4Addr>,
+    pub group: Ipv4Addr,
+    pub rp: Option<Ipv4Addr>,
+    pub state: JoinState,
+    pub expires_in_ms: u64,
+    pub prune_pending_in_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -139,6 +193,19 @@ pub struct InterfaceSnapshot {
 enum TimerKey {
     Hello(u32),
     Neighbor(u32, Ipv4Addr),
+    Expiry(u32, TreeKey),
+    PrunePending(u32, TreeKey),
+}
+
+impl TimerKey {
+    fn ifindex(&self) -> u32 {
+        match self {
+            TimerKey::Hello(i)
+            | TimerKey::Neighbor(i, _)
+            | TimerKey::Expiry(i, _)
+            | TimerKey::PrunePending(i, _) => *i,
+        }
+    }
 }
 
 struct Iface {
@@ -149,6 +216,7 @@ struct Iface {
     neighbors: NeighborTable,
     dr: Ipv4Addr,
     counters: Counters,
+    downstream: Downstream,
 }
 
 pub struct PimInstance {
@@ -282,6 +350,7 @@ impl PimInstance {
                 neighbors: NeighborTable::new(),
                 dr: addr,
                 counters: Counters::default(),
+                downstream: Downstream::new(),
             },
         );
         self.events.push_back(PimEvent::DrChanged {
@@ -304,9 +373,16 @@ impl PimInstance {
             ifc.counters.hello_tx += 1;
             self.transmits.push_back(t);
         }
-        self.timers.retain(|k| match k {
-            TimerKey::Hello(i) | TimerKey::Neighbor(i, _) => *i != ifindex,
-        });
+        self.timers.retain(|k| k.ifindex() != ifindex);
+        for key in ifc.downstream.clear() {
+            self.events.push_back(PimEvent::DownstreamLeave {
+                ifindex,
+                interface: ifc.name.clone(),
+                source: key.source,
+                group: key.group,
+                reason: LeaveReason::InterfaceGone,
+            });
+        }
         for n in ifc.neighbors.clear() {
             self.events.push_back(PimEvent::NeighborDown {
                 ifindex,
@@ -481,7 +557,10 @@ impl Protocol for PimInstance {
                 c.hello_rx += 1;
                 self.on_hello(now, ifindex, src, &h);
             }
-            Message::JoinPrune(_) => c.join_prune_rx += 1,
+            Message::JoinPrune(jp) => {
+                c.join_prune_rx += 1;
+                self.on_join_prune(now, ifindex, src, &jp);
+            }
             Message::Register(_) => c.register_rx += 1,
             Message::RegisterStop(_) => c.register_stop_rx += 1,
             Message::Assert(_) => c.assert_rx += 1,
@@ -507,6 +586,18 @@ impl Protocol for PimInstance {
                         });
                         self.elect(ifindex);
                     }
+                }
+                TimerKey::Expiry(ifindex, key) => {
+                    let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+                        continue;
+                    };
+                    if ifc.downstream.expiry_expired(now, key).is_some() {
+                        self.timers.cancel(&TimerKey::PrunePending(ifindex, key));
+                        self.leave(ifindex, key, LeaveReason::Expired);
+                    }
+                }
+                TimerKey::PrunePending(ifindex, key) => {
+                    self.prune_pending_expired(now, ifindex, key)
                 }
             }
         }
