@@ -302,6 +302,15 @@ fn frr_and_pimd_hellos_make_neighbors_and_the_dr_matches_frr() {
     assert_eq!(json["address"], "10.201.12.1");
     assert_eq!(json["interface"], "lan0");
     assert_eq!(json["expires_in_ms"], 105_000);
+    // mcrctl reads back what the daemon serialises.
+    let back: mcr::pim::instance::NeighborSnapshot = serde_json::from_value(json).unwrap();
+    assert_eq!(back, n[0]);
+    let ifs = pim.interfaces(t0);
+    let text = serde_json::to_string(&ifs).unwrap();
+    let back: Vec<mcr::pim::instance::InterfaceSnapshot> = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, ifs);
+    assert_eq!(back[0].dr, ip("10.201.12.3"));
+    assert_eq!(back[0].counters.hello_rx, 2);
 
     // Our Hello carries what FRR sends: holdtime, LAN prune delay, DR
     // priority, generation id.

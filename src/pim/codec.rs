@@ -98,7 +98,7 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// The LAN Prune Delay option (§4.9.2, option 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LanPruneDelay {
     /// T bit: the sender can disable join suppression (tracking support).
     pub tracking: bool,

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROUTERS};
 use super::config::{PimConfig, PimInterfaceConfig};
@@ -45,7 +45,7 @@ pub enum PimInput {
     Shutdown,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DownReason {
     /// Its holdtime ran out.
@@ -58,7 +58,7 @@ pub enum DownReason {
     PimDisabled,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// A Prune, not overridden within the override interval.
@@ -71,7 +71,7 @@ pub enum LeaveReason {
 
 /// Events for the rest of the daemon (`subscribe`, and later the
 /// Join/Prune layer: a restarted neighbor must be sent our joins again).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PimEvent {
     NeighborUp {
@@ -117,7 +117,7 @@ pub enum PimEvent {
 }
 
 /// Per-interface packet counters (`mcrctl pim interfaces`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub hello_tx: u64,
     pub hello_rx: u64,
@@ -145,7 +145,7 @@ pub struct Counters {
 }
 
 /// One downstream (*,G) or (S,G) entry (`mcrctl pim routes`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownstreamSnapshot {
     pub interface: String,
     pub ifindex: u32,
@@ -157,7 +157,7 @@ pub struct DownstreamSnapshot {
     pub prune_pending_in_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighborSnapshot {
     pub interface: String,
     pub ifindex: u32,
@@ -173,7 +173,7 @@ pub struct NeighborSnapshot {
     pub secondary_addresses: Vec<Ipv4Addr>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceSnapshot {
     pub interface: String,
     pub ifindex: u32,
