@@ -300,3 +300,46 @@ fn frr_join_and_prune_captures_drive_the_state() {
     assert_eq!(json["state"], "join");
     assert_eq!(json["source"], serde_json::Value::Null);
 }
+
+#[test]
+fn a_star_g_join_toward_another_rp_than_ours_is_dropped() {
+    let mut lan = lan_of(2);
+    let now = lan.now;
+    let mut cfg = config(1);
+    cfg.static_rp = vec![mcr::pim::StaticRp {
+        group: "239.0.0.0/8".parse().unwrap(),
+        rp: ip("10.8.8.8"),
+    }];
+    lan.routers[UPSTREAM].pim.handle_config(now, cfg);
+    lan.run_for(5 * SEC);
+    // Toward 10.9.9.9, but RP(239.1.1.1) is 10.8.8.8 here.
+    lan.inject(ip("10.0.0.2"), &star_join(210));
+    assert!(lan.routers[UPSTREAM].pim.downstream(lan.now).is_empty());
+    assert_eq!(
+        lan.routers[UPSTREAM]
+            .pim
+            .counters(10)
+            .unwrap()
+            .join_wrong_rp,
+        1
+    );
+    let ours = jp(
+        "10.0.0.1",
+        210,
+        vec![EncodedSource::star_g(ip("10.8.8.8"))],
+        vec![],
+    );
+    lan.inject(ip("10.0.0.2"), &ours);
+    let st = lan.routers[UPSTREAM].pim.downstream(lan.now);
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].rp, Some(ip("10.8.8.8")));
+    // (S,G) Joins do not name an RP and are not affected.
+    let sg = jp(
+        "10.0.0.1",
+        210,
+        vec![EncodedSource::s_g(ip("10.1.1.1"))],
+        vec![],
+    );
+    lan.inject(ip("10.0.0.2"), &sg);
+    assert_eq!(lan.routers[UPSTREAM].pim.downstream(lan.now).len(), 2);
+}

@@ -141,6 +141,8 @@ pub struct Counters {
     /// Join/Prune entries not for (*,G) or (S,G): (S,G,rpt), group
     /// ranges, non-multicast groups.
     pub join_prune_entries_ignored: u64,
+    /// (*,G) Joins naming an RP other than the one configured for G.
+    pub join_wrong_rp: u64,
     pub prune_echo_tx: u64,
 }
 

@@ -85,6 +85,16 @@ impl PimInstance {
                     ifc.counters.join_prune_entries_ignored += 1;
                     continue;
                 };
+                // §4.5.2: a Join(*,G) toward an RP other than RP(G) is
+                // dropped; without a mapping for G the sender's RP is taken.
+                if let (true, Some(named)) = (is_join, rp) {
+                    if let Some(m) = self.config.rp_for(key.group) {
+                        if m.rp != named {
+                            ifc.counters.join_wrong_rp += 1;
+                            continue;
+                        }
+                    }
+                }
                 let expiry = TimerKey::Expiry(ifindex, key);
                 let pending = TimerKey::PrunePending(ifindex, key);
                 let change = if is_join {
