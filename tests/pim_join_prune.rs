@@ -1,4 +1,4 @@
-//! Downstream (*,G)/(S,G) Join/Prune state (RFC 7761 §4.5.2, §4.5.3) on a
+//! Downstream (*,G)/(S,G) Join/Prune state (RFC 7761 §4.5.1, §4.5.2) on a
 //! hand-driven LAN (`pim/lan.rs`). The routers' upstream machines do not
 //! exist yet, so the downstream routers' Join/Prunes are crafted here and
 //! sent from their addresses.

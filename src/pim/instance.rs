@@ -9,7 +9,7 @@
 //! triggered Hellos, goodbye Hellos, generation ids), §4.3.2 (DR
 //! election, re-run on every neighbor change), §4.9 (checksum, version
 //! and format checks on input, through `codec`), and the downstream
-//! (*,G)/(S,G) Join/Prune machines of §4.5.2/§4.5.3 for Join/Prunes that
+//! (*,G)/(S,G) Join/Prune machines of §4.5.1/§4.5.2 for Join/Prunes that
 //! name us as upstream neighbor (timers and PruneEcho here, transitions in
 //! `state::downstream`). Register, Assert, Bootstrap and C-RP messages,
 //! and Join/Prunes meant for other routers, are decoded and counted only.

@@ -7,7 +7,7 @@
 //! values derived from the neighbors' LAN Prune Delay options (§4.3.3),
 //! which the Join/Prune layer will use for override and suppression.
 //! Timers live in the instance; this module only says when things expire.
-//! The downstream Join/Prune machines (§4.5.2, §4.5.3) are in
+//! The downstream Join/Prune machines (§4.5.1, §4.5.2) are in
 //! [`downstream`].
 
 pub mod downstream;

@@ -1,6 +1,6 @@
 //! The instance's side of the downstream Join/Prune machines: which
 //! Join/Prunes are acted on, the Expiry and Prune-Pending timers, the
-//! PruneEcho (RFC 7761 §4.5.2, §4.5.3), and the `pim routes` snapshot.
+//! PruneEcho (RFC 7761 §4.5.1, §4.5.2), and the `pim routes` snapshot.
 //! The transitions themselves are in `state::downstream`.
 
 use std::net::Ipv4Addr;
@@ -38,7 +38,7 @@ impl PimInstance {
     }
 
     /// §4.5: act on the Joins and Prunes of a message that names us as
-    /// upstream neighbor, through the downstream machines of §4.5.2/§4.5.3.
+    /// upstream neighbor, through the downstream machines of §4.5.1/§4.5.2.
     pub(super) fn on_join_prune(
         &mut self,
         now: Instant,
@@ -49,8 +49,8 @@ impl PimInstance {
         let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
-        // Only routers that said Hello take part: their holdtime and LAN
-        // Prune Delay feed the timers below (FRR drops these too).
+        // §4.5: a Join/Prune from an address that sent no Hello SHOULD be
+        // discarded; its LAN Prune Delay is unknown, too.
         if ifc.neighbors.get(src).is_none() {
             ifc.counters.join_prune_from_non_neighbor += 1;
             return;
@@ -60,7 +60,7 @@ impl PimInstance {
             return;
         }
         // J/P_Override_Interval(I) when others could override a Prune,
-        // zero when the pruning router is our only neighbor (§4.5.2).
+        // zero when the pruning router is our only neighbor (§4.5.1).
         let d = lan_delay(
             &ifc.neighbors,
             ifc.cfg.propagation_delay,
@@ -85,7 +85,7 @@ impl PimInstance {
                     ifc.counters.join_prune_entries_ignored += 1;
                     continue;
                 };
-                // §4.5.2: a Join(*,G) toward an RP other than RP(G) is
+                // §4.5.1: a Join(*,G) toward an RP other than RP(G) is
                 // dropped; without a mapping for G the sender's RP is taken.
                 if let (true, Some(named)) = (is_join, rp) {
                     if let Some(m) = self.config.rp_for(key.group) {
@@ -148,7 +148,7 @@ impl PimInstance {
         };
         self.timers.cancel(&TimerKey::Expiry(ifindex, key));
         if let Change::LeftWithEcho { holdtime } = change {
-            // §4.5.2: the PruneEcho is a Prune with ourselves as upstream
+            // §4.5.1: the PruneEcho is a Prune with ourselves as upstream
             // neighbor, so a downstream router whose Join was lost can
             // still override it.
             let entry = match key.source {

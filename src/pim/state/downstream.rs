@@ -1,12 +1,12 @@
 //! Downstream per-interface Join/Prune state for (*,G) and (S,G), as pure
-//! transitions over explicit times (RFC 7761 §4.5.2 and §4.5.3).
+//! transitions over explicit times (RFC 7761 §4.5.1 and §4.5.2).
 //!
 //! Owns: for one interface, the NoInfo / Join / Prune-Pending state of
 //! every (*,G) and (S,G) a downstream router joined through us, its Expiry
 //! Timer (ET) and Prune-Pending Timer (PPT) deadlines. The instance keeps
 //! the timers and calls back here when they fire; it only feeds Joins and
-//! Prunes whose upstream neighbor field names us. (S,G,rpt) (§4.5.4) and
-//! the upstream machines (§4.5.5-§4.5.7) are later layers.
+//! Prunes whose upstream neighbor field names us. (S,G,rpt) (§4.5.3) and
+//! the upstream machines (§4.5.4 on) are later layers.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -67,7 +67,7 @@ pub enum Change {
     Joined,
     /// Back to NoInfo: the interface leaves the outgoing list.
     Left,
-    /// Back to NoInfo after a prune on a LAN with other routers: §4.5.2
+    /// Back to NoInfo after a prune on a LAN with other routers: §4.5.1
     /// asks for a PruneEcho so a router whose override was lost retries.
     LeftWithEcho { holdtime: u16 },
 }
