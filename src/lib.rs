@@ -16,6 +16,7 @@ pub mod hash;
 pub mod iface;
 pub mod ipc;
 pub mod logging;
+pub mod pim;
 pub mod proto;
 pub mod rib;
 pub mod rule;

@@ -1,0 +1,691 @@
+//! The PIM-SM instance: a sans-I/O [`Protocol`] that runs the neighbor
+//! layer on every PIM interface.
+//!
+//! Owns: which interfaces run PIM (configured by name ∩ reported up by the
+//! shell with an address), each one's generation id, Hello timer,
+//! neighbor table, DR and counters; the events the daemon sees (neighbor
+//! up/down/restart, DR change); the snapshots behind `mcrctl pim
+//! neighbors` and `pim interfaces`. RFC 7761 §4.3.1 (Hello timing,
+//! triggered Hellos, goodbye Hellos, generation ids), §4.3.2 (DR
+//! election, re-run on every neighbor change), §4.9 (checksum, version
+//! and format checks on input, through `codec`), and the downstream
+//! (*,G)/(S,G) Join/Prune machines of §4.5.1/§4.5.2 for Join/Prunes that
+//! name us as upstream neighbor (timers and PruneEcho here, transitions in
+//! `state::downstream`). Register, Assert, Bootstrap and C-RP messages,
+//! and Join/Prunes meant for other routers, are decoded and counted only.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROUTERS};
+use super::config::{PimConfig, PimInterfaceConfig};
+use super::state::downstream::{Downstream, JoinState, TreeKey};
+use super::state::{elect_dr, HelloOutcome, NeighborTable};
+use crate::proto::{Protocol, Rng, Timers, Transmit};
+
+mod join_prune;
+
+/// What the daemon tells the core about its interfaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PimInput {
+    /// The interface exists, is up, and has this primary IPv4 address.
+    /// Sent again when the name or address changes.
+    InterfaceUp {
+        ifindex: u32,
+        name: String,
+        addr: Ipv4Addr,
+    },
+    /// The interface went down or lost its address: no goodbye is possible.
+    InterfaceDown { ifindex: u32 },
+    /// The daemon stops: send a goodbye (holdtime 0) on every interface
+    /// so neighbors re-elect the DR at once instead of after 105 s.
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownReason {
+    /// Its holdtime ran out.
+    Expired,
+    /// It sent a Hello with holdtime 0.
+    Goodbye,
+    /// Our interface went down.
+    InterfaceDown,
+    /// PIM was turned off on our interface (configuration or shutdown).
+    PimDisabled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// A Prune, not overridden within the override interval.
+    Pruned,
+    /// No Join refreshed it within its holdtime.
+    Expired,
+    /// PIM stopped on the interface.
+    InterfaceGone,
+}
+
+/// Events for the rest of the daemon (`subscribe`, and later the
+/// Join/Prune layer: a restarted neighbor must be sent our joins again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PimEvent {
+    NeighborUp {
+        ifindex: u32,
+        interface: String,
+        neighbor: Ipv4Addr,
+    },
+    NeighborDown {
+        ifindex: u32,
+        interface: String,
+        neighbor: Ipv4Addr,
+        reason: DownReason,
+    },
+    NeighborRestarted {
+        ifindex: u32,
+        interface: String,
+        neighbor: Ipv4Addr,
+        old_generation_id: u32,
+        new_generation_id: u32,
+    },
+    DrChanged {
+        ifindex: u32,
+        interface: String,
+        old: Option<Ipv4Addr>,
+        new: Ipv4Addr,
+        we_are_dr: bool,
+    },
+    /// A downstream router joined (*,G) (`source` is `None`) or (S,G)
+    /// through this interface: it belongs in the outgoing list.
+    DownstreamJoin {
+        ifindex: u32,
+        interface: String,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
+    DownstreamLeave {
+        ifindex: u32,
+        interface: String,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+        reason: LeaveReason,
+    },
+}
+
+/// Per-interface packet counters (`mcrctl pim interfaces`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub hello_tx: u64,
+    pub hello_rx: u64,
+    pub join_prune_rx: u64,
+    pub register_rx: u64,
+    pub register_stop_rx: u64,
+    pub assert_rx: u64,
+    pub bootstrap_rx: u64,
+    pub cand_rp_adv_rx: u64,
+    pub checksum_errors: u64,
+    /// Truncated, bad encoded addresses or options, trailing bytes, or a
+    /// Hello not sent to ALL-PIM-ROUTERS.
+    pub malformed: u64,
+    pub wrong_version: u64,
+    pub unknown_type: u64,
+    /// Join/Prunes naming another router as upstream neighbor (the
+    /// upstream machines will use them for suppression and override).
+    pub join_prune_not_for_us: u64,
+    /// Join/Prunes from a router we have no Hello from.
+    pub join_prune_from_non_neighbor: u64,
+    /// Join/Prune entries not for (*,G) or (S,G): (S,G,rpt), group
+    /// ranges, non-multicast groups.
+    pub join_prune_entries_ignored: u64,
+    /// (*,G) Joins naming an RP other than the one configured for G.
+    pub join_wrong_rp: u64,
+    pub prune_echo_tx: u64,
+}
+
+/// One downstream (*,G) or (S,G) entry (`mcrctl pim routes`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownstreamSnapshot {
+    pub interface: String,
+    pub ifindex: u32,
+    pub source: Option<Ipv4Addr>,
+    pub group: Ipv4Addr,
+    pub rp: Option<Ipv4Addr>,
+    pub state: JoinState,
+    pub expires_in_ms: u64,
+    pub prune_pending_in_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborSnapshot {
+    pub interface: String,
+    pub ifindex: u32,
+    pub address: Ipv4Addr,
+    pub dr_priority: Option<u32>,
+    pub is_dr: bool,
+    pub holdtime_secs: u16,
+    /// `None`: infinite holdtime.
+    pub expires_in_ms: Option<u64>,
+    pub generation_id: Option<u32>,
+    pub uptime_secs: u64,
+    pub lan_prune_delay: Option<LanPruneDelay>,
+    pub secondary_addresses: Vec<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceSnapshot {
+    pub interface: String,
+    pub ifindex: u32,
+    pub address: Ipv4Addr,
+    pub dr: Ipv4Addr,
+    pub we_are_dr: bool,
+    pub dr_priority: u32,
+    pub hello_interval_secs: u64,
+    pub holdtime_secs: u16,
+    pub generation_id: u32,
+    pub next_hello_in_ms: Option<u64>,
+    pub neighbors: usize,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Hello(u32),
+    Neighbor(u32, Ipv4Addr),
+    Expiry(u32, TreeKey),
+    PrunePending(u32, TreeKey),
+}
+
+impl TimerKey {
+    fn ifindex(&self) -> u32 {
+        match self {
+            TimerKey::Hello(i)
+            | TimerKey::Neighbor(i, _)
+            | TimerKey::Expiry(i, _)
+            | TimerKey::PrunePending(i, _) => *i,
+        }
+    }
+}
+
+struct Iface {
+    name: String,
+    addr: Ipv4Addr,
+    cfg: PimInterfaceConfig,
+    gen_id: u32,
+    neighbors: NeighborTable,
+    dr: Ipv4Addr,
+    counters: Counters,
+    downstream: Downstream,
+}
+
+pub struct PimInstance {
+    config: PimConfig,
+    rng: Rng,
+    /// Every interface the shell reported up: name and primary address.
+    links: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// The subset running PIM.
+    ifaces: BTreeMap<u32, Iface>,
+    timers: Timers<TimerKey>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<PimEvent>,
+    /// Packets on interfaces without PIM: dropped before decoding.
+    not_enabled: u64,
+    rejected_configs: u64,
+}
+
+impl PimInstance {
+    /// A core with PIM disabled; `handle_config` turns it on.
+    pub fn new(rng: Rng) -> Self {
+        PimInstance {
+            config: PimConfig::default(),
+            rng,
+            links: BTreeMap::new(),
+            ifaces: BTreeMap::new(),
+            timers: Timers::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            not_enabled: 0,
+            rejected_configs: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PimConfig {
+        &self.config
+    }
+
+    /// Packets received on interfaces where PIM is not running.
+    pub fn not_enabled_drops(&self) -> u64 {
+        self.not_enabled
+    }
+
+    /// Configurations refused by `handle_config` because they did not
+    /// validate (the shell validates first; this is the core's guard).
+    pub fn rejected_configs(&self) -> u64 {
+        self.rejected_configs
+    }
+
+    pub fn counters(&self, ifindex: u32) -> Option<Counters> {
+        self.ifaces.get(&ifindex).map(|i| i.counters)
+    }
+
+    /// The DR of a PIM interface.
+    pub fn dr(&self, ifindex: u32) -> Option<Ipv4Addr> {
+        self.ifaces.get(&ifindex).map(|i| i.dr)
+    }
+
+    pub fn generation_id(&self, ifindex: u32) -> Option<u32> {
+        self.ifaces.get(&ifindex).map(|i| i.gen_id)
+    }
+
+    pub fn neighbors(&self, now: Instant) -> Vec<NeighborSnapshot> {
+        let mut out = Vec::new();
+        for (&ifindex, i) in &self.ifaces {
+            for n in i.neighbors.iter() {
+                out.push(NeighborSnapshot {
+                    interface: i.name.clone(),
+                    ifindex,
+                    address: n.addr,
+                    dr_priority: n.dr_priority,
+                    is_dr: i.dr == n.addr,
+                    holdtime_secs: n.holdtime,
+                    expires_in_ms: n.expires.map(|e| millis(e.saturating_duration_since(now))),
+                    generation_id: n.generation_id,
+                    uptime_secs: now.saturating_duration_since(n.up_since).as_secs(),
+                    lan_prune_delay: n.lan_prune_delay,
+                    secondary_addresses: n.secondary.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn interfaces(&self, now: Instant) -> Vec<InterfaceSnapshot> {
+        self.ifaces
+            .iter()
+            .map(|(&ifindex, i)| InterfaceSnapshot {
+                interface: i.name.clone(),
+                ifindex,
+                address: i.addr,
+                dr: i.dr,
+                we_are_dr: i.dr == i.addr,
+                dr_priority: i.cfg.dr_priority,
+                hello_interval_secs: i.cfg.hello_interval.as_secs(),
+                holdtime_secs: i.cfg.holdtime_secs(),
+                generation_id: i.gen_id,
+                next_hello_in_ms: self
+                    .timers
+                    .get(&TimerKey::Hello(ifindex))
+                    .map(|t| millis(t.saturating_duration_since(now))),
+                neighbors: i.neighbors.len(),
+                counters: i.counters,
+            })
+            .collect()
+    }
+
+    /// Start PIM on `ifindex` if it is up and configured and not running.
+    fn activate(&mut self, now: Instant, ifindex: u32) {
+        if !self.config.enabled || self.ifaces.contains_key(&ifindex) {
+            return;
+        }
+        let Some((name, addr)) = self.links.get(&ifindex).cloned() else {
+            return;
+        };
+        let Some(cfg) = self.config.interface(&name).cloned() else {
+            return;
+        };
+        // §4.3.1: the first Hello goes out after a random delay up to
+        // Triggered_Hello_Delay, so routers booting together do not send
+        // in lockstep.
+        let first = now + self.rng.jitter(cfg.triggered_hello_delay);
+        self.timers.set(TimerKey::Hello(ifindex), first);
+        let gen_id = self.rng.next_u32();
+        self.ifaces.insert(
+            ifindex,
+            Iface {
+                name: name.clone(),
+                addr,
+                cfg,
+                gen_id,
+                neighbors: NeighborTable::new(),
+                dr: addr,
+                counters: Counters::default(),
+                downstream: Downstream::new(),
+            },
+        );
+        self.events.push_back(PimEvent::DrChanged {
+            ifindex,
+            interface: name,
+            old: None,
+            new: addr,
+            we_are_dr: true,
+        });
+    }
+
+    /// Stop PIM on `ifindex`, saying goodbye first when the link still
+    /// carries packets.
+    fn deactivate(&mut self, ifindex: u32, reason: DownReason, goodbye: bool) {
+        let Some(mut ifc) = self.ifaces.remove(&ifindex) else {
+            return;
+        };
+        if goodbye {
+            let t = hello_transmit(ifindex, &ifc, 0);
+            ifc.counters.hello_tx += 1;
+            self.transmits.push_back(t);
+        }
+        self.timers.retain(|k| k.ifindex() != ifindex);
+        for key in ifc.downstream.clear() {
+            self.events.push_back(PimEvent::DownstreamLeave {
+                ifindex,
+                interface: ifc.name.clone(),
+                source: key.source,
+                group: key.group,
+                reason: LeaveReason::InterfaceGone,
+            });
+        }
+        for n in ifc.neighbors.clear() {
+            self.events.push_back(PimEvent::NeighborDown {
+                ifindex,
+                interface: ifc.name.clone(),
+                neighbor: n.addr,
+                reason,
+            });
+        }
+    }
+
+    /// Bring the Hello timer forward to a random point within
+    /// Triggered_Hello_Delay, unless it already fires sooner.
+    fn trigger_hello(&mut self, now: Instant, ifindex: u32) {
+        let Some(ifc) = self.ifaces.get(&ifindex) else {
+            return;
+        };
+        let at = now + self.rng.jitter(ifc.cfg.triggered_hello_delay);
+        self.timers.set_min(TimerKey::Hello(ifindex), at);
+    }
+
+    fn send_hello(&mut self, now: Instant, ifindex: u32) {
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let t = hello_transmit(ifindex, ifc, ifc.cfg.holdtime_secs());
+        ifc.counters.hello_tx += 1;
+        self.transmits.push_back(t);
+        let next = now + ifc.cfg.hello_interval;
+        self.timers.set(TimerKey::Hello(ifindex), next);
+    }
+
+    /// Re-run §4.3.2 after anything that can change the result.
+    fn elect(&mut self, ifindex: u32) {
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let dr = elect_dr(ifc.addr, ifc.cfg.dr_priority, &ifc.neighbors);
+        if dr != ifc.dr {
+            self.events.push_back(PimEvent::DrChanged {
+                ifindex,
+                interface: ifc.name.clone(),
+                old: Some(ifc.dr),
+                new: dr,
+                we_are_dr: dr == ifc.addr,
+            });
+            ifc.dr = dr;
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, ifindex: u32, src: Ipv4Addr, h: &Hello) {
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let outcome = ifc.neighbors.on_hello(now, src, h);
+        let key = TimerKey::Neighbor(ifindex, src);
+        match ifc.neighbors.get(src).map(|n| n.expires) {
+            Some(Some(at)) => self.timers.set(key, at),
+            _ => {
+                self.timers.cancel(&key);
+            }
+        }
+        let interface = ifc.name.clone();
+        match outcome {
+            HelloOutcome::New => {
+                self.events.push_back(PimEvent::NeighborUp {
+                    ifindex,
+                    interface,
+                    neighbor: src,
+                });
+                // §4.3.1: a new neighbor learns of us without waiting up
+                // to a whole Hello period.
+                self.trigger_hello(now, ifindex);
+            }
+            HelloOutcome::Restarted { old, new } => {
+                self.events.push_back(PimEvent::NeighborRestarted {
+                    ifindex,
+                    interface,
+                    neighbor: src,
+                    old_generation_id: old,
+                    new_generation_id: new,
+                });
+                // It lost its neighbor table: until it hears from us it
+                // ignores what we send it.
+                self.trigger_hello(now, ifindex);
+            }
+            HelloOutcome::Goodbye => self.events.push_back(PimEvent::NeighborDown {
+                ifindex,
+                interface,
+                neighbor: src,
+                reason: DownReason::Goodbye,
+            }),
+            HelloOutcome::Refreshed | HelloOutcome::Ignored => {}
+        }
+        self.elect(ifindex);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+fn hello_transmit(ifindex: u32, ifc: &Iface, holdtime: u16) -> Transmit {
+    let hello = Hello {
+        holdtime: Some(holdtime),
+        lan_prune_delay: Some(LanPruneDelay {
+            // No explicit tracking yet: the T bit stays clear, which keeps
+            // join suppression on for the whole LAN (§4.3.3).
+            tracking: false,
+            propagation_delay_ms: millis(ifc.cfg.propagation_delay).min(0x7fff) as u16,
+            override_interval_ms: millis(ifc.cfg.override_interval).min(0xffff) as u16,
+        }),
+        dr_priority: Some(ifc.cfg.dr_priority),
+        generation_id: Some(ifc.gen_id),
+        address_list: Vec::new(),
+        unknown: Vec::new(),
+    };
+    Transmit {
+        ifindex,
+        src: Some(ifc.addr),
+        dst: ALL_PIM_ROUTERS,
+        ttl: 1,
+        router_alert: false,
+        payload: codec::encode(&Message::Hello(hello)),
+    }
+}
+
+impl Protocol for PimInstance {
+    type Config = PimConfig;
+    type Input = PimInput;
+    type Output = PimEvent;
+
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &[u8],
+    ) {
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            self.not_enabled += 1;
+            return;
+        };
+        if src == ifc.addr {
+            // Our own multicast looped back by the kernel.
+            return;
+        }
+        let c = &mut ifc.counters;
+        let msg = match codec::decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                match e {
+                    DecodeError::BadChecksum => c.checksum_errors += 1,
+                    DecodeError::WrongVersion(_) => c.wrong_version += 1,
+                    DecodeError::UnknownType(_) => c.unknown_type += 1,
+                    DecodeError::Truncated
+                    | DecodeError::BadAddress
+                    | DecodeError::BadOption(_)
+                    | DecodeError::TrailingBytes => c.malformed += 1,
+                }
+                return;
+            }
+        };
+        match msg {
+            Message::Hello(h) => {
+                // §4.9: Hellos are link-local to ALL-PIM-ROUTERS from a
+                // unicast source; anything else is not a neighbor.
+                if dst != ALL_PIM_ROUTERS || src.is_multicast() || src.is_unspecified() {
+                    c.malformed += 1;
+                    return;
+                }
+                c.hello_rx += 1;
+                self.on_hello(now, ifindex, src, &h);
+            }
+            Message::JoinPrune(jp) => {
+                c.join_prune_rx += 1;
+                self.on_join_prune(now, ifindex, src, &jp);
+            }
+            Message::Register(_) => c.register_rx += 1,
+            Message::RegisterStop(_) => c.register_stop_rx += 1,
+            Message::Assert(_) => c.assert_rx += 1,
+            Message::Bootstrap(_) => c.bootstrap_rx += 1,
+            Message::CandRpAdv(_) => c.cand_rp_adv_rx += 1,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Hello(ifindex) => self.send_hello(now, ifindex),
+                TimerKey::Neighbor(ifindex, addr) => {
+                    let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+                        continue;
+                    };
+                    if ifc.neighbors.expire(now, addr).is_some() {
+                        self.events.push_back(PimEvent::NeighborDown {
+                            ifindex,
+                            interface: ifc.name.clone(),
+                            neighbor: addr,
+                            reason: DownReason::Expired,
+                        });
+                        self.elect(ifindex);
+                    }
+                }
+                TimerKey::Expiry(ifindex, key) => {
+                    let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+                        continue;
+                    };
+                    if ifc.downstream.expiry_expired(now, key).is_some() {
+                        self.timers.cancel(&TimerKey::PrunePending(ifindex, key));
+                        self.leave(ifindex, key, LeaveReason::Expired);
+                    }
+                }
+                TimerKey::PrunePending(ifindex, key) => {
+                    self.prune_pending_expired(now, ifindex, key)
+                }
+            }
+        }
+    }
+
+    /// Apply a new configuration as a diff: interfaces that stay keep
+    /// their neighbors and generation id.
+    fn handle_config(&mut self, now: Instant, config: PimConfig) {
+        if !config.validate().is_empty() {
+            // A zero Hello period would spin the timer loop; the shell
+            // validates first, so this only guards against its bugs.
+            self.rejected_configs += 1;
+            return;
+        }
+        self.config = config;
+        let active: Vec<u32> = self.ifaces.keys().copied().collect();
+        for ifindex in active {
+            let name = self.ifaces[&ifindex].name.clone();
+            let new_cfg = if self.config.enabled {
+                self.config.interface(&name).cloned()
+            } else {
+                None
+            };
+            let Some(new_cfg) = new_cfg else {
+                self.deactivate(ifindex, DownReason::PimDisabled, true);
+                continue;
+            };
+            let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+                continue;
+            };
+            if ifc.cfg != new_cfg {
+                ifc.cfg = new_cfg;
+                // Neighbors must hear the new priority or holdtime soon,
+                // not a whole old period later.
+                self.trigger_hello(now, ifindex);
+                self.elect(ifindex);
+            }
+        }
+        let links: Vec<u32> = self.links.keys().copied().collect();
+        for ifindex in links {
+            self.activate(now, ifindex);
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, event: PimInput) {
+        match event {
+            PimInput::InterfaceUp {
+                ifindex,
+                name,
+                addr,
+            } => {
+                let changed = self
+                    .ifaces
+                    .get(&ifindex)
+                    .is_some_and(|i| i.name != name || i.addr != addr);
+                if changed {
+                    // §4.3.1: a goodbye before the primary address changes,
+                    // then a fresh start (new generation id) on the new one.
+                    self.deactivate(ifindex, DownReason::PimDisabled, true);
+                }
+                self.links.insert(ifindex, (name, addr));
+                self.activate(now, ifindex);
+            }
+            PimInput::InterfaceDown { ifindex } => {
+                self.links.remove(&ifindex);
+                self.deactivate(ifindex, DownReason::InterfaceDown, false);
+            }
+            PimInput::Shutdown => {
+                let active: Vec<u32> = self.ifaces.keys().copied().collect();
+                for ifindex in active {
+                    self.deactivate(ifindex, DownReason::PimDisabled, true);
+                }
+                self.config.enabled = false;
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<PimEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+}
