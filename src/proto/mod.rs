@@ -20,6 +20,7 @@
 //! Inputs go in through `handle_*`; after each input the caller drains
 //! `poll_transmit`, `poll_event` and reads `poll_timeout` again.
 
+pub mod sim;
 pub mod timers;
 
 use std::net::Ipv4Addr;
