@@ -13,6 +13,7 @@ pub mod control;
 pub mod dataplane;
 pub mod gen;
 pub mod hash;
+pub mod igmp;
 pub mod ipc;
 pub mod logging;
 pub mod proto;
