@@ -40,6 +40,19 @@ pub struct Delivery {
     pub payload: Vec<u8>,
 }
 
+/// A packet as it was put on a LAN, whether anyone received it or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Virtual time of sending, relative to [`Sim::base`].
+    pub at: Duration,
+    pub lan: LanId,
+    /// The sending node; `None` for a packet the test injected.
+    pub from: Option<NodeId>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub payload: Vec<u8>,
+}
+
 /// An event a node raised through `poll_event`, with its virtual time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recorded<E> {
@@ -79,6 +92,7 @@ pub struct Sim<P: Protocol> {
     in_flight: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     rng: Rng,
+    sent: Vec<Sent>,
     delivered: Vec<Delivery>,
     lost: Vec<Delivery>,
     events: Vec<Recorded<P::Output>>,
@@ -99,6 +113,7 @@ impl<P: Protocol> Sim<P> {
             in_flight: BTreeMap::new(),
             seq: 0,
             rng: Rng::new(seed),
+            sent: Vec::new(),
             delivered: Vec::new(),
             lost: Vec::new(),
             events: Vec::new(),
@@ -250,6 +265,14 @@ impl<P: Protocol> Sim<P> {
     ) {
         let flood = dst.is_multicast() || dst.is_broadcast();
         let cfg = self.lans[lan];
+        self.sent.push(Sent {
+            at: self.now - self.base,
+            lan,
+            from,
+            src,
+            dst,
+            payload: payload.clone(),
+        });
         let arrive = self.now + cfg.delay;
         let mut receivers = Vec::new();
         for (id, n) in self.nodes.iter().enumerate() {
@@ -361,6 +384,11 @@ impl<P: Protocol> Sim<P> {
         }
     }
 
+    /// Every packet put on a LAN so far, in sending order.
+    pub fn sent(&self) -> &[Sent] {
+        &self.sent
+    }
+
     /// Every packet delivered so far, in delivery order.
     pub fn delivered(&self) -> &[Delivery] {
         &self.delivered
@@ -376,8 +404,9 @@ impl<P: Protocol> Sim<P> {
         &self.events
     }
 
-    /// Forget the record (deliveries, losses, events), keep the network.
+    /// Forget the record (sent, deliveries, losses, events), keep the network.
     pub fn clear_record(&mut self) {
+        self.sent.clear();
         self.delivered.clear();
         self.lost.clear();
         self.events.clear();

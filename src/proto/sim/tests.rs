@@ -217,6 +217,19 @@ fn unicast_reaches_only_the_owner_of_the_address_and_other_lans_see_nothing() {
         .collect();
     // Each of 3 nodes greets the 2 others: 6 greetings, each to its owner.
     assert_eq!(greetings.len(), 6);
+    // Each hello was sent once and delivered to the 2 other nodes of its LAN.
+    let hellos_sent = sim
+        .sent()
+        .iter()
+        .filter(|s| s.payload == b"hello" && s.lan != other)
+        .count();
+    let hellos_got = sim
+        .delivered()
+        .iter()
+        .filter(|d| d.payload == b"hello" && d.lan != other)
+        .count();
+    assert_eq!(hellos_got, 2 * hellos_sent);
+    assert!(hellos_sent >= 3);
     for g in greetings {
         assert_eq!(g.dst, ip(g.to as u8 + 1));
     }
