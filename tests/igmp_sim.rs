@@ -123,7 +123,6 @@ impl Lab {
             .sim
             .add_node(Node::R(IgmpRouter::new(self.sim.now(), cfg)));
         self.sim.attach(id, self.lan, IF, ip(last));
-        self.sim.drain(id);
         id
     }
 

@@ -238,3 +238,6 @@ impl Protocol for IgmpRouter {
             .min()
     }
 }
+
+#[cfg(test)]
+mod tests;

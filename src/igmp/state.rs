@@ -166,12 +166,12 @@ impl Interface {
             counters: Counters::default(),
             actions: VecDeque::new(),
         };
-        i.timers.set(Key::GeneralQuery, now);
         i.emit(IgmpEvent::QuerierChange {
             ifindex,
             querier: address,
             local: true,
         });
+        i.send_general_query(now);
         i
     }
 
@@ -341,7 +341,9 @@ impl Interface {
     }
 
     fn send_group_query(&mut self, now: Instant, g: Ipv4Addr) {
-        let Some(grp) = self.groups.get_mut(&g) else {
+        // A router that lost the election mid-way leaves the rest to the
+        // new querier.
+        let Some(grp) = self.groups.get_mut(&g).filter(|_| self.querier) else {
             return;
         };
         if grp.group_queries_left == 0 {
@@ -389,7 +391,7 @@ impl Interface {
 
     fn send_source_query(&mut self, now: Instant, g: Ipv4Addr) {
         let lmqt = now + self.params.lmqt();
-        let Some(grp) = self.groups.get_mut(&g) else {
+        let Some(grp) = self.groups.get_mut(&g).filter(|_| self.querier) else {
             return;
         };
         // A source refreshed by a report since (timer above LMQT) needs no
@@ -677,11 +679,17 @@ impl Interface {
                     // still timed, or the group goes.
                     let before = self.view(g);
                     if let Some(grp) = self.groups.get(&g) {
+                        // A source timer ending at this same instant has
+                        // ended: the group must not flap to INCLUDE of it.
                         let timed: BTreeSet<Ipv4Addr> = grp
                             .sources
                             .iter()
                             .copied()
-                            .filter(|s| self.timers.is_armed(&Key::Source(g, *s)))
+                            .filter(|s| {
+                                self.timers
+                                    .get(&Key::Source(g, *s))
+                                    .is_some_and(|t| t > now)
+                            })
                             .collect();
                         let blocked: BTreeSet<Ipv4Addr> =
                             grp.sources.difference(&timed).copied().collect();
@@ -692,7 +700,12 @@ impl Interface {
                     self.announce(g, before);
                 }
                 Key::Source(g, s) => {
-                    let before = self.view(g);
+                    // The timer is already popped; before it was, an
+                    // EXCLUDE group forwarded this source.
+                    let mut before = self.view(g);
+                    if let Some((FilterMode::Exclude, blocked)) = before.as_mut() {
+                        blocked.retain(|x| *x != s);
+                    }
                     if self
                         .groups
                         .get(&g)

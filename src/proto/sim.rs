@@ -324,6 +324,11 @@ impl<P: Protocol> Sim<P> {
     /// Run every delivery and timer up to and including `until`, then leave
     /// the clock at `until`.
     pub fn run_until(&mut self, until: Instant) {
+        // A core built with output already queued (a router's first query)
+        // sends it once the network is assembled, at the current time.
+        for id in 0..self.nodes.len() {
+            self.drain(id);
+        }
         let mut steps_here = 0usize;
         let mut last = self.now;
         while let Some(next) = self.next_instant() {
