@@ -267,3 +267,6 @@ impl Protocol for IgmpHost {
         self.timers.next()
     }
 }
+
+#[cfg(test)]
+mod tests;
