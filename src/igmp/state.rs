@@ -391,29 +391,36 @@ impl Interface {
 
     fn send_source_query(&mut self, now: Instant, g: Ipv4Addr) {
         let lmqt = now + self.params.lmqt();
-        let Some(grp) = self.groups.get_mut(&g).filter(|_| self.querier) else {
+        // Source lists exist only in v3 queries.
+        let v3 = self.version() == Version::V3;
+        let Some(grp) = self.groups.get_mut(&g).filter(|_| self.querier && v3) else {
             return;
         };
-        // A source refreshed by a report since (timer above LMQT) needs no
-        // more queries.
         let timers = &self.timers;
         grp.source_queries_left
-            .retain(|s, n| *n > 0 && timers.get(&Key::Source(g, *s)).is_some_and(|t| t <= lmqt));
-        let sources: Vec<Ipv4Addr> = grp.source_queries_left.keys().copied().collect();
-        for n in grp.source_queries_left.values_mut() {
+            .retain(|s, n| *n > 0 && timers.is_armed(&Key::Source(g, *s)));
+        // §6.6.3.2: sources a report has refreshed since (timer above
+        // LMQT) go in a query with S set, so that routers keep them; the
+        // others in one with S clear.
+        let (mut clear, mut set) = (Vec::new(), Vec::new());
+        for (s, n) in grp.source_queries_left.iter_mut() {
             *n -= 1;
+            if timers.get(&Key::Source(g, *s)).is_some_and(|t| t > lmqt) {
+                set.push(*s);
+            } else {
+                clear.push(*s);
+            }
         }
         let more = grp.source_queries_left.values().any(|n| *n > 0);
-        if sources.is_empty() {
-            return;
+        let lmqi = self.params.last_member_query_interval;
+        for (suppress, sources) in [(false, clear), (true, set)] {
+            if !sources.is_empty() {
+                let m = self.query(g, lmqi, suppress, sources);
+                self.send_query(g, m);
+            }
         }
-        let m = self.query(g, self.params.last_member_query_interval, false, sources);
-        self.send_query(g, m);
         if more {
-            self.timers.set(
-                Key::SourceQuery(g),
-                now + self.params.last_member_query_interval,
-            );
+            self.timers.set(Key::SourceQuery(g), now + lmqi);
         }
     }
 

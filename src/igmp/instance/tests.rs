@@ -46,6 +46,8 @@ struct T {
     t0: Instant,
     ev: Vec<Ev>,
     q: Vec<Vec<Ipv4Addr>>,
+    /// The S flag of each query in `q`.
+    s_flags: Vec<bool>,
 }
 
 impl T {
@@ -59,6 +61,7 @@ impl T {
             t0,
             ev: Vec::new(),
             q: Vec::new(),
+            s_flags: Vec::new(),
         }
     }
 
@@ -78,8 +81,12 @@ impl T {
             }
         }
         while let Some(t) = self.r.poll_transmit() {
-            if let Ok(Message::Query(Query { sources, .. })) = decode(&t.payload) {
+            if let Ok(Message::Query(Query {
+                sources, suppress, ..
+            })) = decode(&t.payload)
+            {
                 if !sources.is_empty() {
+                    self.s_flags.push(suppress);
                     self.q.push(sources);
                 }
             }
@@ -255,4 +262,20 @@ fn snapshot_serializes_for_mcrctl() {
     })
     .unwrap();
     assert_eq!(e["event"], "leave");
+}
+
+#[test]
+fn a_source_refreshed_during_its_queries_is_requeried_with_s_set_and_kept() {
+    let mut t = T::new();
+    t.report(1.0, RecordType::AllowNew, &[S1, S2]);
+    t.report(2.0, RecordType::BlockOld, &[S1, S2]);
+    // Another host still wants S1.
+    t.report(2.2, RecordType::IsInclude, &[S1]);
+    let (ev, q) = t.run(10.0);
+    assert_eq!(q, vec![vec![S1, S2], vec![S2], vec![S1]]);
+    assert_eq!(t.s_flags, vec![false, false, true]);
+    assert_eq!(
+        ev,
+        vec![(1.0, Include, vec![S1, S2]), (3.0, Include, vec![S1])]
+    );
 }
