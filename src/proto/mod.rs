@@ -4,8 +4,9 @@
 //!
 //! Owns: the [`Protocol`] trait the actor shells and the simulator drive,
 //! the [`Transmit`] a core asks its shell to send, a seeded [`Rng`] for
-//! jitter and generation ids, and [`Timers`], the deadline set each core
-//! keeps so that `poll_timeout` is one lookup.
+//! jitter and generation ids, [`Timers`], the deadline set each core
+//! keeps so that `poll_timeout` is one lookup, and [`sim`], the
+//! virtual-clock simulator that runs many cores on simulated LANs in tests.
 //!
 //! A protocol lives in `src/<name>/` with the same files for the same jobs:
 //!
