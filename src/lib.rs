@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod gen;
 pub mod hash;
 pub mod iface;
+pub mod igmp;
 pub mod ipc;
 pub mod logging;
 pub mod pim;

@@ -4,8 +4,9 @@
 //!
 //! Owns: the [`Protocol`] trait the actor shells and the simulator drive,
 //! the [`Transmit`] a core asks its shell to send, a seeded [`Rng`] for
-//! jitter and generation ids, and [`Timers`], the deadline set each core
-//! keeps so that `poll_timeout` is one lookup.
+//! jitter and generation ids, [`Timers`], the deadline set each core
+//! keeps so that `poll_timeout` is one lookup, and [`sim`], the
+//! virtual-clock simulator that runs many cores on simulated LANs in tests.
 //!
 //! A protocol lives in `src/<name>/` with the same files for the same jobs:
 //!
@@ -20,6 +21,7 @@
 //! Inputs go in through `handle_*`; after each input the caller drains
 //! `poll_transmit`, `poll_event` and reads `poll_timeout` again.
 
+pub mod sim;
 pub mod timers;
 
 use std::net::Ipv4Addr;

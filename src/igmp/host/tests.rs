@@ -1,0 +1,157 @@
+//! The proxy's host side driven by hand: what it sends on joins, leaves
+//! and queries, in v3 and after hearing a v2 querier.
+
+use super::*;
+use crate::igmp::codec::Query;
+use crate::igmp::config::IgmpSettings;
+use std::time::Duration;
+
+const IF: u32 = 2;
+const G: Ipv4Addr = Ipv4Addr::new(239, 7, 7, 7);
+const H: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+
+fn host() -> (IgmpHost, Instant) {
+    let params = IgmpSettings::default().validate().unwrap();
+    let cfg = HostConfig {
+        ifindex: IF,
+        address: H,
+        params,
+    };
+    (IgmpHost::new(cfg, Rng::new(3)), Instant::now())
+}
+
+/// Run timers until `end`; every transmit with its time since `t0`.
+fn run(h: &mut IgmpHost, t0: Instant, end: Instant) -> Vec<(Duration, Transmit)> {
+    let mut out: Vec<(Duration, Transmit)> = std::iter::from_fn(|| h.poll_transmit())
+        .map(|t| (Duration::ZERO, t))
+        .collect();
+    while let Some(now) = h.poll_timeout().filter(|t| *t <= end) {
+        h.handle_timeout(now);
+        out.extend(std::iter::from_fn(|| h.poll_transmit()).map(|t| (now - t0, t)));
+    }
+    out
+}
+
+fn query(version: Version, group: Ipv4Addr, max_resp_code: u8) -> Vec<u8> {
+    encode(&Message::Query(Query {
+        version,
+        max_resp_code,
+        group,
+        suppress: false,
+        qrv: 2,
+        qqic: 125,
+        sources: vec![],
+    }))
+}
+
+#[test]
+fn a_v3_join_is_sent_at_once_and_repeated_within_the_unsolicited_interval() {
+    let (mut h, t0) = host();
+    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    let out = run(&mut h, t0, t0 + Duration::from_secs(5));
+    assert_eq!(out.len(), 2, "robustness 2: the report and one repeat");
+    assert_eq!(out[0].0, Duration::ZERO);
+    assert!(out[1].0 <= Duration::from_secs(1));
+    for (_, t) in &out {
+        assert_eq!(
+            (t.dst, t.src, t.ttl, t.router_alert),
+            (ALL_V3_ROUTERS, Some(H), 1, true)
+        );
+        let Ok(Message::V3Report(r)) = decode(&t.payload) else {
+            panic!()
+        };
+        assert_eq!((r[0].kind, r[0].group), (RecordType::ToExclude, G));
+    }
+    // The last leave: TO_IN({}), repeated too.
+    let now = t0 + Duration::from_secs(5);
+    h.handle_event(now, SetMemberships(BTreeSet::new()));
+    let out = run(&mut h, t0, now + Duration::from_secs(5));
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|(_, t)| matches!(decode(&t.payload), Ok(Message::V3Report(r)) if r[0].kind == RecordType::ToInclude)));
+}
+
+#[test]
+fn queries_are_answered_within_their_max_response_time() {
+    let (mut h, t0) = host();
+    h.handle_event(
+        t0,
+        SetMemberships(BTreeSet::from([G, Ipv4Addr::new(239, 7, 7, 8)])),
+    );
+    let t1 = t0 + Duration::from_secs(10);
+    run(&mut h, t0, t1);
+    h.handle_packet(
+        t1,
+        IF,
+        Ipv4Addr::new(10, 0, 0, 1),
+        ALL_V3_ROUTERS,
+        &query(Version::V3, Ipv4Addr::UNSPECIFIED, 20),
+    );
+    let out = run(&mut h, t0, t1 + Duration::from_secs(5));
+    // One v3 report with both groups' current state, within 2 s.
+    assert_eq!(out.len(), 1);
+    assert!(out[0].0 >= Duration::from_secs(10) && out[0].0 <= Duration::from_secs(12));
+    let Ok(Message::V3Report(r)) = decode(&out[0].1.payload) else {
+        panic!()
+    };
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|r| r.kind == RecordType::IsExclude));
+    // A query for a group it is not in goes unanswered.
+    let t2 = t1 + Duration::from_secs(5);
+    h.handle_packet(
+        t2,
+        IF,
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(239, 9, 9, 9),
+        &query(Version::V3, Ipv4Addr::new(239, 9, 9, 9), 10),
+    );
+    assert!(run(&mut h, t0, t2 + Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn a_v2_querier_switches_the_host_to_v2_reports_and_leaves() {
+    let (mut h, t0) = host();
+    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    run(&mut h, t0, t0 + Duration::from_secs(3));
+    let t1 = t0 + Duration::from_secs(3);
+    h.handle_packet(
+        t1,
+        IF,
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(224, 0, 0, 1),
+        &query(Version::V2, Ipv4Addr::UNSPECIFIED, 100),
+    );
+    assert_eq!(h.version(), Version::V2);
+    let out = run(&mut h, t0, t1 + Duration::from_secs(11));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.dst, G);
+    assert_eq!(decode(&out[0].1.payload), Ok(Message::V2Report(G)));
+    let t2 = t1 + Duration::from_secs(11);
+    h.handle_event(t2, SetMemberships(BTreeSet::new()));
+    let out = run(&mut h, t0, t2 + Duration::from_secs(5));
+    assert_eq!(out.len(), 1, "a v2 leave is sent once");
+    assert_eq!(
+        (out[0].1.dst, decode(&out[0].1.payload)),
+        (ALL_ROUTERS, Ok(Message::V2Leave(G)))
+    );
+    // No v2 query for the older-querier timeout (GMI, 260 s): back to v3.
+    run(&mut h, t0, t1 + Duration::from_secs(260));
+    assert_eq!(h.version(), Version::V3);
+}
+
+#[test]
+fn garbage_and_other_interfaces_are_ignored() {
+    let (mut h, t0) = host();
+    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    run(&mut h, t0, t0 + Duration::from_secs(3));
+    let t1 = t0 + Duration::from_secs(3);
+    h.handle_packet(t1, IF, H, G, &[0x11, 0, 0]);
+    h.handle_packet(
+        t1,
+        IF + 1,
+        H,
+        G,
+        &query(Version::V2, Ipv4Addr::UNSPECIFIED, 100),
+    );
+    assert!(run(&mut h, t0, t1 + Duration::from_secs(20)).is_empty());
+    assert_eq!(h.version(), Version::V3);
+}
