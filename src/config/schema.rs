@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::json5::{self, join_index, join_key, Kind, Member, Number, Value};
+use super::document::{self, join_index, join_key, Kind, Member, Number, Value};
 use super::{
     Config, ConfigError, ConfigErrors, ControlConfig, LoggingConfig, WorkersConfig,
     MAX_CONFIG_BYTES,
@@ -62,9 +62,21 @@ pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
 pub(crate) const MAX_REPORTED_ERRORS: usize = 100;
 
 /// Read a configuration from text: a whole valid `Config`, or every
-/// problem found, sorted by position.
+/// problem found, sorted by position. Text larger than `MAX_CONFIG_BYTES`
+/// is refused unread, as `parse_file` refuses such a file.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let doc = json5::parse_document(text).map_err(|e| ConfigErrors(vec![e]))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!(
+                "the configuration is {} bytes, larger than {MAX_CONFIG_BYTES} bytes; is this really a configuration file?",
+                text.len()
+            ),
+        }]));
+    }
+    let doc = document::parse_document(text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut walker = Walker {
         errors: doc.duplicates,
         spans: HashMap::new(),
@@ -225,7 +237,7 @@ impl Walker {
             path,
             format!(
                 "unknown key `{}`{hint}; expected one of: {}",
-                json5::snippet(&m.key),
+                document::snippet(&m.key),
                 expected.join(", ")
             ),
         );
@@ -284,7 +296,7 @@ impl Walker {
                     self.error(
                         pos(v),
                         path,
-                        format!("{} is not an IPv4 address", json5::quote_snippet(s)),
+                        format!("{} is not an IPv4 address", document::quote_snippet(s)),
                     );
                     None
                 }
@@ -771,7 +783,7 @@ impl Walker {
                     let problem = if !s.starts_with('/') {
                         Some(format!(
                             "the control socket path {} is not absolute; write the full path, e.g. \"/run/mcr/control.sock\"",
-                            json5::quote_snippet(&s)
+                            document::quote_snippet(&s)
                         ))
                     } else if s.contains('\0') {
                         Some("the control socket path contains a NUL character".to_string())
