@@ -52,8 +52,8 @@ fn no_input_makes_the_parser_panic() {
             }
             Err(e) => {
                 assert!(!e.0.is_empty());
-                assert!(e.0.len() <= schema::MAX_REPORTED_ERRORS + 1);
-                for err in e.0.iter().take(schema::MAX_REPORTED_ERRORS) {
+                assert!(e.0.len() <= read::MAX_REPORTED_ERRORS + 1);
+                for err in e.0.iter().take(read::MAX_REPORTED_ERRORS) {
                     assert!(err.line >= 1 && err.column >= 1, "no position: {err:?}");
                     assert!(!err.message.is_empty());
                 }

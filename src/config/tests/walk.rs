@@ -664,9 +664,9 @@ fn many_errors_are_reported_together_in_file_order() {
 fn a_flood_of_errors_is_cut_short() {
     let text = format!("{{ rules: [{}] }}", "5,".repeat(1000));
     let e = errs(&text);
-    assert_eq!(e.len(), schema::MAX_REPORTED_ERRORS + 1);
+    assert_eq!(e.len(), read::MAX_REPORTED_ERRORS + 1);
     assert_eq!(e[0].path, "rules[0]");
-    let last = &e[schema::MAX_REPORTED_ERRORS];
+    let last = &e[read::MAX_REPORTED_ERRORS];
     assert_eq!(last.line, 0);
     assert_eq!(
         last.message,
