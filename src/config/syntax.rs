@@ -204,7 +204,7 @@ pub fn error(text: &str, e: &json5::Error) -> ConfigError {
         )
         | None => match word {
             Some((wpos, w)) if w.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) => {
-                at(wpos, format!("`{}` is not a valid number", snippet(w)))
+                at(wpos, number_problem(w))
             }
             Some((wpos, w)) if w.starts_with(|c: char| c.is_alphabetic() || "_$\\".contains(c)) => {
                 let cx = scan::context_at(text, cx.token.map_or(offset, |t| t.start));
@@ -246,12 +246,67 @@ fn escape(pos: Pos, rest: &str) -> ConfigError {
     let mut chars = rest.chars().skip(1);
     let message = match chars.next() {
         Some(d @ '1'..='9') => format!("\\{d} is an octal escape, which JSON5 does not allow"),
-        Some('0') => "\\0 followed by a digit is an octal escape, which JSON5 does not allow".into(),
+        Some('0') => {
+            "\\0 followed by a digit is an octal escape, which JSON5 does not allow".into()
+        }
         Some('x') => "\\x must be followed by 2 hex digits".into(),
-        Some('u') => "\\u must be followed by 4 hex digits, and a surrogate pair \\uD800..\\uDBFF by its second half \\uDC00..\\uDFFF".into(),
+        Some('u') => unicode_escape(rest),
         _ => "invalid escape sequence".into(),
     };
     at(pos, message)
+}
+
+/// The 4 hex digits of a `\\u` escape at the start of `s`.
+fn code_unit(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("\\u")?.get(..4)?;
+    if digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        u32::from_str_radix(digits, 16).ok()
+    } else {
+        None
+    }
+}
+
+/// What is wrong with the `\\u` escape at the start of `rest`.
+fn unicode_escape(rest: &str) -> String {
+    match code_unit(rest) {
+        None => "\\u must be followed by 4 hex digits".into(),
+        Some(unit @ 0xD800..=0xDBFF) => match rest.get(6..).and_then(code_unit) {
+            Some(low) => format!(
+                "\\u{unit:04X} is the first half of a surrogate pair, but \\u{low:04X} is not a second half (\\uDC00..\\uDFFF)"
+            ),
+            None => format!(
+                "\\u{unit:04X} is the first half of a surrogate pair, but no \\uDC00..\\uDFFF follows"
+            ),
+        },
+        Some(unit @ 0xDC00..=0xDFFF) => {
+            format!("\\u{unit:04X} is the second half of a surrogate pair without a first half")
+        }
+        Some(_) => "invalid \\u escape".into(),
+    }
+}
+
+/// Why `w`, which starts like a number, is not one.
+fn number_problem(w: &str) -> String {
+    let unsigned = w.strip_prefix(['+', '-']).unwrap_or(w);
+    let why =
+        if unsigned.is_empty() || !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+            "expected a number after the sign"
+        } else if let Some(hex) = unsigned.strip_prefix("0x").or(unsigned.strip_prefix("0X")) {
+            if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                "expected hex digits after 0x"
+            } else {
+                "not a number"
+            }
+        } else if unsigned.matches('.').count() > 1 {
+            "a number has at most one '.'"
+        } else if unsigned.ends_with(['e', 'E', '+', '-']) {
+            "expected digits in the exponent"
+        } else if !unsigned.chars().any(|c| c.is_ascii_digit()) {
+            "expected a digit"
+        } else {
+            "not a number"
+        };
+    format!("`{}` is not a valid number: {why}", snippet(w))
 }
 
 /// A string cut off by the end of its line, pointed at where it began.

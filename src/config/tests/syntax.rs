@@ -96,12 +96,38 @@ fn unquoted_words_and_bad_numbers_are_named_whole() {
     assert_syntax("{ a: \\u0074rue }", 1, 6, "found `\\u0074rue`");
     assert_syntax("[01]", 1, 2, "`01`: numbers may not start with 0");
     assert_syntax("[-007]", 1, 2, "may not start with 0");
-    assert_syntax("[0x]", 1, 2, "`0x` is not a valid number");
-    assert_syntax("[1e]", 1, 2, "`1e` is not a valid number");
-    assert_syntax("[1e+]", 1, 2, "`1e+` is not a valid number");
-    assert_syntax("[.]", 1, 2, "`.` is not a valid number");
-    assert_syntax("[+x]", 1, 2, "`+x` is not a valid number");
-    assert_syntax("[1.2.3]", 1, 2, "`1.2.3` is not a valid number");
+    assert_syntax(
+        "[0x]",
+        1,
+        2,
+        "`0x` is not a valid number: expected hex digits after 0x",
+    );
+    assert_syntax(
+        "[1e]",
+        1,
+        2,
+        "`1e` is not a valid number: expected digits in the exponent",
+    );
+    assert_syntax("[1e+]", 1, 2, "expected digits in the exponent");
+    assert_syntax("[.]", 1, 2, "`.` is not a valid number: expected a digit");
+    assert_syntax(
+        "[-]",
+        1,
+        2,
+        "`-` is not a valid number: expected a number after the sign",
+    );
+    assert_syntax(
+        "[+x]",
+        1,
+        2,
+        "`+x` is not a valid number: expected a number after the sign",
+    );
+    assert_syntax(
+        "[1.2.3]",
+        1,
+        2,
+        "`1.2.3` is not a valid number: a number has at most one '.'",
+    );
     assert_syntax("[12abc]", 1, 4, "found 'a'");
 }
 
@@ -163,9 +189,19 @@ fn strings_point_at_their_start_or_their_escape() {
         5,
         "\\u must be followed by 4 hex digits",
     );
-    assert_syntax("[\"\\uD83D\"]", 1, 3, "surrogate pair");
-    assert_syntax("[\"\\uD83D\\u0041\"]", 1, 3, "surrogate pair");
-    assert_syntax("[\"\\uDE00\"]", 1, 3, "surrogate pair");
+    assert_syntax(
+        "[\"\\uD83D\"]",
+        1,
+        3,
+        "\\uD83D is the first half of a surrogate pair, but no \\uDC00..\\uDFFF follows",
+    );
+    assert_syntax("[\"\\uD83D\\u0041\"]", 1, 3, "\\u0041 is not a second half");
+    assert_syntax(
+        "[\"\\uDE00\"]",
+        1,
+        3,
+        "\\uDE00 is the second half of a surrogate pair without a first half",
+    );
     assert_syntax("[\"\\1\"]", 1, 3, "octal escape");
     assert_syntax("[\"\\01\"]", 1, 3, "octal escape");
 }
