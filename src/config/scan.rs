@@ -133,10 +133,9 @@ impl Token {
 /// A string or block comment that never ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unclosed {
-    /// A string cut off by the end of its line (`line_end`) or of the file.
+    /// A string cut off by the end of its line or of the file.
     String {
         quote: char,
-        line_end: bool,
         pos: Pos,
     },
     Comment {
@@ -209,21 +208,13 @@ impl<'a> Lexer<'a> {
         loop {
             match self.cur.peek() {
                 None => {
-                    self.note(Unclosed::String {
-                        quote,
-                        line_end: false,
-                        pos,
-                    });
+                    self.note(Unclosed::String { quote, pos });
                     return;
                 }
                 // A raw LF or CR ends the string as an error, as in the
                 // parser; U+2028 and U+2029 are allowed inside strings.
                 Some('\n' | '\r') => {
-                    self.note(Unclosed::String {
-                        quote,
-                        line_end: true,
-                        pos,
-                    });
+                    self.note(Unclosed::String { quote, pos });
                     return;
                 }
                 Some('\\') => {
@@ -435,7 +426,6 @@ mod tests {
             lx.unclosed,
             Some(Unclosed::String {
                 quote: '"',
-                line_end: true,
                 pos: (2, 3)
             })
         );
