@@ -63,7 +63,7 @@ fn run_inject(a: InjectArgs) -> anyhow::Result<()> {
     let mut pkts = Vec::new();
     for (i, h) in a.packets.iter().enumerate() {
         let digits: String = h.chars().filter(|c| !c.is_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             anyhow::bail!("--packet #{}: odd number of hex digits", i + 1);
         }
         let mut p = Vec::with_capacity(digits.len() / 2);

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::json5::is_plain_identifier;
+use super::document::is_plain_identifier;
 use super::{Config, ControlConfig, WorkersConfig};
 use crate::logging::{LogFormat, LogLevels};
 use crate::rule::{self, Rule, RuleInput, RuleOutput};

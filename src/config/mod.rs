@@ -1,13 +1,16 @@
 //! The JSON5 configuration file: schema, parsing with line numbers,
 //! validation, and writing it back.
 //!
-//! Owns: the `Config` model, the spanned JSON5 reader (`json5`), the schema
-//! walk that turns a document into a `Config` and names the key and line of
-//! every problem (`schema`, entered through `parse` / `parse_file`), and
-//! the writer used by `config show` / `config save` (`emit`, entered
-//! through `Config::to_json5`). Nothing from a file that fails validation
-//! is applied: `parse` returns either a whole valid `Config` or every error
-//! it found.
+//! Owns: the `Config` model, reading text into a tree of values with their
+//! positions (`document`: the `json5` crate parses through serde, after the
+//! non-recursive pre-scan in `scan` has capped nesting and noted where every
+//! value starts; `syntax` words the parser's errors), the schema walk that
+//! turns the tree into a `Config` and names the key and line of every
+//! problem (`schema`), the entry points `parse` / `parse_file` with their
+//! size limits and the error list (`read`), and the writer used by `config
+//! show` / `config save` (`emit`, entered through `Config::to_json5`).
+//! Nothing from a file that fails validation is applied: `parse` returns
+//! either a whole valid `Config` or every error it found.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,13 +20,16 @@ use std::time::Duration;
 use crate::logging::{LogFormat, LogLevels};
 use crate::rule::{Rule, RuleSet};
 
+mod document;
 mod emit;
-pub mod json5;
+mod read;
+mod scan;
 mod schema;
+mod syntax;
 #[cfg(test)]
 mod tests;
 
-pub use schema::{parse, parse_file};
+pub use read::{parse, parse_file};
 
 /// Largest configuration file `parse_file` reads: room for tens of
 /// thousands of rules (10 000 rules take about 1.7 MB), while a wrong path

@@ -11,18 +11,14 @@
 //! and inputs) live in `crate::rule` so that `mcrctl add` and config files
 //! refuse the same things with the same words; this module only adds where.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::json5::{self, join_index, join_key, Kind, Member, Number, Value};
-use super::{
-    Config, ConfigError, ConfigErrors, ControlConfig, LoggingConfig, WorkersConfig,
-    MAX_CONFIG_BYTES,
-};
+use super::document::{self, join_index, join_key, Kind, Member, Number, Value};
+use super::{Config, ConfigError, ControlConfig, LoggingConfig, WorkersConfig};
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
 
@@ -56,95 +52,15 @@ pub(crate) const MAX_BACKOFF_MAX: Duration = Duration::from_secs(3_600);
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
 
-/// Most problems listed for one file. Past this the file is likely not a
-/// configuration at all, and the list would only bury the first lines,
-/// which are the ones to fix.
-pub(crate) const MAX_REPORTED_ERRORS: usize = 100;
-
-/// Read a configuration from text: a whole valid `Config`, or every
-/// problem found, sorted by position.
-pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let doc = json5::parse_document(text).map_err(|e| ConfigErrors(vec![e]))?;
+/// Walk a document: the `Config` when it could be built, and every
+/// problem found, added to `errors` (those the reader found), unsorted.
+pub(super) fn walk(root: &Value, errors: Vec<ConfigError>) -> (Option<Config>, Vec<ConfigError>) {
     let mut walker = Walker {
-        errors: doc.duplicates,
+        errors,
         spans: HashMap::new(),
     };
-    let config = walker.config(&doc.value);
-    let mut errors = walker.errors;
-    // The walk checks interface names even in rules it cannot build, and
-    // `Rule::validate` checks them again in rules it can: report once.
-    let mut seen = HashSet::new();
-    errors.retain(|e| seen.insert((e.path.clone(), e.message.clone())));
-    errors.sort_by_key(|e| (e.line, e.column));
-    if errors.len() > MAX_REPORTED_ERRORS {
-        let hidden = errors.len() - MAX_REPORTED_ERRORS;
-        errors.truncate(MAX_REPORTED_ERRORS);
-        errors.push(ConfigError {
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("and {hidden} more problems not shown; fix the ones above first"),
-        });
-    }
-    match config {
-        Some(c) if errors.is_empty() => Ok(c),
-        _ if !errors.is_empty() => Err(ConfigErrors(errors)),
-        _ => Err(ConfigErrors(vec![ConfigError {
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message:
-                "internal error: the configuration could not be built, but no problem was named"
-                    .into(),
-        }])),
-    }
-}
-
-/// Read a configuration file. Files larger than `MAX_CONFIG_BYTES` are
-/// refused before parsing so that a wrong path (a log, a device) cannot
-/// make the daemon read without end.
-pub fn parse_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let single = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message,
-        }])
-    };
-    let io_error = |e: std::io::Error| single(format!("cannot read {}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(MAX_CONFIG_BYTES)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    file.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
-    if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(single(format!(
-            "{} is larger than {MAX_CONFIG_BYTES} bytes; is this really a configuration file?",
-            path.display()
-        )));
-    }
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let bytes = e.as_bytes();
-            let before = String::from_utf8_lossy(bytes.get(..valid).unwrap_or(&[]));
-            let line = 1 + before.matches('\n').count();
-            let column = 1 + before.rsplit('\n').next().map_or(0, |l| l.chars().count());
-            return Err(ConfigErrors(vec![ConfigError {
-                line,
-                column,
-                path: String::new(),
-                message: format!(
-                    "{} is not valid UTF-8 text (save it as UTF-8)",
-                    path.display()
-                ),
-            }]));
-        }
-    };
-    parse(&text)
+    let config = walker.config(root);
+    (config, walker.errors)
 }
 
 type Pos = (usize, usize);
@@ -225,7 +141,7 @@ impl Walker {
             path,
             format!(
                 "unknown key `{}`{hint}; expected one of: {}",
-                json5::snippet(&m.key),
+                document::snippet(&m.key),
                 expected.join(", ")
             ),
         );
@@ -284,7 +200,7 @@ impl Walker {
                     self.error(
                         pos(v),
                         path,
-                        format!("{} is not an IPv4 address", json5::quote_snippet(s)),
+                        format!("{} is not an IPv4 address", document::quote_snippet(s)),
                     );
                     None
                 }
@@ -771,7 +687,7 @@ impl Walker {
                     let problem = if !s.starts_with('/') {
                         Some(format!(
                             "the control socket path {} is not absolute; write the full path, e.g. \"/run/mcr/control.sock\"",
-                            json5::quote_snippet(&s)
+                            document::quote_snippet(&s)
                         ))
                     } else if s.contains('\0') {
                         Some("the control socket path contains a NUL character".to_string())
