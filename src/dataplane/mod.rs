@@ -8,6 +8,7 @@
 pub mod bufring;
 pub mod egress;
 pub mod pipeline;
+pub mod receiver;
 pub mod sockets;
 pub mod table;
 pub mod worker;
