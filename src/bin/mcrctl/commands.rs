@@ -53,7 +53,7 @@ const MAX_CONFIG_TEXT: u64 = mcr::control::MAX_REQUEST as u64 - 4096;
 
 /// Read a config file for the daemon, refusing it before reading more than
 /// the control socket can carry: the size the file system reports is no
-/// bound (`/dev/zero`, a FIFO, `/proc` files all say 0).
+/// bound (`/dev/zero`, pipes and `/proc` files all say 0).
 fn read_file(p: &Path) -> Result<String, Fail> {
     let fail = |e: std::io::Error| Fail(1, format!("{}: {e}", p.display()));
     let too_big = |size: String| {
