@@ -3,6 +3,7 @@
 //! (egress sockets, log levels, fault injection, shutdown) and sends the
 //! periodic stats and heartbeats.
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use tracing::{debug, info, warn};
 use crate::ipc::fdpass::recv_msg;
 use crate::ipc::{decode, Fault, FromWorker, ToWorker};
 
-use super::super::sockets;
+use crate::dataplane::sockets;
+
 use super::setup::send;
-use super::*;
+use super::{Egress, Exit, Worker, WorkerError, RULES_PER_STATS};
 
 impl Worker {
     pub(super) fn on_timer(&mut self, _res: i32, flags: u32) -> io::Result<()> {

@@ -13,11 +13,15 @@ use tracing::{debug, info, warn};
 
 use crate::ipc::{WorkerCounters, WorkerSetup};
 
-use super::super::bufring::BufRing;
-use super::super::egress::{Batcher, Datagram};
-use super::super::pipeline::{self, Send, Verdict};
-use super::super::receiver::TableReceiver;
-use super::*;
+use crate::dataplane::bufring::BufRing;
+use crate::dataplane::egress::{Batcher, Datagram};
+use crate::dataplane::pipeline::{self, Send, Verdict};
+use crate::dataplane::receiver::TableReceiver;
+
+use super::{
+    Exit, Hooks, Worker, WorkerError, BGID, BUSY_RECVS, CQ_ENTRIES, KIND_IPC, KIND_RECV, KIND_SEND,
+    KIND_SHIFT, KIND_TIMER, SEND_SLOTS,
+};
 
 impl Worker {
     pub(super) fn new(
