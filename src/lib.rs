@@ -3,8 +3,9 @@
 //! This package holds everything that is not async: packet formats
 //! (`wire`), the rule model (`rule`), configuration (`config`), the
 //! multicast RIB (`rib`), the control protocol (`control`), the supervisor
-//! ⇄ worker protocol (`ipc`), the worker's data plane (`dataplane`) and the
-//! traffic generator (`gen`). The daemon's actor tree lives in package
+//! ⇄ worker protocol (`ipc`), the worker's data plane (`dataplane`), the
+//! supervisor's sockets and interface facts (`sys`) and the traffic
+//! generator (`gen`). The daemon's actor tree lives in package
 //! `mcrd` (directory `actors/`); this package depends on neither tokio nor
 //! ractor.
 
@@ -22,6 +23,7 @@ pub mod proto;
 pub mod rib;
 pub mod rule;
 pub mod supervise;
+pub mod sys;
 pub mod wire;
 pub mod worker_policy;
 

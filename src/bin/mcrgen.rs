@@ -16,6 +16,22 @@ use mcr::gen::{
     self, RecvOpts, RecvReport, SendOpts, SendReport, HEADER_LEN, MAX_BATCH, MAX_PAYLOAD,
 };
 
+/// A line on stderr. `eprintln!` panics when stderr is a closed pipe;
+/// then there is no one left to tell.
+macro_rules! note {
+    ($($a:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($a)*);
+    }};
+}
+
+/// A line appended to the `String` `$s`.
+macro_rules! outln {
+    ($s:ident, $($a:tt)*) => {{
+        $s.push_str(&format!($($a)*));
+        $s.push('\n');
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "mcrgen",
@@ -80,7 +96,7 @@ fn run_inject(a: InjectArgs) -> anyhow::Result<()> {
         total += gen::inject_ipv4(&a.interface, &pkts)
             .with_context(|| format!("injecting on {}", a.interface))?;
     }
-    eprintln!("mcrgen inject: {total} packets on {}", a.interface);
+    note!("mcrgen inject: {total} packets on {}", a.interface);
     Ok(())
 }
 
@@ -263,7 +279,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcrgen: error: {e:#}");
+            note!("mcrgen: error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -290,7 +306,7 @@ fn run_send(a: SendArgs, stop: &AtomicBool) -> Result<()> {
     if a.json {
         print_json(&report)?;
     } else {
-        print_send_table(&o, &report);
+        emit(&send_table(&o, &report)).context("writing the summary")?;
     }
     // Some refusals are a result worth reporting; all of them mean the
     // run measured nothing, which a script must not mistake for success.
@@ -319,7 +335,7 @@ fn run_recv(a: RecvArgs, stop: &AtomicBool) -> Result<()> {
 
     let mut rx =
         gen::Receiver::open(&o).with_context(|| format!("listening on {}:{}", a.group, a.port))?;
-    eprintln!("mcrgen recv: listening on {}", rx.local_addr());
+    note!("mcrgen recv: listening on {}", rx.local_addr());
 
     let quiet = a.quiet;
     let mut prev = (Duration::ZERO, 0u64);
@@ -334,7 +350,7 @@ fn run_recv(a: RecvArgs, stop: &AtomicBool) -> Result<()> {
             0.0
         };
         prev = (r.elapsed, r.received);
-        eprintln!(
+        note!(
             "mcrgen recv: {:6.1}s received {} ({:.0} pps) lost {} dup {} reord {} foreign {} \
              corrupt {} p99 {:.1}us",
             r.elapsed.as_secs_f64(),
@@ -354,16 +370,24 @@ fn run_recv(a: RecvArgs, stop: &AtomicBool) -> Result<()> {
     if a.json {
         print_json(&report)
     } else {
-        print_recv_table(&report);
-        Ok(())
+        emit(&recv_table(&report)).context("writing the summary")
     }
 }
 
 fn print_json<T: serde::Serialize>(report: &T) -> Result<()> {
+    let mut s = serde_json::to_string(report).context("writing the JSON summary")?;
+    s.push('\n');
+    emit(&s).context("writing the JSON summary")
+}
+
+/// Write `s` to stdout. `println!` would panic when the reader has gone
+/// (`mcrgen ... | head -1`); a reader that stops early is no failure.
+fn emit(s: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, report).context("writing the JSON summary")?;
-    writeln!(out).context("writing the JSON summary")?;
-    Ok(())
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }
 
 fn mbit(bytes: u64, secs: f64) -> f64 {
@@ -374,49 +398,59 @@ fn mbit(bytes: u64, secs: f64) -> f64 {
     }
 }
 
-fn print_send_table(o: &SendOpts, r: &SendReport) {
+fn send_table(o: &SendOpts, r: &SendReport) -> String {
+    let mut s = String::new();
     let secs = r.elapsed.as_secs_f64();
-    println!("mcrgen send summary ({}:{})", o.group, o.port);
-    println!("  sent          {} packets of {} bytes", r.sent, o.size);
-    println!("  errors        {}", r.errors);
+    outln!(s, "mcrgen send summary ({}:{})", o.group, o.port);
+    outln!(s, "  sent          {} packets of {} bytes", r.sent, o.size);
+    outln!(s, "  errors        {}", r.errors);
     if let Some(e) = &r.last_error {
-        println!("  last error    {e}");
+        outln!(s, "  last error    {e}");
     }
-    println!("  bytes         {}", r.bytes);
-    println!("  elapsed       {secs:.3} s");
-    println!(
+    outln!(s, "  bytes         {}", r.bytes);
+    outln!(s, "  elapsed       {secs:.3} s");
+    outln!(
+        s,
         "  rate          {:.0} pps ({:.1} Mbit/s payload)",
         r.achieved_pps,
         mbit(r.bytes, secs)
     );
     if r.sent > 0 {
-        println!("  seq           {}..={}", r.first_seq, r.last_seq);
+        outln!(s, "  seq           {}..={}", r.first_seq, r.last_seq);
     }
+    s
 }
 
-fn print_recv_table(r: &RecvReport) {
+fn recv_table(r: &RecvReport) -> String {
+    let mut s = String::new();
     let secs = r.elapsed.as_secs_f64();
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    println!("mcrgen recv summary");
-    println!("  received      {}", r.received);
-    println!("  unique        {}", r.unique);
-    println!("  lost          {} ({:.3} %)", r.lost, r.loss_pct);
-    println!("  duplicates    {}", r.duplicates);
-    println!("  reordered     {}", r.reordered);
-    println!("  corrupt       {}", r.corrupt);
-    println!("  foreign       {}", r.foreign);
-    println!("  socket drops  {}", r.socket_drops);
-    println!("  longest gap   {:.1} ms", r.max_gap_us / 1000.0);
-    println!("  bytes         {}", r.bytes);
-    println!("  seq           {}..={}", opt(r.first_seq), opt(r.last_seq));
-    println!("  streams       {}", r.streams);
-    println!("  elapsed       {secs:.3} s");
-    println!("  rate          {:.0} pps", r.rate_pps);
+    outln!(s, "mcrgen recv summary");
+    outln!(s, "  received      {}", r.received);
+    outln!(s, "  unique        {}", r.unique);
+    outln!(s, "  lost          {} ({:.3} %)", r.lost, r.loss_pct);
+    outln!(s, "  duplicates    {}", r.duplicates);
+    outln!(s, "  reordered     {}", r.reordered);
+    outln!(s, "  corrupt       {}", r.corrupt);
+    outln!(s, "  foreign       {}", r.foreign);
+    outln!(s, "  socket drops  {}", r.socket_drops);
+    outln!(s, "  longest gap   {:.1} ms", r.max_gap_us / 1000.0);
+    outln!(s, "  bytes         {}", r.bytes);
+    outln!(
+        s,
+        "  seq           {}..={}",
+        opt(r.first_seq),
+        opt(r.last_seq)
+    );
+    outln!(s, "  streams       {}", r.streams);
+    outln!(s, "  elapsed       {secs:.3} s");
+    outln!(s, "  rate          {:.0} pps", r.rate_pps);
     let l = &r.latency_us;
     if l.samples == 0 {
-        println!("  latency       -");
+        outln!(s, "  latency       -");
     } else {
-        println!(
+        outln!(
+            s,
             "  latency (us)  min {:.1}  mean {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  \
              p99.9 {:.1}  max {:.1}{}",
             l.min,
@@ -434,11 +468,17 @@ fn print_recv_table(r: &RecvReport) {
         );
     }
     if r.streams > 1 {
-        for s in &r.per_stream {
-            println!(
+        for st in &r.per_stream {
+            outln!(
+                s,
                 "  stream {:<6} unique {} lost {} dup {} reord {}",
-                s.stream_id, s.unique, s.lost, s.duplicates, s.reordered
+                st.stream_id,
+                st.unique,
+                st.lost,
+                st.duplicates,
+                st.reordered
             );
         }
     }
+    s
 }

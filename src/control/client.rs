@@ -1,6 +1,6 @@
 //! A blocking control client, as `mcrctl` and tests use it.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::{encode_request, Request, Response, TimedEvent};
+
+/// Longest response line the client accepts. The largest real ones (the
+/// rule list, stats or running config of a daemon with the most rules a
+/// 16 MiB config holds) are a few tens of MiB.
+pub const MAX_RESPONSE: usize = 256 << 20;
 
 /// Why a request did not get a result.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +69,24 @@ impl Client {
         serde_json::from_value(v).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 
+    /// One response or event line, refused once it passes `MAX_RESPONSE`
+    /// instead of growing without end when whatever is at the socket never
+    /// sends a newline.
     fn read_line(&mut self) -> Result<String, ClientError> {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line)?;
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_RESPONSE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             return Err(ClientError::Closed);
         }
-        Ok(line)
+        if line.len() > MAX_RESPONSE {
+            return Err(ClientError::BadResponse(format!(
+                "longer than {} MiB",
+                MAX_RESPONSE >> 20
+            )));
+        }
+        String::from_utf8(line).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 
     /// After a successful `subscribe`: the next event. Blocks up to the

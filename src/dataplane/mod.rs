@@ -1,13 +1,16 @@
 //! The worker's data plane.
 //!
-//! Owns: the forwarding table (`table`), the pure per-packet pipeline
-//! (`pipeline`), the sockets the supervisor opens for workers (`sockets`),
-//! the provided-buffer ring (`bufring`) and the io_uring event loop of a
-//! worker process (`worker`).
+//! Owns: the forwarding table (`table`) and the sans-I/O receiver of the
+//! supervisor's table messages (`receiver`), the pure per-packet pipeline
+//! (`pipeline`), egress batching (`egress`), the provided-buffer ring
+//! (`bufring`), the worker's packet statistics (`sockets`) and the io_uring
+//! event loop of a worker process (`worker`). The sockets the supervisor
+//! opens for workers are in `crate::sys`.
 
 pub mod bufring;
 pub mod egress;
 pub mod pipeline;
+pub mod receiver;
 pub mod sockets;
 pub mod table;
 pub mod worker;

@@ -3,9 +3,11 @@
 //! handlers.
 //!
 //! This is the only file of `mcr::gen` that may use `unsafe`. Everything
-//! nix or std offers safely is used through them; raw libc is left for
-//! what they lack (the `mmsg` calls with reusable buffers, cmsg parsing,
-//! `ip_mreqn`, `IP_MULTICAST_ALL`, signal handlers).
+//! nix or std offers safely is used through them; socket options they lack
+//! (`ip_mreqn`, `IP_MULTICAST_ALL`) go through `sys::sockopt` (`raw_sock` here), the one
+//! socket-option layer of the package; raw libc is left for the `mmsg`
+//! calls with reusable buffers, cmsg parsing, packet injection and the
+//! signal handlers.
 
 use std::ffi::c_void;
 use std::io;
@@ -22,6 +24,7 @@ use nix::sys::socket::{
 };
 
 use super::{RecvOpts, SendOpts};
+use crate::sys::sockopt as raw_sock;
 
 /// How long a blocking `sendmmsg`/`recvmmsg` may wait before the caller
 /// gets control back to look at its stop flag and deadlines.
@@ -111,38 +114,6 @@ fn set_buffer(fd: &OwnedFd, bytes: usize, receive: bool) -> io::Result<usize> {
     }
 }
 
-/// Plain-old-data option values for [`setsockopt_raw`]: C structs without
-/// padding, so every byte the kernel reads is initialised.
-trait RawOpt: Copy {}
-impl RawOpt for libc::c_int {}
-impl RawOpt for libc::ip_mreqn {}
-
-fn setsockopt_raw<T: RawOpt>(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live, fully initialised `T` (RawOpt types have
-    // no padding) and the length passed is exactly its size, so the kernel
-    // reads only valid memory; `fd` is borrowed, so it stays open for the
-    // duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            ptr::from_ref(value).cast::<c_void>(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn in_addr(a: Ipv4Addr) -> libc::in_addr {
     libc::in_addr {
         s_addr: u32::from(a).to_be(),
@@ -171,13 +142,13 @@ pub fn open_sender(opts: &SendOpts) -> io::Result<SenderSocket> {
         bind_to_device(&fd, name)?;
         if multicast {
             let req = mreqn(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ifindex)?;
-            setsockopt_raw(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &req)?;
+            raw_sock::setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &req)?;
         }
     } else if let (true, Some(src)) = (multicast, opts.source) {
         // Without this the route lookup picks the egress for multicast and
         // it need not be the interface that owns the source address.
         let req = mreqn(Ipv4Addr::UNSPECIFIED, src, 0)?;
-        setsockopt_raw(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &req)?;
+        raw_sock::setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &req)?;
     }
     if multicast {
         setsockopt(&fd, sockopt::IpMulticastTtl, &opts.ttl)?;
@@ -245,10 +216,10 @@ pub fn open_receiver(opts: &RecvOpts) -> io::Result<RecvSocket> {
         // By default a socket bound to a group gets that group's traffic
         // from every interface any socket on the host joined it on; we
         // only want what this socket joined.
-        setsockopt_raw(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &0)?;
+        raw_sock::setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &0)?;
         bind_v4(&fd, SocketAddrV4::new(opts.group, opts.port))?;
         let req = mreqn(opts.group, Ipv4Addr::UNSPECIFIED, ifindex.unwrap_or(0))?;
-        setsockopt_raw(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req).map_err(
+        raw_sock::setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req).map_err(
             |e| {
                 let on = opts
                     .interface
@@ -582,14 +553,7 @@ pub fn install_stop_handlers() -> io::Result<&'static AtomicBool> {
 /// fragments, any protocol. Needs CAP_NET_RAW.
 pub fn inject_ipv4(ifname: &str, packets: &[Vec<u8>]) -> io::Result<usize> {
     let ifindex = interface_index(ifname)?;
-    // SAFETY: socket(2) takes no pointers; the fd it returns is owned by
-    // nothing else and is wrapped at once.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid fd that we alone own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let fd = raw_sock::new_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
     let mut sent = 0;
     for p in packets {
         // The link address: the multicast MAC of the destination group
@@ -604,8 +568,7 @@ pub fn inject_ipv4(ifname: &str, packets: &[Vec<u8>]) -> io::Result<usize> {
         } else {
             [0xff; 6]
         };
-        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut sll: libc::sockaddr_ll = raw_sock::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
         sll.sll_ifindex = ifindex as i32;

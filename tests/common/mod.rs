@@ -208,7 +208,8 @@ fn bin_checked(name: &str) -> PathBuf {
     );
     // `cargo test --test X` rebuilds only this package; an mcrd older than
     // its sources would test yesterday's daemon. A binary depends on the
-    // library (src/ without src/bin/), its own src/bin/<name>.rs, and for
+    // library (src/ without src/bin/), its own src/bin/<name>.rs or
+    // src/bin/<name>/, and for
     // mcrd on actors/src.
     let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -243,8 +244,9 @@ fn newest_source(
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.starts_with(bins) && p != own {
-                // Another binary's main file: not part of this one.
+            } else if p.starts_with(bins) && p != own && !p.starts_with(own.with_extension("")) {
+                // Another binary's files (src/bin/X.rs or src/bin/X/): not
+                // part of this one.
             } else if p.extension().is_some_and(|x| x == "rs") {
                 if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
                     newest = newest.max(Some(t));

@@ -4,7 +4,7 @@
 # then the worker's CPU ticks and its recv/no_match counters.
 # Run as root from the repository root after `cargo build --release --workspace`.
 # (PERFORMANCE.md's "without the filter" figure came from the same run with
-# `ingress_filter` in src/dataplane/sockets.rs made to accept everything.)
+# `ingress_filter` in src/sys/bpf.rs made to accept everything.)
 set -euo pipefail
 TAG=fl NET=31 . "$(dirname "$0")/chain.sh"
 start_mcrd '{ rules: [ { input: { interface: "r0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }'

@@ -1,0 +1,162 @@
+//! `mcrctl`'s command line: every command, flag and default, as clap
+//! parses them. Nothing here talks to the daemon or prints.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use mcr::control::DEFAULT_SOCKET;
+
+#[derive(Parser)]
+#[command(
+    name = "mcrctl",
+    version,
+    about = "Control client for the MCR multicast relay daemon (mcrd)"
+)]
+pub struct Cli {
+    /// Control socket of the daemon.
+    #[arg(long, global = true, env = "MCR_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for the daemon.
+    #[arg(long, global = true, default_value_t = 15.0)]
+    pub timeout: f64,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Check that the daemon answers.
+    Ping,
+    /// Client, daemon and protocol versions.
+    Version,
+    /// Add a static rule.
+    Add(AddArgs),
+    /// Remove a rule by id or by name.
+    Remove {
+        #[arg(long, conflicts_with = "name", required_unless_present = "name")]
+        rule_id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Rules with their state.
+    List,
+    /// Per-rule, per-output and per-worker counters and rates.
+    Stats,
+    /// Worker processes.
+    #[command(alias = "list-workers")]
+    Workers,
+    /// The daemon and its actor tree.
+    Status,
+    /// The compiled forwarding table.
+    Mroute,
+    /// Show, check, load, save or reload configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Get or set log levels (supervisor and every worker).
+    #[command(subcommand)]
+    LogLevel(LogCmd),
+    /// Stream events as JSON lines until interrupted.
+    Subscribe {
+        /// Comma-separated classes: rules, workers, interfaces, config, actors (default: all).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// Inject a fault (daemon must run with --enable-fault-injection).
+    #[command(subcommand)]
+    Fault(FaultCmd),
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    pub input_interface: String,
+    #[arg(long)]
+    pub input_group: String,
+    /// 0 = any destination port.
+    #[arg(long)]
+    pub input_port: String,
+    /// GROUP:PORT:INTERFACE[:TTL], comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub outputs: Vec<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A custom rule id (default: a stable hash of the input).
+    #[arg(long)]
+    pub rule_id: Option<String>,
+    /// Only packets from this source address.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// How outputs send: republish (new datagram) or route (original packet, TTL-1).
+    #[arg(long, default_value = "republish")]
+    pub mode: String,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// The running config as JSON5.
+    Show,
+    /// Validate a config file.
+    Check { file: PathBuf },
+    /// Apply a file's rules: merge by rule id, or --replace all rules.
+    Load {
+        file: PathBuf,
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write the running config to FILE, or to the daemon's startup file.
+    Save { file: Option<PathBuf> },
+    /// Re-read the daemon's startup config file (like SIGHUP).
+    Reload,
+}
+
+#[derive(Subcommand)]
+pub enum LogCmd {
+    Get,
+    Set {
+        #[arg(long, conflicts_with = "facility")]
+        global: Option<String>,
+        #[arg(long, requires = "level")]
+        facility: Option<String>,
+        #[arg(long)]
+        level: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FaultCmd {
+    /// SIGKILL a worker.
+    KillWorker {
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Make a worker stop forwarding and heartbeating.
+    StallWorker {
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Make a worker drop a rule from its table behind the supervisor's back.
+    CorruptTable {
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Drop the next N table messages to a worker.
+    DropIpc {
+        count: u32,
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
+    PanicActor { name: String },
+    /// Delete the control socket file.
+    #[command(alias = "close-socket")]
+    DeleteSocket,
+    /// Make a worker panic right after each of its next N starts.
+    CrashLoop {
+        count: u32,
+        #[arg(long)]
+        interface: Option<String>,
+    },
+}

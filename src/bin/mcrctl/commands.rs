@@ -1,0 +1,336 @@
+//! What each `mcrctl` command does: build its request, send it, and hand
+//! the result to `render` (tables) or print it as JSON (`--json`).
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use mcr::control::client::Client;
+use mcr::control::{
+    ConfigCheckResult, ConfigText, Done, EventKind, FaultRequest, MrouteEntry, Request, RuleInfo,
+    StatsReport, StatusReport, VersionInfo, WorkerInfo, PROTOCOL_VERSION,
+};
+use mcr::logging::{Facility, LogLevels, Severity};
+use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
+
+use crate::args::{Cli, Cmd, ConfigCmd, FaultCmd, LogCmd};
+use crate::{out, render, Fail};
+
+/// The result as JSON with `--json`, else as `text` renders it.
+fn show<T: serde::Serialize>(
+    cli: &Cli,
+    v: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<(), Fail> {
+    if cli.json {
+        out::json(v)
+    } else {
+        out::text(&text(v))
+    }
+}
+
+fn done(cli: &Cli, d: Done) -> Result<(), Fail> {
+    if cli.json {
+        out::json(&d)
+    } else {
+        out::text(&format!("{}\n", d.message))
+    }
+}
+
+fn usage(msg: String) -> Fail {
+    Fail(2, msg)
+}
+
+fn connect(cli: &Cli) -> Result<Client, Fail> {
+    let t = Duration::from_secs_f64(cli.timeout.max(0.1));
+    Ok(Client::connect(&cli.socket, t)?)
+}
+
+/// Longest config text that `config check` and `config load` send: it
+/// travels in one control request, with room left for the request's JSON.
+const MAX_CONFIG_TEXT: u64 = mcr::control::MAX_REQUEST as u64 - 4096;
+
+/// Read a config file for the daemon, refusing it before reading more than
+/// the control socket can carry: the size the file system reports is no
+/// bound (`/dev/zero`, pipes and `/proc` files all say 0).
+fn read_file(p: &Path) -> Result<String, Fail> {
+    let fail = |e: std::io::Error| Fail(1, format!("{}: {e}", p.display()));
+    let too_big = |size: String| {
+        Fail(
+            1,
+            format!(
+                "{}: {size}; a config sent over the control socket is limited to 1 MiB (use the startup file and `config reload` for larger ones)",
+                p.display()
+            ),
+        )
+    };
+    let file = std::fs::File::open(p).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if meta.len() > MAX_CONFIG_TEXT {
+        return Err(too_big(format!("{} bytes", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_CONFIG_TEXT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_CONFIG_TEXT {
+        return Err(too_big("more than 1 MiB".into()));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+fn ipv4(flag: &str, s: &str) -> Result<Ipv4Addr, Fail> {
+    s.parse()
+        .map_err(|_| usage(format!("{flag}: {s:?} is not an IPv4 address")))
+}
+
+pub fn run(cli: &Cli) -> Result<(), Fail> {
+    match &cli.cmd {
+        Cmd::Ping => {
+            let r: String = connect(cli)?.request(&Request::Ping)?;
+            if cli.json {
+                out::json(&serde_json::json!({ "reply": r }))?;
+            } else {
+                out::text(&format!("{r}\n"))?;
+            }
+        }
+        Cmd::Version => {
+            let v: VersionInfo = connect(cli)?.request(&Request::Version)?;
+            if cli.json {
+                out::json(&serde_json::json!({
+                    "client": env!("CARGO_PKG_VERSION"),
+                    "client_protocol": PROTOCOL_VERSION,
+                    "daemon": v.daemon,
+                    "protocol": v.protocol,
+                    "ipc": v.ipc,
+                }))?;
+            } else {
+                out::text(&format!(
+                    "mcrctl {} (control protocol {PROTOCOL_VERSION})\nmcrd   {} (control protocol {}, worker IPC {})\n",
+                    env!("CARGO_PKG_VERSION"),
+                    v.daemon,
+                    v.protocol,
+                    v.ipc
+                ))?;
+            }
+        }
+        Cmd::Add(a) => {
+            let port: u16 = a.input_port.parse().map_err(|_| {
+                usage(format!(
+                    "--input-port: {:?} is not a port number in 0..65535",
+                    a.input_port
+                ))
+            })?;
+            let mode = OutputMode::parse(&a.mode)
+                .ok_or_else(|| usage(format!("--mode: {:?} is not republish or route", a.mode)))?;
+            let mut outputs = Vec::new();
+            for spec in &a.outputs {
+                let mut o =
+                    parse_output_spec(spec).map_err(|e| usage(format!("--outputs: {e}")))?;
+                o.mode = mode;
+                outputs.push(o);
+            }
+            let req = Request::Add {
+                id: a.rule_id.clone(),
+                name: a.name.clone(),
+                input: RuleInput {
+                    interface: a.input_interface.clone(),
+                    group: ipv4("--input-group", &a.input_group)?,
+                    port,
+                    source: a
+                        .source
+                        .as_deref()
+                        .map(|s| ipv4("--source", s))
+                        .transpose()?,
+                },
+                outputs,
+            };
+            let d: Done = connect(cli)?.request(&req)?;
+            done(cli, d)?;
+        }
+        Cmd::Remove { rule_id, name } => {
+            let d: Done = connect(cli)?.request(&Request::Remove {
+                id: rule_id.clone(),
+                name: name.clone(),
+            })?;
+            done(cli, d)?;
+        }
+        Cmd::List => {
+            let rules: Vec<RuleInfo> = connect(cli)?.request(&Request::List)?;
+            show(cli, &rules, |r| render::rules(r))?;
+        }
+        Cmd::Stats => {
+            let s: StatsReport = connect(cli)?.request(&Request::Stats)?;
+            show(cli, &s, render::stats)?;
+        }
+        Cmd::Workers => {
+            let w: Vec<WorkerInfo> = connect(cli)?.request(&Request::Workers)?;
+            show(cli, &w, |w| render::workers(w))?;
+        }
+        Cmd::Status => {
+            let s: StatusReport = connect(cli)?.request(&Request::Status)?;
+            show(cli, &s, render::status)?;
+        }
+        Cmd::Mroute => {
+            let m: Vec<MrouteEntry> = connect(cli)?.request(&Request::Mroute)?;
+            show(cli, &m, |m| render::mroute(m))?;
+        }
+        Cmd::Config(c) => config(cli, c)?,
+        Cmd::LogLevel(l) => log_level(cli, l)?,
+        Cmd::Subscribe { events } => {
+            let mut kinds = Vec::new();
+            for e in events {
+                kinds.push(EventKind::parse(e).map_err(|m| usage(format!("--events: {m}")))?);
+            }
+            let mut c = connect(cli)?;
+            let _: serde_json::Value = c.request(&Request::Subscribe { events: kinds })?;
+            c.set_timeout(None).map_err(|e| Fail(1, e.to_string()))?;
+            loop {
+                if let Some(ev) = c.next_event()? {
+                    let line = serde_json::to_string(&ev).unwrap_or_default();
+                    // Streaming ends when the reader goes, whatever the error.
+                    if out::text(&format!("{line}\n")).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Cmd::Fault(f) => {
+            let req = match f {
+                FaultCmd::KillWorker { interface } => FaultRequest::KillWorker {
+                    interface: interface.clone(),
+                },
+                FaultCmd::StallWorker { interface } => FaultRequest::StallWorker {
+                    interface: interface.clone(),
+                },
+                FaultCmd::CorruptTable { interface } => FaultRequest::CorruptTable {
+                    interface: interface.clone(),
+                },
+                FaultCmd::DropIpc { count, interface } => FaultRequest::DropIpc {
+                    count: *count,
+                    interface: interface.clone(),
+                },
+                FaultCmd::PanicActor { name } => FaultRequest::PanicActor { name: name.clone() },
+                FaultCmd::DeleteSocket => FaultRequest::DeleteSocket,
+                FaultCmd::CrashLoop { count, interface } => FaultRequest::CrashLoop {
+                    count: *count,
+                    interface: interface.clone(),
+                },
+            };
+            let d: Done = connect(cli)?.request(&Request::Fault(req))?;
+            done(cli, d)?;
+        }
+    }
+    Ok(())
+}
+
+fn config(cli: &Cli, c: &ConfigCmd) -> Result<(), Fail> {
+    match c {
+        ConfigCmd::Show => {
+            let t: ConfigText = connect(cli)?.request(&Request::ConfigShow)?;
+            if cli.json {
+                out::json(&t)?;
+            } else {
+                out::text(&t.text)?;
+            }
+        }
+        ConfigCmd::Check { file } => {
+            let text = read_file(file)?;
+            let r: ConfigCheckResult = connect(cli)?.request(&Request::ConfigCheck { text })?;
+            if cli.json {
+                out::json(&r)?;
+            } else if r.valid {
+                out::text(&format!("{}: valid ({} rules)\n", file.display(), r.rules))?;
+            } else {
+                for e in &r.errors {
+                    out::error(&format!("{}: {e}", file.display()));
+                }
+            }
+            if !r.valid {
+                return Err(Fail(
+                    1,
+                    format!(
+                        "{}: {} problem(s); see above",
+                        file.display(),
+                        r.errors.len()
+                    ),
+                ));
+            }
+        }
+        ConfigCmd::Load { file, replace } => {
+            let text = read_file(file)?;
+            let d: Done = connect(cli)?.request(&Request::ConfigLoad {
+                text,
+                replace: *replace,
+            })?;
+            done(cli, d)?;
+        }
+        ConfigCmd::Save { file: Some(f) } => {
+            let t: ConfigText = connect(cli)?.request(&Request::ConfigShow)?;
+            // Write beside the target and rename, so a failure never
+            // leaves half a config file.
+            let tmp = f.with_extension("mcrctl-tmp");
+            std::fs::write(&tmp, &t.text)
+                .map_err(|e| Fail(1, format!("writing {}: {e}", tmp.display())))?;
+            std::fs::rename(&tmp, f)
+                .map_err(|e| Fail(1, format!("replacing {}: {e}", f.display())))?;
+            done(
+                cli,
+                Done {
+                    message: format!("running config saved to {}", f.display()),
+                    id: None,
+                },
+            )?;
+        }
+        ConfigCmd::Save { file: None } => {
+            let d: Done = connect(cli)?.request(&Request::ConfigSave)?;
+            done(cli, d)?;
+        }
+        ConfigCmd::Reload => {
+            let d: Done = connect(cli)?.request(&Request::ConfigReload)?;
+            done(cli, d)?;
+        }
+    }
+    Ok(())
+}
+
+fn log_level(cli: &Cli, l: &LogCmd) -> Result<(), Fail> {
+    match l {
+        LogCmd::Get => {
+            let lv: LogLevels = connect(cli)?.request(&Request::LogLevelGet)?;
+            show(cli, &lv, render::log_levels)?;
+        }
+        LogCmd::Set {
+            global,
+            facility,
+            level,
+        } => {
+            let (facility, level) = match (global, facility, level) {
+                (Some(g), None, _) => (None, g),
+                (None, Some(f), Some(l)) => (
+                    Some(
+                        f.parse::<Facility>()
+                            .map_err(|e| usage(format!("--facility: {e}")))?,
+                    ),
+                    l,
+                ),
+                _ => {
+                    return Err(usage(
+                        "log-level set needs --global LEVEL, or --facility F --level LEVEL".into(),
+                    ))
+                }
+            };
+            let level: Severity = level.parse().map_err(|e| usage(format!("level: {e}")))?;
+            let d: Done = connect(cli)?.request(&Request::LogLevelSet { facility, level })?;
+            done(cli, d)?;
+        }
+    }
+    Ok(())
+}

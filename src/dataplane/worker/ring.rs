@@ -1,0 +1,369 @@
+//! The worker's event loop and its data path: arming the multishot
+//! receive, IPC poll and timer; reaping completions; turning each received
+//! frame into sends through the pure pipeline; batching sends per egress
+//! socket (GSO where the output allows it) and accounting for every
+//! datagram that does not reach the kernel.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use tracing::{debug, info, warn};
+
+use crate::ipc::{WorkerCounters, WorkerSetup};
+
+use crate::dataplane::bufring::BufRing;
+use crate::dataplane::egress::{Batcher, Datagram};
+use crate::dataplane::pipeline::{self, Send, Verdict};
+use crate::dataplane::receiver::TableReceiver;
+
+use super::{
+    Exit, Hooks, Worker, WorkerError, BGID, BUSY_RECVS, CQ_ENTRIES, KIND_IPC, KIND_RECV, KIND_SEND,
+    KIND_SHIFT, KIND_TIMER, SEND_SLOTS,
+};
+
+impl Worker {
+    pub(super) fn new(
+        ring: IoUring,
+        bufs: BufRing,
+        ingress: OwnedFd,
+        ipc: OwnedFd,
+        setup: WorkerSetup,
+        hooks: Hooks,
+        msgbuf: Vec<u8>,
+    ) -> Self {
+        let interval = Duration::from_millis(u64::from(setup.stats_interval_ms.max(10)));
+        Worker {
+            ring,
+            bufs,
+            ingress,
+            ipc,
+            setup,
+            hooks,
+            msgbuf,
+            rx: TableReceiver::new(),
+            egress: Vec::new(),
+            batcher: Batcher::new(SEND_SLOTS),
+            flushed: Vec::with_capacity(SEND_SLOTS),
+            sends: Vec::with_capacity(crate::rule::MAX_OUTPUTS),
+            c: WorkerCounters::default(),
+            timer: Box::new(types::Timespec::from(interval)),
+            recv_armed: false,
+            recv_backoff: false,
+            first_stats: true,
+            started: Instant::now(),
+            batch_want: crate::env_override::<u64>("MCR_BATCH_WANT")
+                .unwrap_or(32)
+                .clamp(1, 4096) as usize,
+            batch_wait_us: 0,
+            busy: false,
+        }
+    }
+
+    pub(super) fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry we push references memory owned by this
+            // Worker (send slots, the timer, the buffer ring) that stays put
+            // and alive until its completion is reaped.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return Ok(());
+            }
+            // The queue is full: hand what we have to the kernel first.
+            self.submit(0)?;
+        }
+    }
+
+    pub(super) fn submit(&mut self, want: usize) -> io::Result<()> {
+        let queued = self.ring.submission().len() as u64;
+        let r = if want > 0 && self.batch_wait_us > 0 && self.busy {
+            // Sleep until `batch_want` completions are ready, but once
+            // `batch_wait_us` have passed, return as soon as there is one:
+            // an idle worker still wakes at once for a single packet, a
+            // busy one handles a batch per wakeup instead of a packet.
+            let args = types::SubmitArgs::new().min_wait_usec(self.batch_wait_us);
+            self.ring
+                .submitter()
+                .submit_with_args(self.batch_want, &args)
+        } else {
+            self.ring.submit_and_wait(want)
+        };
+        match r {
+            Ok(_) => {}
+            // ETIME: a batch wait ended before `batch_want` completions;
+            // whatever arrived is handled now.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.c.ring_submits += 1;
+        self.c.ring_sqes += queued;
+        Ok(())
+    }
+
+    pub(super) fn arm_recv(&mut self) -> io::Result<()> {
+        let e = opcode::RecvMulti::new(types::Fd(self.ingress.as_raw_fd()), BGID)
+            .flags(libc::MSG_TRUNC)
+            .build()
+            .user_data(KIND_RECV << KIND_SHIFT);
+        self.push(e)?;
+        self.recv_armed = true;
+        Ok(())
+    }
+
+    pub(super) fn arm_ipc(&mut self) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(self.ipc.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(KIND_IPC << KIND_SHIFT);
+        self.push(e)
+    }
+
+    pub(super) fn arm_timer(&mut self) -> io::Result<()> {
+        let e = opcode::Timeout::new(&*self.timer as *const types::Timespec)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(KIND_TIMER << KIND_SHIFT);
+        self.push(e)
+    }
+
+    pub(super) fn run(&mut self) -> Result<Exit, WorkerError> {
+        self.arm_recv().map_err(WorkerError::Ring)?;
+        self.arm_ipc().map_err(WorkerError::Ring)?;
+        self.arm_timer().map_err(WorkerError::Ring)?;
+        info!(target: "DataPlane", "worker {} for {} running (pid {})", self.setup.worker_index, self.setup.interface, std::process::id());
+        let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(CQ_ENTRIES as usize);
+        loop {
+            self.submit(1).map_err(WorkerError::Ring)?;
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            self.c.ring_cqes += cqes.len() as u64;
+            let recvs = cqes
+                .iter()
+                .filter(|c| c.0 >> KIND_SHIFT == KIND_RECV)
+                .count();
+            self.busy = recvs >= BUSY_RECVS;
+            for &(ud, res, flags) in &cqes {
+                match ud >> KIND_SHIFT {
+                    KIND_RECV => self.on_recv(res, flags).map_err(WorkerError::Ring)?,
+                    KIND_SEND => self.on_send(ud, res),
+                    KIND_IPC => {
+                        if let Some(exit) = self.on_ipc(res, flags)? {
+                            self.send_stats(true);
+                            return Ok(exit);
+                        }
+                    }
+                    KIND_TIMER => self.on_timer(res, flags).map_err(WorkerError::Ring)?,
+                    _ => {}
+                }
+            }
+            self.flush_sends().map_err(WorkerError::Ring)?;
+            self.bufs.commit();
+            if !self.recv_armed && !self.recv_backoff && self.bufs.available() > 0 {
+                self.arm_recv().map_err(WorkerError::Ring)?;
+            }
+        }
+    }
+
+    pub(super) fn on_recv(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        if !cqueue::more(flags) {
+            self.recv_armed = false;
+        }
+        if res < 0 {
+            let errno = -res;
+            if errno == libc::ENOBUFS {
+                self.c.buf_exhaust += 1;
+            } else {
+                warn!(target: "Ingress", "receive on {} failed: {}", self.setup.interface, io::Error::from_raw_os_error(errno));
+                self.recv_backoff = true;
+            }
+            return Ok(());
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return Ok(());
+        };
+        self.bufs.taken(bid);
+        let received = res as usize;
+        let verdict = {
+            let frame = self.bufs.buf_mut(bid);
+            pipeline::process(
+                frame,
+                received,
+                self.setup.format,
+                self.rx.table_mut(),
+                &mut self.sends,
+                &mut self.c,
+            )
+        };
+        let mut held: u16 = 0;
+        if let Verdict::Forward { slot } = verdict {
+            let key = self.rx.table().entry(slot).map(|e| e.rule.key).unwrap_or(0);
+            for i in 0..self.sends.len() {
+                let s = self.sends[i];
+                if self.queue_send(bid, key, s) {
+                    held += 1;
+                }
+            }
+        }
+        if held > 0 {
+            self.bufs.hold(bid, held);
+        } else {
+            self.bufs.recycle_if_free(bid);
+        }
+        Ok(())
+    }
+
+    /// Add one datagram to its egress batch. Returns whether it was taken
+    /// (and so holds `bid` until its batch completes).
+    pub(super) fn queue_send(&mut self, bid: u16, rule_key: u64, s: Send) -> bool {
+        let (fd, gso_ok) = match self.egress.get(s.egress as usize).and_then(|e| e.as_ref()) {
+            Some(e) => (e.fd.as_raw_fd(), s.len <= e.gso_max),
+            None => {
+                self.c.send_errors += 1;
+                self.count_output_error(rule_key, s.output, s.len as usize);
+                return false;
+            }
+        };
+        let taken = self.batcher.add(Datagram {
+            fd,
+            egress: s.egress,
+            gso_ok,
+            dst: s.dst,
+            port: s.port,
+            ptr: self.bufs.addr(bid, s.offset as usize),
+            len: s.len as usize,
+            bid,
+            key: rule_key,
+            out: s.output,
+        });
+        if !taken {
+            self.c.send_backlog_drops += 1;
+            self.count_output_error(rule_key, s.output, s.len as usize);
+        }
+        taken
+    }
+
+    /// Queue every batch closed this turn as one SENDMSG each.
+    pub(super) fn flush_sends(&mut self) -> io::Result<()> {
+        let mut flushed = std::mem::take(&mut self.flushed);
+        self.batcher
+            .flush(|slot, hdr, fd| flushed.push((slot, hdr as usize, fd)));
+        for &(slot, hdr, fd) in &flushed {
+            let e = opcode::SendMsg::new(types::Fd(fd), hdr as *const libc::msghdr)
+                .build()
+                .user_data((KIND_SEND << KIND_SHIFT) | u64::from(slot));
+            self.push(e)?;
+        }
+        flushed.clear();
+        self.flushed = flushed;
+        Ok(())
+    }
+
+    /// A datagram the pipeline counted for an output did not make it to
+    /// the kernel: count it as an error instead.
+    pub(super) fn count_output_error(&mut self, rule_key: u64, output: u16, len: usize) {
+        if let Some(e) = self
+            .rx
+            .table_mut()
+            .get_mut(rule_key)
+            .and_then(|e| e.outputs.get_mut(usize::from(output)))
+        {
+            e.errors += 1;
+            e.packets = e.packets.saturating_sub(1);
+            e.bytes = e.bytes.saturating_sub(len as u64);
+        }
+    }
+
+    pub(super) fn on_send(&mut self, ud: u64, res: i32) {
+        let slot = (ud & ((1 << KIND_SHIFT) - 1)) as u32;
+        let Some(b) = self.batcher.get(slot) else {
+            return;
+        };
+        let n = b.n;
+        if res < 0 {
+            let errno = -res;
+            if n > 1
+                && matches!(
+                    errno,
+                    libc::EINVAL
+                        | libc::EMSGSIZE
+                        | libc::EIO
+                        | libc::EOPNOTSUPP
+                        | libc::ENOPROTOOPT
+                )
+            {
+                self.unbatch(slot, errno);
+                return;
+            }
+            self.c.send_errors += n as u64;
+            let segs: Vec<(u64, u16, usize)> = (0..n)
+                .map(|i| (b.keys[i], b.outs[i], b.segment(i).1))
+                .collect();
+            for (key, out, len) in segs {
+                self.count_output_error(key, out, len);
+            }
+            debug!(target: "Egress", "send failed: {}", io::Error::from_raw_os_error(errno));
+        } else {
+            self.c.sent += n as u64;
+            self.c.sent_bytes += res as u64;
+        }
+        if let Some(b) = self.batcher.get(slot) {
+            let bids = b.bids;
+            for &bid in &bids[..n] {
+                self.bufs.release(bid);
+            }
+        }
+        self.batcher.release(slot);
+    }
+
+    /// The kernel refused a GSO batch: lower the socket's GSO size limit
+    /// below this batch's and send its datagrams one by one. Their buffers
+    /// stay held by the new sends, so nothing is lost.
+    pub(super) fn unbatch(&mut self, slot: u32, errno: i32) {
+        let Some(b) = self.batcher.get(slot) else {
+            return;
+        };
+        let (n, seg, egress) = (b.n, b.seg, b.egress);
+        let segs: Vec<(u16, u64, u16, *const u8, usize)> = (0..n)
+            .map(|i| {
+                let (ptr, len) = b.segment(i);
+                (b.bids[i], b.keys[i], b.outs[i], ptr, len)
+            })
+            .collect();
+        let (dst, port) = b.destination();
+        let fd = b.fd;
+        self.batcher.release(slot);
+        if let Some(Some(e)) = self.egress.get_mut(egress as usize) {
+            if e.gso_max >= seg {
+                warn!(target: "Egress", "egress {egress} on {} refused a GSO batch of {seg}-byte datagrams ({}); sending those one by one", e.spec.interface, io::Error::from_raw_os_error(errno));
+                e.gso_max = seg.saturating_sub(1);
+            }
+        }
+        for (bid, key, out, ptr, len) in segs {
+            let taken = self.batcher.add(Datagram {
+                fd,
+                egress,
+                gso_ok: false,
+                dst,
+                port,
+                ptr,
+                len,
+                bid,
+                key,
+                out,
+            });
+            if !taken {
+                self.c.send_backlog_drops += 1;
+                self.count_output_error(key, out, len);
+                self.bufs.release(bid);
+            }
+        }
+    }
+}
