@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::frr::{require_frr, FrrRouter};
+use common::frr::{require_frr, require_troglobit_pimd, FrrRouter, TroglobitPimd};
 use common::{veth, Netns};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Read;
@@ -303,4 +303,67 @@ fn a_bad_frr_config_is_reported_with_the_offending_line() {
         .try_start("interface lo\n ip pim frobnicate\n")
         .expect_err("FRR accepted a bogus command");
     assert!(err.contains("frobnicate"), "error names the line: {err}");
+}
+
+/// Two independent PIM implementations on one link (issue 10, test 5 needs
+/// the same peer): FRR r1 10.203.3.1 and troglobit pimd r3 10.203.3.3
+/// become neighbors both ways, and FRR elects the higher address as DR
+/// (RFC 7761 4.3.2, equal priorities).
+#[test]
+fn frr_and_troglobit_pimd_become_pim_neighbors() {
+    if !require_troglobit_pimd("frr_and_troglobit_pimd_become_pim_neighbors") {
+        return;
+    }
+    let mut r1 = FrrRouter::new("r1t");
+    let r3 = Netns::new("tpimd");
+    veth(
+        &r1.ns,
+        "r1-r3",
+        "10.203.3.1/24",
+        &r3,
+        "r3-r1",
+        "10.203.3.3/24",
+    );
+    r1.start("interface r1-r3\n ip pim\n!\n");
+    let pimd = TroglobitPimd::start(&r3, "phyint r3-r1 enable\n");
+    let t = Instant::now();
+    let nbr = r1.wait_json("show ip pim neighbor", Duration::from_secs(20), |v| {
+        v.get("r1-r3").and_then(|i| i.get("10.203.3.3")).cloned()
+    });
+    println!(
+        "FRR lists troglobit pimd as neighbor after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(nbr["interface"], "r1-r3");
+    let dr = r1.wait_json(
+        "show ip pim interface r1-r3",
+        Duration::from_secs(10),
+        |v| {
+            v.get("r1-r3")
+                .and_then(|i| i.get("drAddress"))
+                .and_then(|d| d.as_str())
+                .filter(|d| *d == "10.203.3.3")
+                .map(str::to_string)
+        },
+    );
+    assert_eq!(dr, "10.203.3.3");
+    // pimd's vif table row for its link: "0  10.203.3.3  10.203.3/24  1
+    // DR PIM  10.203.3.1": it agrees it is DR and lists FRR.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = pimd.show();
+        let row_ok = view.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"10.203.3.3") && f.contains(&"DR") && f.contains(&"10.203.3.1")
+        });
+        if row_ok {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "troglobit pimd does not list FRR (10.203.3.1) as neighbor with itself as DR:\n{view}{}",
+            pimd.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -418,3 +418,163 @@ fn sweep_stale() {
         let _ = std::fs::remove_dir_all(format!("/etc/frr/{name}"));
     }
 }
+
+/// Where `.ci/run` unpacks Debian's `pimd` package (troglobit pimd 2.3.2):
+/// it cannot be installed beside `frr`, which conflicts with it.
+pub const TROGLOBIT_PIMD: &str = "/opt/mcr-interop/troglobit-pimd/usr/sbin/pimd";
+
+/// The troglobit pimd binary: `$MCR_TROGLOBIT_PIMD` or [`TROGLOBIT_PIMD`].
+pub fn troglobit_pimd_bin() -> PathBuf {
+    std::env::var_os("MCR_TROGLOBIT_PIMD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(TROGLOBIT_PIMD))
+}
+
+/// Like [`require_frr`], for tests that also need troglobit pimd.
+pub fn require_troglobit_pimd(test: &str) -> bool {
+    if !require_frr(test) {
+        return false;
+    }
+    let bin = troglobit_pimd_bin();
+    if bin.exists() {
+        return true;
+    }
+    let msg = format!(
+        "SKIP {test}: troglobit pimd not found at {} (.ci/run unpacks Debian's pimd package there; \
+         MCR_TROGLOBIT_PIMD overrides the path)",
+        bin.display()
+    );
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{msg}; with CI=true a skipped test is a failure");
+    }
+    eprintln!("\n*** {msg} ***\n");
+    false
+}
+
+/// troglobit pimd running in a namespace, stopped on drop.
+///
+/// pimd 2.3.2 has no option for its pid file and control socket: it always
+/// uses `/var/run/pimd.pid` and `/var/run/pimd/`. Each instance therefore
+/// runs in its own mount namespace with a private tmpfs on `/var/run`, so
+/// parallel tests do not find each other's pimd.
+pub struct TroglobitPimd {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl TroglobitPimd {
+    /// Start pimd in `ns` with `config` (pimd.conf syntax). It runs with
+    /// `-N`: only interfaces named by `phyint <if> enable` take part.
+    pub fn start(ns: &Netns, config: &str) -> TroglobitPimd {
+        let dir = std::env::temp_dir().join(format!("{}-tpimd", ns.name));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let conf = dir.join("pimd.conf");
+        std::fs::write(&conf, config).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        let log_path = dir.join("pimd.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+        let log2 = log.try_clone().expect("dup log file");
+        let bin = troglobit_pimd_bin();
+        // ip netns exec, unshare and sh all exec the next program, so the
+        // child's pid is pimd's. Paths go in as $0/$1, never into the script.
+        let child = ns
+            .cmd("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /var/run && exec \"$0\" -f -N -c \"$1\" \
+                 -s debug --debug=pim_hello,pim_neighbors",
+            )
+            .arg(&bin)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut p = TroglobitPimd { child, dir };
+        // Ready when it answers on its control socket.
+        let end = Instant::now() + START_TIMEOUT;
+        while p.try_show().is_err() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!(
+                    "troglobit pimd exited with {status} at startup{}",
+                    p.log_tail()
+                );
+            }
+            if Instant::now() > end {
+                panic!(
+                    "troglobit pimd did not answer `pimd -r` within {START_TIMEOUT:?}: {}{}",
+                    p.try_show().unwrap_err(),
+                    p.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    /// pimd's own view (`pimd -r`: vifs with their PIM neighbors, routes),
+    /// asked inside its mount and network namespace; panics if it fails.
+    pub fn show(&self) -> String {
+        self.try_show()
+            .unwrap_or_else(|e| panic!("troglobit pimd: {e}{}", self.log_tail()))
+    }
+
+    /// [`TroglobitPimd::show`] returning the error.
+    pub fn try_show(&self) -> Result<String, String> {
+        let pid = self.child.id().to_string();
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-m", "-n"])
+            .arg(troglobit_pimd_bin())
+            .arg("-r")
+            .output()
+            .map_err(|e| format!("cannot run nsenter: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text.contains("Virtual Interface Table") {
+            Ok(text)
+        } else {
+            Err(format!(
+                "`pimd -r` ({}): {text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// The last lines of pimd's output, for error messages.
+    pub fn log_tail(&self) -> String {
+        let p = self.dir.join("pimd.log");
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "\n--- tail of {}:\n{}",
+            p.display(),
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        )
+    }
+}
+
+impl Drop for TroglobitPimd {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        // The child is not reaped until wait(), so its pid cannot have been
+        // reused by another process.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                Signal::SIGTERM,
+            );
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("troglobit pimd log kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
