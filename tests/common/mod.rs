@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod frr;
 
 use std::fs::File;
 use std::net::Ipv4Addr;

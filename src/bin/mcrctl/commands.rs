@@ -110,14 +110,16 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
                     "daemon": v.daemon,
                     "protocol": v.protocol,
                     "ipc": v.ipc,
+                    "instance_id": v.instance_id,
                 }))?;
             } else {
                 out::text(&format!(
-                    "mcrctl {} (control protocol {PROTOCOL_VERSION})\nmcrd   {} (control protocol {}, worker IPC {})\n",
+                    "mcrctl {} (control protocol {PROTOCOL_VERSION})\nmcrd   {} (control protocol {}, worker IPC {})\ninstance {}\n",
                     env!("CARGO_PKG_VERSION"),
                     v.daemon,
                     v.protocol,
-                    v.ipc
+                    v.ipc,
+                    if v.instance_id.is_empty() { "(not reported)" } else { &v.instance_id }
                 ))?;
             }
         }

@@ -186,10 +186,12 @@ pub fn workers(ws: &[WorkerInfo]) -> String {
 }
 
 pub fn status(s: &StatusReport) -> String {
-    let mut out = format!(
-        "mcrd {} pid {} up {:.0}s\n",
-        s.version, s.pid, s.uptime_secs
-    );
+    let mut out = format!("mcrd {} pid {} up {:.0}s", s.version, s.pid, s.uptime_secs);
+    // An older daemon sends no instance id.
+    if !s.instance_id.is_empty() {
+        out.push_str(&format!("   instance {}", s.instance_id));
+    }
+    out.push('\n');
     out.push_str(&format!(
         "config: {}   rules: {}   workers: {}   fault injection: {}",
         s.config_file.as_deref().unwrap_or("(none)"),
@@ -424,9 +426,10 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
 
     #[test]
     fn status_heads_the_actor_table_with_two_summary_lines() {
-        let s = StatusReport {
+        let mut s = StatusReport {
             version: "1.0".into(),
             pid: 2,
+            instance_id: String::new(),
             uptime_secs: 5.5,
             config_file: None,
             fault_injection: true,
@@ -446,6 +449,9 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
              ACTOR  STATE    RESTARTS  LAST_FAILURE\n\
              root   running  1\n"
         );
+        s.instance_id = "0b1c2d3e-0000-4000-8000-000000000001".into();
+        assert!(status(&s)
+            .starts_with("mcrd 1.0 pid 2 up 6s   instance 0b1c2d3e-0000-4000-8000-000000000001\n"));
     }
 
     #[test]
