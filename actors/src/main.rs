@@ -51,6 +51,9 @@ enum Cmd {
     /// Internal: the demo's sender or receiver inside a namespace.
     #[command(hide = true)]
     DemoPeer(demo::PeerOpts),
+    /// Print mcrd's man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,26 @@ fn main() -> ExitCode {
         } => worker_main::main(&interface, index, &log_format),
         Cmd::Demo(opts) => demo::main(opts),
         Cmd::DemoPeer(opts) => demo::peer_main(opts),
+        Cmd::Man => print_man(),
+    }
+}
+
+/// The man page, for the install steps (`mcrd man > mcrd.8`).
+fn print_man() -> ExitCode {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).section("8");
+    if let Err(e) = page.render(&mut buf) {
+        eprintln!("mcrd: rendering the man page: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut o = std::io::stdout().lock();
+    match o.write_all(&buf).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("mcrd: writing the man page: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

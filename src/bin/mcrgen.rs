@@ -60,6 +60,9 @@ enum Command {
     /// Put raw IPv4 packets (hex, no link header) on an interface, e.g. to
     /// check how a relay treats fragments or malformed headers.
     Inject(InjectArgs),
+    /// Print mcrgen's man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Args)]
@@ -267,14 +270,36 @@ fn check_interface(name: &Option<String>) -> Result<()> {
     Ok(())
 }
 
+/// The man page, for the install steps (`mcrgen man > mcrgen.1`).
+fn print_man() -> Result<()> {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut buf)?;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(&buf).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Man) {
+        return match print_man() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                note!("mcrgen: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = gen::install_stop_handlers()
         .context("cannot install signal handlers")
         .and_then(|stop| match cli.command {
             Command::Send(a) => run_send(a, stop),
             Command::Recv(a) => run_recv(a, stop),
             Command::Inject(a) => run_inject(a),
+            Command::Man => print_man(),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,6 +65,11 @@ pub enum FaultRequest {
     PanicActor {
         name: String,
     },
+    /// The actor's handler blocks for `secs` seconds (a stuck actor).
+    WedgeActor {
+        name: String,
+        secs: u64,
+    },
     DeleteSocket,
     /// The worker panics right after each of its next `count` starts.
     CrashLoop {

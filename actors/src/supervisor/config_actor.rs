@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::handles::{ConfigMsg, LogLevel, LogLevelMsg, Rib, RibMsg};
 use super::shared::Shared;
+use super::systemd;
 
 pub struct ConfigActor;
 
@@ -258,7 +259,11 @@ impl Actor for ConfigActor {
                 let _ = reply.send(Self::save(shared));
             }
             ConfigMsg::Reload(reply) => {
+                systemd::reloading();
                 let r = Self::reload(shared);
+                let cfg = shared.config();
+                let workers = super::util::lock(&shared.registry).len();
+                systemd::reloaded(&systemd::status_line(cfg.rules.len(), workers, "running"));
                 match &r {
                     Ok(d) => info!(target: "Supervisor", "{}", d.message),
                     Err(e) => warn!(target: "Supervisor", "reload refused: {e}"),
@@ -294,6 +299,7 @@ impl Actor for ConfigActor {
                 let _ = reply.send(r);
             }
             ConfigMsg::Panic => panic!("fault injection: config actor panic requested"),
+            ConfigMsg::Ops(o) => o.run("config").await,
         }
         Ok(())
     }

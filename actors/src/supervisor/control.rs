@@ -196,6 +196,7 @@ impl Actor for ControlServer {
                 let _ = reply.send(r);
             }
             ControlMsg::Panic => panic!("fault injection: control server panic requested"),
+            ControlMsg::Ops(o) => o.run("control").await,
         }
         Ok(())
     }
@@ -431,6 +432,15 @@ async fn fault(f: FaultRequest) -> Result<Done, String> {
             }),
             false => Err(format!("actor {name} is not running")),
         },
+        FaultRequest::WedgeActor { name, secs } => {
+            match handles::wedge_actor(&name, Duration::from_secs(secs))? {
+                true => Ok(Done {
+                    message: format!("actor {name} wedged for {secs} s"),
+                    id: None,
+                }),
+                false => Err(format!("actor {name} is not running")),
+            }
+        }
         FaultRequest::DeleteSocket => flat(handles::Control::call(ControlMsg::DeleteSocket).await),
         other => flat(handles::Workers::call(|r| WmMsg::Fault(other, r)).await),
     }

@@ -97,7 +97,33 @@ impl std::fmt::Display for WorkerKey {
 
 // ---- messages ----
 
+/// What every actor answers the same way: the watchdog's round-trip and
+/// the wedge drill. Each actor's message enum carries it as `Ops`.
+pub enum Ops {
+    /// Answered as soon as the actor's handler is free.
+    Ping(RpcReplyPort<()>),
+    /// Fault injection: hold this actor's handler for the duration, as a
+    /// deadlocked or stuck handler would.
+    Wedge(Duration),
+}
+
+impl Ops {
+    pub async fn run(self, name: &str) {
+        match self {
+            Ops::Ping(r) => {
+                let _ = r.send(());
+            }
+            Ops::Wedge(d) => {
+                tracing::warn!(target: "Supervisor", "fault injection: actor {name} wedged for {d:?}");
+                tokio::time::sleep(d).await;
+                tracing::info!(target: "Supervisor", "actor {name} no longer wedged");
+            }
+        }
+    }
+}
+
 pub enum RootMsg {
+    Ops(Ops),
     Ping(RpcReplyPort<String>),
     Version(RpcReplyPort<VersionInfo>),
     Status(RpcReplyPort<StatusReport>),
@@ -111,6 +137,7 @@ pub enum RootMsg {
 pub type Reply<T> = RpcReplyPort<Result<T, String>>;
 
 pub enum ConfigMsg {
+    Ops(Ops),
     Add {
         id: Option<String>,
         name: Option<String>,
@@ -145,11 +172,13 @@ pub enum ConfigMsg {
 }
 
 pub enum LogLevelMsg {
+    Ops(Ops),
     Apply(LogLevels),
     Panic,
 }
 
 pub enum StatsMsg {
+    Ops(Ops),
     Report {
         key: WorkerKey,
         pid: u32,
@@ -163,6 +192,7 @@ pub enum StatsMsg {
 }
 
 pub enum RibMsg {
+    Ops(Ops),
     Rules(Arc<RuleSet>),
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
@@ -177,6 +207,7 @@ pub enum RibMsg {
 }
 
 pub enum WmMsg {
+    Ops(Ops),
     Tables(Arc<Tables>, Arc<Ifaces>),
     SetLevels(LogLevels),
     List(RpcReplyPort<Vec<WorkerInfo>>),
@@ -225,6 +256,7 @@ pub enum LinkMsg {
 }
 
 pub enum NetlinkMsg {
+    Ops(Ops),
     /// Forget the events and read the interfaces afresh.
     Rescan,
     /// Kernel notifications in the order they came; `overrun` if some were
@@ -237,6 +269,7 @@ pub enum NetlinkMsg {
 }
 
 pub enum ControlMsg {
+    Ops(Ops),
     Tick,
     Subscribe(RpcReplyPort<broadcast::Receiver<TimedEvent>>),
     DeleteSocket(Reply<Done>),
@@ -396,13 +429,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         return Ok(Root::tell(RootMsg::Panic));
     }
     let Some(child) = Child::from_name(name) else {
-        let names: Vec<&str> = std::iter::once(ROOT)
-            .chain(Child::ALL.iter().map(|c| c.name()))
-            .collect();
-        return Err(format!(
-            "unknown actor {name:?}; actors are {}, worker/IFACE/N",
-            names.join(", ")
-        ));
+        return Err(unknown_actor(name));
     };
     Ok(match child {
         Child::LogLevel => LogLevel::tell(LogLevelMsg::Panic),
@@ -413,6 +440,76 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
+}
+
+/// Every child's message enum wraps `Ops` the same way.
+fn ops_msg(child: Child, o: Ops) -> bool {
+    match child {
+        Child::LogLevel => LogLevel::tell(LogLevelMsg::Ops(o)),
+        Child::Config => Config::tell(ConfigMsg::Ops(o)),
+        Child::Stats => Stats::tell(StatsMsg::Ops(o)),
+        Child::Workers => Workers::tell(WmMsg::Ops(o)),
+        Child::Rib => Rib::tell(RibMsg::Ops(o)),
+        Child::Netlink => Netlink::tell(NetlinkMsg::Ops(o)),
+        Child::Control => Control::tell(ControlMsg::Ops(o)),
+    }
+}
+
+/// Fault injection: hold the named actor's handler for `d`. `Ok(false)`:
+/// it is not running; `Err`: no such actor.
+pub fn wedge_actor(name: &str, d: Duration) -> Result<bool, String> {
+    if name == ROOT {
+        return Ok(Root::tell(RootMsg::Ops(Ops::Wedge(d))));
+    }
+    let child = Child::from_name(name).ok_or_else(|| unknown_actor(name))?;
+    Ok(ops_msg(child, Ops::Wedge(d)))
+}
+
+/// The watchdog's health check: the root and each of its children answer
+/// a ping within `timeout`. The pings go out together, so a healthy tree
+/// answers in one round-trip. Names the actors that did not answer.
+pub async fn tree_answers(timeout: Duration) -> Result<(), String> {
+    let one = |name: &'static str, child: Option<Child>| async move {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let port = RpcReplyPort::from(tx);
+        let sent = match child {
+            None => Root::tell(RootMsg::Ops(Ops::Ping(port))),
+            Some(c) => ops_msg(c, Ops::Ping(port)),
+        };
+        let ok = sent && matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())));
+        (name, ok)
+    };
+    let mut checks = vec![Box::pin(one(ROOT, None))
+        as std::pin::Pin<
+            Box<dyn std::future::Future<Output = (&'static str, bool)> + Send>,
+        >];
+    for c in Child::ALL {
+        checks.push(Box::pin(one(c.name(), Some(c))));
+    }
+    let silent: Vec<&str> = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| n)
+        .collect();
+    if silent.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no answer within {timeout:?} from {}",
+            silent.join(", ")
+        ))
+    }
+}
+
+fn unknown_actor(name: &str) -> String {
+    let names: Vec<&str> = std::iter::once(ROOT)
+        .chain(Child::ALL.iter().map(|c| c.name()))
+        .collect();
+    format!(
+        "unknown actor {name:?}; actors are {}, worker/IFACE/N",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ impl Actor for LogLevelActor {
                 Workers::tell(WmMsg::SetLevels(levels));
             }
             LogLevelMsg::Panic => panic!("fault injection: loglevel actor panic requested"),
+            LogLevelMsg::Ops(o) => o.run("loglevel").await,
         }
         Ok(())
     }

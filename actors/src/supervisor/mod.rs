@@ -10,7 +10,7 @@
 //! - one module per actor: `config_actor`, `loglevel`, `stats_actor`,
 //!   `rib_actor`, `netlink`, `control`, `workers` (WorkerManager, with
 //!   one WorkerLink per worker process).
-//! - `systemd`, `util`: helpers with no knowledge of the tree.
+//! - `systemd`, `privileges`, `util`: helpers with no knowledge of the tree.
 //!
 //! Policies (restart backoff and budgets, the worker lifecycle, rule
 //! states) are pure code in package `mcr`: `mcr::supervise`,
@@ -21,6 +21,7 @@ pub mod control;
 pub mod handles;
 pub mod loglevel;
 pub mod netlink;
+pub mod privileges;
 pub mod rib_actor;
 pub mod root;
 pub mod shared;
@@ -138,8 +139,19 @@ pub fn main(opts: Opts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before any thread exists: capabilities are per thread.
+    let dropped = match privileges::drop_unneeded(control_gid.is_some()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("mcrd: dropping unneeded capabilities: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let (set_levels, _log_guard) =
         crate::logsetup::init(&config.logging.levels, config.logging.format, false);
+    if !dropped.is_empty() {
+        info!(target: "Supervisor", "dropped capabilities: {}", dropped.join(" "));
+    }
     let socket_path = opts
         .socket
         .clone()

@@ -123,6 +123,7 @@ impl Actor for RibActor {
                 let _ = reply.send(state::mroute(&st.tables));
             }
             RibMsg::Panic => panic!("fault injection: rib actor panic requested"),
+            RibMsg::Ops(o) => o.run("rib").await,
         }
         Ok(())
     }

@@ -160,6 +160,7 @@ impl Actor for Root {
                 myself.stop(Some("shutdown".into()));
             }
             RootMsg::Panic => panic!("fault injection: root supervisor panic requested"),
+            RootMsg::Ops(o) => o.run("root").await,
         }
         Ok(())
     }
@@ -267,6 +268,31 @@ fn startup_error(s: &str) -> String {
     cur.trim_end_matches('\'').to_string()
 }
 
+fn status_line(shared: &Shared, state: &str) -> String {
+    let rules = shared.config().rules.len();
+    let workers = lock(&shared.registry).len();
+    systemd::status_line(rules, workers, state)
+}
+
+/// Ping systemd's watchdog only while the root and every child answer a
+/// round-trip: a wedged actor (deadlock, a handler stuck on I/O) stops the
+/// pings, and systemd restarts the daemon, where a timer alone would keep
+/// a half-dead daemon looking alive.
+async fn watchdog(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.is_shutting_down() {
+            return;
+        }
+        match handles::tree_answers(every).await {
+            Ok(()) => systemd::watchdog(&status_line(&shared, "running")),
+            Err(e) => warn!(target: "Supervisor", "watchdog ping withheld: {e}"),
+        }
+    }
+}
+
 /// Run the daemon until it is told to stop or fails past its budget.
 pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
     let (root, handle) = Actor::spawn(Some(handles::ROOT.into()), Root, shared.clone())
@@ -282,23 +308,25 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
         std::process::id(),
         shared.settings.socket_path.display()
     );
-    systemd::notify("READY=1");
-    let watchdog = systemd::watchdog_interval();
-    let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    systemd::ready(&status_line(&shared, "running"));
+    let watchdog =
+        systemd::watchdog_interval().map(|every| tokio::spawn(watchdog(shared.clone(), every)));
     let mut handle = handle;
     loop {
         tokio::select! {
             _ = term.recv() => { info!(target: "Supervisor", "SIGTERM"); let _ = root.cast(RootMsg::Shutdown); }
             _ = int.recv() => { info!(target: "Supervisor", "SIGINT"); let _ = root.cast(RootMsg::Shutdown); }
             _ = hup.recv() => { info!(target: "Supervisor", "SIGHUP: reloading the config"); let _ = root.cast(RootMsg::Reload); }
-            _ = wd_tick.tick() => { if watchdog.is_some() { systemd::notify("WATCHDOG=1"); } }
             r = &mut handle => {
                 let _ = r;
                 break;
             }
         }
     }
-    systemd::notify("STOPPING=1");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    systemd::stopping();
     let orderly = shared.is_shutting_down();
     workers::kill_all(&shared);
     let _ = std::fs::remove_file(&shared.settings.socket_path);

@@ -261,6 +261,7 @@ impl Actor for StatsActor {
                 let _ = reply.send(st.report());
             }
             StatsMsg::Panic => panic!("fault injection: stats actor panic requested"),
+            StatsMsg::Ops(o) => o.run("stats").await,
         }
         Ok(())
     }

@@ -1,50 +1,66 @@
-//! The systemd service protocol (sd_notify(3)): readiness, watchdog
-//! pings and stopping, for `Type=notify` units. Without `NOTIFY_SOCKET`
-//! everything here does nothing.
+//! The systemd service protocol (sd_notify(3)) through the `sd-notify`
+//! crate: READY, RELOADING (with MONOTONIC_USEC, as `Type=notify-reload`
+//! wants), STOPPING, a STATUS line, and the watchdog cadence. Without
+//! `NOTIFY_SOCKET` every call here does nothing.
+//!
+//! What decides whether a watchdog ping is *deserved* (the actor tree
+//! answers) lives with the root; this module only speaks the protocol.
 
 use std::time::Duration;
 
+use sd_notify::NotifyState;
 use tracing::debug;
 
-/// Tell systemd about our state, if it is watching.
-pub fn notify(state: &str) {
-    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let r = if let Some(abs) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes())
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = r {
-        debug!(target: "Supervisor", "sd_notify {state}: {e}");
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        debug!(target: "Supervisor", "sd_notify: {e}");
     }
 }
 
-/// Half the systemd watchdog period, if one is set for us: pinging twice
-/// per period survives one late tick.
+/// Start-up finished: the control socket answers and the tree runs.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A configuration reload begins. systemd matches RELOADING=1 with the
+/// READY=1 that follows; the timestamp tells it which reload this is.
+pub fn reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(t) = NotifyState::monotonic_usec_now() {
+        states.push(t);
+    }
+    send(&states);
+}
+
+/// The reload ended (applied or rejected: either way we serve again).
+pub fn reloaded(status: &str) {
+    ready(status);
+}
+
+/// The orderly shutdown began.
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// One watchdog ping, with the current status line.
+pub fn watchdog(status: &str) {
+    send(&[NotifyState::Watchdog, NotifyState::Status(status)]);
+}
+
+/// How often to check the tree and ping, if systemd watches us: a third of
+/// the period, so that one slow check does not cost a restart but two
+/// failed ones in a row do.
 pub fn watchdog_interval() -> Option<Duration> {
-    watchdog_from(
-        std::env::var("WATCHDOG_USEC").ok().as_deref(),
-        std::env::var("WATCHDOG_PID").ok().as_deref(),
-        std::process::id(),
-    )
+    sd_notify::watchdog_enabled().map(ping_every)
 }
 
-fn watchdog_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
-    let usec: u64 = usec?.parse().ok()?;
-    if let Some(pid) = pid {
-        // The watchdog is for another process (we were forked from it).
-        if pid.parse::<u32>().ok()? != me {
-            return None;
-        }
-    }
-    Some(Duration::from_micros(usec / 2))
+fn ping_every(period: Duration) -> Duration {
+    (period / 3).max(Duration::from_millis(50))
+}
+
+/// The STATUS= line systemctl shows.
+pub fn status_line(rules: usize, workers: usize, state: &str) -> String {
+    format!("{state}: {rules} rules, {workers} workers")
 }
 
 #[cfg(test)]
@@ -52,17 +68,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn watchdog_is_half_the_period_and_only_for_us() {
+    fn pings_three_times_per_period_but_not_absurdly_fast() {
+        assert_eq!(ping_every(Duration::from_secs(30)), Duration::from_secs(10));
         assert_eq!(
-            watchdog_from(Some("20000000"), None, 7),
-            Some(Duration::from_secs(10))
+            ping_every(Duration::from_micros(10)),
+            Duration::from_millis(50)
         );
-        assert_eq!(
-            watchdog_from(Some("20000000"), Some("7"), 7),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(watchdog_from(Some("20000000"), Some("8"), 7), None);
-        assert_eq!(watchdog_from(None, None, 7), None);
-        assert_eq!(watchdog_from(Some("soon"), None, 7), None);
+    }
+
+    #[test]
+    fn status_names_rules_workers_and_state() {
+        assert_eq!(status_line(3, 2, "running"), "running: 3 rules, 2 workers");
     }
 }

@@ -44,7 +44,14 @@ pub enum Cmd {
     /// Rules with their state.
     List,
     /// Per-rule, per-output and per-worker counters and rates.
-    Stats,
+    Stats {
+        /// Redraw every interval until Ctrl-C (or the reader of a pipe goes).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 1.0, requires = "watch")]
+        interval: f64,
+    },
     /// Worker processes.
     #[command(alias = "list-workers")]
     Workers,
@@ -67,6 +74,18 @@ pub enum Cmd {
     /// Inject a fault (daemon must run with --enable-fault-injection).
     #[command(subcommand)]
     Fault(FaultCmd),
+    /// Print a shell completion script (see GUIDE.md for where it goes).
+    Completions { shell: CompletionShell },
+    /// Print mcrctl's man page (roff) to stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args)]
@@ -150,6 +169,12 @@ pub enum FaultCmd {
     },
     /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
     PanicActor { name: String },
+    /// Block an actor's message handler for SECS seconds (root or a child actor).
+    WedgeActor {
+        name: String,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// Delete the control socket file.
     #[command(alias = "close-socket")]
     DeleteSocket,

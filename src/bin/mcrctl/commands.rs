@@ -14,7 +14,9 @@ use mcr::control::{
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
-use crate::args::{Cli, Cmd, ConfigCmd, FaultCmd, LogCmd};
+use clap::CommandFactory;
+
+use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, LogCmd};
 use crate::{out, render, Fail};
 
 /// The result as JSON with `--json`, else as `text` renders it.
@@ -89,6 +91,57 @@ fn read_file(p: &Path) -> Result<String, Fail> {
 fn ipv4(flag: &str, s: &str) -> Result<Ipv4Addr, Fail> {
     s.parse()
         .map_err(|_| usage(format!("{flag}: {s:?} is not an IPv4 address")))
+}
+
+/// `stats --watch`: one frame per interval, each a fresh request, until
+/// Ctrl-C (the default SIGINT action ends us; nothing needs restoring, as
+/// the screen is only cleared, never switched) or until the reader of a
+/// pipe goes away. On a terminal each frame replaces the last; into a pipe
+/// frames follow one another under their header lines. A daemon that stops
+/// answering is shown in the frame and asked again next time.
+fn watch_stats(cli: &Cli, interval: f64) -> Result<(), Fail> {
+    use std::io::IsTerminal;
+    if !(interval.is_finite() && interval >= 0.1) {
+        return Err(usage(format!(
+            "--interval: {interval} is not a number of seconds of at least 0.1"
+        )));
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut client: Option<Client> = None;
+    let started = std::time::Instant::now();
+    loop {
+        let t0 = std::time::Instant::now();
+        let report = match client.take().map(Ok).unwrap_or_else(|| connect(cli)) {
+            Ok(mut c) => match c.request::<StatsReport>(&Request::Stats) {
+                Ok(s) => {
+                    client = Some(c);
+                    Ok(s)
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(Fail(_, m)) => Err(m),
+        };
+        let frame = if cli.json {
+            match &report {
+                Ok(s) => serde_json::to_string(s).unwrap_or_default() + "\n",
+                Err(e) => serde_json::json!({ "error": e }).to_string() + "\n",
+            }
+        } else {
+            let body = match &report {
+                Ok(s) => render::stats(s),
+                Err(e) => format!("daemon not answering: {e}\n"),
+            };
+            format!(
+                "{}mcrctl stats --watch: every {interval} s, {:.0} s elapsed (Ctrl-C to stop)\n\n{body}",
+                if tty { "\x1b[H\x1b[2J" } else { "" },
+                started.elapsed().as_secs_f64(),
+            )
+        };
+        // A closed pipe ends the view quietly, and successfully.
+        out::text(&frame)?;
+        let wait = Duration::from_secs_f64(interval).saturating_sub(t0.elapsed());
+        std::thread::sleep(wait);
+    }
 }
 
 pub fn run(cli: &Cli) -> Result<(), Fail> {
@@ -168,9 +221,30 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
             let rules: Vec<RuleInfo> = connect(cli)?.request(&Request::List)?;
             show(cli, &rules, |r| render::rules(r))?;
         }
-        Cmd::Stats => {
+        Cmd::Stats { watch: false, .. } => {
             let s: StatsReport = connect(cli)?.request(&Request::Stats)?;
             show(cli, &s, render::stats)?;
+        }
+        Cmd::Stats {
+            watch: true,
+            interval,
+        } => watch_stats(cli, *interval)?,
+        Cmd::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut buf);
+            out::text(&String::from_utf8_lossy(&buf))?;
+        }
+        Cmd::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| Fail(1, format!("rendering the man page: {e}")))?;
+            out::text(&String::from_utf8_lossy(&buf))?;
         }
         Cmd::Workers => {
             let w: Vec<WorkerInfo> = connect(cli)?.request(&Request::Workers)?;
@@ -220,6 +294,10 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
                     interface: interface.clone(),
                 },
                 FaultCmd::PanicActor { name } => FaultRequest::PanicActor { name: name.clone() },
+                FaultCmd::WedgeActor { name, secs } => FaultRequest::WedgeActor {
+                    name: name.clone(),
+                    secs: *secs,
+                },
                 FaultCmd::DeleteSocket => FaultRequest::DeleteSocket,
                 FaultCmd::CrashLoop { count, interface } => FaultRequest::CrashLoop {
                     count: *count,

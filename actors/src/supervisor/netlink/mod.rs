@@ -271,6 +271,7 @@ impl Actor for NetlinkMonitor {
                 st.update(next_snapshot(&st.last, &msgs, overrun, scan_interfaces));
             }
             NetlinkMsg::Panic => panic!("fault injection: netlink monitor panic requested"),
+            NetlinkMsg::Ops(o) => o.run("netlink").await,
         }
         Ok(())
     }

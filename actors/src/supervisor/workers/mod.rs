@@ -381,6 +381,7 @@ impl Actor for WorkerManager {
                 let _ = reply.send(());
             }
             WmMsg::Panic => panic!("fault injection: worker manager panic requested"),
+            WmMsg::Ops(o) => o.run("workers").await,
         }
         Ok(())
     }
