@@ -97,8 +97,8 @@ fn notify_protocol_and_a_watchdog_that_means_health() {
         DaemonOpts {
             config: Some(CONFIG),
             fault_injection: true,
-            // 900 ms period: the daemon checks and pings every 300 ms.
-            env: vec![("NOTIFY_SOCKET", &path_s), ("WATCHDOG_USEC", "900000")],
+            // 1.2 s period: the daemon checks and pings every 400 ms.
+            env: vec![("NOTIFY_SOCKET", &path_s), ("WATCHDOG_USEC", "1200000")],
             ..Default::default()
         },
     );
@@ -108,11 +108,12 @@ fn notify_protocol_and_a_watchdog_that_means_health() {
         ready.contains("STATUS=running: 1 rules, 0 workers"),
         "{ready:?}"
     );
-    // Healthy: pings keep coming (about three per period).
+    // Healthy: pings keep coming (three per period, five in 2 s; a loaded
+    // machine may lose one or two).
     let t = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     let healthy = notes.count("WATCHDOG=1", t, Instant::now());
-    assert!(healthy >= 3, "only {healthy} pings in 1.5 s");
+    assert!(healthy >= 3, "only {healthy} pings in 2 s");
 
     // A reload is bracketed by RELOADING=1 (with its timestamp) and READY=1.
     let t = Instant::now();
@@ -123,16 +124,16 @@ fn notify_protocol_and_a_watchdog_that_means_health() {
 
     // A wedged actor stops the pings; they resume once it answers again.
     let t = Instant::now();
-    d.ctl_ok(&["fault", "wedge-actor", "rib", "--secs", "4"]);
+    d.ctl_ok(&["fault", "wedge-actor", "rib", "--secs", "5"]);
     // A ping whose check began before the wedge may still land.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1000));
     let quiet_from = Instant::now();
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3000));
     let wedged = notes.count("WATCHDOG=1", quiet_from, Instant::now());
     assert_eq!(wedged, 0, "pings went on while the rib actor was wedged");
     notes.wait(
         "WATCHDOG=1",
-        t + Duration::from_secs(4),
+        t + Duration::from_secs(5),
         Duration::from_secs(8),
     );
     assert!(
@@ -158,7 +159,7 @@ fn without_notify_socket_nothing_is_sent_and_the_daemon_runs() {
         &ns,
         DaemonOpts {
             config: Some(CONFIG),
-            env: vec![("WATCHDOG_USEC", "900000")],
+            env: vec![("WATCHDOG_USEC", "1200000")],
             ..Default::default()
         },
     );
