@@ -542,4 +542,17 @@ mod tests {
         assert_eq!(panic_actor("rib").await, Ok(false));
         assert!(Rib::list().await.unwrap_err().contains("restarting"));
     }
+
+    #[tokio::test]
+    async fn a_tree_that_is_not_there_is_not_healthy_and_cannot_be_wedged() {
+        let e = tree_answers(Duration::from_millis(50)).await.unwrap_err();
+        assert!(
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, control"),
+            "{e}"
+        );
+        assert_eq!(wedge_actor("rib", Duration::from_secs(1)), Ok(false));
+        assert!(wedge_actor("bogus", Duration::from_secs(1))
+            .unwrap_err()
+            .contains("unknown actor"));
+    }
 }
