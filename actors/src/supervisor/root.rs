@@ -252,6 +252,9 @@ async fn shutdown(shared: &Arc<Shared>) {
     if shared.shutting_down.swap(true, Ordering::SeqCst) {
         return;
     }
+    // Told at the start, so that systemd waits for the workers to stop
+    // instead of counting them as a hang.
+    systemd::stopping();
     info!(target: "Supervisor", "shutting down: stopping workers");
     let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;
     workers::kill_all(shared);
@@ -326,8 +329,10 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), String> {
     if let Some(w) = watchdog {
         w.abort();
     }
-    systemd::stopping();
     let orderly = shared.is_shutting_down();
+    if !orderly {
+        systemd::stopping();
+    }
     workers::kill_all(&shared);
     let _ = std::fs::remove_file(&shared.settings.socket_path);
     match lock(&FATAL).take() {
