@@ -479,13 +479,9 @@ pub async fn tree_answers(timeout: Duration) -> Result<(), String> {
         let ok = sent && matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())));
         (name, ok)
     };
-    let mut checks = vec![Box::pin(one(ROOT, None))
-        as std::pin::Pin<
-            Box<dyn std::future::Future<Output = (&'static str, bool)> + Send>,
-        >];
-    for c in Child::ALL {
-        checks.push(Box::pin(one(c.name(), Some(c))));
-    }
+    let checks = std::iter::once((ROOT, None))
+        .chain(Child::ALL.map(|c| (c.name(), Some(c))))
+        .map(|(name, child)| one(name, child));
     let silent: Vec<&str> = futures_util::future::join_all(checks)
         .await
         .into_iter()
