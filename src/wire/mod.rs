@@ -330,27 +330,34 @@ pub fn decrement_ttl(pkt: &mut [u8]) {
 /// bits, added to `sum`.
 ///
 /// Every datagram a rule matches is summed once on ingress, so this is on
-/// the per-packet path: it adds 32-bit words into a 64-bit accumulator,
-/// which cannot overflow below 2^32 words and which the compiler turns into
-/// vector adds, and folds once at the end. Since 2^16 ≡ 1 (mod 2^16 - 1),
-/// summing wider words and folding gives the same result as summing 16-bit
-/// words (RFC 1071 §2(B), §4.1).
+/// the per-packet path. It adds 32-bit words in host byte order into a
+/// 64-bit accumulator (no carry can be lost below 2^32 words, and the
+/// compiler turns the loop into vector adds) and folds once at the end:
+/// since 2^16 ≡ 1 (mod 2^16 - 1), wider words give the same sum as 16-bit
+/// ones, and a sum of byte-swapped words is the byte-swapped sum, so one
+/// swap at the end stands for one per word (RFC 1071 §2(A), §2(B)).
 fn ones_sum(sum: u32, data: &[u8]) -> u32 {
-    let mut acc = u64::from(sum);
     let mut words = data.chunks_exact(4);
+    let mut acc: u64 = 0;
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
+    let mut acc = u64::from(u16::from_be_bytes(fold16(acc).to_ne_bytes())) + u64::from(sum);
     match *words.remainder() {
         [a] => acc += u64::from(a) << 8,
         [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
         [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
         _ => {}
     }
+    u32::from(fold16(acc))
+}
+
+/// Fold a one's-complement sum to 16 bits.
+fn fold16(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    acc as u32
+    acc as u16
 }
 
 /// Make the UDP checksum of the IPv4/UDP packet in `pkt` valid (RFC 768,
