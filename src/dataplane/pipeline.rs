@@ -7,12 +7,24 @@
 //! VLAN, tun and WireGuard interfaces look the same.
 //!
 //! Drops, each counted: truncated or malformed IPv4/UDP (RFC 791/768
-//! length and IHL checks), fragments (no reassembly: a relay that waited for
+//! length and IHL checks), a wrong IPv4 header checksum (RFC 791 §3.1,
+//! RFC 1812 §5.2.2), fragments (no reassembly: a relay that waited for
 //! fragments would add latency and state for a case the sender can avoid),
-//! IPv4 that is not UDP, and UDP that no rule wants. Route-mode outputs of a
-//! packet whose TTL would reach 0 are skipped (RFC 1812 §5.3.1); a routed
-//! packet whose UDP checksum was left to offload by a local sender gets a
-//! valid one (`wire::fix_udp_checksum`).
+//! IPv4 that is not UDP, UDP with TTL 0 (RFC 1812 §5.3.1), UDP that no rule
+//! wants, and matched UDP whose checksum is wrong (RFC 768, RFC 1122
+//! §4.1.3.4). Republishing copies the payload into a fresh datagram with a
+//! fresh checksum, so a corrupted payload that got past here would leave
+//! looking valid.
+//!
+//! The UDP checksum is judged only where it means something: not when the
+//! virtio_net_hdr says offload has yet to compute it (a local sender over a
+//! veth), nor when the kernel has already checked it, nor in a GSO batch.
+//! It is summed only for datagrams a rule matched, so unwanted traffic costs
+//! nothing more than before.
+//!
+//! Route-mode outputs of a packet whose TTL would reach 0 are skipped
+//! (RFC 1812 §5.3.1); a routed packet whose UDP checksum was left to offload
+//! by a local sender gets a valid one (`wire::fix_udp_checksum`).
 
 use std::net::Ipv4Addr;
 
@@ -47,6 +59,12 @@ pub enum Verdict {
         slot: u32,
     },
     Malformed,
+    /// The IPv4 header checksum is wrong.
+    BadIpChecksum,
+    /// A matched datagram's UDP checksum is wrong.
+    BadUdpChecksum,
+    /// UDP with TTL 0.
+    TtlZero,
     Fragment,
     NotUdp,
     NoMatch,
@@ -100,6 +118,12 @@ pub fn process(
                 return Verdict::Malformed;
             }
         };
+        // Before anything reads a header field that a corrupted bit may
+        // have changed (the fragment bits, the protocol, the addresses).
+        if !ip.header_checksum_ok() {
+            c.ip_checksum_errors += 1;
+            return Verdict::BadIpChecksum;
+        }
         if ip.is_fragment() {
             c.fragments += 1;
             return Verdict::Fragment;
@@ -115,6 +139,10 @@ pub fn process(
                 return Verdict::Malformed;
             }
         };
+        if ip.ttl() == 0 {
+            c.ttl_zero += 1;
+            return Verdict::TtlZero;
+        }
         (
             ip.src(),
             ip.dst(),
@@ -125,6 +153,11 @@ pub fn process(
             h + ip.header_len() + wire::UDP_HEADER_LEN,
         )
     };
+    // Without a virtio_net_hdr (cooked sockets on other link types) the
+    // kernel does not say whether offload is pending; such links carry
+    // frames that crossed a wire, whose checksums are complete.
+    // (`vnet` is then the default header, which asks for the check.)
+    let verify_udp = vnet.udp_checksum_to_verify();
     // Datagrams in this frame: one, or a GSO batch of `gso_size` each.
     let seg = match vnet.gso_type {
         wire::VNET_GSO_UDP_L4
@@ -143,6 +176,19 @@ pub fn process(
         c.no_match += nseg as u64;
         return Verdict::NoMatch;
     };
+    if verify_udp {
+        let udp_off = udp_payload_off - wire::UDP_HEADER_LEN;
+        let udp_end = udp_payload_off + udp_payload_len;
+        // Re-viewed rather than kept from the parse above: that view
+        // borrows `frame`, which route mode writes to below.
+        let ok = Udp::new_checked(&frame[udp_off..udp_end])
+            .map(|u| u.checksum_ok(src, dst))
+            .unwrap_or(false);
+        if !ok {
+            c.udp_checksum_errors += 1;
+            return Verdict::BadUdpChecksum;
+        }
+    }
     if nseg > 1 {
         c.gso_frames += 1;
     }
@@ -206,7 +252,11 @@ pub fn process(
         }
     }
     if routed {
-        wire::fix_udp_checksum(&mut frame[h..]);
+        // A verified checksum is right already; only one left to offload
+        // needs the second pass over the payload.
+        if !verify_udp {
+            wire::fix_udp_checksum(&mut frame[h..]);
+        }
         wire::decrement_ttl(&mut frame[h..]);
     }
     Verdict::Forward { slot }
@@ -460,6 +510,147 @@ mod tests {
             (5, 3, 1, 1, 0)
         );
         assert!(sends.is_empty());
+    }
+
+    fn republish_rule() -> Table {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)],
+        ));
+        t
+    }
+
+    fn checksummed(payload: &[u8]) -> Vec<u8> {
+        UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 40000, 5000).build_checksummed(payload)
+    }
+
+    fn with_vnet_flags(flags: u8, pkt: &[u8]) -> Vec<u8> {
+        let mut f = wire::VnetHdr::plain().to_vec();
+        f[0] = flags;
+        f.extend_from_slice(pkt);
+        f
+    }
+
+    #[test]
+    fn a_wrong_ip_header_checksum_is_dropped_and_counted() {
+        let mut t = republish_rule();
+        let mut f = frame("10.0.0.1", "239.1.1.1", 5000, b"payload");
+        f[10 + 10] ^= 0x01; // checksum field
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert_eq!(v, Verdict::BadIpChecksum);
+        assert!(sends.is_empty());
+        assert_eq!((c.ip_checksum_errors, c.matched, c.malformed), (1, 0, 0));
+        // A corrupted address is caught by the same sum, before the lookup
+        // could send the packet to the wrong rule.
+        let mut f = frame("10.0.0.1", "239.1.1.1", 5000, b"payload");
+        f[10 + 19] ^= 0x02;
+        assert_eq!(run(&mut t, &mut f).0, Verdict::BadIpChecksum);
+        assert_eq!(t.get(rule_key("r")).unwrap().packets, 0);
+    }
+
+    #[test]
+    fn a_wrong_udp_checksum_is_dropped_unless_offload_explains_it() {
+        let mut t = republish_rule();
+        let good = checksummed(&[0x5a; 1200]);
+        let mut f = with_vnet_flags(0, &good);
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        assert_eq!((sends.len(), c.udp_checksum_errors), (1, 0));
+
+        let mut bad = good.clone();
+        bad[600] ^= 0x40; // one payload bit
+        let mut f = with_vnet_flags(0, &bad);
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert_eq!(v, Verdict::BadUdpChecksum);
+        assert!(sends.is_empty());
+        assert_eq!((c.udp_checksum_errors, c.matched), (1, 0));
+
+        // A local sender over a veth: the field holds a partial sum.
+        let mut f = with_vnet_flags(wire::VNET_F_NEEDS_CSUM, &bad);
+        assert!(matches!(run(&mut t, &mut f).0, Verdict::Forward { .. }));
+        // The kernel verified it already (and so would have dropped it).
+        let mut f = with_vnet_flags(wire::VNET_F_DATA_VALID, &bad);
+        assert!(matches!(run(&mut t, &mut f).0, Verdict::Forward { .. }));
+        // Zero: the sender computed none.
+        let mut none = bad.clone();
+        none[26] = 0;
+        none[27] = 0;
+        let mut f = with_vnet_flags(0, &none);
+        assert!(matches!(run(&mut t, &mut f).0, Verdict::Forward { .. }));
+        assert_eq!(t.get(rule_key("r")).unwrap().packets, 4);
+
+        // A cooked socket has no offload state to consult: it checks.
+        let mut f = bad.clone();
+        let n = f.len();
+        let mut sends = Vec::new();
+        let mut c = WorkerCounters::default();
+        let cooked = FrameFormat {
+            vnet: false,
+            link_header: 0,
+        };
+        let v = process(&mut f, n, cooked, &mut t, &mut sends, &mut c);
+        assert_eq!((v, c.udp_checksum_errors), (Verdict::BadUdpChecksum, 1));
+    }
+
+    #[test]
+    fn unmatched_datagrams_are_not_summed() {
+        let mut t = republish_rule();
+        let mut bad = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.9.9.9"), 1, 5000)
+            .build_checksummed(b"nobody wants this");
+        bad[30] ^= 0xff;
+        let mut f = with_vnet_flags(0, &bad);
+        let (v, _, c) = run(&mut t, &mut f);
+        assert_eq!(
+            (v, c.no_match, c.udp_checksum_errors),
+            (Verdict::NoMatch, 1, 0)
+        );
+    }
+
+    #[test]
+    fn ttl_zero_is_dropped_on_every_output() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![
+                out(0, "239.2.2.2", 6000, OutputMode::Republish),
+                out(1, "239.1.1.1", 5000, OutputMode::Route),
+            ],
+        ));
+        let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
+        spec.ttl = 0;
+        let mut f = vnet(spec.build(b"should never have been sent"));
+        let (v, sends, c) = run(&mut t, &mut f);
+        assert_eq!(v, Verdict::TtlZero);
+        assert!(sends.is_empty());
+        assert_eq!((c.ttl_zero, c.ttl_expired, c.matched), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_routed_packet_keeps_its_verified_udp_checksum() {
+        let mut t = Table::new();
+        t.upsert(rule(
+            "r",
+            "239.1.1.1",
+            5000,
+            None,
+            vec![out(0, "239.1.1.1", 5000, OutputMode::Route)],
+        ));
+        let mut f = with_vnet_flags(0, &checksummed(b"routed and summed"));
+        let (v, sends, _) = run(&mut t, &mut f);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        let pkt = &f[sends[0].offset as usize..];
+        let ipv = Ipv4::new_checked(pkt).unwrap();
+        assert_eq!(ipv.ttl(), 63);
+        assert!(ipv.header_checksum_ok());
+        let udp = Udp::new_checked(ipv.payload()).unwrap();
+        assert!(udp.checksum_ok(ipv.src(), ipv.dst()));
     }
 
     /// A UDP GSO frame: one IP/UDP header over `n` payloads of `seg` bytes

@@ -23,8 +23,10 @@ use crate::hash::{fnv1a64, Fnv64};
 use crate::logging::LogLevels;
 use crate::rule::OutputMode;
 
-/// Bump on any change to the messages below.
-pub const IPC_VERSION: u32 = 1;
+/// Bump on any change to the messages below. postcard is positional, so
+/// even a field added with `#[serde(default)]` (there for the JSON of the
+/// control protocol) changes the encoding.
+pub const IPC_VERSION: u32 = 2;
 
 /// Largest encoded message. The socket pair's buffers are sized above this.
 pub const MAX_MESSAGE: usize = 128 * 1024;
@@ -223,6 +225,18 @@ pub struct WorkerCounters {
     pub ring_submits: u64,
     pub ring_sqes: u64,
     pub ring_cqes: u64,
+    /// IPv4 headers whose checksum is wrong (dropped: corrupted on the way).
+    /// Defaults keep a `stats` reply of an older daemon readable.
+    #[serde(default)]
+    pub ip_checksum_errors: u64,
+    /// Matched UDP datagrams whose checksum is wrong (dropped). Not checked
+    /// when the kernel has already checked it or left it to offload.
+    #[serde(default)]
+    pub udp_checksum_errors: u64,
+    /// UDP datagrams that arrived with TTL 0 (dropped: no router or host
+    /// may send one, RFC 1812 §5.3.1, RFC 1122 §3.2.1.7).
+    #[serde(default)]
+    pub ttl_zero: u64,
 }
 
 /// Per-output counters of one rule.
@@ -357,6 +371,23 @@ mod tests {
             last: true,
         };
         assert_eq!(decode::<FromWorker>(&encode(&s).unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn counters_of_an_older_daemon_still_read() {
+        // A `stats` reply from before the checksum counters existed.
+        let mut v = serde_json::to_value(WorkerCounters {
+            recv: 9,
+            malformed: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let obj = v.as_object_mut().unwrap();
+        for k in ["ip_checksum_errors", "udp_checksum_errors", "ttl_zero"] {
+            assert!(obj.remove(k).is_some(), "{k} is serialised");
+        }
+        let c: WorkerCounters = serde_json::from_value(v).unwrap();
+        assert_eq!((c.recv, c.malformed, c.udp_checksum_errors), (9, 2, 0));
     }
 
     #[test]

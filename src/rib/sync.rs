@@ -177,7 +177,9 @@ impl TableSync {
             self.lagging_heartbeats = 0;
         }
         let was_resync = self.resync_seq == Some(seq);
-        if was_resync {
+        // An ack of a later message means the full sync was applied and its
+        // own ack lost: stop waiting for it (see `on_heartbeat`).
+        if was_resync || self.resync_seq.is_some_and(|r| r < seq) {
             self.resync_seq = None;
         }
         if let Some(r) = self.resync_seq {
@@ -206,6 +208,12 @@ impl TableSync {
     pub fn on_heartbeat(&mut self, seq: u64, hash: u64) -> SyncAction {
         if seq == self.seq {
             self.lagging_heartbeats = 0;
+            // The worker has applied the full sync: its ack comes before
+            // this heartbeat, so it was lost. Waiting for it would turn off
+            // this drift check for good.
+            if self.resync_seq.is_some_and(|r| r <= seq) {
+                self.resync_seq = None;
+            }
             if hash != self.hash.0 && self.resync_seq.is_none() {
                 return self.repair(
                     false,
@@ -391,6 +399,28 @@ mod tests {
         let acks = apply(&mut t, &mut wseq, &s.full_sync());
         assert_eq!(s.on_ack(acks[0].0, acks[0].1, false), SyncAction::None);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_resync_ack_does_not_blind_the_heartbeat_check() {
+        let mut s = TableSync::new();
+        let mut t = Table::new();
+        let mut wseq = 0;
+        apply(&mut t, &mut wseq, &s.update(&[tr(1)]));
+        // The resync's ack never arrives; later the worker loses a rule.
+        let _lost = apply(&mut t, &mut wseq, &s.full_sync());
+        t.remove(tr(1).key);
+        let a = s.on_heartbeat(wseq, t.hash());
+        assert!(matches!(a, SyncAction::Resync(_)), "{a:?}");
+
+        // The same when a delta followed the resync and was acked.
+        let _lost = apply(&mut t, &mut wseq, &s.full_sync());
+        let acks = apply(&mut t, &mut wseq, &s.update(&[tr(1), tr(2)]));
+        let (seq, hash, gap) = acks[0];
+        assert_eq!(s.on_ack(seq, hash, gap), SyncAction::None);
+        t.remove(tr(2).key);
+        let a = s.on_heartbeat(wseq, t.hash());
+        assert!(matches!(a, SyncAction::Resync(_)), "{a:?}");
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub const VNET_HDR_LEN: usize = 10;
 /// `gso_type`: several UDP datagrams of `gso_size` payload bytes each,
 /// the last possibly shorter, sharing one set of headers (UDP GSO).
 pub const VNET_GSO_UDP_L4: u8 = 5;
+/// `flags`: the L4 checksum is left to offload (the sender's stack put only
+/// the pseudo-header sum in the field), so it is not wrong, just not done.
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `flags`: the kernel (or the NIC) has already verified the L4 checksum.
+pub const VNET_F_DATA_VALID: u8 = 2;
 
 /// The `virtio_net_hdr` the kernel prepends to each frame on a packet
 /// socket with `PACKET_VNET_HDR` (Linux `include/uapi/linux/virtio_net.h`).
@@ -61,6 +66,14 @@ impl VnetHdr {
             gso_type: buf[1] & 0x7f,
             gso_size: u16::from_ne_bytes([buf[4], buf[5]]),
         })
+    }
+
+    /// Whether the UDP checksum field of this frame can be checked as it
+    /// stands: not when offload has yet to compute it, not when the kernel
+    /// has already checked it, and not in a GSO batch, whose one header
+    /// stands for datagrams that each get their own checksum when split.
+    pub fn udp_checksum_to_verify(&self) -> bool {
+        self.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) == 0 && self.gso_type == 0
     }
 
     /// The header of a plain frame, as tests and generators prepend it.
@@ -269,6 +282,24 @@ impl<'a> Udp<'a> {
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[UDP_HEADER_LEN..]
     }
+
+    /// Whether the checksum is right for a datagram from `src` to `dst`
+    /// (RFC 768: over a pseudo-header, the UDP header and the payload). A
+    /// zero checksum means the sender computed none, which IPv4 allows.
+    pub fn checksum_ok(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        self.checksum() == 0
+            || ones_sum(pseudo_header_sum(src, dst, self.buf.len()), self.buf) == 0xffff
+    }
+}
+
+/// One's-complement sum of the UDP pseudo-header (RFC 768).
+fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> u32 {
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.octets());
+    pseudo[9] = IPPROTO_UDP;
+    pseudo[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    ones_sum(0, &pseudo)
 }
 
 /// RFC 1071 Internet checksum of `data` (the one's complement of the one's
@@ -297,18 +328,36 @@ pub fn decrement_ttl(pkt: &mut [u8]) {
 
 /// One's-complement sum of `data` (not yet complemented), folded to 16
 /// bits, added to `sum`.
-fn ones_sum(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+///
+/// Every datagram a rule matches is summed once on ingress, so this is on
+/// the per-packet path. It adds 32-bit words in host byte order into a
+/// 64-bit accumulator (no carry can be lost below 2^32 words, and the
+/// compiler turns the loop into vector adds) and folds once at the end:
+/// since 2^16 ≡ 1 (mod 2^16 - 1), wider words give the same sum as 16-bit
+/// ones, and a sum of byte-swapped words is the byte-swapped sum, so one
+/// swap at the end stands for one per word (RFC 1071 §2(A), §2(B)).
+fn ones_sum(sum: u32, data: &[u8]) -> u32 {
+    let mut words = data.chunks_exact(4);
+    let mut acc: u64 = 0;
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
+    let mut acc = u64::from(u16::from_be_bytes(fold16(acc).to_ne_bytes())) + u64::from(sum);
+    match *words.remainder() {
+        [a] => acc += u64::from(a) << 8,
+        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
+        _ => {}
     }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+    u32::from(fold16(acc))
+}
+
+/// Fold a one's-complement sum to 16 bits.
+fn fold16(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
     }
-    sum
+    acc as u16
 }
 
 /// Make the UDP checksum of the IPv4/UDP packet in `pkt` valid (RFC 768,
@@ -337,11 +386,7 @@ pub fn fix_udp_checksum(pkt: &mut [u8]) -> bool {
     if stored == 0 {
         return false;
     }
-    let mut pseudo = [0u8; 12];
-    pseudo[..8].copy_from_slice(&pkt[12..20]);
-    pseudo[9] = IPPROTO_UDP;
-    pseudo[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    let base = ones_sum(0, &pseudo);
+    let base = pseudo_header_sum(ip.src(), ip.dst(), udp_len);
     if ones_sum(base, &pkt[hl..hl + udp_len]) == 0xffff {
         return false;
     }
@@ -407,6 +452,19 @@ impl UdpPacketSpec {
         p.extend_from_slice(&(udp_len as u16).to_be_bytes());
         p.extend_from_slice(&[0, 0]);
         p.extend_from_slice(payload);
+        p
+    }
+
+    /// Like `build`, with the UDP checksum computed as a sender's stack
+    /// (or its NIC) puts it on the wire.
+    pub fn build_checksummed(&self, payload: &[u8]) -> Vec<u8> {
+        let mut p = self.build(payload);
+        let udp = &p[IPV4_MIN_HEADER_LEN..];
+        let mut c = !(ones_sum(pseudo_header_sum(self.src, self.dst, udp.len()), udp) as u16);
+        if c == 0 {
+            c = 0xffff;
+        }
+        p[IPV4_MIN_HEADER_LEN + 6..IPV4_MIN_HEADER_LEN + 8].copy_from_slice(&c.to_be_bytes());
         p
     }
 }
@@ -530,6 +588,82 @@ mod tests {
         pseudo.extend_from_slice(&[0, 17, 0, 13]);
         pseudo.extend_from_slice(&p[20..]);
         assert_eq!(checksum(&pseudo), 0);
+    }
+
+    /// RFC 1071 as written: 16-bit words, folded as they go.
+    fn reference_sum(data: &[u8]) -> u32 {
+        let mut sum: u32 = 0;
+        for c in data.chunks(2) {
+            let w = u32::from(c[0]) << 8 | c.get(1).map_or(0, |b| u32::from(*b));
+            sum += w;
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum
+    }
+
+    #[test]
+    fn wide_sum_matches_the_rfc_1071_sum_at_every_length() {
+        let mut x: u32 = 7;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for len in (0..64).chain([1471, 1472, 1473, 2999, 3000]) {
+            assert_eq!(
+                ones_sum(0, &data[..len]),
+                reference_sum(&data[..len]),
+                "len {len}"
+            );
+        }
+        // All ones everywhere: the case where carries pile up the most.
+        let ff = vec![0xffu8; 65_535];
+        assert_eq!(ones_sum(0, &ff), reference_sum(&ff));
+    }
+
+    #[test]
+    fn udp_checksum_is_verified_with_its_pseudo_header() {
+        let spec = UdpPacketSpec::new(
+            "10.0.0.1".parse().unwrap(),
+            "239.1.1.1".parse().unwrap(),
+            1234,
+            5000,
+        );
+        for payload in [&b""[..], b"odd", b"even", &[0xab; 1400]] {
+            let p = spec.build_checksummed(payload);
+            let ip = Ipv4::new_checked(&p).unwrap();
+            let udp = Udp::new_checked(ip.payload()).unwrap();
+            assert_ne!(udp.checksum(), 0);
+            assert!(udp.checksum_ok(ip.src(), ip.dst()));
+            // The pseudo-header counts: the same bytes to another group fail.
+            assert!(!udp.checksum_ok(ip.src(), "239.1.1.2".parse().unwrap()));
+            // One flipped payload bit fails.
+            let mut bad = p.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x10;
+            let ip = Ipv4::new_checked(&bad).unwrap();
+            let udp = Udp::new_checked(ip.payload()).unwrap();
+            assert!(!udp.checksum_ok(ip.src(), ip.dst()));
+        }
+        // Zero is "no checksum", not a wrong one.
+        let p = spec.build(b"none");
+        let ip = Ipv4::new_checked(&p).unwrap();
+        assert!(Udp::new_checked(ip.payload())
+            .unwrap()
+            .checksum_ok(ip.src(), ip.dst()));
+    }
+
+    #[test]
+    fn vnet_flags_say_when_the_udp_checksum_can_be_judged() {
+        let mut h = VnetHdr::parse(&VnetHdr::plain()).unwrap();
+        assert!(h.udp_checksum_to_verify());
+        h.flags = VNET_F_NEEDS_CSUM;
+        assert!(!h.udp_checksum_to_verify(), "offload pending");
+        h.flags = VNET_F_DATA_VALID;
+        assert!(!h.udp_checksum_to_verify(), "kernel checked it");
+        let g = VnetHdr::parse(&VnetHdr::udp_gso(1000)).unwrap();
+        assert!(!g.udp_checksum_to_verify(), "GSO batch");
     }
 
     #[test]

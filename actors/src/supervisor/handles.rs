@@ -177,6 +177,10 @@ pub enum LogLevelMsg {
     Panic,
 }
 
+// A report comes once per stats interval per worker, so a wide message in
+// the mailbox costs nothing that matters; boxing the counters would only add
+// an allocation to every report.
+#[allow(clippy::large_enum_variant)]
 pub enum StatsMsg {
     Ops(Ops),
     Report {
