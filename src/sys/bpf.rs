@@ -1,4 +1,5 @@
-//! The classic BPF program on each ingress socket: it drops the relay's
+//! The classic BPF program on each ingress socket: it keeps IPv4 alone
+//! (a socket on a bridge port taps every protocol), drops the relay's
 //! own transmissions (so the relay never re-ingests its output, even on
 //! kernels without `PACKET_IGNORE_OUTGOING`) and, when the rules name few
 //! enough destinations, every IPv4 packet none of them names, so unwanted
@@ -7,7 +8,9 @@
 use std::net::Ipv4Addr;
 
 const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+const SKF_AD_PROTOCOL: u32 = 0;
 const SKF_AD_PKTTYPE: u32 = 4;
+const ETH_P_IP: u32 = 0x0800;
 const PACKET_OUTGOING: u32 = 4;
 
 /// A classic BPF instruction.
@@ -51,6 +54,11 @@ const ACCEPT_LEN: u32 = 0x0004_0000;
 /// binary search, so the per-packet cost is logarithmic in their number.
 pub fn ingress_filter(dsts: Option<&[Ipv4Addr]>, link_header: u16) -> Vec<SockFilter> {
     let mut prog = vec![
+        // A socket that taps every protocol (on a bridge port) must still
+        // hand the worker IPv4 alone; a socket bound to IPv4 passes this.
+        stmt(BPF_LD_W_ABS, SKF_AD_OFF + SKF_AD_PROTOCOL),
+        jump(BPF_JEQ_K, ETH_P_IP, 1, 0),
+        stmt(BPF_RET_K, 0),
         stmt(BPF_LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
         // OUTGOING: skip to the drop right after the accept below.
         jump(BPF_JEQ_K, PACKET_OUTGOING, 1, 0),
@@ -71,7 +79,7 @@ pub fn ingress_filter(dsts: Option<&[Ipv4Addr]>, link_header: u16) -> Vec<SockFi
         }
         Some(v) => {
             // OUTGOING: fall into the drop; else skip it to the load.
-            prog[1] = jump(BPF_JEQ_K, PACKET_OUTGOING, 0, 1);
+            prog[4] = jump(BPF_JEQ_K, PACKET_OUTGOING, 0, 1);
             prog.push(stmt(BPF_RET_K, 0));
             // The filter sees the frame from its link header on.
             prog.push(stmt(BPF_LD_W_ABS, 16 + u32::from(link_header)));
@@ -127,6 +135,10 @@ mod tests {
     /// Run a classic BPF program over a packet (enough of the instruction
     /// set for our filters) so the filter logic is tested without a socket.
     fn run_bpf(prog: &[SockFilter], pkt: &[u8], pkt_type: u32) -> u32 {
+        run_bpf_proto(prog, pkt, pkt_type, ETH_P_IP)
+    }
+
+    fn run_bpf_proto(prog: &[SockFilter], pkt: &[u8], pkt_type: u32, proto: u32) -> u32 {
         let mut a: u32 = 0;
         let mut pc = 0usize;
         loop {
@@ -135,6 +147,8 @@ mod tests {
                 BPF_LD_W_ABS => {
                     a = if ins.k == SKF_AD_OFF + SKF_AD_PKTTYPE {
                         pkt_type
+                    } else if ins.k == SKF_AD_OFF + SKF_AD_PROTOCOL {
+                        proto
                     } else {
                         let o = ins.k as usize;
                         // The kernel ends the program with 0 (drop) on a
@@ -164,6 +178,16 @@ mod tests {
         assert!(run_bpf(&p, &f, 0) > 0);
         assert!(run_bpf(&p, &f, 2) > 0);
         assert_eq!(run_bpf(&p, &f, PACKET_OUTGOING), 0);
+        // A socket tapping every protocol (a bridge port) sees ARP and
+        // IPv6 too: only IPv4 reaches the worker.
+        for proto in [0x0806, 0x86dd] {
+            assert_eq!(run_bpf_proto(&p, &f, 0, proto), 0, "{proto:#x}");
+            let dsts = ["239.1.1.1".parse().unwrap()];
+            assert_eq!(
+                run_bpf_proto(&ingress_filter(Some(&dsts), 0), &f, 0, proto),
+                0
+            );
+        }
     }
 
     #[test]
@@ -204,7 +228,7 @@ mod tests {
         let many: Vec<Ipv4Addr> = (0..5000u32)
             .map(|i| Ipv4Addr::from(0xef00_0000 + i))
             .collect();
-        assert_eq!(ingress_filter(Some(&many), 0).len(), 4);
+        assert_eq!(ingress_filter(Some(&many), 0).len(), 7);
     }
 
     #[test]
