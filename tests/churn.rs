@@ -187,3 +187,96 @@ fn fds_and_memory_return_to_baseline_after_1000_adds_and_removes() {
     // The standing rules still relay.
     d.wait_active(Duration::from_secs(20));
 }
+
+/// The r0 worker, once one is listed and running.
+fn running_worker(d: &Daemon) -> Option<mcr::control::WorkerInfo> {
+    d.workers()
+        .into_iter()
+        .find(|w| w.interface == "r0" && w.state == "running" && w.pid.is_some())
+}
+
+/// Send `n` packets r0 -> r1 and wait until the receiver has them all.
+fn flow(t: &Relay3, n: u64) {
+    let r = common::daemon::recv(
+        &t.dst,
+        "239.2.2.2",
+        6000,
+        Some("d0"),
+        &["--expect", &n.to_string(), "--idle-timeout", "2"],
+    );
+    let s = common::daemon::send(&t.src, "239.1.1.1", 5000, "s0", n, 2000, 500, &[]);
+    assert_eq!(s.sent, n);
+    let rep = r.finish(Duration::from_secs(20));
+    assert_eq!(rep.unique, n, "{rep:?}");
+}
+
+const ONE_RULE: &str = r#"{ rules: [ { name: "t", input: { interface: "r0", group: "239.1.1.1", port: 5000 },
+    outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }"#;
+
+#[test]
+fn a_worker_replaced_after_an_input_flap_counts_a_restart() {
+    if !require_root("a_worker_replaced_after_an_input_flap_counts_a_restart") {
+        return;
+    }
+    let t = Relay3::new("flapr");
+    let d = Daemon::with_config(&t.relay, ONE_RULE);
+    let w0 = wait_for(Duration::from_secs(20), || running_worker(&d)).expect("worker runs");
+    assert_eq!(w0.restarts, 0);
+    t.relay.ip(&["link", "set", "r0", "down"]);
+    wait_for(Duration::from_secs(20), || {
+        running_worker(&d).is_none().then_some(())
+    })
+    .unwrap_or_else(|| panic!("the worker outlived its interface: {:?}", d.workers()));
+    t.relay.ip(&["link", "set", "r0", "up"]);
+    let w1 = wait_for(Duration::from_secs(20), || running_worker(&d))
+        .unwrap_or_else(|| panic!("no worker after the flap: {:?}", d.workers()));
+    assert_ne!(w1.pid, w0.pid, "a new process replaced the old one");
+    assert_eq!(w1.restarts, 1, "the replacement is a restart: {w1:?}");
+    d.wait_active(Duration::from_secs(20));
+    flow(&t, 300);
+}
+
+#[test]
+fn output_counters_go_on_when_the_output_interface_is_recreated() {
+    if !require_root("output_counters_go_on_when_the_output_interface_is_recreated") {
+        return;
+    }
+    let t = Relay3::new("reout");
+    let d = Daemon::with_config(&t.relay, ONE_RULE);
+    flow(&t, 400);
+    let sent = |d: &Daemon| d.stats().workers.first().map(|w| w.counters.sent);
+    wait_for(Duration::from_secs(10), || {
+        (d.stats().rules[0].outputs[0].packets == 400).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{:?}", d.stats()));
+    // The output's link vanishes and comes back (as a VPN reconnecting
+    // would): a new ifindex, a new egress socket.
+    t.relay.ip(&["link", "del", "r1"]);
+    let problem = |d: &Daemon| {
+        d.list()
+            .first()
+            .and_then(|r| r.outputs.first())
+            .and_then(|o| o.problem.clone())
+    };
+    wait_for(Duration::from_secs(10), || {
+        problem(&d)
+            .filter(|p| p.contains("does not exist"))
+            .map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("the output never went missing: {:?}", d.list()));
+    common::veth(&t.relay, "r1", "10.10.2.1/24", &t.dst, "d0", "10.10.2.2/24");
+    d.wait_active(Duration::from_secs(20));
+    wait_for(Duration::from_secs(10), || {
+        problem(&d).is_none().then_some(())
+    })
+    .unwrap_or_else(|| panic!("the output did not come back: {:?}", d.list()));
+    flow(&t, 400);
+    let st = wait_for(Duration::from_secs(10), || {
+        let st = d.stats();
+        (st.rules[0].outputs[0].packets >= 800).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("the output restarted its count: {:?}", d.stats()));
+    assert_eq!(st.rules[0].outputs[0].packets, 800, "{st:?}");
+    assert_eq!(sent(&d), Some(800), "the worker's sent agrees");
+    assert_eq!(st.rules[0].packets, 800);
+}
