@@ -38,12 +38,14 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 pub const MAX_FRAME: u32 = 65_536 + crate::wire::VNET_HDR_LEN as u32;
 
 /// Replace the filter on an open ingress socket (rules changed).
+/// `ifindex` is the interface the socket is bound to (0: no check).
 pub fn set_ingress_filter(
     fd: BorrowedFd<'_>,
     dsts: Option<&[Ipv4Addr]>,
     link_header: u16,
+    ifindex: u32,
 ) -> io::Result<()> {
-    attach_filter(fd, &ingress_filter(dsts, link_header))
+    attach_filter(fd, &ingress_filter(dsts, link_header, ifindex))
 }
 
 /// How to read frames of a link type: raw with a virtio_net_hdr where the
@@ -129,7 +131,7 @@ pub fn open_ingress_bound(
         set_int(b, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
     }
     set_buf(b, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf)?;
-    attach_filter(b, &ingress_filter(dsts, fmt.link_header))?;
+    attach_filter(b, &ingress_filter(dsts, fmt.link_header, ifindex))?;
     let mut sll: libc::sockaddr_ll = zeroed();
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = protocol.to_be();
