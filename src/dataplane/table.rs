@@ -99,7 +99,22 @@ impl Table {
             packets = old.packets;
             bytes = old.bytes;
             for (i, o) in rule.outputs.iter().enumerate() {
-                if let Some(j) = old.rule.outputs.iter().position(|p| p == o) {
+                // Only the egress socket changes when an output's interface
+                // vanishes and comes back: that is the same output, and its
+                // counters go on (as the worker's `sent` does) instead of
+                // restarting from zero.
+                let same_place = || {
+                    old.rule.outputs.get(i).and_then(|p| {
+                        (p.group == o.group && p.port == o.port && p.mode == o.mode).then_some(i)
+                    })
+                };
+                if let Some(j) = old
+                    .rule
+                    .outputs
+                    .iter()
+                    .position(|p| p == o)
+                    .or_else(same_place)
+                {
                     outputs[i] = old.outputs[j].clone();
                 }
             }
@@ -326,5 +341,16 @@ mod tests {
         assert_eq!(e.outputs[1].packets, 0);
         assert_eq!(t.take_counters(false).len(), 1);
         assert_eq!(t.take_counters(false).len(), 0, "clean after a report");
+        // The output's interface vanished (no socket) and came back (a new
+        // one): the same output, so its count goes on.
+        for egress in [u32::MAX, 7] {
+            a.outputs[0].egress = egress;
+            t.upsert(a.clone());
+            assert_eq!(t.get(a.key).unwrap().outputs[0].packets, 10, "{egress}");
+        }
+        // A different destination at that place is a different output.
+        a.outputs[0].port = 99;
+        t.upsert(a.clone());
+        assert_eq!(t.get(a.key).unwrap().outputs[0].packets, 0);
     }
 }

@@ -1,7 +1,9 @@
 //! What the privileged supervisor does with the kernel's network stack:
 //! open and configure every socket that a worker will use (`sockets`, with
 //! the ingress BPF filter in `bpf`), join input groups, and read interface
-//! facts (`interfaces`). `sockopt` is the one layer of raw socket calls
+//! facts (`interfaces`), and return freed heap memory to the kernel after
+//! large shrinks (`memory`). `tun` attaches to a tun device for programs
+//! that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
 //!
@@ -12,14 +14,17 @@
 
 pub mod bpf;
 pub mod interfaces;
+pub mod memory;
 pub mod sockets;
 pub mod sockopt;
+pub mod tun;
 
 pub use bpf::{ingress_filter, SockFilter, MAX_FILTER_DESTINATIONS};
 pub use interfaces::{
     has_cap_net_raw, interface_info, ipv4_addrs, list_interfaces, may_receive_gso, InterfaceInfo,
 };
 pub use sockets::{
-    drain, frame_format, join_fanout, open_egress, open_ingress, open_netlink_monitor, open_sink,
-    raw, set_ingress_filter, Memberships, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
+    drain, frame_format, ingress_protocol, join_fanout, open_egress, open_ingress,
+    open_ingress_bound, open_netlink_monitor, open_sink, raw, set_ingress_filter, Memberships,
+    EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
 };

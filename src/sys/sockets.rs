@@ -38,12 +38,14 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 pub const MAX_FRAME: u32 = 65_536 + crate::wire::VNET_HDR_LEN as u32;
 
 /// Replace the filter on an open ingress socket (rules changed).
+/// `ifindex` is the interface the socket is bound to (0: no check).
 pub fn set_ingress_filter(
     fd: BorrowedFd<'_>,
     dsts: Option<&[Ipv4Addr]>,
     link_header: u16,
+    ifindex: u32,
 ) -> io::Result<()> {
-    attach_filter(fd, &ingress_filter(dsts, link_header))
+    attach_filter(fd, &ingress_filter(dsts, link_header, ifindex))
 }
 
 /// How to read frames of a link type: raw with a virtio_net_hdr where the
@@ -72,12 +74,47 @@ pub fn frame_format(link_type: u16) -> FrameFormat {
     }
 }
 
-/// Open the ingress socket of interface `ifindex`. Needs CAP_NET_RAW.
+/// Open the ingress socket of interface `ifindex`, bound to IPv4. Needs
+/// CAP_NET_RAW.
 pub fn open_ingress(
     ifindex: u32,
     rcvbuf: usize,
     dsts: Option<&[Ipv4Addr]>,
     fmt: FrameFormat,
+) -> io::Result<OwnedFd> {
+    open_ingress_bound(ifindex, rcvbuf, dsts, fmt, libc::ETH_P_IP as u16)
+}
+
+/// The protocol an ingress socket on interface `name` binds to. A port of
+/// a Linux bridge hands every frame it receives to the bridge before the
+/// kernel delivers it by protocol, so a socket bound to IPv4 there never
+/// sees a packet; only a tap of every protocol comes before the bridge (the
+/// ingress filter then keeps IPv4 alone). Elsewhere binding to IPv4 keeps
+/// other protocols out of the socket without running the filter.
+pub fn ingress_protocol(name: &str) -> u16 {
+    // sysfs answers for the namespace it was mounted in, which is the
+    // supervisor's own: it runs in one namespace for its whole life.
+    let port = !name.is_empty()
+        && !name.contains('/')
+        && std::path::Path::new("/sys/class/net")
+            .join(name)
+            .join("brport")
+            .exists();
+    if port {
+        libc::ETH_P_ALL as u16
+    } else {
+        libc::ETH_P_IP as u16
+    }
+}
+
+/// Open the ingress socket of interface `ifindex`, bound to `protocol`
+/// (`ingress_protocol`). Needs CAP_NET_RAW.
+pub fn open_ingress_bound(
+    ifindex: u32,
+    rcvbuf: usize,
+    dsts: Option<&[Ipv4Addr]>,
+    fmt: FrameFormat,
+    protocol: u16,
 ) -> io::Result<OwnedFd> {
     // Protocol 0: the socket receives nothing until bound, so no frame of
     // another interface slips in before bind.
@@ -94,10 +131,10 @@ pub fn open_ingress(
         set_int(b, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
     }
     set_buf(b, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf)?;
-    attach_filter(b, &ingress_filter(dsts, fmt.link_header))?;
+    attach_filter(b, &ingress_filter(dsts, fmt.link_header, ifindex))?;
     let mut sll: libc::sockaddr_ll = zeroed();
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    sll.sll_protocol = protocol.to_be();
     sll.sll_ifindex = ifindex as i32;
     bind(b, &sll)?;
     Ok(fd)
@@ -161,10 +198,13 @@ pub fn open_egress(
 
 /// Memberships of input groups, per interface. The kernel limits the
 /// groups one socket may join (`net.ipv4.igmp_max_memberships`, 20 by
-/// default), so this spreads them over as many sockets as needed.
+/// default), so this spreads them over as many sockets as needed, and
+/// closes a socket as soon as it holds no group: after churn the process
+/// must not keep one idle socket per 20 groups it once joined.
 #[derive(Default)]
 pub struct Memberships {
-    sockets: Vec<(OwnedFd, usize)>,
+    /// Slots, so the indices in `joined` stay valid when one is closed.
+    sockets: Vec<Option<(OwnedFd, usize)>>,
     joined: HashMap<(u32, Ipv4Addr), usize>,
 }
 
@@ -181,13 +221,19 @@ impl Memberships {
         self.joined.keys().copied()
     }
 
+    /// Sockets open for memberships now.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.iter().flatten().count()
+    }
+
     /// Join `group` on `ifindex`. Joining twice is a no-op.
     pub fn join(&mut self, ifindex: u32, group: Ipv4Addr) -> io::Result<()> {
         if self.joined.contains_key(&(ifindex, group)) {
             return Ok(());
         }
         let req = mreqn(group, ifindex);
-        for (i, (fd, n)) in self.sockets.iter_mut().enumerate() {
+        for (i, slot) in self.sockets.iter_mut().enumerate() {
+            let Some((fd, n)) = slot else { continue };
             match setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req) {
                 Ok(()) => {
                     *n += 1;
@@ -205,8 +251,17 @@ impl Memberships {
         // empty.
         attach_filter(fd.as_fd(), &drop_all())?;
         setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req)?;
-        self.sockets.push((fd, 1));
-        self.joined.insert((ifindex, group), self.sockets.len() - 1);
+        let i = match self.sockets.iter().position(Option::is_none) {
+            Some(i) => {
+                self.sockets[i] = Some((fd, 1));
+                i
+            }
+            None => {
+                self.sockets.push(Some((fd, 1)));
+                self.sockets.len() - 1
+            }
+        };
+        self.joined.insert((ifindex, group), i);
         Ok(())
     }
 
@@ -216,9 +271,14 @@ impl Memberships {
             return Ok(());
         };
         let req = mreqn(group, ifindex);
-        let (fd, n) = &mut self.sockets[i];
-        *n = n.saturating_sub(1);
-        setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_DROP_MEMBERSHIP, &req)
+        let r = match &self.sockets[i] {
+            Some((fd, _)) => {
+                setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_DROP_MEMBERSHIP, &req)
+            }
+            None => Ok(()),
+        };
+        self.release(i);
+        r
     }
 
     /// Forget every membership on an interface that is gone (the kernel
@@ -232,8 +292,24 @@ impl Memberships {
             .collect();
         for k in gone {
             if let Some(i) = self.joined.remove(&k) {
-                self.sockets[i].1 = self.sockets[i].1.saturating_sub(1);
+                self.release(i);
             }
+        }
+    }
+
+    /// One group fewer on socket `i`: close it when it holds none.
+    fn release(&mut self, i: usize) {
+        let Some(slot) = self.sockets.get_mut(i) else {
+            return;
+        };
+        if let Some((_, n)) = slot {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                *slot = None;
+            }
+        }
+        while matches!(self.sockets.last(), Some(None)) {
+            self.sockets.pop();
         }
     }
 }
@@ -294,4 +370,45 @@ pub fn drain(fd: BorrowedFd<'_>) -> bool {
 /// The raw fd of a socket, for io_uring submissions.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Joining needs no privilege, and loopback (ifindex 1) exists in every
+    /// namespace, so this runs anywhere.
+    #[test]
+    fn membership_sockets_are_closed_when_their_last_group_is_left() {
+        let mut m = Memberships::new();
+        let groups: Vec<Ipv4Addr> = (0..45u32)
+            .map(|i| Ipv4Addr::from(0xef63_0000 + i))
+            .collect();
+        for g in &groups {
+            m.join(1, *g).expect("join on lo");
+        }
+        let peak = m.open_sockets();
+        // 20 per socket by default; a host with a larger limit needs fewer.
+        assert!(peak >= 1, "{peak}");
+        for g in &groups[..40] {
+            m.leave(1, *g).expect("leave");
+        }
+        assert!(m.open_sockets() <= 2, "{} of {peak}", m.open_sockets());
+        // Rejoining reuses or reopens sockets; all of it goes again.
+        for g in &groups[..10] {
+            m.join(1, *g).expect("rejoin");
+        }
+        for g in &groups {
+            m.leave(1, *g).expect("leave");
+        }
+        assert_eq!(m.open_sockets(), 0);
+        assert_eq!(m.joined().count(), 0);
+        m.join(1, groups[0]).expect("join");
+        m.forget_interface(1);
+        assert_eq!(
+            m.open_sockets(),
+            0,
+            "a vanished interface frees its sockets"
+        );
+    }
 }

@@ -36,6 +36,9 @@ pub struct LinkArgs {
     pub ifaces: Arc<Ifaces>,
     pub nworkers: u32,
     pub core: Option<u32>,
+    /// Restarts of the worker this one replaces (its interface went down
+    /// or away and came back): a replacement continues its count.
+    pub restarts: u32,
 }
 
 pub struct WorkerLink;
@@ -81,6 +84,7 @@ impl Actor for WorkerLink {
             s.ifaces = a.ifaces;
             s.nworkers = a.nworkers;
             s.core = a.core;
+            s.restarts = s.restarts.max(a.restarts);
             // Adopting a process whose exit we may have missed while no
             // link was registered.
             if s.proc.as_ref().is_some_and(|p| p.has_exited()) {

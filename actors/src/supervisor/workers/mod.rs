@@ -53,7 +53,19 @@ pub struct WmState {
     inputs_for: Option<(Arc<Tables>, Arc<Ifaces>)>,
     /// Restart budget of each worker's link.
     budgets: HashMap<WorkerKey, RestartBudget>,
+    /// Workers stopped because their interface went down or away, with
+    /// the restart count their replacement starts from: to a user the
+    /// worker that comes back with the interface is a restart of the old
+    /// one, not a new worker that never failed.
+    replaced: HashMap<WorkerKey, u32>,
+    /// Most rules in the tables since freed memory was last returned.
+    peak_rules: usize,
 }
+
+/// Return freed memory to the kernel once the tables have shrunk to less
+/// than half of their peak, by at least this many rules: smaller shrinks
+/// free too little to be worth the walk over the heap.
+const TRIM_AFTER_SHRINK: usize = 200;
 
 /// What a link was sent. The shared tables are compared by identity:
 /// holding them keeps their addresses from being reused by newer ones.
@@ -176,6 +188,7 @@ impl WmState {
                 ifaces: self.ifaces.clone(),
                 nworkers: *n,
                 core: *core,
+                restarts: self.replaced.remove(key).unwrap_or(0),
             };
             match Actor::spawn_linked(Some(key.actor_name()), WorkerLink, args, myself.get_cell())
                 .await
@@ -215,6 +228,14 @@ impl WmState {
                     };
                     match stop {
                         Some(reason) => {
+                            let flapped = !ifc.is_some_and(|i| i.up);
+                            if flapped && !self.replaced.contains_key(&key) {
+                                let prev = lock(&self.shared.registry)
+                                    .get(&key)
+                                    .map(|s| lock(s).restarts)
+                                    .unwrap_or(0);
+                                self.replaced.insert(key.clone(), prev + 1);
+                            }
                             if let Some(link) = self.links.get(&key) {
                                 let _ = link.cast(LinkMsg::Stop {
                                     reason,
@@ -243,6 +264,19 @@ impl WmState {
         }
         self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));
         lock(&self.shared.inputs).reconcile(&self.tables, &self.ifaces);
+    }
+
+    /// After churn, give the memory the removed rules held back to the
+    /// kernel (checked on the tick, so a burst of removals trims once or
+    /// twice rather than per removal).
+    fn trim_after_shrink(&mut self) {
+        let rules: usize = self.tables.values().map(|t| t.len()).sum();
+        if rules * 2 < self.peak_rules && self.peak_rules - rules >= TRIM_AFTER_SHRINK {
+            debug!(target: "Supervisor", "rules fell from {} to {rules}; returning freed memory", self.peak_rules);
+            mcr::sys::memory::return_free_memory();
+            self.peak_rules = rules;
+        }
+        self.peak_rules = self.peak_rules.max(rules);
     }
 
     fn pick(&self, interface: &Option<String>) -> Result<ActorRef<LinkMsg>, String> {
@@ -281,6 +315,8 @@ impl Actor for WorkerManager {
             sent: HashMap::new(),
             inputs_for: None,
             budgets: HashMap::new(),
+            replaced: HashMap::new(),
+            peak_rules: 0,
         })
     }
 
@@ -318,7 +354,10 @@ impl Actor for WorkerManager {
                 st.ifaces = ifaces;
                 st.reconcile(&myself).await;
             }
-            WmMsg::Tick => st.reconcile(&myself).await,
+            WmMsg::Tick => {
+                st.reconcile(&myself).await;
+                st.trim_after_shrink();
+            }
             WmMsg::SetLevels(levels) => {
                 for l in st.links.values() {
                     let _ = l.cast(LinkMsg::SetLevels(levels.clone()));

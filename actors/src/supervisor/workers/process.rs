@@ -251,8 +251,14 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
             .is_some_and(|(_, ix, f)| *ix == info.ifindex && *f == format);
     if !reuse {
         st.ingress = None;
-        let fd = sockets::open_ingress(info.ifindex, sockets::INGRESS_RCVBUF, Some(&dsts), format)
-            .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
+        let fd = sockets::open_ingress_bound(
+            info.ifindex,
+            sockets::INGRESS_RCVBUF,
+            Some(&dsts),
+            format,
+            sockets::ingress_protocol(&info.name),
+        )
+        .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
         if st.nworkers > 1 {
             sockets::join_fanout(fd.as_fd(), fanout_id(info.ifindex))
                 .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;

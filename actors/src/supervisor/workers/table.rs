@@ -134,10 +134,10 @@ impl LinkState {
                 self.send(&ToWorker::RemoveEgress { id }, &[]);
             }
         }
-        if let Some((ingress, _, fmt)) = &self.ingress {
+        if let Some((ingress, ifindex, fmt)) = &self.ingress {
             let dsts = self.filter_dsts();
             if let Err(e) =
-                sockets::set_ingress_filter(ingress.as_fd(), Some(&dsts), fmt.link_header)
+                sockets::set_ingress_filter(ingress.as_fd(), Some(&dsts), fmt.link_header, *ifindex)
             {
                 warn!(target: "Ingress", "worker {}: updating the ingress filter: {e}", self.key);
             }
