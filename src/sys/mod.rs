@@ -1,7 +1,7 @@
 //! What the privileged supervisor does with the kernel's network stack:
 //! open and configure every socket that a worker will use (`sockets`, with
 //! the ingress BPF filter in `bpf`), join input groups, and read interface
-//! facts (`interfaces`). `sockopt` is the one layer of raw socket calls
+//! facts (`interfaces`), and the PIM router's raw socket (`pim`). `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
 //!
@@ -12,6 +12,7 @@
 
 pub mod bpf;
 pub mod interfaces;
+pub mod pim;
 pub mod sockets;
 pub mod sockopt;
 

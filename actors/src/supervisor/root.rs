@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
-use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, systemd, workers};
+use super::{
+    config_actor, control, loglevel, netlink, pim, rib_actor, stats_actor, systemd, workers,
+};
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
 pub const RESTART_BUDGET: usize = 5;
@@ -64,6 +66,8 @@ async fn spawn_child(
             .await?
             .0
             .get_cell(),
+        // Until the ProtocolSupervisor lands, the root supervises PIM.
+        Child::Pim => pim::spawn_linked(kind.name(), shared, root).await?,
         Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
             .await?
             .0

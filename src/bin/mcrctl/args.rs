@@ -52,6 +52,9 @@ pub enum Cmd {
     Status,
     /// The compiled forwarding table.
     Mroute,
+    /// PIM-SM neighbors and interfaces.
+    #[command(subcommand)]
+    Pim(PimCmd),
     /// Show, check, load, save or reload configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -60,7 +63,7 @@ pub enum Cmd {
     LogLevel(LogCmd),
     /// Stream events as JSON lines until interrupted.
     Subscribe {
-        /// Comma-separated classes: rules, workers, interfaces, config, actors (default: all).
+        /// Comma-separated classes: rules, workers, interfaces, config, actors, pim (default: all).
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
@@ -110,6 +113,14 @@ pub enum ConfigCmd {
     Save { file: Option<PathBuf> },
     /// Re-read the daemon's startup config file (like SIGHUP).
     Reload,
+}
+
+#[derive(Subcommand)]
+pub enum PimCmd {
+    /// PIM neighbors: address, DR priority, holdtime left, generation id, uptime.
+    Neighbors,
+    /// PIM interfaces: address, DR, neighbor count, Hello interval, packet counters.
+    Interfaces,
 }
 
 #[derive(Subcommand)]
