@@ -5,10 +5,11 @@
 //! Checks what a user of both routers sees (RFC 7761 §4.3): each lists the
 //! other as neighbor (`vtysh show ip pim neighbor json`, `mcrctl pim
 //! neighbors`), both name the same DR (`show ip pim interface json`,
-//! `mcrctl pim interfaces`) within 2 s, either way round; MCR drops FRR
-//! once FRR's pimd stops; malformed PIM (truncated, bad checksum, wrong
-//! version) is counted and never restarts the PimActor. Each test prints
-//! the time to adjacency.
+//! `mcrctl pim interfaces`) within 2 s, either way round, and after a
+//! reload that changes MCR's priority; MCR drops FRR at once on its
+//! goodbye and after its holdtime when it goes silent; malformed PIM
+//! (truncated, bad checksum, wrong version) is counted and never restarts
+//! the PimActor. Each test prints the time to adjacency.
 
 mod common;
 
@@ -121,7 +122,7 @@ fn wait_adjacent(lab: &Lab, want_dr: Ipv4Addr) -> Duration {
     }
 }
 
-fn adjacency_case(r1_prio: u32, mcr_prio: u32, want_dr: Ipv4Addr, label: &str) {
+fn adjacency_case(r1_prio: u32, mcr_prio: u32, want_dr: Ipv4Addr, label: &str) -> Lab {
     let lab = lab(r1_prio, mcr_prio);
     let t = wait_adjacent(&lab, want_dr);
     println!("pim_frr {label}: adjacency and agreed DR {want_dr} after {t:?}");
@@ -149,6 +150,7 @@ fn adjacency_case(r1_prio: u32, mcr_prio: u32, want_dr: Ipv4Addr, label: &str) {
         text.contains("m-r1") && text.contains(&want_dr.to_string()),
         "{text}"
     );
+    lab
 }
 
 #[test]
@@ -164,14 +166,28 @@ fn adjacency_with_frr_when_frr_has_the_higher_dr_priority() {
     if !require_frr("adjacency_with_frr_when_frr_has_the_higher_dr_priority") {
         return;
     }
-    adjacency_case(10, 1, R1, "FRR is DR");
+    let lab = adjacency_case(10, 1, R1, "FRR is DR");
+    // A reload that raises MCR's priority moves the DR to MCR on both
+    // sides, and keeps the neighbor (no re-learning from scratch).
+    let gen = mcr_interfaces(&lab.mcr)[0].generation_id;
+    let path = lab.mcr.config.clone().expect("config file");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("dr_priority: 1,", "dr_priority: 20,")).unwrap();
+    let t0 = Instant::now();
+    lab.mcr.ctl_ok(&["config", "reload"]);
+    lab.r1
+        .wait_json("show ip pim interface json", Duration::from_secs(5), |v| {
+            (frr_dr(v) == Some(MCR)).then_some(())
+        });
+    let ifs = mcr_interfaces(&lab.mcr);
+    assert_eq!((ifs[0].dr, ifs[0].dr_priority), (MCR, 20), "{ifs:?}");
+    assert_eq!(ifs[0].generation_id, gen, "a reload is not a restart");
+    assert!(mcr_neighbors(&lab.mcr).iter().any(|n| n.address == R1));
+    println!("pim_frr: DR moved to MCR {:?} after a reload", t0.elapsed());
 }
 
-#[test]
-fn mcr_drops_frr_when_its_pimd_stops() {
-    if !require_frr("mcr_drops_frr_when_its_pimd_stops") {
-        return;
-    }
+/// Stop r1's pimd with `sig` once adjacent; how long MCR took to drop it.
+fn drop_after_pimd_stops(sig: nix::sys::signal::Signal) -> Duration {
     let lab = lab(1, 1);
     // Equal priorities: the higher address wins (§4.3.2).
     let t = wait_adjacent(&lab, MCR);
@@ -183,23 +199,42 @@ fn mcr_drops_frr_when_its_pimd_stops() {
         .parse()
         .expect("pid");
     let stopped = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("stop pimd");
-    // Holdtime 4 s unless FRR says goodbye first.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("stop pimd");
     let gone = common::wait_for(Duration::from_secs(8), || {
         mcr_neighbors(&lab.mcr)
             .is_empty()
             .then(|| stopped.elapsed())
     });
     let gone = gone.unwrap_or_else(|| panic!("MCR still lists {:?}", mcr_neighbors(&lab.mcr)));
-    println!("pim_frr: neighbor dropped {gone:?} after pimd stopped");
-    assert!(gone <= Duration::from_secs(6), "{gone:?}");
+    println!("pim_frr: neighbor dropped {gone:?} after pimd got {sig}");
     let ifs = mcr_interfaces(&lab.mcr);
     assert_eq!(ifs[0].dr, MCR, "MCR is DR alone: {ifs:?}");
     assert_eq!(ifs[0].neighbors, 0);
+    gone
+}
+
+#[test]
+fn mcr_drops_frr_at_once_on_its_goodbye() {
+    if !require_frr("mcr_drops_frr_at_once_on_its_goodbye") {
+        return;
+    }
+    // FRR's pimd says goodbye (holdtime 0) when it is stopped.
+    let gone = drop_after_pimd_stops(nix::sys::signal::Signal::SIGTERM);
+    assert!(gone < Duration::from_secs(2), "{gone:?}");
+}
+
+#[test]
+fn mcr_drops_a_silent_frr_after_its_holdtime() {
+    if !require_frr("mcr_drops_a_silent_frr_after_its_holdtime") {
+        return;
+    }
+    // SIGKILL: no goodbye, so the neighbor lives out FRR's holdtime (3 s
+    // for a 1 s Hello), counted from its last Hello, up to 1 s before.
+    let gone = drop_after_pimd_stops(nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        gone >= Duration::from_millis(1500) && gone <= Duration::from_millis(4500),
+        "{gone:?}"
+    );
 }
 
 /// A Hello with only a Holdtime option (105 s), checksum filled.
