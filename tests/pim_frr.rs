@@ -9,12 +9,13 @@
 //! reload that changes MCR's priority; MCR drops FRR at once on its
 //! goodbye and after its holdtime when it goes silent; malformed PIM
 //! (truncated, bad checksum, wrong version) is counted and never restarts
-//! the PimActor. Each test prints the time to adjacency.
+//! the PimActor; and an adjacency with troglobit pimd (r3 of the lab).
+//! Each test prints the time to adjacency.
 
 mod common;
 
 use common::daemon::{Daemon, DaemonOpts};
-use common::frr::{require_frr, FrrRouter};
+use common::frr::{require_frr, require_troglobit_pimd, FrrRouter, TroglobitPimd};
 use common::{veth, Netns};
 use mcr::control::StatusReport;
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
@@ -158,7 +159,24 @@ fn adjacency_with_frr_when_mcr_has_the_higher_dr_priority() {
     if !require_frr("adjacency_with_frr_when_mcr_has_the_higher_dr_priority") {
         return;
     }
-    adjacency_case(1, 10, MCR, "MCR is DR");
+    let mut lab = adjacency_case(1, 10, MCR, "MCR is DR");
+    // MCR says goodbye when it stops: FRR drops it and takes over as DR
+    // at once rather than after MCR's 4 s holdtime.
+    let t0 = Instant::now();
+    lab.mcr.stop();
+    lab.r1.wait_json(
+        "show ip pim neighbor json",
+        Duration::from_millis(2500),
+        |v| frr_sees_mcr(v).is_none().then_some(()),
+    );
+    lab.r1
+        .wait_json("show ip pim interface json", Duration::from_secs(1), |v| {
+            (frr_dr(v) == Some(R1)).then_some(())
+        });
+    println!(
+        "pim_frr: FRR dropped MCR {:?} after mcrd stopped",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -344,4 +362,66 @@ fn mcr_interfaces_try(d: &Daemon) -> Option<Vec<InterfaceSnapshot>> {
 fn mcr_neighbors_try(d: &Daemon) -> Option<Vec<NeighborSnapshot>> {
     let o = d.ctl(&["--json", "pim", "neighbors"]);
     serde_json::from_slice(&o.stdout).ok()
+}
+
+#[test]
+fn adjacency_with_troglobit_pimd() {
+    if !require_troglobit_pimd("adjacency_with_troglobit_pimd") {
+        return;
+    }
+    const M: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 2);
+    const T: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 3);
+    let mcr_ns = Netns::new("pim-mcr3");
+    let r3 = Netns::new("pim-tp");
+    veth(
+        &mcr_ns,
+        "m-r3",
+        &format!("{M}/24"),
+        &r3,
+        "r3-m",
+        &format!("{T}/24"),
+    );
+    let config = "{ pim: { enabled: true, interfaces: [ { name: \"m-r3\", \
+                  hello_interval: 1, triggered_hello_delay: 0.05 } ] } }";
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(config),
+            ..Default::default()
+        },
+    );
+    let pimd = TroglobitPimd::start(&r3, "phyint r3-m enable\n");
+    let t0 = Instant::now();
+    // Equal priorities: the higher address, pimd's, is DR on both sides.
+    let end = t0 + Duration::from_secs(15);
+    let took = loop {
+        let ours = mcr_neighbors(&mcr);
+        let ifs = mcr_interfaces(&mcr);
+        let view = pimd.try_show().unwrap_or_default();
+        // pimd's vif row: "0  10.205.1.3  10.205.1/24  1  DR PIM  10.205.1.2".
+        let they_agree = view.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"10.205.1.3") && f.contains(&"DR") && f.contains(&"10.205.1.2")
+        });
+        let we_agree = ours.iter().any(|n| n.address == T) && ifs.first().map(|i| i.dr) == Some(T);
+        if they_agree && we_agree {
+            break t0.elapsed();
+        }
+        assert!(
+            Instant::now() < end,
+            "no adjacency with troglobit pimd: MCR {ours:?} {ifs:?}; pimd:\n{view}{}\nmcrd:\n{}",
+            pimd.log_tail(),
+            mcr.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("pim_frr troglobit pimd: adjacency and agreed DR {T} after {took:?}");
+    let n = mcr_neighbors(&mcr);
+    assert!(n.iter().all(|n| n.generation_id.is_some()), "{n:?}");
+    let c = mcr_interfaces(&mcr)[0].counters;
+    assert_eq!(
+        (c.malformed, c.checksum_errors, c.wrong_version),
+        (0, 0, 0),
+        "pimd's Hellos all decode: {c:?}"
+    );
 }

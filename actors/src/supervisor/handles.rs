@@ -257,6 +257,8 @@ pub enum PimMsg {
     Reconfigure,
     Neighbors(RpcReplyPort<Vec<NeighborSnapshot>>),
     InterfaceList(RpcReplyPort<Vec<InterfaceSnapshot>>),
+    /// The daemon stops: send goodbye Hellos, then answer.
+    Shutdown(RpcReplyPort<()>),
     Panic,
 }
 

@@ -14,7 +14,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
+use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
 use super::{
@@ -255,6 +255,8 @@ async fn shutdown(shared: &Arc<Shared>) {
     if shared.shutting_down.swap(true, Ordering::SeqCst) {
         return;
     }
+    // Before the tree goes: neighbors must hear PIM's goodbye Hellos.
+    let _ = handles::Pim::call_within(PimMsg::Shutdown, Duration::from_secs(1)).await;
     info!(target: "Supervisor", "shutting down: stopping workers");
     let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;
     workers::kill_all(shared);

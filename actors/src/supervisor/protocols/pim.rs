@@ -63,6 +63,7 @@ pub struct PimState {
     socks: BTreeMap<u32, Sock>,
     timer: Option<(Instant, tokio::task::JoinHandle<()>)>,
     config_watch: tokio::task::JoinHandle<()>,
+    said_goodbye: bool,
 }
 
 impl Drop for PimState {
@@ -167,6 +168,16 @@ impl PimState {
                 // snapshot retries; the core keeps running.
                 Err(e) => warn!(target: "Pim", "cannot open the PIM socket on {name}: {e}"),
             }
+        }
+    }
+
+    /// Goodbye Hellos (holdtime 0) let neighbors re-elect the DR now
+    /// rather than after our holdtime. Once only: the root asks before it
+    /// stops the tree, and `post_stop` covers any other orderly stop.
+    fn goodbye(&mut self, me: &ActorRef<PimMsg>) {
+        if !std::mem::replace(&mut self.said_goodbye, true) {
+            self.core.handle_event(Instant::now(), PimInput::Shutdown);
+            self.drain(me);
         }
     }
 
@@ -352,6 +363,7 @@ impl Actor for PimActor {
             socks: BTreeMap::new(),
             timer: None,
             config_watch,
+            said_goodbye: false,
             shared,
         };
         let cfg = st.shared.config().pim.clone();
@@ -395,6 +407,10 @@ impl Actor for PimActor {
             PimMsg::InterfaceList(r) => {
                 let _ = r.send(st.core.interfaces(Instant::now()));
             }
+            PimMsg::Shutdown(r) => {
+                st.goodbye(&myself);
+                let _ = r.send(());
+            }
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }
         st.drain(&myself);
@@ -406,10 +422,7 @@ impl Actor for PimActor {
         myself: ActorRef<PimMsg>,
         st: &mut PimState,
     ) -> Result<(), ActorProcessingErr> {
-        // Goodbye Hellos (holdtime 0) let neighbors re-elect the DR now
-        // rather than after our holdtime.
-        st.core.handle_event(Instant::now(), PimInput::Shutdown);
-        st.drain(&myself);
+        st.goodbye(&myself);
         Ok(())
     }
 }
