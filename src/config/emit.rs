@@ -35,6 +35,7 @@ impl Config {
         write_logging(&mut out, &self.logging.levels, self.logging.format);
         write_control(&mut out, &self.control);
         write_workers(&mut out, &self.workers);
+        super::schema::pim::write_pim(&mut out, &self.pim, seconds);
         out.push_str("}\n");
         out
     }

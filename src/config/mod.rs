@@ -47,6 +47,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub control: ControlConfig,
     pub workers: WorkersConfig,
+    /// PIM-SM (`crate::pim`); off unless `pim.enabled`.
+    pub pim: crate::pim::PimConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -22,10 +22,14 @@ use super::{Config, ConfigError, ControlConfig, LoggingConfig, WorkersConfig};
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
 
-const TOP_KEYS: &[&str] = &["rules", "pinning", "logging", "control", "workers"];
+// A child of this module so that it walks with the same `Walker`.
+#[path = "pim.rs"]
+pub(super) mod pim;
+
+const TOP_KEYS: &[&str] = &["rules", "pinning", "logging", "control", "workers", "pim"];
 /// Sections of later releases. Refused loudly: accepting and ignoring them
 /// would let an operator believe IGMP or PIM is running.
-const REFUSED_KEYS: &[&str] = &["igmp", "pim", "msdp", "metrics"];
+const REFUSED_KEYS: &[&str] = &["igmp", "msdp", "metrics"];
 const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
 const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
 const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode"];
@@ -322,6 +326,11 @@ impl Walker {
                 "workers" => {
                     if let Some(w) = self.workers(&m.value, &path) {
                         config.workers = w;
+                    }
+                }
+                "pim" => {
+                    if let Some(p) = self.pim(&m.value, &path) {
+                        config.pim = p;
                     }
                 }
                 k if REFUSED_KEYS.contains(&k) => self.error(

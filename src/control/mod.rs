@@ -104,6 +104,10 @@ pub enum Request {
     Workers,
     Status,
     Mroute,
+    /// PIM neighbors on every PIM interface (`pim::instance::NeighborSnapshot`).
+    PimNeighbors,
+    /// PIM interfaces with DR and counters (`pim::instance::InterfaceSnapshot`).
+    PimInterfaces,
     ConfigShow,
     /// Validate a config file's text.
     ConfigCheck {
@@ -394,15 +398,17 @@ pub enum EventKind {
     Interfaces,
     Config,
     Actors,
+    Pim,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Rules,
         EventKind::Workers,
         EventKind::Interfaces,
         EventKind::Config,
         EventKind::Actors,
+        EventKind::Pim,
     ];
 
     pub fn parse(s: &str) -> Result<EventKind, String> {
@@ -412,8 +418,9 @@ impl EventKind {
             "interfaces" | "interface" => Ok(EventKind::Interfaces),
             "config" => Ok(EventKind::Config),
             "actors" | "actor" => Ok(EventKind::Actors),
+            "pim" => Ok(EventKind::Pim),
             other => Err(format!(
-                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors"
+                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors, pim"
             )),
         }
     }
@@ -481,6 +488,30 @@ pub enum Event {
         restarts: u32,
         reason: String,
     },
+    /// A PIM router's first Hello on one of our PIM interfaces.
+    PimNeighborUp {
+        interface: String,
+        neighbor: Ipv4Addr,
+    },
+    /// A PIM neighbor is gone: `expired`, `goodbye`, `interface_down`,
+    /// `pim_disabled`.
+    PimNeighborDown {
+        interface: String,
+        neighbor: Ipv4Addr,
+        reason: String,
+    },
+    /// A neighbor came back with a new generation id (it restarted).
+    PimNeighborRestarted {
+        interface: String,
+        neighbor: Ipv4Addr,
+    },
+    /// The Designated Router of a PIM interface changed.
+    PimDrChange {
+        interface: String,
+        old: Option<Ipv4Addr>,
+        new: Ipv4Addr,
+        we_are_dr: bool,
+    },
     /// The subscriber fell behind and `missed` events were dropped for it.
     Lagged {
         missed: u64,
@@ -504,6 +535,10 @@ impl Event {
             | Event::InterfaceRemoved { .. } => EventKind::Interfaces,
             Event::ConfigApplied { .. } => EventKind::Config,
             Event::ActorRestarted { .. } | Event::Lagged { .. } => EventKind::Actors,
+            Event::PimNeighborUp { .. }
+            | Event::PimNeighborDown { .. }
+            | Event::PimNeighborRestarted { .. }
+            | Event::PimDrChange { .. } => EventKind::Pim,
         }
     }
 }

@@ -31,6 +31,8 @@ pub const OPT_LAN_PRUNE_DELAY: u16 = 2;
 pub const OPT_DR_PRIORITY: u16 = 19;
 pub const OPT_GENERATION_ID: u16 = 20;
 pub const OPT_ADDRESS_LIST: u16 = 24;
+/// IANA address family 2 in encoded addresses (RFC 7761 §4.9.1).
+const AF_IPV6: u8 = 2;
 
 /// Hello holdtime meaning "never time out this neighbor" (§4.9.2).
 pub const HOLDTIME_INFINITE: u16 = 0xffff;
@@ -494,13 +496,22 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, DecodeError> {
             }
             OPT_DR_PRIORITY if len == 4 => h.dr_priority = Some(v.u32()?),
             OPT_GENERATION_ID if len == 4 => h.generation_id = Some(v.u32()?),
-            OPT_ADDRESS_LIST if len % 6 == 0 => {
+            // FRR lists its IPv6 link-local addresses here too (family
+            // 2); they say nothing about the IPv4 neighbor and are skipped.
+            OPT_ADDRESS_LIST => {
                 while v.remaining() > 0 {
-                    h.address_list.push(v.unicast()?);
+                    match (v.u8()?, v.u8()?) {
+                        (AF_IPV4, NATIVE_ENCODING) => h.address_list.push(v.ipv4()?),
+                        (AF_IPV6, NATIVE_ENCODING) => {
+                            v.take(16)?;
+                        }
+                        _ => return Err(bad),
+                    }
                 }
             }
-            OPT_HOLDTIME | OPT_LAN_PRUNE_DELAY | OPT_DR_PRIORITY | OPT_GENERATION_ID
-            | OPT_ADDRESS_LIST => return Err(bad),
+            OPT_HOLDTIME | OPT_LAN_PRUNE_DELAY | OPT_DR_PRIORITY | OPT_GENERATION_ID => {
+                return Err(bad)
+            }
             _ => h.unknown.push((ty, v.rest().to_vec())),
         }
     }

@@ -9,7 +9,7 @@
 //! values), §4.5.1/§4.5.2 (downstream (*,G) and (S,G) Join/Prune
 //! machines), §4.7's static RP mappings (longest-prefix match). The
 //! (S,G,rpt) and upstream Join/Prune machines, Register and Assert come in
-//! later layers; `docs/pim-compliance.md` lists every requirement and
+//! later layers; `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and
 //! where it stands.
 
 pub mod codec;

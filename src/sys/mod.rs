@@ -2,7 +2,7 @@
 //! open and configure every socket that a worker will use (`sockets`, with
 //! the ingress BPF filter in `bpf`), join input groups, and read interface
 //! facts (`interfaces`), and return freed heap memory to the kernel after
-//! large shrinks (`memory`). `tun` attaches to a tun device for programs
+//! large shrinks (`memory`), and the PIM router's raw socket (`pim`). `tun` attaches to a tun device for programs
 //! that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
@@ -15,6 +15,7 @@
 pub mod bpf;
 pub mod interfaces;
 pub mod memory;
+pub mod pim;
 pub mod sockets;
 pub mod sockopt;
 pub mod tun;

@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use super::handles::{self, Config, ConfigMsg, ControlMsg, Root, RootMsg, WmMsg};
+use super::handles::{self, Config, ConfigMsg, ControlMsg, PimMsg, Root, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::{lock, spawn_ticker};
 
@@ -385,6 +385,8 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
         )),
         Request::List => to_resp(handles::Rib::list().await),
         Request::Mroute => to_resp(handles::Rib::mroute().await),
+        Request::PimNeighbors => to_resp(handles::Pim::call(PimMsg::Neighbors).await),
+        Request::PimInterfaces => to_resp(handles::Pim::call(PimMsg::InterfaceList).await),
         Request::Stats => to_resp(handles::Stats::get().await),
         Request::Workers => to_resp(handles::Workers::list().await),
         Request::ConfigShow => to_resp(Config::call(ConfigMsg::Show).await),

@@ -19,6 +19,7 @@ use mcr::control::{
 use mcr::iface::Ifaces;
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
+use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rib::state::{Tables, WorkerView};
 use mcr::rib::InterfaceTable;
 use mcr::rule::{RuleInput, RuleOutput, RuleSet};
@@ -43,17 +44,20 @@ pub enum Child {
     Workers,
     Rib,
     Netlink,
+    /// Under the root until the ProtocolSupervisor lands.
+    Pim,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 7] = [
+    pub const ALL: [Child; 8] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
         Child::Workers,
         Child::Rib,
         Child::Netlink,
+        Child::Pim,
         Child::Control,
     ];
 
@@ -66,6 +70,7 @@ impl Child {
             Child::Workers => "workers",
             Child::Rib => "rib",
             Child::Netlink => "netlink",
+            Child::Pim => "pim",
             Child::Control => "control",
         }
     }
@@ -272,6 +277,28 @@ pub enum NetlinkMsg {
     Panic,
 }
 
+pub enum PimMsg {
+    Ops(Ops),
+    /// A packet read from the PIM socket of `ifindex` (the IP payload).
+    Packet {
+        ifindex: u32,
+        src: std::net::Ipv4Addr,
+        dst: std::net::Ipv4Addr,
+        payload: Vec<u8>,
+    },
+    /// The core's `poll_timeout` has come.
+    Timer,
+    /// A new interface snapshot (from the NetlinkMonitor).
+    Interfaces(Arc<Ifaces>),
+    /// The running configuration changed.
+    Reconfigure,
+    Neighbors(RpcReplyPort<Vec<NeighborSnapshot>>),
+    InterfaceList(RpcReplyPort<Vec<InterfaceSnapshot>>),
+    /// The daemon stops: send goodbye Hellos, then answer.
+    Shutdown(RpcReplyPort<()>),
+    Panic,
+}
+
 pub enum ControlMsg {
     Ops(Ops),
     Tick,
@@ -374,6 +401,10 @@ handle!(
     Netlink, NetlinkMsg, "netlink"
 );
 handle!(
+    /// The PimActor: PIM-SM neighbors and DR.
+    Pim, PimMsg, "pim"
+);
+handle!(
     /// The ControlServer.
     Control, ControlMsg, "control"
 );
@@ -442,6 +473,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Workers => Workers::tell(WmMsg::Panic),
         Child::Rib => Rib::tell(RibMsg::Panic),
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
+        Child::Pim => Pim::tell(PimMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
 }
@@ -456,6 +488,7 @@ fn ops_msg(child: Child, o: Ops) -> bool {
         Child::Rib => Rib::tell(RibMsg::Ops(o)),
         Child::Netlink => Netlink::tell(NetlinkMsg::Ops(o)),
         Child::Control => Control::tell(ControlMsg::Ops(o)),
+        Child::Pim => Pim::tell(PimMsg::Ops(o)),
     }
 }
 
@@ -535,7 +568,7 @@ mod tests {
     async fn unknown_actor_names_list_the_real_ones() {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, control"),
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, control"),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".

@@ -14,10 +14,12 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
+use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
-use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, systemd, workers};
+use super::{
+    config_actor, control, loglevel, netlink, pim, rib_actor, stats_actor, systemd, workers,
+};
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
 pub const RESTART_BUDGET: usize = 5;
@@ -64,6 +66,8 @@ async fn spawn_child(
             .await?
             .0
             .get_cell(),
+        // Until the ProtocolSupervisor lands, the root supervises PIM.
+        Child::Pim => pim::spawn_linked(kind.name(), shared, root).await?,
         Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
             .await?
             .0
@@ -255,6 +259,8 @@ async fn shutdown(shared: &Arc<Shared>) {
     // Told at the start, so that systemd waits for the workers to stop
     // instead of counting them as a hang.
     systemd::stopping();
+    // Before the tree goes: neighbors must hear PIM's goodbye Hellos.
+    let _ = handles::Pim::call_within(PimMsg::Shutdown, Duration::from_secs(1)).await;
     info!(target: "Supervisor", "shutting down: stopping workers");
     let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;
     workers::kill_all(shared);

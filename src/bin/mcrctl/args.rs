@@ -59,6 +59,9 @@ pub enum Cmd {
     Status,
     /// The compiled forwarding table.
     Mroute,
+    /// PIM-SM neighbors and interfaces.
+    #[command(subcommand)]
+    Pim(PimCmd),
     /// Show, check, load, save or reload configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -67,7 +70,7 @@ pub enum Cmd {
     LogLevel(LogCmd),
     /// Stream events as JSON lines until interrupted.
     Subscribe {
-        /// Comma-separated classes: rules, workers, interfaces, config, actors (default: all).
+        /// Comma-separated classes: rules, workers, interfaces, config, actors, pim (default: all).
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
@@ -132,6 +135,14 @@ pub enum ConfigCmd {
 }
 
 #[derive(Subcommand)]
+pub enum PimCmd {
+    /// PIM neighbors: address, DR priority, holdtime left, generation id, uptime.
+    Neighbors,
+    /// PIM interfaces: address, DR, neighbor count, Hello interval, packet counters.
+    Interfaces,
+}
+
+#[derive(Subcommand)]
 pub enum LogCmd {
     Get,
     Set {
@@ -167,7 +178,7 @@ pub enum FaultCmd {
         #[arg(long)]
         interface: Option<String>,
     },
-    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, pim, worker/IFACE/N).
     PanicActor { name: String },
     /// Block an actor's message handler for SECS seconds (root or a child actor).
     WedgeActor {

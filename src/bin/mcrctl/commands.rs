@@ -12,11 +12,12 @@ use mcr::control::{
     StatsReport, StatusReport, VersionInfo, WorkerInfo, PROTOCOL_VERSION,
 };
 use mcr::logging::{Facility, LogLevels, Severity};
+use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
 use clap::CommandFactory;
 
-use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, LogCmd};
+use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, LogCmd, PimCmd};
 use crate::{out, render, Fail};
 
 /// The result as JSON with `--json`, else as `text` renders it.
@@ -257,6 +258,14 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Mroute => {
             let m: Vec<MrouteEntry> = connect(cli)?.request(&Request::Mroute)?;
             show(cli, &m, |m| render::mroute(m))?;
+        }
+        Cmd::Pim(PimCmd::Neighbors) => {
+            let n: Vec<NeighborSnapshot> = connect(cli)?.request(&Request::PimNeighbors)?;
+            show(cli, &n, |n| render::pim_neighbors(n))?;
+        }
+        Cmd::Pim(PimCmd::Interfaces) => {
+            let i: Vec<InterfaceSnapshot> = connect(cli)?.request(&Request::PimInterfaces)?;
+            show(cli, &i, |i| render::pim_interfaces(i))?;
         }
         Cmd::Config(c) => config(cli, c)?,
         Cmd::LogLevel(l) => log_level(cli, l)?,

@@ -5,6 +5,7 @@
 
 use mcr::control::{MrouteEntry, RuleInfo, StatsReport, StatusReport, WorkerInfo};
 use mcr::logging::{Facility, LogLevels};
+use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rule::OutputMode;
 
 pub fn port_str(p: u16) -> String {
@@ -285,6 +286,69 @@ pub fn mroute(m: &[MrouteEntry]) -> String {
     t.render()
 }
 
+/// Milliseconds as seconds with one decimal, e.g. `"104.5s"`.
+fn ms(v: u64) -> String {
+    format!("{}.{}s", v / 1000, (v % 1000) / 100)
+}
+
+pub fn pim_neighbors(n: &[NeighborSnapshot]) -> String {
+    let mut t = Table::new(&[
+        "INTERFACE",
+        "NEIGHBOR",
+        "DR PRIORITY",
+        "DR",
+        "EXPIRES",
+        "GEN ID",
+        "UPTIME",
+    ]);
+    for x in n {
+        t.row(vec![
+            x.interface.clone(),
+            x.address.to_string(),
+            x.dr_priority
+                .map_or_else(|| "(none)".into(), |p| p.to_string()),
+            if x.is_dr { "yes" } else { "no" }.into(),
+            x.expires_in_ms.map_or_else(|| "never".into(), ms),
+            x.generation_id
+                .map_or_else(|| "(none)".into(), |g| format!("{g:#010x}")),
+            format!("{}s", x.uptime_secs),
+        ]);
+    }
+    t.render()
+}
+
+pub fn pim_interfaces(i: &[InterfaceSnapshot]) -> String {
+    let mut t = Table::new(&[
+        "INTERFACE",
+        "ADDRESS",
+        "DR",
+        "PRIORITY",
+        "NEIGHBORS",
+        "HELLO",
+        "HELLO TX/RX",
+        "J/P RX",
+        "BAD (CKSUM/MALFORMED/VERSION/TYPE)",
+    ]);
+    for x in i {
+        let c = &x.counters;
+        t.row(vec![
+            x.interface.clone(),
+            x.address.to_string(),
+            format!("{}{}", x.dr, if x.we_are_dr { " (us)" } else { "" }),
+            x.dr_priority.to_string(),
+            x.neighbors.to_string(),
+            format!("{}s", x.hello_interval_secs),
+            format!("{}/{}", c.hello_tx, c.hello_rx),
+            c.join_prune_rx.to_string(),
+            format!(
+                "{}/{}/{}/{}",
+                c.checksum_errors, c.malformed, c.wrong_version, c.unknown_type
+            ),
+        ]);
+    }
+    t.render()
+}
+
 pub fn log_levels(lv: &LogLevels) -> String {
     let mut t = Table::new(&["FACILITY", "LEVEL"]);
     t.row(vec!["(global)".into(), lv.global.to_string()]);
@@ -362,6 +426,63 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
             mroute(&[]),
             "INPUT  GROUP:PORT  SOURCE  OUTPUTS  ORIGIN  RULE\n(none)\n"
         );
+    }
+
+    #[test]
+    fn pim_tables_show_dr_holdtime_and_bad_packet_counters() {
+        let n = NeighborSnapshot {
+            interface: "veth0".into(),
+            ifindex: 3,
+            address: "10.0.0.1".parse().unwrap(),
+            dr_priority: Some(5),
+            is_dr: true,
+            holdtime_secs: 105,
+            expires_in_ms: Some(104_560),
+            generation_id: Some(0xdead_beef),
+            uptime_secs: 7,
+            lan_prune_delay: None,
+            secondary_addresses: vec![],
+        };
+        let out = pim_neighbors(&[n]);
+        let row = out.lines().nth(1).unwrap();
+        for want in [
+            "veth0",
+            "10.0.0.1",
+            "5",
+            "yes",
+            "104.5s",
+            "0xdeadbeef",
+            "7s",
+        ] {
+            assert!(row.contains(want), "{want} missing in {out}");
+        }
+        let c = mcr::pim::instance::Counters {
+            checksum_errors: 2,
+            malformed: 3,
+            wrong_version: 1,
+            ..Default::default()
+        };
+        let i = InterfaceSnapshot {
+            interface: "veth0".into(),
+            ifindex: 3,
+            address: "10.0.0.2".parse().unwrap(),
+            dr: "10.0.0.2".parse().unwrap(),
+            we_are_dr: true,
+            dr_priority: 9,
+            hello_interval_secs: 30,
+            holdtime_secs: 105,
+            generation_id: 1,
+            next_hello_in_ms: None,
+            neighbors: 1,
+            counters: c,
+        };
+        let out = pim_interfaces(&[i]);
+        let row = out.lines().nth(1).unwrap();
+        assert!(
+            row.contains("10.0.0.2 (us)") && row.contains("2/3/1/0"),
+            "{out}"
+        );
+        assert!(pim_neighbors(&[]).ends_with("(none)\n"));
     }
 
     #[test]

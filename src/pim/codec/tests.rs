@@ -224,6 +224,29 @@ fn address_list_and_lan_prune_delay_t_bit_round_trip() {
     assert_eq!(decode(&bytes), Ok(Message::Hello(h)));
 }
 
+#[test]
+fn ipv6_entries_of_an_address_list_are_skipped_not_fatal() {
+    // Holdtime, then an Address List with one IPv6 entry (as FRR sends
+    // its link-local address) and one IPv4 entry.
+    let mut b = vec![0x20, 0, 0, 0, 0, 1, 0, 2, 0, 105, 0, 24, 0, 24];
+    b.extend_from_slice(&[2, 0, 0xfe, 0x80]);
+    b.extend_from_slice(&[0; 13]);
+    b.push(1);
+    b.extend_from_slice(&[1, 0, 192, 0, 2, 9]);
+    let Ok(Message::Hello(h)) = decode(&resum(b.clone())) else {
+        panic!("{:?}", decode(&resum(b)));
+    };
+    assert_eq!(h.address_list, vec![ip("192.0.2.9")]);
+    assert_eq!(h.holdtime, Some(105));
+    // An unknown family is still refused.
+    let mut bad = b.clone();
+    bad[14] = 7;
+    assert_eq!(
+        decode(&resum(bad)),
+        Err(DecodeError::BadOption(OPT_ADDRESS_LIST))
+    );
+}
+
 fn samples() -> Vec<Message> {
     let g = EncodedGroup {
         bidir: false,

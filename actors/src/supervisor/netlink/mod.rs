@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use mcr::iface::{scan as scan_interfaces, Ifaces};
 
-use super::handles::{NetlinkMsg, Rib, RibMsg};
+use super::handles::{NetlinkMsg, Pim, PimMsg, Rib, RibMsg};
 use super::shared::Shared;
 use super::util::spawn_ticker;
 
@@ -230,6 +230,7 @@ impl NlState {
             self.last = Arc::new(now);
             // The RIB passes the snapshot on to the WorkerManager.
             Rib::tell(RibMsg::Interfaces(self.last.clone()));
+            Pim::tell(PimMsg::Interfaces(self.last.clone()));
         }
     }
 }

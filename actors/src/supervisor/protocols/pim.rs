@@ -1,0 +1,429 @@
+//! PimActor: the I/O shell around the sans-I/O PIM-SM core
+//! (`mcr::pim::PimInstance`).
+//!
+//! Owns: one raw PIM socket per interface that runs PIM (`mcr::sys::pim`,
+//! joined to ALL-PIM-ROUTERS, TTL 1, sent from the interface address), a
+//! reader task per socket, the one timer the core asks for
+//! (`poll_timeout`), feeding the core interface snapshots (from the
+//! NetlinkMonitor) and the running configuration, and turning the core's
+//! events into `subscribe` events. The protocol itself (RFC 7761 §4.3
+//! Hellos, neighbors, DR; §4.5 downstream Join/Prune; §4.9 decoding) is
+//! the core's.
+//!
+//! A packet never restarts this actor: the core counts and drops what it
+//! cannot decode. After a panic the new actor starts from nothing with a
+//! new generation id: neighbors are re-learned from their Hellos, and the
+//! new generation id tells them to send us their state again (§4.3.1).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcr::control::Event;
+use mcr::iface::Ifaces;
+use mcr::pim::instance::DownReason;
+use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
+use mcr::proto::{Protocol, Rng};
+use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
+use tracing::{debug, info, warn};
+
+use super::handles::PimMsg;
+use super::shared::Shared;
+
+pub struct PimActor;
+
+/// How long a reader thread blocks before it checks whether it is still
+/// wanted.
+const READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// One interface's socket and the thread reading it (a blocking read on a
+/// thread needs no `unsafe` registration with the async runtime).
+struct Sock {
+    name: String,
+    addr: Ipv4Addr,
+    fd: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct PimState {
+    shared: Arc<Shared>,
+    core: PimInstance,
+    /// What the core was last told is up: ifindex -> (name, address).
+    links: BTreeMap<u32, (String, Ipv4Addr)>,
+    socks: BTreeMap<u32, Sock>,
+    timer: Option<(Instant, tokio::task::JoinHandle<()>)>,
+    config_watch: tokio::task::JoinHandle<()>,
+    said_goodbye: bool,
+}
+
+impl Drop for PimState {
+    fn drop(&mut self) {
+        self.config_watch.abort();
+        if let Some((_, t)) = self.timer.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Start the PimActor linked to `supervisor` under the name `name`.
+pub async fn spawn_linked(
+    name: &str,
+    shared: Arc<Shared>,
+    supervisor: ActorCell,
+) -> Result<ActorCell, SpawnErr> {
+    let (a, _) = Actor::spawn_linked(Some(name.to_string()), PimActor, shared, supervisor).await?;
+    Ok(a.get_cell())
+}
+
+/// Interfaces that can carry PIM: up, with an IPv4 address. The first
+/// address is the primary one the kernel reports first.
+fn usable(ifaces: &Ifaces) -> BTreeMap<u32, (String, Ipv4Addr)> {
+    ifaces
+        .values()
+        .filter(|i| i.up)
+        .filter_map(|i| Some((i.ifindex, (i.name.clone(), *i.addrs.first()?))))
+        .collect()
+}
+
+fn down_reason(r: DownReason) -> &'static str {
+    match r {
+        DownReason::Expired => "expired",
+        DownReason::Goodbye => "goodbye",
+        DownReason::InterfaceDown => "interface_down",
+        DownReason::PimDisabled => "pim_disabled",
+    }
+}
+
+impl PimState {
+    fn apply_config(&mut self, cfg: &PimConfig) {
+        if self.core.config() != cfg {
+            self.core.handle_config(Instant::now(), cfg.clone());
+        }
+    }
+
+    /// Tell the core what changed, and open or close sockets so that
+    /// exactly the configured, usable interfaces have one.
+    fn apply_links(&mut self, me: &ActorRef<PimMsg>, now_links: BTreeMap<u32, (String, Ipv4Addr)>) {
+        let now = Instant::now();
+        let gone: Vec<u32> = self
+            .links
+            .keys()
+            .filter(|k| !now_links.contains_key(k))
+            .copied()
+            .collect();
+        for ifindex in gone {
+            self.links.remove(&ifindex);
+            self.core
+                .handle_event(now, PimInput::InterfaceDown { ifindex });
+        }
+        for (ifindex, (name, addr)) in now_links {
+            if self.links.get(&ifindex) != Some(&(name.clone(), addr)) {
+                self.links.insert(ifindex, (name.clone(), addr));
+                self.core.handle_event(
+                    now,
+                    PimInput::InterfaceUp {
+                        ifindex,
+                        name,
+                        addr,
+                    },
+                );
+            }
+        }
+        self.sync_sockets(me);
+    }
+
+    fn sync_sockets(&mut self, me: &ActorRef<PimMsg>) {
+        let cfg = self.core.config().clone();
+        let wanted: BTreeMap<u32, (String, Ipv4Addr)> = if cfg.enabled {
+            self.links
+                .iter()
+                .filter(|(_, (n, _))| cfg.interface(n).is_some())
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        self.socks
+            .retain(|k, s| wanted.get(k) == Some(&(s.name.clone(), s.addr)));
+        for (ifindex, (name, addr)) in wanted {
+            if self.socks.contains_key(&ifindex) {
+                continue;
+            }
+            match open_sock(me, ifindex, &name, addr) {
+                Ok(s) => {
+                    info!(target: "Pim", "PIM socket open on {name} ({addr})");
+                    self.socks.insert(ifindex, s);
+                }
+                // Hellos for this interface are lost until the next
+                // snapshot retries; the core keeps running.
+                Err(e) => warn!(target: "Pim", "cannot open the PIM socket on {name}: {e}"),
+            }
+        }
+    }
+
+    /// Goodbye Hellos (holdtime 0) let neighbors re-elect the DR now
+    /// rather than after our holdtime. Once only: the root asks before it
+    /// stops the tree, and `post_stop` covers any other orderly stop.
+    fn goodbye(&mut self, me: &ActorRef<PimMsg>) {
+        if !std::mem::replace(&mut self.said_goodbye, true) {
+            self.core.handle_event(Instant::now(), PimInput::Shutdown);
+            self.drain(me);
+        }
+    }
+
+    /// Send what the core queued, publish its events, re-arm the timer.
+    fn drain(&mut self, me: &ActorRef<PimMsg>) {
+        while let Some(t) = self.core.poll_transmit() {
+            let Some(s) = self.socks.get(&t.ifindex) else {
+                debug!(target: "Pim", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
+                continue;
+            };
+            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
+                // A lost Hello is repaired by the next one.
+                debug!(target: "Pim", "send on {} failed: {e}", s.name);
+            }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            if let Some(e) = to_event(ev) {
+                self.shared.publish(e);
+            }
+        }
+        let next = self.core.poll_timeout();
+        if self.timer.as_ref().map(|(at, _)| *at) != next {
+            if let Some((_, t)) = self.timer.take() {
+                t.abort();
+            }
+            if let Some(at) = next {
+                let me = me.clone();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    let _ = me.cast(PimMsg::Timer);
+                });
+                self.timer = Some((at, task));
+            }
+        }
+    }
+}
+
+fn to_event(ev: PimEvent) -> Option<Event> {
+    Some(match ev {
+        PimEvent::NeighborUp {
+            interface,
+            neighbor,
+            ..
+        } => {
+            info!(target: "Pim", "neighbor {neighbor} up on {interface}");
+            Event::PimNeighborUp {
+                interface,
+                neighbor,
+            }
+        }
+        PimEvent::NeighborDown {
+            interface,
+            neighbor,
+            reason,
+            ..
+        } => {
+            info!(target: "Pim", "neighbor {neighbor} down on {interface} ({})", down_reason(reason));
+            Event::PimNeighborDown {
+                interface,
+                neighbor,
+                reason: down_reason(reason).into(),
+            }
+        }
+        PimEvent::NeighborRestarted {
+            interface,
+            neighbor,
+            ..
+        } => {
+            info!(target: "Pim", "neighbor {neighbor} on {interface} restarted (new generation id)");
+            Event::PimNeighborRestarted {
+                interface,
+                neighbor,
+            }
+        }
+        PimEvent::DrChanged {
+            interface,
+            old,
+            new,
+            we_are_dr,
+            ..
+        } => {
+            info!(target: "Pim", "DR on {interface} is now {new}{}", if we_are_dr { " (us)" } else { "" });
+            Event::PimDrChange {
+                interface,
+                old,
+                new,
+                we_are_dr,
+            }
+        }
+        // Downstream state goes to the RIB in a later step.
+        PimEvent::DownstreamJoin { .. } | PimEvent::DownstreamLeave { .. } => return None,
+    })
+}
+
+fn open_sock(
+    me: &ActorRef<PimMsg>,
+    ifindex: u32,
+    name: &str,
+    addr: Ipv4Addr,
+) -> std::io::Result<Sock> {
+    let fd = Arc::new(open_pim_socket(name, ifindex, addr, READ_TIMEOUT)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (rfd, rstop, me) = (fd.clone(), stop.clone(), me.clone());
+    std::thread::Builder::new()
+        .name(format!("pim-rx-{name}"))
+        .spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !rstop.load(Ordering::Relaxed) {
+                match recv_pim(rfd.as_fd(), &mut buf) {
+                    Ok(Some(r)) => {
+                        let payload = buf
+                            .get(r.offset..r.offset + r.len)
+                            .map(<[u8]>::to_vec)
+                            .unwrap_or_default();
+                        let msg = PimMsg::Packet {
+                            ifindex,
+                            src: r.src,
+                            dst: r.dst,
+                            payload,
+                        };
+                        if me.cast(msg).is_err() {
+                            return;
+                        }
+                    }
+                    // Not a whole IPv4 header: nothing to hand the core.
+                    Ok(None) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        warn!(target: "Pim", "reading the PIM socket of ifindex {ifindex}: {e}");
+                        std::thread::sleep(READ_TIMEOUT);
+                    }
+                }
+            }
+        })?;
+    Ok(Sock {
+        name: name.to_string(),
+        addr,
+        fd,
+        stop,
+    })
+}
+
+impl Actor for PimActor {
+    type Msg = PimMsg;
+    type State = PimState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<PimMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<PimState, ActorProcessingErr> {
+        let mut events = shared.subscribe();
+        let me = myself.clone();
+        let config_watch = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) if matches!(ev.event, Event::ConfigApplied { .. }) => {
+                        if me.cast(PimMsg::Reconfigure).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed events may include a config change.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if me.cast(PimMsg::Reconfigure).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        let mut st = PimState {
+            core: PimInstance::new(Rng::from_entropy()),
+            links: BTreeMap::new(),
+            socks: BTreeMap::new(),
+            timer: None,
+            config_watch,
+            said_goodbye: false,
+            shared,
+        };
+        let cfg = st.shared.config().pim.clone();
+        st.apply_config(&cfg);
+        // The NetlinkMonitor only sends changes; a (re)started actor reads
+        // the interfaces once itself.
+        st.apply_links(&myself, usable(&mcr::iface::scan()));
+        st.drain(&myself);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PimMsg>,
+        msg: PimMsg,
+        st: &mut PimState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PimMsg::Packet {
+                ifindex,
+                src,
+                dst,
+                payload,
+            } => {
+                st.core
+                    .handle_packet(Instant::now(), ifindex, src, dst, &payload);
+            }
+            PimMsg::Timer => {
+                st.timer = None;
+                st.core.handle_timeout(Instant::now());
+            }
+            PimMsg::Interfaces(ifaces) => st.apply_links(&myself, usable(&ifaces)),
+            PimMsg::Reconfigure => {
+                let cfg = st.shared.config().pim.clone();
+                st.apply_config(&cfg);
+                st.sync_sockets(&myself);
+            }
+            PimMsg::Neighbors(r) => {
+                let _ = r.send(st.core.neighbors(Instant::now()));
+            }
+            PimMsg::InterfaceList(r) => {
+                let _ = r.send(st.core.interfaces(Instant::now()));
+            }
+            PimMsg::Shutdown(r) => {
+                st.goodbye(&myself);
+                let _ = r.send(());
+            }
+            PimMsg::Ops(o) => o.run("pim").await,
+            PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
+        }
+        st.drain(&myself);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<PimMsg>,
+        st: &mut PimState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.goodbye(&myself);
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! The PIM router's socket: one raw `IPPROTO_PIM` socket per PIM
+//! interface, the link-local group it listens on, and the IP header it
+//! receives.
+//!
+//! Owns: RFC 7761 §4.9's transport rules for the messages the PimActor
+//! sends and receives: IP protocol 103, Hellos and Join/Prunes to
+//! ALL-PIM-ROUTERS (224.0.0.13) with TTL 1, sent from the interface's
+//! primary address. Binding the socket to its device is what tells the
+//! actor which interface a packet came in on, so no `IP_PKTINFO` is
+//! needed; a raw socket is not bound to an address because the kernel
+//! would then drop everything sent to the group. Everything here is safe
+//! code over `sockopt` and `nix`.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use std::time::Duration;
+
+use nix::sys::socket::{recv, sendto, setsockopt as nix_setsockopt, sockopt, MsgFlags, SockaddrIn};
+use nix::sys::time::{TimeVal, TimeValLike};
+
+use super::sockopt::{bind_to_device, new_socket, set_buf, set_int, setsockopt};
+
+/// IANA protocol number of PIM.
+pub const IPPROTO_PIM: libc::c_int = 103;
+/// ALL-PIM-ROUTERS (RFC 7761 §4.9).
+pub const ALL_PIM_ROUTERS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 13);
+const RCVBUF: usize = 256 * 1024;
+
+fn mreqn(group: Ipv4Addr, local: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
+    libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from(group).to_be(),
+        },
+        imr_address: libc::in_addr {
+            s_addr: u32::from(local).to_be(),
+        },
+        imr_ifindex: ifindex as i32,
+    }
+}
+
+/// Open the PIM socket of one interface: bound to the device, member of
+/// ALL-PIM-ROUTERS there, multicast sent out of it from `addr` with TTL 1
+/// and not looped back (a router must not hear its own Hellos as a
+/// neighbor's). Reads block for at most `read_timeout`, so that a reader
+/// thread can notice it is no longer wanted.
+pub fn open_pim_socket(
+    ifname: &str,
+    ifindex: u32,
+    addr: Ipv4Addr,
+    read_timeout: Duration,
+) -> io::Result<OwnedFd> {
+    let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, IPPROTO_PIM)?;
+    let b = fd.as_fd();
+    bind_to_device(b, ifname)?;
+    nix_setsockopt(
+        &b,
+        sockopt::ReceiveTimeout,
+        &TimeVal::microseconds(read_timeout.as_micros().min(i64::MAX as u128) as i64),
+    )
+    .map_err(io::Error::from)?;
+    // With an address in the request the kernel uses it as the source of
+    // multicast sent through this socket.
+    setsockopt(
+        b,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &mreqn(Ipv4Addr::UNSPECIFIED, addr, ifindex),
+    )?;
+    set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
+    set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, 1)?;
+    // Unicast PIM (Register, Register-Stop) is not sent yet; until it is,
+    // nothing from this socket may leave the link.
+    set_int(b, libc::IPPROTO_IP, libc::IP_TTL, 1)?;
+    set_buf(b, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF)?;
+    setsockopt(
+        b,
+        libc::IPPROTO_IP,
+        libc::IP_ADD_MEMBERSHIP,
+        &mreqn(ALL_PIM_ROUTERS, Ipv4Addr::UNSPECIFIED, ifindex),
+    )?;
+    Ok(fd)
+}
+
+/// Send one PIM message (the IP payload) to `dst`; the kernel adds the
+/// IP header. Never blocks: a full send buffer is an error the caller
+/// counts, as a lost Hello is repaired by the next one.
+pub fn send_pim(fd: BorrowedFd<'_>, dst: Ipv4Addr, payload: &[u8]) -> io::Result<()> {
+    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    sendto(fd.as_raw_fd(), payload, &to, MsgFlags::MSG_DONTWAIT)
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// A received packet: IP source and destination, and where the PIM
+/// message starts in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Read one packet, waiting up to the socket's read timeout. `Ok(None)`:
+/// something arrived that is not an IPv4 packet with a whole header
+/// (dropped). `Err(WouldBlock)`: the timeout passed.
+pub fn recv_pim(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    let n = recv(fd.as_raw_fd(), buf, MsgFlags::empty()).map_err(io::Error::from)?;
+    Ok(buf.get(..n).and_then(split_ip_header))
+}
+
+/// Where the payload of a raw IPv4 packet starts; `None` when the header
+/// is not a whole IPv4 header. Raw IPv4 sockets hand the header to the
+/// reader, options included.
+pub fn split_ip_header(pkt: &[u8]) -> Option<Received> {
+    let first = *pkt.first()?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || pkt.len() < ihl {
+        return None;
+    }
+    let addr = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = pkt.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    Some(Received {
+        src: addr(12)?,
+        dst: addr(16)?,
+        offset: ihl,
+        len: pkt.len() - ihl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_header_is_split_with_options_and_bad_headers_are_refused() {
+        let mut p = vec![0u8; 24 + 3];
+        p[0] = 0x46; // IPv4, 24-byte header (one option word)
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[224, 0, 0, 13]);
+        let r = split_ip_header(&p).unwrap();
+        assert_eq!(r.src, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(r.dst, ALL_PIM_ROUTERS);
+        assert_eq!((r.offset, r.len), (24, 3));
+        assert_eq!(split_ip_header(&p[..23]), None, "header longer than packet");
+        p[0] = 0x44;
+        assert_eq!(split_ip_header(&p), None, "IHL below 5");
+        p[0] = 0x65;
+        assert_eq!(split_ip_header(&p), None, "IPv6");
+        assert_eq!(split_ip_header(&[]), None);
+    }
+}
