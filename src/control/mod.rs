@@ -124,6 +124,10 @@ pub enum Request {
         events: Vec<EventKind>,
     },
     Fault(FaultRequest),
+    /// IGMP groups on the querier interfaces (`Vec<igmp::instance::GroupRow>`).
+    IgmpGroups,
+    /// IGMP querier state per interface (`Vec<igmp::instance::InterfaceRow>`).
+    IgmpInterfaces,
 }
 
 impl Request {
@@ -389,15 +393,17 @@ pub enum EventKind {
     Interfaces,
     Config,
     Actors,
+    Igmp,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Rules,
         EventKind::Workers,
         EventKind::Interfaces,
         EventKind::Config,
         EventKind::Actors,
+        EventKind::Igmp,
     ];
 
     pub fn parse(s: &str) -> Result<EventKind, String> {
@@ -407,8 +413,9 @@ impl EventKind {
             "interfaces" | "interface" => Ok(EventKind::Interfaces),
             "config" => Ok(EventKind::Config),
             "actors" | "actor" => Ok(EventKind::Actors),
+            "igmp" => Ok(EventKind::Igmp),
             other => Err(format!(
-                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors"
+                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors, igmp"
             )),
         }
     }
@@ -480,6 +487,22 @@ pub enum Event {
     Lagged {
         missed: u64,
     },
+    /// A group got its first member on a querier interface.
+    IgmpJoin {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// The last member of a group left or stopped answering queries.
+    IgmpLeave {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// The querier of an interface changed; `local`: MCR is the querier.
+    IgmpQuerier {
+        interface: String,
+        querier: Ipv4Addr,
+        local: bool,
+    },
 }
 
 impl Event {
@@ -499,6 +522,9 @@ impl Event {
             | Event::InterfaceRemoved { .. } => EventKind::Interfaces,
             Event::ConfigApplied { .. } => EventKind::Config,
             Event::ActorRestarted { .. } | Event::Lagged { .. } => EventKind::Actors,
+            Event::IgmpJoin { .. } | Event::IgmpLeave { .. } | Event::IgmpQuerier { .. } => {
+                EventKind::Igmp
+            }
         }
     }
 }
@@ -612,6 +638,8 @@ mod tests {
                 count: 3,
                 interface: None,
             }),
+            Request::IgmpGroups,
+            Request::IgmpInterfaces,
         ];
         for r in reqs {
             let line = encode_request(&r);
@@ -667,5 +695,26 @@ mod tests {
         assert_eq!(old.instance_id, "");
         assert_eq!(serde_json::from_str::<TimedEvent>(&s).unwrap(), e);
         assert_eq!(e.event.kind(), EventKind::Rules);
+    }
+
+    #[test]
+    fn igmp_events_are_their_own_class_and_wire_names() {
+        let e = Event::IgmpQuerier {
+            interface: "eth1".into(),
+            querier: Ipv4Addr::new(10, 0, 0, 1),
+            local: true,
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(s.contains(r#""event":"igmp-querier""#), "{s}");
+        assert_eq!(e.kind(), EventKind::Igmp);
+        assert_eq!(EventKind::parse("IGMP"), Ok(EventKind::Igmp));
+        let join = Event::IgmpJoin {
+            interface: "eth1".into(),
+            group: Ipv4Addr::new(239, 1, 1, 1),
+        };
+        assert!(serde_json::to_string(&join)
+            .unwrap()
+            .contains(r#""event":"igmp-join""#));
+        assert!(!Request::IgmpGroups.mutates());
     }
 }

@@ -1,7 +1,8 @@
 //! What the privileged supervisor does with the kernel's network stack:
 //! open and configure every socket that a worker will use (`sockets`, with
-//! the ingress BPF filter in `bpf`), join input groups, and read interface
-//! facts (`interfaces`). `sockopt` is the one layer of raw socket calls
+//! the ingress BPF filter in `bpf`), join input groups, read interface
+//! facts (`interfaces`), and open the IGMP querier's sockets (`igmp`).
+//! `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
 //!
@@ -11,6 +12,7 @@
 //! from there.
 
 pub mod bpf;
+pub mod igmp;
 pub mod interfaces;
 pub mod sockets;
 pub mod sockopt;

@@ -21,6 +21,7 @@ pub mod control;
 pub mod handles;
 pub mod loglevel;
 pub mod netlink;
+pub mod protocols;
 pub mod rib_actor;
 pub mod root;
 pub mod shared;
@@ -167,6 +168,13 @@ pub fn main(opts: Opts) -> ExitCode {
         control_gid,
     };
     let shared = Arc::new(Shared::new(settings, config, set_levels));
+    match shared::IgmpSetup::from_env() {
+        Ok(setup) => shared.set_igmp(setup),
+        Err(e) => {
+            eprintln!("mcrd: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mcrd")

@@ -58,9 +58,12 @@ pub enum Cmd {
     /// Get or set log levels (supervisor and every worker).
     #[command(subcommand)]
     LogLevel(LogCmd),
+    /// IGMP querier state: groups and interfaces.
+    #[command(subcommand)]
+    Igmp(IgmpCmd),
     /// Stream events as JSON lines until interrupted.
     Subscribe {
-        /// Comma-separated classes: rules, workers, interfaces, config, actors (default: all).
+        /// Comma-separated classes: rules, workers, interfaces, config, actors, igmp (default: all).
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
@@ -113,6 +116,14 @@ pub enum ConfigCmd {
 }
 
 #[derive(Subcommand)]
+pub enum IgmpCmd {
+    /// Groups with members on the querier interfaces.
+    Groups,
+    /// Querier state and counters per interface.
+    Interfaces,
+}
+
+#[derive(Subcommand)]
 pub enum LogCmd {
     Get,
     Set {
@@ -148,7 +159,7 @@ pub enum FaultCmd {
         #[arg(long)]
         interface: Option<String>,
     },
-    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N, igmp/IFACE).
     PanicActor { name: String },
     /// Delete the control socket file.
     #[command(alias = "close-socket")]

@@ -11,11 +11,12 @@ use mcr::control::{
     ConfigCheckResult, ConfigText, Done, EventKind, FaultRequest, MrouteEntry, Request, RuleInfo,
     StatsReport, StatusReport, VersionInfo, WorkerInfo, PROTOCOL_VERSION,
 };
+use mcr::igmp::instance::{GroupRow, InterfaceRow};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
-use crate::args::{Cli, Cmd, ConfigCmd, FaultCmd, LogCmd};
-use crate::{out, render, Fail};
+use crate::args::{Cli, Cmd, ConfigCmd, FaultCmd, IgmpCmd, LogCmd};
+use crate::{igmp, out, render, Fail};
 
 /// The result as JSON with `--json`, else as `text` renders it.
 fn show<T: serde::Serialize>(
@@ -183,6 +184,14 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Mroute => {
             let m: Vec<MrouteEntry> = connect(cli)?.request(&Request::Mroute)?;
             show(cli, &m, |m| render::mroute(m))?;
+        }
+        Cmd::Igmp(IgmpCmd::Groups) => {
+            let g: Vec<GroupRow> = connect(cli)?.request(&Request::IgmpGroups)?;
+            show(cli, &g, |g| igmp::groups(g))?;
+        }
+        Cmd::Igmp(IgmpCmd::Interfaces) => {
+            let i: Vec<InterfaceRow> = connect(cli)?.request(&Request::IgmpInterfaces)?;
+            show(cli, &i, |i| igmp::interfaces(i))?;
         }
         Cmd::Config(c) => config(cli, c)?,
         Cmd::LogLevel(l) => log_level(cli, l)?,
