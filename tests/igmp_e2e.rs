@@ -34,7 +34,7 @@ struct Lab {
     d: Daemon,
 }
 
-fn lab(tag: &str, fault_injection: bool) -> Lab {
+fn lab(tag: &str, fault_injection: bool, args: Vec<&str>) -> Lab {
     let router = Netns::new(&format!("{tag}r"));
     let host = Netns::new(&format!("{tag}h"));
     veth(
@@ -52,6 +52,7 @@ fn lab(tag: &str, fault_injection: bool) -> Lab {
         &router,
         DaemonOpts {
             fault_injection,
+            args,
             env: vec![("MCRD_IGMP", &igmp)],
             ..Default::default()
         },
@@ -118,7 +119,7 @@ fn querier_sees_the_kernel_join_and_leave() {
     if !require_root("querier_sees_the_kernel_join_and_leave") {
         return;
     }
-    let l = lab("iq", false);
+    let l = lab("iq", false, vec![]);
     let events = subscribe(&l.d);
     let i = wait_for(Duration::from_secs(5), || {
         interface(&l.d).filter(|i| i.querier.counters.queries_sent > 0)
@@ -186,7 +187,7 @@ fn a_host_that_vanishes_expires_after_the_membership_interval() {
     if !require_root("a_host_that_vanishes_expires_after_the_membership_interval") {
         return;
     }
-    let l = lab("iv", false);
+    let l = lab("iv", false, vec![]);
     let _r = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
     wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed");
     // Let it answer a general query, so the timer was refreshed by one.
@@ -233,7 +234,7 @@ fn malformed_igmp_is_counted_and_never_restarts_the_actor() {
     if !require_root("malformed_igmp_is_counted_and_never_restarts_the_actor") {
         return;
     }
-    let l = lab("im", false);
+    let l = lab("im", false, vec![]);
     wait_for(Duration::from_secs(5), || interface(&l.d)).expect("r0 row");
     let g: Ipv4Addr = GROUP.parse().unwrap();
     let report = encode(&Message::V2Report(g));
@@ -278,10 +279,11 @@ fn a_restarted_igmp_actor_relearns_its_members() {
     if !require_root("a_restarted_igmp_actor_relearns_its_members") {
         return;
     }
-    let l = lab("ir", true);
+    let l = lab("ir", true, vec!["--log-level", "debug"]);
     let _r = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
     wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed");
     let t0 = Instant::now();
+    let log_before = l.d.log_text().len();
     l.d.ctl_ok(&["fault", "panic-actor", "igmp/r0"]);
     wait_for(Duration::from_secs(5), || {
         (restarts(&l.d, "root/igmp/r0") == Some(1)).then_some(())
@@ -295,6 +297,20 @@ fn a_restarted_igmp_actor_relearns_its_members() {
         "IGMP e2e: panic -> member listed again {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let log = l.d.log_text();
+    // Once the startup queries' answers are due, the restarted actor hands
+    // the RIB the interface's whole membership, the host's group in it.
+    let want = format!("memberships of r0: [({GROUP}, Exclude({{}}))]");
+    let log = wait_for(Duration::from_secs(5), || {
+        let log = l.d.log_text();
+        log.get(log_before..)
+            .is_some_and(|after| after.contains(want.as_str()))
+            .then_some(log)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no membership hand-off after the restart:\n{}",
+            l.d.log_text()
+        )
+    });
     assert!(log.contains("igmp actor panic requested"), "{log}");
 }
