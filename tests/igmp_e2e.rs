@@ -29,7 +29,7 @@ const LMQC: f64 = 2.0;
 const GMI: f64 = 2.0 * QI + QRI;
 
 struct Lab {
-    _router: Netns,
+    router: Netns,
     host: Netns,
     d: Daemon,
 }
@@ -57,11 +57,7 @@ fn lab(tag: &str, fault_injection: bool, args: Vec<&str>) -> Lab {
             ..Default::default()
         },
     );
-    Lab {
-        _router: router,
-        host,
-        d,
-    }
+    Lab { router, host, d }
 }
 
 fn groups(d: &Daemon) -> Vec<GroupRow> {
@@ -313,4 +309,43 @@ fn a_restarted_igmp_actor_relearns_its_members() {
         )
     });
     assert!(log.contains("igmp actor panic requested"), "{log}");
+}
+
+#[test]
+fn a_recreated_interface_gets_a_fresh_querier() {
+    if !require_root("a_recreated_interface_gets_a_fresh_querier") {
+        return;
+    }
+    let l = lab("ix", false, vec![]);
+    let _r = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
+    wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed");
+    let old = interface(&l.d).expect("r0 row").ifindex;
+    // Deleting r0 deletes its peer h0 too: the host's socket loses its
+    // interface, and with it the membership.
+    l.router.ip(&["link", "del", "r0"]);
+    wait_for(Duration::from_secs_f64(QI + 2.0), || {
+        listed(&l.d).is_none().then_some(())
+    })
+    .expect("members of a deleted interface are dropped");
+    veth(
+        &l.router,
+        "r0",
+        &format!("{ROUTER}/24"),
+        &l.host,
+        "h0",
+        &format!("{HOST}/24"),
+    );
+    let t0 = Instant::now();
+    let i = wait_for(Duration::from_secs(5), || {
+        interface(&l.d).filter(|i| i.ifindex != old && i.querier.counters.queries_sent > 0)
+    })
+    .expect("a querier on the new r0");
+    assert!(i.querier.querier, "{i:?}");
+    let _r2 = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
+    wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed on the new r0");
+    eprintln!(
+        "IGMP e2e: recreated interface -> querying again {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    assert_eq!(restarts(&l.d, "root/igmp/r0"), Some(0));
 }

@@ -133,6 +133,39 @@ impl IgmpState {
         Ok(())
     }
 
+    /// Stop when the interface went away or changed address: its sockets
+    /// are bound to what is gone, and its members with it. The next tick
+    /// starts afresh on whatever has the name now.
+    fn check_interface(&mut self) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        let now = mcr::sys::interface_info(&self.interface)
+            .and_then(|i| Some((i.ifindex, *i.addrs.first()?)));
+        let was = run
+            .router
+            .interface(run.ifindex)
+            .map(|i| (run.ifindex, i.address()));
+        if now.is_some() && now == was {
+            return;
+        }
+        warn!(target: "Protocol", "IGMP on {}: the interface went away or changed address; starting over", self.interface);
+        let members = run
+            .router
+            .interface(run.ifindex)
+            .map(|i| i.members())
+            .unwrap_or_default();
+        self.run = None;
+        self._resync = None;
+        Rib::tell(RibMsg::LeaveInterface(self.interface.clone()));
+        for (group, _, _) in members {
+            self.shared.publish(Event::IgmpLeave {
+                interface: self.interface.clone(),
+                group,
+            });
+        }
+    }
+
     /// Send, report and re-arm after the core ran.
     fn drain(&mut self, me: &ActorRef<IgmpMsg>) {
         let Some(run) = self.run.as_mut() else {
@@ -329,6 +362,7 @@ impl Actor for IgmpActor {
             }
             IgmpMsg::Tick => {
                 st.timer = None;
+                st.check_interface();
                 match st.run.as_mut() {
                     Some(run) => run.router.handle_timeout(Instant::now()),
                     None => {
