@@ -278,6 +278,7 @@ fn a_restarted_igmp_actor_relearns_its_members() {
     let l = lab("ir", true, vec!["--log-level", "debug"]);
     let _r = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
     wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed");
+    let events = subscribe(&l.d);
     let t0 = Instant::now();
     let log_before = l.d.log_text().len();
     l.d.ctl_ok(&["fault", "panic-actor", "igmp/r0"]);
@@ -289,6 +290,18 @@ fn a_restarted_igmp_actor_relearns_its_members() {
     // response interval.
     wait_for(Duration::from_secs_f64(QRI + 2.0), || listed(&l.d))
         .expect("member re-learned after the restart");
+    match next_event(&events, |e| matches!(e, Event::IgmpQuerier { .. })) {
+        Event::IgmpQuerier {
+            interface,
+            querier,
+            local,
+        } => {
+            assert_eq!(interface, "r0");
+            assert_eq!(querier.to_string(), ROUTER);
+            assert!(local, "the restarted actor is the querier again");
+        }
+        e => panic!("{e:?}"),
+    }
     eprintln!(
         "IGMP e2e: panic -> member listed again {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3

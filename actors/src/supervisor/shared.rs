@@ -202,3 +202,27 @@ impl Shared {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn igmp_setup_parses_interfaces_and_timers_and_names_bad_keys() {
+        let s = IgmpSetup::parse(
+            r#"{"querier_interfaces":["eth1","eth2"],"query_interval":2,"query_response_interval":1,"last_member_query_interval":0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(s.querier_interfaces, ["eth1", "eth2"]);
+        assert_eq!(s.settings.query_interval, 2.0);
+        assert_eq!(s.settings.last_member_query_interval, 0.2);
+        assert_eq!(s.settings.robustness, IgmpSettings::default().robustness);
+        let e =
+            IgmpSetup::parse(r#"{"querier_interfaces":["eth1"],"query_intervall":2}"#).unwrap_err();
+        assert!(e.contains("query_intervall"), "{e}");
+        let e = IgmpSetup::parse(r#"{"querier_interfaces":"eth1"}"#).unwrap_err();
+        assert!(e.contains("querier_interfaces"), "{e}");
+        let e = IgmpSetup::parse(r#"{"robustness":0}"#).unwrap_err();
+        assert!(e.contains("robustness"), "{e}");
+    }
+}
