@@ -25,6 +25,8 @@ use super::sockopt::{
 
 /// RFC 2113 Router Alert: type 148, length 4, value 0.
 const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
+/// Receive buffer of the packet socket, bytes.
+pub const IGMP_RCVBUF: usize = 4 << 20;
 /// Not in every libc release yet (Linux 4.20+).
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -67,6 +69,15 @@ pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
         libc::PACKET_ADD_MEMBERSHIP,
         &mreq,
     )?;
+    // Room for the burst of reports that answers a general query on a
+    // LAN with many members (best effort: without privilege the sysctl
+    // limit applies).
+    let _ = sockopt::set_buf(
+        fd.as_fd(),
+        libc::SO_RCVBUFFORCE,
+        libc::SO_RCVBUF,
+        IGMP_RCVBUF,
+    );
     // Older kernels lack the option; the protocol core also drops packets
     // from the interface's own address, so this is an optimisation.
     let _ = set_int(fd.as_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);

@@ -16,7 +16,7 @@
 //! still there never stops.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ struct Running {
     router: IgmpRouter,
     ifindex: u32,
     tx: OwnedFd,
-    _reader: Reader,
+    reader: Reader,
 }
 
 pub struct IgmpState {
@@ -121,7 +121,7 @@ impl IgmpState {
             router: IgmpRouter::new(now, config),
             ifindex: info.ifindex,
             tx,
-            _reader: reader,
+            reader,
         });
         let iface = self.interface.clone();
         let window = startup_window(&self.params);
@@ -265,6 +265,18 @@ async fn tick_at(at: Instant, me: ActorRef<IgmpMsg>) {
 /// notices within `POLL` that it should stop.
 struct Reader {
     stop: Arc<AtomicBool>,
+    /// Packets handed to the actor and not yet handled.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Reader {
+    fn handled(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
 }
 
 impl Drop for Reader {
@@ -274,24 +286,41 @@ impl Drop for Reader {
 }
 
 const POLL: Duration = Duration::from_millis(200);
+/// Packets the actor may have waiting. A LAN sends a few reports per
+/// member per query interval; more than this waiting is a flood, which is
+/// dropped at the socket rather than grown into the mailbox.
+const MAX_QUEUED: usize = 4096;
 
 fn start_reader(rx: OwnedFd, me: ActorRef<IgmpMsg>, interface: &str) -> Result<Reader, String> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (stop.clone(), queued.clone());
     std::thread::Builder::new()
         .name(format!("igmp-{interface}"))
-        .spawn(move || read_loop(&rx, &me, &flag))
+        .spawn(move || read_loop(&rx, &me, &flag, &count))
         .map_err(|e| format!("IGMP receive thread: {e}"))?;
-    Ok(Reader { stop })
+    Ok(Reader { stop, queued })
 }
 
 /// Hand every packet to the actor until it is gone or says stop.
-fn read_loop(rx: &OwnedFd, me: &ActorRef<IgmpMsg>, stop: &AtomicBool) {
+fn read_loop(rx: &OwnedFd, me: &ActorRef<IgmpMsg>, stop: &AtomicBool, queued: &AtomicUsize) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut warned = false;
+    let mut dropped: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         match recv_within(rx.as_fd(), &mut buf, POLL) {
+            Ok(Some(_)) if queued.load(Ordering::Relaxed) >= MAX_QUEUED => {
+                if dropped == 0 {
+                    warn!(target: "Protocol", "IGMP flood: more than {MAX_QUEUED} packets waiting; dropping");
+                }
+                dropped += 1;
+            }
             Ok(Some(n)) => {
+                if dropped > 0 {
+                    warn!(target: "Protocol", "IGMP flood over: {dropped} packets dropped");
+                    dropped = 0;
+                }
+                queued.fetch_add(1, Ordering::Relaxed);
                 if me.cast(IgmpMsg::Packet(buf[..n].to_vec())).is_err() {
                     return;
                 }
@@ -351,6 +380,7 @@ impl Actor for IgmpActor {
                 let Some(run) = st.run.as_mut() else {
                     return Ok(());
                 };
+                run.reader.handled();
                 match parse_ipv4(&p) {
                     Some((src, dst, payload)) => {
                         run.router
