@@ -123,11 +123,13 @@ impl IgmpState {
             tx,
             reader,
         });
-        let iface = self.interface.clone();
+        // To this actor, not by name: a Resync from a predecessor would
+        // hand the RIB a membership not yet re-learned.
+        let me = me.clone();
         let window = startup_window(&self.params);
         self._resync = Some(Task(tokio::spawn(async move {
             tokio::time::sleep(window).await;
-            Igmp::tell(&iface, IgmpMsg::Resync);
+            let _ = me.cast(IgmpMsg::Resync);
         })));
         info!(target: "Protocol", "IGMP querier on {} ({address}, ifindex {})", self.interface, info.ifindex);
         Ok(())
