@@ -55,11 +55,20 @@ impl IgmpSetup {
     pub fn parse(text: &str) -> Result<IgmpSetup, String> {
         let mut v: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(text).map_err(|e| format!("{}: {e}", Self::ENV))?;
-        let querier_interfaces = match v.remove("querier_interfaces") {
+        let querier_interfaces: Vec<String> = match v.remove("querier_interfaces") {
             Some(x) => serde_json::from_value(x)
                 .map_err(|e| format!("{}: querier_interfaces: {e}", Self::ENV))?,
             None => Vec::new(),
         };
+        // One querier per interface: a second would fight the first.
+        for (n, i) in querier_interfaces.iter().enumerate() {
+            if querier_interfaces[..n].contains(i) {
+                return Err(format!(
+                    "{}: querier_interfaces: {i:?} is listed twice",
+                    Self::ENV
+                ));
+            }
+        }
         let settings: IgmpSettings = serde_json::from_value(serde_json::Value::Object(v))
             .map_err(|e| format!("{}: {e}", Self::ENV))?;
         settings.validate().map_err(|e| e.to_string())?;
@@ -222,6 +231,8 @@ mod tests {
         assert!(e.contains("query_intervall"), "{e}");
         let e = IgmpSetup::parse(r#"{"querier_interfaces":"eth1"}"#).unwrap_err();
         assert!(e.contains("querier_interfaces"), "{e}");
+        let e = IgmpSetup::parse(r#"{"querier_interfaces":["eth1","eth1"]}"#).unwrap_err();
+        assert!(e.contains("\"eth1\" is listed twice"), "{e}");
         let e = IgmpSetup::parse(r#"{"robustness":0}"#).unwrap_err();
         assert!(e.contains("robustness"), "{e}");
     }
