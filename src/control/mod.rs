@@ -133,6 +133,10 @@ pub enum Request {
         events: Vec<EventKind>,
     },
     Fault(FaultRequest),
+    /// IGMP groups on the querier interfaces (`Vec<igmp::instance::GroupRow>`).
+    IgmpGroups,
+    /// IGMP querier state per interface (`Vec<igmp::instance::InterfaceRow>`).
+    IgmpInterfaces,
 }
 
 impl Request {
@@ -399,16 +403,18 @@ pub enum EventKind {
     Config,
     Actors,
     Pim,
+    Igmp,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Rules,
         EventKind::Workers,
         EventKind::Interfaces,
         EventKind::Config,
         EventKind::Actors,
         EventKind::Pim,
+        EventKind::Igmp,
     ];
 
     pub fn parse(s: &str) -> Result<EventKind, String> {
@@ -419,8 +425,9 @@ impl EventKind {
             "config" => Ok(EventKind::Config),
             "actors" | "actor" => Ok(EventKind::Actors),
             "pim" => Ok(EventKind::Pim),
+            "igmp" => Ok(EventKind::Igmp),
             other => Err(format!(
-                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors, pim"
+                "unknown event class {other:?}; classes are rules, workers, interfaces, config, actors, pim, igmp"
             )),
         }
     }
@@ -516,6 +523,22 @@ pub enum Event {
     Lagged {
         missed: u64,
     },
+    /// A group got its first member on a querier interface.
+    IgmpJoin {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// The last member of a group left or stopped answering queries.
+    IgmpLeave {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// The querier of an interface changed; `local`: MCR is the querier.
+    IgmpQuerier {
+        interface: String,
+        querier: Ipv4Addr,
+        local: bool,
+    },
 }
 
 impl Event {
@@ -539,6 +562,9 @@ impl Event {
             | Event::PimNeighborDown { .. }
             | Event::PimNeighborRestarted { .. }
             | Event::PimDrChange { .. } => EventKind::Pim,
+            Event::IgmpJoin { .. } | Event::IgmpLeave { .. } | Event::IgmpQuerier { .. } => {
+                EventKind::Igmp
+            }
         }
     }
 }
@@ -652,6 +678,8 @@ mod tests {
                 count: 3,
                 interface: None,
             }),
+            Request::IgmpGroups,
+            Request::IgmpInterfaces,
         ];
         for r in reqs {
             let line = encode_request(&r);
@@ -707,5 +735,26 @@ mod tests {
         assert_eq!(old.instance_id, "");
         assert_eq!(serde_json::from_str::<TimedEvent>(&s).unwrap(), e);
         assert_eq!(e.event.kind(), EventKind::Rules);
+    }
+
+    #[test]
+    fn igmp_events_are_their_own_class_and_wire_names() {
+        let e = Event::IgmpQuerier {
+            interface: "eth1".into(),
+            querier: Ipv4Addr::new(10, 0, 0, 1),
+            local: true,
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(s.contains(r#""event":"igmp-querier""#), "{s}");
+        assert_eq!(e.kind(), EventKind::Igmp);
+        assert_eq!(EventKind::parse("IGMP"), Ok(EventKind::Igmp));
+        let join = Event::IgmpJoin {
+            interface: "eth1".into(),
+            group: Ipv4Addr::new(239, 1, 1, 1),
+        };
+        assert!(serde_json::to_string(&join)
+            .unwrap()
+            .contains(r#""event":"igmp-join""#));
+        assert!(!Request::IgmpGroups.mutates());
     }
 }

@@ -1,9 +1,10 @@
 //! What the privileged supervisor does with the kernel's network stack:
 //! open and configure every socket that a worker will use (`sockets`, with
-//! the ingress BPF filter in `bpf`), join input groups, and read interface
-//! facts (`interfaces`), and return freed heap memory to the kernel after
-//! large shrinks (`memory`), and the PIM router's raw socket (`pim`). `tun` attaches to a tun device for programs
-//! that stand in for a VPN. `sockopt` is the one layer of raw socket calls
+//! the ingress BPF filter in `bpf`), join input groups, read interface
+//! facts (`interfaces`), return freed heap memory to the kernel after
+//! large shrinks (`memory`), and open the IGMP querier's sockets (`igmp`)
+//! and the PIM router's raw socket (`pim`). `tun` attaches to a tun device
+//! for programs that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
 //!
@@ -13,6 +14,7 @@
 //! from there.
 
 pub mod bpf;
+pub mod igmp;
 pub mod interfaces;
 pub mod memory;
 pub mod pim;

@@ -54,7 +54,9 @@ plain!(
     libc::tpacket_stats,
     libc::sockaddr_in,
     libc::sockaddr_ll,
-    libc::sockaddr_nl
+    libc::sockaddr_nl,
+    libc::packet_mreq,
+    [u8; 4]
 );
 
 /// setsockopt(2) with a value passed by size.

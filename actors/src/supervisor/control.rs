@@ -349,6 +349,23 @@ async fn serve(conn: UnixStream, shared: Arc<Shared>) {
     }
 }
 
+/// Every querier interface's state; an IgmpActor that is restarting
+/// has nothing to show until it is back.
+async fn igmp_snapshot(shared: &Shared) -> mcr::igmp::Snapshot {
+    let mut all = mcr::igmp::Snapshot::default();
+    let interfaces = shared
+        .igmp()
+        .map(|s| s.querier_interfaces)
+        .unwrap_or_default();
+    for i in interfaces {
+        if let Ok(s) = handles::Igmp::snapshot(&i).await {
+            all.groups.extend(s.groups);
+            all.interfaces.extend(s.interfaces);
+        }
+    }
+    all
+}
+
 fn to_resp<T: serde::Serialize>(r: Result<T, String>) -> Response {
     match r {
         Ok(v) => Response::ok(v),
@@ -413,6 +430,8 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
             .await,
         )),
         Request::Subscribe { .. } => Response::err("subscribe is handled by the connection"),
+        Request::IgmpGroups => Response::ok(igmp_snapshot(shared).await.groups),
+        Request::IgmpInterfaces => Response::ok(igmp_snapshot(shared).await.interfaces),
         Request::Fault(f) => {
             if !shared.settings.fault_injection {
                 return Response::err(

@@ -9,6 +9,7 @@
 //! dropped (a cast) or answered with an error (a call), never queued for a
 //! dead mailbox.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +18,12 @@ use mcr::control::{
     TimedEvent, VersionInfo, WorkerInfo,
 };
 use mcr::iface::Ifaces;
+use mcr::igmp::Snapshot as IgmpSnapshot;
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rib::state::{Tables, WorkerView};
-use mcr::rib::InterfaceTable;
+use mcr::rib::{InterfaceTable, SourceFilter};
 use mcr::rule::{RuleInput, RuleOutput, RuleSet};
 use ractor::{ActorRef, Message, RpcReplyPort};
 use tokio::sync::broadcast;
@@ -212,6 +214,25 @@ pub enum RibMsg {
     Tables(RpcReplyPort<(Arc<Tables>, Arc<Ifaces>)>),
     List(RpcReplyPort<Vec<RuleInfo>>),
     Mroute(RpcReplyPort<Vec<MrouteEntry>>),
+    /// A group got a member (or its source filter changed) on `interface`.
+    Join {
+        interface: String,
+        group: Ipv4Addr,
+        filter: SourceFilter,
+    },
+    /// The last member of `group` on `interface` went away.
+    Leave {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// Nobody tracks memberships on this interface any more.
+    LeaveInterface(String),
+    /// Every membership of `interface`, replacing what the RIB had (a
+    /// restarted IgmpActor after it re-learned them).
+    Memberships {
+        interface: String,
+        groups: Vec<(Ipv4Addr, SourceFilter)>,
+    },
     Panic,
 }
 
@@ -296,6 +317,19 @@ pub enum PimMsg {
     InterfaceList(RpcReplyPort<Vec<InterfaceSnapshot>>),
     /// The daemon stops: send goodbye Hellos, then answer.
     Shutdown(RpcReplyPort<()>),
+    Panic,
+}
+
+/// To the IgmpActor of one querier interface.
+pub enum IgmpMsg {
+    /// An IPv4 packet as the interface's packet socket read it.
+    Packet(Vec<u8>),
+    /// The protocol's timer fired.
+    Tick,
+    /// The startup queries' response window is over: report what was
+    /// re-learned to the RIB.
+    Resync,
+    Snapshot(RpcReplyPort<IgmpSnapshot>),
     Panic,
 }
 
@@ -448,6 +482,29 @@ impl Link {
     }
 }
 
+/// The IgmpActor of one querier interface; one per interface, so the
+/// name carries the interface like a WorkerLink's does.
+pub struct Igmp;
+
+impl Igmp {
+    pub fn actor_name(interface: &str) -> String {
+        format!("igmp/{interface}")
+    }
+
+    pub fn tell(interface: &str, msg: IgmpMsg) -> bool {
+        tell(&Self::actor_name(interface), msg)
+    }
+
+    pub async fn snapshot(interface: &str) -> Result<IgmpSnapshot, String> {
+        call(
+            &Self::actor_name(interface),
+            IgmpMsg::Snapshot,
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+}
+
 /// Whether an actor is registered under `name` (a stopping one still is).
 pub fn is_registered(name: &str) -> bool {
     ractor::registry::where_is(name).is_some()
@@ -462,6 +519,9 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
     }
     if name == ROOT {
         return Ok(Root::tell(RootMsg::Panic));
+    }
+    if let Some(interface) = name.strip_prefix("igmp/") {
+        return Ok(Igmp::tell(interface, IgmpMsg::Panic));
     }
     let Some(child) = Child::from_name(name) else {
         return Err(unknown_actor(name));
@@ -540,7 +600,7 @@ fn unknown_actor(name: &str) -> String {
         .chain(Child::ALL.iter().map(|c| c.name()))
         .collect();
     format!(
-        "unknown actor {name:?}; actors are {}, worker/IFACE/N",
+        "unknown actor {name:?}; actors are {}, worker/IFACE/N, igmp/IFACE",
         names.join(", ")
     )
 }

@@ -26,6 +26,7 @@ pub mod privileges;
 // lands it hangs under the root.
 #[path = "protocols/pim.rs"]
 pub mod pim;
+pub mod protocols;
 pub mod rib_actor;
 pub mod root;
 pub mod shared;
@@ -183,6 +184,13 @@ pub fn main(opts: Opts) -> ExitCode {
         control_gid,
     };
     let shared = Arc::new(Shared::new(settings, config, set_levels));
+    match shared::IgmpSetup::from_env() {
+        Ok(setup) => shared.set_igmp(setup),
+        Err(e) => {
+            eprintln!("mcrd: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mcrd")

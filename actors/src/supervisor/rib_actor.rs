@@ -13,6 +13,7 @@ use mcr::iface::{self, Ifaces};
 use mcr::rib::state::{self, Announced, Tables, WorkerView};
 use mcr::rule::RuleSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::debug;
 
 use super::handles::{RibMsg, WmMsg, WorkerKey, Workers};
 use super::shared::Shared;
@@ -121,6 +122,24 @@ impl Actor for RibActor {
             }
             RibMsg::Mroute(reply) => {
                 let _ = reply.send(state::mroute(&st.tables));
+            }
+            // Membership-driven forwarding lands with the learned-route
+            // RIB wiring; until then the RIB only notes what it was told.
+            RibMsg::Join {
+                interface,
+                group,
+                filter,
+            } => {
+                debug!(target: "RuleDispatch", "membership {interface} {group} {filter:?}");
+            }
+            RibMsg::Leave { interface, group } => {
+                debug!(target: "RuleDispatch", "membership gone: {interface} {group}");
+            }
+            RibMsg::LeaveInterface(interface) => {
+                debug!(target: "RuleDispatch", "memberships of {interface} gone");
+            }
+            RibMsg::Memberships { interface, groups } => {
+                debug!(target: "RuleDispatch", "memberships of {interface}: {groups:?}");
             }
             RibMsg::Panic => panic!("fault injection: rib actor panic requested"),
             RibMsg::Ops(o) => o.run("rib").await,

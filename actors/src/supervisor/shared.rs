@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mcr::config::Config;
 use mcr::control::{ActorInfo, Event, TimedEvent};
+use mcr::igmp::IgmpSettings;
 use mcr::logging::{LogFormat, LogLevels};
 use tokio::sync::broadcast;
 
@@ -36,6 +37,56 @@ pub struct Settings {
     pub control_gid: Option<u32>,
 }
 
+/// Where the IGMP querier runs and with which timers.
+///
+/// Until the config file has an `igmp` section, this comes from the
+/// environment variable `MCRD_IGMP` (JSON: `querier_interfaces` plus the
+/// keys of [`IgmpSettings`]); the config reader will fill it instead.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IgmpSetup {
+    pub querier_interfaces: Vec<String>,
+    pub settings: IgmpSettings,
+}
+
+impl IgmpSetup {
+    pub const ENV: &'static str = "MCRD_IGMP";
+
+    /// Parse the JSON form; the error names the bad key.
+    pub fn parse(text: &str) -> Result<IgmpSetup, String> {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| format!("{}: {e}", Self::ENV))?;
+        let querier_interfaces: Vec<String> = match v.remove("querier_interfaces") {
+            Some(x) => serde_json::from_value(x)
+                .map_err(|e| format!("{}: querier_interfaces: {e}", Self::ENV))?,
+            None => Vec::new(),
+        };
+        // One querier per interface: a second would fight the first.
+        for (n, i) in querier_interfaces.iter().enumerate() {
+            if querier_interfaces[..n].contains(i) {
+                return Err(format!(
+                    "{}: querier_interfaces: {i:?} is listed twice",
+                    Self::ENV
+                ));
+            }
+        }
+        let settings: IgmpSettings = serde_json::from_value(serde_json::Value::Object(v))
+            .map_err(|e| format!("{}: {e}", Self::ENV))?;
+        settings.validate().map_err(|e| e.to_string())?;
+        Ok(IgmpSetup {
+            querier_interfaces,
+            settings,
+        })
+    }
+
+    /// From the environment; `Ok(None)` when the variable is not set.
+    pub fn from_env() -> Result<Option<IgmpSetup>, String> {
+        match std::env::var(Self::ENV) {
+            Ok(t) => Self::parse(&t).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 /// Restart bookkeeping of one actor, for `mcrctl status`.
 #[derive(Clone, Debug, Default)]
 pub struct ActorRecord {
@@ -51,6 +102,7 @@ pub struct Shared {
     /// every event, so clients notice a restart they did not see.
     pub instance_id: String,
     config: Mutex<Arc<Config>>,
+    igmp: Mutex<Option<IgmpSetup>>,
     events: broadcast::Sender<TimedEvent>,
     /// Worker resources by worker (see `workers::process::LinkState`).
     pub registry: Mutex<BTreeMap<WorkerKey, Arc<Mutex<LinkState>>>>,
@@ -72,6 +124,7 @@ impl Shared {
             settings,
             instance_id: uuid::Uuid::new_v4().to_string(),
             config: Mutex::new(Arc::new(config)),
+            igmp: Mutex::new(None),
             events,
             registry: Mutex::new(BTreeMap::new()),
             inputs: Mutex::new(InputSockets::default()),
@@ -89,6 +142,14 @@ impl Shared {
 
     pub fn set_config(&self, c: Config) {
         *lock(&self.config) = Arc::new(c);
+    }
+
+    pub fn igmp(&self) -> Option<IgmpSetup> {
+        lock(&self.igmp).clone()
+    }
+
+    pub fn set_igmp(&self, setup: Option<IgmpSetup>) {
+        *lock(&self.igmp) = setup;
     }
 
     /// The current log levels, as the running config says.
@@ -148,5 +209,31 @@ impl Shared {
                 last_failure: r.last_failure.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn igmp_setup_parses_interfaces_and_timers_and_names_bad_keys() {
+        let s = IgmpSetup::parse(
+            r#"{"querier_interfaces":["eth1","eth2"],"query_interval":2,"query_response_interval":1,"last_member_query_interval":0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(s.querier_interfaces, ["eth1", "eth2"]);
+        assert_eq!(s.settings.query_interval, 2.0);
+        assert_eq!(s.settings.last_member_query_interval, 0.2);
+        assert_eq!(s.settings.robustness, IgmpSettings::default().robustness);
+        let e =
+            IgmpSetup::parse(r#"{"querier_interfaces":["eth1"],"query_intervall":2}"#).unwrap_err();
+        assert!(e.contains("query_intervall"), "{e}");
+        let e = IgmpSetup::parse(r#"{"querier_interfaces":"eth1"}"#).unwrap_err();
+        assert!(e.contains("querier_interfaces"), "{e}");
+        let e = IgmpSetup::parse(r#"{"querier_interfaces":["eth1","eth1"]}"#).unwrap_err();
+        assert!(e.contains("\"eth1\" is listed twice"), "{e}");
+        let e = IgmpSetup::parse(r#"{"robustness":0}"#).unwrap_err();
+        assert!(e.contains("robustness"), "{e}");
     }
 }

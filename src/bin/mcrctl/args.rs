@@ -68,9 +68,12 @@ pub enum Cmd {
     /// Get or set log levels (supervisor and every worker).
     #[command(subcommand)]
     LogLevel(LogCmd),
+    /// IGMP querier state: groups and interfaces.
+    #[command(subcommand)]
+    Igmp(IgmpCmd),
     /// Stream events as JSON lines until interrupted.
     Subscribe {
-        /// Comma-separated classes: rules, workers, interfaces, config, actors, pim (default: all).
+        /// Comma-separated classes: rules, workers, interfaces, config, actors, pim, igmp (default: all).
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },
@@ -143,6 +146,14 @@ pub enum PimCmd {
 }
 
 #[derive(Subcommand)]
+pub enum IgmpCmd {
+    /// Groups with members on the querier interfaces.
+    Groups,
+    /// Querier state and counters per interface.
+    Interfaces,
+}
+
+#[derive(Subcommand)]
 pub enum LogCmd {
     Get,
     Set {
@@ -178,7 +189,7 @@ pub enum FaultCmd {
         #[arg(long)]
         interface: Option<String>,
     },
-    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, pim, worker/IFACE/N).
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, pim, worker/IFACE/N, igmp/IFACE).
     PanicActor { name: String },
     /// Block an actor's message handler for SECS seconds (root or a child actor).
     WedgeActor {

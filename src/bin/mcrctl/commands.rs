@@ -11,14 +11,15 @@ use mcr::control::{
     ConfigCheckResult, ConfigText, Done, EventKind, FaultRequest, MrouteEntry, Request, RuleInfo,
     StatsReport, StatusReport, VersionInfo, WorkerInfo, PROTOCOL_VERSION,
 };
+use mcr::igmp::instance::{GroupRow, InterfaceRow};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
 use clap::CommandFactory;
 
-use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, LogCmd, PimCmd};
-use crate::{out, render, Fail};
+use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, IgmpCmd, LogCmd, PimCmd};
+use crate::{igmp, out, render, Fail};
 
 /// The result as JSON with `--json`, else as `text` renders it.
 fn show<T: serde::Serialize>(
@@ -266,6 +267,14 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Pim(PimCmd::Interfaces) => {
             let i: Vec<InterfaceSnapshot> = connect(cli)?.request(&Request::PimInterfaces)?;
             show(cli, &i, |i| render::pim_interfaces(i))?;
+        }
+        Cmd::Igmp(IgmpCmd::Groups) => {
+            let g: Vec<GroupRow> = connect(cli)?.request(&Request::IgmpGroups)?;
+            show(cli, &g, |g| igmp::groups(g))?;
+        }
+        Cmd::Igmp(IgmpCmd::Interfaces) => {
+            let i: Vec<InterfaceRow> = connect(cli)?.request(&Request::IgmpInterfaces)?;
+            show(cli, &i, |i| igmp::interfaces(i))?;
         }
         Cmd::Config(c) => config(cli, c)?,
         Cmd::LogLevel(l) => log_level(cli, l)?,

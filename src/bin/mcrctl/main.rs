@@ -3,10 +3,12 @@
 //! `--json`. Any error exits non-zero with the daemon's message on stderr.
 //!
 //! `args` is the command line, `commands` what each command does, `render`
-//! how results look as text, `out` how they reach stdout.
+//! how results look as text (`igmp` for the IGMP tables), `out` how they
+//! reach stdout.
 
 mod args;
 mod commands;
+mod igmp;
 mod out;
 mod render;
 

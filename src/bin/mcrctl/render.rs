@@ -219,24 +219,24 @@ pub fn status(s: &StatusReport) -> String {
 }
 
 /// A plain text table with columns sized to their widest cell.
-struct Table {
+pub(crate) struct Table {
     head: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(head: &[&str]) -> Table {
+    pub(crate) fn new(head: &[&str]) -> Table {
         Table {
             head: head.iter().map(|s| s.to_string()).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, r: Vec<String>) {
+    pub(crate) fn row(&mut self, r: Vec<String>) {
         self.rows.push(r);
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let mut w: Vec<usize> = self.head.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {

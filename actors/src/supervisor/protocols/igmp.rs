@@ -1,0 +1,481 @@
+//! IgmpActor: the shell around [`IgmpRouter`] for one querier interface
+//! (RFC 2236 §3, RFC 3376 §6 are the core's; this owns only I/O).
+//!
+//! It reads every IGMP packet on the interface from a packet socket (see
+//! `mcr::sys::igmp` for why not a raw IGMP socket), sends what the core
+//! wants sent from a raw IGMP socket with Router Alert and TTL 1, keeps one
+//! timer at the core's `poll_timeout`, and turns the core's events into
+//! RIB memberships and `subscribe` events.
+//!
+//! A packet never fails the actor: the decoder refuses bad input and the
+//! core counts it. If the actor fails anyway, the restarted one starts
+//! with no members and says nothing destructive: it sends the startup
+//! queries, adds what the answers name, and only once the answers to every
+//! startup query are due does it hand the RIB the full membership of the
+//! interface (`RibMsg::Memberships`), so forwarding to members that are
+//! still there never stops.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcr::control::Event;
+use mcr::igmp::config::InterfaceConfig;
+use mcr::igmp::{FilterMode, IgmpEvent, IgmpParams, IgmpRouter, RouterConfig, Snapshot};
+use mcr::proto::Protocol;
+use mcr::rib::SourceFilter;
+use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, recv_within, send_igmp};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::supervisor::handles::{Igmp, IgmpMsg, Rib, RibMsg};
+use crate::supervisor::shared::Shared;
+
+/// How often to look again for an interface that is missing or has no
+/// IPv4 address.
+const RETRY: Duration = Duration::from_secs(1);
+/// Longer than any IPv4 packet an Ethernet-sized link delivers; a longer
+/// one is cut and then refused by the IP header check.
+const MAX_PACKET: usize = 65_535;
+
+pub struct IgmpActor;
+
+pub struct IgmpArgs {
+    pub shared: Arc<Shared>,
+    pub interface: String,
+    pub params: IgmpParams,
+}
+
+/// Aborts its task when dropped, so a failed actor leaves no reader or
+/// timer behind (its state is dropped however it ends).
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Running {
+    router: IgmpRouter,
+    ifindex: u32,
+    tx: OwnedFd,
+    reader: Reader,
+}
+
+pub struct IgmpState {
+    shared: Arc<Shared>,
+    interface: String,
+    params: IgmpParams,
+    run: Option<Running>,
+    timer: Option<(Instant, Task)>,
+    _resync: Option<Task>,
+    /// Packets whose IP header was unusable; shown with the core's
+    /// `malformed` counter.
+    bad_ip: u64,
+}
+
+/// The filter a core event names, as the RIB keeps it.
+fn filter(mode: FilterMode, sources: Vec<std::net::Ipv4Addr>) -> SourceFilter {
+    let set = sources.into_iter().collect();
+    match mode {
+        FilterMode::Include => SourceFilter::Include(set),
+        FilterMode::Exclude => SourceFilter::Exclude(set),
+    }
+}
+
+/// When the answers to every startup query are due: after the last of
+/// them (startup count − 1 intervals after the first) plus the response
+/// time. Always shorter than the group membership interval, so nothing
+/// that is still there expires before the RIB hears about it.
+pub fn startup_window(p: &IgmpParams) -> Duration {
+    let queries = u32::from(p.startup_query_count.max(1)) - 1;
+    p.startup_query_interval * queries + p.query_response_interval
+}
+
+impl IgmpState {
+    /// Open the sockets and start the core, if the interface is there.
+    fn try_start(&mut self, me: &ActorRef<IgmpMsg>) -> Result<(), String> {
+        let info = mcr::sys::interface_info(&self.interface)
+            .ok_or_else(|| format!("interface {} does not exist", self.interface))?;
+        let address = *info
+            .addrs
+            .first()
+            .ok_or_else(|| format!("interface {} has no IPv4 address", self.interface))?;
+        let rx = open_igmp_rx(info.ifindex).map_err(|e| format!("IGMP receive socket: {e}"))?;
+        let tx = open_igmp_tx(&self.interface, info.ifindex, address)
+            .map_err(|e| format!("IGMP send socket: {e}"))?;
+        let reader = start_reader(rx, me.clone(), &self.interface)?;
+        let now = Instant::now();
+        let config = RouterConfig {
+            params: self.params.clone(),
+            interfaces: vec![InterfaceConfig {
+                ifindex: info.ifindex,
+                name: self.interface.clone(),
+                address,
+            }],
+        };
+        self.run = Some(Running {
+            router: IgmpRouter::new(now, config),
+            ifindex: info.ifindex,
+            tx,
+            reader,
+        });
+        // To this actor, not by name: a Resync from a predecessor would
+        // hand the RIB a membership not yet re-learned.
+        let me = me.clone();
+        let window = startup_window(&self.params);
+        self._resync = Some(Task(tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            let _ = me.cast(IgmpMsg::Resync);
+        })));
+        info!(target: "Protocol", "IGMP querier on {} ({address}, ifindex {})", self.interface, info.ifindex);
+        Ok(())
+    }
+
+    /// Stop when the interface went away or changed address: its sockets
+    /// are bound to what is gone, and its members with it. The next tick
+    /// starts afresh on whatever has the name now.
+    fn check_interface(&mut self) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        let now = mcr::sys::interface_info(&self.interface)
+            .and_then(|i| Some((i.ifindex, *i.addrs.first()?)));
+        let was = run
+            .router
+            .interface(run.ifindex)
+            .map(|i| (run.ifindex, i.address()));
+        if now.is_some() && now == was {
+            return;
+        }
+        warn!(target: "Protocol", "IGMP on {}: the interface went away or changed address; starting over", self.interface);
+        let members = run
+            .router
+            .interface(run.ifindex)
+            .map(|i| i.members())
+            .unwrap_or_default();
+        self.run = None;
+        self._resync = None;
+        Rib::tell(RibMsg::LeaveInterface(self.interface.clone()));
+        for (group, _, _) in members {
+            self.shared.publish(Event::IgmpLeave {
+                interface: self.interface.clone(),
+                group,
+            });
+        }
+    }
+
+    /// Send, report and re-arm after the core ran.
+    fn drain(&mut self, me: &ActorRef<IgmpMsg>) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        while let Some(t) = run.router.poll_transmit() {
+            if let Err(e) = send_igmp(&run.tx, t.dst, &t.payload) {
+                // A full buffer or a downed link loses one query; the
+                // protocol repeats every query it needs.
+                debug!(target: "Protocol", "IGMP send on {} to {}: {e}", self.interface, t.dst);
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(e) = run.router.poll_event() {
+            events.push(e);
+        }
+        for e in events {
+            self.event(e);
+        }
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        match run.router.poll_timeout() {
+            Some(at) if self.timer.as_ref().map(|(t, _)| *t) != Some(at) => {
+                self.timer = Some((at, Task(tokio::spawn(tick_at(at, me.clone())))));
+            }
+            Some(_) => {}
+            None => self.timer = None,
+        }
+    }
+
+    fn event(&self, e: IgmpEvent) {
+        let interface = self.interface.clone();
+        match e {
+            IgmpEvent::Join {
+                group,
+                mode,
+                sources,
+                ..
+            } => {
+                Rib::tell(RibMsg::Join {
+                    interface: interface.clone(),
+                    group,
+                    filter: filter(mode, sources),
+                });
+                self.shared.publish(Event::IgmpJoin { interface, group });
+            }
+            IgmpEvent::Change {
+                group,
+                mode,
+                sources,
+                ..
+            } => {
+                Rib::tell(RibMsg::Join {
+                    interface,
+                    group,
+                    filter: filter(mode, sources),
+                });
+            }
+            IgmpEvent::Leave { group, .. } => {
+                Rib::tell(RibMsg::Leave {
+                    interface: interface.clone(),
+                    group,
+                });
+                self.shared.publish(Event::IgmpLeave { interface, group });
+            }
+            IgmpEvent::QuerierChange { querier, local, .. } => {
+                info!(target: "Protocol", "IGMP querier on {interface}: {querier}{}", if local { " (us)" } else { "" });
+                self.shared.publish(Event::IgmpQuerier {
+                    interface,
+                    querier,
+                    local,
+                });
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let Some(run) = self.run.as_ref() else {
+            return Snapshot::default();
+        };
+        let mut s = run.router.snapshot(Instant::now());
+        for i in &mut s.interfaces {
+            i.querier.counters.malformed += self.bad_ip;
+        }
+        s
+    }
+}
+
+async fn tick_at(at: Instant, me: ActorRef<IgmpMsg>) {
+    tokio::time::sleep_until(at.into()).await;
+    let _ = me.cast(IgmpMsg::Tick);
+}
+
+/// The receiving thread of one interface. Blocking reads on a thread of
+/// its own keep the socket layer free of async registration; the thread
+/// notices within `POLL` that it should stop.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    /// Packets handed to the actor and not yet handled.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Reader {
+    fn handled(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+const POLL: Duration = Duration::from_millis(200);
+/// Packets the actor may have waiting. A LAN sends a few reports per
+/// member per query interval; more than this waiting is a flood, which is
+/// dropped at the socket rather than grown into the mailbox.
+const MAX_QUEUED: usize = 4096;
+
+fn start_reader(rx: OwnedFd, me: ActorRef<IgmpMsg>, interface: &str) -> Result<Reader, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (stop.clone(), queued.clone());
+    std::thread::Builder::new()
+        .name(format!("igmp-{interface}"))
+        .spawn(move || read_loop(&rx, &me, &flag, &count))
+        .map_err(|e| format!("IGMP receive thread: {e}"))?;
+    Ok(Reader { stop, queued })
+}
+
+/// Hand every packet to the actor until it is gone or says stop.
+fn read_loop(rx: &OwnedFd, me: &ActorRef<IgmpMsg>, stop: &AtomicBool, queued: &AtomicUsize) {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut warned = false;
+    let mut dropped: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match recv_within(rx.as_fd(), &mut buf, POLL) {
+            Ok(Some(_)) if queued.load(Ordering::Relaxed) >= MAX_QUEUED => {
+                if dropped == 0 {
+                    warn!(target: "Protocol", "IGMP flood: more than {MAX_QUEUED} packets waiting; dropping");
+                }
+                dropped += 1;
+            }
+            Ok(Some(n)) => {
+                if dropped > 0 {
+                    warn!(target: "Protocol", "IGMP flood over: {dropped} packets dropped");
+                    dropped = 0;
+                }
+                queued.fetch_add(1, Ordering::Relaxed);
+                if me.cast(IgmpMsg::Packet(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // A socket error (the interface went down) is reported
+                // once; reading goes on, so packets flow again when it
+                // comes back.
+                if !warned {
+                    warn!(target: "Protocol", "IGMP receive: {e}");
+                    warned = true;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+impl Actor for IgmpActor {
+    type Msg = IgmpMsg;
+    type State = IgmpState;
+    type Arguments = IgmpArgs;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<IgmpMsg>,
+        args: IgmpArgs,
+    ) -> Result<IgmpState, ActorProcessingErr> {
+        let mut st = IgmpState {
+            shared: args.shared,
+            interface: args.interface,
+            params: args.params,
+            run: None,
+            timer: None,
+            _resync: None,
+            bad_ip: 0,
+        };
+        // A missing interface is not a failure of the actor: it waits.
+        if let Err(e) = st.try_start(&me) {
+            warn!(target: "Protocol", "IGMP on {}: {e}; retrying every {RETRY:?}", st.interface);
+            let at = Instant::now() + RETRY;
+            st.timer = Some((at, Task(tokio::spawn(tick_at(at, me.clone())))));
+        }
+        st.drain(&me);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<IgmpMsg>,
+        msg: IgmpMsg,
+        st: &mut IgmpState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IgmpMsg::Packet(p) => {
+                let Some(run) = st.run.as_mut() else {
+                    return Ok(());
+                };
+                run.reader.handled();
+                match parse_ipv4(&p) {
+                    Some((src, dst, payload)) => {
+                        run.router
+                            .handle_packet(Instant::now(), run.ifindex, src, dst, payload);
+                    }
+                    None => st.bad_ip += 1,
+                }
+                st.drain(&me);
+            }
+            IgmpMsg::Tick => {
+                st.timer = None;
+                st.check_interface();
+                match st.run.as_mut() {
+                    Some(run) => run.router.handle_timeout(Instant::now()),
+                    None => {
+                        if let Err(e) = st.try_start(&me) {
+                            debug!(target: "Protocol", "IGMP on {}: {e}", st.interface);
+                            let at = Instant::now() + RETRY;
+                            st.timer = Some((at, Task(tokio::spawn(tick_at(at, me.clone())))));
+                        }
+                    }
+                }
+                st.drain(&me);
+            }
+            IgmpMsg::Resync => {
+                if let Some(run) = st.run.as_ref() {
+                    let groups = run
+                        .router
+                        .interface(run.ifindex)
+                        .map(|i| i.members())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(g, mode, sources)| (g, filter(mode, sources)))
+                        .collect();
+                    Rib::tell(RibMsg::Memberships {
+                        interface: st.interface.clone(),
+                        groups,
+                    });
+                }
+            }
+            IgmpMsg::Snapshot(reply) => {
+                let _ = reply.send(st.snapshot());
+            }
+            IgmpMsg::Panic => panic!("fault injection: igmp actor panic requested"),
+        }
+        Ok(())
+    }
+}
+
+/// Start the IgmpActor of `interface` under `supervisor`, registered as
+/// `igmp/INTERFACE`.
+pub async fn spawn_linked(
+    shared: Arc<Shared>,
+    interface: String,
+    params: IgmpParams,
+    supervisor: ActorCell,
+) -> Result<ActorCell, ActorProcessingErr> {
+    let name = Igmp::actor_name(&interface);
+    let args = IgmpArgs {
+        shared,
+        interface,
+        params,
+    };
+    let (a, _) = Actor::spawn_linked(Some(name), IgmpActor, args, supervisor).await?;
+    Ok(a.get_cell())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr::igmp::IgmpSettings;
+
+    #[test]
+    fn resync_comes_after_every_startup_answer_and_before_any_expiry() {
+        let fast = IgmpSettings {
+            query_interval: 2.0,
+            query_response_interval: 1.0,
+            ..Default::default()
+        };
+        for s in [IgmpSettings::default(), fast] {
+            let p = s.validate().unwrap();
+            let w = startup_window(&p);
+            let last_query = p.startup_query_interval * u32::from(p.startup_query_count - 1);
+            assert!(w >= last_query + p.query_response_interval, "{w:?}");
+            assert!(w < p.gmi(p.robustness, p.query_interval), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn core_filters_map_to_rib_filters() {
+        let s = std::net::Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(filter(FilterMode::Exclude, vec![]), SourceFilter::any());
+        assert!(filter(FilterMode::Include, vec![s]).accepts(s));
+        assert!(!filter(FilterMode::Exclude, vec![s]).accepts(s));
+    }
+}
