@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::control::{MrouteEntry, OutputInfo, RuleInfo, RuleState};
+use crate::control::{OutputInfo, RuleInfo, RuleState};
 use crate::iface::Ifaces;
 use crate::rule::RuleSet;
 
-use super::{compile, InterfaceTable};
+use super::merge::Tables as Compiled;
+use super::InterfaceTable;
 
 /// The compiled table of each input interface. Shared by pointer: an
 /// unchanged table keeps its `Arc`, which is how the WorkerManager tells
@@ -30,10 +31,10 @@ pub struct WorkerView {
     pub problems: BTreeMap<(String, usize), String>,
 }
 
-/// Compile `rules`, reusing the `Arc` of every table in `old` that did not
-/// change.
-pub fn recompile(old: &Tables, rules: &RuleSet) -> Tables {
-    compile(rules)
+/// Share freshly compiled tables (`Rib::compile`), reusing the `Arc` of
+/// every table in `old` that did not change.
+pub fn recompile(old: &Tables, fresh: Compiled) -> Tables {
+    fresh
         .into_iter()
         .map(|(ifc, t)| {
             let arc = match old.get(&ifc) {
@@ -152,42 +153,11 @@ pub fn state_changes(prev: &Announced, infos: &[RuleInfo]) -> (Vec<RuleInfo>, An
     (changed, next)
 }
 
-/// The compiled tables as `mroute` shows them.
-pub fn mroute(tables: &Tables) -> Vec<MrouteEntry> {
-    let mut v = Vec::new();
-    for (ifc, t) in tables {
-        for r in t.iter() {
-            v.push(MrouteEntry {
-                interface: ifc.clone(),
-                group: r.group,
-                port: r.port,
-                source: r.source,
-                outputs: r
-                    .outputs
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{}:{} on {} ttl {} {}",
-                            o.group,
-                            o.port,
-                            o.interface,
-                            o.ttl,
-                            o.mode.as_str()
-                        )
-                    })
-                    .collect(),
-                origin: r.origin.to_string(),
-                rule_id: r.rule_id.clone(),
-            });
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::iface::tests::snapshot;
+    use crate::rib::compile;
     use crate::rule::{OutputMode, Rule, RuleInput, RuleOutput};
 
     fn rule(ifc: &str, g: &str, outs: &[&str]) -> Rule {
@@ -328,13 +298,12 @@ mod tests {
     fn recompile_keeps_unchanged_tables_by_pointer() {
         let a = rule("eth0", "239.1.1.1", &["eth1"]);
         let b = rule("eth5", "239.1.1.2", &["eth1"]);
-        let t1 = recompile(&Tables::new(), &RuleSet::from_rules([a.clone()]).unwrap());
-        let t2 = recompile(&t1, &RuleSet::from_rules([a, b]).unwrap());
+        let t1 = recompile(
+            &Tables::new(),
+            compile(&RuleSet::from_rules([a.clone()]).unwrap()),
+        );
+        let t2 = recompile(&t1, compile(&RuleSet::from_rules([a, b]).unwrap()));
         assert!(Arc::ptr_eq(&t1["eth0"], &t2["eth0"]));
         assert_eq!(t2["eth5"].len(), 1);
-        let m = mroute(&t2);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].interface, "eth0");
-        assert_eq!(m[0].outputs, ["239.9.9.9:6000 on eth1 ttl 1 republish"]);
     }
 }

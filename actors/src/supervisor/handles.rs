@@ -9,6 +9,7 @@
 //! dropped (a cast) or answered with an error (a call), never queued for a
 //! dead mailbox.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use mcr::iface::Ifaces;
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::rib::state::{Tables, WorkerView};
-use mcr::rib::InterfaceTable;
+use mcr::rib::{InterfaceTable, Origin, Route, SourceFilter};
 use mcr::rule::{RuleInput, RuleOutput, RuleSet};
 use ractor::{ActorRef, Message, RpcReplyPort};
 use tokio::sync::broadcast;
@@ -164,6 +165,38 @@ pub enum StatsMsg {
 
 pub enum RibMsg {
     Rules(Arc<RuleSet>),
+    /// Add or replace a learned route (identity: origin, source, group).
+    Route {
+        origin: Origin,
+        route: Route,
+    },
+    /// Remove one learned route.
+    Withdraw {
+        origin: Origin,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
+    /// Remove every route of one origin (its protocol stopped).
+    WithdrawOrigin(Origin),
+    /// Set an interface's membership in a group (INCLUDE {} leaves).
+    Join {
+        interface: String,
+        group: Ipv4Addr,
+        filter: SourceFilter,
+    },
+    Leave {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// Remove every membership of an interface.
+    LeaveInterface(String),
+    /// Replace the whole membership set of one interface: what a restarted
+    /// IGMP actor sends once it has re-learned, so that memberships
+    /// survive its restart until then.
+    Memberships {
+        interface: String,
+        groups: Vec<(Ipv4Addr, SourceFilter)>,
+    },
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
     /// sees tables and interfaces that belong together.
@@ -340,6 +373,57 @@ handle!(
     /// The ControlServer.
     Control, ControlMsg, "control"
 );
+
+/// What protocol actors tell the RIB. Each returns whether the message
+/// reached the RIB's mailbox; one sent while the RIB restarts is lost, and
+/// the protocol re-announces (the RIB keeps no learned state across its
+/// own restart: see `rib_actor`). The protocol actors under the
+/// ProtocolSupervisor are their callers, so with no protocol configured
+/// some are unused.
+#[allow(dead_code)]
+impl Rib {
+    pub fn route(origin: Origin, route: Route) -> bool {
+        Self::tell(RibMsg::Route { origin, route })
+    }
+
+    pub fn withdraw(origin: Origin, source: Option<Ipv4Addr>, group: Ipv4Addr) -> bool {
+        Self::tell(RibMsg::Withdraw {
+            origin,
+            source,
+            group,
+        })
+    }
+
+    pub fn withdraw_origin(origin: Origin) -> bool {
+        Self::tell(RibMsg::WithdrawOrigin(origin))
+    }
+
+    pub fn join(interface: &str, group: Ipv4Addr, filter: SourceFilter) -> bool {
+        Self::tell(RibMsg::Join {
+            interface: interface.to_string(),
+            group,
+            filter,
+        })
+    }
+
+    pub fn leave(interface: &str, group: Ipv4Addr) -> bool {
+        Self::tell(RibMsg::Leave {
+            interface: interface.to_string(),
+            group,
+        })
+    }
+
+    pub fn leave_interface(interface: &str) -> bool {
+        Self::tell(RibMsg::LeaveInterface(interface.to_string()))
+    }
+
+    pub fn memberships(interface: &str, groups: Vec<(Ipv4Addr, SourceFilter)>) -> bool {
+        Self::tell(RibMsg::Memberships {
+            interface: interface.to_string(),
+            groups,
+        })
+    }
+}
 
 impl Rib {
     pub async fn list() -> Result<Vec<RuleInfo>, String> {
