@@ -44,17 +44,19 @@ pub enum Child {
     Workers,
     Rib,
     Netlink,
+    Protocols,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 7] = [
+    pub const ALL: [Child; 8] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
         Child::Workers,
         Child::Rib,
         Child::Netlink,
+        Child::Protocols,
         Child::Control,
     ];
 
@@ -67,6 +69,7 @@ impl Child {
             Child::Workers => "workers",
             Child::Rib => "rib",
             Child::Netlink => "netlink",
+            Child::Protocols => "protocols",
             Child::Control => "control",
         }
     }
@@ -269,6 +272,13 @@ pub enum NetlinkMsg {
     Panic,
 }
 
+pub enum ProtocolsMsg {
+    /// Compare the protocol actors with the running config and start or
+    /// stop the difference (also done every second).
+    Reconcile,
+    Panic,
+}
+
 pub enum ControlMsg {
     Tick,
     Subscribe(RpcReplyPort<broadcast::Receiver<TimedEvent>>),
@@ -368,6 +378,10 @@ handle!(
 handle!(
     /// The NetlinkMonitor.
     Netlink, NetlinkMsg, "netlink"
+);
+handle!(
+    /// The ProtocolSupervisor; its children are `protocols/<key>`.
+    Protocols, ProtocolsMsg, "protocols"
 );
 handle!(
     /// The ControlServer.
@@ -495,6 +509,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Workers => Workers::tell(WmMsg::Panic),
         Child::Rib => Rib::tell(RibMsg::Panic),
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
+        Child::Protocols => Protocols::tell(ProtocolsMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
 }
@@ -522,7 +537,7 @@ mod tests {
     async fn unknown_actor_names_list_the_real_ones() {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, control"),
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, protocols, control"),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".

@@ -21,6 +21,7 @@ pub mod control;
 pub mod handles;
 pub mod loglevel;
 pub mod netlink;
+pub mod protocols;
 pub mod rib_actor;
 pub mod root;
 pub mod shared;

@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
-use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, systemd, workers};
+use super::{
+    config_actor, control, loglevel, netlink, protocols, rib_actor, stats_actor, systemd, workers,
+};
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
 pub const RESTART_BUDGET: usize = 5;
@@ -64,6 +66,16 @@ async fn spawn_child(
             .await?
             .0
             .get_cell(),
+        Child::Protocols => {
+            let args = protocols::ProtocolsArgs {
+                shared,
+                wanted: protocols::wanted,
+            };
+            Actor::spawn_linked(name, protocols::ProtocolSupervisor, args, root)
+                .await?
+                .0
+                .get_cell()
+        }
         Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
             .await?
             .0

@@ -148,7 +148,7 @@ pub enum FaultCmd {
         #[arg(long)]
         interface: Option<String>,
     },
-    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, worker/IFACE/N).
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, protocols, worker/IFACE/N).
     PanicActor { name: String },
     /// Delete the control socket file.
     #[command(alias = "close-socket")]
