@@ -120,9 +120,13 @@ impl RibState {
             .map(|(k, v)| (k.interface.as_str(), v))
             .collect();
         let cfg = self.shared.config();
-        state::rule_infos(self.rib.rules(), &self.ifaces, &views, |ifc| {
-            cfg.workers_for(ifc)
-        })
+        state::rule_infos(
+            self.rib.rules(),
+            &self.tables,
+            &self.ifaces,
+            &views,
+            |ifc| cfg.workers_for(ifc),
+        )
     }
 
     /// Tell subscribers about rules whose state changed.
