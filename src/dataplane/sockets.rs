@@ -7,9 +7,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 pub use crate::sys::{
-    drain, frame_format, has_cap_net_raw, ingress_filter, interface_info, ipv4_addrs, join_fanout,
-    list_interfaces, may_receive_gso, open_egress, open_ingress, open_netlink_monitor, open_sink,
-    raw, set_ingress_filter, InterfaceInfo, Memberships, SockFilter, EGRESS_SNDBUF, INGRESS_RCVBUF,
+    frame_format, has_cap_net_raw, ingress_filter, interface_info, ipv4_addrs, join_fanout,
+    list_interfaces, may_receive_gso, open_egress, open_ingress, open_sink, raw,
+    set_ingress_filter, InterfaceInfo, Memberships, SockFilter, EGRESS_SNDBUF, INGRESS_RCVBUF,
     MAX_FILTER_DESTINATIONS, MAX_FRAME,
 };
 

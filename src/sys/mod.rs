@@ -20,6 +20,6 @@ pub use interfaces::{
     has_cap_net_raw, interface_info, ipv4_addrs, list_interfaces, may_receive_gso, InterfaceInfo,
 };
 pub use sockets::{
-    drain, frame_format, join_fanout, open_egress, open_ingress, open_netlink_monitor, open_sink,
-    raw, set_ingress_filter, Memberships, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
+    frame_format, join_fanout, open_egress, open_ingress, open_sink, raw, set_ingress_filter,
+    Memberships, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
 };
