@@ -248,7 +248,14 @@ fn drill_actor_panics_lose_nothing() {
     let d = start(&t, CONFIG);
     let before = rules(&d);
     let actors = [
-        "config", "rib", "workers", "stats", "control", "loglevel", "netlink",
+        "config",
+        "rib",
+        "workers",
+        "stats",
+        "control",
+        "loglevel",
+        "netlink",
+        "protocols",
     ];
     let f = flow(
         &t.src,

@@ -875,3 +875,107 @@ fn sixteen_input_interfaces_each_get_a_running_worker() {
     let rep = r.finish(Duration::from_secs(20));
     assert_eq!((rep.unique, rep.lost), (200, 0), "{rep:?}");
 }
+
+/// Issue 12: each add or remove used to make every other rule of the same
+/// input interface emit `starting` then `active` (1,000 adds and removes
+/// gave 190,457 events), and `list` showed untouched, forwarding rules as
+/// `starting`. A change now touches only the rule it changes.
+#[test]
+fn churn_on_an_interface_leaves_its_other_rules_alone() {
+    if !require_root("churn_on_an_interface_leaves_its_other_rules_alone") {
+        return;
+    }
+    const CHURN: usize = 200;
+    let t = Relay3::new("storm");
+    let d = start_with(
+        &t.relay,
+        &rule_config("239.1.1.1", 5000, &[("r1", "239.2.2.1", 6001)]),
+    );
+    let keep = d.list()[0].id.clone();
+    d.wait_rule_state(&keep, RuleState::Active, T);
+    let mut s = Subscriber::start(&d, "rules");
+
+    let churn_id = |i: usize| format!("churn-{i}");
+    let mut keep_listed_active = 0;
+    for i in 0..CHURN {
+        let group = format!("239.3.{}.{}", i / 200, i % 200 + 1);
+        let out = format!("239.4.{}.{}:6000:r1", i / 200, i % 200 + 1);
+        d.ctl_ok(&[
+            "add",
+            "--input-interface",
+            "r0",
+            "--input-group",
+            &group,
+            "--input-port",
+            "5000",
+            "--outputs",
+            &out,
+            "--rule-id",
+            &churn_id(i),
+        ]);
+        if i % 50 == 25 {
+            let k = d.list().into_iter().find(|r| r.id == keep).expect("kept");
+            assert_eq!(k.state, RuleState::Active, "list during churn: {k:?}");
+            keep_listed_active += 1;
+        }
+    }
+    for i in 0..CHURN {
+        d.ctl_ok(&["remove", "--rule-id", &churn_id(i)]);
+    }
+    // A marker after the churn: once it is active, every event of the
+    // churn has been published before it.
+    let marker = add(
+        &d,
+        &[
+            "--input-interface",
+            "r0",
+            "--input-group",
+            "239.5.5.5",
+            "--input-port",
+            "5000",
+            "--outputs",
+            "239.6.6.6:6000:r1",
+        ],
+    );
+    s.wait(
+        T,
+        |e| matches!(e, Event::RuleState { id, state: RuleState::Active, .. } if *id == marker),
+    )
+    .unwrap_or_else(|| panic!("no rule-state active for the marker"));
+
+    let states: Vec<(&str, RuleState)> = s
+        .seen
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::RuleState { id, state, .. } => Some((id.as_str(), *state)),
+            _ => None,
+        })
+        .collect();
+    let of_keep: Vec<_> = states.iter().filter(|(id, _)| *id == keep).collect();
+    assert!(
+        of_keep.is_empty(),
+        "the untouched rule changed state {} times, first {:?}",
+        of_keep.len(),
+        &of_keep[..of_keep.len().min(6)]
+    );
+    // At most `starting` and `active` per added rule (a rule removed
+    // before its worker acked it may never reach `active`).
+    for i in 0..CHURN {
+        let id = churn_id(i);
+        let n = states.iter().filter(|(x, _)| *x == id).count();
+        assert!(n <= 2, "{id} emitted {n} rule-state events");
+    }
+    eprintln!(
+        "{} rule-state events for {CHURN} adds and {CHURN} removes (plus a marker)",
+        states.len()
+    );
+    // Nothing else moved (the subscriber's own probe rule may trail in).
+    let others: Vec<_> = states
+        .iter()
+        .filter(|(id, _)| !id.starts_with("churn-") && *id != marker && *id != "sub-probe")
+        .collect();
+    assert!(others.is_empty(), "unrelated rule-state events: {others:?}");
+    assert_eq!(keep_listed_active, CHURN / 50);
+    let k = d.list().into_iter().find(|r| r.id == keep).expect("kept");
+    assert_eq!(k.state, RuleState::Active);
+}

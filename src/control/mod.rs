@@ -379,6 +379,15 @@ pub struct MrouteEntry {
     /// only an IGMP membership added ends in `(igmp member)`.
     pub origin: String,
     pub rule_id: String,
+    /// Every origin that contributed to the entry, `origin` first (a PIM
+    /// route with IGMP members: `pim`, `igmp`). Empty from a daemon that
+    /// predates it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
+    /// A learned entry that a static rule keeps out of the table: that
+    /// rule's id. Such an entry is listed but forwards nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadowed_by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,10 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 pub use crate::sys::{
-    drain, frame_format, has_cap_net_raw, ingress_filter, ingress_protocol, interface_info,
-    ipv4_addrs, join_fanout, list_interfaces, may_receive_gso, open_egress, open_ingress,
-    open_ingress_bound, open_netlink_monitor, open_sink, raw, set_ingress_filter, InterfaceInfo,
-    Memberships, SockFilter, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FILTER_DESTINATIONS, MAX_FRAME,
+    frame_format, has_cap_net_raw, ingress_filter, ingress_protocol, interface_info, ipv4_addrs,
+    join_fanout, list_interfaces, may_receive_gso, open_egress, open_ingress, open_ingress_bound,
+    open_sink, raw, set_ingress_filter, InterfaceInfo, Memberships, SockFilter, EGRESS_SNDBUF,
+    INGRESS_RCVBUF, MAX_FILTER_DESTINATIONS, MAX_FRAME,
 };
 
 /// Kernel counters of an AF_PACKET socket: (packets, drops) since the last

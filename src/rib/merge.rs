@@ -191,6 +191,41 @@ impl Rib {
         before - self.members.len()
     }
 
+    /// Replace every membership of `interface` with `groups` (a restarted
+    /// IGMP instance reporting what it has re-learned). All or nothing: if
+    /// one membership is invalid, nothing changes. INCLUDE {} entries are
+    /// no interest and dropped. Returns whether anything changed.
+    pub fn set_memberships(
+        &mut self,
+        interface: &str,
+        groups: &[(Ipv4Addr, SourceFilter)],
+    ) -> Result<bool, RouteError> {
+        for (g, f) in groups {
+            validate_membership(interface, *g, f)?;
+        }
+        let wanted: BTreeMap<Ipv4Addr, &SourceFilter> = groups
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(g, f)| (*g, f))
+            .collect();
+        let current: BTreeMap<Ipv4Addr, &SourceFilter> = self
+            .members
+            .iter()
+            .filter(|((i, _), _)| i == interface)
+            .map(|((_, g), f)| (*g, f))
+            .collect();
+        if current == wanted {
+            return Ok(false);
+        }
+        let wanted: Vec<(Ipv4Addr, SourceFilter)> =
+            wanted.into_iter().map(|(g, f)| (g, f.clone())).collect();
+        self.leave_interface(interface);
+        for (g, f) in wanted {
+            self.members.insert((interface.to_string(), g), f);
+        }
+        Ok(true)
+    }
+
     pub fn memberships(&self) -> &Memberships {
         &self.members
     }

@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::control::{MrouteEntry, OutputInfo, RuleInfo, RuleState};
+use crate::control::{OutputInfo, RuleInfo, RuleState};
 use crate::iface::Ifaces;
 use crate::rule::RuleSet;
 
-use super::{compile, InterfaceTable};
+use super::merge::Tables as Compiled;
+use super::{CompiledRule, InterfaceTable};
 
 /// The compiled table of each input interface. Shared by pointer: an
 /// unchanged table keeps its `Arc`, which is how the WorkerManager tells
@@ -23,17 +24,21 @@ pub type Tables = BTreeMap<String, Arc<InterfaceTable>>;
 pub struct WorkerView {
     /// starting, running, restarting, stopping.
     pub state: String,
-    /// The worker has acknowledged the current table.
-    pub in_sync: bool,
+    /// The last table the worker acknowledged having (empty before its
+    /// first ack). A rule is active once every worker has acked a table
+    /// holding it as compiled now: a change to other rules, not yet acked,
+    /// leaves it active (issue 12: each add used to flip every rule of the
+    /// interface to `starting` and back).
+    pub acked: Arc<InterfaceTable>,
     pub reason: Option<String>,
     /// (rule id, output index) -> why that output cannot send.
     pub problems: BTreeMap<(String, usize), String>,
 }
 
-/// Compile `rules`, reusing the `Arc` of every table in `old` that did not
-/// change.
-pub fn recompile(old: &Tables, rules: &RuleSet) -> Tables {
-    compile(rules)
+/// Share freshly compiled tables (`Rib::compile`), reusing the `Arc` of
+/// every table in `old` that did not change.
+pub fn recompile(old: &Tables, fresh: Compiled) -> Tables {
+    fresh
         .into_iter()
         .map(|(ifc, t)| {
             let arc = match old.get(&ifc) {
@@ -54,11 +59,20 @@ fn output_interface_problem(ifaces: &Ifaces, name: &str) -> Option<String> {
     }
 }
 
+/// Whether `acked` holds `rule` exactly (tables are sorted by rule id).
+fn holds(acked: &InterfaceTable, rule: &CompiledRule) -> bool {
+    acked
+        .binary_search_by(|r| r.rule_id.as_str().cmp(&rule.rule_id))
+        .is_ok_and(|i| acked[i] == *rule)
+}
+
 /// The state of every rule and the problem of each of its outputs.
-/// `workers` lists (input interface, view) of every worker;
-/// `expected_workers` says how many workers an interface should have.
+/// `tables` are the current compiled tables; `workers` lists (input
+/// interface, view) of every worker; `expected_workers` says how many
+/// workers an interface should have.
 pub fn rule_infos(
     rules: &RuleSet,
+    tables: &Tables,
     ifaces: &Ifaces,
     workers: &[(&str, &WorkerView)],
     expected_workers: impl Fn(&str) -> usize,
@@ -99,9 +113,17 @@ pub fn rule_infos(
                     // Every worker of the interface must have the table:
                     // with several (pinning), each takes a share of the
                     // flows, and one without it drops its share.
-                    if views.len() >= expected_workers(ifc)
-                        && views.iter().all(|v| v.state == "running" && v.in_sync)
-                    {
+                    let compiled = tables.get(ifc).and_then(|t| {
+                        t.binary_search_by(|c| c.rule_id.as_str().cmp(&r.id))
+                            .ok()
+                            .map(|i| &t[i])
+                    });
+                    let acked_everywhere = compiled.is_some_and(|c| {
+                        views
+                            .iter()
+                            .all(|v| v.state == "running" && holds(&v.acked, c))
+                    });
+                    if views.len() >= expected_workers(ifc) && acked_everywhere {
                         if outputs.iter().all(|o| o.problem.is_some()) {
                             (
                                 RuleState::Error,
@@ -152,42 +174,11 @@ pub fn state_changes(prev: &Announced, infos: &[RuleInfo]) -> (Vec<RuleInfo>, An
     (changed, next)
 }
 
-/// The compiled tables as `mroute` shows them.
-pub fn mroute(tables: &Tables) -> Vec<MrouteEntry> {
-    let mut v = Vec::new();
-    for (ifc, t) in tables {
-        for r in t.iter() {
-            v.push(MrouteEntry {
-                interface: ifc.clone(),
-                group: r.group,
-                port: r.port,
-                source: r.source,
-                outputs: r
-                    .outputs
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{}:{} on {} ttl {} {}",
-                            o.group,
-                            o.port,
-                            o.interface,
-                            o.ttl,
-                            o.mode.as_str()
-                        )
-                    })
-                    .collect(),
-                origin: r.origin.to_string(),
-                rule_id: r.rule_id.clone(),
-            });
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::iface::tests::snapshot;
+    use crate::rib::compile;
     use crate::rule::{OutputMode, Rule, RuleInput, RuleOutput};
 
     fn rule(ifc: &str, g: &str, outs: &[&str]) -> Rule {
@@ -211,13 +202,22 @@ mod tests {
         )
     }
 
-    fn view(state: &str, in_sync: bool) -> WorkerView {
+    fn view(state: &str, acked: Arc<InterfaceTable>) -> WorkerView {
         WorkerView {
             state: state.into(),
-            in_sync,
+            acked,
             reason: None,
             problems: BTreeMap::new(),
         }
+    }
+
+    fn tables_of(rules: &RuleSet) -> Tables {
+        recompile(&Tables::new(), compile(rules))
+    }
+
+    /// A worker of eth0 that has acked `rules`' table.
+    fn synced(rules: &RuleSet) -> WorkerView {
+        view("running", tables_of(rules)["eth0"].clone())
     }
 
     fn one_rule(ifc: &str, outs: &[&str]) -> RuleSet {
@@ -233,7 +233,7 @@ mod tests {
         let rules = one_rule("eth0", &["eth1"]);
         let none = snapshot(&[("eth1", 3, true)]);
         assert_eq!(
-            state_of(&rule_infos(&rules, &none, &[], |_| 1)),
+            state_of(&rule_infos(&rules, &tables_of(&rules), &none, &[], |_| 1)),
             (
                 RuleState::Pending,
                 Some("interface eth0 does not exist".into())
@@ -241,7 +241,7 @@ mod tests {
         );
         let down = snapshot(&[("eth0", 2, false), ("eth1", 3, true)]);
         assert_eq!(
-            state_of(&rule_infos(&rules, &down, &[], |_| 1)).0,
+            state_of(&rule_infos(&rules, &tables_of(&rules), &down, &[], |_| 1)).0,
             RuleState::InterfaceDown
         );
     }
@@ -251,23 +251,37 @@ mod tests {
         let rules = one_rule("eth0", &["eth1"]);
         let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
         assert_eq!(
-            state_of(&rule_infos(&rules, &ifs, &[], |_| 1)),
+            state_of(&rule_infos(&rules, &tables_of(&rules), &ifs, &[], |_| 1)),
             (RuleState::Starting, Some("no worker yet".into()))
         );
-        let synced = view("running", true);
-        let behind = view("running", false);
+        let synced = synced(&rules);
+        let behind = view("running", Arc::default());
         assert_eq!(
-            state_of(&rule_infos(&rules, &ifs, &[("eth0", &synced)], |_| 1)),
+            state_of(&rule_infos(
+                &rules,
+                &tables_of(&rules),
+                &ifs,
+                &[("eth0", &synced)],
+                |_| 1
+            )),
             (RuleState::Active, None)
         );
         // Pinned to two workers: one is not enough.
         assert_eq!(
-            state_of(&rule_infos(&rules, &ifs, &[("eth0", &synced)], |_| 2)).0,
+            state_of(&rule_infos(
+                &rules,
+                &tables_of(&rules),
+                &ifs,
+                &[("eth0", &synced)],
+                |_| 2
+            ))
+            .0,
             RuleState::Starting
         );
         assert_eq!(
             state_of(&rule_infos(
                 &rules,
+                &tables_of(&rules),
                 &ifs,
                 &[("eth0", &synced), ("eth0", &behind)],
                 |_| 2
@@ -276,7 +290,14 @@ mod tests {
         );
         // Another interface's worker does not count.
         assert_eq!(
-            state_of(&rule_infos(&rules, &ifs, &[("eth1", &synced)], |_| 1)).0,
+            state_of(&rule_infos(
+                &rules,
+                &tables_of(&rules),
+                &ifs,
+                &[("eth1", &synced)],
+                |_| 1
+            ))
+            .0,
             RuleState::Starting
         );
     }
@@ -285,8 +306,8 @@ mod tests {
     fn output_problems_come_from_the_worker_or_the_interface_list() {
         let rules = one_rule("eth0", &["eth1", "eth2"]);
         let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, false)]);
-        let mut v = view("running", true);
-        let infos = rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1);
+        let mut v = synced(&rules);
+        let infos = rule_infos(&rules, &tables_of(&rules), &ifs, &[("eth0", &v)], |_| 1);
         let problems: Vec<Option<String>> =
             infos[0].outputs.iter().map(|o| o.problem.clone()).collect();
         assert_eq!(
@@ -300,7 +321,7 @@ mod tests {
         // The worker's word wins over the interface list.
         let id = rules.iter().next().unwrap().id.clone();
         v.problems.insert((id, 0), "cannot open".into());
-        let infos = rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1);
+        let infos = rule_infos(&rules, &tables_of(&rules), &ifs, &[("eth0", &v)], |_| 1);
         assert_eq!(infos[0].outputs[0].problem.as_deref(), Some("cannot open"));
     }
 
@@ -308,15 +329,15 @@ mod tests {
     fn only_changed_states_are_announced() {
         let rules = one_rule("eth0", &["eth1"]);
         let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
-        let first = rule_infos(&rules, &ifs, &[], |_| 1);
+        let first = rule_infos(&rules, &tables_of(&rules), &ifs, &[], |_| 1);
         let (changed, announced) = state_changes(&Announced::new(), &first);
         assert_eq!(changed.len(), 1);
         let (changed, announced) = state_changes(&announced, &first);
         assert!(changed.is_empty());
-        let v = view("running", true);
+        let v = synced(&rules);
         let (changed, announced) = state_changes(
             &announced,
-            &rule_infos(&rules, &ifs, &[("eth0", &v)], |_| 1),
+            &rule_infos(&rules, &tables_of(&rules), &ifs, &[("eth0", &v)], |_| 1),
         );
         assert_eq!(changed[0].state, RuleState::Active);
         // A removed rule leaves the announced set.
@@ -325,16 +346,52 @@ mod tests {
     }
 
     #[test]
+    fn a_change_to_other_rules_leaves_an_acked_rule_active() {
+        let a = rule("eth0", "239.1.1.1", &["eth1"]);
+        let b = rule("eth0", "239.1.1.2", &["eth1"]);
+        let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
+        let old = RuleSet::from_rules([a.clone()]).unwrap();
+        let acked = synced(&old);
+        // b was added; the worker has not acked it yet.
+        let now = RuleSet::from_rules([a.clone(), b.clone()]).unwrap();
+        let infos = rule_infos(&now, &tables_of(&now), &ifs, &[("eth0", &acked)], |_| 1);
+        let state = |id: &str| infos.iter().find(|i| i.id == id).unwrap().state;
+        assert_eq!(
+            state(&a.id),
+            RuleState::Active,
+            "untouched rule stays active"
+        );
+        assert_eq!(state(&b.id), RuleState::Starting);
+        // Same id, new outputs: the acked copy is stale.
+        let a2 = Rule {
+            outputs: rule("eth0", "239.1.1.1", &["eth5"]).outputs,
+            ..a.clone()
+        };
+        let changed = RuleSet::from_rules([a2]).unwrap();
+        let infos = rule_infos(
+            &changed,
+            &tables_of(&changed),
+            &ifs,
+            &[("eth0", &acked)],
+            |_| 1,
+        );
+        assert_eq!(infos[0].state, RuleState::Starting);
+        // A worker that is not running has nothing active.
+        let stopped = view("restarting", tables_of(&old)["eth0"].clone());
+        let infos = rule_infos(&old, &tables_of(&old), &ifs, &[("eth0", &stopped)], |_| 1);
+        assert_eq!(infos[0].state, RuleState::Starting);
+    }
+
+    #[test]
     fn recompile_keeps_unchanged_tables_by_pointer() {
         let a = rule("eth0", "239.1.1.1", &["eth1"]);
         let b = rule("eth5", "239.1.1.2", &["eth1"]);
-        let t1 = recompile(&Tables::new(), &RuleSet::from_rules([a.clone()]).unwrap());
-        let t2 = recompile(&t1, &RuleSet::from_rules([a, b]).unwrap());
+        let t1 = recompile(
+            &Tables::new(),
+            compile(&RuleSet::from_rules([a.clone()]).unwrap()),
+        );
+        let t2 = recompile(&t1, compile(&RuleSet::from_rules([a, b]).unwrap()));
         assert!(Arc::ptr_eq(&t1["eth0"], &t2["eth0"]));
         assert_eq!(t2["eth5"].len(), 1);
-        let m = mroute(&t2);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].interface, "eth0");
-        assert_eq!(m[0].outputs, ["239.9.9.9:6000 on eth1 ttl 1 republish"]);
     }
 }

@@ -314,15 +314,31 @@ fn an_any_port_static_rule_shadows_the_learned_entries_it_would_lose_packets_to(
         shadowed,
         [
             ("(*,239.1.1.1)@eth0".to_string(), Some(any_src.id.clone())),
+            (
+                "(10.0.0.1,239.1.1.1)@eth0".to_string(),
+                Some(any_src.id.clone())
+            ),
+            (
+                "(10.0.0.1,239.1.1.1)@eth1".to_string(),
+                Some(from_s1.id.clone())
+            ),
+        ]
+    );
+    // mroute lists the shadowed entries too, naming the rule in the way.
+    let listed: Vec<(String, Option<String>)> = mroute(&rib)
+        .into_iter()
+        .filter(|e| e.rule_id.starts_with('('))
+        .map(|e| (e.rule_id, e.shadowed_by))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("(*,239.1.1.1)@eth0".to_string(), Some(any_src.id.clone())),
             ("(10.0.0.1,239.1.1.1)@eth0".to_string(), Some(any_src.id)),
+            ("(*,239.1.1.1)@eth1".to_string(), None),
             ("(10.0.0.1,239.1.1.1)@eth1".to_string(), Some(from_s1.id)),
         ]
     );
-    let listed: Vec<String> = mroute(&rib).into_iter().map(|e| e.rule_id).collect();
-    assert!(!listed
-        .iter()
-        .any(|id| id.ends_with("@eth0") && id.starts_with('(')));
-    assert!(listed.contains(&"(*,239.1.1.1)@eth1".to_string()));
 }
 
 #[test]
@@ -408,6 +424,8 @@ fn mroute_lists_static_and_learned_entries_with_their_origin() {
         .unwrap();
     rib.join("eth3", ip("239.1.1.2"), SourceFilter::any())
         .unwrap();
+    let origins: Vec<Vec<String>> = mroute(&rib).into_iter().map(|e| e.origins).collect();
+    assert_eq!(origins, [vec!["msdp"], vec!["static"], vec!["igmp"]]);
     let rows: Vec<(String, String, String, Vec<String>)> = mroute(&rib)
         .into_iter()
         .map(|e| (e.interface, e.origin, e.rule_id, e.outputs))
@@ -435,4 +453,35 @@ fn mroute_lists_static_and_learned_entries_with_their_origin() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_membership_set_replaces_one_interface_only_and_all_or_nothing() {
+    let mut rib = Rib::new();
+    rib.apply(Origin::Pim, Route::star_g(ip(G), "eth0", &[]))
+        .unwrap();
+    rib.join("eth1", ip(G), SourceFilter::any()).unwrap();
+    rib.join("eth2", ip(G), SourceFilter::any()).unwrap();
+    let before = rib.compile();
+    // The same set again: nothing to recompile.
+    assert_eq!(
+        rib.set_memberships("eth1", &[(ip(G), SourceFilter::any())]),
+        Ok(false)
+    );
+    // An invalid group refuses the whole set.
+    assert!(rib
+        .set_memberships("eth1", &[(ip("224.0.0.5"), SourceFilter::any())])
+        .is_err());
+    assert_eq!(rib.compile(), before);
+    // An empty set removes eth1's memberships, not eth2's.
+    assert_eq!(rib.set_memberships("eth1", &[]), Ok(true));
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S1), ip(G), 5000),
+        routed(&["eth2"])
+    );
+    assert_eq!(
+        rib.set_memberships("eth1", &[(ip(G), SourceFilter::any())]),
+        Ok(true)
+    );
+    assert_eq!(rib.compile(), before);
 }

@@ -27,7 +27,6 @@ pub use interfaces::{
     has_cap_net_raw, interface_info, ipv4_addrs, list_interfaces, may_receive_gso, InterfaceInfo,
 };
 pub use sockets::{
-    drain, frame_format, ingress_protocol, join_fanout, open_egress, open_ingress,
-    open_ingress_bound, open_netlink_monitor, open_sink, raw, set_ingress_filter, Memberships,
-    EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
+    frame_format, ingress_protocol, join_fanout, open_egress, open_ingress, open_ingress_bound,
+    open_sink, raw, set_ingress_filter, Memberships, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
 };

@@ -8,7 +8,8 @@
 //! route mode, bound to the output device), group memberships that make
 //! switches and NICs deliver input groups (RFC 1112 host membership
 //! through the kernel's IGMP), sinks that keep unicast input ports from
-//! answering with ICMP port-unreachable, and the netlink doorbell.
+//! answering with ICMP port-unreachable. (Interface changes come from
+//! the NetlinkMonitor's rtnetlink subscription, not from a socket here.)
 
 use std::collections::HashMap;
 use std::io;
@@ -20,8 +21,7 @@ use crate::rule::OutputMode;
 
 use super::bpf::{drop_all, ingress_filter};
 use super::sockopt::{
-    attach_filter, bind, bind_to_device, new_socket, recv_nonblocking, set_buf, set_int,
-    setsockopt, zeroed,
+    attach_filter, bind, bind_to_device, new_socket, set_buf, set_int, setsockopt, zeroed,
 };
 
 /// Receive buffer of ingress sockets: deep enough to ride out a worker
@@ -332,39 +332,6 @@ pub fn open_sink(addr: Ipv4Addr, port: u16) -> io::Result<OwnedFd> {
     };
     bind(b, &sin)?;
     Ok(fd)
-}
-
-/// A netlink socket subscribed to link and IPv4 address changes. The
-/// supervisor only uses it as a doorbell: on any message it rescans the
-/// interfaces, so it never needs to parse netlink attributes.
-pub fn open_netlink_monitor() -> io::Result<OwnedFd> {
-    const RTMGRP_LINK: u32 = 1;
-    const RTMGRP_IPV4_IFADDR: u32 = 0x10;
-    let fd = new_socket(
-        libc::AF_NETLINK,
-        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        libc::NETLINK_ROUTE,
-    )?;
-    let mut sa: libc::sockaddr_nl = zeroed();
-    sa.nl_family = libc::AF_NETLINK as u16;
-    sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
-    bind(fd.as_fd(), &sa)?;
-    Ok(fd)
-}
-
-/// Read and discard whatever is queued on a non-blocking socket. Returns
-/// whether anything (or an overrun error) was there.
-pub fn drain(fd: BorrowedFd<'_>) -> bool {
-    let mut buf = [0u8; 8192];
-    let mut any = false;
-    loop {
-        match recv_nonblocking(fd, &mut buf) {
-            Ok(n) if n > 0 => any = true,
-            // Overrun: events were lost, which is exactly when to rescan.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => any = true,
-            _ => return any,
-        }
-    }
 }
 
 /// The raw fd of a socket, for io_uring submissions.

@@ -23,7 +23,7 @@ use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use mcr::rib::state::{Tables, WorkerView};
-use mcr::rib::{InterfaceTable, SourceFilter};
+use mcr::rib::{InterfaceTable, Origin, Route, SourceFilter};
 use mcr::rule::{RuleInput, RuleOutput, RuleSet};
 use ractor::{ActorRef, Message, RpcReplyPort};
 use tokio::sync::broadcast;
@@ -48,11 +48,12 @@ pub enum Child {
     Netlink,
     /// Under the root until the ProtocolSupervisor lands.
     Pim,
+    Protocols,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 8] = [
+    pub const ALL: [Child; 9] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
@@ -60,6 +61,7 @@ impl Child {
         Child::Rib,
         Child::Netlink,
         Child::Pim,
+        Child::Protocols,
         Child::Control,
     ];
 
@@ -73,6 +75,7 @@ impl Child {
             Child::Rib => "rib",
             Child::Netlink => "netlink",
             Child::Pim => "pim",
+            Child::Protocols => "protocols",
             Child::Control => "control",
         }
     }
@@ -205,6 +208,38 @@ pub enum StatsMsg {
 pub enum RibMsg {
     Ops(Ops),
     Rules(Arc<RuleSet>),
+    /// Add or replace a learned route (identity: origin, source, group).
+    Route {
+        origin: Origin,
+        route: Route,
+    },
+    /// Remove one learned route.
+    Withdraw {
+        origin: Origin,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
+    /// Remove every route of one origin (its protocol stopped).
+    WithdrawOrigin(Origin),
+    /// Set an interface's membership in a group (INCLUDE {} leaves).
+    Join {
+        interface: String,
+        group: Ipv4Addr,
+        filter: SourceFilter,
+    },
+    Leave {
+        interface: String,
+        group: Ipv4Addr,
+    },
+    /// Remove every membership of an interface.
+    LeaveInterface(String),
+    /// Replace the whole membership set of one interface: what a restarted
+    /// IGMP actor sends once it has re-learned, so that memberships
+    /// survive its restart until then.
+    Memberships {
+        interface: String,
+        groups: Vec<(Ipv4Addr, SourceFilter)>,
+    },
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
     /// sees tables and interfaces that belong together.
@@ -214,25 +249,6 @@ pub enum RibMsg {
     Tables(RpcReplyPort<(Arc<Tables>, Arc<Ifaces>)>),
     List(RpcReplyPort<Vec<RuleInfo>>),
     Mroute(RpcReplyPort<Vec<MrouteEntry>>),
-    /// A group got a member (or its source filter changed) on `interface`.
-    Join {
-        interface: String,
-        group: Ipv4Addr,
-        filter: SourceFilter,
-    },
-    /// The last member of `group` on `interface` went away.
-    Leave {
-        interface: String,
-        group: Ipv4Addr,
-    },
-    /// Nobody tracks memberships on this interface any more.
-    LeaveInterface(String),
-    /// Every membership of `interface`, replacing what the RIB had (a
-    /// restarted IgmpActor after it re-learned them).
-    Memberships {
-        interface: String,
-        groups: Vec<(Ipv4Addr, SourceFilter)>,
-    },
     Panic,
 }
 
@@ -330,6 +346,14 @@ pub enum IgmpMsg {
     /// re-learned to the RIB.
     Resync,
     Snapshot(RpcReplyPort<IgmpSnapshot>),
+    Panic,
+}
+
+pub enum ProtocolsMsg {
+    Ops(Ops),
+    /// Compare the protocol actors with the running config and start or
+    /// stop the difference (also done every second).
+    Reconcile,
     Panic,
 }
 
@@ -439,9 +463,64 @@ handle!(
     Pim, PimMsg, "pim"
 );
 handle!(
+    /// The ProtocolSupervisor; its children are `protocols/<key>`.
+    Protocols, ProtocolsMsg, "protocols"
+);
+handle!(
     /// The ControlServer.
     Control, ControlMsg, "control"
 );
+
+/// What protocol actors tell the RIB. Each returns whether the message
+/// reached the RIB's mailbox; one sent while the RIB restarts is lost, and
+/// the protocol re-announces (the RIB keeps no learned state across its
+/// own restart: see `rib_actor`). The protocol actors under the
+/// ProtocolSupervisor are their callers, so with no protocol configured
+/// some are unused.
+#[allow(dead_code)]
+impl Rib {
+    pub fn route(origin: Origin, route: Route) -> bool {
+        Self::tell(RibMsg::Route { origin, route })
+    }
+
+    pub fn withdraw(origin: Origin, source: Option<Ipv4Addr>, group: Ipv4Addr) -> bool {
+        Self::tell(RibMsg::Withdraw {
+            origin,
+            source,
+            group,
+        })
+    }
+
+    pub fn withdraw_origin(origin: Origin) -> bool {
+        Self::tell(RibMsg::WithdrawOrigin(origin))
+    }
+
+    pub fn join(interface: &str, group: Ipv4Addr, filter: SourceFilter) -> bool {
+        Self::tell(RibMsg::Join {
+            interface: interface.to_string(),
+            group,
+            filter,
+        })
+    }
+
+    pub fn leave(interface: &str, group: Ipv4Addr) -> bool {
+        Self::tell(RibMsg::Leave {
+            interface: interface.to_string(),
+            group,
+        })
+    }
+
+    pub fn leave_interface(interface: &str) -> bool {
+        Self::tell(RibMsg::LeaveInterface(interface.to_string()))
+    }
+
+    pub fn memberships(interface: &str, groups: Vec<(Ipv4Addr, SourceFilter)>) -> bool {
+        Self::tell(RibMsg::Memberships {
+            interface: interface.to_string(),
+            groups,
+        })
+    }
+}
 
 impl Rib {
     pub async fn list() -> Result<Vec<RuleInfo>, String> {
@@ -534,6 +613,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Rib => Rib::tell(RibMsg::Panic),
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
         Child::Pim => Pim::tell(PimMsg::Panic),
+        Child::Protocols => Protocols::tell(ProtocolsMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
 }
@@ -549,6 +629,7 @@ fn ops_msg(child: Child, o: Ops) -> bool {
         Child::Netlink => Netlink::tell(NetlinkMsg::Ops(o)),
         Child::Control => Control::tell(ControlMsg::Ops(o)),
         Child::Pim => Pim::tell(PimMsg::Ops(o)),
+        Child::Protocols => Protocols::tell(ProtocolsMsg::Ops(o)),
     }
 }
 
@@ -628,7 +709,7 @@ mod tests {
     async fn unknown_actor_names_list_the_real_ones() {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, control"),
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".
@@ -640,7 +721,7 @@ mod tests {
     async fn a_tree_that_is_not_there_is_not_healthy_and_cannot_be_wedged() {
         let e = tree_answers(Duration::from_millis(50)).await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, control"),
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"),
             "{e}"
         );
         assert_eq!(wedge_actor("rib", Duration::from_secs(1)), Ok(false));

@@ -1,9 +1,20 @@
-//! RibActor: compiles the running rule set into one table per input
-//! interface, hands the tables with the interface snapshot they were made
-//! for to the WorkerManager, and knows, for `mcrctl list`, what state
+//! RibActor: owns the daemon's `mcr::rib::Rib` (static rules, learned
+//! routes by origin, IGMP memberships), compiles it into one table per
+//! input interface, hands the tables with the interface snapshot they were
+//! made for to the WorkerManager, and knows, for `mcrctl list`, what state
 //! every rule is in (pending, interface down, starting, active, error).
-//! The computations are `mcr::rib::state`; this actor holds their inputs
-//! and announces state changes.
+//!
+//! The merge and the state computations are pure code in `mcr::rib`
+//! (`merge`, `state`, `mroute`); this actor holds their inputs, recompiles
+//! only when the `Rib` reports a change, pushes only tables that changed,
+//! and announces rule-state changes.
+//!
+//! Learned routes and memberships live only here: after a restart of this
+//! actor the RIB starts from the static rules, and the protocol actors
+//! re-announce (their own state survives: they are not children of the
+//! root). A message a protocol sends while the RIB restarts is dropped by
+//! its handle, so protocols resend their whole state (`Memberships`,
+//! routes) on their periodic refresh rather than only deltas.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +22,9 @@ use std::sync::Arc;
 use mcr::control::{Event, RuleInfo};
 use mcr::iface::{self, Ifaces};
 use mcr::rib::state::{self, Announced, Tables, WorkerView};
-use mcr::rule::RuleSet;
+use mcr::rib::Rib;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::handles::{RibMsg, WmMsg, WorkerKey, Workers};
 use super::shared::Shared;
@@ -22,17 +33,84 @@ pub struct RibActor;
 
 pub struct RibState {
     shared: Arc<Shared>,
-    rules: Arc<RuleSet>,
+    rib: Rib,
     ifaces: Arc<Ifaces>,
     tables: Arc<Tables>,
     workers: BTreeMap<WorkerKey, WorkerView>,
     announced: Announced,
 }
 
+/// What a message did to the RIB's inputs.
+#[derive(Debug, PartialEq, Eq)]
+enum Effect {
+    /// Nothing changed: no compile, no push.
+    None,
+    /// Learned state changed: recompile.
+    Learned,
+}
+
+/// Apply one protocol message to `rib`. Pure, so the decision to
+/// recompile is unit-tested without actors. A refused route or membership
+/// is an error of the protocol that sent it, logged, never applied.
+fn apply_learned(rib: &mut Rib, msg: RibMsg) -> Result<Effect, RibMsg> {
+    let changed = match msg {
+        RibMsg::Route { origin, route } => rib.apply(origin, route).map_err(|e| (None, e)),
+        RibMsg::Withdraw {
+            origin,
+            source,
+            group,
+        } => Ok(rib.withdraw(origin, source, group).is_some()),
+        RibMsg::WithdrawOrigin(origin) => Ok(rib.withdraw_origin(origin) > 0),
+        RibMsg::Join {
+            interface,
+            group,
+            filter,
+        } => rib.join(&interface, group, filter).map_err(|e| (None, e)),
+        RibMsg::Leave { interface, group } => Ok(rib.leave(&interface, group)),
+        RibMsg::LeaveInterface(interface) => Ok(rib.leave_interface(&interface) > 0),
+        RibMsg::Memberships { interface, groups } => {
+            // The line the IGMP restart drill looks for: what a restarted
+            // querier handed over once it had re-learned.
+            debug!(target: "Protocol", "memberships of {interface}: {groups:?}");
+            rib.set_memberships(&interface, &groups)
+                .map_err(|e| (Some(interface), e))
+        }
+        other => return Err(other),
+    };
+    match changed {
+        Ok(true) => Ok(Effect::Learned),
+        Ok(false) => Ok(Effect::None),
+        Err((ifc, e)) => {
+            warn!(
+                target: "Protocol",
+                "RIB refused a learned update{}: {e}",
+                ifc.map(|i| format!(" for {i}")).unwrap_or_default()
+            );
+            Ok(Effect::None)
+        }
+    }
+}
+
+/// Whether two table sets share every table by pointer (what the
+/// WorkerManager would see as no change).
+fn same_tables(a: &Tables, b: &Tables) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|((ka, ta), (kb, tb))| ka == kb && Arc::ptr_eq(ta, tb))
+}
+
 impl RibState {
-    fn recompile(&mut self) {
-        self.tables = Arc::new(state::recompile(&self.tables, &self.rules));
+    /// Compile the RIB; push the tables if any changed. Returns whether
+    /// they did.
+    fn recompile(&mut self) -> bool {
+        let next = state::recompile(&self.tables, self.rib.compile());
+        if same_tables(&next, &self.tables) {
+            return false;
+        }
+        self.tables = Arc::new(next);
         self.push();
+        true
     }
 
     fn push(&self) {
@@ -46,9 +124,13 @@ impl RibState {
             .map(|(k, v)| (k.interface.as_str(), v))
             .collect();
         let cfg = self.shared.config();
-        state::rule_infos(&self.rules, &self.ifaces, &views, |ifc| {
-            cfg.workers_for(ifc)
-        })
+        state::rule_infos(
+            self.rib.rules(),
+            &self.tables,
+            &self.ifaces,
+            &views,
+            |ifc| cfg.workers_for(ifc),
+        )
     }
 
     /// Tell subscribers about rules whose state changed.
@@ -76,17 +158,20 @@ impl Actor for RibActor {
         shared: Arc<Shared>,
     ) -> Result<RibState, ActorProcessingErr> {
         // Rebuilt from the running config and the kernel, so a restart
-        // loses nothing; the workers keep their tables meanwhile.
+        // loses no static rule; the workers keep their tables meanwhile.
         let rules = Arc::new(shared.config().rule_set().unwrap_or_default());
         let mut st = RibState {
             shared,
-            rules,
+            rib: Rib::with_rules(rules),
             ifaces: Arc::new(iface::scan()),
             tables: Arc::new(Tables::new()),
             workers: BTreeMap::new(),
             announced: Announced::new(),
         };
-        st.recompile();
+        // Always push once, even no tables: a restarted WorkerManager may
+        // be waiting.
+        st.tables = Arc::new(state::recompile(&st.tables, st.rib.compile()));
+        st.push();
         Ok(st)
     }
 
@@ -96,9 +181,17 @@ impl Actor for RibActor {
         msg: RibMsg,
         st: &mut RibState,
     ) -> Result<(), ActorProcessingErr> {
+        let msg = match apply_learned(&mut st.rib, msg) {
+            Ok(Effect::Learned) => {
+                st.recompile();
+                return Ok(());
+            }
+            Ok(Effect::None) => return Ok(()),
+            Err(msg) => msg,
+        };
         match msg {
             RibMsg::Rules(set) => {
-                st.rules = set;
+                st.rib.set_rules(set);
                 st.recompile();
                 st.publish_states();
             }
@@ -121,29 +214,131 @@ impl Actor for RibActor {
                 let _ = reply.send(st.rule_infos());
             }
             RibMsg::Mroute(reply) => {
-                let _ = reply.send(state::mroute(&st.tables));
-            }
-            // Membership-driven forwarding lands with the learned-route
-            // RIB wiring; until then the RIB only notes what it was told.
-            RibMsg::Join {
-                interface,
-                group,
-                filter,
-            } => {
-                debug!(target: "RuleDispatch", "membership {interface} {group} {filter:?}");
-            }
-            RibMsg::Leave { interface, group } => {
-                debug!(target: "RuleDispatch", "membership gone: {interface} {group}");
-            }
-            RibMsg::LeaveInterface(interface) => {
-                debug!(target: "RuleDispatch", "memberships of {interface} gone");
-            }
-            RibMsg::Memberships { interface, groups } => {
-                debug!(target: "RuleDispatch", "memberships of {interface}: {groups:?}");
+                let _ = reply.send(mcr::rib::mroute(&st.rib));
             }
             RibMsg::Panic => panic!("fault injection: rib actor panic requested"),
             RibMsg::Ops(o) => o.run("rib").await,
+            // Handled by `apply_learned` above.
+            RibMsg::Route { .. }
+            | RibMsg::Withdraw { .. }
+            | RibMsg::WithdrawOrigin(_)
+            | RibMsg::Join { .. }
+            | RibMsg::Leave { .. }
+            | RibMsg::LeaveInterface(_)
+            | RibMsg::Memberships { .. } => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr::rib::{Origin, Route, SourceFilter};
+    use std::net::Ipv4Addr;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn route(up: &str, down: &[&str]) -> RibMsg {
+        RibMsg::Route {
+            origin: Origin::Pim,
+            route: Route::star_g(ip("239.1.1.1"), up, down),
+        }
+    }
+
+    fn effect(rib: &mut Rib, msg: RibMsg) -> Effect {
+        match apply_learned(rib, msg) {
+            Ok(e) => e,
+            Err(_) => panic!("not a learned update"),
+        }
+    }
+
+    #[test]
+    fn only_a_change_asks_for_a_recompile() {
+        let mut rib = Rib::new();
+        assert_eq!(effect(&mut rib, route("eth0", &["eth1"])), Effect::Learned);
+        assert_eq!(effect(&mut rib, route("eth0", &["eth1"])), Effect::None);
+        let join = || RibMsg::Join {
+            interface: "eth2".into(),
+            group: ip("239.1.1.1"),
+            filter: SourceFilter::any(),
+        };
+        assert_eq!(effect(&mut rib, join()), Effect::Learned);
+        assert_eq!(effect(&mut rib, join()), Effect::None);
+        let set = || RibMsg::Memberships {
+            interface: "eth2".into(),
+            groups: vec![(ip("239.1.1.1"), SourceFilter::any())],
+        };
+        assert_eq!(effect(&mut rib, set()), Effect::None, "same set");
+        assert_eq!(
+            effect(
+                &mut rib,
+                RibMsg::Leave {
+                    interface: "eth9".into(),
+                    group: ip("239.1.1.1")
+                }
+            ),
+            Effect::None
+        );
+        assert_eq!(
+            effect(&mut rib, RibMsg::LeaveInterface("eth2".into())),
+            Effect::Learned
+        );
+        assert_eq!(
+            effect(&mut rib, RibMsg::WithdrawOrigin(Origin::Pim)),
+            Effect::Learned
+        );
+        assert!(rib.is_static_only());
+        assert_eq!(
+            effect(
+                &mut rib,
+                RibMsg::Withdraw {
+                    origin: Origin::Pim,
+                    source: None,
+                    group: ip("239.1.1.1")
+                }
+            ),
+            Effect::None
+        );
+    }
+
+    #[test]
+    fn a_refused_update_changes_nothing_and_other_messages_pass_through() {
+        let mut rib = Rib::new();
+        let bad = RibMsg::Route {
+            origin: Origin::Static,
+            route: Route::star_g(ip("239.1.1.1"), "eth0", &["eth1"]),
+        };
+        assert_eq!(effect(&mut rib, bad), Effect::None);
+        let link_local = RibMsg::Memberships {
+            interface: "eth1".into(),
+            groups: vec![(ip("224.0.0.5"), SourceFilter::any())],
+        };
+        assert_eq!(effect(&mut rib, link_local), Effect::None);
+        assert!(rib.is_static_only());
+        assert!(matches!(
+            apply_learned(&mut rib, RibMsg::Panic),
+            Err(RibMsg::Panic)
+        ));
+    }
+
+    #[test]
+    fn tables_compare_by_pointer() {
+        let mut rib = Rib::new();
+        rib.apply(
+            Origin::Pim,
+            Route::star_g(ip("239.1.1.1"), "eth0", &["eth1"]),
+        )
+        .unwrap();
+        let a = state::recompile(&Tables::new(), rib.compile());
+        let b = state::recompile(&a, rib.compile());
+        assert!(same_tables(&a, &b), "an unchanged RIB pushes nothing");
+        rib.join("eth2", ip("239.1.1.1"), SourceFilter::any())
+            .unwrap();
+        let c = state::recompile(&b, rib.compile());
+        assert!(!same_tables(&b, &c));
+        assert!(!same_tables(&c, &Tables::new()));
     }
 }

@@ -74,6 +74,16 @@ async fn spawn_child(
             .get_cell(),
         // Until the ProtocolSupervisor lands, the root supervises PIM.
         Child::Pim => pim::spawn_linked(kind.name(), shared, root).await?,
+        Child::Protocols => {
+            let args = protocols::ProtocolsArgs {
+                shared,
+                wanted: protocols::wanted,
+            };
+            Actor::spawn_linked(name, protocols::ProtocolSupervisor, args, root)
+                .await?
+                .0
+                .get_cell()
+        }
         Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
             .await?
             .0

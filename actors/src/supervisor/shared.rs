@@ -199,6 +199,12 @@ impl Shared {
         r.restarts
     }
 
+    /// Drop an actor from `status` (a protocol actor that the config no
+    /// longer asks for).
+    pub fn actor_forget(&self, name: &str) {
+        lock(&self.actors).remove(name);
+    }
+
     pub fn actor_infos(&self) -> Vec<ActorInfo> {
         lock(&self.actors)
             .iter()

@@ -189,7 +189,7 @@ pub enum FaultCmd {
         #[arg(long)]
         interface: Option<String>,
     },
-    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, pim, worker/IFACE/N, igmp/IFACE).
+    /// Make an actor panic (root, config, rib, workers, stats, control, loglevel, netlink, pim, protocols, worker/IFACE/N, igmp/IFACE).
     PanicActor { name: String },
     /// Block an actor's message handler for SECS seconds (root or a child actor).
     WedgeActor {

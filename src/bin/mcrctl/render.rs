@@ -278,8 +278,12 @@ pub fn mroute(m: &[MrouteEntry]) -> String {
             e.source
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "*".into()),
-            e.outputs.join(", "),
-            e.origin.clone(),
+            match &e.shadowed_by {
+                // Listed so an operator sees why it does not forward.
+                Some(rule) => format!("none: shadowed by rule {rule}"),
+                None => e.outputs.join(", "),
+            },
+            mroute_origin(e),
             e.rule_id.clone(),
         ]);
     }
@@ -347,6 +351,16 @@ pub fn pim_interfaces(i: &[InterfaceSnapshot]) -> String {
         ]);
     }
     t.render()
+}
+
+/// `pim+igmp` for an entry several origins made; a daemon that does not
+/// send `origins` gets its single `origin`.
+fn mroute_origin(e: &MrouteEntry) -> String {
+    if e.origins.len() > 1 {
+        e.origins.join("+")
+    } else {
+        e.origin.clone()
+    }
 }
 
 pub fn log_levels(lv: &LogLevels) -> String {
@@ -483,6 +497,31 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
             "{out}"
         );
         assert!(pim_neighbors(&[]).ends_with("(none)\n"));
+    }
+
+    #[test]
+    fn mroute_shows_merged_origins_and_shadowed_entries() {
+        let entry = |rule_id: &str, origins: &[&str], shadowed_by: Option<&str>| MrouteEntry {
+            interface: "eth0".into(),
+            group: "239.1.1.1".parse().unwrap(),
+            port: 0,
+            source: None,
+            outputs: vec!["239.1.1.1:0 on eth1 ttl 1 route".into()],
+            origin: origins[0].into(),
+            rule_id: rule_id.into(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            shadowed_by: shadowed_by.map(String::from),
+        };
+        let text = mroute(&[
+            entry("(*,239.1.1.1)@eth0", &["pim", "igmp"], None),
+            entry("(*,239.1.1.2)@eth0", &["msdp"], Some("r1")),
+        ]);
+        let want = "\
+INPUT  GROUP:PORT   SOURCE  OUTPUTS                          ORIGIN    RULE
+eth0   239.1.1.1:*  *       239.1.1.1:0 on eth1 ttl 1 route  pim+igmp  (*,239.1.1.1)@eth0
+eth0   239.1.1.1:*  *       none: shadowed by rule r1        msdp      (*,239.1.1.2)@eth0
+";
+        assert_eq!(text, want);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::MulticastGroup;
 use tracing::{debug, info, warn};
 
-use mcr::iface::{scan as scan_interfaces, Ifaces};
+use mcr::iface::{self, scan as scan_interfaces, Change, Ifaces};
 
 use super::handles::{NetlinkMsg, Pim, PimMsg, Rib, RibMsg};
 use super::shared::Shared;
@@ -63,44 +63,30 @@ impl Drop for NlState {
     }
 }
 
+/// Log and publish what changed between two snapshots
+/// (`mcr::iface::diff`, which orders the changes as an observer would see
+/// them: a re-created interface is removed, then added).
 fn publish_diff(shared: &Shared, old: &Ifaces, new: &Ifaces) {
-    for (n, i) in new {
-        match old.get(n) {
-            None => {
-                info!(target: "Network", "interface {n} appeared (ifindex {})", i.ifindex);
-                shared.publish(Event::InterfaceAdded {
-                    name: n.clone(),
-                    ifindex: i.ifindex,
-                });
-                if i.up {
-                    shared.publish(Event::InterfaceUp { name: n.clone() });
-                }
+    for change in iface::diff(old, new) {
+        match &change {
+            Change::Added { name, ifindex } => {
+                info!(target: "Network", "interface {name} appeared (ifindex {ifindex})")
             }
-            Some(o) => {
-                if o.ifindex != i.ifindex {
-                    info!(target: "Network", "interface {n} re-created (ifindex {} -> {})", o.ifindex, i.ifindex);
-                    shared.publish(Event::InterfaceRemoved { name: n.clone() });
-                    shared.publish(Event::InterfaceAdded {
-                        name: n.clone(),
-                        ifindex: i.ifindex,
-                    });
-                }
-                if o.up != i.up {
-                    info!(target: "Network", "interface {n} is {}", if i.up { "up" } else { "down" });
-                    shared.publish(if i.up {
-                        Event::InterfaceUp { name: n.clone() }
-                    } else {
-                        Event::InterfaceDown { name: n.clone() }
-                    });
-                }
-            }
+            Change::Removed { name } => info!(target: "Network", "interface {name} disappeared"),
+            Change::Up { name } => info!(target: "Network", "interface {name} is up"),
+            Change::Down { name } => info!(target: "Network", "interface {name} is down"),
         }
+        shared.publish(event_of(change));
     }
-    for n in old.keys() {
-        if !new.contains_key(n) {
-            info!(target: "Network", "interface {n} disappeared");
-            shared.publish(Event::InterfaceRemoved { name: n.clone() });
-        }
+}
+
+/// The subscriber event for one change.
+fn event_of(change: Change) -> Event {
+    match change {
+        Change::Added { name, ifindex } => Event::InterfaceAdded { name, ifindex },
+        Change::Removed { name } => Event::InterfaceRemoved { name },
+        Change::Up { name } => Event::InterfaceUp { name },
+        Change::Down { name } => Event::InterfaceDown { name },
     }
 }
 

@@ -135,7 +135,7 @@ mod tests {
             rule("eth7", "239.1.1.2", 5000),
         ])
         .unwrap();
-        let tables = mcr::rib::state::recompile(&Tables::new(), &rules);
+        let tables = mcr::rib::state::recompile(&Tables::new(), mcr::rib::compile(&rules));
         let ifaces: Ifaces = [iface("eth0", 4, &["10.0.0.1"])].into_iter().collect();
         let (groups, sinks) = wanted(&tables, &ifaces);
         assert_eq!(

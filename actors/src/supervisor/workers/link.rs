@@ -234,8 +234,9 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
             let action = st.sync.on_ack(seq, hash, gap);
             act(shared, st, action);
             let was = st.in_sync;
-            st.in_sync = seq == st.sync.seq() && hash == st.sync.expected_hash();
-            if was != st.in_sync {
+            let synced = seq == st.sync.seq() && hash == st.sync.expected_hash();
+            let acked_changed = st.set_in_sync(synced);
+            if was != st.in_sync || acked_changed {
                 ls.report(st);
             }
         }
@@ -270,7 +271,7 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
 fn exited(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, how: String) -> bool {
     let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
     st.proc = None;
-    st.in_sync = false;
+    st.forget_acked();
     let reason = match st.kill_reason.take() {
         Some(k) => format!("{k} ({how})"),
         None => how,

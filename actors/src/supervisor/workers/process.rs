@@ -112,7 +112,13 @@ pub struct LinkState {
     pub idle_since: Option<Instant>,
     pub core: Option<u32>,
     pub nworkers: u32,
+    /// The worker has acknowledged the table of the last `apply_table`.
     pub in_sync: bool,
+    /// The compiled table the sync was last updated to.
+    pub applied: Arc<InterfaceTable>,
+    /// The compiled table the worker last acknowledged; what rule states
+    /// are judged by (`mcr::rib::state::rule_infos`).
+    pub acked: Arc<InterfaceTable>,
 }
 
 impl LinkState {
@@ -142,6 +148,8 @@ impl LinkState {
             core: None,
             nworkers: 1,
             in_sync: false,
+            applied: Arc::new(Vec::new()),
+            acked: Arc::new(Vec::new()),
         }
     }
 
@@ -187,13 +195,32 @@ impl LinkState {
     pub(super) fn view(&self) -> WorkerView {
         WorkerView {
             state: self.phase.name().to_string(),
-            in_sync: self.in_sync,
+            acked: self.acked.clone(),
             reason: self
                 .last_exit
                 .clone()
                 .filter(|_| self.phase != Phase::Running),
             problems: self.problems.clone(),
         }
+    }
+
+    /// Record whether the worker has the applied table; once it has, that
+    /// table becomes the acked one. Returns whether the acked table
+    /// changed (the RIB must hear of it).
+    pub(super) fn set_in_sync(&mut self, in_sync: bool) -> bool {
+        self.in_sync = in_sync;
+        if in_sync && !Arc::ptr_eq(&self.acked, &self.applied) {
+            self.acked = self.applied.clone();
+            return true;
+        }
+        false
+    }
+
+    /// The worker's table is unknown (a new process, or drift): nothing
+    /// counts as acked until it acks again.
+    pub(super) fn forget_acked(&mut self) {
+        self.in_sync = false;
+        self.acked = Arc::new(Vec::new());
     }
 
     pub(super) fn send(&self, msg: &ToWorker, fds: &[&OwnedFd]) {
@@ -328,7 +355,7 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     st.egress.clear();
     st.egress_fds.clear();
     st.phase = Phase::Starting(Instant::now());
-    st.in_sync = false;
+    st.forget_acked();
     st.worker_hash = None;
     st.last_heartbeat = None;
     info!(target: "Supervisor", "worker {} started (pid {pid})", st.key);

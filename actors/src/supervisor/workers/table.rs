@@ -105,6 +105,7 @@ impl LinkState {
         }
         let mut adds: Vec<u32> = Vec::new();
         let table = self.table.clone();
+        self.applied = table.clone();
         let ifaces = self.ifaces.clone();
         let Translation {
             rules: desired,
@@ -143,7 +144,8 @@ impl LinkState {
             }
         }
         self.problems = problems;
-        self.in_sync = self.worker_hash == Some(self.sync.expected_hash());
+        let synced = self.worker_hash == Some(self.sync.expected_hash());
+        self.set_in_sync(synced);
     }
 
     /// The egress id for `key`, opening its socket if new (or if its
@@ -203,7 +205,9 @@ impl LinkState {
         for m in self.sync.full_sync() {
             self.send(&m, &[]);
         }
-        self.in_sync = false;
+        // The worker's table drifted: its rules are not known to forward
+        // until it acks the full table.
+        self.forget_acked();
     }
 }
 
