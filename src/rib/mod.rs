@@ -33,6 +33,8 @@ pub mod mroute;
 pub mod state;
 pub mod sync;
 #[cfg(test)]
+mod tests_members;
+#[cfg(test)]
 mod tests_merge;
 #[cfg(test)]
 mod tests_prop;
@@ -90,14 +92,21 @@ pub type InterfaceTable = Vec<CompiledRule>;
 
 /// Compile a rule set into one table per input interface (static rules
 /// only; `Rib::compile` gives the same tables when nothing is learned).
+/// Members-only outputs are left out: without memberships none has a
+/// member.
 pub fn compile(rules: &RuleSet) -> BTreeMap<String, InterfaceTable> {
     let mut out = BTreeMap::new();
-    compile_static(rules, &mut out);
+    compile_static(rules, &learned::Memberships::new(), &mut out);
     out
 }
 
-/// Append the static rules' entries to `out`, in rule id order.
-fn compile_static(rules: &RuleSet, out: &mut BTreeMap<String, InterfaceTable>) {
+/// Append the static rules' entries to `out`, in rule id order, with each
+/// members-only output only while `members` has a member for it.
+fn compile_static(
+    rules: &RuleSet,
+    members: &learned::Memberships,
+    out: &mut BTreeMap<String, InterfaceTable>,
+) {
     for r in rules.iter() {
         out.entry(r.input.interface.clone())
             .or_default()
@@ -110,6 +119,7 @@ fn compile_static(rules: &RuleSet, out: &mut BTreeMap<String, InterfaceTable>) {
                 outputs: r
                     .outputs
                     .iter()
+                    .filter(|o| merge::output_sends(members, r.input.source, o))
                     .map(|o| CompiledOutput {
                         interface: o.interface.clone(),
                         group: o.group,
@@ -208,6 +218,7 @@ mod tests {
                     port: *p,
                     ttl: *t,
                     mode: OutputMode::Republish,
+                    members_only: false,
                 })
                 .collect(),
         )

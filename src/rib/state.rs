@@ -2,7 +2,9 @@
 //! table of every input interface (`Tables`), and the state of every rule
 //! (pending, interface down, starting, active, error) derived from the
 //! rules, the interfaces and what the workers report (SPEC.md, "Rule
-//! states"). `mcrd`'s RibActor holds the inputs and calls these.
+//! states"), including each output's own state (a problem, or `no
+//! members` for a members-only output without an IGMP member). `mcrd`'s
+//! RibActor holds the inputs and calls these.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use crate::control::{MrouteEntry, OutputInfo, RuleInfo, RuleState};
 use crate::iface::Ifaces;
 use crate::rule::RuleSet;
 
+use super::learned::Memberships;
+use super::merge::output_sends;
 use super::{compile, InterfaceTable};
 
 /// The compiled table of each input interface. Shared by pointer: an
@@ -57,11 +61,31 @@ fn output_interface_problem(ifaces: &Ifaces, name: &str) -> Option<String> {
 /// The state of every rule and the problem of each of its outputs.
 /// `workers` lists (input interface, view) of every worker;
 /// `expected_workers` says how many workers an interface should have.
+/// Without memberships, every members-only output shows `no members`.
 pub fn rule_infos(
     rules: &RuleSet,
     ifaces: &Ifaces,
     workers: &[(&str, &WorkerView)],
     expected_workers: impl Fn(&str) -> usize,
+) -> Vec<RuleInfo> {
+    rule_infos_with_members(
+        rules,
+        ifaces,
+        workers,
+        expected_workers,
+        &Memberships::new(),
+    )
+}
+
+/// `rule_infos` with the IGMP memberships the tables were compiled with
+/// (`Rib::compile`), so that a members-only output without a member shows
+/// `no members` and the workers' problems land on the right output.
+pub fn rule_infos_with_members(
+    rules: &RuleSet,
+    ifaces: &Ifaces,
+    workers: &[(&str, &WorkerView)],
+    expected_workers: impl Fn(&str) -> usize,
+    members: &Memberships,
 ) -> Vec<RuleInfo> {
     rules
         .iter()
@@ -72,18 +96,28 @@ pub fn rule_infos(
                 .filter(|(i, _)| *i == ifc)
                 .map(|(_, v)| *v)
                 .collect();
+            // Workers number the outputs of the compiled table, which
+            // leaves out members-only outputs without members.
+            let mut compiled = 0usize;
             let outputs: Vec<OutputInfo> = r
                 .outputs
                 .iter()
-                .enumerate()
-                .map(|(i, o)| OutputInfo {
-                    output: o.clone(),
-                    // The worker knows best (it tried to open the socket);
-                    // without a worker, the interface list still tells.
-                    problem: views
-                        .iter()
-                        .find_map(|v| v.problems.get(&(r.id.clone(), i)).cloned())
-                        .or_else(|| output_interface_problem(ifaces, &o.interface)),
+                .map(|o| {
+                    let sends = output_sends(members, r.input.source, o);
+                    let index = compiled;
+                    compiled += usize::from(sends);
+                    OutputInfo {
+                        output: o.clone(),
+                        // The worker knows best (it tried to open the
+                        // socket); without a worker, the interface list
+                        // still tells.
+                        problem: views
+                            .iter()
+                            .filter(|_| sends)
+                            .find_map(|v| v.problems.get(&(r.id.clone(), index)).cloned())
+                            .or_else(|| output_interface_problem(ifaces, &o.interface)),
+                        no_members: !sends,
+                    }
                 })
                 .collect();
             let (state, reason) = match ifaces.get(ifc) {
@@ -102,7 +136,10 @@ pub fn rule_infos(
                     if views.len() >= expected_workers(ifc)
                         && views.iter().all(|v| v.state == "running" && v.in_sync)
                     {
-                        if outputs.iter().all(|o| o.problem.is_some()) {
+                        // Outputs waiting for members are not failures.
+                        let sending: Vec<&OutputInfo> =
+                            outputs.iter().filter(|o| !o.no_members).collect();
+                        if !sending.is_empty() && sending.iter().all(|o| o.problem.is_some()) {
                             (
                                 RuleState::Error,
                                 Some("no output can send; see the outputs".to_string()),
@@ -206,6 +243,7 @@ mod tests {
                     port: 6000,
                     ttl: None,
                     mode: OutputMode::Republish,
+                    members_only: false,
                 })
                 .collect(),
         )

@@ -191,6 +191,7 @@ impl Actor for ControlServer {
                             st.path.display()
                         ),
                         id: None,
+                        warnings: Vec::new(),
                     })
                     .map_err(|e| format!("deleting {}: {e}", st.path.display()));
                 let _ = reply.send(r);
@@ -428,6 +429,7 @@ async fn fault(f: FaultRequest) -> Result<Done, String> {
             true => Ok(Done {
                 message: format!("actor {name} told to panic"),
                 id: None,
+                warnings: Vec::new(),
             }),
             false => Err(format!("actor {name} is not running")),
         },

@@ -234,6 +234,7 @@ mod tests {
             port,
             ttl,
             mode: OutputMode::Republish,
+            members_only: false,
         }
     }
 
