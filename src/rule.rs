@@ -774,4 +774,39 @@ mod tests {
             .unwrap_err()
             .contains("port"));
     }
+
+    #[test]
+    fn members_suffix_marks_an_output_members_only_and_keeps_the_id() {
+        let o = parse_output_spec("239.2.2.2:6000:eth1:members").unwrap();
+        assert!(o.members_only);
+        assert_eq!((o.interface.as_str(), o.ttl), ("eth1", None));
+        let o = parse_output_spec("239.2.2.2:6000:eth1:3:members").unwrap();
+        assert_eq!((o.members_only, o.ttl), (true, Some(3)));
+        // An interface called `members` is still an interface.
+        let o = parse_output_spec("239.2.2.2:6000:members").unwrap();
+        assert_eq!((o.interface.as_str(), o.members_only), ("members", false));
+        assert!(
+            !parse_output_spec("239.2.2.2:6000:eth1")
+                .unwrap()
+                .members_only
+        );
+        assert!(parse_output_spec("239.2.2.2:6000:eth1:members:3").is_err());
+
+        let plain = rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let mut gated = plain.clone();
+        gated.outputs[0].members_only = true;
+        assert_eq!(
+            Rule::new(None, gated.input.clone(), gated.outputs).id,
+            plain.id
+        );
+
+        // The control request stays compatible: an old client's output has
+        // no flag, and an output without it is written without it.
+        let old: RuleOutput =
+            serde_json::from_str(r#"{"interface":"eth1","group":"239.2.2.2","port":1}"#).unwrap();
+        assert!(!old.members_only);
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("members_only"));
+    }
 }

@@ -354,7 +354,7 @@ mod tests {
             rule("longer-id", None, RuleState::Active, None),
         ]);
         let want = "\
-ID         NAME  INPUT                           OUTPUTS                                                                              STATE
+ID         NAME  INPUT                           OUTPUTS                                                                             STATE
 abc        n1    eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2 members-only [no members]  error (bad thing)
 longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2 members-only [no members]  active
 ";
