@@ -193,6 +193,17 @@ impl ConfigActor {
         if file.logging.format != cfg.logging.format {
             warn!(target: "Supervisor", "logging.format changed; it applies at the next start");
         }
+        // Reload loads every rule of the file, so every loop is news.
+        let warnings = match file.rule_set() {
+            Ok(set) => {
+                let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
+                mcr::rule::loop_warnings(&set, &ids)
+            }
+            Err(_) => Vec::new(),
+        };
+        for w in &warnings {
+            warn!(target: "RuleDispatch", "{w}");
+        }
         let (a, r, c) = commit(shared, &cfg, file)?;
         Ok(Done {
             message: format!(
@@ -200,7 +211,7 @@ impl ConfigActor {
                 path.display()
             ),
             id: None,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 }
