@@ -18,13 +18,16 @@
 //!   (proxy upstream), PIM and MSDP; each returns whether anything changed;
 //! - `join(interface, group, SourceFilter)` / `leave` / `leave_interface`
 //!   for IGMP memberships, which add outputs to learned entries of their
-//!   group (never to static rules);
+//!   group and switch static rules' members-only outputs on and off (never
+//!   any other static output);
 //! - `compile()` → `Tables` (the same `InterfaceTable`s the workers get
 //!   today), `tables_hash`, `mroute(&rib)` for the control reply, and
 //!   `shadowed()` for learned entries a static rule keeps out.
 //!
 //! `compile(&RuleSet)` remains for callers that only have static rules and
-//! equals `Rib::with_rules(..).compile()`. Merge rules (precedence,
+//! equals `Rib::with_rules(..).compile()` (so it leaves every members-only
+//! output out). `state::rule_infos_with_members` gives `list` the
+//! `no members` state that goes with a `Rib`'s memberships. Merge rules (precedence,
 //! (S,G)/(*,G) folding, memberships) are documented in `merge.rs`.
 
 pub mod learned;
