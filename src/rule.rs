@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Fnv64;
 
+mod loops;
+pub use loops::{forwarding_loops, loop_warnings};
+
 /// Most outputs one rule may have. Beyond this a fan-out belongs in a
 /// switch, and the worker's per-packet send list stays bounded.
 pub const MAX_OUTPUTS: usize = 256;
@@ -84,6 +87,14 @@ pub struct RuleOutput {
     pub ttl: Option<u8>,
     #[serde(default, skip_serializing_if = "is_default_mode")]
     pub mode: OutputMode,
+    /// Send only while the output interface has an IGMP member of
+    /// `group` (the group after translation). Not part of the rule id.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub members_only: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_default_mode(m: &OutputMode) -> bool {
@@ -190,6 +201,15 @@ impl Rule {
             }
             if let Err(m) = validate_address(out.group) {
                 errs.push(FieldError::new(f("group"), m));
+            }
+            if out.members_only && !out.group.is_multicast() {
+                errs.push(FieldError::new(
+                    f("members_only"),
+                    format!(
+                        "{} is unicast; only a multicast output can wait for IGMP members",
+                        out.group
+                    ),
+                ));
             }
             if out.ttl == Some(0) {
                 errs.push(FieldError::new(
@@ -357,13 +377,22 @@ fn validate_address(a: Ipv4Addr) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse a `group:port:interface[:ttl]` output spec as `mcrctl add
-/// --outputs` takes it.
+/// The suffix of an output spec that makes it members-only.
+pub const MEMBERS_SUFFIX: &str = "members";
+
+/// Parse a `group:port:interface[:ttl][:members]` output spec as `mcrctl
+/// add --outputs` takes it. `members` is recognised only after the
+/// interface, so an interface that happens to be called `members` still
+/// parses as one.
 pub fn parse_output_spec(spec: &str) -> Result<RuleOutput, String> {
-    let parts: Vec<&str> = spec.split(':').collect();
+    let mut parts: Vec<&str> = spec.split(':').collect();
+    let members_only = parts.len() >= 4 && parts.last() == Some(&MEMBERS_SUFFIX);
+    if members_only {
+        parts.pop();
+    }
     if parts.len() < 3 || parts.len() > 4 {
         return Err(format!(
-            "output {spec:?}: expected GROUP:PORT:INTERFACE[:TTL], e.g. 239.1.1.1:5000:eth1"
+            "output {spec:?}: expected GROUP:PORT:INTERFACE[:TTL][:members], e.g. 239.1.1.1:5000:eth1"
         ));
     }
     let group: Ipv4Addr = parts[0].parse().map_err(|_| {
@@ -391,6 +420,7 @@ pub fn parse_output_spec(spec: &str) -> Result<RuleOutput, String> {
         port,
         ttl,
         mode: OutputMode::Republish,
+        members_only,
     })
 }
 
@@ -607,6 +637,7 @@ mod tests {
                     port: *p,
                     ttl: None,
                     mode: OutputMode::Republish,
+                    members_only: false,
                 })
                 .collect(),
         )
@@ -742,5 +773,40 @@ mod tests {
         assert!(parse_output_spec("239.2.2.2:70000:eth1")
             .unwrap_err()
             .contains("port"));
+    }
+
+    #[test]
+    fn members_suffix_marks_an_output_members_only_and_keeps_the_id() {
+        let o = parse_output_spec("239.2.2.2:6000:eth1:members").unwrap();
+        assert!(o.members_only);
+        assert_eq!((o.interface.as_str(), o.ttl), ("eth1", None));
+        let o = parse_output_spec("239.2.2.2:6000:eth1:3:members").unwrap();
+        assert_eq!((o.members_only, o.ttl), (true, Some(3)));
+        // An interface called `members` is still an interface.
+        let o = parse_output_spec("239.2.2.2:6000:members").unwrap();
+        assert_eq!((o.interface.as_str(), o.members_only), ("members", false));
+        assert!(
+            !parse_output_spec("239.2.2.2:6000:eth1")
+                .unwrap()
+                .members_only
+        );
+        assert!(parse_output_spec("239.2.2.2:6000:eth1:members:3").is_err());
+
+        let plain = rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let mut gated = plain.clone();
+        gated.outputs[0].members_only = true;
+        assert_eq!(
+            Rule::new(None, gated.input.clone(), gated.outputs).id,
+            plain.id
+        );
+
+        // The control request stays compatible: an old client's output has
+        // no flag, and an output without it is written without it.
+        let old: RuleOutput =
+            serde_json::from_str(r#"{"interface":"eth1","group":"239.2.2.2","port":1}"#).unwrap();
+        assert!(!old.members_only);
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("members_only"));
     }
 }

@@ -48,12 +48,13 @@ fn lab(tag: &str, fault_injection: bool, args: Vec<&str>) -> Lab {
     let igmp = format!(
         r#"{{"querier_interfaces":["r0"],"query_interval":{QI},"query_response_interval":{QRI},"last_member_query_interval":{LMQI}}}"#
     );
+    let config = format!("{{ igmp: {igmp} }}");
     let d = Daemon::start(
         &router,
         DaemonOpts {
             fault_injection,
             args,
-            env: vec![("MCRD_IGMP", &igmp)],
+            config: Some(&config),
             ..Default::default()
         },
     );

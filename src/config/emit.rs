@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::document::is_plain_identifier;
-use super::{Config, ControlConfig, WorkersConfig};
+use super::{Config, ControlConfig, IgmpConfig, WorkersConfig};
+use crate::igmp::config::IgmpSettings;
 use crate::logging::{LogFormat, LogLevels};
 use crate::rule::{self, Rule, RuleInput, RuleOutput};
 
@@ -35,7 +36,12 @@ impl Config {
         write_logging(&mut out, &self.logging.levels, self.logging.format);
         write_control(&mut out, &self.control);
         write_workers(&mut out, &self.workers);
-        super::schema::pim::write_pim(&mut out, &self.pim, seconds);
+        if let Some(igmp) = &self.igmp {
+            write_igmp(&mut out, igmp);
+        }
+        if let Some(pim) = &self.pim {
+            super::schema::pim::write_pim(&mut out, pim, seconds);
+        }
         out.push_str("}\n");
         out
     }
@@ -96,6 +102,9 @@ fn output(o: &RuleOutput) -> String {
     }
     if o.mode != rule::OutputMode::default() {
         let _ = write!(s, ", mode: \"{}\"", o.mode.as_str());
+    }
+    if o.members_only {
+        s.push_str(", members_only: true");
     }
     s.push_str(" }");
     s
@@ -158,6 +167,68 @@ fn write_workers(out: &mut String, workers: &WorkersConfig) {
         lines.push(format!("user: {}", quote(&workers.user)));
     }
     write_section(out, "workers", &lines);
+}
+
+/// The `igmp` section, written even when empty: its presence is what
+/// turns IGMP on.
+fn write_igmp(out: &mut String, igmp: &IgmpConfig) {
+    let d = IgmpSettings::default();
+    let s = &igmp.settings;
+    let mut lines = Vec::new();
+    if !igmp.querier_interfaces.is_empty() {
+        lines.push(format!(
+            "querier_interfaces: [{}]",
+            names(&igmp.querier_interfaces)
+        ));
+    }
+    if s.version != d.version {
+        lines.push(format!("version: {}", s.version));
+    }
+    // `{}` of an f64 is the shortest text that reads back to the same
+    // value, which keeps emit -> read -> emit a fixed point.
+    for (k, v, dv) in [
+        ("query_interval", s.query_interval, d.query_interval),
+        (
+            "query_response_interval",
+            s.query_response_interval,
+            d.query_response_interval,
+        ),
+        (
+            "last_member_query_interval",
+            s.last_member_query_interval,
+            d.last_member_query_interval,
+        ),
+    ] {
+        if v != dv {
+            lines.push(format!("{k}: {v}"));
+        }
+    }
+    if s.robustness != d.robustness {
+        lines.push(format!("robustness: {}", s.robustness));
+    }
+    if let Some(c) = s.last_member_query_count {
+        lines.push(format!("last_member_query_count: {c}"));
+    }
+    if let Some(p) = &igmp.proxy {
+        lines.push(format!(
+            "proxy: {{ upstream: {}, downstream: [{}] }}",
+            quote(&p.upstream),
+            names(&p.downstream)
+        ));
+    }
+    write_section_always(out, "igmp", &lines);
+}
+
+fn names(list: &[String]) -> String {
+    list.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+}
+
+fn write_section_always(out: &mut String, name: &str, lines: &[String]) {
+    if lines.is_empty() {
+        let _ = writeln!(out, "  {name}: {{}},");
+    } else {
+        write_section(out, name, lines);
+    }
 }
 
 /// A section of `key: value` lines, or nothing when all are defaults.

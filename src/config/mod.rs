@@ -9,6 +9,8 @@
 //! problem (`schema`), the entry points `parse` / `parse_file` with their
 //! size limits and the error list (`read`), and the writer used by `config
 //! show` / `config save` (`emit`, entered through `Config::to_json5`).
+//! The protocol sections have their own walkers (`igmp`, `pim`) and a
+//! pure `diff` that tells hot reload what changed in them.
 //! Nothing from a file that fails validation is applied: `parse` returns
 //! either a whole valid `Config` or every error it found.
 
@@ -20,16 +22,23 @@ use std::time::Duration;
 use crate::logging::{LogFormat, LogLevels};
 use crate::rule::{Rule, RuleSet};
 
+mod diff;
 mod document;
 mod emit;
+mod igmp;
 mod read;
 mod scan;
 mod schema;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod words;
 
+pub use diff::{IgmpDiff, PimDiff, ProtocolDiff};
+pub use igmp::{IgmpConfig, IgmpProxyConfig};
 pub use read::{parse, parse_file};
+
+use crate::pim::config::PimConfig;
 
 /// Largest configuration file `parse_file` reads: room for tens of
 /// thousands of rules (10 000 rules take about 1.7 MB), while a wrong path
@@ -47,8 +56,11 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub control: ControlConfig,
     pub workers: WorkersConfig,
-    /// PIM-SM (`crate::pim`); off unless `pim.enabled`.
-    pub pim: crate::pim::PimConfig,
+    /// The `igmp` section; `None` when the file has none (no querier, no
+    /// proxy).
+    pub igmp: Option<IgmpConfig>,
+    /// The `pim` section; `None` when the file has none.
+    pub pim: Option<PimConfig>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

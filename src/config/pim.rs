@@ -95,7 +95,7 @@ impl Walker {
         errs.is_empty().then_some(cfg)
     }
 
-    fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
         match v.kind {
             Kind::Bool(b) => Some(b),
             _ => {
@@ -175,6 +175,12 @@ impl Walker {
             };
             ok &= got.is_some();
         }
+        // The first Hello's random delay may not exceed the Hello period
+        // (RFC 7761 §4.3.1); a short period given alone lowers the default
+        // delay with it instead of making the file invalid.
+        if !members.iter().any(|m| m.key == "triggered_hello_delay") {
+            c.triggered_hello_delay = c.triggered_hello_delay.min(c.hello_interval);
+        }
         (ok && members.iter().any(|m| m.key == "name")).then_some(c)
     }
 
@@ -207,9 +213,6 @@ impl Walker {
 /// The `pim` section as JSON5 lines, or nothing when it is all defaults.
 /// Every field is written so that the file reads back to the same config.
 pub(crate) fn write_pim(out: &mut String, pim: &PimConfig, seconds: fn(Duration) -> String) {
-    if *pim == PimConfig::default() {
-        return;
-    }
     out.push_str("  pim: {\n");
     let _ = writeln!(out, "    enabled: {},", pim.enabled);
     if let Some(id) = pim.router_id {
@@ -272,13 +275,14 @@ mod tests {
   },
 }"#;
         let c = parse(text).unwrap();
-        assert!(c.pim.enabled);
-        assert_eq!(c.pim.interfaces[0].dr_priority, 7);
+        let pim = c.pim.as_ref().expect("pim section");
+        assert!(pim.enabled);
+        assert_eq!(pim.interfaces[0].dr_priority, 7);
         assert_eq!(
-            c.pim.interfaces[0].triggered_hello_delay,
+            pim.interfaces[0].triggered_hello_delay,
             Duration::from_millis(100)
         );
-        assert_eq!(c.pim.static_rp[0].rp.to_string(), "10.0.0.1");
+        assert_eq!(pim.static_rp[0].rp.to_string(), "10.0.0.1");
         assert_eq!(parse(&c.to_json5()).unwrap(), c);
 
         let bad = "{\n  pim: {\n    interfaces: [ { name: \"veth0\", hello_interval: 0 } ],\n    frobs: 1,\n  },\n}";

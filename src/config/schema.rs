@@ -18,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::document::{self, join_index, join_key, Kind, Member, Number, Value};
+use super::words::{duration_from_secs, suggestion};
 use super::{Config, ConfigError, ControlConfig, LoggingConfig, WorkersConfig};
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
@@ -26,13 +27,16 @@ use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
 #[path = "pim.rs"]
 pub(super) mod pim;
 
-const TOP_KEYS: &[&str] = &["rules", "pinning", "logging", "control", "workers", "pim"];
+const TOP_KEYS: &[&str] = &[
+    "rules", "pinning", "logging", "control", "workers", "igmp", "pim",
+];
 /// Sections of later releases. Refused loudly: accepting and ignoring them
-/// would let an operator believe IGMP or PIM is running.
-const REFUSED_KEYS: &[&str] = &["igmp", "msdp", "metrics"];
+/// would let an operator believe MSDP is running. A section that lands
+/// leaves this list and gets an arm in `Walker::config`.
+const REFUSED_KEYS: &[&str] = &["msdp", "metrics"];
 const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
 const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
-const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode"];
+const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode", "members_only"];
 const LOGGING_KEYS: &[&str] = &["level", "facilities", "format"];
 const CONTROL_KEYS: &[&str] = &["socket", "group"];
 const WORKERS_KEYS: &[&str] = &[
@@ -67,17 +71,19 @@ pub(super) fn walk(root: &Value, errors: Vec<ConfigError>) -> (Option<Config>, V
     (config, walker.errors)
 }
 
-type Pos = (usize, usize);
+pub(super) type Pos = (usize, usize);
 
-fn pos(v: &Value) -> Pos {
+pub(super) fn pos(v: &Value) -> Pos {
     (v.line, v.column)
 }
 
-fn key_pos(m: &Member) -> Pos {
+pub(super) fn key_pos(m: &Member) -> Pos {
     (m.line, m.column)
 }
 
-struct Walker {
+/// The walk's state. The `igmp` and `pim` sections are walked by
+/// `super::igmp` and `super::pim`, which extend this type.
+pub(super) struct Walker {
     errors: Vec<ConfigError>,
     /// Path -> position of the value found there. Only rules need it: it
     /// places the errors that `crate::rule` reports by field path.
@@ -85,7 +91,7 @@ struct Walker {
 }
 
 impl Walker {
-    fn error(&mut self, at: Pos, path: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, at: Pos, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             line: at.0,
             column: at.1,
@@ -94,14 +100,14 @@ impl Walker {
         });
     }
 
-    fn mark(&mut self, path: &str, v: &Value) {
+    pub(super) fn mark(&mut self, path: &str, v: &Value) {
         self.spans.insert(path.to_string(), pos(v));
     }
 
     /// The position of the longest prefix of `path` that exists in the
     /// file: a defaulted rule id has no text of its own, so its errors
     /// point at the rule.
-    fn locate(&self, path: &str) -> Pos {
+    pub(super) fn locate(&self, path: &str) -> Pos {
         let mut p = path;
         loop {
             if let Some(&at) = self.spans.get(p) {
@@ -114,12 +120,17 @@ impl Walker {
         }
     }
 
-    fn field_error(&mut self, path: &str, message: String) {
+    pub(super) fn field_error(&mut self, path: &str, message: String) {
         let at = self.locate(path);
         self.error(at, path, message);
     }
 
-    fn object<'v>(&mut self, v: &'v Value, path: &str, what: &str) -> Option<&'v [Member]> {
+    pub(super) fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        what: &str,
+    ) -> Option<&'v [Member]> {
         match &v.kind {
             Kind::Object(members) => Some(members),
             _ => {
@@ -136,7 +147,7 @@ impl Walker {
         }
     }
 
-    fn unknown(&mut self, m: &Member, path: &str, expected: &[&str]) {
+    pub(super) fn unknown(&mut self, m: &Member, path: &str, expected: &[&str]) {
         let hint = suggestion(&m.key, expected)
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
@@ -152,7 +163,7 @@ impl Walker {
     }
 
     /// Report each of `required` absent from `members`, at the object.
-    fn require(&mut self, v: &Value, path: &str, members: &[Member], required: &[&str]) {
+    pub(super) fn require(&mut self, v: &Value, path: &str, members: &[Member], required: &[&str]) {
         for key in required {
             if !members.iter().any(|m| m.key == *key) {
                 self.error(pos(v), path, format!("missing required key `{key}`"));
@@ -160,7 +171,7 @@ impl Walker {
         }
     }
 
-    fn string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
+    pub(super) fn string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
         match &v.kind {
             Kind::String(s) => Some(s.clone()),
             _ => {
@@ -177,7 +188,7 @@ impl Walker {
         }
     }
 
-    fn nonempty_string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
+    pub(super) fn nonempty_string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
         let s = self.string(v, path, what)?;
         if s.is_empty() {
             self.error(pos(v), path, format!("{what} must not be empty"));
@@ -188,7 +199,7 @@ impl Walker {
 
     /// An interface name. A badly formed name is reported but still
     /// returned, so that the rest of its rule is checked too.
-    fn interface(&mut self, v: &Value, path: &str) -> Option<String> {
+    pub(super) fn interface(&mut self, v: &Value, path: &str) -> Option<String> {
         let name = self.string(v, path, "an interface name")?;
         if let Err(m) = rule::validate_interface_name(&name) {
             self.error(pos(v), path, m);
@@ -196,7 +207,7 @@ impl Walker {
         Some(name)
     }
 
-    fn ipv4(&mut self, v: &Value, path: &str) -> Option<Ipv4Addr> {
+    pub(super) fn ipv4(&mut self, v: &Value, path: &str) -> Option<Ipv4Addr> {
         match &v.kind {
             Kind::String(s) => match Ipv4Addr::from_str(s) {
                 Ok(a) => Some(a),
@@ -225,7 +236,14 @@ impl Walker {
 
     /// An integer in `min..=max`. `5e3` counts (it is exactly 5000);
     /// `5000.5`, `Infinity` and strings do not.
-    fn integer(&mut self, v: &Value, path: &str, what: &str, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn integer(
+        &mut self,
+        v: &Value,
+        path: &str,
+        what: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let in_range = match v.kind {
             Kind::Number(Number::Int(i)) => Some((min..=max).contains(&i).then_some(i)),
             Kind::Number(Number::Float(f)) if f.is_finite() && f.fract() == 0.0 => {
@@ -264,7 +282,7 @@ impl Walker {
 
     /// A duration in seconds, whole or fractional, within `min..=max`.
     /// `rule` says the range in words for the message.
-    fn seconds(
+    pub(super) fn seconds(
         &mut self,
         v: &Value,
         path: &str,
@@ -328,11 +346,8 @@ impl Walker {
                         config.workers = w;
                     }
                 }
-                "pim" => {
-                    if let Some(p) = self.pim(&m.value, &path) {
-                        config.pim = p;
-                    }
-                }
+                "igmp" => config.igmp = self.igmp(&m.value, &path),
+                "pim" => config.pim = self.pim(&m.value, &path),
                 k if REFUSED_KEYS.contains(&k) => self.error(
                     key_pos(m),
                     &path,
@@ -497,6 +512,7 @@ impl Walker {
         let mut complete = true;
         let (mut interface, mut group, mut port, mut ttl) = (None, None, None, None);
         let mut mode = OutputMode::default();
+        let mut members_only = false;
         for m in members {
             let p = join_key(path, &m.key);
             self.mark(&p, &m.value);
@@ -539,6 +555,10 @@ impl Walker {
                         }
                     }
                 }
+                "members_only" => match self.boolean(&m.value, &p) {
+                    Some(b) => members_only = b,
+                    None => complete = false,
+                },
                 _ => self.unknown(m, &p, OUTPUT_KEYS),
             }
         }
@@ -553,6 +573,7 @@ impl Walker {
             port,
             ttl,
             mode,
+            members_only,
         })
     }
 
@@ -773,21 +794,6 @@ impl Walker {
     }
 }
 
-/// Seconds to a `Duration`, rounded to the nearest nanosecond. The
-/// rounding is spelled out here because it is what makes the writer's
-/// decimal (exact to the nanosecond) read back to the very same `Duration`.
-/// `secs` must be finite, non-negative and far below `u64::MAX`.
-fn duration_from_secs(secs: f64) -> Duration {
-    let whole = secs.trunc();
-    let mut s = whole as u64;
-    let mut nanos = ((secs - whole) * 1e9).round() as u32;
-    if nanos >= 1_000_000_000 {
-        s += 1;
-        nanos -= 1_000_000_000;
-    }
-    Duration::new(s, nanos)
-}
-
 /// Rewrite the `rules[k].` prefix that `RuleSet::from_rules` puts on its
 /// errors, where `k` counts only the rules handed to it, into the rule's
 /// index in the file.
@@ -800,40 +806,4 @@ fn renumber(field: &str, valid: &[(usize, &Rule)]) -> String {
         Some(format!("rules[{original}]{}", rest.get(close + 1..)?))
     })();
     renumbered.unwrap_or_else(|| field.to_string())
-}
-
-/// The expected key closest to a misspelt one, if it is close enough to be
-/// a likely typo.
-fn suggestion<'k>(key: &str, expected: &[&'k str]) -> Option<&'k str> {
-    // Keys are short; a long one is no typo and the distance would cost
-    // time proportional to its length anyway.
-    if key.chars().count() > 32 {
-        return None;
-    }
-    let lower = key.to_lowercase();
-    expected
-        .iter()
-        .map(|e| (edit_distance(&lower, e), *e))
-        .filter(|(d, e)| *d <= 2 && *d < e.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, e)| e)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }

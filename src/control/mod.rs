@@ -193,6 +193,20 @@ pub struct Done {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Done, but worth a look (e.g. a forwarding loop among the rules);
+    /// `mcrctl` prints each to stderr and still exits 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Done {
+    pub fn new(message: impl Into<String>, id: Option<String>) -> Done {
+        Done {
+            message: message.into(),
+            id,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,6 +256,10 @@ pub struct OutputInfo {
     /// `None` when it is ready; otherwise why it cannot send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// A members-only output whose interface has no IGMP member of its
+    /// group: left out of the table until one joins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_members: bool,
 }
 
 /// A rule in `list`.

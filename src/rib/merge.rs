@@ -5,8 +5,13 @@
 //! and (S,G) outgoing lists combine; RFC 3376 section 6.3 for how a
 //! membership's source filter decides which sources an interface gets):
 //!
-//! - **Static rules are never changed.** A static rule's compiled entry is
-//!   byte for byte what `compile(&RuleSet)` gives, whatever is learned. A
+//! - **Static rules are never changed** by learned routes. A static rule's
+//!   compiled entry is byte for byte what `compile(&RuleSet)` gives,
+//!   whatever is learned, except that a members-only output is in it
+//!   exactly while its interface has an IGMP member of the output's group
+//!   (the group after translation) that accepts the rule's input source
+//!   (any member, when the rule takes every source; RFC 3376 section 6.3
+//!   for the filter). A
 //!   learned entry whose input would take packets away from a static rule
 //!   is *shadowed*: left out of the table and reported by `shadowed()`.
 //!   Learned entries always match any port, so a static rule with a port
@@ -48,7 +53,7 @@ use std::sync::Arc;
 
 use crate::hash::Fnv64;
 use crate::ipc::rule_key;
-use crate::rule::{OutputMode, RuleSet, DEFAULT_MULTICAST_TTL};
+use crate::rule::{OutputMode, RuleOutput, RuleSet, DEFAULT_MULTICAST_TTL};
 
 use super::learned::{
     sg_string, validate_membership, Memberships, Origin, Route, RouteError, SourceFilter,
@@ -239,7 +244,7 @@ impl Rib {
     /// entries and the installed learned entries, sorted by rule id.
     pub fn compile(&self) -> Tables {
         let mut tables = Tables::new();
-        compile_static(&self.rules, &mut tables);
+        compile_static(&self.rules, &self.members, &mut tables);
         let mut used: HashSet<u64> = tables.values().flatten().map(|r| r.key).collect();
         for e in self.learned_entries() {
             if e.shadowed_by.is_some() {
@@ -457,6 +462,21 @@ fn wrong_upstream(
         origin: origins.first().copied().unwrap_or(Origin::Pim),
         origins: origins.clone(),
         shadowed_by: None,
+    }
+}
+
+/// Whether a static rule's output is in the table: always, unless it is
+/// members-only and `members` has no member for it (see the module doc).
+pub fn output_sends(members: &Memberships, source: Option<Ipv4Addr>, o: &RuleOutput) -> bool {
+    if !o.members_only {
+        return true;
+    }
+    match members.get(&(o.interface.clone(), o.group)) {
+        None => false,
+        Some(f) => match source {
+            Some(s) => f.accepts(s),
+            None => !f.is_empty(),
+        },
     }
 }
 

@@ -18,13 +18,16 @@
 //!   (proxy upstream), PIM and MSDP; each returns whether anything changed;
 //! - `join(interface, group, SourceFilter)` / `leave` / `leave_interface`
 //!   for IGMP memberships, which add outputs to learned entries of their
-//!   group (never to static rules);
+//!   group and switch static rules' members-only outputs on and off (never
+//!   any other static output);
 //! - `compile()` → `Tables` (the same `InterfaceTable`s the workers get
 //!   today), `tables_hash`, `mroute(&rib)` for the control reply, and
 //!   `shadowed()` for learned entries a static rule keeps out.
 //!
 //! `compile(&RuleSet)` remains for callers that only have static rules and
-//! equals `Rib::with_rules(..).compile()`. Merge rules (precedence,
+//! equals `Rib::with_rules(..).compile()` (so it leaves every members-only
+//! output out). `state::rule_infos_with_members` gives `list` the
+//! `no members` state that goes with a `Rib`'s memberships. Merge rules (precedence,
 //! (S,G)/(*,G) folding, memberships) are documented in `merge.rs`.
 
 pub mod learned;
@@ -32,6 +35,8 @@ pub mod merge;
 pub mod mroute;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+mod tests_members;
 #[cfg(test)]
 mod tests_merge;
 #[cfg(test)]
@@ -90,14 +95,21 @@ pub type InterfaceTable = Vec<CompiledRule>;
 
 /// Compile a rule set into one table per input interface (static rules
 /// only; `Rib::compile` gives the same tables when nothing is learned).
+/// Members-only outputs are left out: without memberships none has a
+/// member.
 pub fn compile(rules: &RuleSet) -> BTreeMap<String, InterfaceTable> {
     let mut out = BTreeMap::new();
-    compile_static(rules, &mut out);
+    compile_static(rules, &learned::Memberships::new(), &mut out);
     out
 }
 
-/// Append the static rules' entries to `out`, in rule id order.
-fn compile_static(rules: &RuleSet, out: &mut BTreeMap<String, InterfaceTable>) {
+/// Append the static rules' entries to `out`, in rule id order, with each
+/// members-only output only while `members` has a member for it.
+fn compile_static(
+    rules: &RuleSet,
+    members: &learned::Memberships,
+    out: &mut BTreeMap<String, InterfaceTable>,
+) {
     for r in rules.iter() {
         out.entry(r.input.interface.clone())
             .or_default()
@@ -110,6 +122,7 @@ fn compile_static(rules: &RuleSet, out: &mut BTreeMap<String, InterfaceTable>) {
                 outputs: r
                     .outputs
                     .iter()
+                    .filter(|o| merge::output_sends(members, r.input.source, o))
                     .map(|o| CompiledOutput {
                         interface: o.interface.clone(),
                         group: o.group,
@@ -208,6 +221,7 @@ mod tests {
                     port: *p,
                     ttl: *t,
                     mode: OutputMode::Republish,
+                    members_only: false,
                 })
                 .collect(),
         )

@@ -2,7 +2,9 @@
 //! table of every input interface (`Tables`), and the state of every rule
 //! (pending, interface down, starting, active, error) derived from the
 //! rules, the interfaces and what the workers report (SPEC.md, "Rule
-//! states"). `mcrd`'s RibActor holds the inputs and calls these.
+//! states"), including each output's own state (a problem, or `no
+//! members` for a members-only output without an IGMP member). `mcrd`'s
+//! RibActor holds the inputs and calls these.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use crate::control::{OutputInfo, RuleInfo, RuleState};
 use crate::iface::Ifaces;
 use crate::rule::RuleSet;
 
-use super::merge::Tables as Compiled;
+use super::learned::Memberships;
+use super::merge::{output_sends, Tables as Compiled};
 use super::{CompiledRule, InterfaceTable};
 
 /// The compiled table of each input interface. Shared by pointer: an
@@ -69,13 +72,35 @@ fn holds(acked: &InterfaceTable, rule: &CompiledRule) -> bool {
 /// The state of every rule and the problem of each of its outputs.
 /// `tables` are the current compiled tables; `workers` lists (input
 /// interface, view) of every worker; `expected_workers` says how many
-/// workers an interface should have.
+/// workers an interface should have. Without memberships, every
+/// members-only output shows `no members`.
 pub fn rule_infos(
     rules: &RuleSet,
     tables: &Tables,
     ifaces: &Ifaces,
     workers: &[(&str, &WorkerView)],
     expected_workers: impl Fn(&str) -> usize,
+) -> Vec<RuleInfo> {
+    rule_infos_with_members(
+        rules,
+        tables,
+        ifaces,
+        workers,
+        expected_workers,
+        &Memberships::new(),
+    )
+}
+
+/// `rule_infos` with the IGMP memberships the tables were compiled with
+/// (`Rib::compile`), so that a members-only output without a member shows
+/// `no members` and the workers' problems land on the right output.
+pub fn rule_infos_with_members(
+    rules: &RuleSet,
+    tables: &Tables,
+    ifaces: &Ifaces,
+    workers: &[(&str, &WorkerView)],
+    expected_workers: impl Fn(&str) -> usize,
+    members: &Memberships,
 ) -> Vec<RuleInfo> {
     rules
         .iter()
@@ -86,18 +111,28 @@ pub fn rule_infos(
                 .filter(|(i, _)| *i == ifc)
                 .map(|(_, v)| *v)
                 .collect();
+            // Workers number the outputs of the compiled table, which
+            // leaves out members-only outputs without members.
+            let mut compiled = 0usize;
             let outputs: Vec<OutputInfo> = r
                 .outputs
                 .iter()
-                .enumerate()
-                .map(|(i, o)| OutputInfo {
-                    output: o.clone(),
-                    // The worker knows best (it tried to open the socket);
-                    // without a worker, the interface list still tells.
-                    problem: views
-                        .iter()
-                        .find_map(|v| v.problems.get(&(r.id.clone(), i)).cloned())
-                        .or_else(|| output_interface_problem(ifaces, &o.interface)),
+                .map(|o| {
+                    let sends = output_sends(members, r.input.source, o);
+                    let index = compiled;
+                    compiled += usize::from(sends);
+                    OutputInfo {
+                        output: o.clone(),
+                        // The worker knows best (it tried to open the
+                        // socket); without a worker, the interface list
+                        // still tells.
+                        problem: views
+                            .iter()
+                            .filter(|_| sends)
+                            .find_map(|v| v.problems.get(&(r.id.clone(), index)).cloned())
+                            .or_else(|| output_interface_problem(ifaces, &o.interface)),
+                        no_members: !sends,
+                    }
                 })
                 .collect();
             let (state, reason) = match ifaces.get(ifc) {
@@ -113,18 +148,21 @@ pub fn rule_infos(
                     // Every worker of the interface must have the table:
                     // with several (pinning), each takes a share of the
                     // flows, and one without it drops its share.
-                    let compiled = tables.get(ifc).and_then(|t| {
+                    let entry = tables.get(ifc).and_then(|t| {
                         t.binary_search_by(|c| c.rule_id.as_str().cmp(&r.id))
                             .ok()
                             .map(|i| &t[i])
                     });
-                    let acked_everywhere = compiled.is_some_and(|c| {
+                    let acked_everywhere = entry.is_some_and(|c| {
                         views
                             .iter()
                             .all(|v| v.state == "running" && holds(&v.acked, c))
                     });
                     if views.len() >= expected_workers(ifc) && acked_everywhere {
-                        if outputs.iter().all(|o| o.problem.is_some()) {
+                        // Outputs waiting for members are not failures.
+                        let sending: Vec<&OutputInfo> =
+                            outputs.iter().filter(|o| !o.no_members).collect();
+                        if !sending.is_empty() && sending.iter().all(|o| o.problem.is_some()) {
                             (
                                 RuleState::Error,
                                 Some("no output can send; see the outputs".to_string()),
@@ -197,6 +235,7 @@ mod tests {
                     port: 6000,
                     ttl: None,
                     mode: OutputMode::Republish,
+                    members_only: false,
                 })
                 .collect(),
         )

@@ -37,6 +37,7 @@ pub(super) fn static_rule(
             port: 7000,
             ttl: None,
             mode: OutputMode::Republish,
+            members_only: false,
         }],
     )
 }

@@ -90,9 +90,14 @@ impl ConfigActor {
         new.rules.push(rule.clone());
         commit(shared, &cfg, new)?;
         info!(target: "RuleDispatch", "rule {} added: {}:{}:{} -> {} outputs", rule.id, rule.input.interface, rule.input.group, rule.input.port, rule.outputs.len());
+        let warnings = mcr::rule::loop_warnings(&set, &[rule.id.as_str()]);
+        for w in &warnings {
+            warn!(target: "RuleDispatch", "{w}");
+        }
         Ok(Done {
             message: format!("rule {} added", rule.id),
             id: Some(rule.id),
+            warnings,
         })
     }
 
@@ -119,11 +124,13 @@ impl ConfigActor {
         Ok(Done {
             message: format!("rule {removed} removed"),
             id: Some(removed),
+            warnings: Vec::new(),
         })
     }
 
     fn load(shared: &Shared, text: &str, replace: bool) -> Result<Done, String> {
         let file = config::parse(text).map_err(|e| parse_errors(&e))?;
+        let touched: Vec<String> = file.rules.iter().map(|r| r.id.clone()).collect();
         let cfg = shared.config();
         let mut new = (*cfg).clone();
         if replace {
@@ -138,7 +145,7 @@ impl ConfigActor {
         }
         // The merged set must hold together too (names and inputs unique
         // across file and running rules).
-        RuleSet::from_rules(new.rules.iter().cloned()).map_err(|e| {
+        let merged = RuleSet::from_rules(new.rules.iter().cloned()).map_err(|e| {
             format!(
                 "configuration refused, nothing applied: the file's rules conflict with running rules: {}",
                 join(&e)
@@ -146,9 +153,15 @@ impl ConfigActor {
         })?;
         let (a, r, c) = commit(shared, &cfg, new)?;
         let verb = if replace { "replaced" } else { "merged" };
+        let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
+        let warnings = mcr::rule::loop_warnings(&merged, &touched);
+        for w in &warnings {
+            warn!(target: "RuleDispatch", "{w}");
+        }
         Ok(Done {
             message: format!("config {verb}: {a} added, {r} removed, {c} changed"),
             id: None,
+            warnings,
         })
     }
 
@@ -164,6 +177,7 @@ impl ConfigActor {
         Ok(Done {
             message: format!("running config saved to {}", path.display()),
             id: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -180,6 +194,17 @@ impl ConfigActor {
         if file.logging.format != cfg.logging.format {
             warn!(target: "Supervisor", "logging.format changed; it applies at the next start");
         }
+        // Reload loads every rule of the file, so every loop is news.
+        let warnings = match file.rule_set() {
+            Ok(set) => {
+                let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
+                mcr::rule::loop_warnings(&set, &ids)
+            }
+            Err(_) => Vec::new(),
+        };
+        for w in &warnings {
+            warn!(target: "RuleDispatch", "{w}");
+        }
         let (a, r, c) = commit(shared, &cfg, file)?;
         Ok(Done {
             message: format!(
@@ -187,6 +212,7 @@ impl ConfigActor {
                 path.display()
             ),
             id: None,
+            warnings,
         })
     }
 }
@@ -295,6 +321,7 @@ impl Actor for ConfigActor {
                 let r = commit(shared, &cfg, new).map(|_| Done {
                     message: format!("{what} log level set to {level}"),
                     id: None,
+                    warnings: Vec::new(),
                 });
                 let _ = reply.send(r);
             }

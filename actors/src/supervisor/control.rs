@@ -191,6 +191,7 @@ impl Actor for ControlServer {
                             st.path.display()
                         ),
                         id: None,
+                        warnings: Vec::new(),
                     })
                     .map_err(|e| format!("deleting {}: {e}", st.path.display()));
                 let _ = reply.send(r);
@@ -450,15 +451,13 @@ async fn fault(f: FaultRequest) -> Result<Done, String> {
             true => Ok(Done {
                 message: format!("actor {name} told to panic"),
                 id: None,
+                warnings: Vec::new(),
             }),
             false => Err(format!("actor {name} is not running")),
         },
         FaultRequest::WedgeActor { name, secs } => {
             match handles::wedge_actor(&name, Duration::from_secs(secs))? {
-                true => Ok(Done {
-                    message: format!("actor {name} wedged for {secs} s"),
-                    id: None,
-                }),
+                true => Ok(Done::new(format!("actor {name} wedged for {secs} s"), None)),
                 false => Err(format!("actor {name} is not running")),
             }
         }

@@ -709,7 +709,9 @@ mod tests {
     async fn unknown_actor_names_list_the_real_ones() {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"),
+            e.contains(
+                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"
+            ),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".
@@ -721,7 +723,9 @@ mod tests {
     async fn a_tree_that_is_not_there_is_not_healthy_and_cannot_be_wedged() {
         let e = tree_answers(Duration::from_millis(50)).await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"),
+            e.contains(
+                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"
+            ),
             "{e}"
         );
         assert_eq!(wedge_actor("rib", Duration::from_secs(1)), Ok(false));

@@ -183,14 +183,9 @@ pub fn main(opts: Opts) -> ExitCode {
         log_format: config.logging.format,
         control_gid,
     };
+    let igmp = shared::IgmpSetup::from_config(&config);
     let shared = Arc::new(Shared::new(settings, config, set_levels));
-    match shared::IgmpSetup::from_env() {
-        Ok(setup) => shared.set_igmp(setup),
-        Err(e) => {
-            eprintln!("mcrd: {e}");
-            return ExitCode::from(1);
-        }
-    }
+    shared.set_igmp(igmp);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mcrd")

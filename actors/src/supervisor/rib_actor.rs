@@ -124,12 +124,13 @@ impl RibState {
             .map(|(k, v)| (k.interface.as_str(), v))
             .collect();
         let cfg = self.shared.config();
-        state::rule_infos(
+        state::rule_infos_with_members(
             self.rib.rules(),
             &self.tables,
             &self.ifaces,
             &views,
             |ifc| cfg.workers_for(ifc),
+            self.rib.memberships(),
         )
     }
 

@@ -39,9 +39,7 @@ pub struct Settings {
 
 /// Where the IGMP querier runs and with which timers.
 ///
-/// Until the config file has an `igmp` section, this comes from the
-/// environment variable `MCRD_IGMP` (JSON: `querier_interfaces` plus the
-/// keys of [`IgmpSettings`]); the config reader will fill it instead.
+/// From the config file's `igmp` section, read at start.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IgmpSetup {
     pub querier_interfaces: Vec<String>,
@@ -49,41 +47,12 @@ pub struct IgmpSetup {
 }
 
 impl IgmpSetup {
-    pub const ENV: &'static str = "MCRD_IGMP";
-
-    /// Parse the JSON form; the error names the bad key.
-    pub fn parse(text: &str) -> Result<IgmpSetup, String> {
-        let mut v: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| format!("{}: {e}", Self::ENV))?;
-        let querier_interfaces: Vec<String> = match v.remove("querier_interfaces") {
-            Some(x) => serde_json::from_value(x)
-                .map_err(|e| format!("{}: querier_interfaces: {e}", Self::ENV))?,
-            None => Vec::new(),
-        };
-        // One querier per interface: a second would fight the first.
-        for (n, i) in querier_interfaces.iter().enumerate() {
-            if querier_interfaces[..n].contains(i) {
-                return Err(format!(
-                    "{}: querier_interfaces: {i:?} is listed twice",
-                    Self::ENV
-                ));
-            }
-        }
-        let settings: IgmpSettings = serde_json::from_value(serde_json::Value::Object(v))
-            .map_err(|e| format!("{}: {e}", Self::ENV))?;
-        settings.validate().map_err(|e| e.to_string())?;
-        Ok(IgmpSetup {
-            querier_interfaces,
-            settings,
+    /// The queriers of the config file's `igmp` section.
+    pub fn from_config(cfg: &mcr::config::Config) -> Option<IgmpSetup> {
+        cfg.igmp.as_ref().map(|c| IgmpSetup {
+            querier_interfaces: c.querier_interfaces.clone(),
+            settings: c.settings.clone(),
         })
-    }
-
-    /// From the environment; `Ok(None)` when the variable is not set.
-    pub fn from_env() -> Result<Option<IgmpSetup>, String> {
-        match std::env::var(Self::ENV) {
-            Ok(t) => Self::parse(&t).map(Some),
-            Err(_) => Ok(None),
-        }
     }
 }
 
@@ -215,31 +184,5 @@ impl Shared {
                 last_failure: r.last_failure.clone(),
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn igmp_setup_parses_interfaces_and_timers_and_names_bad_keys() {
-        let s = IgmpSetup::parse(
-            r#"{"querier_interfaces":["eth1","eth2"],"query_interval":2,"query_response_interval":1,"last_member_query_interval":0.2}"#,
-        )
-        .unwrap();
-        assert_eq!(s.querier_interfaces, ["eth1", "eth2"]);
-        assert_eq!(s.settings.query_interval, 2.0);
-        assert_eq!(s.settings.last_member_query_interval, 0.2);
-        assert_eq!(s.settings.robustness, IgmpSettings::default().robustness);
-        let e =
-            IgmpSetup::parse(r#"{"querier_interfaces":["eth1"],"query_intervall":2}"#).unwrap_err();
-        assert!(e.contains("query_intervall"), "{e}");
-        let e = IgmpSetup::parse(r#"{"querier_interfaces":"eth1"}"#).unwrap_err();
-        assert!(e.contains("querier_interfaces"), "{e}");
-        let e = IgmpSetup::parse(r#"{"querier_interfaces":["eth1","eth1"]}"#).unwrap_err();
-        assert!(e.contains("\"eth1\" is listed twice"), "{e}");
-        let e = IgmpSetup::parse(r#"{"robustness":0}"#).unwrap_err();
-        assert!(e.contains("robustness"), "{e}");
     }
 }

@@ -103,7 +103,8 @@ pub struct AddArgs {
     /// 0 = any destination port.
     #[arg(long)]
     pub input_port: String,
-    /// GROUP:PORT:INTERFACE[:TTL], comma-separated.
+    /// GROUP:PORT:INTERFACE[:TTL][:members], comma-separated. `:members`
+    /// sends only while INTERFACE has an IGMP member of GROUP.
     #[arg(long, value_delimiter = ',', required = true)]
     pub outputs: Vec<String>,
     #[arg(long)]

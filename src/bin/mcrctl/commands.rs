@@ -35,6 +35,11 @@ fn show<T: serde::Serialize>(
 }
 
 fn done(cli: &Cli, d: Done) -> Result<(), Fail> {
+    // Warnings go to stderr whatever the format, so a script reading the
+    // result on stdout still sees them and the exit status stays 0.
+    for w in &d.warnings {
+        eprintln!("warning: {w}");
+    }
     if cli.json {
         out::json(&d)
     } else {
@@ -384,6 +389,7 @@ fn config(cli: &Cli, c: &ConfigCmd) -> Result<(), Fail> {
                 Done {
                     message: format!("running config saved to {}", f.display()),
                     id: None,
+                    warnings: Vec::new(),
                 },
             )?;
         }

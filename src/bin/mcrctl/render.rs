@@ -45,6 +45,12 @@ pub fn rules(rules: &[RuleInfo]) -> String {
                 if o.output.mode == OutputMode::Route {
                     s.push_str(" route");
                 }
+                if o.output.members_only {
+                    s.push_str(" members-only");
+                }
+                if o.no_members {
+                    s.push_str(" [no members]");
+                }
                 if let Some(p) = &o.problem {
                     s.push_str(&format!(" [{p}]"));
                 }
@@ -400,8 +406,10 @@ mod tests {
                         interface: "eth1".into(),
                         ttl: Some(5),
                         mode: OutputMode::Route,
+                        members_only: false,
                     },
                     problem: Some("down".into()),
+                    no_members: false,
                 },
                 OutputInfo {
                     output: RuleOutput {
@@ -410,8 +418,10 @@ mod tests {
                         interface: "eth2".into(),
                         ttl: None,
                         mode: OutputMode::Republish,
+                        members_only: true,
                     },
                     problem: None,
+                    no_members: true,
                 },
             ],
             state,
@@ -426,9 +436,9 @@ mod tests {
             rule("longer-id", None, RuleState::Active, None),
         ]);
         let want = "\
-ID         NAME  INPUT                           OUTPUTS                                                   STATE
-abc        n1    eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2  error (bad thing)
-longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2  active
+ID         NAME  INPUT                           OUTPUTS                                                                             STATE
+abc        n1    eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2 members-only [no members]  error (bad thing)
+longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route [down], 239.2.2.3:*@eth2 members-only [no members]  active
 ";
         assert_eq!(text, want);
     }

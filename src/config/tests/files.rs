@@ -119,6 +119,17 @@ fn example_mdns_ssdp() {
 }
 
 #[test]
+fn igmp_example_has_a_querier_and_a_members_only_output() {
+    let c = ok(include_str!("../../../examples/igmp.json5"));
+    let igmp = c.igmp.clone().expect("igmp section");
+    assert_eq!(igmp.querier_interfaces, ["eth1", "eth2"]);
+    assert_eq!(igmp.settings.last_member_query_interval, 0.5);
+    let outs: Vec<bool> = c.rules[0].outputs.iter().map(|o| o.members_only).collect();
+    assert_eq!(outs, [false, true]);
+    round_trip(&c);
+}
+
+#[test]
 fn example_full() {
     let c = ok(include_str!("../../../examples/full.json5"));
     assert_eq!(c.rules.len(), 2);

@@ -4,6 +4,7 @@
 //! arbitrary and hostile input (`robustness`).
 
 mod files;
+mod protocols;
 mod robustness;
 mod syntax;
 mod walk;
@@ -70,6 +71,7 @@ fn out(ifc: &str, group: &str, port: u16) -> RuleOutput {
         port,
         ttl: None,
         mode: OutputMode::Republish,
+        members_only: false,
     }
 }
 

@@ -207,6 +207,7 @@ fn random_config(rng: &mut Lcg) -> Config {
                 o
             };
             o.interface = format!("{}{}", o.interface.get(..3).unwrap_or("eth"), j);
+            o.members_only = rng.below(3) == 0;
             outputs.push(o);
         }
         let name = (rng.below(2) == 0).then(|| {
@@ -239,6 +240,72 @@ fn random_config(rng: &mut Lcg) -> Config {
         c.workers.heartbeat_timeout =
             Duration::new(1 + rng.below(3_599) as u64, rng.below(1_000_000_000) as u32);
     }
+    if rng.below(2) == 0 {
+        c.igmp = Some(random_igmp(rng));
+    }
+    if rng.below(2) == 0 {
+        c.pim = Some(random_pim(rng));
+    }
+    c
+}
+
+/// A valid `igmp` section with arbitrary fractional timers.
+fn random_igmp(rng: &mut Lcg) -> IgmpConfig {
+    let mut c = IgmpConfig::default();
+    for i in 0..rng.below(3) {
+        c.querier_interfaces.push(format!("q{i}"));
+    }
+    let s = &mut c.settings;
+    s.version = if rng.below(2) == 0 { 2 } else { 3 };
+    // Thousandths and odd fractions: what a user writes and what f64
+    // cannot hold exactly.
+    s.query_interval = 30.0 + rng.below(100_000) as f64 / 1000.0;
+    s.query_response_interval = 0.1 + rng.below(25_000) as f64 / 1000.0 / 3.0;
+    s.last_member_query_interval = 0.1 + rng.below(2_000) as f64 / 7.0 / 1000.0;
+    s.robustness = 1 + rng.below(7) as u8;
+    s.last_member_query_count = (rng.below(2) == 0).then(|| 1 + rng.below(255) as u8);
+    if rng.below(2) == 0 {
+        c.proxy = Some(IgmpProxyConfig {
+            upstream: "up0".into(),
+            downstream: (0..1 + rng.below(3)).map(|i| format!("dn{i}")).collect(),
+        });
+    }
+    c
+}
+
+fn random_pim(rng: &mut Lcg) -> crate::pim::config::PimConfig {
+    use crate::pim::config::{PimConfig, PimInterfaceConfig, SptSwitchover, StaticRp};
+    let mut c = PimConfig {
+        enabled: rng.below(2) == 0,
+        ..PimConfig::default()
+    };
+    if rng.below(2) == 0 {
+        c.router_id = Some(ip(&format!(
+            "10.9.{}.{}",
+            rng.below(256),
+            1 + rng.below(254)
+        )));
+    }
+    for i in 0..rng.below(3) {
+        let mut ifc = PimInterfaceConfig::named(&format!("p{i}"));
+        ifc.dr_priority = rng.next() as u32;
+        ifc.hello_interval = Duration::from_millis(1000 + rng.below(100_000) as u64);
+        ifc.triggered_hello_delay = ifc.triggered_hello_delay.min(ifc.hello_interval);
+        c.interfaces.push(ifc);
+    }
+    for i in 0..rng.below(3) {
+        c.static_rp.push(StaticRp {
+            group: format!("239.{i}.0.0/16").parse().expect("a valid prefix"),
+            rp: ip(&format!("10.0.0.{}", 1 + i)),
+        });
+    }
+    if rng.below(2) == 0 {
+        c.spt_switchover = SptSwitchover::Never;
+        c.join_prune_interval = Duration::new(
+            1 + rng.below(18_000) as u64,
+            rng.below(1000) as u32 * 1_000_000,
+        );
+    }
     c
 }
 
@@ -250,7 +317,10 @@ fn random_valid_configs_round_trip() {
         let c = random_config(&mut rng);
         // The generator can produce rules that the rule model refuses
         // (e.g. a self loop); the writer's contract covers valid configs.
-        let valid = c.rules.iter().all(|r| r.validate().is_empty()) && c.rule_set().is_ok();
+        let valid = c.rules.iter().all(|r| r.validate().is_empty())
+            && c.rule_set().is_ok()
+            && c.igmp.iter().all(|i| i.settings.validate().is_ok())
+            && c.pim.iter().all(|p| p.validate().is_empty());
         if valid {
             round_trip(&c);
             checked += 1;

@@ -366,7 +366,7 @@ impl Actor for PimActor {
             said_goodbye: false,
             shared,
         };
-        let cfg = st.shared.config().pim.clone();
+        let cfg = st.shared.config().pim.clone().unwrap_or_default();
         st.apply_config(&cfg);
         // The NetlinkMonitor only sends changes; a (re)started actor reads
         // the interfaces once itself.
@@ -397,7 +397,7 @@ impl Actor for PimActor {
             }
             PimMsg::Interfaces(ifaces) => st.apply_links(&myself, usable(&ifaces)),
             PimMsg::Reconfigure => {
-                let cfg = st.shared.config().pim.clone();
+                let cfg = st.shared.config().pim.clone().unwrap_or_default();
                 st.apply_config(&cfg);
                 st.sync_sockets(&myself);
             }

@@ -105,6 +105,7 @@ mod tests {
                 port: 6000,
                 ttl: None,
                 mode: OutputMode::Republish,
+                members_only: false,
             }],
         )
     }

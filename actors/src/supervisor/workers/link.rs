@@ -156,12 +156,13 @@ impl Actor for WorkerLink {
                 let _ = reply.send(Ok(Done {
                     message: format!("link {} panicking", ls.key),
                     id: None,
+                    warnings: Vec::new(),
                 }));
                 panic!("fault injection: worker link panic requested");
             }
             LinkMsg::Fault(f, reply) => {
                 let r = fault(&mut lock(&st_arc), f);
-                let _ = reply.send(r.map(|message| Done { message, id: None }));
+                let _ = reply.send(r.map(|message| Done::new(message, None)));
             }
             LinkMsg::Stop { reason, reply } => {
                 stop_link(&myself, ls, reason).await?;

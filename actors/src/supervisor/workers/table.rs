@@ -238,6 +238,7 @@ mod tests {
             port,
             ttl,
             mode: OutputMode::Republish,
+            members_only: false,
         }
     }
 
