@@ -35,6 +35,7 @@ impl Config {
         write_logging(&mut out, &self.logging.levels, self.logging.format);
         write_control(&mut out, &self.control);
         write_workers(&mut out, &self.workers);
+        out.push_str(&super::metrics::emit(&self.metrics).unwrap_or_default());
         out.push_str("}\n");
         out
     }

@@ -22,6 +22,7 @@ use crate::rule::{Rule, RuleSet};
 
 mod document;
 mod emit;
+mod metrics;
 mod read;
 mod scan;
 mod schema;
@@ -29,6 +30,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 
+pub use metrics::MetricsConfig;
 pub use read::{parse, parse_file};
 
 /// Largest configuration file `parse_file` reads: room for tens of
@@ -47,6 +49,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub control: ControlConfig,
     pub workers: WorkersConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -22,10 +22,12 @@ use super::{Config, ConfigError, ControlConfig, LoggingConfig, WorkersConfig};
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
 
-const TOP_KEYS: &[&str] = &["rules", "pinning", "logging", "control", "workers"];
+const TOP_KEYS: &[&str] = &[
+    "rules", "pinning", "logging", "control", "workers", "metrics",
+];
 /// Sections of later releases. Refused loudly: accepting and ignoring them
 /// would let an operator believe IGMP or PIM is running.
-const REFUSED_KEYS: &[&str] = &["igmp", "pim", "msdp", "metrics"];
+const REFUSED_KEYS: &[&str] = &["igmp", "pim", "msdp"];
 const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
 const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
 const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode"];
@@ -323,6 +325,10 @@ impl Walker {
                     if let Some(w) = self.workers(&m.value, &path) {
                         config.workers = w;
                     }
+                }
+                "metrics" => {
+                    config.metrics =
+                        super::metrics::walk(&m.value, &path, &mut self.errors).unwrap_or_default()
                 }
                 k if REFUSED_KEYS.contains(&k) => self.error(
                     key_pos(m),

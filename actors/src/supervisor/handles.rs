@@ -43,17 +43,19 @@ pub enum Child {
     Workers,
     Rib,
     Netlink,
+    Metrics,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 7] = [
+    pub const ALL: [Child; 8] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
         Child::Workers,
         Child::Rib,
         Child::Netlink,
+        Child::Metrics,
         Child::Control,
     ];
 
@@ -66,6 +68,7 @@ impl Child {
             Child::Workers => "workers",
             Child::Rib => "rib",
             Child::Netlink => "netlink",
+            Child::Metrics => "metrics",
             Child::Control => "control",
         }
     }
@@ -236,6 +239,12 @@ pub enum NetlinkMsg {
     Panic,
 }
 
+pub enum MetricsMsg {
+    /// Match the listener to the running config.
+    Tick,
+    Panic,
+}
+
 pub enum ControlMsg {
     Tick,
     Subscribe(RpcReplyPort<broadcast::Receiver<TimedEvent>>),
@@ -337,6 +346,10 @@ handle!(
     Netlink, NetlinkMsg, "netlink"
 );
 handle!(
+    /// The MetricsServer (Prometheus endpoint).
+    Metrics, MetricsMsg, "metrics"
+);
+handle!(
     /// The ControlServer.
     Control, ControlMsg, "control"
 );
@@ -411,6 +424,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Workers => Workers::tell(WmMsg::Panic),
         Child::Rib => Rib::tell(RibMsg::Panic),
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
+        Child::Metrics => Metrics::tell(MetricsMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
 }
@@ -438,7 +452,7 @@ mod tests {
     async fn unknown_actor_names_list_the_real_ones() {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
-            e.contains("root, loglevel, config, stats, workers, rib, netlink, control"),
+            e.contains("root, loglevel, config, stats, workers, rib, netlink, metrics, control"),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".

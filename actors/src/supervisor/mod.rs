@@ -20,6 +20,7 @@ pub mod config_actor;
 pub mod control;
 pub mod handles;
 pub mod loglevel;
+pub mod metrics;
 pub mod netlink;
 pub mod rib_actor;
 pub mod root;

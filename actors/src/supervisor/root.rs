@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 use super::handles::{self, Child, ConfigMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
-use super::{config_actor, control, loglevel, netlink, rib_actor, stats_actor, systemd, workers};
+use super::{
+    config_actor, control, loglevel, metrics, netlink, rib_actor, stats_actor, systemd, workers,
+};
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
 pub const RESTART_BUDGET: usize = 5;
@@ -61,6 +63,10 @@ async fn spawn_child(
             .0
             .get_cell(),
         Child::Netlink => Actor::spawn_linked(name, netlink::NetlinkMonitor, shared, root)
+            .await?
+            .0
+            .get_cell(),
+        Child::Metrics => Actor::spawn_linked(name, metrics::MetricsServer, shared, root)
             .await?
             .0
             .get_cell(),
