@@ -2,7 +2,8 @@
 //! traffic in network namespaces, scraped over HTTP, its text checked by
 //! `promtool check metrics` (Debian package `prometheus`, installed by
 //! .ci/run), its counters compared with the traffic sent, its listener
-//! moved by a config reload, and the time of a 10,000-rule scrape.
+//! moved by a config reload and restored after its actor fails, and the
+//! time of a 10,000-rule scrape.
 
 mod common;
 
@@ -103,7 +104,15 @@ fn scrapes_count_relayed_traffic_and_promtool_accepts_them() {
     }
     let t = Relay3::new("prom");
     let port = unique_port();
-    let d = Daemon::with_config(&t.relay, &config(port));
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config(port)),
+            fault_injection: true,
+            ..Default::default()
+        },
+    );
+    d.wait_active(T);
     let rule = r#"mcr_rule_packets_total{rule_id="video",name="feed",input_interface="r0"}"#;
     let output = r#"mcr_output_packets_total{rule_id="video",name="feed",input_interface="r0",output_interface="r1",output_group="239.2.2.2",output_port="6000"}"#;
 
@@ -178,6 +187,23 @@ fn scrapes_count_relayed_traffic_and_promtool_accepts_them() {
     assert!(
         http(&t.relay, port, "GET /metrics HTTP/1.1\r\n\r\n").is_err(),
         "the old port still answers after the reload"
+    );
+
+    // The endpoint's actor fails: it is restarted and listens again, and
+    // the scrape shows the restart.
+    d.ctl_ok(&["fault", "panic-actor", "metrics"]);
+    let healed = wait_for(Duration::from_secs(10), || {
+        let (s, b) = http(&t.relay, new_port, "GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+        (s == "HTTP/1.1 200 OK"
+            && sample(&b, r#"mcr_actor_restarts_total{actor="metrics"}"#) == Some(1.0))
+        .then_some(b)
+    })
+    .expect("the metrics endpoint is back after its actor panicked");
+    promtool_accepts(&healed);
+    assert_eq!(
+        sample(&healed, rule),
+        Some(300.0),
+        "counters survive: {healed}"
     );
 }
 

@@ -27,8 +27,10 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 16;
 
-/// Builds the body of a scrape.
-pub type Scrape = Arc<dyn Fn(Format) -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+/// Builds the body of a scrape; `None` when it could not (answered 500,
+/// which Prometheus records as a failed scrape rather than an empty one).
+pub type Scrape =
+    Arc<dyn Fn(Format) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync>;
 
 /// Called for every request refused (for the endpoint's own counter).
 pub type OnRefuse = Arc<dyn Fn() + Send + Sync>;
@@ -130,10 +132,16 @@ async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, Option<Request>> {
 
 async fn respond(sock: &mut TcpStream, req: Request, scrape: &Scrape) -> std::io::Result<()> {
     let (status, reason, ctype, body, head) = match req {
-        Request::Metrics { format, head } => {
-            let body = scrape(format).await;
-            (200, "OK", format.content_type(), body, head)
-        }
+        Request::Metrics { format, head } => match scrape(format).await {
+            Some(body) => (200, "OK", format.content_type(), body, head),
+            None => (
+                500,
+                "Internal Server Error",
+                "text/plain; charset=utf-8",
+                "the metrics could not be gathered; see the mcrd log\n".to_string(),
+                head,
+            ),
+        },
         Request::Refuse(code, reason) => (
             code,
             reason,

@@ -118,9 +118,14 @@ fn scraper(shared: Arc<Shared>) -> http::Scrape {
                 render::render(Arc::new(snap), &extra, format)
             })
             .await;
-            // Only a panic in the encoder ends here; the scrape then gets
-            // an empty page, which Prometheus records as a failed scrape.
-            text.unwrap_or_default()
+            // Only a panic in the encoder fails here.
+            match text {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    error!(target: "Supervisor", "metrics: building a scrape failed: {e}");
+                    None
+                }
+            }
         })
     })
 }

@@ -348,7 +348,7 @@ async fn the_server_answers_scrapes_and_refuses_the_rest() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let scrape: http::Scrape =
-        Arc::new(|f: Format| Box::pin(async move { format!("body for {f:?}\n") }));
+        Arc::new(|f: Format| Box::pin(async move { Some(format!("body for {f:?}\n")) }));
     let refused = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let r = refused.clone();
     let on_refuse: http::OnRefuse = Arc::new(move || {
