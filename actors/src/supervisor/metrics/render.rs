@@ -363,24 +363,23 @@ fn stats(enc: &mut DescriptorEncoder, st: &StatsReport) -> fmt::Result {
     }
     // Label values are borrowed from the report; ports and groups are
     // formatted once per output, not once per family.
-    let rule = rule_labels;
     counters(
         enc,
         "mcr_rule_packets",
         "Datagrams that matched the rule.",
-        st.rules.iter().map(|r| (rule(r), r.packets)),
+        st.rules.iter().map(|r| (rule_labels(r), r.packets)),
     )?;
     counters(
         enc,
         "mcr_rule_bytes",
         "Bytes of the datagrams that matched the rule.",
-        st.rules.iter().map(|r| (rule(r), r.bytes)),
+        st.rules.iter().map(|r| (rule_labels(r), r.bytes)),
     )?;
     counters(
         enc,
         "mcr_rule_errors",
         "Send errors on the rule's outputs.",
-        st.rules.iter().map(|r| (rule(r), r.errors)),
+        st.rules.iter().map(|r| (rule_labels(r), r.errors)),
     )?;
     let texts: Vec<Vec<(String, String)>> = st
         .rules
@@ -395,7 +394,7 @@ fn stats(enc: &mut DescriptorEncoder, st: &StatsReport) -> fmt::Result {
     let outputs = || {
         st.rules.iter().zip(&texts).flat_map(move |(r, t)| {
             r.outputs.iter().zip(t).map(move |(o, (group, port))| {
-                let mut l = rule(r);
+                let mut l = rule_labels(r);
                 l.push(("output_interface", o.interface.as_str()));
                 l.push(("output_group", group.as_str()));
                 l.push(("output_port", port.as_str()));
