@@ -3,8 +3,8 @@
 //! classic 0.0.4).
 //!
 //! Owns: the listener (bound, and rebound when a reload changes the
-//! address), the gathering of a scrape's snapshot, and the registry of
-//! extra metric sources through which protocols add their counters.
+//! address) and the gathering of a scrape's snapshot. Protocols add their
+//! counters through `metric_sources`, which every scrape includes.
 //!
 //! A scrape never blocks forwarding or an actor: it asks the StatsActor
 //! and the WorkerManager for the reports they already keep (one message
@@ -18,7 +18,7 @@ pub mod render;
 mod tests;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -28,32 +28,15 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use super::handles::{MetricsMsg, Stats, StatsMsg, WmMsg, Workers};
+use super::metric_sources::{self, add_source};
 use super::shared::Shared;
-use super::util::{lock, spawn_ticker};
+use super::util::spawn_ticker;
 use render::{Format, ProcessInfo, Snapshot};
 
 /// How long a scrape waits for an actor's report; a restarting actor's
 /// part is left out (and `mcr_metrics_source_up` says so) rather than
 /// holding the scrape.
 pub const SOURCE_WAIT: Duration = Duration::from_secs(5);
-
-/// Registries of other parts of the daemon (protocols), by name.
-static SOURCES: Mutex<Vec<(String, Arc<Registry>)>> = Mutex::new(Vec::new());
-
-/// Add `registry` to every scrape, after the daemon's own metrics. A
-/// protocol keeps its metric handles (counters, families) and registers
-/// them once in a registry of its own, prefixed with its name, e.g.
-/// `Registry::with_prefix("mcr_igmp")`. Adding under a name already
-/// present replaces that source, so an actor that restarts adds again.
-pub fn add_source(name: &str, registry: Arc<Registry>) {
-    let mut s = lock(&SOURCES);
-    s.retain(|(n, _)| n != name);
-    s.push((name.to_string(), registry));
-}
-
-fn sources() -> Vec<Arc<Registry>> {
-    lock(&SOURCES).iter().map(|(_, r)| r.clone()).collect()
-}
 
 /// The endpoint's own counters, kept for the life of the process so that
 /// a restart of this actor does not reset them.
@@ -112,7 +95,7 @@ fn scraper(shared: Arc<Shared>) -> http::Scrape {
         Box::pin(async move {
             let mut snap = snapshot(&shared).await;
             let uptime = shared.started.elapsed().as_secs_f64();
-            let extra = sources();
+            let extra = metric_sources::all();
             let text = tokio::task::spawn_blocking(move || {
                 snap.process = ProcessInfo::read(uptime);
                 render::render(Arc::new(snap), &extra, format)

@@ -9,9 +9,10 @@ use mcr::ipc::WorkerCounters;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+use super::super::metric_sources::{add_source, all as sources};
 use super::http::{self, Request};
 use super::render::{render, to_classic, Format, ProcessInfo, Snapshot};
-use super::{add_source, server_counters, sources};
+use super::server_counters;
 
 fn rule(i: usize, name: Option<&str>, packets: u64, outputs: usize) -> RuleStats {
     RuleStats {
