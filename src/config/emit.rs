@@ -42,6 +42,7 @@ impl Config {
         if let Some(pim) = &self.pim {
             super::schema::pim::write_pim(&mut out, pim, seconds);
         }
+        out.push_str(&super::metrics::emit(&self.metrics).unwrap_or_default());
         out.push_str("}\n");
         out
     }

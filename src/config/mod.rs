@@ -26,6 +26,7 @@ mod diff;
 mod document;
 mod emit;
 mod igmp;
+mod metrics;
 mod read;
 mod scan;
 mod schema;
@@ -36,6 +37,7 @@ mod words;
 
 pub use diff::{IgmpDiff, PimDiff, ProtocolDiff};
 pub use igmp::{IgmpConfig, IgmpProxyConfig};
+pub use metrics::MetricsConfig;
 pub use read::{parse, parse_file};
 
 use crate::pim::config::PimConfig;
@@ -61,6 +63,7 @@ pub struct Config {
     pub igmp: Option<IgmpConfig>,
     /// The `pim` section; `None` when the file has none.
     pub pim: Option<PimConfig>,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

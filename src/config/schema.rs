@@ -28,12 +28,12 @@ use crate::rule::{self, OutputMode, Rule, RuleInput, RuleOutput, RuleSet};
 pub(super) mod pim;
 
 const TOP_KEYS: &[&str] = &[
-    "rules", "pinning", "logging", "control", "workers", "igmp", "pim",
+    "rules", "pinning", "logging", "control", "workers", "igmp", "pim", "metrics",
 ];
 /// Sections of later releases. Refused loudly: accepting and ignoring them
 /// would let an operator believe MSDP is running. A section that lands
 /// leaves this list and gets an arm in `Walker::config`.
-const REFUSED_KEYS: &[&str] = &["msdp", "metrics"];
+const REFUSED_KEYS: &[&str] = &["msdp"];
 const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
 const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
 const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode", "members_only"];
@@ -348,6 +348,10 @@ impl Walker {
                 }
                 "igmp" => config.igmp = self.igmp(&m.value, &path),
                 "pim" => config.pim = self.pim(&m.value, &path),
+                "metrics" => {
+                    config.metrics =
+                        super::metrics::walk(&m.value, &path, &mut self.errors).unwrap_or_default()
+                }
                 k if REFUSED_KEYS.contains(&k) => self.error(
                     key_pos(m),
                     &path,

@@ -49,11 +49,12 @@ pub enum Child {
     /// Under the root until the ProtocolSupervisor lands.
     Pim,
     Protocols,
+    Metrics,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 9] = [
+    pub const ALL: [Child; 10] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
@@ -62,6 +63,7 @@ impl Child {
         Child::Netlink,
         Child::Pim,
         Child::Protocols,
+        Child::Metrics,
         Child::Control,
     ];
 
@@ -76,6 +78,7 @@ impl Child {
             Child::Netlink => "netlink",
             Child::Pim => "pim",
             Child::Protocols => "protocols",
+            Child::Metrics => "metrics",
             Child::Control => "control",
         }
     }
@@ -357,6 +360,13 @@ pub enum ProtocolsMsg {
     Panic,
 }
 
+pub enum MetricsMsg {
+    Ops(Ops),
+    /// Match the listener to the running config.
+    Tick,
+    Panic,
+}
+
 pub enum ControlMsg {
     Ops(Ops),
     Tick,
@@ -465,6 +475,10 @@ handle!(
 handle!(
     /// The ProtocolSupervisor; its children are `protocols/<key>`.
     Protocols, ProtocolsMsg, "protocols"
+);
+handle!(
+    /// The MetricsServer (Prometheus endpoint).
+    Metrics, MetricsMsg, "metrics"
 );
 handle!(
     /// The ControlServer.
@@ -614,6 +628,7 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
         Child::Pim => Pim::tell(PimMsg::Panic),
         Child::Protocols => Protocols::tell(ProtocolsMsg::Panic),
+        Child::Metrics => Metrics::tell(MetricsMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
     })
 }
@@ -630,6 +645,7 @@ fn ops_msg(child: Child, o: Ops) -> bool {
         Child::Control => Control::tell(ControlMsg::Ops(o)),
         Child::Pim => Pim::tell(PimMsg::Ops(o)),
         Child::Protocols => Protocols::tell(ProtocolsMsg::Ops(o)),
+        Child::Metrics => Metrics::tell(MetricsMsg::Ops(o)),
     }
 }
 
@@ -710,7 +726,7 @@ mod tests {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
             e.contains(
-                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"
+                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, metrics, control"
             ),
             "{e}"
         );
@@ -724,7 +740,7 @@ mod tests {
         let e = tree_answers(Duration::from_millis(50)).await.unwrap_err();
         assert!(
             e.contains(
-                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, control"
+                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, metrics, control"
             ),
             "{e}"
         );

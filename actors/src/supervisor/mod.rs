@@ -10,6 +10,8 @@
 //! - one module per actor: `config_actor`, `loglevel`, `stats_actor`,
 //!   `rib_actor`, `netlink`, `pim`, `control`, `workers` (WorkerManager, with
 //!   one WorkerLink per worker process).
+//! - `metrics` (the Prometheus endpoint) and `metric_sources`, where any
+//!   part of the daemon adds counters for it without importing it.
 //! - `systemd`, `privileges`, `util`: helpers with no knowledge of the tree.
 //!
 //! Policies (restart backoff and budgets, the worker lifecycle, rule
@@ -20,6 +22,8 @@ pub mod config_actor;
 pub mod control;
 pub mod handles;
 pub mod loglevel;
+pub mod metric_sources;
+pub mod metrics;
 pub mod netlink;
 pub mod privileges;
 // Lives where the ProtocolSupervisor's children go; until that module

@@ -18,8 +18,8 @@ use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
 use super::{
-    config_actor, control, loglevel, netlink, pim, protocols, rib_actor, stats_actor, systemd,
-    workers,
+    config_actor, control, loglevel, metrics, netlink, pim, protocols, rib_actor, stats_actor,
+    systemd, workers,
 };
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
@@ -84,6 +84,10 @@ async fn spawn_child(
                 .0
                 .get_cell()
         }
+        Child::Metrics => Actor::spawn_linked(name, metrics::MetricsServer, shared, root)
+            .await?
+            .0
+            .get_cell(),
         Child::Control => Actor::spawn_linked(name, control::ControlServer, shared, root)
             .await?
             .0
