@@ -38,6 +38,15 @@ fn kernel_has(test: &str, kind: &str, args: &[&str]) -> bool {
     if out.status.success() {
         return true;
     }
+    // Only a kernel without the link kind is a reason to skip; any other
+    // failure (bad arguments, a missing privilege) is a real failure.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unknown device type"),
+        "ip {} failed: {}",
+        a.join(" "),
+        err.trim()
+    );
     eprintln!(
         "\n*** SKIP {test}: this kernel cannot create {kind} links: {} ***\n",
         String::from_utf8_lossy(&out.stderr).trim()
