@@ -4,7 +4,7 @@
 //! they can run in parallel.
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -324,21 +324,16 @@ fn help_documents_every_flag() {
     }
 }
 
-/// A port that was free a moment ago (for the `recv` API, which binds it
-/// itself); the kernel does not hand the same ephemeral port out again
-/// right away, so parallel tests do not collide.
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("ephemeral port")
-        .port()
-}
-
 #[test]
 fn library_send_and_recv_stop_on_flags() {
-    let port = free_port();
-    let mut ro = RecvOpts::new(Ipv4Addr::LOCALHOST, port);
+    // The receiver binds port 0 and the sender learns the port from it:
+    // a port found free and released beforehand can be taken by a parallel
+    // test in between (that once failed this test as "receiver ready:
+    // Timeout", hiding the receiver's real error).
+    let mut ro = RecvOpts::new(Ipv4Addr::LOCALHOST, 0);
     ro.rcvbuf = 1 << 20;
+    let mut rx = gen::Receiver::open(&ro).expect("open the receiver on 127.0.0.1:0");
+    let port = rx.local_addr().port();
     let mut so = SendOpts::new(Ipv4Addr::LOCALHOST, port);
     so.rate = 5_000.0;
     so.size = 128;
@@ -346,21 +341,8 @@ fn library_send_and_recv_stop_on_flags() {
 
     let stop_rx = AtomicBool::new(false);
     let stop_tx = AtomicBool::new(false);
-    let (ready_tx, ready_rx) = mpsc::channel();
     let (srep, rrep) = thread::scope(|s| {
-        let receiver = s.spawn(|| {
-            gen::recv(
-                &ro,
-                &stop_rx,
-                &mut || {
-                    let _ = ready_tx.send(());
-                },
-                &mut |_| {},
-            )
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("receiver ready");
+        let receiver = s.spawn(|| rx.run(&stop_rx, &mut |_| {}));
         let sender = s.spawn(|| gen::send(&so, &stop_tx));
         thread::sleep(Duration::from_millis(400));
 
