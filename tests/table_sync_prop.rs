@@ -5,21 +5,17 @@
 //! heartbeats, full resyncs, a restart as the last resort) ends with the
 //! worker's table equal to the RIB's, in a bounded number of rounds.
 //!
-//! The worker side is a model: the worker's message handling lives inside
-//! its io_uring event loop (`dataplane::worker`), not in a pure function,
-//! so `Worker` below restates it over the public `ipc` and `Table` types:
-//! sequence check with a sticky gap flag, deltas applied as they come, full
-//! syncs staged and installed only when complete, an ack after each delta
-//! and each sync end, heartbeats with the last sequence and the table hash.
-//! The supervisor side is the real `TableSync`, driven as the link actor
+//! The worker side is the worker's own `TableReceiver` (the pure part of
+//! its event loop that applies table messages and produces acks and
+//! heartbeats). The supervisor side is the real `TableSync`, driven as the link actor
 //! drives it (`Resync` → `full_sync`, `Restart` → a fresh worker, `reset`
 //! and `update`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use mcr::dataplane::table::Table;
-use mcr::ipc::{rule_key, TableOutput, TableRule, ToWorker};
+use mcr::dataplane::receiver::TableReceiver;
+use mcr::ipc::{rule_key, FromWorker, TableOutput, TableRule, ToWorker};
 use mcr::rib::{SyncAction, TableSync};
 use mcr::rule::OutputMode;
 use proptest::prelude::*;
@@ -31,95 +27,31 @@ enum Report {
     Heartbeat { seq: u64, hash: u64 },
 }
 
+fn report(m: FromWorker) -> Option<Report> {
+    match m {
+        FromWorker::Ack { seq, hash, gap, .. } => Some(Report::Ack { seq, hash, gap }),
+        FromWorker::Heartbeat { seq, hash } => Some(Report::Heartbeat { seq, hash }),
+        _ => None,
+    }
+}
+
 #[derive(Default)]
 struct Worker {
-    table: Table,
-    seq: u64,
-    gap: bool,
-    sync: Option<(u64, Vec<TableRule>)>,
+    rx: TableReceiver,
 }
 
 impl Worker {
-    fn expect_seq(&mut self, seq: u64) {
-        if seq != self.seq + 1 {
-            self.gap = true;
-        }
-        self.seq = seq;
-    }
-
-    fn ack(&self) -> Report {
-        Report::Ack {
-            seq: self.seq,
-            hash: self.table.hash(),
-            gap: self.gap,
-        }
-    }
-
     fn apply(&mut self, msg: ToWorker) -> Option<Report> {
-        match msg {
-            ToWorker::ApplyDelta {
-                seq,
-                upserts,
-                removes,
-                ..
-            } => {
-                self.expect_seq(seq);
-                for k in removes {
-                    self.table.remove(k);
-                }
-                for r in upserts {
-                    self.table.upsert(r);
-                }
-                Some(self.ack())
-            }
-            ToWorker::SyncBegin { seq } => {
-                self.sync = Some((seq, Vec::new()));
-                None
-            }
-            ToWorker::SyncChunk { seq, rules } => {
-                if let Some((s, staged)) = &mut self.sync {
-                    if *s == seq {
-                        staged.extend(rules);
-                    }
-                }
-                None
-            }
-            ToWorker::SyncEnd { seq, .. } => {
-                match self.sync.take() {
-                    Some((s, staged)) if s == seq => {
-                        let keep: Vec<u64> = staged.iter().map(|r| r.key).collect();
-                        let gone: Vec<u64> = self
-                            .table
-                            .entries()
-                            .map(|e| e.rule.key)
-                            .filter(|k| !keep.contains(k))
-                            .collect();
-                        for k in gone {
-                            self.table.remove(k);
-                        }
-                        for r in staged {
-                            self.table.upsert(r);
-                        }
-                        self.gap = false;
-                    }
-                    _ => self.gap = true,
-                }
-                self.seq = seq;
-                Some(self.ack())
-            }
-            _ => None,
-        }
+        self.rx.handle(msg).ok().flatten().and_then(report)
     }
 
     fn heartbeat(&self) -> Report {
-        Report::Heartbeat {
-            seq: self.seq,
-            hash: self.table.hash(),
-        }
+        report(self.rx.heartbeat()).expect("a heartbeat is a heartbeat")
     }
 
     fn rules(&self) -> BTreeMap<u64, TableRule> {
-        self.table
+        self.rx
+            .table()
             .entries()
             .map(|e| (e.rule.key, e.rule.clone()))
             .collect()
@@ -302,9 +234,9 @@ impl World {
                 self.to_supervisor.push_back(hb);
             }
             Op::Corrupt => {
-                let first = self.worker.table.entries().map(|e| e.rule.key).next();
+                let first = self.worker.rx.table().entries().map(|e| e.rule.key).next();
                 if let Some(k) = first {
-                    self.worker.table.remove(k);
+                    self.worker.rx.table_mut().remove(k);
                 }
             }
             Op::FaultDrop(n) => self.sync.drop_next(n),
@@ -322,8 +254,8 @@ impl World {
                 self.deliver_to_supervisor(usize::MAX);
             }
             if self.worker.rules() == self.desired
-                && self.worker.table.hash() == self.sync.expected_hash()
-                && self.worker.seq == self.sync.seq()
+                && self.worker.rx.table().hash() == self.sync.expected_hash()
+                && self.worker.rx.seq() == self.sync.seq()
             {
                 return Some(round);
             }
@@ -354,7 +286,7 @@ proptest! {
             rounds.is_some(),
             "not repaired: worker has {} rules (seq {}), RIB {} (seq {}), {} restarts",
             w.worker.rules().len(),
-            w.worker.seq,
+            w.worker.rx.seq(),
             w.desired.len(),
             w.sync.seq(),
             w.restarts
