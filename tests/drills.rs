@@ -584,3 +584,61 @@ fn faults_are_refused_without_the_flag() {
         "nothing happened"
     );
 }
+
+/// Issue 11: a log level set while the actors that push it to workers
+/// restart still reaches the worker (each link compares what it last sent
+/// with the running levels on every tick).
+#[test]
+fn drill_log_level_set_while_its_path_restarts_reaches_the_worker() {
+    if !require_root("drill_log_level_set_while_its_path_restarts_reaches_the_worker") {
+        return;
+    }
+    let t = Relay3::new("dlvl");
+    let d = start(&t, CONFIG);
+    wait_recovered(&d, "r0", 0);
+    // The push goes LogLevel actor → WorkerManager → link; take both down
+    // as the level changes.
+    d.ctl_ok(&["fault", "panic-actor", "loglevel"]);
+    d.ctl_ok(&["fault", "panic-actor", "workers"]);
+    d.ctl_ok(&[
+        "log-level",
+        "set",
+        "--facility",
+        "Egress",
+        "--level",
+        "debug",
+    ]);
+    // A lost push is repaired on the link's next tick (every second); the
+    // probe below only shows the level if it lands before the probe does.
+    std::thread::sleep(Duration::from_millis(2500));
+    // A new TTL makes the worker take a new egress socket, which it logs
+    // at debug under Egress: only if it has the new level.
+    d.ctl_ok(&[
+        "add",
+        "--input-interface",
+        "r0",
+        "--input-group",
+        "239.1.1.9",
+        "--input-port",
+        "5000",
+        "--outputs",
+        "239.2.2.9:6009:r1:9",
+    ]);
+    let t0 = Instant::now();
+    wait_for(Duration::from_secs(10), || {
+        d.log_text()
+            .lines()
+            .any(|l| l.contains("Egress") && l.contains("on r1 (ttl 9,"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the worker never logged at the level set while its path restarted:\n{}",
+            d.log_text()
+        )
+    });
+    println!(
+        "level reached the worker; its debug line after {:?}",
+        t0.elapsed()
+    );
+}

@@ -150,7 +150,9 @@ impl Actor for WorkerLink {
                 }
             }
             LinkMsg::SetLevels(levels) => {
-                lock(&st_arc).send(&ToWorker::SetLogLevel(levels), &[]);
+                let mut st = lock(&st_arc);
+                st.send(&ToWorker::SetLogLevel(levels.clone()), &[]);
+                st.levels_sent = Some(levels);
             }
             LinkMsg::Fault(LinkFault::Panic, reply) => {
                 let _ = reply.send(Ok(Done {
@@ -385,7 +387,9 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
         TickAction::IdleExit => return Some("no rules left (idle)".into()),
         TickAction::Kill(why) => st.kill(why),
         TickAction::Start => {
-            if let Err(e) = start_process(st, &spawn_settings(shared)) {
+            let settings = spawn_settings(shared);
+            st.levels_sent = Some(settings.levels.clone());
+            if let Err(e) = start_process(st, &settings) {
                 let at = policy::on_start_failure(&mut st.streak, now, &timing);
                 warn!(target: "Supervisor", "worker {}: {e}; retrying in {:?}", st.key, at - now);
                 st.last_exit = Some(e);
@@ -393,6 +397,12 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
             }
             ls.report(st);
         }
+    }
+    let want = shared.levels();
+    if st.proc.is_some() && st.levels_sent.as_ref() != Some(&want) {
+        info!(target: "Supervisor", "worker {}: sending log levels it missed", st.key);
+        st.send(&ToWorker::SetLogLevel(want.clone()), &[]);
+        st.levels_sent = Some(want);
     }
     None
 }

@@ -119,6 +119,11 @@ pub struct LinkState {
     /// The compiled table the worker last acknowledged; what rule states
     /// are judged by (`mcr::rib::state::rule_infos`).
     pub acked: Arc<InterfaceTable>,
+    /// The log levels last sent to this worker (a new process gets the
+    /// running ones in its setup). Compared on every tick, so a change
+    /// whose push was lost while the LogLevel actor or the WorkerManager
+    /// restarted still reaches the worker.
+    pub levels_sent: Option<LogLevels>,
 }
 
 impl LinkState {
@@ -150,6 +155,7 @@ impl LinkState {
             in_sync: false,
             applied: Arc::new(Vec::new()),
             acked: Arc::new(Vec::new()),
+            levels_sent: None,
         }
     }
 
