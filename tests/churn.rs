@@ -153,6 +153,12 @@ fn fds_and_memory_return_to_baseline_after_1000_adds_and_removes() {
     }
     let listed = d.list().len();
     assert_eq!(listed, CHURN as usize + 2, "every rule was added");
+    // The WorkerManager opens the rules' sockets after the RIB pushes
+    // the tables, a moment after the adds return: measure the peak once
+    // they are open (bounded; the assertion below reports if they never are).
+    let _ = wait_for(Duration::from_secs(10), || {
+        (fd_count(pid) > fd0 + 10).then_some(())
+    });
     let (fd_peak, rss_peak) = (fd_count(pid), rss_kb(pid));
     for i in 0..CHURN {
         remove(&mut c, "c", i);
