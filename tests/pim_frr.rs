@@ -369,7 +369,7 @@ fn malformed_pim_is_counted_and_never_restarts_the_actor() {
     let pim = st
         .actors
         .iter()
-        .find(|a| a.name.ends_with("/pim"))
+        .find(|a| a.name == "root/protocols/pim")
         .expect("the pim actor in status");
     assert_eq!(pim.restarts, 0, "{st:?}");
     // FRR is still a neighbor: bad packets changed nothing.
