@@ -466,6 +466,8 @@ impl ProtocolChild for IgmpChild {
         Igmp::actor_name(&self.interface)
     }
 
+    // `spawn_linked` registers the actor as `igmp/<interface>`: the key,
+    // which is the name the supervisor passes.
     fn spawn(&self, _name: String, shared: Arc<Shared>, supervisor: ActorCell) -> SpawnFuture {
         let interface = self.interface.clone();
         let settings = self.settings.clone();
