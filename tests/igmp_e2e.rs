@@ -283,7 +283,7 @@ fn malformed_igmp_is_counted_and_never_restarts_the_actor() {
         "IGMP e2e: {FLOOD} bad packets handled in {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
-    assert_eq!(restarts(&l.d, "root/igmp/r0"), Some(0));
+    assert_eq!(restarts(&l.d, "root/protocols/igmp/r0"), Some(0));
     // And the querier still works: a real join is listed.
     let _r = recv(&l.host, GROUP, 5000, Some("h0"), &[]);
     wait_for(Duration::from_secs(3), || listed(&l.d)).expect("group listed");
@@ -302,7 +302,7 @@ fn a_restarted_igmp_actor_relearns_its_members() {
     let log_before = l.d.log_text().len();
     l.d.ctl_ok(&["fault", "panic-actor", "igmp/r0"]);
     wait_for(Duration::from_secs(5), || {
-        (restarts(&l.d, "root/igmp/r0") == Some(1)).then_some(())
+        (restarts(&l.d, "root/protocols/igmp/r0") == Some(1)).then_some(())
     })
     .expect("igmp/r0 restarted once");
     // The restarted querier asks at once; the host answers within the
@@ -379,5 +379,5 @@ fn a_recreated_interface_gets_a_fresh_querier() {
         "IGMP e2e: recreated interface -> querying again {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
-    assert_eq!(restarts(&l.d, "root/igmp/r0"), Some(0));
+    assert_eq!(restarts(&l.d, "root/protocols/igmp/r0"), Some(0));
 }

@@ -75,7 +75,7 @@ fn igmp_restarts(d: &Daemon) -> Option<u32> {
     let s: StatusReport = d.ctl_json(&["status"]);
     s.actors
         .iter()
-        .find(|a| a.name.ends_with("igmp/r1"))
+        .find(|a| a.name == "root/protocols/igmp/r1")
         .map(|a| a.restarts)
 }
 

@@ -9,7 +9,8 @@
 //! reload that changes MCR's priority; MCR drops FRR at once on its
 //! goodbye and after its holdtime when it goes silent; malformed PIM
 //! (truncated, bad checksum, wrong version) is counted and never restarts
-//! the PimActor; and an adjacency with troglobit pimd (r3 of the lab).
+//! the PimActor; an adjacency with troglobit pimd (r3 of the lab); and
+//! the PimActor starting and stopping as reloads switch PIM on and off.
 //! Each test prints the time to adjacency.
 
 mod common;
@@ -369,7 +370,7 @@ fn malformed_pim_is_counted_and_never_restarts_the_actor() {
     let pim = st
         .actors
         .iter()
-        .find(|a| a.name.ends_with("/pim"))
+        .find(|a| a.name == "root/protocols/pim")
         .expect("the pim actor in status");
     assert_eq!(pim.restarts, 0, "{st:?}");
     // FRR is still a neighbor: bad packets changed nothing.
@@ -460,4 +461,51 @@ fn adjacency_with_troglobit_pimd() {
         (0, 0, 0),
         "pimd's Hellos all decode: {c:?}"
     );
+}
+
+/// PIM runs under the protocol supervisor only while the config enables
+/// it: a reload that switches it on starts the actor, one that switches
+/// it off stops it, and meanwhile the PIM views answer empty rather than
+/// fail.
+#[test]
+fn pim_follows_its_enabled_flag_across_reloads() {
+    let ns = Netns::new("pim-onoff");
+    let off = "{ pim: { enabled: false, interfaces: [ { name: \"pd0\" } ] } }";
+    let d = Daemon::start(
+        &ns,
+        DaemonOpts {
+            config: Some(off),
+            ..Default::default()
+        },
+    );
+    let pim_state = |d: &Daemon| {
+        let st: StatusReport = d.ctl_json(&["status"]);
+        st.actors
+            .into_iter()
+            .find(|a| a.name == "root/protocols/pim")
+            .map(|a| a.state)
+    };
+    assert_eq!(pim_state(&d), None, "PIM is off");
+    assert!(mcr_neighbors(&d).is_empty());
+    assert!(mcr_interfaces(&d).is_empty());
+
+    let path = d.config.clone().expect("config file");
+    std::fs::write(&path, off.replace("enabled: false", "enabled: true")).unwrap();
+    d.ctl_ok(&["config", "reload"]);
+    common::wait_for(Duration::from_secs(5), || {
+        (pim_state(&d).as_deref() == Some("running")).then_some(())
+    })
+    .expect("PIM started by the reload");
+    assert!(
+        mcr_neighbors(&d).is_empty(),
+        "no neighbor on a missing link"
+    );
+
+    std::fs::write(&path, off).unwrap();
+    d.ctl_ok(&["config", "reload"]);
+    common::wait_for(Duration::from_secs(5), || {
+        pim_state(&d).is_none().then_some(())
+    })
+    .expect("PIM stopped by the reload");
+    assert!(mcr_interfaces(&d).is_empty());
 }

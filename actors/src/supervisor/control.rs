@@ -374,6 +374,19 @@ fn to_resp<T: serde::Serialize>(r: Result<T, String>) -> Response {
     }
 }
 
+/// Ask the PimActor. With PIM switched off there is no actor (the
+/// ProtocolSupervisor runs it only when enabled), and nothing to list.
+async fn pim_call<T: Default + Send + 'static>(
+    shared: &Shared,
+    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> PimMsg,
+) -> Result<T, String> {
+    let enabled = shared.config().pim.as_ref().is_some_and(|p| p.enabled);
+    if !enabled && !handles::is_registered(handles::Pim::NAME) {
+        return Ok(T::default());
+    }
+    handles::Pim::call(msg).await
+}
+
 fn flat<T>(r: Result<Result<T, String>, String>) -> Result<T, String> {
     r.and_then(|x| x)
 }
@@ -403,8 +416,8 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
         )),
         Request::List => to_resp(handles::Rib::list().await),
         Request::Mroute => to_resp(handles::Rib::mroute().await),
-        Request::PimNeighbors => to_resp(handles::Pim::call(PimMsg::Neighbors).await),
-        Request::PimInterfaces => to_resp(handles::Pim::call(PimMsg::InterfaceList).await),
+        Request::PimNeighbors => to_resp(pim_call(shared, PimMsg::Neighbors).await),
+        Request::PimInterfaces => to_resp(pim_call(shared, PimMsg::InterfaceList).await),
         Request::Stats => to_resp(handles::Stats::get().await),
         Request::Workers => to_resp(handles::Workers::list().await),
         Request::ConfigShow => to_resp(Config::call(ConfigMsg::Show).await),

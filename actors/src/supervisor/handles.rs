@@ -46,22 +46,19 @@ pub enum Child {
     Workers,
     Rib,
     Netlink,
-    /// Under the root until the ProtocolSupervisor lands.
-    Pim,
     Protocols,
     Metrics,
     Control,
 }
 
 impl Child {
-    pub const ALL: [Child; 10] = [
+    pub const ALL: [Child; 9] = [
         Child::LogLevel,
         Child::Config,
         Child::Stats,
         Child::Workers,
         Child::Rib,
         Child::Netlink,
-        Child::Pim,
         Child::Protocols,
         Child::Metrics,
         Child::Control,
@@ -76,7 +73,6 @@ impl Child {
             Child::Workers => "workers",
             Child::Rib => "rib",
             Child::Netlink => "netlink",
-            Child::Pim => "pim",
             Child::Protocols => "protocols",
             Child::Metrics => "metrics",
             Child::Control => "control",
@@ -613,8 +609,13 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
     if name == ROOT {
         return Ok(Root::tell(RootMsg::Panic));
     }
+    // The protocol actors run under the ProtocolSupervisor, not the root,
+    // but keep their short names so that operators need not know that.
     if let Some(interface) = name.strip_prefix("igmp/") {
         return Ok(Igmp::tell(interface, IgmpMsg::Panic));
+    }
+    if name == Pim::NAME {
+        return Ok(Pim::tell(PimMsg::Panic));
     }
     let Some(child) = Child::from_name(name) else {
         return Err(unknown_actor(name));
@@ -626,7 +627,6 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
         Child::Workers => Workers::tell(WmMsg::Panic),
         Child::Rib => Rib::tell(RibMsg::Panic),
         Child::Netlink => Netlink::tell(NetlinkMsg::Panic),
-        Child::Pim => Pim::tell(PimMsg::Panic),
         Child::Protocols => Protocols::tell(ProtocolsMsg::Panic),
         Child::Metrics => Metrics::tell(MetricsMsg::Panic),
         Child::Control => Control::tell(ControlMsg::Panic),
@@ -643,7 +643,6 @@ fn ops_msg(child: Child, o: Ops) -> bool {
         Child::Rib => Rib::tell(RibMsg::Ops(o)),
         Child::Netlink => Netlink::tell(NetlinkMsg::Ops(o)),
         Child::Control => Control::tell(ControlMsg::Ops(o)),
-        Child::Pim => Pim::tell(PimMsg::Ops(o)),
         Child::Protocols => Protocols::tell(ProtocolsMsg::Ops(o)),
         Child::Metrics => Metrics::tell(MetricsMsg::Ops(o)),
     }
@@ -655,13 +654,18 @@ pub fn wedge_actor(name: &str, d: Duration) -> Result<bool, String> {
     if name == ROOT {
         return Ok(Root::tell(RootMsg::Ops(Ops::Wedge(d))));
     }
+    if name == Pim::NAME {
+        return Ok(Pim::tell(PimMsg::Ops(Ops::Wedge(d))));
+    }
     let child = Child::from_name(name).ok_or_else(|| unknown_actor(name))?;
     Ok(ops_msg(child, Ops::Wedge(d)))
 }
 
 /// The watchdog's health check: the root and each of its children answer
 /// a ping within `timeout`. The pings go out together, so a healthy tree
-/// answers in one round-trip. Names the actors that did not answer.
+/// answers in one round-trip. Names the actors that did not answer. The
+/// protocol actors are the ProtocolSupervisor's children, not the root's:
+/// its answer stands for its subtree.
 pub async fn tree_answers(timeout: Duration) -> Result<(), String> {
     let one = |name: &'static str, child: Option<Child>| async move {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -697,7 +701,7 @@ fn unknown_actor(name: &str) -> String {
         .chain(Child::ALL.iter().map(|c| c.name()))
         .collect();
     format!(
-        "unknown actor {name:?}; actors are {}, worker/IFACE/N, igmp/IFACE",
+        "unknown actor {name:?}; actors are {}, worker/IFACE/N, igmp/IFACE, pim",
         names.join(", ")
     )
 }
@@ -726,12 +730,14 @@ mod tests {
         let e = panic_actor("bogus").await.unwrap_err();
         assert!(
             e.contains(
-                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, metrics, control"
+                "root, loglevel, config, stats, workers, rib, netlink, protocols, metrics, control"
             ),
             "{e}"
         );
         // Nothing is running in this test: a known name is "not running".
         assert_eq!(panic_actor("rib").await, Ok(false));
+        assert_eq!(panic_actor("pim").await, Ok(false));
+        assert_eq!(panic_actor("igmp/eth0").await, Ok(false));
         assert!(Rib::list().await.unwrap_err().contains("restarting"));
     }
 
@@ -740,7 +746,7 @@ mod tests {
         let e = tree_answers(Duration::from_millis(50)).await.unwrap_err();
         assert!(
             e.contains(
-                "root, loglevel, config, stats, workers, rib, netlink, pim, protocols, metrics, control"
+                "root, loglevel, config, stats, workers, rib, netlink, protocols, metrics, control"
             ),
             "{e}"
         );

@@ -8,7 +8,8 @@
 //! - `root`: the root supervisor, signals and shutdown; the only module
 //!   that imports the actor modules (to spawn them).
 //! - one module per actor: `config_actor`, `loglevel`, `stats_actor`,
-//!   `rib_actor`, `netlink`, `pim`, `control`, `workers` (WorkerManager, with
+//!   `rib_actor`, `netlink`, `control`, `protocols` (ProtocolSupervisor,
+//!   with the IGMP and PIM actors under it), `workers` (WorkerManager, with
 //!   one WorkerLink per worker process).
 //! - `metrics` (the Prometheus endpoint) and `metric_sources`, where any
 //!   part of the daemon adds counters for it without importing it.
@@ -26,10 +27,6 @@ pub mod metric_sources;
 pub mod metrics;
 pub mod netlink;
 pub mod privileges;
-// Lives where the ProtocolSupervisor's children go; until that module
-// lands it hangs under the root.
-#[path = "protocols/pim.rs"]
-pub mod pim;
 pub mod protocols;
 pub mod rib_actor;
 pub mod root;

@@ -18,8 +18,8 @@ use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::lock;
 use super::{
-    config_actor, control, loglevel, metrics, netlink, pim, protocols, rib_actor, stats_actor,
-    systemd, workers,
+    config_actor, control, loglevel, metrics, netlink, protocols, rib_actor, stats_actor, systemd,
+    workers,
 };
 
 /// Restarts allowed per child within `BUDGET_WINDOW`.
@@ -32,11 +32,6 @@ pub struct RootState {
     shared: Arc<Shared>,
     children: HashMap<ActorId, Child>,
     budgets: HashMap<Child, RestartBudget>,
-    /// IgmpActors by interface, until they move under the
-    /// ProtocolSupervisor; a failed one is restarted within its own budget
-    /// and, past it, left stopped (the daemon keeps forwarding).
-    igmp: HashMap<ActorId, String>,
-    igmp_budgets: HashMap<String, RestartBudget>,
     /// Set when the daemon must exit non-zero.
     fatal: Option<String>,
 }
@@ -72,8 +67,6 @@ async fn spawn_child(
             .await?
             .0
             .get_cell(),
-        // Until the ProtocolSupervisor lands, the root supervises PIM.
-        Child::Pim => pim::spawn_linked(kind.name(), shared, root).await?,
         Child::Protocols => {
             let args = protocols::ProtocolsArgs {
                 shared,
@@ -120,25 +113,10 @@ impl Actor for Root {
             shared.actor_state(kind.name(), "running");
             children.insert(cell.get_id(), kind);
         }
-        let mut igmp = HashMap::new();
-        for (interface, params) in igmp_queriers(&shared)? {
-            let cell = protocols::igmp::spawn_linked(
-                shared.clone(),
-                interface.clone(),
-                params,
-                myself.get_cell(),
-            )
-            .await
-            .map_err(|e| format!("starting IGMP on {interface}: {e}"))?;
-            shared.actor_state(&handles::Igmp::actor_name(&interface), "running");
-            igmp.insert(cell.get_id(), interface);
-        }
         Ok(RootState {
             shared,
             children,
             budgets: HashMap::new(),
-            igmp,
-            igmp_budgets: HashMap::new(),
             fatal: None,
         })
     }
@@ -218,10 +196,6 @@ impl Actor for Root {
             ),
             _ => return Ok(()),
         };
-        if let Some(interface) = st.igmp.remove(&cell.get_id()) {
-            restart_igmp(&myself, st, interface, why).await;
-            return Ok(());
-        }
         let Some(kind) = st.children.remove(&cell.get_id()) else {
             return Ok(());
         };
@@ -287,85 +261,6 @@ impl Actor for Root {
     }
 }
 
-/// The querier interfaces and their validated timers.
-fn igmp_queriers(shared: &Shared) -> Result<Vec<(String, mcr::igmp::IgmpParams)>, String> {
-    let Some(setup) = shared.igmp() else {
-        return Ok(Vec::new());
-    };
-    let params = setup.settings.validate().map_err(|e| e.to_string())?;
-    Ok(setup
-        .querier_interfaces
-        .into_iter()
-        .map(|i| (i, params.clone()))
-        .collect())
-}
-
-async fn restart_igmp(
-    myself: &ActorRef<RootMsg>,
-    st: &mut RootState,
-    interface: String,
-    why: String,
-) {
-    if st.shared.is_shutting_down() {
-        return;
-    }
-    let name = handles::Igmp::actor_name(&interface);
-    let restarts = st.shared.actor_failed(&name, &why);
-    let budget = st
-        .igmp_budgets
-        .entry(interface.clone())
-        .or_insert_with(|| RestartBudget::new(RESTART_BUDGET, BUDGET_WINDOW));
-    if let Verdict::GiveUp { recent } = budget.record(Instant::now()) {
-        error!(target: "Supervisor", "the {name} actor failed {recent} times within {BUDGET_WINDOW:?}; leaving it stopped (last failure: {why})");
-        st.shared.actor_state(&name, "failed");
-        return;
-    }
-    warn!(target: "Supervisor", "actor {name} failed ({why}); restart {restarts}");
-    for _ in 0..50 {
-        if !handles::is_registered(&name) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let params = match igmp_queriers(&st.shared) {
-        Ok(q) => q.into_iter().find(|(i, _)| *i == interface).map(|(_, p)| p),
-        Err(e) => {
-            error!(target: "Supervisor", "IGMP settings: {e}");
-            None
-        }
-    };
-    let Some(params) = params else {
-        // No longer configured: nothing to restart, and nobody tracks
-        // the interface's members any more.
-        handles::Rib::tell(handles::RibMsg::LeaveInterface(interface));
-        st.shared.actor_state(&name, "stopped");
-        return;
-    };
-    match protocols::igmp::spawn_linked(
-        st.shared.clone(),
-        interface.clone(),
-        params,
-        myself.get_cell(),
-    )
-    .await
-    {
-        Ok(cell) => {
-            st.igmp.insert(cell.get_id(), interface);
-            st.shared.actor_state(&name, "running");
-            st.shared.publish(Event::ActorRestarted {
-                name: name.clone(),
-                restarts,
-                reason: why,
-            });
-            info!(target: "Supervisor", "actor {name} restarted");
-        }
-        Err(e) => {
-            error!(target: "Supervisor", "restarting {name} failed: {e}");
-            st.shared.actor_state(&name, "failed");
-        }
-    }
-}
-
 /// Why the root stopped, if it was a failure (read by `run`).
 static FATAL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
@@ -377,7 +272,9 @@ async fn shutdown(shared: &Arc<Shared>) {
     // Told at the start, so that systemd waits for the workers to stop
     // instead of counting them as a hang.
     systemd::stopping();
-    // Before the tree goes: neighbors must hear PIM's goodbye Hellos.
+    // Before the tree goes: neighbors must hear PIM's goodbye Hellos. PIM
+    // is the ProtocolSupervisor's child, but only the root knows the
+    // daemon is stopping rather than the subtree restarting.
     let _ = handles::Pim::call_within(PimMsg::Shutdown, Duration::from_secs(1)).await;
     info!(target: "Supervisor", "shutting down: stopping workers");
     let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;

@@ -30,8 +30,12 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use mcr::config::Config;
+use mcr::igmp::IgmpSettings;
+
+use super::{ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Igmp, IgmpMsg, Rib, RibMsg};
-use crate::supervisor::shared::Shared;
+use crate::supervisor::shared::{IgmpSetup, Shared};
 
 /// How often to look again for an interface that is missing or has no
 /// IPv4 address.
@@ -448,6 +452,53 @@ pub async fn spawn_linked(
     };
     let (a, _) = Actor::spawn_linked(Some(name), IgmpActor, args, supervisor).await?;
     Ok(a.get_cell())
+}
+
+/// One querier's IgmpActor as a child of the ProtocolSupervisor, key
+/// `igmp/<interface>`.
+struct IgmpChild {
+    interface: String,
+    settings: IgmpSettings,
+}
+
+impl ProtocolChild for IgmpChild {
+    fn key(&self) -> String {
+        Igmp::actor_name(&self.interface)
+    }
+
+    // `spawn_linked` registers the actor as `igmp/<interface>`: the key,
+    // which is the name the supervisor passes.
+    fn spawn(&self, _name: String, shared: Arc<Shared>, supervisor: ActorCell) -> SpawnFuture {
+        let interface = self.interface.clone();
+        let settings = self.settings.clone();
+        Box::pin(async move {
+            let params = settings.validate().map_err(|e| e.to_string())?;
+            spawn_linked(shared, interface, params, supervisor).await
+        })
+    }
+
+    fn retired(&self) {
+        // Nobody tracks this interface's members any more.
+        Rib::tell(RibMsg::LeaveInterface(self.interface.clone()));
+    }
+}
+
+/// One querier per interface of the config's `igmp` section.
+pub fn children(cfg: &Config) -> Vec<Arc<dyn ProtocolChild>> {
+    let Some(setup) = IgmpSetup::from_config(cfg) else {
+        return Vec::new();
+    };
+    setup
+        .querier_interfaces
+        .into_iter()
+        .map(|interface| {
+            let c: Arc<dyn ProtocolChild> = Arc::new(IgmpChild {
+                interface,
+                settings: setup.settings.clone(),
+            });
+            c
+        })
+        .collect()
 }
 
 #[cfg(test)]

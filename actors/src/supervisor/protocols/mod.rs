@@ -7,8 +7,9 @@
 //! it owns the sockets and timers, feeds the core, and tells the RIB what
 //! it learned (`handles::Rib::route`, `join`, `memberships`, ...).
 //!
-//! Children are identified by a key, `igmp/<ifname>` or `pim`, and are
-//! registered as `protocols/<key>`; `mcrctl status` lists them as
+//! Children are identified by a key, `igmp/<ifname>` or `pim`, which is
+//! also their registry name (`handles::Igmp`, `handles::Pim`, and what
+//! `mcrctl fault panic-actor` takes); `mcrctl status` lists them as
 //! `root/protocols/<key>`. Every `RECONCILE_EVERY` (and on
 //! `ProtocolsMsg::Reconcile`) the supervisor compares the children the
 //! config wants (`wanted`) with those running (`plan`) and starts or stops
@@ -32,6 +33,7 @@
 //! config section into such values. Nothing else here changes.
 
 pub mod igmp;
+pub mod pim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -66,6 +68,11 @@ pub trait ProtocolChild: Send + Sync + 'static {
     /// Start the actor under the registry name `name`, linked to
     /// `supervisor` so that its failures reach the ProtocolSupervisor.
     fn spawn(&self, name: String, shared: Arc<Shared>, supervisor: ActorCell) -> SpawnFuture;
+
+    /// The config no longer asks for this child and it has stopped: undo
+    /// what outlives the actor (an IGMP querier's memberships in the RIB
+    /// survive its restarts, but not its removal).
+    fn retired(&self) {}
 }
 
 /// The children a config asks for, by key.
@@ -77,12 +84,15 @@ pub type WantedFn = fn(&Config) -> Wanted;
 /// The protocol children the running config asks for. One line per
 /// protocol goes here; a config without protocol sections wants none, and
 /// the supervisor then runs with no children.
-pub fn wanted(_cfg: &Config) -> Wanted {
-    let children: Vec<Arc<dyn ProtocolChild>> = Vec::new();
+pub fn wanted(cfg: &Config) -> Wanted {
+    let mut children: Vec<Arc<dyn ProtocolChild>> = Vec::new();
+    children.extend(igmp::children(cfg));
+    children.extend(pim::children(cfg));
     children.into_iter().map(|c| (c.key(), c)).collect()
 }
 
-/// Registry name of the child with `key`.
+/// Name of the child with `key` in the actor records (`mcrctl status`
+/// shows it under `root/`). The registry name is the key itself.
 pub fn actor_name(key: &str) -> String {
     format!("{}/{key}", Protocols::NAME)
 }
@@ -127,6 +137,8 @@ pub struct ProtocolsState {
     shared: Arc<Shared>,
     wanted: WantedFn,
     children: BTreeMap<String, ActorCell>,
+    /// What each running child was started from, for `retired`.
+    specs: BTreeMap<String, Arc<dyn ProtocolChild>>,
     by_id: HashMap<ActorId, String>,
     budgets: HashMap<String, RestartBudget>,
     ticker: tokio::task::JoinHandle<()>,
@@ -162,11 +174,12 @@ impl ProtocolsState {
         let key = child.key();
         let name = actor_name(&key);
         match child
-            .spawn(name.clone(), self.shared.clone(), myself.get_cell())
+            .spawn(key.clone(), self.shared.clone(), myself.get_cell())
             .await
         {
             Ok(cell) => {
                 self.by_id.insert(cell.get_id(), key.clone());
+                self.specs.insert(key.clone(), child.clone());
                 self.children.insert(key, cell);
                 self.shared.actor_state(&name, "running");
                 Ok(())
@@ -195,12 +208,15 @@ impl ProtocolsState {
                 self.by_id.remove(&cell.get_id());
                 cell.stop(Some("no longer configured".into()));
                 self.shared.actor_forget(&actor_name(&key));
+                if let Some(spec) = self.specs.remove(&key) {
+                    spec.retired();
+                }
                 info!(target: "Protocol", "protocol actor {key} stopped: no longer configured");
             }
         }
         for key in p.start {
             // A previous actor under this name is still stopping: next time.
-            if handles::is_registered(&actor_name(&key)) {
+            if handles::is_registered(&key) {
                 continue;
             }
             if let Some(child) = wanted.get(&key) {
@@ -226,6 +242,7 @@ impl Actor for ProtocolSupervisor {
             shared: a.shared,
             wanted: a.wanted,
             children: BTreeMap::new(),
+            specs: BTreeMap::new(),
             by_id: HashMap::new(),
             budgets: HashMap::new(),
             ticker,
@@ -302,12 +319,13 @@ impl Actor for ProtocolSupervisor {
         }
         warn!(target: "Supervisor", "protocol actor {key} failed ({why}); restart {restarts}");
         for _ in 0..50 {
-            if !handles::is_registered(&name) {
+            if !handles::is_registered(&key) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let wanted = (st.wanted)(&st.shared.config());
+        let spec = st.specs.remove(&key);
         if let Some(child) = wanted.get(&key) {
             st.start(&myself, child).await?;
             if st.children.contains_key(&key) {
@@ -316,6 +334,12 @@ impl Actor for ProtocolSupervisor {
                     restarts,
                     reason: why,
                 });
+            }
+        } else {
+            // Failed after a reload dropped it, before the reconcile did.
+            st.shared.actor_forget(&name);
+            if let Some(spec) = spec {
+                spec.retired();
             }
         }
         Ok(())

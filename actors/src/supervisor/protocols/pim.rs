@@ -31,8 +31,11 @@ use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
-use super::handles::PimMsg;
-use super::shared::Shared;
+use mcr::config::Config;
+
+use super::{ProtocolChild, SpawnFuture};
+use crate::supervisor::handles::{Pim, PimMsg};
+use crate::supervisor::shared::Shared;
 
 pub struct PimActor;
 
@@ -83,6 +86,28 @@ pub async fn spawn_linked(
 ) -> Result<ActorCell, SpawnErr> {
     let (a, _) = Actor::spawn_linked(Some(name.to_string()), PimActor, shared, supervisor).await?;
     Ok(a.get_cell())
+}
+
+/// The PimActor as a child of the ProtocolSupervisor, key `pim`.
+struct PimChild;
+
+impl ProtocolChild for PimChild {
+    fn key(&self) -> String {
+        Pim::NAME.to_string()
+    }
+
+    fn spawn(&self, name: String, shared: Arc<Shared>, supervisor: ActorCell) -> SpawnFuture {
+        Box::pin(async move { Ok(spawn_linked(&name, shared, supervisor).await?) })
+    }
+}
+
+/// PIM runs only when the config has an enabled `pim` section; turning it
+/// off stops the actor, which says goodbye to its neighbors on the way.
+pub fn children(cfg: &Config) -> Vec<Arc<dyn ProtocolChild>> {
+    match &cfg.pim {
+        Some(p) if p.enabled => vec![Arc::new(PimChild)],
+        _ => Vec::new(),
+    }
 }
 
 /// Interfaces that can carry PIM: up, with an IPv4 address. The first

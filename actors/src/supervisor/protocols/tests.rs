@@ -93,7 +93,7 @@ fn set_wanted(s: &Shared, keys: &[&str]) {
 }
 
 fn cell_of(key: &str) -> Option<ActorCell> {
-    ractor::registry::where_is(actor_name(key))
+    ractor::registry::where_is(key)
 }
 
 async fn wait_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
@@ -194,4 +194,32 @@ async fn past_its_budget_the_supervisor_fails_and_takes_its_children_down() {
         .expect("the supervisor stops")
         .unwrap();
     assert!(cell_of(a).is_none() && cell_of(b).is_none(), "no orphans");
+}
+
+#[test]
+fn the_config_asks_for_a_querier_per_interface_and_pim_only_when_enabled() {
+    let keys = |cfg: &Config| wanted(cfg).into_keys().collect::<Vec<_>>();
+    assert!(keys(&Config::default()).is_empty());
+    let mut cfg = Config {
+        igmp: Some(mcr::config::IgmpConfig {
+            querier_interfaces: vec!["eth1".into(), "eth0".into()],
+            ..Default::default()
+        }),
+        pim: Some(mcr::pim::PimConfig {
+            enabled: false,
+            ..Default::default()
+        }),
+        ..Config::default()
+    };
+    assert_eq!(keys(&cfg), ["igmp/eth0", "igmp/eth1"]);
+    if let Some(p) = cfg.pim.as_mut() {
+        p.enabled = true;
+    }
+    assert_eq!(keys(&cfg), ["igmp/eth0", "igmp/eth1", "pim"]);
+    // The registry names are the ones handles.rs and mcrctl use.
+    assert_eq!(
+        crate::supervisor::handles::Igmp::actor_name("eth0"),
+        "igmp/eth0"
+    );
+    assert_eq!(actor_name("pim"), "protocols/pim");
 }
