@@ -184,9 +184,7 @@ pub fn main(opts: Opts) -> ExitCode {
         log_format: config.logging.format,
         control_gid,
     };
-    let igmp = shared::IgmpSetup::from_config(&config);
     let shared = Arc::new(Shared::new(settings, config, set_levels));
-    shared.set_igmp(igmp);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mcrd")

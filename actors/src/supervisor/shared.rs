@@ -71,7 +71,6 @@ pub struct Shared {
     /// every event, so clients notice a restart they did not see.
     pub instance_id: String,
     config: Mutex<Arc<Config>>,
-    igmp: Mutex<Option<IgmpSetup>>,
     events: broadcast::Sender<TimedEvent>,
     /// Worker resources by worker (see `workers::process::LinkState`).
     pub registry: Mutex<BTreeMap<WorkerKey, Arc<Mutex<LinkState>>>>,
@@ -93,7 +92,6 @@ impl Shared {
             settings,
             instance_id: uuid::Uuid::new_v4().to_string(),
             config: Mutex::new(Arc::new(config)),
-            igmp: Mutex::new(None),
             events,
             registry: Mutex::new(BTreeMap::new()),
             inputs: Mutex::new(InputSockets::default()),
@@ -113,12 +111,9 @@ impl Shared {
         *lock(&self.config) = Arc::new(c);
     }
 
+    /// The IGMP queriers the running config asks for.
     pub fn igmp(&self) -> Option<IgmpSetup> {
-        lock(&self.igmp).clone()
-    }
-
-    pub fn set_igmp(&self, setup: Option<IgmpSetup>) {
-        *lock(&self.igmp) = setup;
+        IgmpSetup::from_config(&self.config())
     }
 
     /// The current log levels, as the running config says.
