@@ -235,14 +235,17 @@ pub fn interface_query(name: &str, q: IfQuery) -> io::Result<u32> {
     // SAFETY: `ifr` is a live, NUL-terminated ifreq for the whole call, as
     // SIOCGIF* requests expect.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req as _, &mut ifr as *mut libc::ifreq) })?;
-    // SAFETY (each arm): the kernel filled the union member that the
-    // request names: ifru_mtu for SIOCGIFMTU, ifru_flags for SIOCGIFFLAGS,
+    // SAFETY: each arm reads the union member that its request made the
+    // kernel fill: ifru_mtu for SIOCGIFMTU, ifru_flags for SIOCGIFFLAGS,
     // ifru_hwaddr for SIOCGIFHWADDR.
-    Ok(match q {
-        IfQuery::Mtu => (unsafe { ifr.ifr_ifru.ifru_mtu }) as u32,
-        IfQuery::Flags => u32::from((unsafe { ifr.ifr_ifru.ifru_flags }) as u16),
-        IfQuery::LinkType => u32::from(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family }),
-    })
+    let value = unsafe {
+        match q {
+            IfQuery::Mtu => ifr.ifr_ifru.ifru_mtu as u32,
+            IfQuery::Flags => u32::from(ifr.ifr_ifru.ifru_flags as u16),
+            IfQuery::LinkType => u32::from(ifr.ifr_ifru.ifru_hwaddr.sa_family),
+        }
+    };
+    Ok(value)
 }
 
 #[cfg(test)]
