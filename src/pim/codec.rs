@@ -270,22 +270,8 @@ impl Message {
     }
 }
 
-/// The Internet checksum (RFC 1071): one's complement of the one's
-/// complement sum of 16-bit words, odd trailing byte padded with zero.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The Internet checksum (RFC 1071), the same as every other header's.
+pub use crate::wire::checksum;
 
 /// Bytes of a Register the checksum covers (§4.9.3): the PIM header and
 /// the flags word, not the data packet.
