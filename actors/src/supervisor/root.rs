@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
-use super::util::lock;
+use super::util::{child_down, lock};
 use super::{
     config_actor, control, loglevel, metrics, netlink, protocols, rib_actor, stats_actor, systemd,
     workers,
@@ -188,13 +188,8 @@ impl Actor for Root {
         evt: SupervisionEvent,
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (
-                cell,
-                format!("stopped unexpectedly ({})", reason.unwrap_or_default()),
-            ),
-            _ => return Ok(()),
+        let Some((cell, why)) = child_down(evt) else {
+            return Ok(());
         };
         let Some(kind) = st.children.remove(&cell.get_id()) else {
             return Ok(());

@@ -1,10 +1,10 @@
-//! Small helpers every actor uses: poison-tolerant locking and periodic
-//! ticks.
+//! Small helpers every actor uses: poison-tolerant locking, periodic
+//! ticks, and reading a child's failure from a supervision event.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ractor::{ActorRef, Message};
+use ractor::{ActorCell, ActorRef, Message, SupervisionEvent};
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it:
 /// every value we keep under a lock is replaced whole, never left half
@@ -29,4 +29,17 @@ pub fn spawn_ticker<M: Message>(
             }
         }
     })
+}
+
+/// The child that went down and why, if `evt` says one failed or stopped
+/// on its own; other events (started, state changes) give `None`.
+pub fn child_down(evt: SupervisionEvent) -> Option<(ActorCell, String)> {
+    match evt {
+        SupervisionEvent::ActorFailed(cell, err) => Some((cell, err.to_string())),
+        SupervisionEvent::ActorTerminated(cell, _, reason) => Some((
+            cell,
+            format!("stopped unexpectedly ({})", reason.unwrap_or_default()),
+        )),
+        _ => None,
+    }
 }

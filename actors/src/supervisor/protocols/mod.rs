@@ -48,7 +48,7 @@ use tracing::{error, info, warn};
 
 use super::handles::{self, Protocols, ProtocolsMsg};
 use super::shared::Shared;
-use super::util::spawn_ticker;
+use super::util::{child_down, spawn_ticker};
 
 /// Failures allowed per child within `PROTOCOL_BUDGET_WINDOW`.
 pub const PROTOCOL_RESTART_BUDGET: usize = 5;
@@ -296,13 +296,8 @@ impl Actor for ProtocolSupervisor {
         evt: SupervisionEvent,
         st: &mut ProtocolsState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (
-                cell,
-                format!("stopped unexpectedly ({})", reason.unwrap_or_default()),
-            ),
-            _ => return Ok(()),
+        let Some((cell, why)) = child_down(evt) else {
+            return Ok(());
         };
         let Some(key) = st.by_id.remove(&cell.get_id()) else {
             return Ok(());
