@@ -17,7 +17,7 @@
 //! which case their directory is printed. Leftovers of a crashed test
 //! process are swept by pid on the next run.
 
-use super::{require_root, sh, Netns};
+use super::{owner_is_gone, require_root, sh, Netns};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Once;
@@ -394,15 +394,7 @@ fn sweep_stale() {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix("mcrt-") else {
-            continue;
-        };
-        let pid: i32 = rest
-            .split('-')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if pid <= 0 || Path::new(&format!("/proc/{pid}")).exists() {
+        if !owner_is_gone(&name) {
             continue;
         }
         for d in DAEMONS.iter().rev() {

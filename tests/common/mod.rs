@@ -43,19 +43,25 @@ fn sweep_stale() {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix("mcrt-") else {
-            continue;
-        };
-        let pid: i32 = rest
-            .split('-')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if pid > 0 && !PathBuf::from(format!("/proc/{pid}")).exists() {
+        if owner_is_gone(&name) {
             kill_ns_pids(&name);
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
         }
     }
+}
+
+/// Whether `name` is one of our test names (`mcrt-<pid>-…`) whose test
+/// process no longer runs: what a run killed before its cleanup leaves.
+pub fn owner_is_gone(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("mcrt-") else {
+        return false;
+    };
+    let pid: i32 = rest
+        .split('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pid > 0 && !PathBuf::from(format!("/proc/{pid}")).exists()
 }
 
 fn kill_ns_pids(name: &str) {
