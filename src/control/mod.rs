@@ -17,6 +17,7 @@
 //! ```
 
 pub mod client;
+pub mod trace;
 
 use std::net::Ipv4Addr;
 
@@ -137,6 +138,20 @@ pub enum Request {
     IgmpGroups,
     /// IGMP querier state per interface (`Vec<igmp::instance::InterfaceRow>`).
     IgmpInterfaces,
+    /// Keep the last `count` packets of a rule (`trace::check_count`).
+    TraceEnable {
+        rule_id: String,
+        #[serde(default)]
+        count: Option<u32>,
+    },
+    TraceDisable {
+        rule_id: String,
+    },
+    /// The traces (`trace::TraceReport`), of one rule or all.
+    TraceShow {
+        #[serde(default)]
+        rule_id: Option<String>,
+    },
 }
 
 impl Request {
@@ -152,6 +167,8 @@ impl Request {
                 | Request::ConfigReload
                 | Request::LogLevelSet { .. }
                 | Request::Fault(_)
+                | Request::TraceEnable { .. }
+                | Request::TraceDisable { .. }
         )
     }
 }

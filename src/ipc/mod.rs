@@ -14,6 +14,7 @@
 //! sends the whole table again.
 
 pub mod fdpass;
+pub mod trace;
 
 use std::net::Ipv4Addr;
 
@@ -26,7 +27,7 @@ use crate::rule::OutputMode;
 /// Bump on any change to the messages below. postcard is positional, so
 /// even a field added with `#[serde(default)]` (there for the JSON of the
 /// control protocol) changes the encoding.
-pub const IPC_VERSION: u32 = 2;
+pub const IPC_VERSION: u32 = 3;
 
 /// Largest encoded message. The socket pair's buffers are sized above this.
 pub const MAX_MESSAGE: usize = 128 * 1024;
@@ -185,6 +186,21 @@ pub enum ToWorker {
     SetLogLevel(LogLevels),
     Fault(Fault),
     Shutdown,
+    /// Keep the last `count` packets of rule `key` (restarts an existing
+    /// trace of it, emptied).
+    TraceEnable {
+        key: u64,
+        count: u32,
+    },
+    TraceDisable {
+        key: u64,
+    },
+    /// Report the trace of `key` (every traced rule if `None`); answered
+    /// with `FromWorker::Trace` messages carrying the same `nonce`.
+    TraceGet {
+        key: Option<u64>,
+        nonce: u64,
+    },
 }
 
 /// Per-worker counters. Monotonic for the life of the worker process.
@@ -289,6 +305,13 @@ pub enum FromWorker {
     /// missing). The worker keeps running.
     Error {
         message: String,
+    },
+    /// The answer to `TraceGet`, in parts of at most
+    /// `trace::PACKETS_PER_MESSAGE` packets; `last` marks the final one.
+    Trace {
+        nonce: u64,
+        rules: Vec<trace::RuleTrace>,
+        last: bool,
     },
 }
 

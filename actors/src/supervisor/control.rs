@@ -12,14 +12,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcr::control::{parse_request, Done, EventKind, FaultRequest, Request, Response, MAX_REQUEST};
+use mcr::control::trace::{check_count, RuleTraceReport, TracePacket, TraceReport};
+use mcr::control::{
+    parse_request, Done, EventKind, FaultRequest, Request, Response, RuleInfo, MAX_REQUEST,
+};
+use mcr::ipc::rule_key;
+use mcr::ipc::trace::RuleTrace;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use super::handles::{self, Config, ConfigMsg, ControlMsg, PimMsg, Root, RootMsg, WmMsg};
+use super::handles::{
+    self, Config, ConfigMsg, ControlMsg, LinkMsg, PimMsg, Root, RootMsg, TraceOp, WmMsg, WorkerKey,
+};
 use super::shared::Shared;
 use super::util::{lock, spawn_ticker};
 
@@ -446,6 +453,9 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
         Request::Subscribe { .. } => Response::err("subscribe is handled by the connection"),
         Request::IgmpGroups => Response::ok(igmp_snapshot(shared).await.groups),
         Request::IgmpInterfaces => Response::ok(igmp_snapshot(shared).await.interfaces),
+        Request::TraceEnable { rule_id, count } => to_resp(trace_enable(&rule_id, count).await),
+        Request::TraceDisable { rule_id } => to_resp(trace_disable(&rule_id).await),
+        Request::TraceShow { rule_id } => to_resp(trace_show(rule_id.as_deref()).await),
         Request::Fault(f) => {
             if !shared.settings.fault_injection {
                 return Response::err(
@@ -455,6 +465,129 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
             to_resp(fault(f).await)
         }
     }
+}
+
+/// The rule `rule_id` and the running workers that serve its input: a
+/// trace lives in them.
+async fn trace_targets(rule_id: &str) -> Result<(RuleInfo, Vec<WorkerKey>), String> {
+    let rule = handles::Rib::list()
+        .await?
+        .into_iter()
+        .find(|r| r.id == rule_id)
+        .ok_or_else(|| format!("no rule with id {rule_id:?} (`mcrctl list` shows the ids)"))?;
+    let keys: Vec<WorkerKey> = handles::Workers::list()
+        .await?
+        .into_iter()
+        .filter(|w| w.interface == rule.input.interface && w.state == "running")
+        .map(|w| WorkerKey {
+            interface: w.interface,
+            index: w.index,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(format!(
+            "rule {rule_id} has no running worker on {} (rule state {}): nothing to trace",
+            rule.input.interface,
+            rule.state.as_str()
+        ));
+    }
+    Ok((rule, keys))
+}
+
+/// Ask each worker; the first failure is the answer.
+async fn trace_each(
+    keys: &[WorkerKey],
+    op: TraceOp,
+) -> Result<Vec<(WorkerKey, Vec<RuleTrace>)>, String> {
+    let mut out = Vec::new();
+    for k in keys {
+        let op = op.clone();
+        let r = handles::Link::call(&k.actor_name(), |reply| LinkMsg::Trace(op, reply)).await??;
+        out.push((k.clone(), r));
+    }
+    Ok(out)
+}
+
+async fn trace_enable(rule_id: &str, count: Option<u32>) -> Result<Done, String> {
+    let count = check_count(count)?;
+    let (rule, keys) = trace_targets(rule_id).await?;
+    let key = rule_key(&rule.id);
+    trace_each(&keys, TraceOp::Enable { key, count }).await?;
+    Ok(Done::new(
+        format!(
+            "tracing rule {rule_id} on {} ({} worker{}): the last {count} packets; `mcrctl trace show --rule-id {rule_id}` shows them",
+            rule.input.interface,
+            keys.len(),
+            if keys.len() == 1 { "" } else { "s" }
+        ),
+        None,
+    ))
+}
+
+async fn trace_disable(rule_id: &str) -> Result<Done, String> {
+    let (rule, keys) = trace_targets(rule_id).await?;
+    trace_each(
+        &keys,
+        TraceOp::Disable {
+            key: rule_key(&rule.id),
+        },
+    )
+    .await?;
+    Ok(Done::new(format!("trace of rule {rule_id} stopped"), None))
+}
+
+async fn trace_show(rule_id: Option<&str>) -> Result<TraceReport, String> {
+    let (keys, want) = match rule_id {
+        Some(id) => {
+            let (rule, keys) = trace_targets(id).await?;
+            (keys, Some(rule_key(&rule.id)))
+        }
+        None => {
+            let keys = handles::Workers::list()
+                .await?
+                .into_iter()
+                .filter(|w| w.state == "running")
+                .map(|w| WorkerKey {
+                    interface: w.interface,
+                    index: w.index,
+                })
+                .collect::<Vec<_>>();
+            (keys, None)
+        }
+    };
+    let ids: Vec<String> = handles::Rib::list()
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut report = TraceReport::default();
+    for (worker, traces) in trace_each(&keys, TraceOp::Get { key: want }).await? {
+        for t in traces {
+            let rule_id = ids
+                .iter()
+                .find(|id| rule_key(id) == t.key)
+                .cloned()
+                .unwrap_or_else(|| format!("(removed rule {:016x})", t.key));
+            report.rules.push(RuleTraceReport {
+                rule_id,
+                interface: worker.interface.clone(),
+                worker: worker.index,
+                capacity: t.capacity,
+                seen: t.seen,
+                packets: t
+                    .packets
+                    .iter()
+                    .map(|p| TracePacket::from_ipc(p, &t.outputs))
+                    .collect(),
+            });
+        }
+    }
+    if let (Some(id), true) = (rule_id, report.rules.is_empty()) {
+        return Err(format!(
+            "rule {id} is not traced (`mcrctl trace enable --rule-id {id}` starts it; a worker restart ends it)"
+        ));
+    }
+    Ok(report)
 }
 
 /// Carry out a fault through the same messages as everything else.

@@ -274,6 +274,14 @@ pub enum LinkFault {
     Panic,
 }
 
+/// What `mcrctl trace` asks of one worker (rules by table key).
+#[derive(Clone, Debug)]
+pub enum TraceOp {
+    Enable { key: u64, count: u32 },
+    Disable { key: u64 },
+    Get { key: Option<u64> },
+}
+
 pub enum LinkMsg {
     /// The compiled table for this interface and the interfaces now.
     SetTable {
@@ -293,6 +301,9 @@ pub enum LinkMsg {
     Tick,
     SetLevels(LogLevels),
     Fault(LinkFault, Reply<Done>),
+    /// `mcrctl trace`: carried to the worker process; `Get` is answered
+    /// with its report, the others with nothing once sent.
+    Trace(TraceOp, Reply<Vec<mcr::ipc::trace::RuleTrace>>),
     /// Stop the worker (interface gone or down, or shutdown) and this link.
     Stop {
         reason: String,

@@ -71,6 +71,9 @@ pub enum Cmd {
     /// IGMP querier state: groups and interfaces.
     #[command(subcommand)]
     Igmp(IgmpCmd),
+    /// Per-rule packet trace: a rule's last packets and what became of them.
+    #[command(subcommand)]
+    Trace(TraceCmd),
     /// Stream events as JSON lines until interrupted.
     Subscribe {
         /// Comma-separated classes: rules, workers, interfaces, config, actors, pim, igmp (default: all).
@@ -152,6 +155,30 @@ pub enum IgmpCmd {
     Groups,
     /// Querier state and counters per interface.
     Interfaces,
+}
+
+#[derive(Subcommand)]
+pub enum TraceCmd {
+    /// Keep the last N packets of a rule in the workers that serve it (a
+    /// worker restart ends the trace).
+    Enable {
+        #[arg(long)]
+        rule_id: String,
+        /// Packets to keep, 1 to 1000 (default 100).
+        #[arg(long)]
+        count: Option<u32>,
+    },
+    /// Stop tracing a rule and forget its packets.
+    Disable {
+        #[arg(long)]
+        rule_id: String,
+    },
+    /// The traced packets: time, source, size, action (forwarded, or dropped
+    /// and why) and outputs; of one rule or of every traced rule.
+    Show {
+        #[arg(long)]
+        rule_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -281,6 +281,7 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
             let i: Vec<InterfaceRow> = connect(cli)?.request(&Request::IgmpInterfaces)?;
             show(cli, &i, |i| igmp::interfaces(i))?;
         }
+        Cmd::Trace(t) => crate::trace::run(cli, t, connect(cli)?)?,
         Cmd::Config(c) => config(cli, c)?,
         Cmd::LogLevel(l) => log_level(cli, l)?,
         Cmd::Subscribe { events } => {

@@ -3,7 +3,8 @@
 //! `--json`. Any error exits non-zero with the daemon's message on stderr.
 //!
 //! `args` is the command line, `commands` what each command does, `render`
-//! how results look as text (`igmp` for the IGMP tables), `out` how they
+//! how results look as text (`igmp` for the IGMP tables, `trace` for
+//! `mcrctl trace`), `out` how they
 //! reach stdout.
 
 mod args;
@@ -11,6 +12,7 @@ mod commands;
 mod igmp;
 mod out;
 mod render;
+mod trace;
 
 use std::process::ExitCode;
 

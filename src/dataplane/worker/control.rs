@@ -1,6 +1,6 @@
 //! What reaches a worker over IPC, and what it reports back. Table
 //! messages are applied by its `TableReceiver`; this part handles the rest
-//! (egress sockets, log levels, fault injection, shutdown) and sends the
+//! (egress sockets, log levels, traces, fault injection, shutdown) and sends the
 //! periodic stats and heartbeats.
 
 use std::io;
@@ -30,6 +30,7 @@ impl Worker {
             self.c.kernel_drops += u64::from(drops);
         }
         self.send_stats(false);
+        self.explain_tick();
         let _ = send(&self.ipc, &self.rx.heartbeat());
         Ok(())
     }
@@ -157,6 +158,9 @@ impl Worker {
             | ToWorker::SyncEnd { .. } => {}
             ToWorker::SetLogLevel(levels) => (self.hooks.set_levels)(&levels),
             ToWorker::Fault(f) => self.fault(f),
+            ToWorker::TraceEnable { key, count } => self.trace_enable(key, count),
+            ToWorker::TraceDisable { key } => self.trace_disable(key),
+            ToWorker::TraceGet { key, nonce } => self.trace_report(key, nonce),
             ToWorker::Shutdown => {
                 info!(target: "DataPlane", "worker for {} shutting down after {:?}", self.setup.interface, self.started.elapsed());
                 return Ok(Some(Exit::Shutdown));

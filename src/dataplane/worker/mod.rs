@@ -13,7 +13,9 @@
 //! - `setup`: handshake, core pinning, ring creation, privilege drop;
 //! - `ring`: the event loop, the receive path and the send path;
 //! - `control`: IPC messages (table messages go to the sans-I/O
-//!   `TableReceiver` in `dataplane::receiver`), stats and heartbeats.
+//!   `TableReceiver` in `dataplane::receiver`), stats and heartbeats;
+//! - `observe`: the per-rule packet trace and the log lines that explain
+//!   drops.
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -31,6 +33,7 @@ use super::pipeline::Send;
 use super::receiver::TableReceiver;
 
 mod control;
+mod observe;
 mod ring;
 mod setup;
 
@@ -159,4 +162,10 @@ struct Worker {
     /// The last turn handled enough packets that waiting for a batch pays;
     /// a quiet worker waits for one completion and wakes at once.
     busy: bool,
+    /// Rules being traced (`mcrctl trace`); empty unless an operator asked.
+    traces: crate::dataplane::trace::Traces,
+    /// Rate limiters of the debug lines that explain drops.
+    explain: crate::dataplane::explain::Explainer,
+    /// Counters at the last stats tick, for the Stats facility's deltas.
+    last_counters: WorkerCounters,
 }

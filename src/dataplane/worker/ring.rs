@@ -9,12 +9,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::ipc::{WorkerCounters, WorkerSetup};
 
 use crate::dataplane::bufring::BufRing;
 use crate::dataplane::egress::{Batcher, Datagram};
+use crate::dataplane::explain::Trouble;
 use crate::dataplane::pipeline::{self, Send, Verdict};
 use crate::dataplane::receiver::TableReceiver;
 
@@ -58,6 +59,9 @@ impl Worker {
                 .clamp(1, 4096) as usize,
             batch_wait_us: 0,
             busy: false,
+            traces: Default::default(),
+            explain: Default::default(),
+            last_counters: WorkerCounters::default(),
         }
     }
 
@@ -180,6 +184,7 @@ impl Worker {
             let errno = -res;
             if errno == libc::ENOBUFS {
                 self.c.buf_exhaust += 1;
+                self.trouble(Trouble::NoBuffer, "");
             } else {
                 warn!(target: "Ingress", "receive on {} failed: {}", self.setup.interface, io::Error::from_raw_os_error(errno));
                 self.recv_backoff = true;
@@ -202,6 +207,10 @@ impl Worker {
                 &mut self.c,
             )
         };
+        // Drops and traced rules are explained; forwarding pays this test.
+        if !matches!(verdict, Verdict::Forward { .. }) || !self.traces.is_empty() {
+            self.observe(bid, received, verdict);
+        }
         let mut held: u16 = 0;
         if let Verdict::Forward { slot } = verdict {
             let key = self.rx.table().entry(slot).map(|e| e.rule.key).unwrap_or(0);
@@ -228,6 +237,7 @@ impl Worker {
             None => {
                 self.c.send_errors += 1;
                 self.count_output_error(rule_key, s.output, s.len as usize);
+                self.trouble(Trouble::NoEgress, "");
                 return false;
             }
         };
@@ -246,6 +256,7 @@ impl Worker {
         if !taken {
             self.c.send_backlog_drops += 1;
             self.count_output_error(rule_key, s.output, s.len as usize);
+            self.trouble(Trouble::SendBacklog, "");
         }
         taken
     }
@@ -309,7 +320,8 @@ impl Worker {
             for (key, out, len) in segs {
                 self.count_output_error(key, out, len);
             }
-            debug!(target: "Egress", "send failed: {}", io::Error::from_raw_os_error(errno));
+            let why = format!(": {}", io::Error::from_raw_os_error(errno));
+            self.trouble(Trouble::SendFailed, &why);
         } else {
             self.c.sent += n as u64;
             self.c.sent_bytes += res as u64;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mcr::control::{Done, Event};
 use mcr::iface::Ifaces;
+use mcr::ipc::trace::{merge_parts, RuleTrace};
 use mcr::ipc::{Fault, FromWorker, ToWorker, IPC_VERSION};
 use mcr::rib::InterfaceTable;
 use mcr::worker_policy::{self as policy, DriftAction, ExitAction, Observed, Phase, TickAction};
@@ -23,7 +24,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
 use super::process::{start_process, LinkState, SpawnSettings};
-use crate::supervisor::handles::{LinkFault, LinkMsg, Rib, RibMsg, Stats, StatsMsg, WorkerKey};
+use crate::supervisor::handles::{
+    LinkFault, LinkMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
+};
 use crate::supervisor::shared::Shared;
 use crate::supervisor::util::{lock, spawn_ticker};
 
@@ -48,6 +51,17 @@ pub struct LinkActorState {
     key: WorkerKey,
     st: Arc<Mutex<LinkState>>,
     ticker: tokio::task::JoinHandle<()>,
+    /// `trace show` requests waiting for the worker's report, by nonce,
+    /// with the parts received so far. Dropped (the asker hears "stopped
+    /// before answering") when the process exits: its traces went with it.
+    traces: Vec<PendingTrace>,
+    next_nonce: u64,
+}
+
+struct PendingTrace {
+    nonce: u64,
+    parts: Vec<RuleTrace>,
+    reply: Reply<Vec<RuleTrace>>,
 }
 
 impl Drop for LinkActorState {
@@ -103,6 +117,8 @@ impl Actor for WorkerLink {
             key: a.key,
             st,
             ticker,
+            traces: Vec::new(),
+            next_nonce: 0,
         })
     }
 
@@ -125,13 +141,46 @@ impl Actor for WorkerLink {
                 set_table(&mut st, table, ifaces, nworkers, core);
                 ls.report(&st);
             }
+            LinkMsg::FromWorker {
+                gen,
+                msg: FromWorker::Trace { nonce, rules, last },
+            } => {
+                if gen == lock(&st_arc).gen {
+                    trace_part(ls, nonce, rules, last);
+                }
+            }
             LinkMsg::FromWorker { gen, msg } => {
                 let mut st = lock(&st_arc);
                 if gen == st.gen {
                     from_worker(&shared, &mut st, ls, msg);
                 }
             }
+            LinkMsg::Trace(op, reply) => {
+                let st = lock(&st_arc);
+                if st.proc.is_none() || st.phase != Phase::Running {
+                    let _ = reply.send(Err(format!("worker {} is not running", ls.key)));
+                    return Ok(());
+                }
+                let msg = match op {
+                    TraceOp::Enable { key, count } => ToWorker::TraceEnable { key, count },
+                    TraceOp::Disable { key } => ToWorker::TraceDisable { key },
+                    TraceOp::Get { key } => {
+                        ls.next_nonce += 1;
+                        let nonce = ls.next_nonce;
+                        st.send(&ToWorker::TraceGet { key, nonce }, &[]);
+                        ls.traces.push(PendingTrace {
+                            nonce,
+                            parts: Vec::new(),
+                            reply,
+                        });
+                        return Ok(());
+                    }
+                };
+                st.send(&msg, &[]);
+                let _ = reply.send(Ok(Vec::new()));
+            }
             LinkMsg::Exited { gen, how } => {
+                ls.traces.clear();
                 let mut st = lock(&st_arc);
                 if gen == st.gen && exited(&shared, &mut st, ls, how) {
                     let _ = myself.cast(LinkMsg::Tick);
@@ -266,6 +315,20 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
         FromWorker::Error { message } => {
             warn!(target: "DataPlane", "worker {}: {message}", st.key);
         }
+        // Taken in `handle`, which owns the waiting requests.
+        FromWorker::Trace { .. } => {}
+    }
+}
+
+/// A part of a trace report; the last one answers its request.
+fn trace_part(ls: &mut LinkActorState, nonce: u64, rules: Vec<RuleTrace>, last: bool) {
+    let Some(i) = ls.traces.iter().position(|p| p.nonce == nonce) else {
+        return;
+    };
+    ls.traces[i].parts.extend(rules);
+    if last {
+        let p = ls.traces.swap_remove(i);
+        let _ = p.reply.send(Ok(merge_parts(p.parts)));
     }
 }
 
