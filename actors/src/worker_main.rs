@@ -13,7 +13,13 @@ pub fn main(interface: &str, index: u32, log_format: &str) -> ExitCode {
     } else {
         LogFormat::Text
     };
-    let (setter, _guard) = crate::logsetup::init(&LogLevels::default(), format, true);
+    let (setter, _guard) = match crate::logsetup::init(&LogLevels::default(), format, true, None) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("mcrd worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let span = tracing::info_span!("worker", iface = %interface, idx = index);
     let _enter = span.enter();
     let ipc = match mcr::ipc::fdpass::take_worker_fd3() {

@@ -62,6 +62,16 @@ pub struct Opts {
     /// Log line format: text or json (overrides the config).
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Also write the log to this file (and workers' lines too), rotated
+    /// as --log-rotation says; with rotation, FILE links to the current one.
+    #[arg(long, env = "MCR_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// When the log file starts anew: hourly, daily or never.
+    #[arg(long, default_value = "daily", requires = "log_file")]
+    pub log_rotation: String,
+    /// Log files kept with rotation, the current one included (0: all).
+    #[arg(long, default_value_t = 7, requires = "log_file")]
+    pub log_keep: usize,
     /// Allow `mcrctl fault ...` (for drills and tests only).
     #[arg(long)]
     pub enable_fault_injection: bool,
@@ -153,8 +163,32 @@ pub fn main(opts: Opts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (set_levels, _log_guard) =
-        crate::logsetup::init(&config.logging.levels, config.logging.format, false);
+    let log_file = match &opts.log_file {
+        Some(path) => match opts.log_rotation.parse() {
+            Ok(rotation) => Some(crate::logsetup::LogFile {
+                path: path.clone(),
+                rotation,
+                keep: opts.log_keep,
+            }),
+            Err(e) => {
+                eprintln!("mcrd: --log-rotation: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let (set_levels, _log_guard) = match crate::logsetup::init(
+        &config.logging.levels,
+        config.logging.format,
+        false,
+        log_file.as_ref(),
+    ) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("mcrd: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if !dropped.is_empty() {
         info!(target: "Supervisor", "dropped capabilities: {}", dropped.join(" "));
     }

@@ -318,10 +318,16 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
         fmt,
     ])
     .stdin(Stdio::null());
+    if crate::logsetup::has_file() {
+        cmd.stderr(Stdio::piped());
+    }
     pass_as_fd3(&mut cmd, &child_end);
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the worker process: {e}"))?;
+    if let Some(err) = child.stderr.take() {
+        crate::logsetup::relay_worker_stderr(err);
+    }
     drop(child_end);
     let pid = child.id();
     st.gen += 1;
