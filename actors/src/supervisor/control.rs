@@ -494,16 +494,23 @@ async fn trace_targets(rule_id: &str) -> Result<(RuleInfo, Vec<WorkerKey>), Stri
     Ok((rule, keys))
 }
 
-/// Ask each worker; the first failure is the answer.
+/// Ask each worker. With `all_or_none` the first failure is the answer;
+/// otherwise a worker that cannot answer (it is restarting, and so has no
+/// trace) is left out.
 async fn trace_each(
     keys: &[WorkerKey],
     op: TraceOp,
+    all_or_none: bool,
 ) -> Result<Vec<(WorkerKey, Vec<RuleTrace>)>, String> {
     let mut out = Vec::new();
     for k in keys {
         let op = op.clone();
-        let r = handles::Link::call(&k.actor_name(), |reply| LinkMsg::Trace(op, reply)).await??;
-        out.push((k.clone(), r));
+        let r = handles::Link::call(&k.actor_name(), |reply| LinkMsg::Trace(op, reply)).await;
+        match r.and_then(|x| x) {
+            Ok(t) => out.push((k.clone(), t)),
+            Err(e) if all_or_none => return Err(e),
+            Err(e) => debug!(target: "ControlSocket", "trace show: worker {k}: {e}"),
+        }
     }
     Ok(out)
 }
@@ -512,7 +519,7 @@ async fn trace_enable(rule_id: &str, count: Option<u32>) -> Result<Done, String>
     let count = check_count(count)?;
     let (rule, keys) = trace_targets(rule_id).await?;
     let key = rule_key(&rule.id);
-    trace_each(&keys, TraceOp::Enable { key, count }).await?;
+    trace_each(&keys, TraceOp::Enable { key, count }, true).await?;
     Ok(Done::new(
         format!(
             "tracing rule {rule_id} on {} ({} worker{}): the last {count} packets; `mcrctl trace show --rule-id {rule_id}` shows them",
@@ -526,13 +533,8 @@ async fn trace_enable(rule_id: &str, count: Option<u32>) -> Result<Done, String>
 
 async fn trace_disable(rule_id: &str) -> Result<Done, String> {
     let (rule, keys) = trace_targets(rule_id).await?;
-    trace_each(
-        &keys,
-        TraceOp::Disable {
-            key: rule_key(&rule.id),
-        },
-    )
-    .await?;
+    let key = rule_key(&rule.id);
+    trace_each(&keys, TraceOp::Disable { key }, true).await?;
     Ok(Done::new(format!("trace of rule {rule_id} stopped"), None))
 }
 
@@ -561,7 +563,8 @@ async fn trace_show(rule_id: Option<&str>) -> Result<TraceReport, String> {
         .map(|r| r.id)
         .collect();
     let mut report = TraceReport::default();
-    for (worker, traces) in trace_each(&keys, TraceOp::Get { key: want }).await? {
+    for (worker, traces) in trace_each(&keys, TraceOp::Get { key: want }, rule_id.is_some()).await?
+    {
         for t in traces {
             let rule_id = ids
                 .iter()
