@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use common::procfs::{fd_count, rss_kb, socket_count};
 use common::{require_root, wait_for, Relay3};
 use mcr::control::Request;
 use mcr::rule::{parse_output_spec, RuleInput};
@@ -21,34 +22,6 @@ const FD_SLACK: usize = 4;
 /// returning what churn freed it kept 8 MB more after this test (debug
 /// build) and tens of MB in a release build after larger churn.
 const RSS_SLACK_KB: u64 = 6 * 1024;
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Socket descriptors, the kind the leak was made of.
-fn socket_count(pid: u32) -> usize {
-    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return 0;
-    };
-    d.flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|l| l.to_string_lossy().starts_with("socket:"))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Rule `i`: inputs spread over r0 and r2, outputs over r1 and r3 with a
 /// few TTLs, so churn opens memberships on both inputs and several egress
