@@ -174,21 +174,6 @@ fn running_worker(d: &Daemon) -> Option<mcr::control::WorkerInfo> {
         .find(|w| w.interface == "r0" && w.state == "running" && w.pid.is_some())
 }
 
-/// Send `n` packets r0 -> r1 and wait until the receiver has them all.
-fn flow(t: &Relay3, n: u64) {
-    let r = common::daemon::recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", &n.to_string(), "--idle-timeout", "2"],
-    );
-    let s = common::daemon::send(&t.src, "239.1.1.1", 5000, "s0", n, 2000, 500, &[]);
-    assert_eq!(s.sent, n);
-    let rep = r.finish(Duration::from_secs(20));
-    assert_eq!(rep.unique, n, "{rep:?}");
-}
-
 const ONE_RULE: &str = r#"{ rules: [ { name: "t", input: { interface: "r0", group: "239.1.1.1", port: 5000 },
     outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }"#;
 
@@ -212,7 +197,7 @@ fn a_worker_replaced_after_an_input_flap_counts_a_restart() {
     assert_ne!(w1.pid, w0.pid, "a new process replaced the old one");
     assert_eq!(w1.restarts, 1, "the replacement is a restart: {w1:?}");
     d.wait_active(Duration::from_secs(20));
-    flow(&t, 300);
+    t.relay_all(300, 2000, 500);
 }
 
 #[test]
@@ -222,7 +207,7 @@ fn output_counters_go_on_when_the_output_interface_is_recreated() {
     }
     let t = Relay3::new("reout");
     let d = Daemon::with_config(&t.relay, ONE_RULE);
-    flow(&t, 400);
+    t.relay_all(400, 2000, 500);
     let sent = |d: &Daemon| d.stats().workers.first().map(|w| w.counters.sent);
     wait_for(Duration::from_secs(10), || {
         (d.stats().rules[0].outputs[0].packets == 400).then_some(())
@@ -249,7 +234,7 @@ fn output_counters_go_on_when_the_output_interface_is_recreated() {
         problem(&d).is_none().then_some(())
     })
     .unwrap_or_else(|| panic!("the output did not come back: {:?}", d.list()));
-    flow(&t, 400);
+    t.relay_all(400, 2000, 500);
     let st = wait_for(Duration::from_secs(10), || {
         let st = d.stats();
         (st.rules[0].outputs[0].packets >= 800).then_some(st)
