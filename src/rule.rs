@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::hash::Fnv64;
 
 mod loops;
+#[cfg(test)]
+mod testutil;
 pub use loops::{forwarding_loops, loop_warnings};
 
 /// Most outputs one rule may have. Beyond this a fan-out belongs in a
@@ -621,31 +623,14 @@ impl RuleSet {
 mod tests {
     use super::*;
 
-    fn rule(ifc: &str, g: &str, p: u16, outs: &[(&str, &str, u16)]) -> Rule {
-        Rule::new(
-            None,
-            RuleInput {
-                interface: ifc.into(),
-                group: g.parse().unwrap(),
-                port: p,
-                source: None,
-            },
-            outs.iter()
-                .map(|(i, g, p)| RuleOutput {
-                    interface: (*i).into(),
-                    group: g.parse().unwrap(),
-                    port: *p,
-                    ttl: None,
-                    mode: OutputMode::Republish,
-                    members_only: false,
-                })
-                .collect(),
-        )
+    /// A rule with its default id: `rule("eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"])`.
+    fn rule(input: &str, outs: &[&str]) -> Rule {
+        Rule::new(None, testutil::input(input), testutil::outputs(outs))
     }
 
     #[test]
     fn default_id_is_stable_and_documented() {
-        let r = rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let r = rule("eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"]);
         // Pinned: changing the id scheme breaks every saved config and
         // script that names rule ids. See REFERENCE.md "Rule ids".
         let expect = format!(
@@ -667,32 +652,26 @@ mod tests {
 
     #[test]
     fn self_loop_is_refused_naming_the_output() {
-        let r = rule("eth0", "239.1.1.1", 5000, &[("eth0", "239.1.1.1", 5000)]);
+        let r = rule("eth0 239.1.1.1:5000", &["eth0 239.1.1.1:5000"]);
         let errs = r.validate();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "outputs[0].interface");
         assert!(errs[0].message.contains("self loop"));
         // Same interface, translated group: fine.
-        assert!(
-            rule("eth0", "239.1.1.1", 5000, &[("eth0", "239.9.9.9", 5000)])
-                .validate()
-                .is_empty()
-        );
+        assert!(rule("eth0 239.1.1.1:5000", &["eth0 239.9.9.9:5000"])
+            .validate()
+            .is_empty());
         // Any-port input to the same group on the same interface loops.
-        assert!(
-            !rule("eth0", "239.1.1.1", 0, &[("eth0", "239.1.1.1", 7000)])
-                .validate()
-                .is_empty()
-        );
+        assert!(!rule("eth0 239.1.1.1:0", &["eth0 239.1.1.1:7000"])
+            .validate()
+            .is_empty());
     }
 
     #[test]
     fn bad_fields_are_named() {
         let mut r = rule(
-            "eth0/x",
-            "0.0.0.0",
-            5000,
-            &[("averyveryverylongname", "127.0.0.1", 1)],
+            "eth0/x 0.0.0.0:5000",
+            &["averyveryverylongname 127.0.0.1:1"],
         );
         r.outputs[0].ttl = Some(0);
         r.input.source = Some("239.1.1.1".parse().unwrap());
@@ -707,28 +686,23 @@ mod tests {
         ] {
             assert!(fields.iter().any(|x| x == f), "missing {f} in {fields:?}");
         }
-        assert!(rule("eth0", "239.1.1.1", 1, &[]).validate()[0].field == "outputs");
+        assert!(rule("eth0 239.1.1.1:1", &[]).validate()[0].field == "outputs");
     }
 
     #[test]
     fn duplicates_are_refused_and_set_unchanged() {
         let mut set = RuleSet::new();
-        set.insert(rule(
-            "eth0",
-            "239.1.1.1",
-            5000,
-            &[("eth1", "239.2.2.2", 6000)],
-        ))
-        .unwrap();
-        let mut dup = rule("eth0", "239.1.1.1", 5000, &[("eth2", "239.3.3.3", 6000)]);
+        set.insert(rule("eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"]))
+            .unwrap();
+        let mut dup = rule("eth0 239.1.1.1:5000", &["eth2 239.3.3.3:6000"]);
         dup.id = "other".into();
         let e = set.insert(dup).unwrap_err();
         assert_eq!(e[0].field, "input");
         assert!(e[0].message.contains("duplicate input"));
-        let mut named = rule("eth0", "239.1.1.2", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let mut named = rule("eth0 239.1.1.2:5000", &["eth1 239.2.2.2:6000"]);
         named.name = Some("video".into());
         set.insert(named).unwrap();
-        let mut named2 = rule("eth0", "239.1.1.3", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let mut named2 = rule("eth0 239.1.1.3:5000", &["eth1 239.2.2.2:6000"]);
         named2.name = Some("video".into());
         assert_eq!(set.insert(named2).unwrap_err()[0].field, "name");
         assert_eq!(set.len(), 2);
@@ -736,12 +710,12 @@ mod tests {
 
     #[test]
     fn merge_by_id_and_diff() {
-        let a = rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]);
-        let b = rule("eth0", "239.1.1.2", 5000, &[("eth1", "239.2.2.2", 6001)]);
+        let a = rule("eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"]);
+        let b = rule("eth0 239.1.1.2:5000", &["eth1 239.2.2.2:6001"]);
         let set = RuleSet::from_rules([a.clone(), b.clone()]).unwrap();
         let mut a2 = a.clone();
         a2.outputs[0].port = 7000;
-        let c = rule("eth0", "239.1.1.3", 5000, &[("eth1", "239.2.2.2", 6002)]);
+        let c = rule("eth0 239.1.1.3:5000", &["eth1 239.2.2.2:6002"]);
         let merged = set.merged(&[a2.clone(), c.clone()]).unwrap();
         assert_eq!(merged.len(), 3);
         assert_eq!(merged.get(&a.id).unwrap().outputs[0].port, 7000);
@@ -792,7 +766,7 @@ mod tests {
         );
         assert!(parse_output_spec("239.2.2.2:6000:eth1:members:3").is_err());
 
-        let plain = rule("eth0", "239.1.1.1", 5000, &[("eth1", "239.2.2.2", 6000)]);
+        let plain = rule("eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"]);
         let mut gated = plain.clone();
         gated.outputs[0].members_only = true;
         assert_eq!(

@@ -12,13 +12,11 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{inject, recv, send, Daemon, Scratch};
+use common::daemon::{inject, Daemon, Scratch};
 use common::{bin, ip, require_root, rule_config, wait_for, Netns, Relay3};
 use mcr::control::{Response, RuleInfo};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
-
-const T: Duration = Duration::from_secs(20);
 
 fn start_with(t: &Relay3, config: &str) -> Daemon {
     Daemon::with_config(&t.relay, config)
@@ -219,16 +217,7 @@ fn add_refuses_bad_fields_and_keeps_the_running_rules() {
     assert!(e.contains("nobody-has-this"), "{e}");
     assert_eq!(d.list(), before);
     // The good rule still relays.
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "300", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 300, 1000, 200, &[]);
-    let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.lost), (300, 0), "{rep:?}");
+    t.relay_all(300, 1000, 200);
 }
 
 fn connect(d: &Daemon) -> UnixStream {
@@ -367,15 +356,7 @@ fn control_socket_survives_garbage_and_silent_clients() {
 
     d.ctl_ok(&["ping"]);
     assert_eq!(d.list(), before, "the rules are unchanged");
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "300", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 300, 1000, 200, &[]);
-    assert_eq!(r.finish(T).unique, 300, "still relaying");
+    t.relay_all(300, 1000, 200);
 }
 
 #[test]
@@ -578,16 +559,7 @@ fn malformed_frames_fragments_and_non_udp_are_counted_not_fatal() {
     d.ctl_ok(&["ping"]);
 
     // And it still relays, every packet.
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "1000", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 1000, 2000, 300, &[]);
-    let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.lost, rep.corrupt), (1000, 0, 0), "{rep:?}");
+    t.relay_all(1000, 2000, 300);
     let c2 = wait_for(Duration::from_secs(5), || {
         let c = counters(&d);
         (c.matched - c0.matched == 1000).then_some(c)
@@ -626,20 +598,8 @@ fn output_interface_missing_shows_on_the_rule_and_the_rest_forwards() {
         "the table shows the problem: {table}"
     );
 
-    let rx = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "500", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 500, 2000, 200, &[]);
-    let rep = rx.finish(T);
-    assert_eq!(
-        (rep.unique, rep.lost),
-        (500, 0),
-        "r1 still gets everything: {rep:?}"
-    );
+    // r1 still gets everything.
+    t.relay_all(500, 2000, 200);
 
     let out = |st: &mcr::control::StatsReport, i: &str| {
         st.rules

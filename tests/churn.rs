@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use common::procfs::{fd_count, rss_kb, socket_count};
 use common::{require_root, wait_for, Relay3};
 use mcr::control::Request;
 use mcr::rule::{parse_output_spec, RuleInput};
@@ -21,34 +22,6 @@ const FD_SLACK: usize = 4;
 /// returning what churn freed it kept 8 MB more after this test (debug
 /// build) and tens of MB in a release build after larger churn.
 const RSS_SLACK_KB: u64 = 6 * 1024;
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Socket descriptors, the kind the leak was made of.
-fn socket_count(pid: u32) -> usize {
-    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return 0;
-    };
-    d.flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|l| l.to_string_lossy().starts_with("socket:"))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Rule `i`: inputs spread over r0 and r2, outputs over r1 and r3 with a
 /// few TTLs, so churn opens memberships on both inputs and several egress
@@ -201,21 +174,6 @@ fn running_worker(d: &Daemon) -> Option<mcr::control::WorkerInfo> {
         .find(|w| w.interface == "r0" && w.state == "running" && w.pid.is_some())
 }
 
-/// Send `n` packets r0 -> r1 and wait until the receiver has them all.
-fn flow(t: &Relay3, n: u64) {
-    let r = common::daemon::recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", &n.to_string(), "--idle-timeout", "2"],
-    );
-    let s = common::daemon::send(&t.src, "239.1.1.1", 5000, "s0", n, 2000, 500, &[]);
-    assert_eq!(s.sent, n);
-    let rep = r.finish(Duration::from_secs(20));
-    assert_eq!(rep.unique, n, "{rep:?}");
-}
-
 const ONE_RULE: &str = r#"{ rules: [ { name: "t", input: { interface: "r0", group: "239.1.1.1", port: 5000 },
     outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }"#;
 
@@ -239,7 +197,7 @@ fn a_worker_replaced_after_an_input_flap_counts_a_restart() {
     assert_ne!(w1.pid, w0.pid, "a new process replaced the old one");
     assert_eq!(w1.restarts, 1, "the replacement is a restart: {w1:?}");
     d.wait_active(Duration::from_secs(20));
-    flow(&t, 300);
+    t.relay_all(300, 2000, 500);
 }
 
 #[test]
@@ -249,7 +207,7 @@ fn output_counters_go_on_when_the_output_interface_is_recreated() {
     }
     let t = Relay3::new("reout");
     let d = Daemon::with_config(&t.relay, ONE_RULE);
-    flow(&t, 400);
+    t.relay_all(400, 2000, 500);
     let sent = |d: &Daemon| d.stats().workers.first().map(|w| w.counters.sent);
     wait_for(Duration::from_secs(10), || {
         (d.stats().rules[0].outputs[0].packets == 400).then_some(())
@@ -276,7 +234,7 @@ fn output_counters_go_on_when_the_output_interface_is_recreated() {
         problem(&d).is_none().then_some(())
     })
     .unwrap_or_else(|| panic!("the output did not come back: {:?}", d.list()));
-    flow(&t, 400);
+    t.relay_all(400, 2000, 500);
     let st = wait_for(Duration::from_secs(10), || {
         let st = d.stats();
         (st.rules[0].outputs[0].packets >= 800).then_some(st)

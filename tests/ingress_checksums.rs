@@ -10,12 +10,10 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
-use common::daemon::{inject, recv, send, Daemon};
+use common::daemon::{inject, Daemon};
 use common::{ip, require_root, rule_config, wait_for, Netns, Relay3};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
-
-const T: Duration = Duration::from_secs(20);
 
 fn counters(d: &Daemon) -> WorkerCounters {
     let st = d.stats();
@@ -133,16 +131,7 @@ fn corrupted_frames_are_dropped_and_counted_intact_ones_relayed() {
     // A local sender over a veth leaves its checksums to offload: the
     // virtio_net_hdr says so and none of its datagrams is taken for corrupt.
     let c1 = counters(&d);
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "500", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 500, 2000, 1200, &[]);
-    let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.corrupt), (500, 0), "{rep:?}");
+    t.relay_all(500, 2000, 1200);
     let c2 = counters(&d);
     assert_eq!(
         c2.udp_checksum_errors, c1.udp_checksum_errors,

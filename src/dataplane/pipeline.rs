@@ -315,24 +315,44 @@ mod tests {
         vnet(UdpPacketSpec::new(ip(src), ip(dst), 40000, dport).build(payload))
     }
 
-    fn run(table: &mut Table, f: &mut [u8]) -> (Verdict, Vec<Send>, WorkerCounters) {
+    /// The table most tests use: rule `r` for 239.1.1.1:5000 from any
+    /// source, to `outputs`.
+    fn table(outputs: Vec<TableOutput>) -> Table {
+        let mut t = Table::new();
+        t.upsert(rule("r", "239.1.1.1", 5000, None, outputs));
+        t
+    }
+
+    /// That rule with one republishing output.
+    fn republish_rule() -> Table {
+        table(vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)])
+    }
+
+    /// One frame of `reported` bytes (what the kernel said it was) through
+    /// the pipeline, counted into `c`; its verdict and sends.
+    fn run_counted(
+        table: &mut Table,
+        f: &mut [u8],
+        reported: usize,
+        fmt: FrameFormat,
+        c: &mut WorkerCounters,
+    ) -> (Verdict, Vec<Send>) {
         let mut sends = Vec::new();
+        let v = process(f, reported, fmt, table, &mut sends, c);
+        (v, sends)
+    }
+
+    /// One whole frame from a vnet socket, with counters of its own.
+    fn run(table: &mut Table, f: &mut [u8]) -> (Verdict, Vec<Send>, WorkerCounters) {
         let mut c = WorkerCounters::default();
         let n = f.len();
-        let v = process(f, n, FMT, table, &mut sends, &mut c);
+        let (v, sends) = run_counted(table, f, n, FMT, &mut c);
         (v, sends, c)
     }
 
     #[test]
     fn one_to_one_with_translation() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![out(3, "239.2.2.2", 6000, OutputMode::Republish)],
-        ));
+        let mut t = table(vec![out(3, "239.2.2.2", 6000, OutputMode::Republish)]);
         let mut f = frame("10.0.0.1", "239.1.1.1", 5000, b"payload!");
         let (v, sends, c) = run(&mut t, &mut f);
         assert!(matches!(v, Verdict::Forward { .. }));
@@ -351,7 +371,6 @@ mod tests {
 
     #[test]
     fn fan_out_shares_one_payload() {
-        let mut t = Table::new();
         let outs = (0..16)
             .map(|i| {
                 out(
@@ -362,7 +381,7 @@ mod tests {
                 )
             })
             .collect();
-        t.upsert(rule("r", "239.1.1.1", 5000, None, outs));
+        let mut t = table(outs);
         let mut f = frame("10.0.0.1", "239.1.1.1", 5000, &[7u8; 1000]);
         let (_, sends, _) = run(&mut t, &mut f);
         assert_eq!(sends.len(), 16);
@@ -423,18 +442,11 @@ mod tests {
 
     #[test]
     fn route_mode_decrements_ttl_once_and_drops_at_one() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![
-                out(0, "239.1.1.1", 5000, OutputMode::Route),
-                out(1, "239.1.1.1", 5000, OutputMode::Route),
-                out(2, "239.7.7.7", 7000, OutputMode::Republish),
-            ],
-        ));
+        let mut t = table(vec![
+            out(0, "239.1.1.1", 5000, OutputMode::Route),
+            out(1, "239.1.1.1", 5000, OutputMode::Route),
+            out(2, "239.7.7.7", 7000, OutputMode::Republish),
+        ]);
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.ttl = 8;
         let mut f = vnet(spec.build(b"routed"));
@@ -461,67 +473,33 @@ mod tests {
 
     #[test]
     fn bad_frames_are_counted_by_kind() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)],
-        ));
+        let mut t = republish_rule();
         let good = frame("10.0.0.1", "239.1.1.1", 5000, &[1u8; 100]);
-        let mut sends = Vec::new();
         let mut c = WorkerCounters::default();
-
-        let mut trunc = good[..50].to_vec();
-        assert_eq!(
-            process(&mut trunc, 50, FMT, &mut t, &mut sends, &mut c),
-            Verdict::Malformed
-        );
-        // The kernel said 128 bytes but only 100 fit the buffer.
-        let mut cut = good[..100].to_vec();
-        assert_eq!(
-            process(&mut cut, 128, FMT, &mut t, &mut sends, &mut c),
-            Verdict::Malformed
-        );
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.frag = 0x2000;
-        let mut frag = vnet(spec.build(b"first fragment"));
-        let n = frag.len();
-        assert_eq!(
-            process(&mut frag, n, FMT, &mut t, &mut sends, &mut c),
-            Verdict::Fragment
-        );
+        let frag = vnet(spec.build(b"first fragment"));
         spec.frag = 0;
         spec.protocol = 6;
-        let mut tcp = vnet(spec.build(b"not udp at all"));
-        let n = tcp.len();
-        assert_eq!(
-            process(&mut tcp, n, FMT, &mut t, &mut sends, &mut c),
-            Verdict::NotUdp
-        );
-        let mut empty: Vec<u8> = Vec::new();
-        assert_eq!(
-            process(&mut empty, 0, FMT, &mut t, &mut sends, &mut c),
-            Verdict::Malformed
-        );
+        let tcp = vnet(spec.build(b"not udp at all"));
+        // (frame, the length the kernel reported, verdict)
+        let cases: [(Vec<u8>, usize, Verdict); 5] = [
+            (good[..50].to_vec(), 50, Verdict::Malformed),
+            // The kernel said 128 bytes but only 100 fit the buffer.
+            (good[..100].to_vec(), 128, Verdict::Malformed),
+            (frag.clone(), frag.len(), Verdict::Fragment),
+            (tcp.clone(), tcp.len(), Verdict::NotUdp),
+            (Vec::new(), 0, Verdict::Malformed),
+        ];
+        for (mut f, reported, want) in cases {
+            let (v, sends) = run_counted(&mut t, &mut f, reported, FMT, &mut c);
+            assert_eq!(v, want, "frame of {} bytes, {reported} reported", f.len());
+            assert!(sends.is_empty());
+        }
         assert_eq!(
             (c.recv, c.malformed, c.fragments, c.not_udp, c.matched),
             (5, 3, 1, 1, 0)
         );
-        assert!(sends.is_empty());
-    }
-
-    fn republish_rule() -> Table {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![out(0, "239.2.2.2", 6000, OutputMode::Republish)],
-        ));
-        t
     }
 
     fn checksummed(payload: &[u8]) -> Vec<u8> {
@@ -586,13 +564,12 @@ mod tests {
         // A cooked socket has no offload state to consult: it checks.
         let mut f = bad.clone();
         let n = f.len();
-        let mut sends = Vec::new();
         let mut c = WorkerCounters::default();
         let cooked = FrameFormat {
             vnet: false,
             link_header: 0,
         };
-        let v = process(&mut f, n, cooked, &mut t, &mut sends, &mut c);
+        let (v, _) = run_counted(&mut t, &mut f, n, cooked, &mut c);
         assert_eq!((v, c.udp_checksum_errors), (Verdict::BadUdpChecksum, 1));
     }
 
@@ -612,17 +589,10 @@ mod tests {
 
     #[test]
     fn ttl_zero_is_dropped_on_every_output() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![
-                out(0, "239.2.2.2", 6000, OutputMode::Republish),
-                out(1, "239.1.1.1", 5000, OutputMode::Route),
-            ],
-        ));
+        let mut t = table(vec![
+            out(0, "239.2.2.2", 6000, OutputMode::Republish),
+            out(1, "239.1.1.1", 5000, OutputMode::Route),
+        ]);
         let mut spec = UdpPacketSpec::new(ip("10.0.0.1"), ip("239.1.1.1"), 1, 5000);
         spec.ttl = 0;
         let mut f = vnet(spec.build(b"should never have been sent"));
@@ -634,14 +604,7 @@ mod tests {
 
     #[test]
     fn a_routed_packet_keeps_its_verified_udp_checksum() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![out(0, "239.1.1.1", 5000, OutputMode::Route)],
-        ));
+        let mut t = table(vec![out(0, "239.1.1.1", 5000, OutputMode::Route)]);
         let mut f = with_vnet_flags(0, &checksummed(b"routed and summed"));
         let (v, sends, _) = run(&mut t, &mut f);
         assert!(matches!(v, Verdict::Forward { .. }));
@@ -670,17 +633,10 @@ mod tests {
 
     #[test]
     fn gso_batches_are_split_into_their_datagrams() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![
-                out(0, "239.2.2.2", 6000, OutputMode::Republish),
-                out(1, "239.3.3.3", 6000, OutputMode::Republish),
-            ],
-        ));
+        let mut t = table(vec![
+            out(0, "239.2.2.2", 6000, OutputMode::Republish),
+            out(1, "239.3.3.3", 6000, OutputMode::Republish),
+        ]);
         let mut f = gso_frame(1000, 5, 300);
         let (v, sends, c) = run(&mut t, &mut f);
         assert!(matches!(v, Verdict::Forward { .. }));
@@ -705,17 +661,10 @@ mod tests {
 
     #[test]
     fn route_mode_cannot_forward_a_gso_batch_and_says_so() {
-        let mut t = Table::new();
-        t.upsert(rule(
-            "r",
-            "239.1.1.1",
-            5000,
-            None,
-            vec![
-                out(0, "239.1.1.1", 5000, OutputMode::Route),
-                out(1, "239.3.3.3", 6000, OutputMode::Republish),
-            ],
-        ));
+        let mut t = table(vec![
+            out(0, "239.1.1.1", 5000, OutputMode::Route),
+            out(1, "239.3.3.3", 6000, OutputMode::Republish),
+        ]);
         let mut f = gso_frame(500, 3, 500);
         let (_, sends, c) = run(&mut t, &mut f);
         assert_eq!(sends.len(), 3, "the republish output still gets all three");
@@ -734,7 +683,6 @@ mod tests {
             vec![out(0, "239.1.1.1", 0, OutputMode::Route)],
         ));
         let base = frame("10.0.0.1", "239.1.1.1", 5000, &[9u8; 40]);
-        let mut sends = Vec::new();
         let mut c = WorkerCounters::default();
         let mut x: u64 = 0x1234_5678;
         for _ in 0..20_000 {
@@ -750,7 +698,7 @@ mod tests {
             let cut = (x >> 40) as usize % (f.len() + 1);
             f.truncate(cut);
             let reported = cut + (x >> 60) as usize % 3;
-            let _ = process(&mut f, reported, FMT, &mut t, &mut sends, &mut c);
+            let (_, sends) = run_counted(&mut t, &mut f, reported, FMT, &mut c);
             for s in &sends {
                 assert!(
                     (s.offset + s.len) as usize <= f.len(),

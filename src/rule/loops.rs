@@ -200,29 +200,15 @@ pub fn loop_warnings(rules: &RuleSet, touched: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::{RuleInput, RuleOutput};
+    use crate::rule::testutil;
 
-    fn rule(id: &str, input: (&str, &str, u16), outs: &[(&str, &str, u16)]) -> Rule {
+    /// `rule("a", "eth0 239.1.1.1:5000", &["eth1 239.1.1.1:5000"])`.
+    fn rule(id: &str, input: &str, outs: &[&str]) -> Rule {
         Rule {
             id: id.into(),
             name: None,
-            input: RuleInput {
-                interface: input.0.into(),
-                group: input.1.parse().unwrap(),
-                port: input.2,
-                source: None,
-            },
-            outputs: outs
-                .iter()
-                .map(|(i, g, p)| RuleOutput {
-                    interface: (*i).into(),
-                    group: g.parse().unwrap(),
-                    port: *p,
-                    ttl: None,
-                    mode: OutputMode::Republish,
-                    members_only: false,
-                })
-                .collect(),
+            input: testutil::input(input),
+            outputs: testutil::outputs(outs),
         }
     }
 
@@ -233,16 +219,8 @@ mod tests {
     #[test]
     fn two_rules_both_ways_loop() {
         let rules = set(vec![
-            rule(
-                "a",
-                ("eth0", "239.1.1.1", 5000),
-                &[("eth1", "239.1.1.1", 5000)],
-            ),
-            rule(
-                "b",
-                ("eth1", "239.1.1.1", 5000),
-                &[("eth0", "239.1.1.1", 5000)],
-            ),
+            rule("a", "eth0 239.1.1.1:5000", &["eth1 239.1.1.1:5000"]),
+            rule("b", "eth1 239.1.1.1:5000", &["eth0 239.1.1.1:5000"]),
         ]);
         assert_eq!(forwarding_loops(&rules), vec![vec!["a", "b"]]);
         let w = loop_warnings(&rules, &["b"]);
@@ -259,23 +237,11 @@ mod tests {
     #[test]
     fn a_three_rule_loop_through_translation_is_found() {
         let rules = set(vec![
-            rule(
-                "a",
-                ("eth0", "239.1.1.1", 5000),
-                &[("eth1", "239.2.2.2", 6000)],
-            ),
-            rule("b", ("eth1", "239.2.2.2", 0), &[("eth2", "239.3.3.3", 0)]),
+            rule("a", "eth0 239.1.1.1:5000", &["eth1 239.2.2.2:6000"]),
+            rule("b", "eth1 239.2.2.2:0", &["eth2 239.3.3.3:0"]),
             // Output port 0 keeps b's port... which is any: still reaches.
-            rule(
-                "c",
-                ("eth2", "239.3.3.3", 6000),
-                &[("eth0", "239.1.1.1", 5000)],
-            ),
-            rule(
-                "d",
-                ("eth2", "239.9.9.9", 1),
-                &[("eth0", "239.1.1.1", 5000)],
-            ),
+            rule("c", "eth2 239.3.3.3:6000", &["eth0 239.1.1.1:5000"]),
+            rule("d", "eth2 239.9.9.9:1", &["eth0 239.1.1.1:5000"]),
         ]);
         assert_eq!(forwarding_loops(&rules), vec![vec!["a", "b", "c"]]);
     }
@@ -283,39 +249,19 @@ mod tests {
     #[test]
     fn a_chain_without_a_way_back_is_no_loop() {
         let rules = set(vec![
-            rule(
-                "a",
-                ("eth0", "239.1.1.1", 5000),
-                &[("eth1", "239.1.1.1", 5000)],
-            ),
+            rule("a", "eth0 239.1.1.1:5000", &["eth1 239.1.1.1:5000"]),
             // Back to eth0 but on another group, another port.
-            rule(
-                "b",
-                ("eth1", "239.1.1.1", 5000),
-                &[("eth0", "239.1.1.2", 5000)],
-            ),
-            rule(
-                "c",
-                ("eth1", "239.1.1.3", 5000),
-                &[("eth0", "239.1.1.1", 5001)],
-            ),
+            rule("b", "eth1 239.1.1.1:5000", &["eth0 239.1.1.2:5000"]),
+            rule("c", "eth1 239.1.1.3:5000", &["eth0 239.1.1.1:5001"]),
         ]);
         assert!(forwarding_loops(&rules).is_empty());
     }
 
     #[test]
     fn a_source_filter_breaks_a_republish_loop_but_not_a_routed_one() {
-        let mut b = rule(
-            "b",
-            ("eth1", "239.1.1.1", 5000),
-            &[("eth0", "239.1.1.1", 5000)],
-        );
+        let mut b = rule("b", "eth1 239.1.1.1:5000", &["eth0 239.1.1.1:5000"]);
         b.input.source = Some("10.0.0.9".parse().unwrap());
-        let a = rule(
-            "a",
-            ("eth0", "239.1.1.1", 5000),
-            &[("eth1", "239.1.1.1", 5000)],
-        );
+        let a = rule("a", "eth0 239.1.1.1:5000", &["eth1 239.1.1.1:5000"]);
         assert!(forwarding_loops(&set(vec![a.clone(), b.clone()])).is_empty());
 
         // Routed packets keep their source: a's input takes any source,
@@ -340,13 +286,17 @@ mod tests {
                 let next = (i + 1) % n;
                 rule(
                     &format!("r{i}"),
-                    ("eth0", &g(i), 1),
-                    &[("eth1", &g(next), 1)],
+                    &format!("eth0 {}:1", g(i)),
+                    &[&format!("eth1 {}:1", g(next))],
                 )
             })
-            .chain(
-                (0..n).map(|i| rule(&format!("s{i}"), ("eth1", &g(i), 1), &[("eth0", &g(i), 1)])),
-            )
+            .chain((0..n).map(|i| {
+                rule(
+                    &format!("s{i}"),
+                    &format!("eth1 {}:1", g(i)),
+                    &[&format!("eth0 {}:1", g(i))],
+                )
+            }))
             .collect();
         let loops = forwarding_loops(&set(rules));
         assert_eq!(loops.len(), 1);

@@ -487,3 +487,27 @@ pub fn inject(ns: &Netns, iface: &str, packets: &[Vec<u8>]) {
 pub fn file_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+impl super::Relay3 {
+    /// `n` datagrams of `size` bytes at `rate` pps from the sender to
+    /// 239.1.1.1:5000 on s0, received as 239.2.2.2:6000 on d0: the mapping
+    /// of most tests' one rule (`rule_config`). Panics unless every one
+    /// arrived, intact; the receiver's report for further checks.
+    pub fn relay_all(&self, n: u64, rate: u32, size: usize) -> RecvReport {
+        let r = recv(
+            &self.dst,
+            "239.2.2.2",
+            6000,
+            Some("d0"),
+            &["--expect", &n.to_string(), "--idle-timeout", "1"],
+        );
+        send(&self.src, "239.1.1.1", 5000, "s0", n, rate, size, &[]);
+        let rep = r.finish(Duration::from_secs(30));
+        assert_eq!(
+            (rep.unique, rep.lost, rep.corrupt),
+            (n, 0, 0),
+            "not every datagram came through the relay: {rep:?}"
+        );
+        rep
+    }
+}

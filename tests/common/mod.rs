@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod frr;
+pub mod procfs;
 
 use std::fs::File;
 use std::net::Ipv4Addr;

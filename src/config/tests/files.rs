@@ -7,10 +7,7 @@ use super::*;
 #[test]
 fn parse_file_reads_and_reports_io_errors() {
     let missing = temp_path("missing.json5");
-    let e = match parse_file(&missing) {
-        Ok(c) => panic!("parsed a missing file: {c:?}"),
-        Err(e) => e.0,
-    };
+    let e = refused(parse_file(&missing), "a missing file");
     assert_eq!(e.len(), 1);
     assert_eq!((e[0].line, e[0].path.as_str()), (0, ""));
     assert!(
@@ -24,34 +21,23 @@ fn parse_file_reads_and_reports_io_errors() {
         "no position for I/O errors"
     );
 
-    let good = temp_path("good.json5");
-    let written = std::fs::write(&good, ONE_RULE);
-    assert!(written.is_ok(), "{written:?}");
-    let parsed = parse_file(&good);
-    let _ = std::fs::remove_file(&good);
+    let parsed = with_file("good.json5", ONE_RULE, |p| parse_file(&p));
     assert_eq!(parsed, Ok(ok(ONE_RULE)));
 
-    let latin1 = temp_path("latin1.json5");
-    let written = std::fs::write(&latin1, b"{\n  rules: [],\n  // caf\xe9\n}");
-    assert!(written.is_ok(), "{written:?}");
-    let parsed = parse_file(&latin1);
-    let _ = std::fs::remove_file(&latin1);
-    let e = match parsed {
-        Ok(c) => panic!("parsed invalid UTF-8: {c:?}"),
-        Err(e) => e.0,
-    };
+    let latin1 = b"{\n  rules: [],\n  // caf\xe9\n}";
+    let e = refused(
+        with_file("latin1.json5", latin1, |p| parse_file(&p)),
+        "invalid UTF-8",
+    );
     assert_eq!((e[0].line, e[0].column), (3, 9));
     assert!(e[0].message.contains("not valid UTF-8"), "{}", e[0]);
 
-    let big = temp_path("big.json5");
-    let written = std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES + 1]);
-    assert!(written.is_ok(), "{written:?}");
-    let parsed = parse_file(&big);
-    let _ = std::fs::remove_file(&big);
-    assert!(
-        matches!(&parsed, Err(e) if e.0[0].message.contains("larger than")),
-        "{parsed:?}"
+    let big = vec![b' '; MAX_CONFIG_BYTES + 1];
+    let e = refused(
+        with_file("big.json5", big, |p| parse_file(&p)),
+        "a big file",
     );
+    assert!(e[0].message.contains("larger than"), "{e:?}");
 
     let dir = std::env::temp_dir();
     assert!(parse_file(&dir).is_err());

@@ -90,6 +90,26 @@ fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("mcr-config-test-{}-{tag}", std::process::id()))
 }
 
+/// `contents` in a scratch file named `tag`, handed to `read`, then
+/// removed whatever `read` made of it.
+fn with_file<T>(tag: &str, contents: impl AsRef<[u8]>, read: impl FnOnce(PathBuf) -> T) -> T {
+    let path = temp_path(tag);
+    let written = std::fs::write(&path, contents);
+    assert!(written.is_ok(), "{}: {written:?}", path.display());
+    let result = read(path.clone());
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// The errors of a read that must fail; `what` names the input if it
+/// did not.
+fn refused(parsed: Result<Config, ConfigErrors>, what: &str) -> Vec<ConfigError> {
+    match parsed {
+        Ok(c) => panic!("{what} read as {c:?}"),
+        Err(e) => e.0,
+    }
+}
+
 /// The writer's contract: what it writes reads back to the same config.
 fn round_trip(c: &Config) {
     let text = c.to_json5();

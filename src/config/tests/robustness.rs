@@ -101,16 +101,11 @@ fn hostile_nesting_is_refused_with_a_message() {
         );
     }
     // The same file from disk.
-    let path = temp_path("deep.json5");
-    let written = std::fs::write(&path, "[".repeat(100_000));
-    assert!(written.is_ok(), "{written:?}");
-    let read = path.clone();
-    let parsed = on_small_stack(move || parse_file(&read));
-    let _ = std::fs::remove_file(&path);
-    let e = match parsed {
-        Ok(c) => panic!("100,000 nested arrays read as {c:?}"),
-        Err(e) => e.0,
-    };
+    let deep = "[".repeat(100_000);
+    let parsed = with_file("deep.json5", deep, |p| {
+        on_small_stack(move || parse_file(&p))
+    });
+    let e = refused(parsed, "100,000 nested arrays");
     assert_eq!(
         e[0].to_string(),
         "line 1, column 65: this array is nested too deeply: at most 64 levels of objects and arrays are allowed"
@@ -129,21 +124,15 @@ fn brackets_in_strings_and_comments_do_not_count_as_nesting() {
 #[test]
 fn a_twenty_megabyte_file_is_refused_with_a_message() {
     let text = "[".repeat(20 << 20);
-    let path = temp_path("huge.json5");
-    let written = std::fs::write(&path, &text);
-    assert!(written.is_ok(), "{written:?}");
-    let read = path.clone();
-    let parsed = on_small_stack(move || parse_file(&read));
-    let _ = std::fs::remove_file(&path);
-    let e = match parsed {
-        Ok(c) => panic!("a 20 MB file read as {c:?}"),
-        Err(e) => e.0,
-    };
+    let parsed = with_file("huge.json5", &text, |p| {
+        on_small_stack(move || parse_file(&p))
+    });
+    let e = refused(parsed, "a 20 MB file");
     assert_eq!(
         e[0].message,
         format!(
             "{} is larger than 16777216 bytes; is this really a configuration file?",
-            path.display()
+            temp_path("huge.json5").display()
         )
     );
     // Text that does not come from a file (a control request) meets the

@@ -103,22 +103,6 @@ fn every_section_is_read() {
     assert_eq!(c.workers.user, "mcr");
 }
 
-// ---------------------------------------------------------------- syntax
-
-#[test]
-fn syntax_errors_come_through_with_positions() {
-    let e = one("{\n  rules: [\n    { input: 1 x }\n  ],\n}");
-    assert_eq!((e.line, e.column, e.path.as_str()), (3, 16, ""));
-    assert_eq!(e.message, "expected ',' or '}' after a value, found 'x'");
-    assert_eq!(
-        e.to_string(),
-        "line 3, column 16: expected ',' or '}' after a value, found 'x'"
-    );
-    let e = one("{ rules: [ \"open ] }");
-    assert_eq!((e.line, e.column), (1, 12));
-    assert!(e.message.starts_with("unterminated string"), "{e}");
-}
-
 // ---------------------------------------------------------------- keys
 
 #[test]
