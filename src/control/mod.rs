@@ -108,6 +108,10 @@ pub enum Request {
     PimNeighbors,
     /// PIM interfaces with DR and counters (`pim::instance::InterfaceSnapshot`).
     PimInterfaces,
+    /// PIM (*,G)/(S,G) upstream state and routes (`pim::instance::UpstreamSnapshot`).
+    PimRoutes,
+    /// The static RP table (`pim::instance::RpSnapshot`).
+    PimRp,
     ConfigShow,
     /// Validate a config file's text.
     ConfigCheck {

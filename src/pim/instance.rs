@@ -34,7 +34,7 @@ mod tib;
 mod upstream;
 
 pub use tib::{is_ssm, PimRouteChange, RpfResult};
-pub use upstream::{UpstreamSnapshot, KEEPALIVE_PERIOD};
+pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]

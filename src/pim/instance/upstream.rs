@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::tib::{is_ssm, PimRouteChange};
 use super::{millis, PimInstance, TimerKey};
 use crate::pim::codec::{
     self, EncodedGroup, EncodedSource, JoinPrune, JoinPruneGroup, Message, ALL_PIM_ROUTERS,
 };
-use crate::pim::config::SptSwitchover;
+use crate::pim::config::{GroupPrefix, SptSwitchover};
 use crate::pim::state::downstream::TreeKey;
 use crate::pim::state::lan_delay;
 use crate::pim::state::upstream::{Rpf, UpAction};
@@ -48,7 +49,66 @@ pub struct UpstreamSnapshot {
     pub outgoing: Vec<String>,
 }
 
+/// One static RP mapping (`mcrctl pim rp`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpSnapshot {
+    pub group: GroupPrefix,
+    pub rp: Ipv4Addr,
+    /// Where the mapping comes from (`static`; BSR later).
+    pub origin: String,
+    /// The RP is one of our addresses.
+    pub i_am_rp: bool,
+    /// The 232/8 SSM range never uses an RP, whatever is configured.
+    pub ssm: bool,
+    /// (*,G) entries this mapping is the longest match for.
+    pub groups_joined: usize,
+}
+
 impl PimInstance {
+    /// The static RP table, longest prefix first (the order lookups use).
+    pub fn rp_table(&self) -> Vec<RpSnapshot> {
+        let mut v: Vec<RpSnapshot> = self
+            .config
+            .static_rp
+            .iter()
+            .map(|m| RpSnapshot {
+                group: m.group,
+                rp: m.rp,
+                origin: "static".into(),
+                i_am_rp: self.is_my_address(m.rp),
+                ssm: is_ssm(m.group.addr) && m.group.len >= 8,
+                groups_joined: self
+                    .tib
+                    .up
+                    .keys()
+                    .filter(|k| k.source.is_none() && self.config.rp_for(k.group) == Some(m))
+                    .count(),
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.group
+                .len
+                .cmp(&a.group.len)
+                .then(a.group.addr.cmp(&b.group.addr))
+        });
+        v
+    }
+
+    /// Every route the core has installed, as `Add` changes: what a
+    /// restarted RIB must be told again.
+    pub fn route_table(&self) -> Vec<PimRouteChange> {
+        self.tib
+            .routes
+            .iter()
+            .map(|(k, (up, down))| PimRouteChange::Add {
+                source: k.source,
+                group: k.group,
+                upstream: *up,
+                downstream: down.clone(),
+            })
+            .collect()
+    }
+
     fn name_of(&self, ifindex: u32) -> String {
         self.links
             .get(&ifindex)
