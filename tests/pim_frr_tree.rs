@@ -132,7 +132,7 @@ struct Member {
 }
 
 impl Member {
-    fn join(ns: &Netns) -> Member {
+    fn join(ns: &Netns, local: Ipv4Addr) -> Member {
         let name = ns.name.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -143,7 +143,7 @@ impl Member {
             nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
             let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).expect("bind");
             // The kernel sends the IGMP report now.
-            s.join_multicast_v4(&GROUP, &H2).expect("join");
+            s.join_multicast_v4(&GROUP, &local).expect("join");
             s.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");
             let _ = tx.send(Instant::now());
@@ -197,10 +197,15 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 
 /// FRR's (*,G) join state for GROUP on r1-m.
 fn frr_star_join(r1: &FrrRouter) -> Option<String> {
-    let v = r1.try_json("show ip pim join json").ok()?;
-    v.get("r1-m")?
+    frr_join_state(r1, "r1-m", "*")
+}
+
+/// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
+fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
+    let v = r.try_json("show ip pim join json").ok()?;
+    v.get(ifname)?
         .get(GROUP.to_string())?
-        .get("*")?
+        .get(source)?
         .get("channelJoinName")?
         .as_str()
         .map(String::from)
@@ -252,7 +257,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(frr_star_join(&lab.r1).is_none());
 
-    let mut member = Member::join(&lab.h2);
+    let mut member = Member::join(&lab.h2, H2);
     let join_at = member.joined_at;
     let frr_join = wait("FRR's (*,G) join on r1-m", Duration::from_secs(10), || {
         frr_star_join(&lab.r1)
@@ -330,4 +335,175 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     println!("pim_frr_tree: {quiet} packets on h2-m in 2 s after the prune");
     // IGMP queries (every 2 s) and IPv6 noise, not the 400 data packets.
     assert!(quiet <= 10, "{quiet} packets reached h2 after the leave");
+}
+
+/// h1 ── r1 (FRR, RP) ── MCR ── r2 (FRR, last hop) ── h2: MCR is transit.
+struct Transit {
+    r1: FrrRouter,
+    r2: FrrRouter,
+    mcr: Daemon,
+    h1: Netns,
+    h2: Netns,
+    _mcr_ns: Netns,
+}
+
+const T_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 10);
+const T_R1_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 1);
+const T_R1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 1);
+const T_MCR1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 2);
+const T_MCR2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 2);
+const T_R2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 3);
+const T_R2_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 1);
+const T_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 10);
+const T_RP: Ipv4Addr = Ipv4Addr::new(10, 206, 255, 1);
+
+fn transit() -> Transit {
+    let mut r1 = FrrRouter::new("tt1");
+    let mut r2 = FrrRouter::new("tt2");
+    let mcr_ns = Netns::new("pimx-mcr");
+    let h1 = Netns::new("pimx-h1");
+    let h2 = Netns::new("pimx-h2");
+    let cidr = |a: Ipv4Addr| format!("{a}/24");
+    veth(&r1.ns, "r1-h1", &cidr(T_R1_H1), &h1, "h1-r1", &cidr(T_H1));
+    veth(&r1.ns, "r1-m", &cidr(T_R1), &mcr_ns, "m-r1", &cidr(T_MCR1));
+    veth(&mcr_ns, "m-r2", &cidr(T_MCR2), &r2.ns, "r2-m", &cidr(T_R2));
+    veth(&r2.ns, "r2-h2", &cidr(T_R2_H2), &h2, "h2-r2", &cidr(T_H2));
+    r1.ns
+        .ip(&["addr", "add", &format!("{T_RP}/32"), "dev", "lo"]);
+    h1.ip(&["route", "add", "default", "via", &T_R1_H1.to_string()]);
+    h2.ip(&["route", "add", "default", "via", &T_R2_H2.to_string()]);
+    for (dst, via) in [
+        (format!("{T_RP}/32"), T_R1),
+        ("10.206.1.0/24".into(), T_R1),
+        ("10.206.2.0/24".into(), T_R2),
+    ] {
+        mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
+    }
+    r1.start(&format!(
+        "ip route 10.206.2.0/24 {T_MCR1}\nip route 10.206.23.0/24 {T_MCR1}\n\
+         interface lo\n ip pim\n!\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {T_RP} 239.0.0.0/8\n"
+    ));
+    r2.start(&format!(
+        "ip route {T_RP}/32 {T_MCR2}\nip route 10.206.1.0/24 {T_MCR2}\n\
+         ip route 10.206.12.0/24 {T_MCR2}\n\
+         interface r2-m\n ip pim\n ip pim hello 1\n!\n\
+         interface r2-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
+         ip pim rp {T_RP} 239.0.0.0/8\n"
+    ));
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
+                         {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{T_RP}\" }} ], join_prune_interval: 10 }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    Transit {
+        r1,
+        r2,
+        mcr,
+        h1,
+        h2,
+        _mcr_ns: mcr_ns,
+    }
+}
+
+#[test]
+fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
+    if !require_frr("mcr_as_transit_between_frr_last_hop_and_frr_rp") {
+        return;
+    }
+    let lab = transit();
+    let t0 = Instant::now();
+    wait("PIM adjacencies", Duration::from_secs(15), || {
+        let a = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let b = lab.r2.try_json("show ip pim neighbor json").ok()?;
+        a.get("r1-m")?.get(T_MCR1.to_string())?;
+        b.get("r2-m")?.get(T_MCR2.to_string()).map(|_| ())
+    });
+    println!("pim_frr_tree transit: adjacencies after {:?}", t0.elapsed());
+    let _sender = Sender(
+        send_cmd(
+            &lab.h1,
+            &GROUP.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut member = Member::join(&lab.h2, T_H2);
+    let join_at = member.joined_at;
+    wait("r1's (*,G) join from MCR", Duration::from_secs(10), || {
+        (frr_join_state(&lab.r1, "r1-m", "*").as_deref() == Some("JOIN")).then_some(())
+    });
+    let t_rp = join_at.elapsed();
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_tree transit: IGMP join at r2 -> (*,G) JOIN at the RP through MCR {t_rp:?}, -> first packet at h2 {:?}",
+        first.0 - join_at
+    );
+    assert_eq!(first.1, T_H1);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let star = routes
+        .iter()
+        .find(|r| r.source.is_none() && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (*,G) in {routes:?}"));
+    assert!(star.joined);
+    assert_eq!(star.rpf_neighbor, Some(T_R1));
+    assert_eq!(star.outgoing, vec!["m-r2".to_string()]);
+    // FRR r2 moves to the source tree (its default): the (S,G) Join goes
+    // through MCR, which joins (S,G) toward r1 too.
+    let sg = wait("r1's (S,G) join from MCR", Duration::from_secs(10), || {
+        frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).filter(|s| s == "JOIN")
+    });
+    assert_eq!(sg, "JOIN");
+    std::thread::sleep(Duration::from_secs(3));
+    let n = member.received().len();
+    let expect = (first.0.elapsed().as_secs_f64() * f64::from(RATE)) as usize;
+    assert!(
+        n * 10 >= expect * 8,
+        "{n} packets, about {expect} sent since the first"
+    );
+
+    // Leave. FRR r2 (8.4) prunes (*,G) and (S,G), then sends one more
+    // Join(*,G) carrying Prune(S,G,rpt): MCR follows what its downstream
+    // neighbor says, so it leaves the source tree toward r1 and keeps S
+    // off the RP tree, and keeps (*,G) until r2's holdtime says otherwise.
+    let left = member.leave();
+    wait(
+        "r1's (S,G) join state to go",
+        Duration::from_secs(15),
+        || {
+            (frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).as_deref() != Some("JOIN"))
+                .then_some(())
+        },
+    );
+    println!(
+        "pim_frr_tree transit: leave at h2 -> (S,G) join gone at r1 {:?}",
+        left.elapsed()
+    );
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    assert!(
+        !routes.iter().any(|r| r.source == Some(T_H1) && r.joined),
+        "{routes:?}"
+    );
+    if let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) {
+        assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
+    }
 }
