@@ -184,6 +184,60 @@ impl Drop for Member {
     }
 }
 
+/// `mcrctl subscribe --events pim` in the background: its JSON lines.
+struct Subscription {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Subscription {
+    fn start(d: &Daemon) -> Subscription {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::bin("mcrctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["subscribe", "--events", "pim"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mcrctl subscribe");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str(&l) else {
+                    continue;
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        // Live once mcrctl has connected.
+        std::thread::sleep(Duration::from_millis(300));
+        Subscription { child, lines }
+    }
+
+    /// The next event named `kind`, skipping others.
+    fn next(&self, kind: &str) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == kind => return v,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no {kind} event");
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + timeout;
     loop {
@@ -257,6 +311,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(frr_star_join(&lab.r1).is_none());
 
+    let events = Subscription::start(&lab.mcr);
     let mut member = Member::join(&lab.h2, H2);
     let join_at = member.joined_at;
     let frr_join = wait("FRR's (*,G) join on r1-m", Duration::from_secs(10), || {
@@ -291,6 +346,11 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     );
     let mroute = lab.mcr.ctl_ok(&["mroute"]);
     assert!(mroute.contains("pim"), "{mroute}");
+    let ev = events.next("pim-route");
+    assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
+    assert!(ev["source"].is_null(), "{ev}");
+    assert_eq!(ev["upstream"], "m-r1", "{ev}");
+    assert_eq!(ev["downstream"], serde_json::json!(["m-h2"]), "{ev}");
 
     // The stream keeps flowing past several Join periods (10 s here).
     std::thread::sleep(Duration::from_secs(12));
@@ -320,6 +380,8 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
         !routes.iter().any(|r| r.joined && r.group == GROUP),
         "{routes:?}"
     );
+    let ev = events.next("pim-route-withdrawn");
+    assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
     // Nothing is forwarded onto m-h2 any more: h2's interface is quiet.
     let rx = |ns: &Netns| -> u64 {
         let out = ns.run("cat /sys/class/net/h2-m/statistics/rx_packets");

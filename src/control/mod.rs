@@ -550,6 +550,19 @@ pub enum Event {
         new: Ipv4Addr,
         we_are_dr: bool,
     },
+    /// PIM installed or changed a learned (*,G) (`source` null) or (S,G)
+    /// route: packets from `upstream` go to `downstream`.
+    PimRoute {
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+        upstream: String,
+        downstream: Vec<String>,
+    },
+    /// PIM withdrew its route for (*,G) or (S,G).
+    PimRouteWithdrawn {
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
     /// The subscriber fell behind and `missed` events were dropped for it.
     Lagged {
         missed: u64,
@@ -592,7 +605,9 @@ impl Event {
             Event::PimNeighborUp { .. }
             | Event::PimNeighborDown { .. }
             | Event::PimNeighborRestarted { .. }
-            | Event::PimDrChange { .. } => EventKind::Pim,
+            | Event::PimDrChange { .. }
+            | Event::PimRoute { .. }
+            | Event::PimRouteWithdrawn { .. } => EventKind::Pim,
             Event::IgmpJoin { .. } | Event::IgmpLeave { .. } | Event::IgmpQuerier { .. } => {
                 EventKind::Igmp
             }

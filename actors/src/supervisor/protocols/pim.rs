@@ -251,8 +251,9 @@ impl PimState {
         }
     }
 
-    /// A route change of the core, by interface name, to the RIB.
-    fn to_rib(&self, change: PimRouteChange) {
+    /// A route change of the core, by interface name, to the RIB; a real
+    /// change (not a periodic re-send) is also logged and published.
+    fn to_rib(&self, change: PimRouteChange, announce: bool) {
         match change {
             PimRouteChange::Add {
                 source,
@@ -270,11 +271,23 @@ impl PimState {
                     Some(s) => Route::s_g(s, group, up, &down),
                     None => Route::star_g(group, up, &down),
                 };
-                info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(source, group));
+                if announce {
+                    info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(source, group));
+                    self.shared.publish(Event::PimRoute {
+                        source,
+                        group,
+                        upstream: up.to_string(),
+                        downstream: down.iter().map(|d| d.to_string()).collect(),
+                    });
+                }
                 Rib::route(Origin::Pim, route);
             }
             PimRouteChange::Withdraw { source, group } => {
-                info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(source, group));
+                if announce {
+                    info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(source, group));
+                    self.shared
+                        .publish(Event::PimRouteWithdrawn { source, group });
+                }
                 Rib::withdraw(Origin::Pim, source, group);
             }
         }
@@ -303,7 +316,7 @@ impl PimState {
             });
         }
         while let Some(change) = self.core.poll_route_change() {
-            self.to_rib(change);
+            self.to_rib(change, true);
         }
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
@@ -543,7 +556,7 @@ impl Actor for PimActor {
                 st.core
                     .handle_event(Instant::now(), PimInput::RoutesChanged);
                 for r in st.core.route_table() {
-                    st.to_rib(r);
+                    st.to_rib(r, false);
                 }
             }
             PimMsg::Routes(r) => {
