@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mcr::pim::codec::JoinPrune;
+use mcr::pim::codec::{
+    self, EncodedGroup, EncodedSource, JoinPrune, JoinPruneGroup, Message, ALL_PIM_ROUTERS,
+};
 use mcr::pim::instance::{LeaveReason, PimRouteChange};
 use mcr::pim::state::downstream::TreeKey;
 use mcr::pim::{PimEvent, PimInput};
@@ -694,4 +696,104 @@ fn spt_switchover_never_keeps_the_last_hop_on_the_rp_tree() {
     );
     sim.run_for(5 * SEC);
     assert!(join_prunes(&sim, r2).is_empty());
+}
+
+/// RP —lan y— u —lan x— d1, d2 (each with hosts of its own).
+fn transit_lan(d2_member: bool) -> (Sim<Routed>, NodeId, NodeId, usize) {
+    let mut sim = Sim::new(6);
+    let (y, x, h1, h2) = (sim.add_lan(), sim.add_lan(), sim.add_lan(), sim.add_lan());
+    let _rp = add_router(&mut sim, 1, &[pim_if(y, 1, "y", RP)], RP, vec![]);
+    let u = add_router(
+        &mut sim,
+        2,
+        &[pim_if(y, 1, "y", "10.0.1.2"), pim_if(x, 2, "x", "10.0.4.1")],
+        RP,
+        vec![route("10.0.1.0", 24, 1, None)],
+    );
+    let mut downs = Vec::new();
+    for (seed, addr, h, haddr) in [
+        (3, "10.0.4.2", h1, "10.0.6.1"),
+        (4, "10.0.4.3", h2, "10.0.7.1"),
+    ] {
+        downs.push(add_router(
+            &mut sim,
+            seed,
+            &[pim_if(x, 1, "x", addr), host_if(h, 2, "h", haddr)],
+            RP,
+            vec![route("0.0.0.0", 0, 1, Some("10.0.4.1"))],
+        ));
+    }
+    sim.run_for(10 * SEC);
+    sim.input(
+        downs[0],
+        PimInput::LocalJoin {
+            ifindex: 2,
+            key: member(),
+        },
+    );
+    if d2_member {
+        sim.input(
+            downs[1],
+            PimInput::LocalJoin {
+                ifindex: 2,
+                key: member(),
+            },
+        );
+    }
+    sim.run_for(5 * SEC);
+    sim.clear_record();
+    // d1 prunes S off the RP tree at u (as after its own SPT switch).
+    let s = ip("10.9.0.5");
+    let prune = codec::encode(&Message::JoinPrune(JoinPrune {
+        upstream_neighbor: ip("10.0.4.1"),
+        holdtime: 210,
+        groups: vec![JoinPruneGroup {
+            group: EncodedGroup::host(grp()),
+            joins: vec![EncodedSource::star_g(ip(RP))],
+            prunes: vec![EncodedSource {
+                rpt: true,
+                ..EncodedSource::s_g(s)
+            }],
+        }],
+    }));
+    sim.inject(x, ip("10.0.4.2"), ALL_PIM_ROUTERS, prune);
+    sim.run_for(10 * SEC);
+    (sim, u, downs[1], y)
+}
+
+fn rpt_entries_sent(sim: &Sim<Routed>, node: NodeId, join: bool) -> Vec<Duration> {
+    join_prunes(sim, node)
+        .into_iter()
+        .filter(|j| entries(&j.2).contains(&(ip("10.9.0.5"), false, true, join)))
+        .map(|j| j.0)
+        .collect()
+}
+
+#[test]
+fn a_router_that_still_wants_the_source_overrides_another_ones_rpt_prune() {
+    let (sim, u, d2, _) = transit_lan(true);
+    let overrides = rpt_entries_sent(&sim, d2, true);
+    assert_eq!(overrides.len(), 1, "d2 sends one Join(S,G,rpt)");
+    assert!(overrides[0] <= sim.elapsed() - 10 * SEC + Duration::from_millis(2500));
+    assert!(
+        rpt_entries_sent(&sim, u, false).is_empty(),
+        "u keeps S on the RP tree: d2 still wants it"
+    );
+    assert_eq!(sim.node(u).pim.counters(2).unwrap().rpt_prune_rx, 1);
+}
+
+#[test]
+fn an_rpt_prune_nobody_overrides_prunes_the_source_further_up() {
+    let (sim, u, d2, _) = transit_lan(false);
+    assert!(
+        rpt_entries_sent(&sim, d2, true).is_empty(),
+        "d2 has no receivers"
+    );
+    // After the override interval (3 s) u's LAN no longer wants S from the
+    // RP tree, so u prunes S toward the RP.
+    let up = rpt_entries_sent(&sim, u, false);
+    assert_eq!(up.len(), 1, "{up:?}");
+    let routes = sim.node(u).pim.routes(sim.now());
+    let star = routes.iter().find(|r| r.source.is_none()).unwrap();
+    assert_eq!(star.rpt_pruned, vec![ip("10.9.0.5")]);
 }

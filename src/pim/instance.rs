@@ -236,6 +236,8 @@ enum TimerKey {
     Keepalive(TreeKey),
     RptExpiry(u32, SgKey),
     RptPrunePending(u32, SgKey),
+    /// §4.5.7 Override Timer of (S,G,rpt) in NotPruned.
+    RptOverride(SgKey),
 }
 
 impl TimerKey {
@@ -248,7 +250,7 @@ impl TimerKey {
             | TimerKey::PrunePending(i, _)
             | TimerKey::RptExpiry(i, _)
             | TimerKey::RptPrunePending(i, _) => Some(*i),
-            TimerKey::JoinTimer(_) | TimerKey::Keepalive(_) => None,
+            TimerKey::JoinTimer(_) | TimerKey::Keepalive(_) | TimerKey::RptOverride(_) => None,
         }
     }
 }
@@ -652,6 +654,7 @@ impl Protocol for PimInstance {
                 }
                 TimerKey::JoinTimer(key) => self.join_timer_expired(now, key),
                 TimerKey::Keepalive(key) => self.keepalive_expired(now, key),
+                TimerKey::RptOverride(key) => self.rpt_override_expired(key),
                 TimerKey::RptExpiry(ifindex, key) => {
                     if let Some(r) = self.tib.rpt_down.get_mut(&ifindex) {
                         if r.expiry_expired(now, key) {

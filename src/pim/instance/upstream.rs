@@ -23,6 +23,7 @@ use crate::pim::codec::{
 use crate::pim::config::{GroupPrefix, SptSwitchover};
 use crate::pim::state::downstream::TreeKey;
 use crate::pim::state::lan_delay;
+use crate::pim::state::rpt::SgKey;
 use crate::pim::state::upstream::{Rpf, UpAction};
 use crate::proto::Transmit;
 
@@ -306,6 +307,13 @@ impl PimInstance {
                 let key = match (e.wildcard, e.rpt) {
                     (true, true) => TreeKey::star_g(group),
                     (false, false) => TreeKey::s_g(e.addr, group),
+                    (false, true) => {
+                        // Someone else already overrode the (S,G,rpt) Prune.
+                        if self.star_rpf(group) == Some(to) {
+                            self.timers.cancel(&TimerKey::RptOverride((e.addr, group)));
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 let sup = self.t_suppressed(ifindex);
@@ -331,7 +339,39 @@ impl PimInstance {
                         self.rearm(key);
                     }
                 }
+                if !e.wildcard && e.rpt {
+                    self.see_rpt_prune(now, ifindex, to, (e.addr, group));
+                }
             }
+        }
+    }
+
+    fn star_rpf(&self, group: Ipv4Addr) -> Option<Rpf> {
+        self.tib
+            .up
+            .get(&TreeKey::star_g(group))
+            .and_then(|u| u.rpf())
+    }
+
+    /// §4.5.7, NotPruned(S,G,rpt): another router pruned S off the RP
+    /// tree at our RPF'(*,G) while we still want S from it; override with
+    /// a Join(S,G,rpt) within t_override, unless someone else does first.
+    fn see_rpt_prune(&mut self, now: Instant, ifindex: u32, to: Rpf, key: SgKey) {
+        let (s, g) = key;
+        let wanted = self.star_rpf(g) == Some(to)
+            && !self.tib.rpt_pruned.contains(&key)
+            && !self.rpt_olist(s, g).is_empty();
+        if wanted {
+            let at = now + self.t_override(ifindex);
+            self.timers.set_min(TimerKey::RptOverride(key), at);
+        }
+    }
+
+    pub(super) fn rpt_override_expired(&mut self, key: SgKey) {
+        let (s, g) = key;
+        let Some(to) = self.star_rpf(g) else { return };
+        if !self.tib.rpt_pruned.contains(&key) && !self.rpt_olist(s, g).is_empty() {
+            self.send_rpt(s, g, to, true);
         }
     }
 
