@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use mcr::pim::codec::{self, JoinPrune, Message};
 use mcr::pim::config::GroupPrefix;
 use mcr::pim::instance::{PimRouteChange, RpfResult};
+use mcr::pim::state::downstream::TreeKey;
 use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance, PimInterfaceConfig, StaticRp};
 use mcr::proto::sim::{LanId, NodeId, Sim};
 use mcr::proto::{Protocol, Rng};
+use std::collections::BTreeSet;
 
 pub fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -250,4 +252,97 @@ pub fn pim_events(sim: &Sim<Routed>, node: NodeId) -> Vec<(Duration, PimEvent)> 
             Out::Route(_) => None,
         })
         .collect()
+}
+
+// Shared by the upstream and SPT tests: the group, the RP, what the
+// routers sent, and a chain of three routers.
+
+pub const SEC: Duration = Duration::from_secs(1);
+pub const RP: &str = "10.0.1.1";
+
+pub fn grp() -> Ipv4Addr {
+    ip("239.1.1.1")
+}
+
+/// (*,G) Joins (WC+RPT) in a message, as (upstream neighbor, is_join).
+pub fn star_entries(jp: &JoinPrune) -> Vec<bool> {
+    let mut v = Vec::new();
+    for g in jp.groups.iter().filter(|g| g.group.addr == grp()) {
+        v.extend(g.joins.iter().filter(|e| e.wildcard).map(|_| true));
+        v.extend(g.prunes.iter().filter(|e| e.wildcard).map(|_| false));
+    }
+    v
+}
+
+pub fn star_joins(sim: &Sim<Routed>, node: NodeId) -> Vec<(Duration, Ipv4Addr)> {
+    join_prunes(sim, node)
+        .into_iter()
+        .filter(|(_, _, jp)| star_entries(jp).contains(&true))
+        .map(|(at, _, jp)| (at, jp.upstream_neighbor))
+        .collect()
+}
+
+pub fn star_prunes(sim: &Sim<Routed>, node: NodeId) -> Vec<(Duration, Ipv4Addr)> {
+    join_prunes(sim, node)
+        .into_iter()
+        .filter(|(_, _, jp)| star_entries(jp).contains(&false))
+        .map(|(at, _, jp)| (at, jp.upstream_neighbor))
+        .collect()
+}
+
+pub fn star_route(upstream: u32, downstream: &[u32]) -> PimRouteChange {
+    PimRouteChange::Add {
+        source: None,
+        group: grp(),
+        upstream,
+        downstream: downstream.iter().copied().collect::<BTreeSet<u32>>(),
+    }
+}
+
+pub fn member() -> TreeKey {
+    TreeKey::star_g(grp())
+}
+
+/// RP r0 —lan a— r1 —lan b— r2 —lan c (hosts).
+pub struct Chain {
+    pub sim: Sim<Routed>,
+    pub r0: NodeId,
+    pub r1: NodeId,
+    pub r2: NodeId,
+}
+
+pub fn chain() -> Chain {
+    let mut sim = Sim::new(1);
+    let (a, b, c) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
+    let r0 = add_router(&mut sim, 10, &[pim_if(a, 1, "a", RP)], RP, vec![]);
+    let r1 = add_router(
+        &mut sim,
+        11,
+        &[pim_if(a, 1, "a", "10.0.1.2"), pim_if(b, 2, "b", "10.0.2.1")],
+        RP,
+        vec![route("10.0.1.0", 24, 1, None)],
+    );
+    let r2 = add_router(
+        &mut sim,
+        12,
+        &[
+            pim_if(b, 2, "b", "10.0.2.2"),
+            host_if(c, 3, "c", "10.0.3.1"),
+        ],
+        RP,
+        vec![route("0.0.0.0", 0, 2, Some("10.0.2.1"))],
+    );
+    // Let the Hellos make everyone neighbors.
+    sim.run_for(10 * SEC);
+    Chain { sim, r0, r1, r2 }
+}
+
+/// The entries of `jp` for `group` as (addr, wc, rpt, is_join).
+pub fn entries(jp: &JoinPrune) -> Vec<(Ipv4Addr, bool, bool, bool)> {
+    let mut v = Vec::new();
+    for g in &jp.groups {
+        v.extend(g.joins.iter().map(|e| (e.addr, e.wildcard, e.rpt, true)));
+        v.extend(g.prunes.iter().map(|e| (e.addr, e.wildcard, e.rpt, false)));
+    }
+    v
 }
