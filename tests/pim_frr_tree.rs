@@ -133,6 +133,16 @@ struct Member {
 
 impl Member {
     fn join(ns: &Netns, local: Ipv4Addr) -> Member {
+        Member::join_channel(ns, local, GROUP, None)
+    }
+
+    /// Join `group`, from `source` only when given (IGMPv3 INCLUDE).
+    fn join_channel(
+        ns: &Netns,
+        local: Ipv4Addr,
+        group: Ipv4Addr,
+        source: Option<Ipv4Addr>,
+    ) -> Member {
         let name = ns.name.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -141,9 +151,16 @@ impl Member {
         let thread = std::thread::spawn(move || {
             let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
             nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).expect("bind");
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                .expect("udp socket");
+            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
+                .expect("bind");
             // The kernel sends the IGMP report now.
-            s.join_multicast_v4(&GROUP, &local).expect("join");
+            match source {
+                None => s.join_multicast_v4(&group, &local).expect("join"),
+                Some(src) => s.join_ssm_v4(&src, &group, &local).expect("join (S,G)"),
+            }
+            let s: UdpSocket = s.into();
             s.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");
             let _ = tx.send(Instant::now());
@@ -568,4 +585,77 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     if let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) {
         assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
     }
+}
+
+#[test]
+fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
+    if !require_frr("an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr") {
+        return;
+    }
+    // 232/8 is SSM for both routers: no RP, the (S,G) Join goes to S's
+    // first hop (r1) at once.
+    let group = Ipv4Addr::new(232, 205, 1, 1);
+    let lab = lab();
+    wait("PIM adjacency", Duration::from_secs(15), || {
+        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+    });
+    let _sender = Sender(
+        send_cmd(
+            &lab.h1,
+            &group.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    let sg_join = |r1: &FrrRouter| -> Option<String> {
+        let v = r1.try_json("show ip pim join json").ok()?;
+        v.get("r1-m")?
+            .get(group.to_string())?
+            .get(H1.to_string())?
+            .get("channelJoinName")?
+            .as_str()
+            .map(String::from)
+    };
+    let mut member = Member::join_channel(&lab.h2, H2, group, Some(H1));
+    let join_at = member.joined_at;
+    wait("FRR's (S,G) join on r1-m", Duration::from_secs(10), || {
+        (sg_join(&lab.r1).as_deref() == Some("JOIN")).then_some(())
+    });
+    let t_frr = join_at.elapsed();
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_tree ssm: IGMPv3 (S,G) join -> FRR (S,G) join {t_frr:?}, -> first packet {:?}",
+        first.0 - join_at
+    );
+    assert_eq!(first.1, H1);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    assert!(
+        !routes.iter().any(|r| r.source.is_none()),
+        "no (*,G) in the SSM range: {routes:?}"
+    );
+    let sg = routes
+        .iter()
+        .find(|r| r.source == Some(H1) && r.group == group)
+        .unwrap_or_else(|| panic!("no (S,G) in {routes:?}"));
+    assert!(sg.joined);
+    assert_eq!(sg.rpf_neighbor, Some(R1));
+    assert_eq!(sg.outgoing, vec!["m-h2".to_string()]);
+
+    let left = member.leave();
+    wait("FRR's (S,G) join to go", Duration::from_secs(10), || {
+        (sg_join(&lab.r1).as_deref() != Some("JOIN")).then_some(())
+    });
+    println!(
+        "pim_frr_tree ssm: leave -> FRR (S,G) join gone {:?}",
+        left.elapsed()
+    );
 }
