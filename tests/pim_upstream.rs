@@ -6,6 +6,7 @@
 mod net;
 use net::*;
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mcr::pim::instance::{LeaveReason, PimRouteChange};
@@ -408,4 +409,52 @@ fn an_rpf_change_moves_the_join_to_the_new_neighbor_and_prunes_the_old() {
             group: grp()
         }]
     );
+}
+
+#[test]
+fn a_reload_that_moves_the_rp_prunes_toward_the_old_rp_and_joins_toward_the_new() {
+    let Chain { mut sim, r2, .. } = chain();
+    sim.input(
+        r2,
+        PimInput::LocalJoin {
+            ifindex: 3,
+            key: member(),
+        },
+    );
+    sim.run_for(SEC);
+    sim.clear_record();
+    // Both RPs are behind r1: same neighbor, different RP in the entries.
+    sim.configure(r2, rp_config(&["b"], "10.0.1.9"));
+    sim.run_for(SEC);
+    let sent: Vec<(Ipv4Addr, Vec<(Ipv4Addr, bool)>)> = join_prunes(&sim, r2)
+        .into_iter()
+        .map(|(_, _, jp)| {
+            let mut v: Vec<(Ipv4Addr, bool)> = Vec::new();
+            for g in &jp.groups {
+                v.extend(
+                    g.joins
+                        .iter()
+                        .filter(|e| e.wildcard)
+                        .map(|e| (e.addr, true)),
+                );
+                v.extend(
+                    g.prunes
+                        .iter()
+                        .filter(|e| e.wildcard)
+                        .map(|e| (e.addr, false)),
+                );
+            }
+            (jp.upstream_neighbor, v)
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (ip("10.0.2.1"), vec![(ip(RP), false)]),
+            (ip("10.0.2.1"), vec![(ip("10.0.1.9"), true)]),
+        ]
+    );
+    let snap = sim.node(r2).pim.routes(sim.now());
+    assert_eq!(snap[0].rp, Some(ip("10.0.1.9")));
+    assert!(snap[0].joined);
 }

@@ -70,6 +70,9 @@ pub(super) struct Tib {
     pub(super) rpt_down: BTreeMap<u32, RptDownstream>,
     /// (S,G,rpt) upstream in Pruned: we asked RPF'(*,G) to stop S.
     pub(super) rpt_pruned: BTreeSet<SgKey>,
+    /// The RP our (*,G) Joins named, per group: a Prune must name the
+    /// same RP, even after a reload mapped the group elsewhere.
+    pub(super) star_rp: BTreeMap<Ipv4Addr, Ipv4Addr>,
     pub(super) routes: BTreeMap<TreeKey, (u32, BTreeSet<u32>)>,
     pub(super) route_changes: VecDeque<PimRouteChange>,
 }
@@ -265,6 +268,7 @@ impl PimInstance {
                 None => (None, None),
             };
             rpf_of.insert(*key, (rpf, iif));
+            self.leave_old_rp(*key);
             let desired = self.join_desired(key);
             let up = self.tib.up.entry(*key).or_default();
             let actions = up.update(now, desired, rpf, period);
@@ -287,6 +291,28 @@ impl PimInstance {
         // Forget answers nobody needs any more, so the shell's refresh
         // list stays the set of live targets.
         self.tib.rpf.retain(|t, _| used.contains(t));
+    }
+
+    /// A reload mapped G to another RP: prune the tree toward the old one
+    /// (naming it), so that the update that follows joins toward the new
+    /// one, even through the same neighbor.
+    fn leave_old_rp(&mut self, key: TreeKey) {
+        if key.source.is_some() {
+            return;
+        }
+        let Some(&old) = self.tib.star_rp.get(&key.group) else {
+            return;
+        };
+        if self.rp(key.group) == Some(old) {
+            return;
+        }
+        if let Some(up) = self.tib.up.get_mut(&key) {
+            if let Some(to) = up.rpf() {
+                up.joined = None;
+                self.send_upstream(key, crate::pim::state::upstream::UpAction::Prune(to));
+            }
+        }
+        self.tib.star_rp.remove(&key.group);
     }
 
     /// §4.5.7: Prune(S,G,rpt) toward RPF'(*,G) while PruneDesired, a

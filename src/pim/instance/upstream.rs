@@ -207,15 +207,26 @@ impl PimInstance {
         }
     }
 
+    /// A (*,G) Prune names the RP the Joins named.
+    fn prune_entry_of(&self, key: TreeKey) -> Option<EncodedSource> {
+        match (key.source, self.tib.star_rp.get(&key.group)) {
+            (None, Some(&rp)) => Some(EncodedSource::star_g(rp)),
+            _ => self.entry_of(key),
+        }
+    }
+
     /// Send what an upstream machine asked for. A (*,G) Join carries the
     /// Prune(S,G,rpt) of every source we keep off the RP tree (§4.5.7:
     /// they are refreshed with the (*,G) Join, never alone).
     pub(super) fn send_upstream(&mut self, key: TreeKey, action: UpAction) {
-        let Some(entry) = self.entry_of(key) else {
-            return;
-        };
         match action {
             UpAction::Join(to) => {
+                let Some(entry) = self.entry_of(key) else {
+                    return;
+                };
+                if key.source.is_none() {
+                    self.tib.star_rp.insert(key.group, entry.addr);
+                }
                 let prunes = match key.source {
                     Some(_) => Vec::new(),
                     None => self
@@ -228,7 +239,15 @@ impl PimInstance {
                 };
                 self.send_jp(to, key.group, vec![entry], prunes);
             }
-            UpAction::Prune(to) => self.send_jp(to, key.group, Vec::new(), vec![entry]),
+            UpAction::Prune(to) => {
+                let Some(entry) = self.prune_entry_of(key) else {
+                    return;
+                };
+                if key.source.is_none() {
+                    self.tib.star_rp.remove(&key.group);
+                }
+                self.send_jp(to, key.group, Vec::new(), vec![entry]);
+            }
         }
     }
 
