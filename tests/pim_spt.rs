@@ -306,4 +306,11 @@ fn an_rpt_prune_nobody_overrides_prunes_the_source_further_up() {
     let routes = sim.node(u).pim.routes(sim.now());
     let star = routes.iter().find(|r| r.source.is_none()).unwrap();
     assert_eq!(star.rpt_pruned, vec![ip("10.9.0.5")]);
+    let sg = routes
+        .iter()
+        .find(|r| r.source == Some(ip("10.9.0.5")))
+        .unwrap();
+    assert_eq!(sg.rpt_pruned_on, vec!["x".to_string()]);
+    assert_eq!(star.downstream.len(), 1, "d1's (*,G) join on x");
+    assert_eq!(star.downstream[0].interface, "x");
 }

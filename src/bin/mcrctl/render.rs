@@ -6,6 +6,7 @@
 use mcr::control::{MrouteEntry, RuleInfo, StatsReport, StatusReport, WorkerInfo};
 use mcr::logging::{Facility, LogLevels};
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot, RpSnapshot, UpstreamSnapshot};
+use mcr::pim::state::downstream::JoinState;
 use mcr::rule::OutputMode;
 
 pub fn port_str(p: u16) -> String {
@@ -369,6 +370,7 @@ pub fn pim_routes(r: &[UpstreamSnapshot]) -> String {
         "JOIN TIMER",
         "FLAGS",
         "OUTGOING",
+        "DOWNSTREAM JOINS",
     ]);
     for x in r {
         let mut flags = Vec::new();
@@ -382,6 +384,20 @@ pub fn pim_routes(r: &[UpstreamSnapshot]) -> String {
             let s: Vec<String> = x.rpt_pruned.iter().map(|s| s.to_string()).collect();
             flags.push(format!("rpt-pruned {}", s.join(",")));
         }
+        if !x.rpt_pruned_on.is_empty() {
+            flags.push(format!("rpt-pruned-on {}", x.rpt_pruned_on.join(",")));
+        }
+        let joins: Vec<String> = x
+            .downstream
+            .iter()
+            .map(|d| {
+                let state = match d.state {
+                    JoinState::Join => "join",
+                    JoinState::PrunePending => "prune-pending",
+                };
+                format!("{} {state} {}", d.interface, ms(d.expires_in_ms))
+            })
+            .collect();
         t.row(vec![
             x.source.map_or_else(|| "*".into(), |s| s.to_string()),
             x.group.to_string(),
@@ -398,6 +414,11 @@ pub fn pim_routes(r: &[UpstreamSnapshot]) -> String {
                 "-".into()
             } else {
                 x.outgoing.join(",")
+            },
+            if joins.is_empty() {
+                "-".into()
+            } else {
+                joins.join(", ")
             },
         ]);
     }
@@ -585,6 +606,17 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
             keepalive_in_ms: None,
             rpt_pruned: vec!["10.9.0.5".parse().unwrap()],
             outgoing: vec!["eth1".into(), "eth2".into()],
+            downstream: vec![mcr::pim::instance::DownstreamSnapshot {
+                interface: "eth1".into(),
+                ifindex: 3,
+                source: None,
+                group: "239.1.1.1".parse().unwrap(),
+                rp: None,
+                state: JoinState::PrunePending,
+                expires_in_ms: 200_000,
+                prune_pending_in_ms: Some(1_000),
+            }],
+            rpt_pruned_on: Vec::new(),
         };
         let out = pim_routes(&[row]);
         for want in [
@@ -595,6 +627,7 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
             "42.5s",
             "rpt-pruned 10.9.0.5",
             "eth1,eth2",
+            "eth1 prune-pending 200.0s",
         ] {
             assert!(out.contains(want), "{want} missing in {out}");
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::tib::{is_ssm, PimRouteChange};
-use super::{millis, PimInstance, TimerKey};
+use super::{millis, DownstreamSnapshot, PimInstance, TimerKey};
 use crate::pim::codec::{
     self, EncodedGroup, EncodedSource, JoinPrune, JoinPruneGroup, Message, ALL_PIM_ROUTERS,
 };
@@ -48,6 +48,13 @@ pub struct UpstreamSnapshot {
     pub rpt_pruned: Vec<Ipv4Addr>,
     /// Interfaces the installed route sends to.
     pub outgoing: Vec<String>,
+    /// Downstream routers' Join state for this tree, per interface.
+    #[serde(default)]
+    pub downstream: Vec<DownstreamSnapshot>,
+    /// Interfaces where a downstream router pruned this (S,G) off the RP
+    /// tree (prunes(S,G,rpt)); empty for (*,G).
+    #[serde(default)]
+    pub rpt_pruned_on: Vec<String>,
 }
 
 /// One static RP mapping (`mcrctl pim rp`).
@@ -117,10 +124,19 @@ impl PimInstance {
             .unwrap_or_else(|| format!("if{ifindex}"))
     }
 
-    /// Every tree with upstream state or an installed route.
+    /// Every tree with upstream or downstream state (including (S,G,rpt)
+    /// prunes) or an installed route.
     pub fn routes(&self, now: Instant) -> Vec<UpstreamSnapshot> {
+        let downstream = self.downstream(now);
         let mut keys: Vec<TreeKey> = self.tib.up.keys().copied().collect();
         keys.extend(self.tib.routes.keys().copied());
+        keys.extend(downstream.iter().map(|d| TreeKey {
+            source: d.source,
+            group: d.group,
+        }));
+        for r in self.tib.rpt_down.values() {
+            keys.extend(r.iter().map(|((s, g), _)| TreeKey::s_g(*s, *g)));
+        }
         keys.sort();
         keys.dedup();
         keys.into_iter()
@@ -158,6 +174,21 @@ impl PimInstance {
                     outgoing: route
                         .map(|r| r.1.iter().map(|&i| self.name_of(i)).collect())
                         .unwrap_or_default(),
+                    downstream: downstream
+                        .iter()
+                        .filter(|d| d.source == k.source && d.group == k.group)
+                        .cloned()
+                        .collect(),
+                    rpt_pruned_on: match k.source {
+                        None => Vec::new(),
+                        Some(s) => self
+                            .tib
+                            .rpt_down
+                            .iter()
+                            .filter(|(_, r)| r.get(&(s, k.group)).is_some_and(|e| e.is_pruned()))
+                            .map(|(&i, _)| self.name_of(i))
+                            .collect(),
+                    },
                 }
             })
             .collect()
