@@ -7,7 +7,9 @@
 //! The merge and the state computations are pure code in `mcr::rib`
 //! (`merge`, `state`, `mroute`); this actor holds their inputs, recompiles
 //! only when the `Rib` reports a change, pushes only tables that changed,
-//! and announces rule-state changes.
+//! and announces rule-state changes. It also hands every membership change
+//! on to the PimActor (the local receivers of RFC 7761 §4.1.6), since IGMP
+//! reports memberships here and protocol actors do not talk to each other.
 //!
 //! Learned routes and memberships live only here: after a restart of this
 //! actor the RIB starts from the static rules, and the protocol actors
