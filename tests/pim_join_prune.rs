@@ -207,7 +207,7 @@ fn only_joins_naming_us_from_neighbors_for_star_g_or_s_g_are_acted_on() {
     );
     // From a router that never said Hello.
     lan.inject(ip("10.0.0.7"), &star_join(210));
-    // (S,G,rpt) prune and a source range: not handled at this layer.
+    // A source range is refused; the (S,G,rpt) prune is taken (§4.5.3).
     let rpt = EncodedSource {
         rpt: true,
         ..EncodedSource::s_g(s)
@@ -231,7 +231,8 @@ fn only_joins_naming_us_from_neighbors_for_star_g_or_s_g_are_acted_on() {
     assert_eq!(c.join_prune_rx, 4);
     assert_eq!(c.join_prune_not_for_us, 1);
     assert_eq!(c.join_prune_from_non_neighbor, 1);
-    assert_eq!(c.join_prune_entries_ignored, 2);
+    assert_eq!(c.join_prune_entries_ignored, 1);
+    assert_eq!(c.rpt_prune_rx, 1);
     // 10.0.0.3 saw the Join naming it and created state.
     let third = lan.routers[2].pim.downstream(lan.now);
     assert_eq!(third.len(), 1);

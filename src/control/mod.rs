@@ -109,6 +109,10 @@ pub enum Request {
     PimNeighbors,
     /// PIM interfaces with DR and counters (`pim::instance::InterfaceSnapshot`).
     PimInterfaces,
+    /// PIM (*,G)/(S,G) upstream state and routes (`pim::instance::UpstreamSnapshot`).
+    PimRoutes,
+    /// The static RP table (`pim::instance::RpSnapshot`).
+    PimRp,
     ConfigShow,
     /// Validate a config file's text.
     ConfigCheck {
@@ -563,6 +567,19 @@ pub enum Event {
         new: Ipv4Addr,
         we_are_dr: bool,
     },
+    /// PIM installed or changed a learned (*,G) (`source` null) or (S,G)
+    /// route: packets from `upstream` go to `downstream`.
+    PimRoute {
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+        upstream: String,
+        downstream: Vec<String>,
+    },
+    /// PIM withdrew its route for (*,G) or (S,G).
+    PimRouteWithdrawn {
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+    },
     /// The subscriber fell behind and `missed` events were dropped for it.
     Lagged {
         missed: u64,
@@ -605,7 +622,9 @@ impl Event {
             Event::PimNeighborUp { .. }
             | Event::PimNeighborDown { .. }
             | Event::PimNeighborRestarted { .. }
-            | Event::PimDrChange { .. } => EventKind::Pim,
+            | Event::PimDrChange { .. }
+            | Event::PimRoute { .. }
+            | Event::PimRouteWithdrawn { .. } => EventKind::Pim,
             Event::IgmpJoin { .. } | Event::IgmpLeave { .. } | Event::IgmpQuerier { .. } => {
                 EventKind::Igmp
             }

@@ -11,8 +11,10 @@
 //! and format checks on input, through `codec`), and the downstream
 //! (*,G)/(S,G) Join/Prune machines of §4.5.1/§4.5.2 for Join/Prunes that
 //! name us as upstream neighbor (timers and PruneEcho here, transitions in
-//! `state::downstream`). Register, Assert, Bootstrap and C-RP messages,
-//! and Join/Prunes meant for other routers, are decoded and counted only.
+//! `state::downstream`). The upstream half (trees toward the RP and the
+//! sources, RPF, local receivers, routes for the RIB, SPT switchover) is
+//! in `tib` and `upstream`. Register, Assert, Bootstrap and C-RP messages
+//! are decoded and counted only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -23,10 +25,16 @@ use serde::{Deserialize, Serialize};
 use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROUTERS};
 use super::config::{PimConfig, PimInterfaceConfig};
 use super::state::downstream::{Downstream, JoinState, TreeKey};
+use super::state::rpt::SgKey;
 use super::state::{elect_dr, HelloOutcome, NeighborTable};
 use crate::proto::{Protocol, Rng, Timers, Transmit};
 
 mod join_prune;
+mod tib;
+mod upstream;
+
+pub use tib::{is_ssm, PimRouteChange, RpfResult};
+pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +51,29 @@ pub enum PimInput {
     /// The daemon stops: send a goodbye (holdtime 0) on every interface
     /// so neighbors re-elect the DR at once instead of after 105 s.
     Shutdown,
+    /// The whole set of local receivers on `ifindex` (IGMP): (*,G) for any
+    /// source, (S,G) for a source it includes. Honoured only where we are
+    /// DR (§4.1.6 pim_include).
+    LocalMembers { ifindex: u32, members: Vec<TreeKey> },
+    /// One local receiver appeared on `ifindex`.
+    LocalJoin { ifindex: u32, key: TreeKey },
+    /// One local receiver went away from `ifindex`.
+    LocalLeave { ifindex: u32, key: TreeKey },
+    /// The shell's answer to [`PimInstance::poll_rpf_request`]: the unicast
+    /// route toward `target`, `None` when there is none.
+    Rpf {
+        target: Ipv4Addr,
+        result: Option<RpfResult>,
+    },
+    /// The unicast routing table changed: every RPF target is asked again.
+    RoutesChanged,
+    /// Data of (source, group) arrived on `ifindex`: drives the Keepalive
+    /// Timer, the last hop's switch to the source tree and the SPT bit.
+    Data {
+        ifindex: u32,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +175,10 @@ pub struct Counters {
     /// (*,G) Joins naming an RP other than the one configured for G.
     pub join_wrong_rp: u64,
     pub prune_echo_tx: u64,
+    /// Join/Prunes we sent upstream (triggered and periodic).
+    pub join_prune_tx: u64,
+    /// (S,G,rpt) Prunes received for us (sources pruned off the RP tree).
+    pub rpt_prune_rx: u64,
 }
 
 /// One downstream (*,G) or (S,G) entry (`mcrctl pim routes`).
@@ -197,15 +232,25 @@ enum TimerKey {
     Neighbor(u32, Ipv4Addr),
     Expiry(u32, TreeKey),
     PrunePending(u32, TreeKey),
+    JoinTimer(TreeKey),
+    Keepalive(TreeKey),
+    RptExpiry(u32, SgKey),
+    RptPrunePending(u32, SgKey),
+    /// §4.5.7 Override Timer of (S,G,rpt) in NotPruned.
+    RptOverride(SgKey),
 }
 
 impl TimerKey {
-    fn ifindex(&self) -> u32 {
+    /// The interface a timer belongs to; `None` for per-tree timers.
+    fn ifindex(&self) -> Option<u32> {
         match self {
             TimerKey::Hello(i)
             | TimerKey::Neighbor(i, _)
             | TimerKey::Expiry(i, _)
-            | TimerKey::PrunePending(i, _) => *i,
+            | TimerKey::PrunePending(i, _)
+            | TimerKey::RptExpiry(i, _)
+            | TimerKey::RptPrunePending(i, _) => Some(*i),
+            TimerKey::JoinTimer(_) | TimerKey::Keepalive(_) | TimerKey::RptOverride(_) => None,
         }
     }
 }
@@ -231,6 +276,8 @@ pub struct PimInstance {
     timers: Timers<TimerKey>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<PimEvent>,
+    /// Upstream state, local receivers, RPF cache and routes (`tib`).
+    tib: tib::Tib,
     /// Packets on interfaces without PIM: dropped before decoding.
     not_enabled: u64,
     rejected_configs: u64,
@@ -247,6 +294,7 @@ impl PimInstance {
             timers: Timers::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            tib: tib::Tib::default(),
             not_enabled: 0,
             rejected_configs: 0,
         }
@@ -375,7 +423,8 @@ impl PimInstance {
             ifc.counters.hello_tx += 1;
             self.transmits.push_back(t);
         }
-        self.timers.retain(|k| k.ifindex() != ifindex);
+        self.timers.retain(|k| k.ifindex() != Some(ifindex));
+        self.tib.rpt_down.remove(&ifindex);
         for key in ifc.downstream.clear() {
             self.events.push_back(PimEvent::DownstreamLeave {
                 ifindex,
@@ -405,7 +454,7 @@ impl PimInstance {
         self.timers.set_min(TimerKey::Hello(ifindex), at);
     }
 
-    fn send_hello(&mut self, now: Instant, ifindex: u32) {
+    pub(super) fn send_hello(&mut self, now: Instant, ifindex: u32) {
         let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
@@ -469,6 +518,7 @@ impl PimInstance {
                 // It lost its neighbor table: until it hears from us it
                 // ignores what we send it.
                 self.trigger_hello(now, ifindex);
+                self.rpf_neighbor_restarted(now, ifindex, src);
             }
             HelloOutcome::Goodbye => self.events.push_back(PimEvent::NeighborDown {
                 ifindex,
@@ -569,6 +619,7 @@ impl Protocol for PimInstance {
             Message::Bootstrap(_) => c.bootstrap_rx += 1,
             Message::CandRpAdv(_) => c.cand_rp_adv_rx += 1,
         }
+        self.reconcile(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -601,8 +652,24 @@ impl Protocol for PimInstance {
                 TimerKey::PrunePending(ifindex, key) => {
                     self.prune_pending_expired(now, ifindex, key)
                 }
+                TimerKey::JoinTimer(key) => self.join_timer_expired(now, key),
+                TimerKey::Keepalive(key) => self.keepalive_expired(now, key),
+                TimerKey::RptOverride(key) => self.rpt_override_expired(key),
+                TimerKey::RptExpiry(ifindex, key) => {
+                    if let Some(r) = self.tib.rpt_down.get_mut(&ifindex) {
+                        if r.expiry_expired(now, key) {
+                            self.timers.cancel(&TimerKey::RptPrunePending(ifindex, key));
+                        }
+                    }
+                }
+                TimerKey::RptPrunePending(ifindex, key) => {
+                    if let Some(r) = self.tib.rpt_down.get_mut(&ifindex) {
+                        r.prune_pending_expired(now, key);
+                    }
+                }
             }
         }
+        self.reconcile(now);
     }
 
     /// Apply a new configuration as a diff: interfaces that stay keep
@@ -642,6 +709,7 @@ impl Protocol for PimInstance {
         for ifindex in links {
             self.activate(now, ifindex);
         }
+        self.reconcile(now);
     }
 
     fn handle_event(&mut self, now: Instant, event: PimInput) {
@@ -674,7 +742,28 @@ impl Protocol for PimInstance {
                 }
                 self.config.enabled = false;
             }
+            PimInput::LocalMembers { ifindex, members } => {
+                self.tib
+                    .local
+                    .insert(ifindex, members.into_iter().collect());
+            }
+            PimInput::LocalJoin { ifindex, key } => {
+                self.tib.local.entry(ifindex).or_default().insert(key);
+            }
+            PimInput::LocalLeave { ifindex, key } => {
+                if let Some(l) = self.tib.local.get_mut(&ifindex) {
+                    l.remove(&key);
+                }
+            }
+            PimInput::Rpf { target, result } => self.set_rpf(target, result),
+            PimInput::RoutesChanged => self.refresh_rpf(),
+            PimInput::Data {
+                ifindex,
+                source,
+                group,
+            } => self.on_data(now, ifindex, source, group),
         }
+        self.reconcile(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {

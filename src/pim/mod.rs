@@ -1,15 +1,17 @@
-//! PIM-SM (RFC 7761) as a sans-I/O core, first layers.
+//! PIM-SM (RFC 7761) as a sans-I/O core.
 //!
 //! Owns the PIM wire format ([`codec`]), the `pim` configuration and the
-//! static RP table ([`config`]), the neighbor, DR and downstream
+//! static RP table ([`config`]), the neighbor, DR, downstream and upstream
 //! Join/Prune state ([`state`]) and the [`PimInstance`] that runs it all
-//! per interface ([`instance`]). Implemented so far: §4.9 (all message
-//! formats, checksums), §4.3.1 (Hello timing, neighbor liveness,
-//! generation ids), §4.3.2 (DR election), §4.3.3 (LAN prune delay
-//! values), §4.5.1/§4.5.2 (downstream (*,G) and (S,G) Join/Prune
-//! machines), §4.7's static RP mappings (longest-prefix match). The
-//! (S,G,rpt) and upstream Join/Prune machines, Register and Assert come in
-//! later layers; `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and
+//! ([`instance`]). Implemented: §4.9 (all message formats, checksums),
+//! §4.3.1 (Hello timing, neighbor liveness, generation ids), §4.3.2 (DR
+//! election), §4.3.3 (LAN prune delay values), §4.5.1–§4.5.3 (downstream
+//! (*,G), (S,G) and (S,G,rpt) machines), §4.5.4–§4.5.7 (upstream machines
+//! with join suppression and prune override), §4.1.6 (olist macros with
+//! local receivers), RPF through the shell, §4.2.1/§4.2.2 (last-hop switch
+//! to the source tree, SPT bit), §4.8 (no (*,G) in 232/8), §4.7's static
+//! RP mappings (longest-prefix match). Register and Assert come in later
+//! layers; `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and
 //! where it stands.
 
 pub mod codec;

@@ -8,9 +8,12 @@
 //! which the Join/Prune layer will use for override and suppression.
 //! Timers live in the instance; this module only says when things expire.
 //! The downstream Join/Prune machines (§4.5.1, §4.5.2) are in
-//! [`downstream`].
+//! [`downstream`], (S,G,rpt) (§4.5.3) in [`rpt`], the upstream machines
+//! (§4.5.4–§4.5.6) in [`upstream`].
 
 pub mod downstream;
+pub mod rpt;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -21,7 +21,10 @@ use mcr::iface::Ifaces;
 use mcr::igmp::Snapshot as IgmpSnapshot;
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
-use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
+use mcr::pim::instance::{
+    InterfaceSnapshot, NeighborSnapshot, RpSnapshot, RpfResult, UpstreamSnapshot,
+};
+use mcr::rib::learned::Memberships;
 use mcr::rib::state::{Tables, WorkerView};
 use mcr::rib::{InterfaceTable, Origin, Route, SourceFilter};
 use mcr::rule::{RuleInput, RuleOutput, RuleSet};
@@ -239,6 +242,9 @@ pub enum RibMsg {
         interface: String,
         groups: Vec<(Ipv4Addr, SourceFilter)>,
     },
+    /// Every membership (a starting PimActor asks; later changes are
+    /// pushed to it as `PimMsg::Memberships`).
+    MembershipSnapshot(RpcReplyPort<Memberships>),
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
     /// sees tables and interfaces that belong together.
@@ -341,6 +347,18 @@ pub enum PimMsg {
     Reconfigure,
     Neighbors(RpcReplyPort<Vec<NeighborSnapshot>>),
     InterfaceList(RpcReplyPort<Vec<InterfaceSnapshot>>),
+    Routes(RpcReplyPort<Vec<UpstreamSnapshot>>),
+    RpTable(RpcReplyPort<Vec<RpSnapshot>>),
+    /// The answer to an RPF question of the core (`route_get`).
+    Rpf {
+        target: Ipv4Addr,
+        result: Option<RpfResult>,
+    },
+    /// The kernel's unicast routes changed (from the NetlinkMonitor).
+    RoutesChanged,
+    /// IGMP memberships of every interface, after a change (from the RIB,
+    /// which IGMP reports to): the local receivers of §4.1.6.
+    Memberships(Arc<Memberships>),
     /// The daemon stops: send goodbye Hellos, then answer.
     Shutdown(RpcReplyPort<()>),
     Panic,

@@ -7,7 +7,9 @@
 //! The merge and the state computations are pure code in `mcr::rib`
 //! (`merge`, `state`, `mroute`); this actor holds their inputs, recompiles
 //! only when the `Rib` reports a change, pushes only tables that changed,
-//! and announces rule-state changes.
+//! and announces rule-state changes. It also hands every membership change
+//! on to the PimActor (the local receivers of RFC 7761 §4.1.6), since IGMP
+//! reports memberships here and protocol actors do not talk to each other.
 //!
 //! Learned routes and memberships live only here: after a restart of this
 //! actor the RIB starts from the static rules, and the protocol actors
@@ -26,7 +28,7 @@ use mcr::rib::Rib;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
 
-use super::handles::{RibMsg, WmMsg, WorkerKey, Workers};
+use super::handles::{Pim, PimMsg, RibMsg, WmMsg, WorkerKey, Workers};
 use super::shared::Shared;
 
 pub struct RibActor;
@@ -182,9 +184,21 @@ impl Actor for RibActor {
         msg: RibMsg,
         st: &mut RibState,
     ) -> Result<(), ActorProcessingErr> {
+        let membership = matches!(
+            msg,
+            RibMsg::Join { .. }
+                | RibMsg::Leave { .. }
+                | RibMsg::LeaveInterface(_)
+                | RibMsg::Memberships { .. }
+        );
         let msg = match apply_learned(&mut st.rib, msg) {
             Ok(Effect::Learned) => {
                 st.recompile();
+                if membership {
+                    // PIM's local receivers (RFC 7761 §4.1.6); a cast to a
+                    // PimActor that is not running is dropped.
+                    Pim::tell(PimMsg::Memberships(Arc::new(st.rib.memberships().clone())));
+                }
                 return Ok(());
             }
             Ok(Effect::None) => return Ok(()),
@@ -216,6 +230,9 @@ impl Actor for RibActor {
             }
             RibMsg::Mroute(reply) => {
                 let _ = reply.send(mcr::rib::mroute(&st.rib));
+            }
+            RibMsg::MembershipSnapshot(reply) => {
+                let _ = reply.send(st.rib.memberships().clone());
             }
             RibMsg::Panic => panic!("fault injection: rib actor panic requested"),
             RibMsg::Ops(o) => o.run("rib").await,

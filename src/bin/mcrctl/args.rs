@@ -147,6 +147,11 @@ pub enum PimCmd {
     Neighbors,
     /// PIM interfaces: address, DR, neighbor count, Hello interval, packet counters.
     Interfaces,
+    /// PIM (*,G) and (S,G) state: upstream interface, RPF neighbor, Join timer,
+    /// SPT bit, sources pruned off the RP tree, outgoing interfaces.
+    Routes,
+    /// The static RP table: group range, RP, whether this router is the RP.
+    Rp,
 }
 
 #[derive(Subcommand)]

@@ -13,7 +13,7 @@ use mcr::control::{
 };
 use mcr::igmp::instance::{GroupRow, InterfaceRow};
 use mcr::logging::{Facility, LogLevels, Severity};
-use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
+use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot, RpSnapshot, UpstreamSnapshot};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
 use clap::CommandFactory;
@@ -272,6 +272,14 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Pim(PimCmd::Interfaces) => {
             let i: Vec<InterfaceSnapshot> = connect(cli)?.request(&Request::PimInterfaces)?;
             show(cli, &i, |i| render::pim_interfaces(i))?;
+        }
+        Cmd::Pim(PimCmd::Routes) => {
+            let r: Vec<UpstreamSnapshot> = connect(cli)?.request(&Request::PimRoutes)?;
+            show(cli, &r, |r| render::pim_routes(r))?;
+        }
+        Cmd::Pim(PimCmd::Rp) => {
+            let r: Vec<RpSnapshot> = connect(cli)?.request(&Request::PimRp)?;
+            show(cli, &r, |r| render::pim_rp(r))?;
         }
         Cmd::Igmp(IgmpCmd::Groups) => {
             let g: Vec<GroupRow> = connect(cli)?.request(&Request::IgmpGroups)?;

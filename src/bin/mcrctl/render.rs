@@ -5,7 +5,8 @@
 
 use mcr::control::{MrouteEntry, RuleInfo, StatsReport, StatusReport, WorkerInfo};
 use mcr::logging::{Facility, LogLevels};
-use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
+use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot, RpSnapshot, UpstreamSnapshot};
+use mcr::pim::state::downstream::JoinState;
 use mcr::rule::OutputMode;
 
 pub fn port_str(p: u16) -> String {
@@ -359,6 +360,90 @@ pub fn pim_interfaces(i: &[InterfaceSnapshot]) -> String {
     t.render()
 }
 
+pub fn pim_routes(r: &[UpstreamSnapshot]) -> String {
+    let mut t = Table::new(&[
+        "SOURCE",
+        "GROUP",
+        "STATE",
+        "UPSTREAM",
+        "RPF NEIGHBOR",
+        "JOIN TIMER",
+        "FLAGS",
+        "OUTGOING",
+        "DOWNSTREAM JOINS",
+    ]);
+    for x in r {
+        let mut flags = Vec::new();
+        if x.spt_bit {
+            flags.push("spt".to_string());
+        }
+        if let Some(k) = x.keepalive_in_ms {
+            flags.push(format!("ka {}", ms(k)));
+        }
+        if !x.rpt_pruned.is_empty() {
+            let s: Vec<String> = x.rpt_pruned.iter().map(|s| s.to_string()).collect();
+            flags.push(format!("rpt-pruned {}", s.join(",")));
+        }
+        if !x.rpt_pruned_on.is_empty() {
+            flags.push(format!("rpt-pruned-on {}", x.rpt_pruned_on.join(",")));
+        }
+        let joins: Vec<String> = x
+            .downstream
+            .iter()
+            .map(|d| {
+                let state = match d.state {
+                    JoinState::Join => "join",
+                    JoinState::PrunePending => "prune-pending",
+                };
+                format!("{} {state} {}", d.interface, ms(d.expires_in_ms))
+            })
+            .collect();
+        t.row(vec![
+            x.source.map_or_else(|| "*".into(), |s| s.to_string()),
+            x.group.to_string(),
+            if x.joined { "joined" } else { "not joined" }.into(),
+            x.upstream_interface.clone().unwrap_or_else(|| "-".into()),
+            x.rpf_neighbor.map_or_else(|| "-".into(), |n| n.to_string()),
+            x.join_timer_in_ms.map_or_else(|| "-".into(), ms),
+            if flags.is_empty() {
+                "-".into()
+            } else {
+                flags.join(" ")
+            },
+            if x.outgoing.is_empty() {
+                "-".into()
+            } else {
+                x.outgoing.join(",")
+            },
+            if joins.is_empty() {
+                "-".into()
+            } else {
+                joins.join(", ")
+            },
+        ]);
+    }
+    t.render()
+}
+
+pub fn pim_rp(r: &[RpSnapshot]) -> String {
+    let mut t = Table::new(&["GROUP", "RP", "ORIGIN", "US", "(*,G) JOINED"]);
+    for x in r {
+        let rp = if x.ssm {
+            format!("{} (unused: SSM range)", x.rp)
+        } else {
+            x.rp.to_string()
+        };
+        t.row(vec![
+            x.group.to_string(),
+            rp,
+            x.origin.clone(),
+            if x.i_am_rp { "yes" } else { "no" }.into(),
+            x.groups_joined.to_string(),
+        ]);
+    }
+    t.render()
+}
+
 /// `pim+igmp` for an entry several origins made; a daemon that does not
 /// send `origins` gets its single `origin`.
 fn mroute_origin(e: &MrouteEntry) -> String {
@@ -507,6 +592,58 @@ longer-id        eth0 239.1.1.1:* from 10.0.0.1  239.2.2.2:6000@eth1 ttl 5 route
             "{out}"
         );
         assert!(pim_neighbors(&[]).ends_with("(none)\n"));
+        assert!(pim_routes(&[]).ends_with("(none)\n"));
+        let row = UpstreamSnapshot {
+            source: None,
+            group: "239.1.1.1".parse().unwrap(),
+            rp: Some("10.0.0.1".parse().unwrap()),
+            joined: true,
+            upstream_interface: Some("eth0".into()),
+            upstream_ifindex: Some(2),
+            rpf_neighbor: Some("10.0.0.1".parse().unwrap()),
+            join_timer_in_ms: Some(42_500),
+            spt_bit: false,
+            keepalive_in_ms: None,
+            rpt_pruned: vec!["10.9.0.5".parse().unwrap()],
+            outgoing: vec!["eth1".into(), "eth2".into()],
+            downstream: vec![mcr::pim::instance::DownstreamSnapshot {
+                interface: "eth1".into(),
+                ifindex: 3,
+                source: None,
+                group: "239.1.1.1".parse().unwrap(),
+                rp: None,
+                state: JoinState::PrunePending,
+                expires_in_ms: 200_000,
+                prune_pending_in_ms: Some(1_000),
+            }],
+            rpt_pruned_on: Vec::new(),
+        };
+        let out = pim_routes(&[row]);
+        for want in [
+            "*",
+            "239.1.1.1",
+            "joined",
+            "eth0",
+            "42.5s",
+            "rpt-pruned 10.9.0.5",
+            "eth1,eth2",
+            "eth1 prune-pending 200.0s",
+        ] {
+            assert!(out.contains(want), "{want} missing in {out}");
+        }
+        let rp = RpSnapshot {
+            group: "232.0.0.0/8".parse().unwrap(),
+            rp: "10.0.0.1".parse().unwrap(),
+            origin: "static".into(),
+            i_am_rp: true,
+            ssm: true,
+            groups_joined: 0,
+        };
+        let out = pim_rp(&[rp]);
+        assert!(
+            out.contains("232.0.0.0/8") && out.contains("SSM") && out.contains("yes"),
+            "{out}"
+        );
     }
 
     #[test]

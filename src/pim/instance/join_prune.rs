@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::tib::is_ssm;
 use super::{millis, DownstreamSnapshot, LeaveReason, PimEvent, PimInstance, TimerKey};
 use crate::pim::codec::{
     self, EncodedGroup, EncodedSource, JoinPrune, JoinPruneGroup, Message, ALL_PIM_ROUTERS,
@@ -57,6 +58,7 @@ impl PimInstance {
         }
         if jp.upstream_neighbor != ifc.addr {
             ifc.counters.join_prune_not_for_us += 1;
+            self.overheard_join_prune(now, ifindex, jp);
             return;
         }
         // J/P_Override_Interval(I) when others could override a Prune,
@@ -75,16 +77,31 @@ impl PimInstance {
         let mut changes = Vec::new();
         for g in &jp.groups {
             let group_ok = g.group.mask_len == 32 && g.group.addr.is_multicast();
+            if group_ok {
+                self.rpt_entries(now, ifindex, jp.holdtime, override_interval, g);
+            }
+            let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+                return;
+            };
             for (is_join, entry) in g
                 .joins
                 .iter()
                 .map(|e| (true, e))
                 .chain(g.prunes.iter().map(|e| (false, e)))
             {
+                if entry.rpt && !entry.wildcard {
+                    // (S,G,rpt): handled by `rpt_entries` above.
+                    continue;
+                }
                 let Some((key, rp)) = classify(group_ok, g.group.addr, entry) else {
                     ifc.counters.join_prune_entries_ignored += 1;
                     continue;
                 };
+                // §4.8.1: no (*,G) state in the SSM range.
+                if key.source.is_none() && is_ssm(key.group) {
+                    ifc.counters.join_prune_entries_ignored += 1;
+                    continue;
+                }
                 // §4.5.1: a Join(*,G) toward an RP other than RP(G) is
                 // dropped; without a mapping for G the sender's RP is taken.
                 if let (true, Some(named)) = (is_join, rp) {
@@ -132,6 +149,48 @@ impl PimInstance {
                 }),
                 Change::Left | Change::LeftWithEcho { .. } => {
                     self.leave(ifindex, key, LeaveReason::Pruned)
+                }
+            }
+        }
+    }
+
+    /// §4.5.3: the (S,G,rpt) entries of one group of a message for us. A
+    /// Join(*,G) in the group ends every (S,G,rpt) prune the group does
+    /// not repeat (the RFC's PruneTmp pass).
+    fn rpt_entries(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        holdtime: u16,
+        override_interval: Duration,
+        g: &JoinPruneGroup,
+    ) {
+        let group = g.group.addr;
+        let is_rpt = |e: &&EncodedSource| e.rpt && !e.wildcard && e.mask_len == 32;
+        let pruned: Vec<Ipv4Addr> = g.prunes.iter().filter(is_rpt).map(|e| e.addr).collect();
+        let star_join = g.joins.iter().any(|e| e.wildcard && e.rpt);
+        let joined: Vec<Ipv4Addr> = g.joins.iter().filter(is_rpt).map(|e| e.addr).collect();
+        if pruned.is_empty() && joined.is_empty() && !star_join {
+            return;
+        }
+        if let Some(c) = self.ifaces.get_mut(&ifindex).map(|i| &mut i.counters) {
+            c.rpt_prune_rx += pruned.len() as u64;
+        }
+        let r = self.tib.rpt_down.entry(ifindex).or_default();
+        if star_join {
+            r.refresh_with_star_join(group, &pruned);
+        }
+        for s in joined {
+            r.join((s, group));
+        }
+        for s in pruned {
+            let key = (s, group);
+            r.prune(now, key, holdtime, override_interval);
+            if let Some(e) = r.get(&key) {
+                self.timers
+                    .set(TimerKey::RptExpiry(ifindex, key), e.expires);
+                if let Some(at) = e.prune_pending {
+                    self.timers.set(TimerKey::RptPrunePending(ifindex, key), at);
                 }
             }
         }

@@ -5,8 +5,8 @@
 //! every (*,G) and (S,G) a downstream router joined through us, its Expiry
 //! Timer (ET) and Prune-Pending Timer (PPT) deadlines. The instance keeps
 //! the timers and calls back here when they fire; it only feeds Joins and
-//! Prunes whose upstream neighbor field names us. (S,G,rpt) (§4.5.3) and
-//! the upstream machines (§4.5.4 on) are later layers.
+//! Prunes whose upstream neighbor field names us. (S,G,rpt) (§4.5.3) is in
+//! `rpt`, the upstream machines (§4.5.4 on) in `upstream`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

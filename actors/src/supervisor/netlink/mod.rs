@@ -255,6 +255,17 @@ impl Actor for NetlinkMonitor {
         match msg {
             NetlinkMsg::Rescan => st.update(scan_interfaces()),
             NetlinkMsg::Kernel { msgs, overrun } => {
+                // PIM re-resolves its RPF targets (RFC 7761 §4.5.5: a
+                // Join to the new RPF neighbor, a Prune to the old).
+                let routes = msgs.iter().any(|m| {
+                    matches!(
+                        m,
+                        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_)
+                    )
+                });
+                if routes || overrun {
+                    Pim::tell(PimMsg::RoutesChanged);
+                }
                 st.update(next_snapshot(&st.last, &msgs, overrun, scan_interfaces));
             }
             NetlinkMsg::Panic => panic!("fault injection: netlink monitor panic requested"),

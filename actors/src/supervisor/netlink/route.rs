@@ -5,10 +5,6 @@
 //! 7761 §4.3) is the consumer: the RPF interface and neighbour towards a
 //! source or RP are this lookup's output interface and gateway.
 
-// Nothing in the daemon calls this until PIM lands (issue 8); the tests
-// in netlink/tests.rs exercise it against real namespaces meanwhile.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::net::Ipv4Addr;
 
 use futures_util::stream::TryStreamExt;

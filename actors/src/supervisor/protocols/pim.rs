@@ -6,9 +6,14 @@
 //! reader task per socket, the one timer the core asks for
 //! (`poll_timeout`), feeding the core interface snapshots (from the
 //! NetlinkMonitor) and the running configuration, and turning the core's
-//! events into `subscribe` events. The protocol itself (RFC 7761 §4.3
-//! Hellos, neighbors, DR; §4.5 downstream Join/Prune; §4.9 decoding) is
-//! the core's.
+//! events into `subscribe` events. It also answers the core's RPF
+//! questions with the kernel's unicast route (`route_get`, asked again
+//! when the NetlinkMonitor reports route changes and every
+//! `RESYNC` period), feeds it the IGMP memberships the RIB pushes (local
+//! receivers, RFC 7761 §4.1.6), and hands the core's (*,G)/(S,G) routes
+//! to the RIB (origin `pim`, route mode). The protocol itself (RFC 7761
+//! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
+//! is the core's.
 //!
 //! A packet never restarts this actor: the core counts and drops what it
 //! cannot decode. After a panic the new actor starts from nothing with a
@@ -24,9 +29,12 @@ use std::time::{Duration, Instant};
 
 use mcr::control::Event;
 use mcr::iface::Ifaces;
-use mcr::pim::instance::DownReason;
+use mcr::pim::instance::{DownReason, PimRouteChange, RpfResult};
+use mcr::pim::state::downstream::TreeKey;
 use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
+use mcr::rib::learned::Memberships;
+use mcr::rib::{Origin, Route};
 use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
@@ -34,7 +42,8 @@ use tracing::{debug, info, warn};
 use mcr::config::Config;
 
 use super::{ProtocolChild, SpawnFuture};
-use crate::supervisor::handles::{Pim, PimMsg};
+use crate::supervisor::handles::{Pim, PimMsg, Rib, RibMsg};
+use crate::supervisor::netlink::route::route_get;
 use crate::supervisor::shared::Shared;
 
 pub struct PimActor;
@@ -42,6 +51,11 @@ pub struct PimActor;
 /// How long a reader thread blocks before it checks whether it is still
 /// wanted.
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How often every RPF target is resolved again and every route re-sent to
+/// the RIB, in case a netlink event or a RIB message was lost (a restarted
+/// RIB forgets learned routes).
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// One interface's socket and the thread reading it (a blocking read on a
 /// thread needs no `unsafe` registration with the async runtime).
@@ -66,12 +80,16 @@ pub struct PimState {
     socks: BTreeMap<u32, Sock>,
     timer: Option<(Instant, tokio::task::JoinHandle<()>)>,
     config_watch: tokio::task::JoinHandle<()>,
+    resync: tokio::task::JoinHandle<()>,
     said_goodbye: bool,
+    /// The last IGMP memberships from the RIB, by interface name.
+    members: Arc<Memberships>,
 }
 
 impl Drop for PimState {
     fn drop(&mut self) {
         self.config_watch.abort();
+        self.resync.abort();
         if let Some((_, t)) = self.timer.take() {
             t.abort();
         }
@@ -206,8 +224,100 @@ impl PimState {
         }
     }
 
+    /// Tell the core the local receivers of every interface it knows.
+    /// EXCLUDE filters count as any-source (the sources they exclude are
+    /// not subtracted, see PROTOCOLS.md); each INCLUDE source is an (S,G).
+    fn apply_members(&mut self) {
+        let now = Instant::now();
+        for (&ifindex, (name, _)) in &self.links {
+            let mut keys = Vec::new();
+            for ((ifc, group), filter) in self.members.iter() {
+                if ifc != name || filter.is_empty() {
+                    continue;
+                }
+                if filter.accepts_unlisted() {
+                    keys.push(TreeKey::star_g(*group));
+                } else {
+                    keys.extend(filter.sources().iter().map(|s| TreeKey::s_g(*s, *group)));
+                }
+            }
+            self.core.handle_event(
+                now,
+                PimInput::LocalMembers {
+                    ifindex,
+                    members: keys,
+                },
+            );
+        }
+    }
+
+    /// A route change of the core, by interface name, to the RIB; a real
+    /// change (not a periodic re-send) is also logged and published.
+    fn to_rib(&self, change: PimRouteChange, announce: bool) {
+        match change {
+            PimRouteChange::Add {
+                source,
+                group,
+                upstream,
+                downstream,
+            } => {
+                let name = |i: &u32| self.links.get(i).map(|(n, _)| n.as_str());
+                let Some(up) = name(&upstream) else {
+                    debug!(target: "Pim", "route for {group}: upstream ifindex {upstream} has no name");
+                    return;
+                };
+                let down: Vec<&str> = downstream.iter().filter_map(name).collect();
+                let route = match source {
+                    Some(s) => Route::s_g(s, group, up, &down),
+                    None => Route::star_g(group, up, &down),
+                };
+                if announce {
+                    info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(source, group));
+                    self.shared.publish(Event::PimRoute {
+                        source,
+                        group,
+                        upstream: up.to_string(),
+                        downstream: down.iter().map(|d| d.to_string()).collect(),
+                    });
+                }
+                Rib::route(Origin::Pim, route);
+            }
+            PimRouteChange::Withdraw { source, group } => {
+                if announce {
+                    info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(source, group));
+                    self.shared
+                        .publish(Event::PimRouteWithdrawn { source, group });
+                }
+                Rib::withdraw(Origin::Pim, source, group);
+            }
+        }
+    }
+
     /// Send what the core queued, publish its events, re-arm the timer.
     fn drain(&mut self, me: &ActorRef<PimMsg>) {
+        while let Some(target) = self.core.poll_rpf_request() {
+            let me = me.clone();
+            tokio::spawn(async move {
+                let result = match route_get(target).await {
+                    Ok(r) => Some(RpfResult {
+                        ifindex: r.oif,
+                        next_hop: r.gateway,
+                        // The kernel does not say which protocol put the
+                        // route there; Assert metrics wait for that.
+                        metric_preference: 0,
+                        metric: r.metric.unwrap_or(0),
+                    }),
+                    Err(e) => {
+                        debug!(target: "Pim", "RPF {target}: {e}");
+                        None
+                    }
+                };
+                let _ = me.cast(PimMsg::Rpf { target, result });
+            });
+        }
+        while let Some(change) = self.core.poll_route_change() {
+            self.to_rib(change, true);
+        }
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Pim", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
@@ -388,7 +498,9 @@ impl Actor for PimActor {
             socks: BTreeMap::new(),
             timer: None,
             config_watch,
+            resync: spawn_resync(myself.clone()),
             said_goodbye: false,
+            members: Arc::new(Memberships::new()),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -396,6 +508,11 @@ impl Actor for PimActor {
         // The NetlinkMonitor only sends changes; a (re)started actor reads
         // the interfaces once itself.
         st.apply_links(&myself, usable(&mcr::iface::scan()));
+        // Memberships the RIB already has; changes are pushed from now on.
+        if let Ok(m) = Rib::call_within(RibMsg::MembershipSnapshot, Duration::from_secs(1)).await {
+            st.members = Arc::new(m);
+            st.apply_members();
+        }
         st.drain(&myself);
         Ok(st)
     }
@@ -420,7 +537,34 @@ impl Actor for PimActor {
                 st.timer = None;
                 st.core.handle_timeout(Instant::now());
             }
-            PimMsg::Interfaces(ifaces) => st.apply_links(&myself, usable(&ifaces)),
+            PimMsg::Interfaces(ifaces) => {
+                st.apply_links(&myself, usable(&ifaces));
+                // Interface indexes behind the names may have changed.
+                st.apply_members();
+                st.core
+                    .handle_event(Instant::now(), PimInput::RoutesChanged);
+            }
+            PimMsg::Memberships(m) => {
+                st.members = m;
+                st.apply_members();
+            }
+            PimMsg::Rpf { target, result } => {
+                st.core
+                    .handle_event(Instant::now(), PimInput::Rpf { target, result });
+            }
+            PimMsg::RoutesChanged => {
+                st.core
+                    .handle_event(Instant::now(), PimInput::RoutesChanged);
+                for r in st.core.route_table() {
+                    st.to_rib(r, false);
+                }
+            }
+            PimMsg::Routes(r) => {
+                let _ = r.send(st.core.routes(Instant::now()));
+            }
+            PimMsg::RpTable(r) => {
+                let _ = r.send(st.core.rp_table());
+            }
             PimMsg::Reconfigure => {
                 let cfg = st.shared.config().pim.clone().unwrap_or_default();
                 st.apply_config(&cfg);
@@ -449,6 +593,21 @@ impl Actor for PimActor {
         st: &mut PimState,
     ) -> Result<(), ActorProcessingErr> {
         st.goodbye(&myself);
+        // Without PIM nobody keeps these trees alive upstream.
+        Rib::withdraw_origin(Origin::Pim);
         Ok(())
     }
+}
+
+fn spawn_resync(me: ActorRef<PimMsg>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(RESYNC);
+        t.tick().await;
+        loop {
+            t.tick().await;
+            if me.cast(PimMsg::RoutesChanged).is_err() {
+                return;
+            }
+        }
+    })
 }

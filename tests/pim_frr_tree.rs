@@ -1,0 +1,661 @@
+//! MCR as a PIM-SM last-hop router under a real FRR pimd (issue 10, step
+//! 3a): FRR r1 is the RP (its loopback) and the first hop of source h1;
+//! host h2 sits behind MCR and joins by IGMP.
+//!
+//! ```text
+//! h1 10.205.1.10 ── r1-h1 [r1 FRR, RP lo 10.205.255.1] r1-m 10.205.12.1
+//!   ── m-r1 10.205.12.2 [MCR] m-h2 10.205.2.1 ── h2-m 10.205.2.10 h2
+//! ```
+//!
+//! What a user of both routers sees: h2's IGMP membership makes MCR send a
+//! (*,G) Join to r1 (`show ip pim join json` lists it on r1-m, `show ip
+//! mroute json` sends G out of r1-m), h1's stream reaches h2 through r1 and
+//! MCR with h1's source address kept, MCR's `pim routes` shows the joined
+//! (*,G); when h2 leaves, MCR prunes, FRR's join state on r1-m goes away
+//! and h2 stops receiving. Prints join → first packet and leave → last
+//! packet.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::frr::{require_frr, FrrRouter};
+use common::{veth, Netns};
+use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
+
+const H1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 10);
+const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 1);
+const R1: Ipv4Addr = Ipv4Addr::new(10, 205, 12, 1);
+const MCR: Ipv4Addr = Ipv4Addr::new(10, 205, 12, 2);
+const MCR_H2: Ipv4Addr = Ipv4Addr::new(10, 205, 2, 1);
+const H2: Ipv4Addr = Ipv4Addr::new(10, 205, 2, 10);
+const RP: Ipv4Addr = Ipv4Addr::new(10, 205, 255, 1);
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 205, 1, 1);
+const PORT: u16 = 5205;
+const RATE: u32 = 200;
+
+/// A running `mcrgen send`, killed on drop.
+struct Sender(Child);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Lab {
+    r1: FrrRouter,
+    mcr: Daemon,
+    h1: Netns,
+    h2: Netns,
+    _mcr_ns: Netns,
+}
+
+fn lab() -> Lab {
+    let mut r1 = FrrRouter::new("pt1");
+    let mcr_ns = Netns::new("pimt-mcr");
+    let h1 = Netns::new("pimt-h1");
+    let h2 = Netns::new("pimt-h2");
+    veth(
+        &r1.ns,
+        "r1-h1",
+        &format!("{R1_H1}/24"),
+        &h1,
+        "h1-r1",
+        &format!("{H1}/24"),
+    );
+    veth(
+        &r1.ns,
+        "r1-m",
+        &format!("{R1}/24"),
+        &mcr_ns,
+        "m-r1",
+        &format!("{MCR}/24"),
+    );
+    veth(
+        &mcr_ns,
+        "m-h2",
+        &format!("{MCR_H2}/24"),
+        &h2,
+        "h2-m",
+        &format!("{H2}/24"),
+    );
+    r1.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
+    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
+    h2.ip(&["route", "add", "default", "via", &MCR_H2.to_string()]);
+    // MCR's unicast routes toward the RP and the source: its RPF.
+    mcr_ns.ip(&["route", "add", &format!("{RP}/32"), "via", &R1.to_string()]);
+    mcr_ns.ip(&["route", "add", "10.205.1.0/24", "via", &R1.to_string()]);
+    r1.start(&format!(
+        "ip route 10.205.2.0/24 {MCR}\n\
+         interface lo\n ip pim\n!\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {RP} 239.0.0.0/8\n"
+    ));
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }}, \
+         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
+           last_member_query_interval: 0.2 }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    Lab {
+        r1,
+        mcr,
+        h1,
+        h2,
+        _mcr_ns: mcr_ns,
+    }
+}
+
+/// A host's member socket, read on a thread inside its namespace: every
+/// datagram's arrival time and source. Dropping it leaves the group.
+struct Member {
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<(Instant, Ipv4Addr)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    joined_at: Instant,
+}
+
+impl Member {
+    fn join(ns: &Netns, local: Ipv4Addr) -> Member {
+        Member::join_channel(ns, local, GROUP, None)
+    }
+
+    /// Join `group`, from `source` only when given (IGMPv3 INCLUDE).
+    fn join_channel(
+        ns: &Netns,
+        local: Ipv4Addr,
+        group: Ipv4Addr,
+        source: Option<Ipv4Addr>,
+    ) -> Member {
+        let name = ns.name.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s2, g2) = (stop.clone(), got.clone());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                .expect("udp socket");
+            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
+                .expect("bind");
+            // The kernel sends the IGMP report now.
+            match source {
+                None => s.join_multicast_v4(&group, &local).expect("join"),
+                Some(src) => s.join_ssm_v4(&src, &group, &local).expect("join (S,G)"),
+            }
+            let s: UdpSocket = s.into();
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let _ = tx.send(Instant::now());
+            let mut buf = [0u8; 2048];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((_, std::net::SocketAddr::V4(from))) = s.recv_from(&mut buf) {
+                    g2.lock().unwrap().push((Instant::now(), *from.ip()));
+                }
+            }
+            // Dropping the socket here sends the leave.
+        });
+        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        Member {
+            stop,
+            got,
+            thread: Some(thread),
+            joined_at,
+        }
+    }
+
+    fn received(&self) -> Vec<(Instant, Ipv4Addr)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Leave (close the socket); returns when the leave was sent.
+    fn leave(&mut self) -> Instant {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        Instant::now()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// `mcrctl subscribe --events pim` in the background: its JSON lines.
+struct Subscription {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Subscription {
+    fn start(d: &Daemon) -> Subscription {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::bin("mcrctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["subscribe", "--events", "pim"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mcrctl subscribe");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str(&l) else {
+                    continue;
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        // Live once mcrctl has connected.
+        std::thread::sleep(Duration::from_millis(300));
+        Subscription { child, lines }
+    }
+
+    /// The next event named `kind`, skipping others.
+    fn next(&self, kind: &str) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == kind => return v,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no {kind} event");
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// FRR's (*,G) join state for GROUP on r1-m.
+fn frr_star_join(r1: &FrrRouter) -> Option<String> {
+    frr_join_state(r1, "r1-m", "*")
+}
+
+/// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
+fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
+    let v = r.try_json("show ip pim join json").ok()?;
+    v.get(ifname)?
+        .get(GROUP.to_string())?
+        .get(source)?
+        .get("channelJoinName")?
+        .as_str()
+        .map(String::from)
+}
+
+/// Whether FRR's mroute for (h1, GROUP) sends out of r1-m.
+fn frr_forwards_to_mcr(r1: &FrrRouter) -> bool {
+    let Ok(v) = r1.try_json("show ip mroute json") else {
+        return false;
+    };
+    let g = &v[GROUP.to_string()];
+    ["*", &H1.to_string()]
+        .iter()
+        .any(|s| g[*s]["oil"].get("r1-m").is_some())
+}
+
+#[test]
+fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
+    if !require_frr("mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves") {
+        return;
+    }
+    let lab = lab();
+    let t0 = Instant::now();
+    wait("PIM adjacency", Duration::from_secs(15), || {
+        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+    });
+    println!("pim_frr_tree: adjacency after {:?}", t0.elapsed());
+    let rp: Vec<RpSnapshot> = lab.mcr.ctl_json(&["pim", "rp"]);
+    assert_eq!(rp.len(), 1);
+    assert_eq!(rp[0].rp, RP);
+    assert!(!rp[0].i_am_rp);
+
+    let _sender = Sender(
+        send_cmd(
+            &lab.h1,
+            &GROUP.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    // Nobody joined: nothing reaches MCR's host.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(frr_star_join(&lab.r1).is_none());
+
+    let events = Subscription::start(&lab.mcr);
+    let mut member = Member::join(&lab.h2, H2);
+    let join_at = member.joined_at;
+    let frr_join = wait("FRR's (*,G) join on r1-m", Duration::from_secs(10), || {
+        frr_star_join(&lab.r1)
+    });
+    let t_frr = join_at.elapsed();
+    assert_eq!(frr_join, "JOIN");
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_tree: IGMP join -> FRR join state {:?}, -> first packet at h2 {:?}",
+        t_frr,
+        first.0 - join_at
+    );
+    assert_eq!(first.1, H1, "the source address is kept (route mode)");
+    assert!(frr_forwards_to_mcr(&lab.r1), "FRR's mroute sends G to MCR");
+
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let star = routes
+        .iter()
+        .find(|r| r.source.is_none() && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (*,G) in {routes:?}"));
+    assert!(star.joined);
+    assert_eq!(star.rpf_neighbor, Some(R1));
+    assert_eq!(star.upstream_interface.as_deref(), Some("m-r1"));
+    assert_eq!(star.outgoing, vec!["m-h2".to_string()]);
+    let table = lab.mcr.ctl_ok(&["pim", "routes"]);
+    assert!(
+        table.contains("joined") && table.contains("m-r1"),
+        "{table}"
+    );
+    let mroute = lab.mcr.ctl_ok(&["mroute"]);
+    assert!(mroute.contains("pim"), "{mroute}");
+    let ev = events.next("pim-route");
+    assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
+    assert!(ev["source"].is_null(), "{ev}");
+    assert_eq!(ev["upstream"], "m-r1", "{ev}");
+    assert_eq!(ev["downstream"], serde_json::json!(["m-h2"]), "{ev}");
+
+    // The stream keeps flowing past several Join periods (10 s here).
+    std::thread::sleep(Duration::from_secs(12));
+    let n = member.received().len();
+    let expect = (first.0.elapsed().as_secs_f64() * f64::from(RATE)) as usize;
+    assert!(
+        n * 10 >= expect * 8,
+        "{n} packets, about {expect} sent since the first"
+    );
+    assert_eq!(frr_star_join(&lab.r1).as_deref(), Some("JOIN"));
+
+    // Leave: MCR prunes; FRR's join state goes; the stream stops at h2.
+    let got = member.received().len();
+    let left = member.leave();
+    // FRR may keep the channel a while in another state; JOIN must go.
+    wait("FRR's join state to go", Duration::from_secs(10), || {
+        (frr_star_join(&lab.r1).as_deref() != Some("JOIN")).then_some(())
+    });
+    let t_prune = left.elapsed();
+    let after = member.received()[got..].to_vec();
+    println!(
+        "pim_frr_tree: leave -> FRR join state gone {t_prune:?}; {} packets were still read before the socket closed",
+        after.len()
+    );
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    assert!(
+        !routes.iter().any(|r| r.joined && r.group == GROUP),
+        "{routes:?}"
+    );
+    let ev = events.next("pim-route-withdrawn");
+    assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
+    // Nothing is forwarded onto m-h2 any more: h2's interface is quiet.
+    let rx = |ns: &Netns| -> u64 {
+        let out = ns.run("cat /sys/class/net/h2-m/statistics/rx_packets");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rx(&lab.h2);
+    std::thread::sleep(Duration::from_secs(2));
+    let quiet = rx(&lab.h2) - before;
+    println!("pim_frr_tree: {quiet} packets on h2-m in 2 s after the prune");
+    // IGMP queries (every 2 s) and IPv6 noise, not the 400 data packets.
+    assert!(quiet <= 10, "{quiet} packets reached h2 after the leave");
+}
+
+/// h1 ── r1 (FRR, RP) ── MCR ── r2 (FRR, last hop) ── h2: MCR is transit.
+struct Transit {
+    r1: FrrRouter,
+    r2: FrrRouter,
+    mcr: Daemon,
+    h1: Netns,
+    h2: Netns,
+    _mcr_ns: Netns,
+}
+
+const T_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 10);
+const T_R1_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 1);
+const T_R1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 1);
+const T_MCR1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 2);
+const T_MCR2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 2);
+const T_R2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 3);
+const T_R2_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 1);
+const T_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 10);
+const T_RP: Ipv4Addr = Ipv4Addr::new(10, 206, 255, 1);
+
+fn transit() -> Transit {
+    let mut r1 = FrrRouter::new("tt1");
+    let mut r2 = FrrRouter::new("tt2");
+    let mcr_ns = Netns::new("pimx-mcr");
+    let h1 = Netns::new("pimx-h1");
+    let h2 = Netns::new("pimx-h2");
+    let cidr = |a: Ipv4Addr| format!("{a}/24");
+    veth(&r1.ns, "r1-h1", &cidr(T_R1_H1), &h1, "h1-r1", &cidr(T_H1));
+    veth(&r1.ns, "r1-m", &cidr(T_R1), &mcr_ns, "m-r1", &cidr(T_MCR1));
+    veth(&mcr_ns, "m-r2", &cidr(T_MCR2), &r2.ns, "r2-m", &cidr(T_R2));
+    veth(&r2.ns, "r2-h2", &cidr(T_R2_H2), &h2, "h2-r2", &cidr(T_H2));
+    r1.ns
+        .ip(&["addr", "add", &format!("{T_RP}/32"), "dev", "lo"]);
+    h1.ip(&["route", "add", "default", "via", &T_R1_H1.to_string()]);
+    h2.ip(&["route", "add", "default", "via", &T_R2_H2.to_string()]);
+    for (dst, via) in [
+        (format!("{T_RP}/32"), T_R1),
+        ("10.206.1.0/24".into(), T_R1),
+        ("10.206.2.0/24".into(), T_R2),
+    ] {
+        mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
+    }
+    r1.start(&format!(
+        "ip route 10.206.2.0/24 {T_MCR1}\nip route 10.206.23.0/24 {T_MCR1}\n\
+         interface lo\n ip pim\n!\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {T_RP} 239.0.0.0/8\n"
+    ));
+    r2.start(&format!(
+        "ip route {T_RP}/32 {T_MCR2}\nip route 10.206.1.0/24 {T_MCR2}\n\
+         ip route 10.206.12.0/24 {T_MCR2}\n\
+         interface r2-m\n ip pim\n ip pim hello 1\n!\n\
+         interface r2-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
+         ip pim rp {T_RP} 239.0.0.0/8\n"
+    ));
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
+                         {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{T_RP}\" }} ], join_prune_interval: 10 }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    Transit {
+        r1,
+        r2,
+        mcr,
+        h1,
+        h2,
+        _mcr_ns: mcr_ns,
+    }
+}
+
+#[test]
+fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
+    if !require_frr("mcr_as_transit_between_frr_last_hop_and_frr_rp") {
+        return;
+    }
+    let lab = transit();
+    let t0 = Instant::now();
+    wait("PIM adjacencies", Duration::from_secs(15), || {
+        let a = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let b = lab.r2.try_json("show ip pim neighbor json").ok()?;
+        a.get("r1-m")?.get(T_MCR1.to_string())?;
+        b.get("r2-m")?.get(T_MCR2.to_string()).map(|_| ())
+    });
+    println!("pim_frr_tree transit: adjacencies after {:?}", t0.elapsed());
+    let _sender = Sender(
+        send_cmd(
+            &lab.h1,
+            &GROUP.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut member = Member::join(&lab.h2, T_H2);
+    let join_at = member.joined_at;
+    wait("r1's (*,G) join from MCR", Duration::from_secs(10), || {
+        (frr_join_state(&lab.r1, "r1-m", "*").as_deref() == Some("JOIN")).then_some(())
+    });
+    let t_rp = join_at.elapsed();
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_tree transit: IGMP join at r2 -> (*,G) JOIN at the RP through MCR {t_rp:?}, -> first packet at h2 {:?}",
+        first.0 - join_at
+    );
+    assert_eq!(first.1, T_H1);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let star = routes
+        .iter()
+        .find(|r| r.source.is_none() && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (*,G) in {routes:?}"));
+    assert!(star.joined);
+    assert_eq!(star.rpf_neighbor, Some(T_R1));
+    assert_eq!(star.outgoing, vec!["m-r2".to_string()]);
+    // FRR r2 moves to the source tree (its default): the (S,G) Join goes
+    // through MCR, which joins (S,G) toward r1 too.
+    let sg = wait("r1's (S,G) join from MCR", Duration::from_secs(10), || {
+        frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).filter(|s| s == "JOIN")
+    });
+    assert_eq!(sg, "JOIN");
+    std::thread::sleep(Duration::from_secs(3));
+    let n = member.received().len();
+    let expect = (first.0.elapsed().as_secs_f64() * f64::from(RATE)) as usize;
+    assert!(
+        n * 10 >= expect * 8,
+        "{n} packets, about {expect} sent since the first"
+    );
+
+    // Leave. FRR r2 (8.4) prunes (*,G) and (S,G), then sends one more
+    // Join(*,G) carrying Prune(S,G,rpt): MCR follows what its downstream
+    // neighbor says, so it leaves the source tree toward r1 and keeps S
+    // off the RP tree, and keeps (*,G) until r2's holdtime says otherwise.
+    let left = member.leave();
+    wait(
+        "r1's (S,G) join state to go",
+        Duration::from_secs(15),
+        || {
+            (frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).as_deref() != Some("JOIN"))
+                .then_some(())
+        },
+    );
+    println!(
+        "pim_frr_tree transit: leave at h2 -> (S,G) join gone at r1 {:?}",
+        left.elapsed()
+    );
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    assert!(
+        !routes.iter().any(|r| r.source == Some(T_H1) && r.joined),
+        "{routes:?}"
+    );
+    if let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) {
+        assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
+    }
+}
+
+#[test]
+fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
+    if !require_frr("an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr") {
+        return;
+    }
+    // 232/8 is SSM for both routers: no RP, the (S,G) Join goes to S's
+    // first hop (r1) at once.
+    let group = Ipv4Addr::new(232, 205, 1, 1);
+    let lab = lab();
+    wait("PIM adjacency", Duration::from_secs(15), || {
+        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+    });
+    let _sender = Sender(
+        send_cmd(
+            &lab.h1,
+            &group.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    let sg_join = |r1: &FrrRouter| -> Option<String> {
+        let v = r1.try_json("show ip pim join json").ok()?;
+        v.get("r1-m")?
+            .get(group.to_string())?
+            .get(H1.to_string())?
+            .get("channelJoinName")?
+            .as_str()
+            .map(String::from)
+    };
+    let mut member = Member::join_channel(&lab.h2, H2, group, Some(H1));
+    let join_at = member.joined_at;
+    wait("FRR's (S,G) join on r1-m", Duration::from_secs(10), || {
+        (sg_join(&lab.r1).as_deref() == Some("JOIN")).then_some(())
+    });
+    let t_frr = join_at.elapsed();
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_tree ssm: IGMPv3 (S,G) join -> FRR (S,G) join {t_frr:?}, -> first packet {:?}",
+        first.0 - join_at
+    );
+    assert_eq!(first.1, H1);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    assert!(
+        !routes.iter().any(|r| r.source.is_none()),
+        "no (*,G) in the SSM range: {routes:?}"
+    );
+    let sg = routes
+        .iter()
+        .find(|r| r.source == Some(H1) && r.group == group)
+        .unwrap_or_else(|| panic!("no (S,G) in {routes:?}"));
+    assert!(sg.joined);
+    assert_eq!(sg.rpf_neighbor, Some(R1));
+    assert_eq!(sg.outgoing, vec!["m-h2".to_string()]);
+
+    let left = member.leave();
+    wait("FRR's (S,G) join to go", Duration::from_secs(10), || {
+        (sg_join(&lab.r1).as_deref() != Some("JOIN")).then_some(())
+    });
+    println!(
+        "pim_frr_tree ssm: leave -> FRR (S,G) join gone {:?}",
+        left.elapsed()
+    );
+}
