@@ -23,7 +23,10 @@
 //! then offers 1×, 1.5×, 2× and 3× that rate and flat out (the overload
 //! curve), and reports for each point offered, delivered, loss and the
 //! relay core's busy time per delivered packet: the forwarder's user+sys
-//! (from /proc/PID/stat) plus core R's softirq time (/proc/stat). Rounds
+//! (from /proc/PID/stat) plus core R's softirq time (/proc/stat), and
+//! where the lost packets went: core R's input backlog (`bl drop`,
+//! /proc/net/softnet_stat) and, for mcrd, its socket (`sk drop`), its
+//! buffer ring (`nobuf`) and frames per io_uring wakeup (`f/wake`). Rounds
 //! (`--rounds`) repeat the whole set with the forwarders interleaved, so
 //! a burst of load from elsewhere on a shared machine hits them alike;
 //! the summary gives each forwarder's loss-free rate as a ratio to the
@@ -171,6 +174,35 @@ fn core_times(cpu: usize) -> (f64, f64) {
 
 /// Pin every thread of `pid` to `cpu` and give each the harness's nice
 /// level (setpriority applies to one thread only).
+/// Frames the kernel dropped because `cpu`'s input backlog was full
+/// (`/proc/net/softnet_stat`, second column, one line per CPU).
+fn backlog_drops(cpu: usize) -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .nth(cpu)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|x| u64::from_str_radix(x, 16).ok())
+        .unwrap_or(0)
+}
+
+/// mcrd's worker counters that say where an overload goes: (frames the
+/// AF_PACKET socket dropped, receives without a free buffer, io_uring
+/// submits, frames received). Zeros for other forwarders.
+fn worker_counters(f: &Fwd) -> [u64; 4] {
+    let Fwd::Mcrd(d) = f else {
+        return [0; 4];
+    };
+    let r = d.ctl(&["--json", "stats"]);
+    let st: Option<mcr::control::StatsReport> = serde_json::from_slice(&r.stdout).ok();
+    st.and_then(|s| s.workers.into_iter().next())
+        .map(|w| {
+            let c = w.counters;
+            [c.kernel_drops, c.buf_exhaust, c.ring_submits, c.recv]
+        })
+        .unwrap_or([0; 4])
+}
+
 fn pin(pid: u32, cpu: usize, nice: i32) {
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
@@ -343,7 +375,7 @@ fn start_fwd(t: &Topo, o: &Opts, name: &str) -> Option<(Fwd, &'static str, u16)>
             "{{ pinning: {{ r0: [{}] }}, rules: [ {{ name: \"fair\", input: {{ interface: \"r0\", group: \"239.1.1.1\", port: 5000 }}, outputs: [ {{ interface: \"r1\", group: \"239.2.0.1\", port: 6000, ttl: 8 }} ] }} ] }}",
             o.relay_cpu
         );
-        let mut envs: Vec<(&str, &str)> = vec![("MCR_STATS_INTERVAL_MS", "1000")];
+        let mut envs: Vec<(&str, &str)> = vec![("MCR_STATS_INTERVAL_MS", "200")];
         for (k, v) in env.unwrap_or(&[]) {
             envs.push((k, v));
         }
@@ -418,6 +450,14 @@ struct Point {
     relay_busy_s: f64,
     /// (forwarder user+sys + relay-core softirq) per delivered packet.
     cpu_ns_per_pkt: f64,
+    /// Frames dropped at the relay core's input backlog.
+    backlog_drops: u64,
+    /// mcrd only: frames its AF_PACKET socket dropped (queue full).
+    socket_drops: u64,
+    /// mcrd only: receives that found no free buffer.
+    buf_exhaust: u64,
+    /// mcrd only: frames received per io_uring submit (per wakeup).
+    frames_per_wakeup: f64,
 }
 
 fn recv(t: &Topo, o: &Opts, group: &str, port: u16) -> Child {
@@ -465,6 +505,8 @@ fn point(
     let pids = f.pids();
     let cpu0: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let (sirq0, busy0) = core_times(o.relay_cpu);
+    let bd0 = backlog_drops(o.relay_cpu);
+    let w0 = worker_counters(f);
     let mut cmd = pinned(&t.snd, o, o.peer_cpu);
     cmd.arg(bin("mcrgen"))
         .args([
@@ -497,6 +539,13 @@ fn point(
     let (sirq1, busy1) = core_times(o.relay_cpu);
     let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let _ = rc.wait();
+    let bd1 = backlog_drops(o.relay_cpu);
+    if matches!(f, Fwd::Mcrd(_)) {
+        // Workers report every 200 ms: let the last report of the point in.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let w1 = worker_counters(f);
+    let dw = |i: usize| w1[i].saturating_sub(w0[i]);
     let mut text = String::new();
     if let Some(mut s) = rc.stdout.take() {
         let _ = s.read_to_string(&mut text);
@@ -521,6 +570,14 @@ fn point(
         fwd_cpu_s: cpu1 - cpu0,
         relay_softirq_s: sirq1 - sirq0,
         relay_busy_s: busy1 - busy0,
+        backlog_drops: bd1.saturating_sub(bd0),
+        socket_drops: dw(0),
+        buf_exhaust: dw(1),
+        frames_per_wakeup: if dw(2) > 0 {
+            dw(3) as f64 / dw(2) as f64
+        } else {
+            0.0
+        },
         cpu_ns_per_pkt: if rep.unique > 0 {
             1e9 * work / rep.unique as f64
         } else {
@@ -531,7 +588,7 @@ fn point(
 
 fn print_point(p: &Point) {
     println!(
-        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0}",
+        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0} {:>8} {:>8} {:>6} {:>6.1}",
         p.round,
         p.test,
         p.forwarder,
@@ -547,7 +604,11 @@ fn print_point(p: &Point) {
         p.fwd_cpu_s,
         p.relay_softirq_s,
         p.relay_busy_s,
-        p.cpu_ns_per_pkt
+        p.cpu_ns_per_pkt,
+        p.backlog_drops,
+        p.socket_drops,
+        p.buf_exhaust,
+        p.frames_per_wakeup
     );
     println!("JSON {}", serde_json::to_string(p).unwrap_or_default());
 }
@@ -651,7 +712,7 @@ fn main() {
         for &size in &o.sizes {
             println!("\n## round {round}, payload {size} bytes");
             println!(
-                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8}",
+                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6}",
                 "rnd",
                 "test",
                 "forwarder",
@@ -663,7 +724,11 @@ fn main() {
                 "fwd s",
                 "sirq s",
                 "busy s",
-                "ns/pkt"
+                "ns/pkt",
+                "bl drop",
+                "sk drop",
+                "nobuf",
+                "f/wake"
             );
             for name in &names {
                 let Some(fwd) = start_fwd(&t, &o, name) else {
