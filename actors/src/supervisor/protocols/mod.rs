@@ -33,6 +33,7 @@
 //! config section into such values. Nothing else here changes.
 
 pub mod igmp;
+pub mod igmp_proxy;
 pub mod pim;
 
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +88,7 @@ pub type WantedFn = fn(&Config) -> Wanted;
 pub fn wanted(cfg: &Config) -> Wanted {
     let mut children: Vec<Arc<dyn ProtocolChild>> = Vec::new();
     children.extend(igmp::children(cfg));
+    children.extend(igmp_proxy::children(cfg));
     children.extend(pim::children(cfg));
     children.into_iter().map(|c| (c.key(), c)).collect()
 }
