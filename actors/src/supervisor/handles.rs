@@ -19,8 +19,8 @@ use mcr::control::{
     TimedEvent, VersionInfo, WorkerInfo,
 };
 use mcr::iface::Ifaces;
-use mcr::igmp::HostFilter;
 use mcr::igmp::Snapshot as IgmpSnapshot;
+use mcr::igmp::{HostFilter, IgmpParams};
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
@@ -346,6 +346,9 @@ pub enum IgmpMsg {
     /// The startup queries' response window is over: report what was
     /// re-learned to the RIB.
     Resync,
+    /// The running config's timers (sent every reconcile); applied when
+    /// they differ, keeping every membership.
+    Params(IgmpParams),
     Snapshot(RpcReplyPort<IgmpSnapshot>),
     Panic,
 }

@@ -504,6 +504,30 @@ impl Actor for IgmpActor {
                     });
                 }
             }
+            IgmpMsg::Params(p) => {
+                if p != st.params {
+                    info!(target: "Protocol", "IGMP on {}: new timers from the config", st.interface);
+                    st.params = p.clone();
+                    if let Some(run) = st.run.as_mut() {
+                        if let Some(address) =
+                            run.router.interface(run.ifindex).map(|i| i.address())
+                        {
+                            // Same interface and address: the core keeps
+                            // its groups and election, swaps the timers.
+                            let config = RouterConfig {
+                                params: p,
+                                interfaces: vec![InterfaceConfig {
+                                    ifindex: run.ifindex,
+                                    name: st.interface.clone(),
+                                    address,
+                                }],
+                            };
+                            run.router.handle_config(Instant::now(), config);
+                        }
+                    }
+                    st.drain(&me);
+                }
+            }
             IgmpMsg::Snapshot(reply) => {
                 let _ = reply.send(st.snapshot());
             }
@@ -552,6 +576,12 @@ impl ProtocolChild for IgmpChild {
             let params = settings.validate().map_err(|e| e.to_string())?;
             spawn_linked(shared, interface, params, supervisor).await
         })
+    }
+
+    fn reconfigure(&self) {
+        if let Ok(p) = self.settings.validate() {
+            Igmp::tell(&self.interface, IgmpMsg::Params(p));
+        }
     }
 
     fn retired(&self) {

@@ -74,6 +74,12 @@ pub trait ProtocolChild: Send + Sync + 'static {
     /// what outlives the actor (an IGMP querier's memberships in the RIB
     /// survive its restarts, but not its removal).
     fn retired(&self) {}
+
+    /// The child runs and the config still wants it, perhaps with other
+    /// settings (called on every reconcile): hand it what a reload may
+    /// have changed that does not change its key (an IGMP querier's
+    /// timers), so it applies them without a restart.
+    fn reconfigure(&self) {}
 }
 
 /// The children a config asks for, by key.
@@ -214,6 +220,11 @@ impl ProtocolsState {
                     spec.retired();
                 }
                 info!(target: "Protocol", "protocol actor {key} stopped: no longer configured");
+            }
+        }
+        for (key, child) in &wanted {
+            if self.children.contains_key(key) {
+                child.reconfigure();
             }
         }
         for key in p.start {
