@@ -13,13 +13,13 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::daemon::{recv, send_cmd, Daemon, DaemonOpts};
-use common::{require_root, wait_for, Netns, Relay3};
+use common::{require_root, unique_port, wait_for, Netns, Relay3};
 use mcr::control::MrouteEntry;
 use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
 
@@ -116,6 +116,29 @@ fn captured(text: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// `GET /metrics` from inside `ns` (the daemon listens on its loopback).
+fn scrape(ns: &Netns, port: u16) -> String {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// The value of one sample line of a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -138,8 +161,9 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
             ..Default::default()
         },
     );
+    let port = unique_port();
     let config = format!(
-        "{{ igmp: {{ {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\"] }} }} }}",
+        "{{ igmp: {{ {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\"] }} }}, metrics: {{ listen: \"127.0.0.1:{port}\" }} }}",
         timers()
     );
     let d = Daemon::start(
@@ -267,6 +291,33 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     );
     let (reports, _) = upstream_counters(&d).expect("upstream row");
     assert!(reports >= 1, "the proxy's host side sent no report");
+    // The same counts on the Prometheus endpoint.
+    let m = scrape(&t.relay, port);
+    let upl = r#"{interface="r0",role="proxy-upstream"}"#;
+    let down = r#"{interface="r1",role="proxy-downstream"}"#;
+    assert!(
+        sample(&m, &format!("mcr_igmp_reports_sent_total{upl}")) >= Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("mcr_igmp_groups{upl}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("mcr_igmp_groups{down}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("mcr_igmp_querier{down}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, &format!("mcr_igmp_reports_received_total{down}")) >= Some(1.0),
+        "{m}"
+    );
 
     // Keeps being reported as the upstream router queries (well past its
     // group membership interval of 2 × QI + QRI = 5 s).

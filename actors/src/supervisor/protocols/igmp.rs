@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use mcr::config::Config;
 use mcr::igmp::IgmpSettings;
 
-use super::{ProtocolChild, SpawnFuture};
+use super::{igmp_metrics, ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Igmp, IgmpMsg, IgmpProxy, IgmpProxyMsg, Rib, RibMsg};
 use crate::supervisor::shared::{IgmpSetup, Shared};
 
@@ -219,6 +219,7 @@ impl IgmpState {
         for e in events {
             self.event(e);
         }
+        self.publish_metrics();
         let Some(run) = self.run.as_ref() else {
             return;
         };
@@ -292,11 +293,8 @@ impl IgmpState {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
-        let Some(run) = self.run.as_ref() else {
-            return Snapshot::default();
-        };
-        let mut s = run.router.snapshot(Instant::now());
+    /// A querier of the proxy's downstream, or one of its own.
+    fn role(&self) -> Role {
         let downstream = self
             .shared
             .config()
@@ -304,11 +302,34 @@ impl IgmpState {
             .as_ref()
             .and_then(|c| c.proxy.as_ref())
             .is_some_and(|p| p.downstream.contains(&self.interface));
+        if downstream {
+            Role::ProxyDownstream
+        } else {
+            Role::Querier
+        }
+    }
+
+    fn publish_metrics(&self) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        if let Some(i) = run.router.interface(run.ifindex) {
+            let mut c = i.counters.clone();
+            c.malformed += self.bad_ip;
+            let groups = i.members().len();
+            igmp_metrics::publish(&self.interface, self.role(), &c, groups, i.is_querier());
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let Some(run) = self.run.as_ref() else {
+            return Snapshot::default();
+        };
+        let mut s = run.router.snapshot(Instant::now());
+        let role = self.role();
         for i in &mut s.interfaces {
             i.querier.counters.malformed += self.bad_ip;
-            if downstream {
-                i.role = Role::ProxyDownstream;
-            }
+            i.role = role;
         }
         s
     }
@@ -448,6 +469,18 @@ impl Actor for IgmpActor {
         }
         st.drain(&me);
         Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<IgmpMsg>,
+        st: &mut IgmpState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped because the config no longer wants it (a failed actor
+        // is restarted and publishes again).
+        igmp_metrics::forget(&st.interface, Role::Querier);
+        igmp_metrics::forget(&st.interface, Role::ProxyDownstream);
+        Ok(())
     }
 
     async fn handle(

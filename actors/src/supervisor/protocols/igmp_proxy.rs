@@ -38,7 +38,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
 use super::igmp::{start_reader, tick_at_with, Reader, Task};
-use super::{ProtocolChild, SpawnFuture};
+use super::{igmp_metrics, ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Igmp, IgmpProxy, IgmpProxyMsg, Rib};
 use crate::supervisor::shared::Shared;
 
@@ -170,6 +170,7 @@ impl ProxyState {
                 for g in std::mem::take(&mut self.routed) {
                     Rib::withdraw(Origin::Igmp, None, g);
                 }
+                igmp_metrics::forget(&self.upstream, Role::ProxyUpstream);
                 self.upstream = upstream;
                 self.run = None;
             }
@@ -212,9 +213,25 @@ impl ProxyState {
                 at = at.min(t);
             }
         }
+        if let Some(run) = self.run.as_ref() {
+            let c = self.counters(run);
+            let groups = run.host.joined().len();
+            igmp_metrics::publish(&self.upstream, Role::ProxyUpstream, &c, groups, false);
+        }
         if self.timer.as_ref().map(|(t, _)| *t) != Some(at) {
             let task = tokio::spawn(tick_at_with(at, me.clone(), || IgmpProxyMsg::Tick));
             self.timer = Some((at, Task(task)));
+        }
+    }
+
+    /// The upstream row's counters (`igmp interfaces`, Prometheus).
+    fn counters(&self, run: &Upstream) -> Counters {
+        Counters {
+            queries_received: run.host.counters.queries_received,
+            reports_sent: run.host.counters.reports_sent,
+            leaves_sent: run.host.counters.leaves_sent,
+            malformed: self.bad_ip,
+            ..Default::default()
         }
     }
 
@@ -249,13 +266,7 @@ impl ProxyState {
                 current_querier: run.querier.unwrap_or(Ipv4Addr::UNSPECIFIED),
                 other_querier_expires: None,
                 version,
-                counters: Counters {
-                    queries_received: h.counters.queries_received,
-                    reports_sent: h.counters.reports_sent,
-                    leaves_sent: h.counters.leaves_sent,
-                    malformed: self.bad_ip,
-                    ..Default::default()
-                },
+                counters: self.counters(run),
             },
         });
         s
@@ -324,6 +335,15 @@ impl Actor for IgmpProxyActor {
         }
         st.apply(&me);
         Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<IgmpProxyMsg>,
+        st: &mut ProxyState,
+    ) -> Result<(), ActorProcessingErr> {
+        igmp_metrics::forget(&st.upstream, Role::ProxyUpstream);
+        Ok(())
     }
 
     async fn handle(

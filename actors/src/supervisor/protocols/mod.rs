@@ -33,6 +33,7 @@
 //! config section into such values. Nothing else here changes.
 
 pub mod igmp;
+pub mod igmp_metrics;
 pub mod igmp_proxy;
 pub mod pim;
 
