@@ -195,7 +195,9 @@ fn frr_with_the_lower_address_wins_and_mcr_takes_over_when_frr_stops() {
         secs(mcr_yields),
         secs(takeover)
     );
-    assert!(secs(takeover) <= OQPI + 0.5, "takeover took {takeover:?}");
+    // FRR's last query came at most one query interval before the
+    // command; the margin is for timers on a loaded machine.
+    assert!(secs(takeover) <= OQPI + 1.0, "takeover took {takeover:?}");
     assert!(
         secs(takeover) >= OQPI - 2.5,
         "took over before the interval: {takeover:?}"
