@@ -596,7 +596,7 @@ fn the_proxy_host_side_reports_joins_answers_queries_and_leaves() {
     let r = lab.router(1, 3);
     let h = lab.host(50);
     lab.at(1.0);
-    lab.sim.input(h, SetMemberships(BTreeSet::from([G])));
+    lab.sim.input(h, SetMemberships::any(BTreeSet::from([G])));
     lab.at(60.0);
     // Joined at once; kept alive by answering queries well past one GMI.
     assert_eq!(
@@ -619,7 +619,7 @@ fn the_proxy_host_side_reports_joins_answers_queries_and_leaves() {
         .all(|s| s.dst == Ipv4Addr::new(224, 0, 0, 22) && s.src == ip(50)));
     let g = &lab.r(r).snapshot(lab.sim.now()).groups[0].group;
     assert_eq!(g.last_reporter, ip(50));
-    lab.sim.input(h, SetMemberships(BTreeSet::new()));
+    lab.sim.input(h, SetMemberships::any(BTreeSet::new()));
     lab.at(70.0);
     assert_eq!(lab.membership_events(r)[1], (secs(60.0) + LMQT, leave()));
 }

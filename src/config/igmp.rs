@@ -36,6 +36,21 @@ pub struct IgmpConfig {
     pub proxy: Option<IgmpProxyConfig>,
 }
 
+impl IgmpConfig {
+    /// Every interface that runs a querier: the listed ones, then the
+    /// proxy's downstream interfaces (RFC 4605 §4.1: the proxy is a
+    /// router there), each once.
+    pub fn queriers(&self) -> Vec<String> {
+        let mut v = self.querier_interfaces.clone();
+        for d in self.proxy.iter().flat_map(|p| &p.downstream) {
+            if !v.contains(d) {
+                v.push(d.clone());
+            }
+        }
+        v
+    }
+}
+
 /// RFC 4605: one upstream interface, where MCR acts as a host, and the
 /// downstream interfaces, where it acts as a router.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -3,13 +3,15 @@
 //! upstream as a host would). Implements the host parts of RFC 2236 §3
 //! (unsolicited reports, delayed responses to queries, leave on the last
 //! leave) and RFC 3376 §5 (state-change reports repeated robustness times,
-//! current-state records answering queries) and the host compatibility
-//! mode of RFC 3376 §7.2 (an older querier heard → its version's messages).
+//! current-state records answering queries, source lists) and the host
+//! compatibility mode of RFC 3376 §7.2 (an older querier heard → its
+//! version's messages, which carry no sources).
 //!
-//! Owns: the joined set, pending response and retransmission deadlines. A
-//! proxy reports whole-group (ASM) membership: every join is EXCLUDE {}.
+//! Owns: the membership per group with its source filter (RFC 3376 §3.2
+//! interface state), the state-change records waiting to be repeated, and
+//! the pending response deadlines.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -18,6 +20,7 @@ use super::codec::{
     decode, encode, GroupRecord, Message, RecordType, Version, ALL_ROUTERS, ALL_V3_ROUTERS,
 };
 use super::config::IgmpParams;
+use super::state::FilterMode;
 use crate::proto::{Protocol, Rng, Timers, Transmit};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,15 +30,51 @@ pub struct HostConfig {
     pub params: IgmpParams,
 }
 
-/// The proxy's upstream membership changed: the groups to be a member of.
+/// The source filter of one membership (RFC 3376 §3.2). INCLUDE {} is
+/// no membership at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetMemberships(pub BTreeSet<Ipv4Addr>);
+pub struct HostFilter {
+    pub mode: FilterMode,
+    pub sources: BTreeSet<Ipv4Addr>,
+}
+
+impl HostFilter {
+    /// Any-source membership: EXCLUDE {}.
+    pub fn any() -> Self {
+        HostFilter {
+            mode: FilterMode::Exclude,
+            sources: BTreeSet::new(),
+        }
+    }
+
+    fn none() -> Self {
+        HostFilter {
+            mode: FilterMode::Include,
+            sources: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.mode == FilterMode::Include && self.sources.is_empty()
+    }
+}
+
+/// The proxy's upstream membership changed: every group to be a member
+/// of, with its filter. A group left out is left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetMemberships(pub BTreeMap<Ipv4Addr, HostFilter>);
+
+impl SetMemberships {
+    /// Any-source membership of each of `groups`.
+    pub fn any(groups: BTreeSet<Ipv4Addr>) -> Self {
+        SetMemberships(groups.into_iter().map(|g| (g, HostFilter::any())).collect())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    /// Repetition of an unsolicited join (count left) or leave.
-    Join(Ipv4Addr, u8),
-    Leave(Ipv4Addr, u8),
+    /// The next (re)transmission of a group's state-change report.
+    Change(Ipv4Addr),
     /// A delayed answer to a query for one group.
     Respond(Ipv4Addr),
     /// A delayed v3 answer to a general query: all groups.
@@ -43,35 +82,89 @@ enum Key {
     OlderQuerier,
 }
 
+/// A state-change report still to be (re)sent.
+#[derive(Debug)]
+struct Pending {
+    /// The v3 records; in v1/v2 the current membership decides instead.
+    records: Vec<GroupRecord>,
+    left: u8,
+}
+
+/// What `mcrctl igmp interfaces` shows for the proxy's upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    pub reports_sent: u64,
+    pub leaves_sent: u64,
+    pub queries_received: u64,
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct IgmpHost {
     config: HostConfig,
-    joined: BTreeSet<Ipv4Addr>,
+    joined: BTreeMap<Ipv4Addr, HostFilter>,
+    pending: BTreeMap<Ipv4Addr, Pending>,
     older_querier: Option<Version>,
     timers: Timers<Key>,
     rng: Rng,
     tx: VecDeque<Transmit>,
-    pub reports_sent: u64,
-    pub leaves_sent: u64,
+    pub counters: HostCounters,
+}
+
+/// The records that tell a router about the change from `old` to `new`
+/// (RFC 3376 §5.1): a filter-mode change is TO_IN/TO_EX of the new list,
+/// a source-list change ALLOW and BLOCK of the difference.
+fn change_records(g: Ipv4Addr, old: &HostFilter, new: &HostFilter) -> Vec<GroupRecord> {
+    let rec = |kind, s: &BTreeSet<Ipv4Addr>| GroupRecord {
+        kind,
+        group: g,
+        sources: s.iter().copied().collect(),
+    };
+    if old.mode != new.mode {
+        let kind = match new.mode {
+            FilterMode::Include => RecordType::ToInclude,
+            FilterMode::Exclude => RecordType::ToExclude,
+        };
+        return vec![rec(kind, &new.sources)];
+    }
+    let added: BTreeSet<Ipv4Addr> = new.sources.difference(&old.sources).copied().collect();
+    let removed: BTreeSet<Ipv4Addr> = old.sources.difference(&new.sources).copied().collect();
+    // In EXCLUDE mode a newly listed source is one no longer wanted.
+    let (allow, block) = match new.mode {
+        FilterMode::Include => (added, removed),
+        FilterMode::Exclude => (removed, added),
+    };
+    let mut v = Vec::new();
+    if !allow.is_empty() {
+        v.push(rec(RecordType::AllowNew, &allow));
+    }
+    if !block.is_empty() {
+        v.push(rec(RecordType::BlockOld, &block));
+    }
+    v
 }
 
 impl IgmpHost {
     pub fn new(config: HostConfig, rng: Rng) -> Self {
         IgmpHost {
             config,
-            joined: BTreeSet::new(),
+            joined: BTreeMap::new(),
+            pending: BTreeMap::new(),
             older_querier: None,
             timers: Timers::new(),
             rng,
             tx: VecDeque::new(),
-            reports_sent: 0,
-            leaves_sent: 0,
+            counters: HostCounters::default(),
         }
     }
 
-    pub fn joined(&self) -> &BTreeSet<Ipv4Addr> {
+    /// The groups this host is a member of, with their filters.
+    pub fn joined(&self) -> &BTreeMap<Ipv4Addr, HostFilter> {
         &self.joined
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        self.config.address
     }
 
     /// The version this host speaks now (RFC 3376 §7.2.1).
@@ -92,49 +185,72 @@ impl IgmpHost {
         });
     }
 
-    fn report(&mut self, groups: &[Ipv4Addr], kind: RecordType) {
-        if groups.is_empty() {
+    /// Current-state answer for `groups` (RFC 3376 §5.2; RFC 2236 §3).
+    fn report_current(&mut self, groups: &[Ipv4Addr]) {
+        let cur: Vec<(Ipv4Addr, HostFilter)> = groups
+            .iter()
+            .filter_map(|g| Some((*g, self.joined.get(g)?.clone())))
+            .collect();
+        if cur.is_empty() {
             return;
         }
-        self.reports_sent += 1;
+        self.counters.reports_sent += 1;
         match self.version() {
             Version::V3 => {
-                let recs = groups
-                    .iter()
-                    .map(|g| GroupRecord {
-                        kind,
-                        group: *g,
-                        sources: Vec::new(),
+                let recs = cur
+                    .into_iter()
+                    .map(|(group, f)| GroupRecord {
+                        kind: match f.mode {
+                            FilterMode::Include => RecordType::IsInclude,
+                            FilterMode::Exclude => RecordType::IsExclude,
+                        },
+                        group,
+                        sources: f.sources.into_iter().collect(),
                     })
                     .collect();
                 self.send(ALL_V3_ROUTERS, Message::V3Report(recs));
             }
-            Version::V2 => {
-                for g in groups {
-                    self.send(*g, Message::V2Report(*g));
-                }
-            }
-            Version::V1 => {
-                for g in groups {
-                    self.send(*g, Message::V1Report(*g));
+            v => {
+                for (g, _) in cur {
+                    let m = if v == Version::V1 {
+                        Message::V1Report(g)
+                    } else {
+                        Message::V2Report(g)
+                    };
+                    self.send(g, m);
                 }
             }
         }
     }
 
-    fn leave(&mut self, g: Ipv4Addr) {
+    /// One transmission of a pending state change of `g`.
+    fn send_change(&mut self, g: Ipv4Addr, records: Vec<GroupRecord>) {
+        let member = self.joined.contains_key(&g);
         match self.version() {
             Version::V3 => {
-                self.leaves_sent += 1;
-                let r = vec![GroupRecord {
-                    kind: RecordType::ToInclude,
-                    group: g,
-                    sources: Vec::new(),
-                }];
-                self.send(ALL_V3_ROUTERS, Message::V3Report(r));
+                if records.is_empty() {
+                    return;
+                }
+                let leave = !member;
+                if leave {
+                    self.counters.leaves_sent += 1;
+                } else {
+                    self.counters.reports_sent += 1;
+                }
+                self.send(ALL_V3_ROUTERS, Message::V3Report(records));
+            }
+            // v1/v2 carry no sources: a member reports the group.
+            Version::V2 | Version::V1 if member => {
+                self.counters.reports_sent += 1;
+                let m = if self.version() == Version::V1 {
+                    Message::V1Report(g)
+                } else {
+                    Message::V2Report(g)
+                };
+                self.send(g, m);
             }
             Version::V2 => {
-                self.leaves_sent += 1;
+                self.counters.leaves_sent += 1;
                 self.send(ALL_ROUTERS, Message::V2Leave(g));
             }
             // v1 has no leave: the router times the group out.
@@ -171,6 +287,7 @@ impl Protocol for IgmpHost {
         let Ok(Message::Query(q)) = decode(p) else {
             return;
         };
+        self.counters.queries_received += 1;
         if q.version < Version::V3 {
             let pr = &self.config.params;
             let timeout = pr.gmi(pr.robustness, pr.query_interval);
@@ -187,12 +304,14 @@ impl Protocol for IgmpHost {
             if self.version() == Version::V3 {
                 self.timers.set_min(Key::RespondAll, at);
             } else {
-                for g in self.joined.clone() {
+                for g in self.joined.keys().copied().collect::<Vec<_>>() {
                     let at = now + self.rng.jitter(max);
                     self.timers.set_min(Key::Respond(g), at);
                 }
             }
-        } else if self.joined.contains(&q.group) {
+        } else if self.joined.contains_key(&q.group) {
+            // A group-and-source-specific query is answered with the
+            // whole group's current state, which covers the sources asked.
             self.timers.set_min(Key::Respond(q.group), at);
         }
     }
@@ -200,33 +319,30 @@ impl Protocol for IgmpHost {
     fn handle_timeout(&mut self, now: Instant) {
         while let Some(k) = self.timers.pop_due(now) {
             match k {
-                Key::Join(g, n) => {
-                    if self.joined.contains(&g) {
-                        let kind = RecordType::ToExclude;
-                        self.report(&[g], kind);
-                        if n > 1 {
-                            let at = self.repeat_at(now);
-                            self.timers.set(Key::Join(g, n - 1), at);
-                        }
+                Key::Change(g) => {
+                    let Some(p) = self.pending.get_mut(&g) else {
+                        continue;
+                    };
+                    p.left = p.left.saturating_sub(1);
+                    let (records, left) = (p.records.clone(), p.left);
+                    if left == 0 {
+                        self.pending.remove(&g);
+                    }
+                    let v3 = self.version() == Version::V3;
+                    let member = self.joined.contains_key(&g);
+                    self.send_change(g, records);
+                    // A v2 leave is sent once (RFC 2236 §3).
+                    if left > 0 && (v3 || member) {
+                        let at = self.repeat_at(now);
+                        self.timers.set(Key::Change(g), at);
+                    } else {
+                        self.pending.remove(&g);
                     }
                 }
-                Key::Leave(g, n) => {
-                    if !self.joined.contains(&g) {
-                        self.leave(g);
-                        if n > 1 && self.version() == Version::V3 {
-                            let at = self.repeat_at(now);
-                            self.timers.set(Key::Leave(g, n - 1), at);
-                        }
-                    }
-                }
-                Key::Respond(g) => {
-                    if self.joined.contains(&g) {
-                        self.report(&[g], RecordType::IsExclude);
-                    }
-                }
+                Key::Respond(g) => self.report_current(&[g]),
                 Key::RespondAll => {
-                    let all: Vec<Ipv4Addr> = self.joined.iter().copied().collect();
-                    self.report(&all, RecordType::IsExclude);
+                    let all: Vec<Ipv4Addr> = self.joined.keys().copied().collect();
+                    self.report_current(&all);
                 }
                 Key::OlderQuerier => self.older_querier = None,
             }
@@ -238,19 +354,43 @@ impl Protocol for IgmpHost {
     }
 
     fn handle_event(&mut self, now: Instant, SetMemberships(want): SetMemberships) {
-        let rv = self.config.params.robustness;
-        let added: Vec<Ipv4Addr> = want.difference(&self.joined).copied().collect();
-        let removed: Vec<Ipv4Addr> = self.joined.difference(&want).copied().collect();
-        self.joined = want;
-        for g in added {
-            self.timers
-                .retain(|k| !matches!(k, Key::Leave(x, _) if *x == g));
-            self.timers.set(Key::Join(g, rv), now);
-        }
-        for g in removed {
-            self.timers
-                .retain(|k| !matches!(k, Key::Join(x, _) | Key::Respond(x) if *x == g));
-            self.timers.set(Key::Leave(g, rv), now);
+        let want: BTreeMap<Ipv4Addr, HostFilter> =
+            want.into_iter().filter(|(_, f)| !f.is_none()).collect();
+        let groups: BTreeSet<Ipv4Addr> = want.keys().chain(self.joined.keys()).copied().collect();
+        let rv = self.config.params.robustness.max(1);
+        for g in groups {
+            let old = self
+                .joined
+                .get(&g)
+                .cloned()
+                .unwrap_or_else(HostFilter::none);
+            let new = want.get(&g).cloned().unwrap_or_else(HostFilter::none);
+            if old == new {
+                continue;
+            }
+            // A change on top of one still being repeated: a filter-mode
+            // record states the whole new filter, so the earlier change
+            // cannot be lost with its remaining repetitions.
+            let records = if self.pending.contains_key(&g) {
+                let base = HostFilter {
+                    mode: match new.mode {
+                        FilterMode::Include => FilterMode::Exclude,
+                        FilterMode::Exclude => FilterMode::Include,
+                    },
+                    sources: BTreeSet::new(),
+                };
+                change_records(g, &base, &new)
+            } else {
+                change_records(g, &old, &new)
+            };
+            if new.is_none() {
+                self.joined.remove(&g);
+                self.timers.cancel(&Key::Respond(g));
+            } else {
+                self.joined.insert(g, new);
+            }
+            self.pending.insert(g, Pending { records, left: rv });
+            self.timers.set(Key::Change(g), now);
         }
         self.handle_timeout(now);
     }

@@ -27,11 +27,37 @@ pub struct GroupRow {
     pub group: GroupSnapshot,
 }
 
+/// What MCR is on an interface of `igmp interfaces`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A querier from `igmp.querier_interfaces`.
+    #[default]
+    Querier,
+    /// A querier whose members the proxy reports upstream (RFC 4605).
+    ProxyDownstream,
+    /// The proxy's host side: reports, never queries.
+    ProxyUpstream,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Querier => "querier",
+            Role::ProxyDownstream => "proxy-downstream",
+            Role::ProxyUpstream => "proxy-upstream",
+        }
+    }
+}
+
 /// A row of `igmp interfaces`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceRow {
     pub interface: String,
     pub ifindex: u32,
+    /// Absent from daemons that predate the proxy: a querier.
+    #[serde(default)]
+    pub role: Role,
     #[serde(flatten)]
     pub querier: QuerierSnapshot,
 }
@@ -95,6 +121,7 @@ impl IgmpRouter {
             s.interfaces.push(InterfaceRow {
                 interface: name.clone(),
                 ifindex: *ifindex,
+                role: Role::Querier,
                 querier: i.querier(now),
             });
         }
@@ -208,7 +235,7 @@ impl Protocol for IgmpRouter {
             match self.ifaces.get_mut(&c.ifindex) {
                 Some((name, i)) => {
                     name.clone_from(&c.name);
-                    i.set_params(config.params.clone());
+                    i.set_params(now, config.params.clone());
                 }
                 None => {
                     let i = Interface::new(now, c.ifindex, c.address, config.params.clone());

@@ -72,6 +72,11 @@ pub struct Counters {
     pub checksum_errors: u64,
     /// Truncated, unknown type, bad length, or a non-multicast group.
     pub malformed: u64,
+    /// Host side (the proxy's upstream): reports and leaves it sent.
+    #[serde(default)]
+    pub reports_sent: u64,
+    #[serde(default)]
+    pub leaves_sent: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,8 +182,21 @@ impl Interface {
 
     /// New parameters (hot reload). Groups and timers keep running; the
     /// next query uses the new values.
-    pub fn set_params(&mut self, params: IgmpParams) {
+    /// New timers from a reload. Groups, sources and the election stay;
+    /// a shorter query interval (or startup interval) takes effect at
+    /// once instead of after the query already scheduled with the old
+    /// one, so an operator who shortens QI sees it within the new QI.
+    /// Longer timers apply from the next query on.
+    pub fn set_params(&mut self, now: Instant, params: IgmpParams) {
+        let next = if self.startup_left > 0 {
+            params.startup_query_interval
+        } else {
+            params.query_interval
+        };
         self.params = params;
+        if self.querier && self.timers.get(&Key::GeneralQuery).is_some() {
+            self.timers.set_min(Key::GeneralQuery, now + next);
+        }
     }
 
     pub fn address(&self) -> Ipv4Addr {

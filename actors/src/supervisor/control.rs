@@ -357,8 +357,8 @@ async fn serve(conn: UnixStream, shared: Arc<Shared>) {
     }
 }
 
-/// Every querier interface's state; an IgmpActor that is restarting
-/// has nothing to show until it is back.
+/// Every querier interface's state and the IGMP proxy's upstream; an
+/// IgmpActor that is restarting has nothing to show until it is back.
 async fn igmp_snapshot(shared: &Shared) -> mcr::igmp::Snapshot {
     let mut all = mcr::igmp::Snapshot::default();
     let interfaces = shared
@@ -370,6 +370,10 @@ async fn igmp_snapshot(shared: &Shared) -> mcr::igmp::Snapshot {
             all.groups.extend(s.groups);
             all.interfaces.extend(s.interfaces);
         }
+    }
+    if let Ok(s) = handles::IgmpProxy::call(handles::IgmpProxyMsg::Snapshot).await {
+        all.groups.extend(s.groups);
+        all.interfaces.extend(s.interfaces);
     }
     all
 }

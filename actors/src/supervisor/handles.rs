@@ -9,6 +9,7 @@
 //! dropped (a cast) or answered with an error (a call), never queued for a
 //! dead mailbox.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use mcr::control::{
 };
 use mcr::iface::Ifaces;
 use mcr::igmp::Snapshot as IgmpSnapshot;
+use mcr::igmp::{HostFilter, IgmpParams};
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{
@@ -373,6 +375,32 @@ pub enum IgmpMsg {
     /// The startup queries' response window is over: report what was
     /// re-learned to the RIB.
     Resync,
+    /// The running config's timers (sent every reconcile); applied when
+    /// they differ, keeping every membership.
+    Params(IgmpParams),
+    Snapshot(RpcReplyPort<IgmpSnapshot>),
+    Panic,
+}
+
+/// To the IGMP proxy (RFC 4605): the downstream queriers' memberships
+/// and the upstream interface's I/O.
+pub enum IgmpProxyMsg {
+    /// A downstream querier's membership of `group` changed; INCLUDE {}
+    /// is a leave.
+    Membership {
+        interface: String,
+        group: Ipv4Addr,
+        filter: HostFilter,
+    },
+    /// Every membership of one downstream querier (after its restart,
+    /// or empty when its interface went away).
+    Memberships {
+        interface: String,
+        groups: BTreeMap<Ipv4Addr, HostFilter>,
+    },
+    /// An IPv4 packet the upstream's packet socket read.
+    Packet(Vec<u8>),
+    Tick,
     Snapshot(RpcReplyPort<IgmpSnapshot>),
     Panic,
 }
@@ -480,6 +508,10 @@ handle!(
 handle!(
     /// The StatsActor: counters and rates.
     Stats, StatsMsg, "stats"
+);
+handle!(
+    /// The IGMP proxy's upstream side, when `igmp.proxy` is configured.
+    IgmpProxy, IgmpProxyMsg, "igmp-proxy"
 );
 handle!(
     /// The RibActor: compiled tables and rule states.
@@ -646,6 +678,9 @@ pub async fn panic_actor(name: &str) -> Result<bool, String> {
     if name == Pim::NAME {
         return Ok(Pim::tell(PimMsg::Panic));
     }
+    if name == IgmpProxy::NAME {
+        return Ok(IgmpProxy::tell(IgmpProxyMsg::Panic));
+    }
     let Some(child) = Child::from_name(name) else {
         return Err(unknown_actor(name));
     };
@@ -730,7 +765,7 @@ fn unknown_actor(name: &str) -> String {
         .chain(Child::ALL.iter().map(|c| c.name()))
         .collect();
     format!(
-        "unknown actor {name:?}; actors are {}, worker/IFACE/N, igmp/IFACE, pim",
+        "unknown actor {name:?}; actors are {}, worker/IFACE/N, igmp/IFACE, igmp-proxy, pim",
         names.join(", ")
     )
 }

@@ -42,6 +42,7 @@ pub struct Settings {
 /// From the config file's `igmp` section, read at start.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IgmpSetup {
+    /// `querier_interfaces` and the proxy's downstream interfaces.
     pub querier_interfaces: Vec<String>,
     pub settings: IgmpSettings,
 }
@@ -50,7 +51,7 @@ impl IgmpSetup {
     /// The queriers of the config file's `igmp` section.
     pub fn from_config(cfg: &mcr::config::Config) -> Option<IgmpSetup> {
         cfg.igmp.as_ref().map(|c| IgmpSetup {
-            querier_interfaces: c.querier_interfaces.clone(),
+            querier_interfaces: c.queriers(),
             settings: c.settings.clone(),
         })
     }

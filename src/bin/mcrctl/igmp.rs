@@ -56,18 +56,19 @@ pub fn groups(rows: &[GroupRow]) -> String {
 
 pub fn interfaces(rows: &[InterfaceRow]) -> String {
     if rows.is_empty() {
-        return "no IGMP querier interfaces\n".into();
+        return "no IGMP interfaces\n".into();
     }
     let mut t = Table::new(&[
         "INTERFACE",
+        "ROLE",
         "ADDRESS",
         "QUERIER",
         "CURRENT QUERIER",
         "OTHER EXPIRES",
         "VERSION",
         "QUERIES TX/RX",
-        "REPORTS",
-        "LEAVES",
+        "REPORTS RX/TX",
+        "LEAVES RX/TX",
         "CHECKSUM ERR",
         "MALFORMED",
     ]);
@@ -76,14 +77,15 @@ pub fn interfaces(rows: &[InterfaceRow]) -> String {
         let c = &q.counters;
         t.row(vec![
             r.interface.clone(),
+            r.role.as_str().into(),
             q.address.to_string(),
             if q.querier { "yes" } else { "no" }.into(),
             q.current_querier.to_string(),
             secs(q.other_querier_expires),
             format!("v{}", q.version),
             format!("{}/{}", c.queries_sent, c.queries_received),
-            c.reports_received.to_string(),
-            c.leaves_received.to_string(),
+            format!("{}/{}", c.reports_received, c.reports_sent),
+            format!("{}/{}", c.leaves_received, c.leaves_sent),
             c.checksum_errors.to_string(),
             c.malformed.to_string(),
         ]);
@@ -94,6 +96,7 @@ pub fn interfaces(rows: &[InterfaceRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcr::igmp::instance::Role;
     use mcr::igmp::state::{GroupSnapshot, QuerierSnapshot};
     use mcr::igmp::Counters;
 
@@ -136,6 +139,7 @@ mod tests {
         let rows = vec![InterfaceRow {
             interface: "eth1".into(),
             ifindex: 3,
+            role: Role::ProxyDownstream,
             querier: QuerierSnapshot {
                 address: [10, 0, 0, 9].into(),
                 querier: false,
@@ -149,6 +153,8 @@ mod tests {
                     leaves_received: 2,
                     checksum_errors: 3,
                     malformed: 5,
+                    reports_sent: 0,
+                    leaves_sent: 1,
                 },
             },
         }];
@@ -157,7 +163,20 @@ mod tests {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(
             cells,
-            ["eth1", "10.0.0.9", "no", "10.0.0.1", "3.3s", "v2", "4/7", "11", "2", "3", "5"],
+            [
+                "eth1",
+                "proxy-downstream",
+                "10.0.0.9",
+                "no",
+                "10.0.0.1",
+                "3.3s",
+                "v2",
+                "4/7",
+                "11/0",
+                "2/1",
+                "3",
+                "5"
+            ],
             "{text}"
         );
     }

@@ -116,6 +116,19 @@ fn igmp_example_has_a_querier_and_a_members_only_output() {
 }
 
 #[test]
+fn example_igmp_proxy() {
+    let c = ok(include_str!("../../../examples/igmp-proxy.json5"));
+    assert!(c.rules.is_empty());
+    let igmp = c.igmp.clone().expect("igmp section");
+    let proxy = igmp.proxy.clone().expect("proxy");
+    assert_eq!(proxy.upstream, "eth0");
+    // The downstream interfaces run queriers without being listed.
+    assert!(igmp.querier_interfaces.is_empty());
+    assert_eq!(igmp.queriers(), ["eth1", "eth2"]);
+    round_trip(&c);
+}
+
+#[test]
 fn example_full() {
     let c = ok(include_str!("../../../examples/full.json5"));
     assert_eq!(c.rules.len(), 2);

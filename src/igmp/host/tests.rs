@@ -4,6 +4,7 @@
 use super::*;
 use crate::igmp::codec::Query;
 use crate::igmp::config::IgmpSettings;
+use crate::igmp::state::FilterMode;
 use std::time::Duration;
 
 const IF: u32 = 2;
@@ -47,7 +48,7 @@ fn query(version: Version, group: Ipv4Addr, max_resp_code: u8) -> Vec<u8> {
 #[test]
 fn a_v3_join_is_sent_at_once_and_repeated_within_the_unsolicited_interval() {
     let (mut h, t0) = host();
-    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    h.handle_event(t0, SetMemberships::any(BTreeSet::from([G])));
     let out = run(&mut h, t0, t0 + Duration::from_secs(5));
     assert_eq!(out.len(), 2, "robustness 2: the report and one repeat");
     assert_eq!(out[0].0, Duration::ZERO);
@@ -64,7 +65,7 @@ fn a_v3_join_is_sent_at_once_and_repeated_within_the_unsolicited_interval() {
     }
     // The last leave: TO_IN({}), repeated too.
     let now = t0 + Duration::from_secs(5);
-    h.handle_event(now, SetMemberships(BTreeSet::new()));
+    h.handle_event(now, SetMemberships::any(BTreeSet::new()));
     let out = run(&mut h, t0, now + Duration::from_secs(5));
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|(_, t)| matches!(decode(&t.payload), Ok(Message::V3Report(r)) if r[0].kind == RecordType::ToInclude)));
@@ -75,7 +76,7 @@ fn queries_are_answered_within_their_max_response_time() {
     let (mut h, t0) = host();
     h.handle_event(
         t0,
-        SetMemberships(BTreeSet::from([G, Ipv4Addr::new(239, 7, 7, 8)])),
+        SetMemberships::any(BTreeSet::from([G, Ipv4Addr::new(239, 7, 7, 8)])),
     );
     let t1 = t0 + Duration::from_secs(10);
     run(&mut h, t0, t1);
@@ -110,7 +111,7 @@ fn queries_are_answered_within_their_max_response_time() {
 #[test]
 fn a_v2_querier_switches_the_host_to_v2_reports_and_leaves() {
     let (mut h, t0) = host();
-    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    h.handle_event(t0, SetMemberships::any(BTreeSet::from([G])));
     run(&mut h, t0, t0 + Duration::from_secs(3));
     let t1 = t0 + Duration::from_secs(3);
     h.handle_packet(
@@ -126,7 +127,7 @@ fn a_v2_querier_switches_the_host_to_v2_reports_and_leaves() {
     assert_eq!(out[0].1.dst, G);
     assert_eq!(decode(&out[0].1.payload), Ok(Message::V2Report(G)));
     let t2 = t1 + Duration::from_secs(11);
-    h.handle_event(t2, SetMemberships(BTreeSet::new()));
+    h.handle_event(t2, SetMemberships::any(BTreeSet::new()));
     let out = run(&mut h, t0, t2 + Duration::from_secs(5));
     assert_eq!(out.len(), 1, "a v2 leave is sent once");
     assert_eq!(
@@ -141,7 +142,7 @@ fn a_v2_querier_switches_the_host_to_v2_reports_and_leaves() {
 #[test]
 fn garbage_and_other_interfaces_are_ignored() {
     let (mut h, t0) = host();
-    h.handle_event(t0, SetMemberships(BTreeSet::from([G])));
+    h.handle_event(t0, SetMemberships::any(BTreeSet::from([G])));
     run(&mut h, t0, t0 + Duration::from_secs(3));
     let t1 = t0 + Duration::from_secs(3);
     h.handle_packet(t1, IF, H, G, &[0x11, 0, 0]);
@@ -154,4 +155,101 @@ fn garbage_and_other_interfaces_are_ignored() {
     );
     assert!(run(&mut h, t0, t1 + Duration::from_secs(20)).is_empty());
     assert_eq!(h.version(), Version::V3);
+}
+
+fn filter(mode: FilterMode, l: &[Ipv4Addr]) -> HostFilter {
+    HostFilter {
+        mode,
+        sources: l.iter().copied().collect(),
+    }
+}
+
+/// Feed everything the host sends until `end` to a router on the same
+/// link; the router's view of G afterwards.
+fn deliver(
+    h: &mut IgmpHost,
+    r: &mut crate::igmp::IgmpRouter,
+    t0: Instant,
+    end: Instant,
+) -> Option<(FilterMode, Vec<Ipv4Addr>)> {
+    for (at, t) in run(h, t0, end) {
+        r.handle_packet(t0 + at, 1, H, t.dst, &t.payload);
+    }
+    r.handle_timeout(end);
+    r.interface(1)?
+        .members()
+        .into_iter()
+        .find(|(g, _, _)| *g == G)
+        .map(|(_, m, s)| (m, s))
+}
+
+#[test]
+fn source_list_changes_reach_a_router_as_allow_block_and_filter_mode_records() {
+    use crate::igmp::config::InterfaceConfig;
+    use crate::igmp::state::FilterMode::{Exclude, Include};
+    let (s1, s2) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+    let (mut h, t0) = host();
+    let params = IgmpSettings {
+        last_member_query_interval: 0.5,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let mut r = crate::igmp::IgmpRouter::new(
+        t0,
+        crate::igmp::RouterConfig {
+            params,
+            interfaces: vec![InterfaceConfig {
+                ifindex: 1,
+                name: "up".into(),
+                address: Ipv4Addr::new(10, 0, 0, 1),
+            }],
+        },
+    );
+    let set = |g: HostFilter| SetMemberships(BTreeMap::from([(G, g)]));
+    // INCLUDE {} → INCLUDE {S1}: ALLOW(S1).
+    h.handle_event(t0, set(filter(Include, &[s1])));
+    let first = h.poll_transmit().unwrap();
+    let Ok(Message::V3Report(recs)) = decode(&first.payload) else {
+        panic!()
+    };
+    assert_eq!(
+        (recs[0].kind, recs[0].sources.clone()),
+        (RecordType::AllowNew, vec![s1])
+    );
+    r.handle_packet(t0, 1, H, first.dst, &first.payload);
+    let t1 = t0 + Duration::from_secs(3);
+    assert_eq!(deliver(&mut h, &mut r, t0, t1), Some((Include, vec![s1])));
+    // INCLUDE {S1} → INCLUDE {S2}: ALLOW(S2) and BLOCK(S1); the router
+    // queries S1 and drops it after LMQT.
+    h.handle_event(t1, set(filter(Include, &[s2])));
+    let t2 = t1 + Duration::from_secs(4);
+    assert_eq!(deliver(&mut h, &mut r, t0, t2), Some((Include, vec![s2])));
+    // → EXCLUDE {S1}: TO_EX(S1), every source but S1.
+    h.handle_event(t2, set(filter(Exclude, &[s1])));
+    let t3 = t2 + Duration::from_secs(4);
+    assert_eq!(deliver(&mut h, &mut r, t0, t3), Some((Exclude, vec![s1])));
+    // Two changes within the repetitions: the second is sent as a full
+    // filter-mode record, so the router ends where the host is.
+    h.handle_event(t3, set(filter(Include, &[s1, s2])));
+    h.handle_event(t3, set(filter(Include, &[s2])));
+    let t4 = t3 + Duration::from_secs(30);
+    assert_eq!(deliver(&mut h, &mut r, t0, t4), Some((Include, vec![s2])));
+    // A general query is answered with the current state, sources included.
+    h.handle_packet(
+        t4,
+        IF,
+        Ipv4Addr::new(10, 0, 0, 1),
+        ALL_V3_ROUTERS,
+        &query(Version::V3, Ipv4Addr::UNSPECIFIED, 10),
+    );
+    let out = run(&mut h, t0, t4 + Duration::from_secs(2));
+    let Ok(Message::V3Report(recs)) = decode(&out[0].1.payload) else {
+        panic!()
+    };
+    assert_eq!(
+        (recs[0].kind, recs[0].sources.clone()),
+        (RecordType::IsInclude, vec![s2])
+    );
+    assert_eq!(h.counters.queries_received, 1);
 }

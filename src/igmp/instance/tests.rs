@@ -279,3 +279,37 @@ fn a_source_refreshed_during_its_queries_is_requeried_with_s_set_and_kept() {
         vec![(1.0, Include, vec![S1, S2]), (3.0, Include, vec![S1])]
     );
 }
+
+#[test]
+fn a_reload_with_a_shorter_query_interval_applies_at_once_and_keeps_members() {
+    let mut t = T::new();
+    t.report(30.0, RecordType::ToExclude, &[]);
+    t.run(33.0);
+    // The query scheduled with QI 10 s would come at 42.5 s.
+    let mut c = config(&[(IF, 1)]);
+    c.params.query_interval = Duration::from_secs(2);
+    let reload = t.at(33.0);
+    t.r.handle_config(reload, c);
+    let mut general = Vec::new();
+    while let Some(now) = t.r.poll_timeout().filter(|x| *x <= t.at(40.0)) {
+        t.r.handle_timeout(now);
+        while let Some(x) = t.r.poll_transmit() {
+            if let Ok(Message::Query(q)) = decode(&x.payload) {
+                if q.is_general() {
+                    general.push((now - t.t0).as_secs_f64());
+                }
+            }
+        }
+        while let Some(e) = t.r.poll_event() {
+            assert!(!matches!(e, IgmpEvent::Leave { .. }), "{e:?}");
+        }
+    }
+    assert_eq!(
+        general,
+        [35.0, 37.0, 39.0],
+        "queries every new QI from the reload"
+    );
+    let s = t.r.snapshot(t.at(40.0));
+    assert_eq!(s.groups.len(), 1, "the member is kept");
+    assert_eq!(s.groups[0].group.group, G);
+}

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use mcr::control::Event;
 use mcr::igmp::config::InterfaceConfig;
-use mcr::igmp::{FilterMode, IgmpEvent, IgmpParams, IgmpRouter, RouterConfig, Snapshot};
+use mcr::igmp::instance::Role;
+use mcr::igmp::{
+    FilterMode, HostFilter, IgmpEvent, IgmpParams, IgmpRouter, RouterConfig, Snapshot,
+};
 use mcr::proto::Protocol;
 use mcr::rib::SourceFilter;
 use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, recv_within, send_igmp};
@@ -33,8 +36,8 @@ use tracing::{debug, info, warn};
 use mcr::config::Config;
 use mcr::igmp::IgmpSettings;
 
-use super::{ProtocolChild, SpawnFuture};
-use crate::supervisor::handles::{Igmp, IgmpMsg, Rib, RibMsg};
+use super::{igmp_metrics, ProtocolChild, SpawnFuture};
+use crate::supervisor::handles::{Igmp, IgmpMsg, IgmpProxy, IgmpProxyMsg, Rib, RibMsg};
 use crate::supervisor::shared::{IgmpSetup, Shared};
 
 /// How often to look again for an interface that is missing or has no
@@ -54,7 +57,7 @@ pub struct IgmpArgs {
 
 /// Aborts its task when dropped, so a failed actor leaves no reader or
 /// timer behind (its state is dropped however it ends).
-struct Task(JoinHandle<()>);
+pub(super) struct Task(pub(super) JoinHandle<()>);
 
 impl Drop for Task {
     fn drop(&mut self) {
@@ -90,6 +93,30 @@ fn filter(mode: FilterMode, sources: Vec<std::net::Ipv4Addr>) -> SourceFilter {
     }
 }
 
+/// The same filter as the IGMP proxy merges it (RFC 4605 §4.1).
+fn host_filter(mode: FilterMode, sources: Vec<std::net::Ipv4Addr>) -> HostFilter {
+    HostFilter {
+        mode,
+        sources: sources.into_iter().collect(),
+    }
+}
+
+/// Tell the proxy (if one runs) every membership of `interface`; it keeps
+/// only those of its downstream interfaces.
+fn proxy_memberships(
+    interface: &str,
+    members: Vec<(std::net::Ipv4Addr, FilterMode, Vec<std::net::Ipv4Addr>)>,
+) {
+    let groups = members
+        .into_iter()
+        .map(|(g, m, s)| (g, host_filter(m, s)))
+        .collect();
+    IgmpProxy::tell(IgmpProxyMsg::Memberships {
+        interface: interface.to_string(),
+        groups,
+    });
+}
+
 /// When the answers to every startup query are due: after the last of
 /// them (startup count − 1 intervals after the first) plus the response
 /// time. Always shorter than the group membership interval, so nothing
@@ -111,7 +138,7 @@ impl IgmpState {
         let rx = open_igmp_rx(info.ifindex).map_err(|e| format!("IGMP receive socket: {e}"))?;
         let tx = open_igmp_tx(&self.interface, info.ifindex, address)
             .map_err(|e| format!("IGMP send socket: {e}"))?;
-        let reader = start_reader(rx, me.clone(), &self.interface)?;
+        let reader = start_reader(rx, me.clone(), &self.interface, IgmpMsg::Packet)?;
         let now = Instant::now();
         let config = RouterConfig {
             params: self.params.clone(),
@@ -164,6 +191,7 @@ impl IgmpState {
         self.run = None;
         self._resync = None;
         Rib::tell(RibMsg::LeaveInterface(self.interface.clone()));
+        proxy_memberships(&self.interface, Vec::new());
         for (group, _, _) in members {
             self.shared.publish(Event::IgmpLeave {
                 interface: self.interface.clone(),
@@ -191,6 +219,7 @@ impl IgmpState {
         for e in events {
             self.event(e);
         }
+        self.publish_metrics();
         let Some(run) = self.run.as_ref() else {
             return;
         };
@@ -212,6 +241,11 @@ impl IgmpState {
                 sources,
                 ..
             } => {
+                IgmpProxy::tell(IgmpProxyMsg::Membership {
+                    interface: interface.clone(),
+                    group,
+                    filter: host_filter(mode, sources.clone()),
+                });
                 Rib::tell(RibMsg::Join {
                     interface: interface.clone(),
                     group,
@@ -225,6 +259,11 @@ impl IgmpState {
                 sources,
                 ..
             } => {
+                IgmpProxy::tell(IgmpProxyMsg::Membership {
+                    interface: interface.clone(),
+                    group,
+                    filter: host_filter(mode, sources.clone()),
+                });
                 Rib::tell(RibMsg::Join {
                     interface,
                     group,
@@ -232,6 +271,11 @@ impl IgmpState {
                 });
             }
             IgmpEvent::Leave { group, .. } => {
+                IgmpProxy::tell(IgmpProxyMsg::Membership {
+                    interface: interface.clone(),
+                    group,
+                    filter: host_filter(FilterMode::Include, Vec::new()),
+                });
                 Rib::tell(RibMsg::Leave {
                     interface: interface.clone(),
                     group,
@@ -249,34 +293,73 @@ impl IgmpState {
         }
     }
 
+    /// A querier of the proxy's downstream, or one of its own.
+    fn role(&self) -> Role {
+        let downstream = self
+            .shared
+            .config()
+            .igmp
+            .as_ref()
+            .and_then(|c| c.proxy.as_ref())
+            .is_some_and(|p| p.downstream.contains(&self.interface));
+        if downstream {
+            Role::ProxyDownstream
+        } else {
+            Role::Querier
+        }
+    }
+
+    fn publish_metrics(&self) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        if let Some(i) = run.router.interface(run.ifindex) {
+            let mut c = i.counters.clone();
+            c.malformed += self.bad_ip;
+            let groups = i.members().len();
+            igmp_metrics::publish(&self.interface, self.role(), &c, groups, i.is_querier());
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         let Some(run) = self.run.as_ref() else {
             return Snapshot::default();
         };
         let mut s = run.router.snapshot(Instant::now());
+        let role = self.role();
         for i in &mut s.interfaces {
             i.querier.counters.malformed += self.bad_ip;
+            i.role = role;
         }
         s
     }
 }
 
 async fn tick_at(at: Instant, me: ActorRef<IgmpMsg>) {
+    tick_at_with(at, me, || IgmpMsg::Tick).await
+}
+
+/// Send `tick()` to `me` at `at` (the IGMP proxy shares this).
+pub(super) async fn tick_at_with<M: ractor::Message>(
+    at: Instant,
+    me: ActorRef<M>,
+    tick: fn() -> M,
+) {
     tokio::time::sleep_until(at.into()).await;
-    let _ = me.cast(IgmpMsg::Tick);
+    let _ = me.cast(tick());
 }
 
 /// The receiving thread of one interface. Blocking reads on a thread of
 /// its own keep the socket layer free of async registration; the thread
 /// notices within `POLL` that it should stop.
-struct Reader {
+pub(super) struct Reader {
     stop: Arc<AtomicBool>,
     /// Packets handed to the actor and not yet handled.
     queued: Arc<AtomicUsize>,
 }
 
 impl Reader {
-    fn handled(&self) {
+    pub(super) fn handled(&self) {
         let _ = self
             .queued
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -297,19 +380,32 @@ const POLL: Duration = Duration::from_millis(200);
 /// dropped at the socket rather than grown into the mailbox.
 const MAX_QUEUED: usize = 4096;
 
-fn start_reader(rx: OwnedFd, me: ActorRef<IgmpMsg>, interface: &str) -> Result<Reader, String> {
+/// Start reading `rx` on a thread; each packet reaches `me` as
+/// `wrap(packet)` (the IGMP proxy's upstream reads the same way).
+pub(super) fn start_reader<M: ractor::Message>(
+    rx: OwnedFd,
+    me: ActorRef<M>,
+    interface: &str,
+    wrap: fn(Vec<u8>) -> M,
+) -> Result<Reader, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let queued = Arc::new(AtomicUsize::new(0));
     let (flag, count) = (stop.clone(), queued.clone());
     std::thread::Builder::new()
         .name(format!("igmp-{interface}"))
-        .spawn(move || read_loop(&rx, &me, &flag, &count))
+        .spawn(move || read_loop(&rx, &me, wrap, &flag, &count))
         .map_err(|e| format!("IGMP receive thread: {e}"))?;
     Ok(Reader { stop, queued })
 }
 
 /// Hand every packet to the actor until it is gone or says stop.
-fn read_loop(rx: &OwnedFd, me: &ActorRef<IgmpMsg>, stop: &AtomicBool, queued: &AtomicUsize) {
+fn read_loop<M: ractor::Message>(
+    rx: &OwnedFd,
+    me: &ActorRef<M>,
+    wrap: fn(Vec<u8>) -> M,
+    stop: &AtomicBool,
+    queued: &AtomicUsize,
+) {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut warned = false;
     let mut dropped: u64 = 0;
@@ -327,7 +423,7 @@ fn read_loop(rx: &OwnedFd, me: &ActorRef<IgmpMsg>, stop: &AtomicBool, queued: &A
                     dropped = 0;
                 }
                 queued.fetch_add(1, Ordering::Relaxed);
-                if me.cast(IgmpMsg::Packet(buf[..n].to_vec())).is_err() {
+                if me.cast(wrap(buf[..n].to_vec())).is_err() {
                     return;
                 }
             }
@@ -375,6 +471,18 @@ impl Actor for IgmpActor {
         Ok(st)
     }
 
+    async fn post_stop(
+        &self,
+        _me: ActorRef<IgmpMsg>,
+        st: &mut IgmpState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped because the config no longer wants it (a failed actor
+        // is restarted and publishes again).
+        igmp_metrics::forget(&st.interface, Role::Querier);
+        igmp_metrics::forget(&st.interface, Role::ProxyDownstream);
+        Ok(())
+    }
+
     async fn handle(
         &self,
         me: ActorRef<IgmpMsg>,
@@ -413,11 +521,13 @@ impl Actor for IgmpActor {
             }
             IgmpMsg::Resync => {
                 if let Some(run) = st.run.as_ref() {
-                    let groups = run
+                    let members = run
                         .router
                         .interface(run.ifindex)
                         .map(|i| i.members())
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    proxy_memberships(&st.interface, members.clone());
+                    let groups = members
                         .into_iter()
                         .map(|(g, mode, sources)| (g, filter(mode, sources)))
                         .collect();
@@ -425,6 +535,30 @@ impl Actor for IgmpActor {
                         interface: st.interface.clone(),
                         groups,
                     });
+                }
+            }
+            IgmpMsg::Params(p) => {
+                if p != st.params {
+                    info!(target: "Protocol", "IGMP on {}: new timers from the config", st.interface);
+                    st.params = p.clone();
+                    if let Some(run) = st.run.as_mut() {
+                        if let Some(address) =
+                            run.router.interface(run.ifindex).map(|i| i.address())
+                        {
+                            // Same interface and address: the core keeps
+                            // its groups and election, swaps the timers.
+                            let config = RouterConfig {
+                                params: p,
+                                interfaces: vec![InterfaceConfig {
+                                    ifindex: run.ifindex,
+                                    name: st.interface.clone(),
+                                    address,
+                                }],
+                            };
+                            run.router.handle_config(Instant::now(), config);
+                        }
+                    }
+                    st.drain(&me);
                 }
             }
             IgmpMsg::Snapshot(reply) => {
@@ -477,9 +611,16 @@ impl ProtocolChild for IgmpChild {
         })
     }
 
+    fn reconfigure(&self) {
+        if let Ok(p) = self.settings.validate() {
+            Igmp::tell(&self.interface, IgmpMsg::Params(p));
+        }
+    }
+
     fn retired(&self) {
         // Nobody tracks this interface's members any more.
         Rib::tell(RibMsg::LeaveInterface(self.interface.clone()));
+        proxy_memberships(&self.interface, Vec::new());
     }
 }
 

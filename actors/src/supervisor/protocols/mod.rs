@@ -33,6 +33,8 @@
 //! config section into such values. Nothing else here changes.
 
 pub mod igmp;
+pub mod igmp_metrics;
+pub mod igmp_proxy;
 pub mod pim;
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +75,12 @@ pub trait ProtocolChild: Send + Sync + 'static {
     /// what outlives the actor (an IGMP querier's memberships in the RIB
     /// survive its restarts, but not its removal).
     fn retired(&self) {}
+
+    /// The child runs and the config still wants it, perhaps with other
+    /// settings (called on every reconcile): hand it what a reload may
+    /// have changed that does not change its key (an IGMP querier's
+    /// timers), so it applies them without a restart.
+    fn reconfigure(&self) {}
 }
 
 /// The children a config asks for, by key.
@@ -87,6 +95,7 @@ pub type WantedFn = fn(&Config) -> Wanted;
 pub fn wanted(cfg: &Config) -> Wanted {
     let mut children: Vec<Arc<dyn ProtocolChild>> = Vec::new();
     children.extend(igmp::children(cfg));
+    children.extend(igmp_proxy::children(cfg));
     children.extend(pim::children(cfg));
     children.into_iter().map(|c| (c.key(), c)).collect()
 }
@@ -212,6 +221,11 @@ impl ProtocolsState {
                     spec.retired();
                 }
                 info!(target: "Protocol", "protocol actor {key} stopped: no longer configured");
+            }
+        }
+        for (key, child) in &wanted {
+            if self.children.contains_key(key) {
+                child.reconfigure();
             }
         }
         for key in p.start {

@@ -1,0 +1,474 @@
+//! IgmpProxyActor: the shell of the IGMP proxy (RFC 4605) configured by
+//! `igmp.proxy`.
+//!
+//! Owns the proxy's upstream I/O and its forwarding routes. The downstream
+//! interfaces run ordinary queriers (IgmpActors; RFC 4605 §4.1 router
+//! side); each tells this actor its memberships. This actor merges them
+//! (`mcr::igmp::ProxyMembership`, RFC 4605 §4.1 with the RFC 3376 §3.2
+//! rules), drives an [`IgmpHost`] on the upstream interface with the
+//! result (RFC 4605 §4.1 host side: unsolicited reports, answers to
+//! queries, leaves), and puts one (*,G) route of origin `igmp` per merged
+//! group into the RIB, from the upstream interface with no outputs of its
+//! own: the RIB adds every interface whose members accept a source (RFC
+//! 4605 §4.2 forwarding, in route mode: source kept, TTL − 1).
+//!
+//! Restarts lose nothing that forwards: the RIB keeps the routes while
+//! this actor is down, the restarted actor asks every downstream querier
+//! for its members before it withdraws a route it no longer wants, and the
+//! new host side reports the whole membership upstream at once.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcr::config::Config;
+use mcr::igmp::codec::{decode, Message};
+use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
+use mcr::igmp::state::{GroupSnapshot, QuerierSnapshot};
+use mcr::igmp::{
+    Counters, FilterMode, HostConfig, HostFilter, IgmpHost, IgmpParams, IgmpSettings,
+    ProxyMembership, SetMemberships, Snapshot,
+};
+use mcr::proto::{Protocol, Rng};
+use mcr::rib::{Origin, Route};
+use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, send_igmp};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use tracing::{debug, info, warn};
+
+use super::igmp::{start_reader, tick_at_with, Reader, Task};
+use super::{igmp_metrics, ProtocolChild, SpawnFuture};
+use crate::supervisor::handles::{Igmp, IgmpProxy, IgmpProxyMsg, Rib};
+use crate::supervisor::shared::Shared;
+
+/// How often the actor looks at the config (a reload that changes the
+/// downstream list, the upstream or the timers) and at the upstream
+/// interface when it is missing.
+const CHECK: Duration = Duration::from_secs(1);
+
+pub struct IgmpProxyActor;
+
+pub struct ProxyArgs {
+    pub shared: Arc<Shared>,
+}
+
+struct Upstream {
+    host: IgmpHost,
+    ifindex: u32,
+    tx: OwnedFd,
+    reader: Reader,
+    /// The last router heard querying upstream.
+    querier: Option<Ipv4Addr>,
+}
+
+pub struct ProxyState {
+    shared: Arc<Shared>,
+    upstream: String,
+    params: IgmpParams,
+    members: ProxyMembership,
+    run: Option<Upstream>,
+    /// Groups this actor has a (*,G) route for in the RIB.
+    routed: BTreeSet<Ipv4Addr>,
+    timer: Option<(Instant, Task)>,
+    bad_ip: u64,
+}
+
+/// The proxy section and its timers, if the config has one.
+fn setup(cfg: &Config) -> Option<(String, Vec<String>, IgmpSettings)> {
+    let igmp = cfg.igmp.as_ref()?;
+    let p = igmp.proxy.as_ref()?;
+    Some((
+        p.upstream.clone(),
+        p.downstream.clone(),
+        igmp.settings.clone(),
+    ))
+}
+
+/// What a querier's `igmp groups` row says a member wants, as the proxy
+/// merges it: INCLUDE of the timed sources, or EXCLUDE of the blocked ones
+/// (a source with no timer in EXCLUDE mode).
+fn row_filter(g: &GroupSnapshot) -> HostFilter {
+    let sources = g
+        .sources
+        .iter()
+        .filter(|(_, t)| (g.mode == FilterMode::Include) == t.is_some())
+        .map(|(s, _)| *s)
+        .collect();
+    HostFilter {
+        mode: g.mode,
+        sources,
+    }
+}
+
+impl ProxyState {
+    fn downstream(&self) -> Vec<String> {
+        setup(&self.shared.config())
+            .map(|(_, d, _)| d)
+            .unwrap_or_default()
+    }
+
+    /// Bring the RIB and the upstream membership to what the downstream
+    /// members want now.
+    fn apply(&mut self, me: &ActorRef<IgmpProxyMsg>) {
+        self.members.retain_interfaces(&self.downstream());
+        let merged = self.members.merged();
+        let want: BTreeSet<Ipv4Addr> = merged.keys().copied().collect();
+        for g in want.difference(&self.routed) {
+            Rib::route(Origin::Igmp, Route::star_g(*g, &self.upstream, &[]));
+            info!(target: "Protocol", "IGMP proxy: forwarding {g} from {}", self.upstream);
+        }
+        for g in self.routed.difference(&want) {
+            Rib::withdraw(Origin::Igmp, None, *g);
+            info!(target: "Protocol", "IGMP proxy: no member of {g} downstream any more");
+        }
+        self.routed = want;
+        if let Some(run) = self.run.as_mut() {
+            run.host
+                .handle_event(Instant::now(), SetMemberships(merged));
+        }
+        self.drain(me);
+    }
+
+    /// Open the upstream sockets and start the host side, if the
+    /// interface is there; it reports the current membership at once.
+    fn try_start(&mut self, me: &ActorRef<IgmpProxyMsg>) -> Result<(), String> {
+        let info = mcr::sys::interface_info(&self.upstream)
+            .ok_or_else(|| format!("interface {} does not exist", self.upstream))?;
+        let address = *info
+            .addrs
+            .first()
+            .ok_or_else(|| format!("interface {} has no IPv4 address", self.upstream))?;
+        let rx = open_igmp_rx(info.ifindex).map_err(|e| format!("IGMP receive socket: {e}"))?;
+        let tx = open_igmp_tx(&self.upstream, info.ifindex, address)
+            .map_err(|e| format!("IGMP send socket: {e}"))?;
+        let reader = start_reader(rx, me.clone(), &self.upstream, IgmpProxyMsg::Packet)?;
+        let config = HostConfig {
+            ifindex: info.ifindex,
+            address,
+            params: self.params.clone(),
+        };
+        let mut host = IgmpHost::new(config, Rng::from_entropy());
+        host.handle_event(Instant::now(), SetMemberships(self.members.merged()));
+        self.run = Some(Upstream {
+            host,
+            ifindex: info.ifindex,
+            tx,
+            reader,
+            querier: None,
+        });
+        info!(target: "Protocol", "IGMP proxy upstream on {} ({address}, ifindex {})", self.upstream, info.ifindex);
+        Ok(())
+    }
+
+    /// Follow a reload (upstream, timers) and the upstream interface
+    /// (gone, or a new address: the host starts over on what has the name).
+    fn check(&mut self) {
+        if let Some((upstream, _, settings)) = setup(&self.shared.config()) {
+            if upstream != self.upstream {
+                info!(target: "Protocol", "IGMP proxy: upstream {} → {upstream}", self.upstream);
+                for g in std::mem::take(&mut self.routed) {
+                    Rib::withdraw(Origin::Igmp, None, g);
+                }
+                igmp_metrics::forget(&self.upstream, Role::ProxyUpstream);
+                self.upstream = upstream;
+                self.run = None;
+            }
+            if let Ok(p) = settings.validate() {
+                if p != self.params {
+                    self.params = p.clone();
+                    if let Some(run) = self.run.as_mut() {
+                        let c = HostConfig {
+                            ifindex: run.ifindex,
+                            address: run.host.address(),
+                            params: p,
+                        };
+                        run.host.handle_config(Instant::now(), c);
+                    }
+                }
+            }
+        }
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        let now = mcr::sys::interface_info(&self.upstream)
+            .and_then(|i| Some((i.ifindex, *i.addrs.first()?)));
+        if now != Some((run.ifindex, run.host.address())) {
+            warn!(target: "Protocol", "IGMP proxy: upstream {} went away or changed address; starting over", self.upstream);
+            self.run = None;
+        }
+    }
+
+    /// Send what the host wants sent and re-arm the one timer.
+    fn drain(&mut self, me: &ActorRef<IgmpProxyMsg>) {
+        let mut at = Instant::now() + CHECK;
+        if let Some(run) = self.run.as_mut() {
+            while let Some(t) = run.host.poll_transmit() {
+                if let Err(e) = send_igmp(&run.tx, t.dst, &t.payload) {
+                    // The host repeats every state change robustness times.
+                    debug!(target: "Protocol", "IGMP proxy send on {} to {}: {e}", self.upstream, t.dst);
+                }
+            }
+            if let Some(t) = run.host.poll_timeout() {
+                at = at.min(t);
+            }
+        }
+        if let Some(run) = self.run.as_ref() {
+            let c = self.counters(run);
+            let groups = run.host.joined().len();
+            igmp_metrics::publish(&self.upstream, Role::ProxyUpstream, &c, groups, false);
+        }
+        if self.timer.as_ref().map(|(t, _)| *t) != Some(at) {
+            let task = tokio::spawn(tick_at_with(at, me.clone(), || IgmpProxyMsg::Tick));
+            self.timer = Some((at, Task(task)));
+        }
+    }
+
+    /// The upstream row's counters (`igmp interfaces`, Prometheus).
+    fn counters(&self, run: &Upstream) -> Counters {
+        Counters {
+            queries_received: run.host.counters.queries_received,
+            reports_sent: run.host.counters.reports_sent,
+            leaves_sent: run.host.counters.leaves_sent,
+            malformed: self.bad_ip,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        let Some(run) = self.run.as_ref() else {
+            return s;
+        };
+        let h = &run.host;
+        let version = h.version() as u8;
+        for (g, f) in h.joined() {
+            s.groups.push(GroupRow {
+                interface: self.upstream.clone(),
+                ifindex: run.ifindex,
+                group: GroupSnapshot {
+                    group: *g,
+                    mode: f.mode,
+                    sources: f.sources.iter().map(|s| (*s, None)).collect(),
+                    last_reporter: h.address(),
+                    expires: None,
+                    version,
+                },
+            });
+        }
+        s.interfaces.push(InterfaceRow {
+            interface: self.upstream.clone(),
+            ifindex: run.ifindex,
+            role: Role::ProxyUpstream,
+            querier: QuerierSnapshot {
+                address: h.address(),
+                querier: false,
+                current_querier: run.querier.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                other_querier_expires: None,
+                version,
+                counters: self.counters(run),
+            },
+        });
+        s
+    }
+
+    /// A restarted proxy learns the downstream members from the queriers
+    /// (which outlive it) and withdraws the routes of a predecessor that
+    /// no member wants any more.
+    async fn resync(&mut self) {
+        for d in self.downstream() {
+            if let Ok(s) = Igmp::snapshot(&d).await {
+                let groups = s
+                    .groups
+                    .iter()
+                    .map(|r| (r.group.group, row_filter(&r.group)))
+                    .collect();
+                self.members.replace(&d, groups);
+            }
+        }
+        let want: BTreeSet<Ipv4Addr> = self.members.merged().keys().copied().collect();
+        if let Ok(entries) = Rib::mroute().await {
+            for e in entries {
+                let ours = e.source.is_none()
+                    && e.interface == self.upstream
+                    && (e.origin == "igmp" || e.origins.iter().any(|o| o == "igmp"));
+                if ours && !want.contains(&e.group) {
+                    Rib::withdraw(Origin::Igmp, None, e.group);
+                }
+            }
+        }
+        // A predecessor's routes are replaced by identical ones.
+        for g in &want {
+            Rib::route(Origin::Igmp, Route::star_g(*g, &self.upstream, &[]));
+        }
+        self.routed = want;
+    }
+}
+
+impl Actor for IgmpProxyActor {
+    type Msg = IgmpProxyMsg;
+    type State = ProxyState;
+    type Arguments = ProxyArgs;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<IgmpProxyMsg>,
+        args: ProxyArgs,
+    ) -> Result<ProxyState, ActorProcessingErr> {
+        let (upstream, _, settings) =
+            setup(&args.shared.config()).ok_or("the config has no igmp.proxy section")?;
+        let params = settings.validate().map_err(|e| e.to_string())?;
+        let mut st = ProxyState {
+            shared: args.shared,
+            upstream,
+            params,
+            members: ProxyMembership::default(),
+            run: None,
+            routed: BTreeSet::new(),
+            timer: None,
+            bad_ip: 0,
+        };
+        st.resync().await;
+        // A missing upstream is not a failure: the check retries it.
+        if let Err(e) = st.try_start(&me) {
+            warn!(target: "Protocol", "IGMP proxy on {}: {e}; retrying every {CHECK:?}", st.upstream);
+        }
+        st.apply(&me);
+        Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<IgmpProxyMsg>,
+        st: &mut ProxyState,
+    ) -> Result<(), ActorProcessingErr> {
+        igmp_metrics::forget(&st.upstream, Role::ProxyUpstream);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<IgmpProxyMsg>,
+        msg: IgmpProxyMsg,
+        st: &mut ProxyState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IgmpProxyMsg::Membership {
+                interface,
+                group,
+                filter,
+            } => {
+                if st.downstream().contains(&interface) {
+                    st.members.set(&interface, group, filter);
+                    st.apply(&me);
+                }
+            }
+            IgmpProxyMsg::Memberships { interface, groups } => {
+                if st.downstream().contains(&interface) {
+                    st.members.replace(&interface, groups);
+                } else {
+                    st.members.remove_interface(&interface);
+                }
+                st.apply(&me);
+            }
+            IgmpProxyMsg::Packet(p) => {
+                let Some(run) = st.run.as_mut() else {
+                    return Ok(());
+                };
+                run.reader.handled();
+                match parse_ipv4(&p) {
+                    Some((src, dst, payload)) if src != run.host.address() => {
+                        if matches!(decode(payload), Ok(Message::Query(_))) {
+                            run.querier = Some(src);
+                        }
+                        run.host
+                            .handle_packet(Instant::now(), run.ifindex, src, dst, payload);
+                    }
+                    // Our own report, looped back.
+                    Some(_) => {}
+                    None => st.bad_ip += 1,
+                }
+                st.drain(&me);
+            }
+            IgmpProxyMsg::Tick => {
+                st.timer = None;
+                st.check();
+                match st.run.as_mut() {
+                    Some(run) => run.host.handle_timeout(Instant::now()),
+                    None => {
+                        if let Err(e) = st.try_start(&me) {
+                            debug!(target: "Protocol", "IGMP proxy on {}: {e}", st.upstream);
+                        }
+                    }
+                }
+                st.apply(&me);
+            }
+            IgmpProxyMsg::Snapshot(reply) => {
+                let _ = reply.send(st.snapshot());
+            }
+            IgmpProxyMsg::Panic => panic!("fault injection: igmp proxy panic requested"),
+        }
+        Ok(())
+    }
+}
+
+/// The proxy as a child of the ProtocolSupervisor, key `igmp-proxy`.
+struct ProxyChild;
+
+impl ProtocolChild for ProxyChild {
+    fn key(&self) -> String {
+        IgmpProxy::NAME.to_string()
+    }
+
+    fn spawn(&self, name: String, shared: Arc<Shared>, supervisor: ActorCell) -> SpawnFuture {
+        Box::pin(async move {
+            let args = ProxyArgs { shared };
+            let (a, _) = Actor::spawn_linked(Some(name), IgmpProxyActor, args, supervisor).await?;
+            Ok(a.get_cell())
+        })
+    }
+
+    fn retired(&self) {
+        // Only the proxy puts igmp routes in the RIB.
+        Rib::withdraw_origin(Origin::Igmp);
+    }
+}
+
+/// The proxy, when the config has an `igmp.proxy` section.
+pub fn children(cfg: &Config) -> Vec<Arc<dyn ProtocolChild>> {
+    match setup(cfg) {
+        Some(_) => vec![Arc::new(ProxyChild)],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_querier_row_becomes_the_filter_its_members_want() {
+        let s = |n| Ipv4Addr::new(10, 0, 0, n);
+        let row = |mode, sources| GroupSnapshot {
+            group: Ipv4Addr::new(239, 1, 1, 1),
+            mode,
+            sources,
+            last_reporter: s(9),
+            expires: None,
+            version: 3,
+        };
+        // INCLUDE: the timed sources.
+        let f = row_filter(&row(FilterMode::Include, vec![(s(1), Some(3.0))]));
+        assert_eq!(f.sources, BTreeSet::from([s(1)]));
+        // EXCLUDE: only the blocked (untimed) sources; timed ones are
+        // still forwarded.
+        let f = row_filter(&row(
+            FilterMode::Exclude,
+            vec![(s(1), Some(3.0)), (s(2), None)],
+        ));
+        assert_eq!(
+            (f.mode, f.sources),
+            (FilterMode::Exclude, BTreeSet::from([s(2)]))
+        );
+    }
+}
