@@ -203,8 +203,9 @@ impl Explainer {
         }
     }
 
-    /// Explain trouble outside the verdict; `detail` is e.g. the errno.
-    pub fn trouble(&mut self, now_ms: u64, t: Trouble, interface: &str, detail: &str) {
+    /// Explain trouble outside the verdict, with the errno if there is one
+    /// (formatted only when the line is logged).
+    pub fn trouble(&mut self, now_ms: u64, t: Trouble, interface: &str, errno: Option<i32>) {
         let f = t.facility();
         if !debug_on(f) {
             return;
@@ -216,6 +217,9 @@ impl Explainer {
             return;
         };
         let held = held_text(held_back);
+        let detail = errno
+            .map(|e| format!(": {}", std::io::Error::from_raw_os_error(e)))
+            .unwrap_or_default();
         debug_in!(f, "{interface}: {}{detail}{held}", t.what());
     }
 

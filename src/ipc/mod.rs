@@ -5,8 +5,9 @@
 //! a worker is given (`TableRule`, with its stable entry hash), the wire
 //! encoding (postcard in one `SOCK_SEQPACKET` message each, so message
 //! boundaries come from the socket), chunking so that no message exceeds
-//! `MAX_MESSAGE`, and file-descriptor passing (`fdpass`). The version is
-//! checked when a worker says hello.
+//! `MAX_MESSAGE`, file-descriptor passing (`fdpass`), and the per-rule
+//! packet trace's report (`trace`). The version is checked when a worker
+//! says hello.
 //!
 //! Drift detection: every table message carries a sequence number and the
 //! hash the worker's table must have once it is applied. The worker acks

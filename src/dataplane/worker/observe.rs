@@ -88,11 +88,15 @@ impl Worker {
         });
     }
 
-    /// Trouble outside the verdict (no buffer, a failed send), explained
-    /// if its facility is at debug.
-    pub(super) fn trouble(&mut self, t: Trouble, detail: &str) {
+    /// Trouble outside the verdict (no buffer, a failed send with its
+    /// errno), explained if its facility is at debug.
+    pub(super) fn trouble(&mut self, t: Trouble, errno: Option<i32>) {
+        // Before the clock: running out of buffers can happen per packet.
+        if !explain::debug_on(t.facility()) {
+            return;
+        }
         let now = self.mono_ms();
-        self.explain.trouble(now, t, &self.setup.interface, detail);
+        self.explain.trouble(now, t, &self.setup.interface, errno);
     }
 
     /// At each stats tick: summaries of held-back lines, and the Stats

@@ -184,7 +184,7 @@ impl Worker {
             let errno = -res;
             if errno == libc::ENOBUFS {
                 self.c.buf_exhaust += 1;
-                self.trouble(Trouble::NoBuffer, "");
+                self.trouble(Trouble::NoBuffer, None);
             } else {
                 warn!(target: "Ingress", "receive on {} failed: {}", self.setup.interface, io::Error::from_raw_os_error(errno));
                 self.recv_backoff = true;
@@ -237,7 +237,7 @@ impl Worker {
             None => {
                 self.c.send_errors += 1;
                 self.count_output_error(rule_key, s.output, s.len as usize);
-                self.trouble(Trouble::NoEgress, "");
+                self.trouble(Trouble::NoEgress, None);
                 return false;
             }
         };
@@ -256,7 +256,7 @@ impl Worker {
         if !taken {
             self.c.send_backlog_drops += 1;
             self.count_output_error(rule_key, s.output, s.len as usize);
-            self.trouble(Trouble::SendBacklog, "");
+            self.trouble(Trouble::SendBacklog, None);
         }
         taken
     }
@@ -320,8 +320,7 @@ impl Worker {
             for (key, out, len) in segs {
                 self.count_output_error(key, out, len);
             }
-            let why = format!(": {}", io::Error::from_raw_os_error(errno));
-            self.trouble(Trouble::SendFailed, &why);
+            self.trouble(Trouble::SendFailed, Some(errno));
         } else {
             self.c.sent += n as u64;
             self.c.sent_bytes += res as u64;

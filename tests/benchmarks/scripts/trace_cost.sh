@@ -18,7 +18,7 @@ TAG=tc NET=33 . "$(dirname "$0")/chain.sh"
 CFG='{ rules: [ { id: "bench", input: { interface: "r0", group: "239.1.1.1", port: 5000 }, outputs: [ { interface: "r1", group: "239.2.2.2", port: 6000 } ] } ] }'
 echo "$CFG" > "$DIR/cfg.json5"
 ctl() { ip netns exec "$R" "$BIN/mcrctl" --socket "$DIR/s.sock" "$@"; }
-counter() { ctl --json stats | python3 -c "import json,sys; print(json.load(sys.stdin)['workers'][0]['counters']['$1'])"; }
+counter() { ctl --json stats | python3 -c "import json,sys; print(json.load(sys.stdin)['workers'][0]['$1'])"; }
 
 # point VARIANT: one measurement, appended to $DIR/points as "variant ns_per_pkt recv sent".
 point() {
