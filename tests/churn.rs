@@ -7,11 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{add_named, remove_named, Daemon};
 use common::procfs::{fd_count, rss_kb, socket_count};
 use common::{require_root, wait_for, Relay3};
-use mcr::control::Request;
-use mcr::rule::{parse_output_spec, RuleInput};
 
 /// Rules added, then removed.
 const CHURN: u32 = 1000;
@@ -27,14 +25,8 @@ const RSS_SLACK_KB: u64 = 6 * 1024;
 /// few TTLs, so churn opens memberships on both inputs and several egress
 /// sockets per output interface.
 fn add(d: &Daemon, c: &mut mcr::control::client::Client, tag: &str, i: u32) {
-    let input = RuleInput {
-        interface: if i.is_multiple_of(2) { "r0" } else { "r2" }.into(),
-        group: format!("239.50.{}.{}", i / 200, i % 200 + 1)
-            .parse()
-            .expect("group"),
-        port: 5000,
-        source: None,
-    };
+    let input_if = if i.is_multiple_of(2) { "r0" } else { "r2" };
+    let group = format!("239.50.{}.{}", i / 200, i % 200 + 1);
     let out_if = if i.is_multiple_of(3) { "r1" } else { "r3" };
     let spec = format!(
         "239.60.{}.{}:6000:{out_if}:{}",
@@ -42,26 +34,13 @@ fn add(d: &Daemon, c: &mut mcr::control::client::Client, tag: &str, i: u32) {
         i % 200 + 1,
         1 + i % 4
     );
-    let outputs = vec![parse_output_spec(&spec).expect("output spec")];
-    let r: Result<serde_json::Value, _> = c.request(&Request::Add {
-        id: None,
-        name: Some(format!("{tag}{i}")),
-        input,
-        outputs,
-    });
-    if let Err(e) = r {
-        panic!("add {tag}{i}: {e}\n{}", d.log_text());
+    if let Err(e) = add_named(c, &format!("{tag}{i}"), input_if, &group, 5000, &spec) {
+        panic!("{e}\n{}", d.log_text());
     }
 }
 
 fn remove(c: &mut mcr::control::client::Client, tag: &str, i: u32) {
-    let r: Result<serde_json::Value, _> = c.request(&Request::Remove {
-        id: None,
-        name: Some(format!("{tag}{i}")),
-    });
-    if let Err(e) = r {
-        panic!("remove {tag}{i}: {e}");
-    }
+    remove_named(c, &format!("{tag}{i}")).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn churn(d: &Daemon, tag: &str, n: u32) {

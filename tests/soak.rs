@@ -29,13 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{recv, send_cmd, Daemon, DaemonOpts, Recv};
+use common::daemon::{add_named, recv, remove_named, send_cmd, Daemon, DaemonOpts, Recv};
 use common::procfs::{alive, fd_count, rss_kb, threads};
 use common::{require_root, wait_for, Netns, Relay3};
 use mcr::control::client::Client;
 use mcr::control::{Request, RuleInfo, RuleState, StatsReport, StatusReport, WorkerInfo};
 use mcr::gen::RecvReport;
-use mcr::rule::{parse_output_spec, RuleInput};
 
 /// How long the daemon may take to settle after a phase (rules active,
 /// worker tables in sync). Generous: a full parallel `cargo test` on two
@@ -342,35 +341,19 @@ fn flap(ns: &Netns, iface: &str) {
 fn churn(d: &Daemon, phase: u64, n: u32) {
     let mut c = d.client();
     for i in 0..n {
-        let input = RuleInput {
-            interface: if i.is_multiple_of(2) { "r0" } else { "r2" }.into(),
-            group: format!("239.7.{}.{}", phase % 250, i % 250 + 1)
-                .parse()
-                .expect("group literal"),
-            port: 5000,
-            source: None,
-        };
-        let spec = format!(
+        let input = if i.is_multiple_of(2) { "r0" } else { "r2" };
+        let group = format!("239.7.{}.{}", phase % 250, i % 250 + 1);
+        let output = format!(
             "239.8.{}.{}:6000:{}",
             phase % 250,
             i % 250 + 1,
             if i.is_multiple_of(3) { "r3" } else { "r1" }
         );
-        let outputs = vec![parse_output_spec(&spec).expect("output spec literal")];
-        let r: Result<serde_json::Value, _> = c.request(&Request::Add {
-            id: None,
-            name: Some(format!("churn{i}")),
-            input,
-            outputs,
-        });
-        r.unwrap_or_else(|e| panic!("add churn{i}: {e}"));
+        add_named(&mut c, &format!("churn{i}"), input, &group, 5000, &output)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     for i in 0..n {
-        let r: Result<serde_json::Value, _> = c.request(&Request::Remove {
-            id: None,
-            name: Some(format!("churn{i}")),
-        });
-        r.unwrap_or_else(|e| panic!("remove churn{i}: {e}"));
+        remove_named(&mut c, &format!("churn{i}")).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -516,3 +516,42 @@ impl super::Relay3 {
         rep
     }
 }
+
+/// `add` a rule called `name` through `c`: input `group`:`port` on
+/// `interface` from any source, one output as `mcrctl add` spells it
+/// (`GROUP:PORT:IFACE[:TTL]`). The daemon's error, if it refused.
+pub fn add_named(
+    c: &mut Client,
+    name: &str,
+    interface: &str,
+    group: &str,
+    port: u16,
+    output: &str,
+) -> Result<(), String> {
+    let input = mcr::rule::RuleInput {
+        interface: interface.into(),
+        group: group.parse().map_err(|e| format!("group {group:?}: {e}"))?,
+        port,
+        source: None,
+    };
+    let out =
+        mcr::rule::parse_output_spec(output).map_err(|e| format!("output {output:?}: {e}"))?;
+    c.request::<serde_json::Value>(&mcr::control::Request::Add {
+        id: None,
+        name: Some(name.into()),
+        input,
+        outputs: vec![out],
+    })
+    .map(|_| ())
+    .map_err(|e| format!("add {name}: {e}"))
+}
+
+/// `remove` the rule called `name` through `c`.
+pub fn remove_named(c: &mut Client, name: &str) -> Result<(), String> {
+    c.request::<serde_json::Value>(&mcr::control::Request::Remove {
+        id: None,
+        name: Some(name.into()),
+    })
+    .map(|_| ())
+    .map_err(|e| format!("remove {name}: {e}"))
+}
