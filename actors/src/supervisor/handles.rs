@@ -223,6 +223,13 @@ pub enum RibMsg {
     },
     /// Remove every route of one origin (its protocol stopped).
     WithdrawOrigin(Origin),
+    /// Make this the whole route set of one origin, in one recompile: a
+    /// protocol's periodic re-send, which also withdraws what a restarted
+    /// instance no longer has, without a gap for routes it still has.
+    ReplaceOrigin {
+        origin: Origin,
+        routes: Vec<Route>,
+    },
     /// Set an interface's membership in a group (INCLUDE {} leaves).
     Join {
         interface: String,
@@ -532,6 +539,10 @@ impl Rib {
 
     pub fn withdraw_origin(origin: Origin) -> bool {
         Self::tell(RibMsg::WithdrawOrigin(origin))
+    }
+
+    pub fn replace_origin(origin: Origin, routes: Vec<Route>) -> bool {
+        Self::tell(RibMsg::ReplaceOrigin { origin, routes })
     }
 
     pub fn join(interface: &str, group: Ipv4Addr, filter: SourceFilter) -> bool {
