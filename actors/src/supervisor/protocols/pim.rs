@@ -11,7 +11,9 @@
 //! when the NetlinkMonitor reports route changes and every
 //! `RESYNC` period), feeds it the IGMP memberships the RIB pushes (local
 //! receivers, RFC 7761 §4.1.6), and hands the core's (*,G)/(S,G) routes
-//! to the RIB (origin `pim`, route mode). The protocol itself (RFC 7761
+//! to the RIB (origin `pim`, route mode), each (S,G) with the interfaces
+//! its (S,G,rpt) prunes take it off the shared tree on (§4.1.6
+//! inherited_olist(S,G,rpt)). The protocol itself (RFC 7761
 //! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
 //! is the core's.
 //!
@@ -19,8 +21,15 @@
 //! cannot decode. After a panic the new actor starts from nothing with a
 //! new generation id: neighbors are re-learned from their Hellos, and the
 //! new generation id tells them to send us their state again (§4.3.1).
+//! The routes of the actor that panicked stay in the RIB meanwhile, so
+//! traffic that still has receivers keeps flowing. Routes go to the RIB
+//! as deltas of what this actor sent; once it has been up for a
+//! Join/Prune period (every downstream neighbor has re-sent its Joins,
+//! whether or not it reacts to the new generation id) each periodic
+//! re-send replaces the RIB's whole `pim` route set (`ReplaceOrigin`),
+//! which withdraws what the old actor had and this one does not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +52,12 @@ use mcr::config::Config;
 
 use super::{ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Pim, PimMsg, Rib, RibMsg};
-use crate::supervisor::netlink::route::route_get;
+use crate::supervisor::netlink::route::RouteLookup;
 use crate::supervisor::shared::Shared;
+
+#[path = "pim_rib.rs"]
+mod rib;
+use rib::rib_routes;
 
 pub struct PimActor;
 
@@ -84,6 +97,11 @@ pub struct PimState {
     said_goodbye: bool,
     /// The last IGMP memberships from the RIB, by interface name.
     members: Arc<Memberships>,
+    /// What this actor told the RIB, by (S,G).
+    sent: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    started: Instant,
+    /// One netlink connection for every RPF lookup; reopened if it dies.
+    rpf: Option<RouteLookup>,
 }
 
 impl Drop for PimState {
@@ -251,9 +269,8 @@ impl PimState {
         }
     }
 
-    /// A route change of the core, by interface name, to the RIB; a real
-    /// change (not a periodic re-send) is also logged and published.
-    fn to_rib(&self, change: PimRouteChange, announce: bool) {
+    /// Log and publish a route change of the core.
+    fn announce(&self, change: &PimRouteChange) {
         match change {
             PimRouteChange::Add {
                 source,
@@ -261,50 +278,108 @@ impl PimState {
                 upstream,
                 downstream,
             } => {
-                let name = |i: &u32| self.links.get(i).map(|(n, _)| n.as_str());
-                let Some(up) = name(&upstream) else {
+                let name = |i: &u32| self.links.get(i).map(|(n, _)| n.clone());
+                let Some(up) = name(upstream) else {
                     debug!(target: "Pim", "route for {group}: upstream ifindex {upstream} has no name");
                     return;
                 };
-                let down: Vec<&str> = downstream.iter().filter_map(name).collect();
-                let route = match source {
-                    Some(s) => Route::s_g(s, group, up, &down),
-                    None => Route::star_g(group, up, &down),
-                };
-                if announce {
-                    info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(source, group));
-                    self.shared.publish(Event::PimRoute {
-                        source,
-                        group,
-                        upstream: up.to_string(),
-                        downstream: down.iter().map(|d| d.to_string()).collect(),
-                    });
-                }
-                Rib::route(Origin::Pim, route);
+                let down: Vec<String> = downstream.iter().filter_map(name).collect();
+                info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(*source, *group));
+                self.shared.publish(Event::PimRoute {
+                    source: *source,
+                    group: *group,
+                    upstream: up,
+                    downstream: down,
+                });
             }
             PimRouteChange::Withdraw { source, group } => {
-                if announce {
-                    info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(source, group));
-                    self.shared
-                        .publish(Event::PimRouteWithdrawn { source, group });
-                }
-                Rib::withdraw(Origin::Pim, source, group);
+                info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(*source, *group));
+                self.shared.publish(Event::PimRouteWithdrawn {
+                    source: *source,
+                    group: *group,
+                });
             }
         }
+    }
+
+    /// The routes PIM wants in the RIB, by (S,G): see [`rib_routes`].
+    fn desired(&self) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+        let pruned: Vec<(Ipv4Addr, Ipv4Addr, BTreeSet<String>)> = self
+            .core
+            .routes(Instant::now())
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.source?;
+                (!r.rpt_pruned_on.is_empty())
+                    .then(|| (s, r.group, r.rpt_pruned_on.into_iter().collect()))
+            })
+            .collect();
+        rib_routes(&self.core.route_table(), &pruned, |i| {
+            self.links.get(&i).map(|(n, _)| n.clone())
+        })
+    }
+
+    /// Tell the RIB what changed since the last time: routes this actor
+    /// no longer wants are withdrawn, new or changed ones applied.
+    fn sync_rib(&mut self) {
+        let want = self.desired();
+        for (source, group) in self.sent.keys().filter(|k| !want.contains_key(*k)) {
+            Rib::withdraw(Origin::Pim, *source, *group);
+        }
+        for (k, r) in &want {
+            if self.sent.get(k) != Some(r) {
+                Rib::route(Origin::Pim, r.clone());
+            }
+        }
+        self.sent = want;
+    }
+
+    /// The periodic re-send: a restarted RIB forgot the routes, and a
+    /// message lost on the way left it wrong. Until this actor has been
+    /// up for a Join/Prune period it may not have re-learned every tree
+    /// yet, so it only re-sends; after that the set it sends is complete
+    /// and replaces whatever `pim` routes the RIB has.
+    fn resend(&mut self) {
+        let want = self.desired();
+        let settled = self.started.elapsed() >= self.core.config().join_prune_interval;
+        if settled {
+            Rib::replace_origin(Origin::Pim, want.values().cloned().collect());
+        } else {
+            for r in want.values() {
+                Rib::route(Origin::Pim, r.clone());
+            }
+        }
+        self.sent = want;
     }
 
     /// Send what the core queued, publish its events, re-arm the timer.
     fn drain(&mut self, me: &ActorRef<PimMsg>) {
         while let Some(target) = self.core.poll_rpf_request() {
             let me = me.clone();
+            if !self.rpf.as_ref().is_some_and(RouteLookup::is_alive) {
+                self.rpf = match RouteLookup::open() {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        // Unanswered: the core asks again on the next
+                        // route change or resync.
+                        warn!(target: "Pim", "RPF {target}: {e}");
+                        let _ = me.cast(PimMsg::Rpf {
+                            target,
+                            result: None,
+                        });
+                        continue;
+                    }
+                };
+            }
+            let Some(lookup) = self.rpf.clone() else {
+                continue;
+            };
             tokio::spawn(async move {
-                let result = match route_get(target).await {
+                let result = match lookup.get(target).await {
                     Ok(r) => Some(RpfResult {
                         ifindex: r.oif,
                         next_hop: r.gateway,
-                        // The kernel does not say which protocol put the
-                        // route there; Assert metrics wait for that.
-                        metric_preference: 0,
+                        metric_preference: r.preference.unwrap_or(0),
                         metric: r.metric.unwrap_or(0),
                     }),
                     Err(e) => {
@@ -316,8 +391,11 @@ impl PimState {
             });
         }
         while let Some(change) = self.core.poll_route_change() {
-            self.to_rib(change, true);
+            self.announce(&change);
         }
+        // Also when no route changed: an (S,G,rpt) prune alone changes
+        // what the RIB must forward.
+        self.sync_rib();
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Pim", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
@@ -501,6 +579,9 @@ impl Actor for PimActor {
             resync: spawn_resync(myself.clone()),
             said_goodbye: false,
             members: Arc::new(Memberships::new()),
+            sent: BTreeMap::new(),
+            started: Instant::now(),
+            rpf: None,
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -555,9 +636,7 @@ impl Actor for PimActor {
             PimMsg::RoutesChanged => {
                 st.core
                     .handle_event(Instant::now(), PimInput::RoutesChanged);
-                for r in st.core.route_table() {
-                    st.to_rib(r, false);
-                }
+                st.resend();
             }
             PimMsg::Routes(r) => {
                 let _ = r.send(st.core.routes(Instant::now()));
