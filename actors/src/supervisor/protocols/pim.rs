@@ -304,17 +304,26 @@ impl PimState {
 
     /// The routes PIM wants in the RIB, by (S,G): see [`rib_routes`].
     fn desired(&self) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
-        let pruned: Vec<(Ipv4Addr, Ipv4Addr, BTreeSet<String>)> = self
-            .core
-            .routes(Instant::now())
-            .into_iter()
-            .filter_map(|r| {
-                let s = r.source?;
-                (!r.rpt_pruned_on.is_empty())
-                    .then(|| (s, r.group, r.rpt_pruned_on.into_iter().collect()))
-            })
-            .collect();
-        rib_routes(&self.core.route_table(), &pruned, |i| {
+        let table = self.core.route_table();
+        // This runs after every message: the full tree snapshot is only
+        // worth building when a shared tree exists for a prune to act on.
+        let shared_tree = table
+            .iter()
+            .any(|c| matches!(c, PimRouteChange::Add { source: None, .. }));
+        let pruned: Vec<(Ipv4Addr, Ipv4Addr, BTreeSet<String>)> = if shared_tree {
+            self.core
+                .routes(Instant::now())
+                .into_iter()
+                .filter_map(|r| {
+                    let s = r.source?;
+                    (!r.rpt_pruned_on.is_empty())
+                        .then(|| (s, r.group, r.rpt_pruned_on.into_iter().collect()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        rib_routes(&table, &pruned, |i| {
             self.links.get(&i).map(|(n, _)| n.clone())
         })
     }
