@@ -16,7 +16,9 @@
 //! re-announce (their own state survives: they are not children of the
 //! root). A message a protocol sends while the RIB restarts is dropped by
 //! its handle, so protocols resend their whole state (`Memberships`,
-//! routes) on their periodic refresh rather than only deltas.
+//! `ReplaceOrigin`) on their periodic refresh rather than only deltas;
+//! `ReplaceOrigin` also withdraws what a restarted protocol no longer has,
+//! in the same recompile that keeps what it still has.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
