@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! h1 ── r1 (FRR, RP) ── m-r1 [MCR] m-r2 ── r2 (FRR, last hop) ── h2
+//!                               m-h3 ── h3 (IGMP member behind MCR)
 //! ```
 //!
-//! What a user sees in `mcrctl mroute`: the `pim` entries do not vanish
-//! when the actor restarts (the RIB keeps the failed actor's routes while
-//! the new one re-learns), and once the new actor has been up for a
-//! Join/Prune period its periodic re-send replaces the `pim` set, so the
-//! entries nobody re-joined are gone instead of forwarding forever.
+//! What a user sees in `mcrctl mroute`: the (*,G) entry, which h3 still
+//! wants, never leaves, across the restart and after it; r2's share of it
+//! (m-r2), which nobody re-joins, stays while the new actor re-learns and
+//! goes once it has been up for a Join/Prune period, instead of
+//! forwarding to r2 forever.
 
 mod common;
 
@@ -32,10 +33,12 @@ const MCR2: Ipv4Addr = Ipv4Addr::new(10, 207, 23, 2);
 const R2: Ipv4Addr = Ipv4Addr::new(10, 207, 23, 3);
 const R2_H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 1);
 const H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 10);
+const MCR3: Ipv4Addr = Ipv4Addr::new(10, 207, 3, 1);
+const H3: Ipv4Addr = Ipv4Addr::new(10, 207, 3, 10);
 const RP: Ipv4Addr = Ipv4Addr::new(10, 207, 255, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 207, 1, 1);
-/// MCR's `join_prune_interval`: how long a restarted actor waits before
-/// its re-send replaces the RIB's `pim` routes.
+/// MCR's `join_prune_interval`: how long a restarted actor keeps its
+/// predecessor's routes.
 const JP_INTERVAL: u64 = 5;
 
 /// h2's membership: a socket joined to GROUP inside h2's namespace until
@@ -80,9 +83,8 @@ fn pim_entries(mcr: &Daemon) -> Vec<MrouteEntry> {
 }
 
 #[test]
-fn routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go() {
-    if !require_frr("routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go")
-    {
+fn after_a_pim_actor_panic_routes_still_wanted_stay_and_the_rest_go_after_a_join_period() {
+    if !require_frr("after_a_pim_actor_panic_routes_still_wanted_stay_and_the_rest_go") {
         return;
     }
     let mut r1 = FrrRouter::new("rs1");
@@ -95,6 +97,8 @@ fn routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go(
     veth(&r1.ns, "r1-m", &cidr(R1), &mcr_ns, "m-r1", &cidr(MCR1));
     veth(&mcr_ns, "m-r2", &cidr(MCR2), &r2.ns, "r2-m", &cidr(R2));
     veth(&r2.ns, "r2-h2", &cidr(R2_H2), &h2, "h2-r2", &cidr(H2));
+    let h3 = Netns::new("pimr-h3");
+    veth(&mcr_ns, "m-h3", &cidr(MCR3), &h3, "h3-m", &cidr(H3));
     r1.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
     for (dst, via) in [
         (format!("{RP}/32"), R1),
@@ -122,7 +126,8 @@ fn routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go(
            interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
                          {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], \
-           join_prune_interval: {JP_INTERVAL} }} }}"
+           join_prune_interval: {JP_INTERVAL} }}, \
+         igmp: {{ querier_interfaces: [\"m-h3\"], query_interval: 2, query_response_interval: 1 }} }}"
     );
     let mcr = Daemon::start(
         &mcr_ns,
@@ -133,13 +138,13 @@ fn routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go(
         },
     );
     let _member = Joined::new(&h2, H2);
+    let _local = Joined::new(&h3, H3);
+    let to = |e: &MrouteEntry, ifc: &str| e.outputs.iter().any(|o| o.contains(ifc));
+    let star = |m: &Daemon| pim_entries(m).into_iter().find(|e| e.source.is_none());
     let before = wait_for(Duration::from_secs(20), || {
-        let e = pim_entries(&mcr);
-        e.iter()
-            .any(|e| e.source.is_none() && e.outputs.iter().any(|o| o.contains("m-r2")))
-            .then_some(e)
+        star(&mcr).filter(|e| to(e, "m-r2") && to(e, "m-h3"))
     })
-    .expect("MCR's (*,G) toward r2 from r2's Join");
+    .expect("MCR's (*,G) toward r2 (its Join) and h3 (IGMP)");
 
     // r2 dies without a goodbye or a prune, and MCR's PimActor panics.
     let pid_file = format!("/var/run/frr/{}/pimd.pid", r2.pathspace);
@@ -156,25 +161,25 @@ fn routes_nobody_rejoins_after_a_pim_actor_panic_stay_while_it_relearns_then_go(
     let panicked = Instant::now();
     mcr.ctl_ok(&["fault", "panic-actor", "pim"]);
 
-    // Until the new actor has been up a Join/Prune period, nothing goes.
-    while panicked.elapsed() < Duration::from_secs(JP_INTERVAL - 1) {
-        let now = pim_entries(&mcr);
-        assert!(
-            now.iter().any(|e| e.source.is_none()),
-            "the (*,G) entry left with the actor: {now:?} (before: {before:?})"
-        );
+    // The (*,G) entry never leaves h3. m-r2 stays until the new actor has
+    // been up a Join/Prune period, then goes.
+    let mut gone = None;
+    while panicked.elapsed() < Duration::from_secs(45) {
+        let e = star(&mcr).unwrap_or_else(|| panic!("the (*,G) entry left (before: {before:?})"));
+        assert!(to(&e, "m-h3"), "h3 lost the stream: {e:?}");
+        if !to(&e, "m-r2") {
+            gone = Some(panicked.elapsed());
+            break;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The first re-send after that (every 30 s) replaces the set.
-    let gone = wait_for(Duration::from_secs(45), || {
-        pim_entries(&mcr).is_empty().then(|| panicked.elapsed())
-    });
-    let gone = gone.unwrap_or_else(|| panic!("stale pim entries: {:?}", pim_entries(&mcr)));
-    println!(
-        "pim_frr_restart: the routes nobody re-joined were withdrawn {gone:?} after the panic"
-    );
+    let gone = gone.unwrap_or_else(|| panic!("m-r2 is still an output: {:?}", star(&mcr)));
+    println!("pim_frr_restart: the output nobody re-joined was withdrawn {gone:?} after the panic");
     assert!(
         gone >= Duration::from_secs(JP_INTERVAL),
         "withdrawn before the new actor could have re-learned: {gone:?}"
     );
+    std::thread::sleep(Duration::from_secs(1));
+    let after = star(&mcr).expect("the (*,G) entry h3 wants");
+    assert!(to(&after, "m-h3") && !to(&after, "m-r2"), "{after:?}");
 }

@@ -252,6 +252,9 @@ pub enum RibMsg {
     /// Every membership (a starting PimActor asks; later changes are
     /// pushed to it as `PimMsg::Memberships`).
     MembershipSnapshot(RpcReplyPort<Memberships>),
+    /// The learned routes of one origin (a restarted protocol actor asks,
+    /// to keep its predecessor's routes while it re-learns).
+    OriginRoutes(Origin, RpcReplyPort<Vec<Route>>),
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
     /// sees tables and interfaces that belong together.

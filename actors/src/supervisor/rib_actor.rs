@@ -236,6 +236,10 @@ impl Actor for RibActor {
             RibMsg::Mroute(reply) => {
                 let _ = reply.send(mcr::rib::mroute(&st.rib));
             }
+            RibMsg::OriginRoutes(origin, reply) => {
+                let routes = st.rib.routes().filter(|(id, _)| id.origin == origin);
+                let _ = reply.send(routes.map(|(_, r)| r.clone()).collect());
+            }
             RibMsg::MembershipSnapshot(reply) => {
                 let _ = reply.send(st.rib.memberships().clone());
             }

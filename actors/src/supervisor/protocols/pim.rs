@@ -21,13 +21,14 @@
 //! cannot decode. After a panic the new actor starts from nothing with a
 //! new generation id: neighbors are re-learned from their Hellos, and the
 //! new generation id tells them to send us their state again (§4.3.1).
-//! The routes of the actor that panicked stay in the RIB meanwhile, so
-//! traffic that still has receivers keeps flowing. Routes go to the RIB
-//! as deltas of what this actor sent; once it has been up for a
-//! Join/Prune period (every downstream neighbor has re-sent its Joins,
-//! whether or not it reacts to the new generation id) each periodic
-//! re-send replaces the RIB's whole `pim` route set (`ReplaceOrigin`),
-//! which withdraws what the old actor had and this one does not.
+//! The new actor starts from the `pim` routes the RIB still has from the
+//! one that panicked and, until it has been up for a Join/Prune period
+//! (every downstream neighbor has re-sent its Joins by then, whether or
+//! not it reacts to the new generation id), only adds to them: a route it
+//! re-learns keeps the old route's outputs too, so traffic that still has
+//! receivers never stops. After that period it sends only what it has
+//! learned, and each periodic re-send replaces the RIB's whole `pim` set
+//! (`ReplaceOrigin`), so what nobody re-joined is withdrawn.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -57,7 +58,7 @@ use crate::supervisor::shared::Shared;
 
 #[path = "pim_rib.rs"]
 mod rib;
-use rib::rib_routes;
+use rib::{merge_inherited, rib_routes};
 
 pub struct PimActor;
 
@@ -100,6 +101,9 @@ pub struct PimState {
     /// What this actor told the RIB, by (S,G).
     sent: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     started: Instant,
+    /// The routes the previous actor left in the RIB, kept until this one
+    /// has been up for a Join/Prune period.
+    inherited: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     /// One netlink connection for every RPF lookup; reopened if it dies.
     rpf: Option<RouteLookup>,
 }
@@ -328,10 +332,22 @@ impl PimState {
         })
     }
 
+    /// What goes to the RIB now: [`Self::desired`], and while this actor
+    /// may still be re-learning, the inherited routes merged in (same
+    /// upstream: union of outputs; otherwise the new route wins).
+    fn for_rib(&mut self) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+        let mut want = self.desired();
+        if self.started.elapsed() >= self.core.config().join_prune_interval {
+            self.inherited.clear();
+        }
+        merge_inherited(&mut want, &self.inherited);
+        want
+    }
+
     /// Tell the RIB what changed since the last time: routes this actor
     /// no longer wants are withdrawn, new or changed ones applied.
     fn sync_rib(&mut self) {
-        let want = self.desired();
+        let want = self.for_rib();
         for (source, group) in self.sent.keys().filter(|k| !want.contains_key(*k)) {
             Rib::withdraw(Origin::Pim, *source, *group);
         }
@@ -344,20 +360,12 @@ impl PimState {
     }
 
     /// The periodic re-send: a restarted RIB forgot the routes, and a
-    /// message lost on the way left it wrong. Until this actor has been
-    /// up for a Join/Prune period it may not have re-learned every tree
-    /// yet, so it only re-sends; after that the set it sends is complete
-    /// and replaces whatever `pim` routes the RIB has.
+    /// message lost on the way left it wrong. The set replaces whatever
+    /// `pim` routes the RIB has (while re-learning, it still holds the
+    /// inherited ones).
     fn resend(&mut self) {
-        let want = self.desired();
-        let settled = self.started.elapsed() >= self.core.config().join_prune_interval;
-        if settled {
-            Rib::replace_origin(Origin::Pim, want.values().cloned().collect());
-        } else {
-            for r in want.values() {
-                Rib::route(Origin::Pim, r.clone());
-            }
-        }
+        let want = self.for_rib();
+        Rib::replace_origin(Origin::Pim, want.values().cloned().collect());
         self.sent = want;
     }
 
@@ -590,6 +598,7 @@ impl Actor for PimActor {
             members: Arc::new(Memberships::new()),
             sent: BTreeMap::new(),
             started: Instant::now(),
+            inherited: BTreeMap::new(),
             rpf: None,
             shared,
         };
@@ -599,6 +608,20 @@ impl Actor for PimActor {
         // the interfaces once itself.
         st.apply_links(&myself, usable(&mcr::iface::scan()));
         // Memberships the RIB already has; changes are pushed from now on.
+        // What a predecessor left: kept, and counted as sent, so that
+        // once this actor has settled what it did not re-learn goes.
+        let inherited = Rib::call_within(
+            |r| RibMsg::OriginRoutes(Origin::Pim, r),
+            Duration::from_secs(1),
+        )
+        .await;
+        if let Ok(routes) = inherited {
+            st.inherited = routes
+                .into_iter()
+                .map(|r| ((r.source, r.group), r))
+                .collect();
+            st.sent = st.inherited.clone();
+        }
         if let Ok(m) = Rib::call_within(RibMsg::MembershipSnapshot, Duration::from_secs(1)).await {
             st.members = Arc::new(m);
             st.apply_members();

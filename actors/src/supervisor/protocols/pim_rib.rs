@@ -56,6 +56,29 @@ pub(super) fn rib_routes(
     out
 }
 
+/// A predecessor's routes merged into `want`, so that re-learning never
+/// takes an output away: a route only the predecessor had is kept; one
+/// both have on the same upstream sends to the union of their outputs
+/// and keeps only the (S,G,rpt) prunes both have; on another upstream
+/// (the RPF moved meanwhile) the new route wins.
+pub(super) fn merge_inherited(
+    want: &mut BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    inherited: &BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+) {
+    for (k, old) in inherited {
+        match want.get_mut(k) {
+            None => {
+                want.insert(*k, old.clone());
+            }
+            Some(r) if r.upstream == old.upstream => {
+                r.downstream.extend(old.downstream.iter().cloned());
+                r.rpt_pruned.retain(|i| old.rpt_pruned.contains(i));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +136,44 @@ mod tests {
         assert_eq!(s3.upstream, "eth3");
         assert!(s3.rpt_pruned.is_empty());
         assert_eq!(r.len(), 4);
+    }
+
+    #[test]
+    fn a_restarted_actor_keeps_its_predecessors_outputs_while_relearning() {
+        let g = ip("239.1.1.1");
+        let star = |up: &str, down: &[&str]| Route::star_g(g, up, down);
+        let old_sg = Route::s_g(ip("10.0.0.1"), g, "eth3", &["eth1"]);
+        let inherited = BTreeMap::from([
+            ((None, g), star("eth0", &["eth1", "eth2"])),
+            ((Some(ip("10.0.0.1")), g), old_sg.clone()),
+            (
+                (None, ip("239.1.1.2")),
+                Route::star_g(ip("239.1.1.2"), "eth0", &["eth1"]),
+            ),
+        ]);
+        let mut want = BTreeMap::from([
+            ((None, g), star("eth0", &["eth3"])),
+            (
+                (Some(ip("10.0.0.1")), g),
+                Route::s_g(ip("10.0.0.1"), g, "eth4", &["eth2"]),
+            ),
+        ]);
+        merge_inherited(&mut want, &inherited);
+        let down: Vec<&str> = want[&(None, g)]
+            .downstream
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(down, ["eth1", "eth2", "eth3"], "nothing is taken away");
+        assert_eq!(
+            want[&(Some(ip("10.0.0.1")), g)].upstream,
+            "eth4",
+            "a new upstream replaces the old route"
+        );
+        assert!(
+            want.contains_key(&(None, ip("239.1.1.2"))),
+            "not re-learned yet: kept"
+        );
     }
 
     #[test]
