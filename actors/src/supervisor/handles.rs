@@ -223,9 +223,8 @@ pub enum RibMsg {
     },
     /// Remove every route of one origin (its protocol stopped).
     WithdrawOrigin(Origin),
-    /// Make this the whole route set of one origin, in one recompile: a
-    /// protocol's periodic re-send, which also withdraws what a restarted
-    /// instance no longer has, without a gap for routes it still has.
+    /// Make this the whole route set of one origin, in one recompile (no
+    /// gap for routes in both the old and the new set).
     ReplaceOrigin {
         origin: Origin,
         routes: Vec<Route>,
