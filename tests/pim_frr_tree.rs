@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use common::daemon::{send_cmd, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
 use common::{veth, Netns};
+use mcr::control::MrouteEntry;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 10);
@@ -435,6 +436,8 @@ const T_R2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 3);
 const T_R2_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 1);
 const T_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 10);
 const T_RP: Ipv4Addr = Ipv4Addr::new(10, 206, 255, 1);
+/// A second source of the group on h1's subnet.
+const T_H1B: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 11);
 
 fn transit() -> Transit {
     let mut r1 = FrrRouter::new("tt1");
@@ -582,9 +585,61 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
         !routes.iter().any(|r| r.source == Some(T_H1) && r.joined),
         "{routes:?}"
     );
-    if let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) {
-        assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
-    }
+    let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) else {
+        println!("pim_frr_tree transit: r2 pruned (*,G) too; no (S,G,rpt) prune to check");
+        return;
+    };
+    assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
+
+    // The prune reaches forwarding: h1's stream stops on m-r2 while
+    // another source of the group still goes down the shared tree.
+    let entry = wait(
+        "an (S,G) entry that stops h1 on the shared tree",
+        Duration::from_secs(10),
+        || {
+            let m: Vec<MrouteEntry> = lab.mcr.ctl_json(&["mroute"]);
+            m.into_iter()
+                .find(|e| e.source == Some(T_H1) && e.group == GROUP && e.interface == "m-r1")
+        },
+    );
+    assert!(entry.outputs.is_empty(), "{entry:?}");
+    assert_eq!(entry.origin, "pim");
+    lab.h1
+        .ip(&["addr", "add", &format!("{T_H1B}/24"), "dev", "h1-r1"]);
+    let _other = Sender(
+        send_cmd(
+            &lab.h1,
+            &GROUP.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16", "--source", &T_H1B.to_string()],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    // A listener on r2's side of the link sees what MCR sends there.
+    let tap = Member::join(&lab.r2.ns, T_R2);
+    wait("h1b's packets on r2-m", Duration::from_secs(10), || {
+        tap.received()
+            .iter()
+            .any(|(_, s)| *s == T_H1B)
+            .then_some(())
+    });
+    let from = |s: Ipv4Addr| tap.received().iter().filter(|(_, f)| *f == s).count();
+    let (a, b) = (from(T_H1), from(T_H1B));
+    std::thread::sleep(Duration::from_secs(2));
+    let (pruned, other) = (from(T_H1) - a, from(T_H1B) - b);
+    println!(
+        "pim_frr_tree transit: in 2 s after the (S,G,rpt) prune, m-r2 carried {pruned} packets of h1 and {other} of h1b"
+    );
+    assert_eq!(pruned, 0, "the pruned source still reaches m-r2");
+    assert!(
+        other as f64 >= 2.0 * f64::from(RATE) * 0.8,
+        "the group's other source should keep the shared tree: {other}"
+    );
 }
 
 #[test]

@@ -78,6 +78,15 @@ pub struct Route {
     /// `Republish` is allowed for relays that re-send as this host (same
     /// group and port, TTL 1).
     pub mode: OutputMode,
+    /// For an (S,G) route: the interfaces S is pruned off its origin's
+    /// (*,G) tree on, the (S,G,rpt) prunes of RFC 7761 section 4.1.6.
+    /// Compile leaves them out of the outputs the (S,G) entry inherits
+    /// from the same origin's (*,G) route on the same upstream; its own
+    /// `downstream` and memberships still add them. With an empty
+    /// `downstream` such a route only stops S on those interfaces.
+    /// Ignored on a (*,G) route.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub rpt_pruned: BTreeSet<String>,
 }
 
 impl Route {
@@ -89,6 +98,7 @@ impl Route {
             upstream: upstream.to_string(),
             downstream: downstream.iter().map(|s| s.to_string()).collect(),
             mode: OutputMode::Route,
+            rpt_pruned: BTreeSet::new(),
         }
     }
 
@@ -106,7 +116,7 @@ impl Route {
             validate_source(s)?;
         }
         validate_interface_name(&self.upstream).map_err(RouteError::Interface)?;
-        for d in &self.downstream {
+        for d in self.downstream.iter().chain(&self.rpt_pruned) {
             validate_interface_name(d).map_err(RouteError::Interface)?;
         }
         Ok(())

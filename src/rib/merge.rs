@@ -24,8 +24,17 @@
 //!   would hide the (*,G) outputs from S's packets. Compile therefore
 //!   folds: an (S,G) entry's outputs are its own plus those of the (*,G)
 //!   with the same upstream interface, plus every membership that accepts
-//!   S (RFC 7761's inherited_olist, less (S,G,rpt) prunes, which the PIM
-//!   engine expresses by the routes it installs).
+//!   S (RFC 7761 section 4.1.6's inherited_olist).
+//! - **(S,G,rpt) prunes take S off one origin's (*,G) outputs.** An (S,G)
+//!   route's `rpt_pruned` interfaces are left out of what its entry
+//!   inherits from the (*,G) route of the *same origin* on the same
+//!   upstream (RFC 7761 section 4.1.6: inherited_olist(S,G,rpt) is the
+//!   (*,G) joins less prunes(S,G,rpt)). The (S,G) route's own
+//!   `downstream`, other origins' (*,G) outputs and memberships that
+//!   accept S are still added: a prune received from a PIM neighbour
+//!   says nothing about IGMP receivers or a proxy's routes. An (S,G)
+//!   route with no `downstream` and some `rpt_pruned` is how PIM stops S
+//!   on the shared tree without a source-tree route of its own.
 //! - **An (S,G) route names the one interface S's packets are accepted
 //!   on.** Where another interface has a (*,G) entry, compile adds an
 //!   (S,G) entry with no outputs there, so that S's packets arriving on
@@ -158,6 +167,44 @@ impl Rib {
         let before = self.routes.len();
         self.routes.retain(|id, _| id.origin != origin);
         before - self.routes.len()
+    }
+
+    /// Make `routes` the whole set of `origin`'s routes: what is not in
+    /// it is withdrawn, what is there is applied, in one step, so a route
+    /// in both the old and the new set never leaves the tables (a
+    /// restarted protocol re-announcing what it still wants). All or
+    /// nothing: one invalid route and nothing changes. When two routes
+    /// share an identity the last wins, as with `apply`. Returns whether
+    /// anything changed.
+    pub fn replace_origin(
+        &mut self,
+        origin: Origin,
+        routes: Vec<Route>,
+    ) -> Result<bool, RouteError> {
+        if origin == Origin::Static {
+            return Err(RouteError::StaticOrigin);
+        }
+        routes.iter().try_for_each(Route::validate)?;
+        let wanted: BTreeMap<RouteId, Route> = routes
+            .into_iter()
+            .map(|r| {
+                let id = RouteId {
+                    origin,
+                    group: r.group,
+                    source: r.source,
+                };
+                (id, r)
+            })
+            .collect();
+        let current = self.routes.iter().filter(|(id, _)| id.origin == origin);
+        if current.clone().count() == wanted.len()
+            && current.zip(wanted.iter()).all(|(a, b)| a == b)
+        {
+            return Ok(false);
+        }
+        self.routes.retain(|id, _| id.origin != origin);
+        self.routes.extend(wanted);
+        Ok(true)
     }
 
     /// Learned routes in identity order.
@@ -405,9 +452,20 @@ fn fold(
 ) -> LearnedEntry {
     let mut outputs: BTreeMap<String, OutputMode> = BTreeMap::new();
     let mut origins = BTreeSet::new();
+    // (S,G,rpt) prunes, per origin: only that origin's (*,G) said to send
+    // there, so only its outputs lose S.
+    let pruned: BTreeSet<(Origin, &str)> = parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .filter(|(_, r)| r.source.is_some())
+        .flat_map(|(o, r)| r.rpt_pruned.iter().map(move |d| (*o, d.as_str())))
+        .collect();
     for (origin, r) in parts.iter().flat_map(|p| p.iter()) {
         origins.insert(*origin);
         for d in &r.downstream {
+            if r.source.is_none() && pruned.contains(&(*origin, d.as_str())) {
+                continue;
+            }
             let m = outputs.entry(d.clone()).or_insert(r.mode);
             *m = (*m).max(r.mode);
         }

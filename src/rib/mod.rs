@@ -14,8 +14,10 @@
 //! API for the RibActor (all pure; the actor owns one `Rib`):
 //! - `Rib::with_rules(Arc<RuleSet>)`, `set_rules` when the rule set changes;
 //! - `apply(origin, Route)` / `withdraw(origin, source, group)` /
-//!   `withdraw_origin(origin)` for (*,G) and (S,G) routes from IGMP
-//!   (proxy upstream), PIM and MSDP; each returns whether anything changed;
+//!   `withdraw_origin(origin)` / `replace_origin(origin, routes)` for
+//!   (*,G) and (S,G) routes from IGMP (proxy upstream), PIM and MSDP,
+//!   (S,G) routes optionally carrying (S,G,rpt) prunes; each returns
+//!   whether anything changed;
 //! - `join(interface, group, SourceFilter)` / `leave` / `leave_interface`
 //!   for IGMP memberships, which add outputs to learned entries of their
 //!   group and switch static rules' members-only outputs on and off (never

@@ -486,3 +486,129 @@ fn a_membership_set_replaces_one_interface_only_and_all_or_nothing() {
     );
     assert_eq!(rib.compile(), before);
 }
+
+/// An (S,G) route that only carries (S,G,rpt) prunes.
+fn rpt_prune(src: &str, upstream: &str, pruned: &[&str]) -> Route {
+    Route {
+        rpt_pruned: pruned.iter().map(|p| p.to_string()).collect(),
+        ..Route::s_g(ip(src), ip(G), upstream, &[])
+    }
+}
+
+#[test]
+fn an_rpt_prune_stops_one_source_on_the_shared_tree_and_no_other() {
+    let mut rib = Rib::new();
+    rib.apply(Origin::Pim, Route::star_g(ip(G), "eth0", &["eth1", "eth2"]))
+        .unwrap();
+    rib.apply(Origin::Pim, rpt_prune(S1, "eth0", &["eth2"]))
+        .unwrap();
+    let t = rib.compile();
+    assert_eq!(sent_to(&t, "eth0", ip(S1), ip(G), 5000), routed(&["eth1"]));
+    assert_eq!(
+        sent_to(&t, "eth0", ip(S2), ip(G), 5000),
+        routed(&["eth1", "eth2"]),
+        "another source of the group keeps the whole shared tree"
+    );
+
+    // Pruned everywhere: S1 is dropped, not sent down (*,G).
+    rib.apply(Origin::Pim, rpt_prune(S1, "eth0", &["eth1", "eth2"]))
+        .unwrap();
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S1), ip(G), 5000),
+        routed(&[])
+    );
+
+    // The form the PIM core installs on the shared tree's interface: its
+    // inherited_olist, which already lacks the pruned interface.
+    let mut sg = rpt_prune(S1, "eth0", &["eth2"]);
+    sg.downstream.insert("eth1".into());
+    rib.apply(Origin::Pim, sg).unwrap();
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S1), ip(G), 5000),
+        routed(&["eth1"])
+    );
+
+    rib.withdraw(Origin::Pim, Some(ip(S1)), ip(G));
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S1), ip(G), 5000),
+        routed(&["eth1", "eth2"]),
+        "the prune is gone: S1 is back on the whole shared tree"
+    );
+}
+
+#[test]
+fn an_rpt_prune_leaves_other_origins_memberships_and_static_rules_alone() {
+    let set = RuleSet::from_rules([static_rule("eth0", ip(G), 5000, None, "eth5")]).unwrap();
+    let mut rib = Rib::with_rules(Arc::new(set));
+    rib.apply(Origin::Pim, Route::star_g(ip(G), "eth0", &["eth1", "eth2"]))
+        .unwrap();
+    rib.apply(Origin::Msdp, Route::star_g(ip(G), "eth0", &["eth3"]))
+        .unwrap();
+    rib.apply(Origin::Pim, rpt_prune(S1, "eth0", &["eth2", "eth3"]))
+        .unwrap();
+    let t = rib.compile();
+    assert_eq!(
+        sent_to(&t, "eth0", ip(S1), ip(G), 6000),
+        routed(&["eth1", "eth3"]),
+        "a PIM prune does not take S1 off another origin's (*,G)"
+    );
+    assert_eq!(
+        forwarded(&t, "eth0", ip(S1), ip(G), 5000).map(|r| r.rule_id.as_str()),
+        Some(rib.rules().iter().next().unwrap().id.as_str()),
+        "the static rule keeps its port"
+    );
+    rib.join("eth2", ip(G), SourceFilter::Include([ip(S1)].into()))
+        .unwrap();
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S1), ip(G), 6000),
+        routed(&["eth1", "eth2", "eth3"]),
+        "a local receiver of S1 on eth2 still gets it (RFC 7761 pim_include)"
+    );
+}
+
+#[test]
+fn replacing_an_origin_withdraws_what_is_gone_and_keeps_what_stays() {
+    let mut rib = Rib::new();
+    let stays = Route::star_g(ip(G), "eth0", &["eth1"]);
+    let gone = Route::s_g(ip(S1), ip("239.1.1.2"), "eth3", &["eth1"]);
+    rib.apply(Origin::Pim, stays.clone()).unwrap();
+    rib.apply(Origin::Pim, gone).unwrap();
+    rib.apply(
+        Origin::Msdp,
+        Route::star_g(ip("239.1.1.3"), "eth0", &["eth2"]),
+    )
+    .unwrap();
+
+    assert_eq!(
+        rib.replace_origin(Origin::Pim, vec![stays.clone()]),
+        Ok(true)
+    );
+    let t = rib.compile();
+    assert_eq!(sent_to(&t, "eth0", ip(S1), ip(G), 5000), routed(&["eth1"]));
+    assert_eq!(
+        sent_to(&t, "eth3", ip(S1), ip("239.1.1.2"), 5000),
+        None,
+        "a route the protocol no longer has is withdrawn"
+    );
+    assert_eq!(
+        sent_to(&t, "eth0", ip(S1), ip("239.1.1.3"), 5000),
+        routed(&["eth2"]),
+        "other origins are not touched"
+    );
+    assert_eq!(
+        rib.replace_origin(Origin::Pim, vec![stays.clone()]),
+        Ok(false),
+        "the same set: nothing to recompile"
+    );
+
+    let mut bad = stays.clone();
+    bad.group = ip("224.0.0.13");
+    let before = rib.clone();
+    assert!(rib.replace_origin(Origin::Pim, vec![bad]).is_err());
+    assert!(rib.replace_origin(Origin::Static, vec![]).is_err());
+    assert_eq!(rib, before, "all or nothing");
+
+    assert_eq!(rib.replace_origin(Origin::Pim, vec![]), Ok(true));
+    assert_eq!(rib.replace_origin(Origin::Msdp, vec![]), Ok(true));
+    assert!(rib.is_static_only());
+}

@@ -78,24 +78,28 @@ fn item(groups: &'static [&'static str]) -> impl Strategy<Value = Item> {
         ifc(),
         proptest::collection::btree_set(ifc(), 0..4),
         any::<bool>(),
+        proptest::collection::btree_set(ifc(), 0..2),
     )
-        .prop_map(|(o, source, group, upstream, downstream, republish)| {
-            let mode = if republish {
-                OutputMode::Republish
-            } else {
-                OutputMode::Route
-            };
-            Item::Route(
-                o,
-                Route {
-                    source,
-                    group,
-                    upstream,
-                    downstream,
-                    mode,
-                },
-            )
-        });
+        .prop_map(
+            |(o, source, group, upstream, downstream, republish, rpt_pruned)| {
+                let mode = if republish {
+                    OutputMode::Republish
+                } else {
+                    OutputMode::Route
+                };
+                Item::Route(
+                    o,
+                    Route {
+                        source,
+                        group,
+                        upstream,
+                        downstream,
+                        mode,
+                        rpt_pruned,
+                    },
+                )
+            },
+        );
     let member = (
         ifc(),
         addr(groups),
@@ -142,7 +146,8 @@ fn statics() -> impl Strategy<Value = RuleSet> {
 }
 
 /// What the merge policy says a learned packet gets, from the final state
-/// alone: the union of the (*,G) and (S,G) routes of its upstream, plus
+/// alone: the union of the (*,G) and (S,G) routes of its upstream (less
+/// the (*,G) outputs its origin's (S,G,rpt) prunes name), plus
 /// memberships that accept its source, never the upstream itself; and
 /// nothing at all if an (S,G) route names another upstream.
 fn model(
@@ -164,21 +169,30 @@ fn model(
     if !sg_upstreams.is_empty() && !sg_upstreams.contains(iif) {
         return has_star.then(BTreeMap::new);
     }
-    let routes: Vec<&Route> = items
+    let routes: Vec<(Origin, &Route)> = items
         .iter()
         .filter_map(|i| match i {
-            Item::Route(_, r)
+            Item::Route(o, r)
                 if r.upstream == iif && r.group == g && r.source.is_none_or(|s| s == src) =>
             {
-                Some(r)
+                Some((*o, r))
             }
             _ => None,
         })
         .collect();
-    let mode = routes.iter().map(|r| r.mode).max()?;
+    // (S,G,rpt) prunes hide the same origin's (*,G) outputs from S.
+    let pruned: BTreeSet<(Origin, &str)> = routes
+        .iter()
+        .filter(|(_, r)| r.source.is_some())
+        .flat_map(|(o, r)| r.rpt_pruned.iter().map(move |d| (*o, d.as_str())))
+        .collect();
+    let mode = routes.iter().map(|(_, r)| r.mode).max()?;
     let mut outs: BTreeMap<String, OutputMode> = BTreeMap::new();
-    for r in &routes {
+    for (o, r) in &routes {
         for d in &r.downstream {
+            if r.source.is_none() && pruned.contains(&(*o, d.as_str())) {
+                continue;
+            }
             let m = outs.entry(d.clone()).or_insert(r.mode);
             *m = (*m).max(r.mode);
         }

@@ -225,6 +225,12 @@ pub enum RibMsg {
     },
     /// Remove every route of one origin (its protocol stopped).
     WithdrawOrigin(Origin),
+    /// Make this the whole route set of one origin, in one recompile (no
+    /// gap for routes in both the old and the new set).
+    ReplaceOrigin {
+        origin: Origin,
+        routes: Vec<Route>,
+    },
     /// Set an interface's membership in a group (INCLUDE {} leaves).
     Join {
         interface: String,
@@ -247,6 +253,9 @@ pub enum RibMsg {
     /// Every membership (a starting PimActor asks; later changes are
     /// pushed to it as `PimMsg::Memberships`).
     MembershipSnapshot(RpcReplyPort<Memberships>),
+    /// The learned routes of one origin (a restarted protocol actor asks,
+    /// to keep its predecessor's routes while it re-learns).
+    OriginRoutes(Origin, RpcReplyPort<Vec<Route>>),
     /// A new interface snapshot (from the NetlinkMonitor). The RIB passes
     /// it on to the WorkerManager with the tables, so the manager always
     /// sees tables and interfaces that belong together.
@@ -564,6 +573,10 @@ impl Rib {
 
     pub fn withdraw_origin(origin: Origin) -> bool {
         Self::tell(RibMsg::WithdrawOrigin(origin))
+    }
+
+    pub fn replace_origin(origin: Origin, routes: Vec<Route>) -> bool {
+        Self::tell(RibMsg::ReplaceOrigin { origin, routes })
     }
 
     pub fn join(interface: &str, group: Ipv4Addr, filter: SourceFilter) -> bool {

@@ -16,7 +16,9 @@
 //! re-announce (their own state survives: they are not children of the
 //! root). A message a protocol sends while the RIB restarts is dropped by
 //! its handle, so protocols resend their whole state (`Memberships`,
-//! routes) on their periodic refresh rather than only deltas.
+//! `ReplaceOrigin`) on their periodic refresh rather than only deltas;
+//! `ReplaceOrigin` also withdraws what a restarted protocol no longer has,
+//! in the same recompile that keeps what it still has.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +65,9 @@ fn apply_learned(rib: &mut Rib, msg: RibMsg) -> Result<Effect, RibMsg> {
             group,
         } => Ok(rib.withdraw(origin, source, group).is_some()),
         RibMsg::WithdrawOrigin(origin) => Ok(rib.withdraw_origin(origin) > 0),
+        RibMsg::ReplaceOrigin { origin, routes } => {
+            rib.replace_origin(origin, routes).map_err(|e| (None, e))
+        }
         RibMsg::Join {
             interface,
             group,
@@ -231,6 +236,10 @@ impl Actor for RibActor {
             RibMsg::Mroute(reply) => {
                 let _ = reply.send(mcr::rib::mroute(&st.rib));
             }
+            RibMsg::OriginRoutes(origin, reply) => {
+                let routes = st.rib.routes().filter(|(id, _)| id.origin == origin);
+                let _ = reply.send(routes.map(|(_, r)| r.clone()).collect());
+            }
             RibMsg::MembershipSnapshot(reply) => {
                 let _ = reply.send(st.rib.memberships().clone());
             }
@@ -240,6 +249,7 @@ impl Actor for RibActor {
             RibMsg::Route { .. }
             | RibMsg::Withdraw { .. }
             | RibMsg::WithdrawOrigin(_)
+            | RibMsg::ReplaceOrigin { .. }
             | RibMsg::Join { .. }
             | RibMsg::Leave { .. }
             | RibMsg::LeaveInterface(_)
@@ -340,6 +350,48 @@ mod tests {
             apply_learned(&mut rib, RibMsg::Panic),
             Err(RibMsg::Panic)
         ));
+    }
+
+    #[test]
+    fn a_replaced_origin_recompiles_once_and_only_on_a_change() {
+        let mut rib = Rib::new();
+        let stays = Route::star_g(ip("239.1.1.1"), "eth0", &["eth1"]);
+        let stale = Route::s_g(ip("10.0.0.1"), ip("239.1.1.2"), "eth0", &["eth2"]);
+        assert_eq!(effect(&mut rib, route("eth0", &["eth1"])), Effect::Learned);
+        assert_eq!(
+            effect(
+                &mut rib,
+                RibMsg::Route {
+                    origin: Origin::Pim,
+                    route: stale,
+                }
+            ),
+            Effect::Learned
+        );
+        let before = state::recompile(&Tables::new(), rib.compile());
+        let replace = || RibMsg::ReplaceOrigin {
+            origin: Origin::Pim,
+            routes: vec![stays.clone()],
+        };
+        assert_eq!(effect(&mut rib, replace()), Effect::Learned);
+        let after = state::recompile(&before, rib.compile());
+        assert!(
+            !Arc::ptr_eq(&before["eth0"], &after["eth0"]),
+            "the stale (S,G) left eth0's table"
+        );
+        let ids: Vec<&str> = after["eth0"].iter().map(|r| r.rule_id.as_str()).collect();
+        assert_eq!(ids, ["(*,239.1.1.1)@eth0"], "the route that stays is kept");
+        assert_eq!(
+            effect(&mut rib, replace()),
+            Effect::None,
+            "periodic re-send"
+        );
+        let bad = RibMsg::ReplaceOrigin {
+            origin: Origin::Pim,
+            routes: vec![Route::star_g(ip("224.0.0.13"), "eth0", &["eth1"])],
+        };
+        assert_eq!(effect(&mut rib, bad), Effect::None, "refused whole");
+        assert_eq!(rib.routes().count(), 1);
     }
 
     #[test]

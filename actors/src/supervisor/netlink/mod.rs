@@ -11,7 +11,7 @@
 //! A rescan that lands in the middle of a burst may be followed by the
 //! burst's older events for one batch; the burst's last events restore
 //! the current state tens of milliseconds later.
-//! [`route::route_get`] answers unicast route lookups for PIM's RPF.
+//! [`route::RouteLookup`] answers unicast route lookups for PIM's RPF.
 
 pub mod events;
 pub mod route;

@@ -14,8 +14,14 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::events::{apply, decode, NlEvent};
-use super::route::{route_get, RouteError};
+use super::route::{RouteError, RouteInfo, RouteLookup};
+
 use mcr::iface::{scan as scan_interfaces, Ifaces};
+
+/// A lookup on a connection of its own, as `ip route get` makes.
+async fn route_get(dst: Ipv4Addr) -> Result<RouteInfo, RouteError> {
+    RouteLookup::open()?.get(dst).await
+}
 
 fn link_msg(index: u32, name: &str, flags: LinkFlags, mtu: u32) -> LinkMessage {
     let mut m = LinkMessage::default();
@@ -251,6 +257,18 @@ fn netlink_route_get_answers_like_ip_route_get() {
         "50",
     ]);
     ns.ip(&["route", "add", "unreachable", "10.99.0.0/16"]);
+    // What an OSPF daemon would install: Assert metrics need its distance.
+    ns.ip(&[
+        "route",
+        "add",
+        "10.55.0.0/16",
+        "via",
+        "10.77.1.2",
+        "proto",
+        "ospf",
+        "metric",
+        "20",
+    ]);
     // Policy routing: the answer names the table the route was found in.
     ns.ip(&[
         "route",
@@ -262,17 +280,34 @@ fn netlink_route_get_answers_like_ip_route_get() {
         "100",
     ]);
     ns.ip(&["rule", "add", "to", "10.66.0.0/16", "table", "100"]);
-    let (via, onlink, none, unreachable, policy) = ns.within(|| {
+    let (ospf, (via, onlink, none, unreachable, policy)) = ns.within(|| {
         Box::pin(async {
+            // One connection answers many lookups, concurrently.
+            let shared = RouteLookup::open().expect("a netlink socket");
+            let (a, b) = tokio::join!(
+                shared.get(Ipv4Addr::new(10, 55, 1, 1)),
+                shared.get(Ipv4Addr::new(10, 88, 3, 4))
+            );
+            assert!(shared.is_alive());
+            assert_eq!(b.ok().map(|r| r.metric), Some(Some(50)));
             (
-                route_get(Ipv4Addr::new(10, 88, 3, 4)).await,
-                route_get(Ipv4Addr::new(10, 77, 1, 9)).await,
-                route_get(Ipv4Addr::new(192, 0, 2, 1)).await,
-                route_get(Ipv4Addr::new(10, 99, 0, 1)).await,
-                route_get(Ipv4Addr::new(10, 66, 1, 1)).await,
+                a,
+                (
+                    route_get(Ipv4Addr::new(10, 88, 3, 4)).await,
+                    route_get(Ipv4Addr::new(10, 77, 1, 9)).await,
+                    route_get(Ipv4Addr::new(192, 0, 2, 1)).await,
+                    route_get(Ipv4Addr::new(10, 99, 0, 1)).await,
+                    route_get(Ipv4Addr::new(10, 66, 1, 1)).await,
+                ),
             )
         })
     });
+    let ospf = ospf.expect("the OSPF route");
+    assert_eq!(
+        (ospf.preference, ospf.metric),
+        (Some(110), Some(20)),
+        "OSPF's default distance and the route's priority: {ospf:?}"
+    );
     let policy = policy.expect("a route in table 100");
     assert_eq!(
         (policy.table, policy.gateway),
@@ -287,6 +322,11 @@ fn netlink_route_get_answers_like_ip_route_get() {
     assert_eq!(via.prefsrc, Some(Ipv4Addr::new(10, 77, 1, 1)), "{via:?}");
     assert_eq!(via.table, 254, "found in main: {via:?}");
     assert_eq!(via.metric, Some(50), "{via:?}");
+    assert_eq!(
+        via.preference,
+        Some(0),
+        "ip route add is a kernel route: {via:?}"
+    );
     let onlink = onlink.expect("a connected route");
     assert_eq!(onlink.oif, via.oif);
     assert_eq!(onlink.gateway, None, "a connected subnet has no gateway");

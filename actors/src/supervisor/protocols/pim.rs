@@ -11,7 +11,9 @@
 //! when the NetlinkMonitor reports route changes and every
 //! `RESYNC` period), feeds it the IGMP memberships the RIB pushes (local
 //! receivers, RFC 7761 §4.1.6), and hands the core's (*,G)/(S,G) routes
-//! to the RIB (origin `pim`, route mode). The protocol itself (RFC 7761
+//! to the RIB (origin `pim`, route mode), each (S,G) with the interfaces
+//! its (S,G,rpt) prunes take it off the shared tree on (§4.1.6
+//! inherited_olist(S,G,rpt)). The protocol itself (RFC 7761
 //! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
 //! is the core's.
 //!
@@ -19,8 +21,16 @@
 //! cannot decode. After a panic the new actor starts from nothing with a
 //! new generation id: neighbors are re-learned from their Hellos, and the
 //! new generation id tells them to send us their state again (§4.3.1).
+//! The new actor starts from the `pim` routes the RIB still has from the
+//! one that panicked and, until it has been up for a Join/Prune period
+//! (every downstream neighbor has re-sent its Joins by then, whether or
+//! not it reacts to the new generation id), only adds to them: a route it
+//! re-learns keeps the old route's outputs too, so traffic that still has
+//! receivers never stops. After that period it sends only what it has
+//! learned, and each periodic re-send replaces the RIB's whole `pim` set
+//! (`ReplaceOrigin`), so what nobody re-joined is withdrawn.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +53,12 @@ use mcr::config::Config;
 
 use super::{ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Pim, PimMsg, Rib, RibMsg};
-use crate::supervisor::netlink::route::route_get;
+use crate::supervisor::netlink::route::RouteLookup;
 use crate::supervisor::shared::Shared;
+
+#[path = "pim_rib.rs"]
+mod rib;
+use rib::{merge_inherited, rib_routes};
 
 pub struct PimActor;
 
@@ -84,6 +98,14 @@ pub struct PimState {
     said_goodbye: bool,
     /// The last IGMP memberships from the RIB, by interface name.
     members: Arc<Memberships>,
+    /// What this actor told the RIB, by (S,G).
+    sent: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    started: Instant,
+    /// The routes the previous actor left in the RIB, kept until this one
+    /// has been up for a Join/Prune period.
+    inherited: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    /// One netlink connection for every RPF lookup; reopened if it dies.
+    rpf: Option<RouteLookup>,
 }
 
 impl Drop for PimState {
@@ -251,9 +273,8 @@ impl PimState {
         }
     }
 
-    /// A route change of the core, by interface name, to the RIB; a real
-    /// change (not a periodic re-send) is also logged and published.
-    fn to_rib(&self, change: PimRouteChange, announce: bool) {
+    /// Log and publish a route change of the core.
+    fn announce(&self, change: &PimRouteChange) {
         match change {
             PimRouteChange::Add {
                 source,
@@ -261,50 +282,121 @@ impl PimState {
                 upstream,
                 downstream,
             } => {
-                let name = |i: &u32| self.links.get(i).map(|(n, _)| n.as_str());
-                let Some(up) = name(&upstream) else {
+                let name = |i: &u32| self.links.get(i).map(|(n, _)| n.clone());
+                let Some(up) = name(upstream) else {
                     debug!(target: "Pim", "route for {group}: upstream ifindex {upstream} has no name");
                     return;
                 };
-                let down: Vec<&str> = downstream.iter().filter_map(name).collect();
-                let route = match source {
-                    Some(s) => Route::s_g(s, group, up, &down),
-                    None => Route::star_g(group, up, &down),
-                };
-                if announce {
-                    info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(source, group));
-                    self.shared.publish(Event::PimRoute {
-                        source,
-                        group,
-                        upstream: up.to_string(),
-                        downstream: down.iter().map(|d| d.to_string()).collect(),
-                    });
-                }
-                Rib::route(Origin::Pim, route);
+                let down: Vec<String> = downstream.iter().filter_map(name).collect();
+                info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(*source, *group));
+                self.shared.publish(Event::PimRoute {
+                    source: *source,
+                    group: *group,
+                    upstream: up,
+                    downstream: down,
+                });
             }
             PimRouteChange::Withdraw { source, group } => {
-                if announce {
-                    info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(source, group));
-                    self.shared
-                        .publish(Event::PimRouteWithdrawn { source, group });
-                }
-                Rib::withdraw(Origin::Pim, source, group);
+                info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(*source, *group));
+                self.shared.publish(Event::PimRouteWithdrawn {
+                    source: *source,
+                    group: *group,
+                });
             }
         }
+    }
+
+    /// The routes PIM wants in the RIB, by (S,G): see [`rib_routes`].
+    fn desired(&self) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+        let table = self.core.route_table();
+        // This runs after every message: the full tree snapshot is only
+        // worth building when a shared tree exists for a prune to act on.
+        let shared_tree = table
+            .iter()
+            .any(|c| matches!(c, PimRouteChange::Add { source: None, .. }));
+        let pruned: Vec<(Ipv4Addr, Ipv4Addr, BTreeSet<String>)> = if shared_tree {
+            self.core
+                .routes(Instant::now())
+                .into_iter()
+                .filter_map(|r| {
+                    let s = r.source?;
+                    (!r.rpt_pruned_on.is_empty())
+                        .then(|| (s, r.group, r.rpt_pruned_on.into_iter().collect()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        rib_routes(&table, &pruned, |i| {
+            self.links.get(&i).map(|(n, _)| n.clone())
+        })
+    }
+
+    /// What goes to the RIB now: [`Self::desired`], and while this actor
+    /// may still be re-learning, the inherited routes merged in (same
+    /// upstream: union of outputs; otherwise the new route wins).
+    fn for_rib(&mut self) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+        let mut want = self.desired();
+        if self.started.elapsed() >= self.core.config().join_prune_interval {
+            self.inherited.clear();
+        }
+        merge_inherited(&mut want, &self.inherited);
+        want
+    }
+
+    /// Tell the RIB what changed since the last time: routes this actor
+    /// no longer wants are withdrawn, new or changed ones applied.
+    fn sync_rib(&mut self) {
+        let want = self.for_rib();
+        for (source, group) in self.sent.keys().filter(|k| !want.contains_key(*k)) {
+            Rib::withdraw(Origin::Pim, *source, *group);
+        }
+        for (k, r) in &want {
+            if self.sent.get(k) != Some(r) {
+                Rib::route(Origin::Pim, r.clone());
+            }
+        }
+        self.sent = want;
+    }
+
+    /// The periodic re-send: a restarted RIB forgot the routes, and a
+    /// message lost on the way left it wrong. The set replaces whatever
+    /// `pim` routes the RIB has (while re-learning, it still holds the
+    /// inherited ones).
+    fn resend(&mut self) {
+        let want = self.for_rib();
+        Rib::replace_origin(Origin::Pim, want.values().cloned().collect());
+        self.sent = want;
     }
 
     /// Send what the core queued, publish its events, re-arm the timer.
     fn drain(&mut self, me: &ActorRef<PimMsg>) {
         while let Some(target) = self.core.poll_rpf_request() {
             let me = me.clone();
+            if !self.rpf.as_ref().is_some_and(RouteLookup::is_alive) {
+                self.rpf = match RouteLookup::open() {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        // Unanswered: the core asks again on the next
+                        // route change or resync.
+                        warn!(target: "Pim", "RPF {target}: {e}");
+                        let _ = me.cast(PimMsg::Rpf {
+                            target,
+                            result: None,
+                        });
+                        continue;
+                    }
+                };
+            }
+            let Some(lookup) = self.rpf.clone() else {
+                continue;
+            };
             tokio::spawn(async move {
-                let result = match route_get(target).await {
+                let result = match lookup.get(target).await {
                     Ok(r) => Some(RpfResult {
                         ifindex: r.oif,
                         next_hop: r.gateway,
-                        // The kernel does not say which protocol put the
-                        // route there; Assert metrics wait for that.
-                        metric_preference: 0,
+                        metric_preference: r.preference.unwrap_or(0),
                         metric: r.metric.unwrap_or(0),
                     }),
                     Err(e) => {
@@ -316,8 +408,11 @@ impl PimState {
             });
         }
         while let Some(change) = self.core.poll_route_change() {
-            self.to_rib(change, true);
+            self.announce(&change);
         }
+        // Also when no route changed: an (S,G,rpt) prune alone changes
+        // what the RIB must forward.
+        self.sync_rib();
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Pim", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
@@ -501,6 +596,10 @@ impl Actor for PimActor {
             resync: spawn_resync(myself.clone()),
             said_goodbye: false,
             members: Arc::new(Memberships::new()),
+            sent: BTreeMap::new(),
+            started: Instant::now(),
+            inherited: BTreeMap::new(),
+            rpf: None,
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -509,6 +608,20 @@ impl Actor for PimActor {
         // the interfaces once itself.
         st.apply_links(&myself, usable(&mcr::iface::scan()));
         // Memberships the RIB already has; changes are pushed from now on.
+        // What a predecessor left: kept, and counted as sent, so that
+        // once this actor has settled what it did not re-learn goes.
+        let inherited = Rib::call_within(
+            |r| RibMsg::OriginRoutes(Origin::Pim, r),
+            Duration::from_secs(1),
+        )
+        .await;
+        if let Ok(routes) = inherited {
+            st.inherited = routes
+                .into_iter()
+                .map(|r| ((r.source, r.group), r))
+                .collect();
+            st.sent = st.inherited.clone();
+        }
         if let Ok(m) = Rib::call_within(RibMsg::MembershipSnapshot, Duration::from_secs(1)).await {
             st.members = Arc::new(m);
             st.apply_members();
@@ -555,9 +668,7 @@ impl Actor for PimActor {
             PimMsg::RoutesChanged => {
                 st.core
                     .handle_event(Instant::now(), PimInput::RoutesChanged);
-                for r in st.core.route_table() {
-                    st.to_rib(r, false);
-                }
+                st.resend();
             }
             PimMsg::Routes(r) => {
                 let _ = r.send(st.core.routes(Instant::now()));
