@@ -10,7 +10,9 @@
 //! The downstream Join/Prune machines (§4.5.1, §4.5.2) are in
 //! [`downstream`].
 
+pub mod assert;
 pub mod downstream;
+pub mod register;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
