@@ -11,8 +11,10 @@
 //! and format checks on input, through `codec`), and the downstream
 //! (*,G)/(S,G) Join/Prune machines of §4.5.1/§4.5.2 for Join/Prunes that
 //! name us as upstream neighbor (timers and PruneEcho here, transitions in
-//! `state::downstream`). Register, Assert, Bootstrap and C-RP messages,
-//! and Join/Prunes meant for other routers, are decoded and counted only.
+//! `state::downstream`). Register/Register-Stop at the DR and the RP
+//! (§4.4) and Assert (§4.6) are in `instance/register.rs` and
+//! `instance/assert.rs`. Bootstrap and C-RP messages, and Join/Prunes
+//! meant for other routers, are decoded and counted only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;

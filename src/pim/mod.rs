@@ -7,10 +7,12 @@
 //! formats, checksums), §4.3.1 (Hello timing, neighbor liveness,
 //! generation ids), §4.3.2 (DR election), §4.3.3 (LAN prune delay
 //! values), §4.5.1/§4.5.2 (downstream (*,G) and (S,G) Join/Prune
-//! machines), §4.7's static RP mappings (longest-prefix match). The
-//! (S,G,rpt) and upstream Join/Prune machines, Register and Assert come in
-//! later layers; `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and
-//! where it stands.
+//! machines), §4.7's static RP mappings (longest-prefix match), §4.4
+//! (Register and Register-Stop at the DR and the RP) and §4.6 (Assert),
+//! the last two asking the tree facts they need of a `TreeView`. The
+//! (S,G,rpt) and upstream Join/Prune machines come in later layers;
+//! `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and where it
+//! stands.
 
 pub mod codec;
 pub mod config;
