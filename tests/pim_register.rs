@@ -13,7 +13,9 @@ use net::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcr::pim::codec::{Message, RegisterStop};
+use std::net::Ipv4Addr;
+
+use mcr::pim::codec::{self, EncodedGroup, Message, RegisterStop};
 use mcr::pim::instance::Decapsulated;
 use mcr::pim::state::register::RegisterState;
 use mcr::pim::{PimEvent, PimInput, PimInstance};
@@ -28,6 +30,7 @@ const DR_CORE: &str = "10.1.0.1";
 struct Net {
     sim: Sim<PimInstance>,
     dr: NodeId,
+    dr_view: Arc<View>,
     rp: NodeId,
     rp_view: Arc<View>,
 }
@@ -62,12 +65,17 @@ fn net(rp_groups: &[(&str, &str)]) -> Net {
     Net {
         sim,
         dr,
+        dr_view,
         rp,
         rp_view,
     }
 }
 
 impl Net {
+    fn dr_view_connect(&self, source: &str) {
+        self.dr_view.set(|f| f.connected.push((ip(source), 10)));
+    }
+
     fn data(&mut self, group: &str, payload: &[u8]) {
         let packet = udp(SRC, group, 16, payload);
         self.sim.input(
@@ -299,6 +307,48 @@ fn dr_registers_only_live_packets_from_the_sources_interface() {
         Some(RegisterState::Join),
         "the TTL-1 packet did start (S,G)"
     );
+}
+
+#[test]
+fn a_wildcard_register_stop_silences_every_source_of_the_group() {
+    let mut n = net(&[("239.0.0.0/8", RP)]);
+    n.rp_view.set(|f| f.olist_rpt = vec![21]);
+    n.dr_view_connect("10.0.1.11");
+    n.data(GRP, b"from .10");
+    let p = udp("10.0.1.11", GRP, 16, b"from .11");
+    n.sim.input(
+        n.dr,
+        PimInput::RegisterData {
+            ifindex: 10,
+            packet: p,
+        },
+    );
+    n.sim.run_for(SEC);
+    let now = n.sim.now();
+    let up = |n: &Net| {
+        n.sim
+            .node(n.dr)
+            .registers(now)
+            .iter()
+            .filter(|r| r.state == RegisterState::Join)
+            .count()
+    };
+    assert_eq!(up(&n), 2);
+    let stop = codec::encode(&Message::RegisterStop(RegisterStop {
+        group: EncodedGroup::host(ip(GRP)),
+        source: Ipv4Addr::UNSPECIFIED,
+    }));
+    n.sim.inject(1, ip(RP), ip(DR_CORE), stop);
+    n.sim.run_for(SEC);
+    let now = n.sim.now();
+    let states: Vec<RegisterState> = n
+        .sim
+        .node(n.dr)
+        .registers(now)
+        .iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, [RegisterState::Prune, RegisterState::Prune]);
 }
 
 #[test]

@@ -255,6 +255,11 @@ impl PimInstance {
         let group = a.group.addr;
         let m = AssertMetric::of(a, src);
         let source_ok = !(a.source.is_unspecified() || a.source.is_multicast());
+        if !source_ok && !a.rpt {
+            // An (S,G) assert must name its source.
+            self.ra.counters.assert_dropped += 1;
+            return;
+        }
         if source_ok {
             let sg = TreeKey::s_g(a.source, group);
             let f = self.assert_facts(ifindex, &sg);

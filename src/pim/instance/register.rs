@@ -126,7 +126,8 @@ pub struct RegisterAssertCounters {
     pub decapsulated: u64,
     pub assert_tx: u64,
     pub assert_cancel_tx: u64,
-    /// Asserts for a non-multicast group or range.
+    /// Asserts for a non-multicast group or range, or (S,G) asserts
+    /// without a source.
     pub assert_dropped: u64,
 }
 
