@@ -28,6 +28,7 @@ struct Lan {
     sim: Sim<PimInstance>,
     a: NodeId,
     b: NodeId,
+    va: Arc<View>,
     vb: Arc<View>,
 }
 
@@ -58,7 +59,7 @@ fn lan(ma: (u32, u32), mb: (u32, u32)) -> Lan {
         });
     }
     sim.run_for(5 * SEC);
-    Lan { sim, a, b, vb }
+    Lan { sim, a, b, va, vb }
 }
 
 impl Lan {
@@ -255,4 +256,39 @@ fn a_join_to_the_loser_resets_it() {
         .inject(0, ip("10.0.0.2"), mcr::pim::codec::ALL_PIM_ROUTERS, jp);
     l.sim.run_for(SEC);
     assert_eq!(l.state(l.a).0, AssertState::NoInfo);
+}
+
+#[test]
+fn star_g_asserts_carry_the_rpt_bit_and_the_packets_source() {
+    let mut l = lan((110, 20), (110, 10));
+    // Only (*,G) state: neither could assert (S,G), both could (*,G).
+    for v in [&l.va, &l.vb] {
+        v.set(|f| {
+            f.could_assert_sg.clear();
+            f.could_assert_g = vec![10];
+        });
+    }
+    l.both_forward();
+    let now = l.sim.now();
+    let star = |n: NodeId| {
+        l.sim
+            .node(n)
+            .asserts(now)
+            .into_iter()
+            .find(|s| s.source.is_none() && s.group == ip(GRP))
+            .map(|s| s.state)
+    };
+    assert_eq!(star(l.a), Some(AssertState::Loser));
+    assert_eq!(star(l.b), Some(AssertState::Winner));
+    assert!(l.sim.node(l.a).lost_assert(None, ip(GRP), 10));
+    let sent: Vec<_> = sent_by(&l.sim, l.a)
+        .into_iter()
+        .filter_map(|(_, _, m)| match m {
+            Message::Assert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].rpt);
+    assert_eq!(sent[0].source, ip(SRC));
 }
