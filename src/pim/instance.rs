@@ -34,9 +34,7 @@ mod assert;
 mod register;
 pub use assert::AssertSnapshot;
 use register::RegisterAssert as RegAssertState;
-pub use register::{
-    Decapsulated, NoTrees, RegisterAssert, RegisterAssertCounters, RegisterSnapshot, TreeView,
-};
+pub use register::{Decapsulated, NoTrees, RegisterAssertCounters, RegisterSnapshot, TreeView};
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
