@@ -13,8 +13,9 @@
 //! name us as upstream neighbor (timers and PruneEcho here, transitions in
 //! `state::downstream`). The upstream half (trees toward the RP and the
 //! sources, RPF, local receivers, routes for the RIB, SPT switchover) is
-//! in `tib` and `upstream`. Register, Assert, Bootstrap and C-RP messages
-//! are decoded and counted only.
+//! in `tib` and `upstream`. Register/Register-Stop at the DR and the RP
+//! (§4.4) and Assert (§4.6) are in `register` and `assert`. Bootstrap and
+//! C-RP messages are decoded and counted only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -35,6 +36,12 @@ mod upstream;
 
 pub use tib::{is_ssm, PimRouteChange, RpfResult};
 pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
+// Register and Assert (RFC 7761 §4.4, §4.6).
+mod assert;
+mod register;
+pub use assert::AssertSnapshot;
+use register::RegisterAssert as RegAssertState;
+pub use register::{Decapsulated, NoTrees, RegisterAssertCounters, RegisterSnapshot, TreeView};
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +81,19 @@ pub enum PimInput {
         source: Ipv4Addr,
         group: Ipv4Addr,
     },
+    // Register/Assert inputs (RFC 7761 §4.4, §4.6).
+    /// (S,G) data arrived on `ifindex` (first-packet upcall or periodic
+    /// per-(S,G) report): keeps a directly connected source's (S,G) alive
+    /// at the DR; on a non-RPF interface it triggers an Assert.
+    DataArrived {
+        ifindex: u32,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
+    /// A data packet (IP header included) from a directly connected source
+    /// on `ifindex`, for the DR to encapsulate while its register tunnel
+    /// is up (`PimEvent::RegisterTunnel`).
+    RegisterData { ifindex: u32, packet: Vec<u8> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +164,31 @@ pub enum PimEvent {
         source: Option<Ipv4Addr>,
         group: Ipv4Addr,
         reason: LeaveReason,
+    },
+    // Register/Assert events (RFC 7761 §4.4, §4.6).
+    /// The first-hop DR starts (`up`) or stops encapsulating (S,G) to the
+    /// RP: the shell sends (S,G) packets as `PimInput::RegisterData` only
+    /// while it is up.
+    RegisterTunnel {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        up: bool,
+    },
+    /// KeepaliveTimer(S,G) started or expired.
+    Keepalive {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        running: bool,
+    },
+    /// An assert machine changed state or winner. Loser: the interface
+    /// leaves the outgoing list of (S,G) (`source` given) or (*,G).
+    AssertChanged {
+        ifindex: u32,
+        interface: String,
+        source: Option<Ipv4Addr>,
+        group: Ipv4Addr,
+        state: crate::pim::state::assert::AssertState,
+        winner: Option<Ipv4Addr>,
     },
 }
 
@@ -281,6 +326,8 @@ pub struct PimInstance {
     /// Packets on interfaces without PIM: dropped before decoding.
     not_enabled: u64,
     rejected_configs: u64,
+    /// Register and Assert state (`instance/register.rs`, `instance/assert.rs`).
+    ra: RegAssertState,
 }
 
 impl PimInstance {
@@ -297,6 +344,7 @@ impl PimInstance {
             tib: tib::Tib::default(),
             not_enabled: 0,
             rejected_configs: 0,
+            ra: RegAssertState::default(),
         }
     }
 
@@ -425,6 +473,7 @@ impl PimInstance {
         }
         self.timers.retain(|k| k.ifindex() != Some(ifindex));
         self.tib.rpt_down.remove(&ifindex);
+        self.assert_interface_gone(ifindex);
         for key in ifc.downstream.clear() {
             self.events.push_back(PimEvent::DownstreamLeave {
                 ifindex,
@@ -496,6 +545,11 @@ impl PimInstance {
             }
         }
         let interface = ifc.name.clone();
+        // An assert loser forgets a winner that left or restarted (§4.6).
+        let gone = matches!(
+            outcome,
+            HelloOutcome::Restarted { .. } | HelloOutcome::Goodbye
+        );
         match outcome {
             HelloOutcome::New => {
                 self.events.push_back(PimEvent::NeighborUp {
@@ -529,6 +583,9 @@ impl PimInstance {
             HelloOutcome::Refreshed | HelloOutcome::Ignored => {}
         }
         self.elect(ifindex);
+        if gone {
+            self.assert_neighbor_gone(ifindex, src);
+        }
     }
 }
 
@@ -611,11 +668,21 @@ impl Protocol for PimInstance {
             }
             Message::JoinPrune(jp) => {
                 c.join_prune_rx += 1;
+                self.assert_on_join(ifindex, &jp);
                 self.on_join_prune(now, ifindex, src, &jp);
             }
-            Message::Register(_) => c.register_rx += 1,
-            Message::RegisterStop(_) => c.register_stop_rx += 1,
-            Message::Assert(_) => c.assert_rx += 1,
+            Message::Register(r) => {
+                c.register_rx += 1;
+                self.on_register(now, ifindex, src, dst, &r);
+            }
+            Message::RegisterStop(rs) => {
+                c.register_stop_rx += 1;
+                self.on_register_stop(now, &rs);
+            }
+            Message::Assert(a) => {
+                c.assert_rx += 1;
+                self.on_assert(now, ifindex, src, &a);
+            }
             Message::Bootstrap(_) => c.bootstrap_rx += 1,
             Message::CandRpAdv(_) => c.cand_rp_adv_rx += 1,
         }
@@ -623,6 +690,7 @@ impl Protocol for PimInstance {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.ext_timeout(now); // Register/Assert timers
         while let Some(key) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Hello(ifindex) => self.send_hello(now, ifindex),
@@ -638,6 +706,7 @@ impl Protocol for PimInstance {
                             reason: DownReason::Expired,
                         });
                         self.elect(ifindex);
+                        self.assert_neighbor_gone(ifindex, addr);
                     }
                 }
                 TimerKey::Expiry(ifindex, key) => {
@@ -762,6 +831,14 @@ impl Protocol for PimInstance {
                 source,
                 group,
             } => self.on_data(now, ifindex, source, group),
+            PimInput::DataArrived {
+                ifindex,
+                source,
+                group,
+            } => self.on_data_arrived(now, ifindex, source, group),
+            PimInput::RegisterData { ifindex, packet } => {
+                self.on_register_data(now, ifindex, &packet)
+            }
         }
         self.reconcile(now);
     }
@@ -775,6 +852,10 @@ impl Protocol for PimInstance {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        let ext = self.ext_poll_timeout(); // Register/Assert timers
+        match (self.timers.next(), ext) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
