@@ -68,7 +68,7 @@ impl Lan {
         for n in [self.a, self.b] {
             self.sim.input(
                 n,
-                PimInput::DataArrived {
+                PimInput::Data {
                     ifindex: 10,
                     source: ip(SRC),
                     group: ip(GRP),
@@ -224,7 +224,7 @@ fn an_assert_cancel_hands_forwarding_back_at_once() {
     // better, wins.
     l.sim.input(
         l.a,
-        PimInput::DataArrived {
+        PimInput::Data {
             ifindex: 10,
             source: ip(SRC),
             group: ip(GRP),

@@ -127,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
                 let s = Ipv4Addr::new(10, a & 1, 0, b);
                 p.handle_event(
                     now,
-                    PimInput::DataArrived {
+                    PimInput::Data {
                         ifindex,
                         source: s,
                         group: g,

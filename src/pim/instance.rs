@@ -38,10 +38,11 @@ pub use tib::{is_ssm, PimRouteChange, RpfResult};
 pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
 // Register and Assert (RFC 7761 §4.4, §4.6).
 mod assert;
+mod facts;
 mod register;
 pub use assert::AssertSnapshot;
 use register::RegisterAssert as RegAssertState;
-pub use register::{Decapsulated, NoTrees, RegisterAssertCounters, RegisterSnapshot, TreeView};
+pub use register::{Decapsulated, RegisterAssertCounters, RegisterSnapshot, TreeView};
 
 /// What the daemon tells the core about its interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,22 +75,18 @@ pub enum PimInput {
     },
     /// The unicast routing table changed: every RPF target is asked again.
     RoutesChanged,
-    /// Data of (source, group) arrived on `ifindex`: drives the Keepalive
-    /// Timer, the last hop's switch to the source tree and the SPT bit.
+    /// Data of (source, group) arrived on `ifindex` (the shell's
+    /// first-packet upcall or its periodic per-(S,G) report): drives the
+    /// one Keepalive Timer of (S,G), registering at the first-hop DR of a
+    /// directly connected source, the last hop's switch to the source
+    /// tree, the SPT bit, and an Assert when it arrives on an interface we
+    /// forward onto.
     Data {
         ifindex: u32,
         source: Ipv4Addr,
         group: Ipv4Addr,
     },
-    // Register/Assert inputs (RFC 7761 §4.4, §4.6).
-    /// (S,G) data arrived on `ifindex` (first-packet upcall or periodic
-    /// per-(S,G) report): keeps a directly connected source's (S,G) alive
-    /// at the DR; on a non-RPF interface it triggers an Assert.
-    DataArrived {
-        ifindex: u32,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-    },
+    // Register input (RFC 7761 §4.4).
     /// A data packet (IP header included) from a directly connected source
     /// on `ifindex`, for the DR to encapsulate while its register tunnel
     /// is up (`PimEvent::RegisterTunnel`).
@@ -824,18 +821,19 @@ impl Protocol for PimInstance {
                     l.remove(&key);
                 }
             }
-            PimInput::Rpf { target, result } => self.set_rpf(target, result),
+            PimInput::Rpf { target, result } => {
+                self.set_rpf(target, result);
+                self.data_rpf_answered(now, target);
+            }
             PimInput::RoutesChanged => self.refresh_rpf(),
             PimInput::Data {
                 ifindex,
                 source,
                 group,
-            } => self.on_data(now, ifindex, source, group),
-            PimInput::DataArrived {
-                ifindex,
-                source,
-                group,
-            } => self.on_data_arrived(now, ifindex, source, group),
+            } => {
+                self.on_data_arrived(now, ifindex, source, group);
+                self.on_data(now, ifindex, source, group);
+            }
             PimInput::RegisterData { ifindex, packet } => {
                 self.on_register_data(now, ifindex, &packet)
             }

@@ -94,14 +94,13 @@ impl PimInstance {
 
     /// The facts of one machine, from the view and our address on `ifindex`.
     fn assert_facts(&self, ifindex: u32, key: &TreeKey) -> AssertFacts {
-        let view = &self.ra.view;
         let addr = self
             .ifaces
             .get(&ifindex)
             .map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
         let rp = self.config.rp_for(key.group).map(|m| m.rp);
         let spt = |s: Ipv4Addr| {
-            let (preference, metric) = view.route_metric(s);
+            let (preference, metric) = self.fact_route_metric(s);
             AssertMetric {
                 rpt: false,
                 preference,
@@ -111,7 +110,7 @@ impl PimInstance {
         };
         let rpt = || {
             rp.map(|rp| {
-                let (preference, metric) = view.route_metric(rp);
+                let (preference, metric) = self.fact_route_metric(rp);
                 AssertMetric {
                     rpt: true,
                     preference,
@@ -122,8 +121,8 @@ impl PimInstance {
         };
         let could_sg = key
             .source
-            .is_some_and(|s| view.could_assert(Some(s), key.group, ifindex));
-        let could_g = view.could_assert(None, key.group, ifindex) && rp.is_some();
+            .is_some_and(|s| self.fact_could_assert(Some(s), key.group, ifindex));
+        let could_g = self.fact_could_assert(None, key.group, ifindex) && rp.is_some();
         // my_assert_metric(S,G,I) falls back to the (*,G) metric (§4.6.2).
         let my_metric = match key.source {
             Some(s) if could_sg => spt(s),
@@ -136,7 +135,7 @@ impl PimInstance {
             } else {
                 could_g
             },
-            tracking_desired: view.assert_tracking_desired(key.source, key.group, ifindex),
+            tracking_desired: self.fact_assert_tracking_desired(key.source, key.group, ifindex),
             my_metric,
         }
     }

@@ -10,14 +10,14 @@
 //! metrics), which other layers answer; the [`RegisterAssert`] state the
 //! instance carries for both; [`Decapsulated`] packets for the shell.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{millis, PimEvent, PimInstance};
+use super::{millis, PimEvent, PimInstance, TimerKey};
 use crate::pim::codec::{self, EncodedGroup, Message, Register, RegisterStop};
 use crate::pim::state::assert::AssertEntry;
 use crate::pim::state::downstream::TreeKey;
@@ -60,42 +60,6 @@ pub trait TreeView: Send + Sync {
         group: Ipv4Addr,
         ifindex: u32,
     ) -> bool;
-}
-
-/// The view before any tree or route is known: no routes, empty olists.
-/// An RP with it answers every Register with a Register-Stop, which is
-/// right when nobody has joined.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoTrees;
-
-impl TreeView for NoTrees {
-    fn rpf_interface(&self, _: Ipv4Addr) -> Option<u32> {
-        None
-    }
-    fn route_metric(&self, _: Ipv4Addr) -> (u32, u32) {
-        (u32::MAX >> 1, u32::MAX)
-    }
-    fn directly_connected(&self, _: Ipv4Addr, _: u32) -> bool {
-        false
-    }
-    fn spt_bit(&self, _: Ipv4Addr, _: Ipv4Addr) -> bool {
-        false
-    }
-    fn switch_to_spt_desired(&self, _: Ipv4Addr, _: Ipv4Addr) -> bool {
-        true
-    }
-    fn olist_rpt(&self, _: Ipv4Addr, _: Ipv4Addr) -> Vec<u32> {
-        Vec::new()
-    }
-    fn olist(&self, _: Ipv4Addr, _: Ipv4Addr) -> Vec<u32> {
-        Vec::new()
-    }
-    fn could_assert(&self, _: Option<Ipv4Addr>, _: Ipv4Addr, _: u32) -> bool {
-        false
-    }
-    fn assert_tracking_desired(&self, _: Option<Ipv4Addr>, _: Ipv4Addr, _: u32) -> bool {
-        false
-    }
 }
 
 /// A packet the RP took out of a Register, for the shell to send in route
@@ -144,8 +108,6 @@ pub(super) struct DrEntry {
 /// that the two layers evolve without touching each other's keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum ExtTimer {
-    /// KeepaliveTimer(S,G), at the DR or the RP.
-    Keepalive(TreeKey),
     /// Register-Stop Timer(S,G) at the DR.
     RegisterStop(TreeKey),
     /// Assert Timer of (S,G) or (*,G) on an interface.
@@ -154,7 +116,11 @@ pub(super) enum ExtTimer {
 
 /// Register and Assert state of an instance.
 pub struct RegisterAssert {
-    pub(super) view: Arc<dyn TreeView>,
+    /// Facts pinned by a test instead of the TIB's (see `facts`).
+    pub(super) view: Option<Arc<dyn TreeView>>,
+    /// Data from sources whose route is not known yet: decided on again
+    /// when the shell answers the RPF question (DirectlyConnected needs it).
+    pub(super) awaiting_rpf: BTreeSet<(u32, Ipv4Addr, Ipv4Addr)>,
     pub(super) timers: Timers<ExtTimer>,
     pub(super) dr: BTreeMap<TreeKey, DrEntry>,
     /// PMBR(S,G) at the RP, for (S,G) registered with the Border bit.
@@ -171,7 +137,8 @@ pub struct RegisterAssert {
 impl Default for RegisterAssert {
     fn default() -> Self {
         RegisterAssert {
-            view: Arc::new(NoTrees),
+            view: None,
+            awaiting_rpf: BTreeSet::new(),
             timers: Timers::new(),
             dr: BTreeMap::new(),
             pmbr: BTreeMap::new(),
@@ -197,9 +164,10 @@ pub struct RegisterSnapshot {
 }
 
 impl PimInstance {
-    /// Where tree and route facts come from (see [`TreeView`]).
+    /// Pin the tree and route facts instead of taking them from the TIB
+    /// and the RPF cache (see [`TreeView`]); for tests and fuzzing.
     pub fn set_tree_view(&mut self, view: Arc<dyn TreeView>) {
-        self.ra.view = view;
+        self.ra.view = Some(view);
     }
 
     /// The largest Register the DR sends (the MTU toward the RP).
@@ -219,9 +187,7 @@ impl PimInstance {
     /// KeepaliveTimer(S,G) is running: (S,G) data was seen recently (at
     /// the DR from the source, at the RP in Registers).
     pub fn keepalive_running(&self, source: Ipv4Addr, group: Ipv4Addr) -> bool {
-        self.ra
-            .timers
-            .is_armed(&ExtTimer::Keepalive(TreeKey::s_g(source, group)))
+        self.tib.kat.contains_key(&TreeKey::s_g(source, group))
     }
 
     pub fn registers(&self, now: Instant) -> Vec<RegisterSnapshot> {
@@ -237,7 +203,7 @@ impl PimInstance {
                     rp: e.rp,
                     state: e.machine.state(),
                     register_stop_in_ms: left(e.machine.stop_timer()),
-                    keepalive_in_ms: left(self.ra.timers.get(&ExtTimer::Keepalive(*k))),
+                    keepalive_in_ms: left(self.tib.kat.get(k).copied()),
                 })
             })
             .collect()
@@ -250,15 +216,14 @@ impl PimInstance {
     pub(super) fn ext_timeout(&mut self, now: Instant) {
         while let Some(t) = self.ra.timers.pop_due(now) {
             match t {
-                ExtTimer::Keepalive(key) => self.reg_keepalive_expired(key),
                 ExtTimer::RegisterStop(key) => self.register_stop_timer(now, key),
                 ExtTimer::Assert(ifindex, key) => self.assert_timer(now, ifindex, key),
             }
         }
     }
 
-    /// A data packet from `source` to `group` arrived on `ifindex` (the
-    /// shell's first-packet upcall, or its periodic per-(S,G) report).
+    /// The Register and Assert side of (S,G) data arriving on `ifindex`
+    /// (the shell's first-packet upcall, or its periodic per-(S,G) report).
     pub(super) fn on_data_arrived(
         &mut self,
         now: Instant,
@@ -269,15 +234,45 @@ impl PimInstance {
         if !group.is_multicast() || !self.ifaces.contains_key(&ifindex) {
             return;
         }
-        let view = self.ra.view.clone();
-        if view.directly_connected(source, ifindex) {
+        if self.fact_rpf_unknown(source) {
+            // reconcile asks the shell; the answer brings us back here.
+            self.ra.awaiting_rpf.insert((ifindex, source, group));
+            return;
+        }
+        if self.fact_directly_connected(source, ifindex) {
             // §4.2: data from a directly connected source on its RPF
             // interface keeps (S,G) alive, which may start registering.
             self.set_keepalive(now, TreeKey::s_g(source, group), KEEPALIVE_PERIOD);
             self.update_could_register(ifindex, source, group);
-        } else if view.rpf_interface(source) != Some(ifindex) {
+        } else if self.fact_rpf_interface(source) != Some(ifindex) {
             self.assert_data(now, ifindex, source, group);
         }
+    }
+
+    /// The shell answered the RPF question for `target`: data that waited
+    /// for it is looked at again.
+    pub(super) fn data_rpf_answered(&mut self, now: Instant, target: Ipv4Addr) {
+        let waiting: Vec<_> = self
+            .ra
+            .awaiting_rpf
+            .iter()
+            .filter(|w| w.1 == target)
+            .copied()
+            .collect();
+        for w in waiting {
+            self.ra.awaiting_rpf.remove(&w);
+            self.on_data_arrived(now, w.0, w.1, w.2);
+            // The upstream side (SPT bit, switchover) needed RPF(S) too.
+            self.on_data(now, w.0, w.1, w.2);
+        }
+    }
+
+    /// Addresses Register needs routes toward: the RP of every (S,G) the
+    /// DR registers, and sources of data waiting for their route.
+    pub(super) fn register_rpf_targets(&self) -> Vec<Ipv4Addr> {
+        let mut t: Vec<Ipv4Addr> = self.ra.dr.values().filter_map(|e| e.rp).collect();
+        t.extend(self.ra.awaiting_rpf.iter().map(|w| w.1));
+        t
     }
 
     /// A data packet of a directly connected source, for encapsulation.
@@ -295,8 +290,7 @@ impl PimInstance {
         if !e.machine.tunnel_up() || e.iif != ifindex {
             return;
         }
-        let (Some(rp), Some(out)) = (e.rp, e.rp.and_then(|rp| self.ra.view.rpf_interface(rp)))
-        else {
+        let (Some(rp), Some(out)) = (e.rp, e.rp.and_then(|rp| self.fact_rpf_interface(rp))) else {
             self.ra.counters.register_encap_failed += 1;
             return;
         };
@@ -322,8 +316,8 @@ impl PimInstance {
         let could = i_am_dr
             && rp.is_some()
             && !rp_is_us
-            && self.ra.timers.is_armed(&ExtTimer::Keepalive(key))
-            && self.ra.view.directly_connected(source, iif);
+            && self.tib.kat.contains_key(&key)
+            && self.fact_directly_connected(source, iif);
         let e = self.ra.dr.entry(key).or_insert(DrEntry {
             iif,
             machine: DrRegister::new(),
@@ -363,9 +357,11 @@ impl PimInstance {
         }
     }
 
-    fn set_keepalive(&mut self, now: Instant, key: TreeKey, period: std::time::Duration) {
-        let t = ExtTimer::Keepalive(key);
-        if !self.ra.timers.is_armed(&t) {
+    /// Start or restart KeepaliveTimer(S,G) (§4.1.3), the one timer the
+    /// upstream layer (JoinDesired, SPT) and Register share.
+    pub(super) fn set_keepalive(&mut self, now: Instant, key: TreeKey, period: Duration) {
+        let at = now + period;
+        if self.tib.kat.insert(key, at).is_none() {
             if let Some(source) = key.source {
                 self.events.push_back(PimEvent::Keepalive {
                     source,
@@ -374,10 +370,12 @@ impl PimInstance {
                 });
             }
         }
-        self.ra.timers.set(t, now + period);
+        self.timers.set(TimerKey::Keepalive(key), at);
     }
 
-    fn reg_keepalive_expired(&mut self, key: TreeKey) {
+    /// KeepaliveTimer(S,G) ran out: the RP forgets the PMBR, the DR
+    /// re-evaluates CouldRegister.
+    pub(super) fn register_keepalive_expired(&mut self, key: TreeKey) {
         if let Some(source) = key.source {
             self.events.push_back(PimEvent::Keepalive {
                 source,
@@ -400,7 +398,7 @@ impl PimInstance {
         let (after, rp) = (e.machine, e.rp);
         self.register_changed(key, before, after);
         if let (DrAction::SendNullRegister, Some(rp), Some(source)) = (action, rp, key.source) {
-            let Some(out) = self.ra.view.rpf_interface(rp) else {
+            let Some(out) = self.fact_rpf_interface(rp) else {
                 self.ra.counters.register_encap_failed += 1;
                 return;
             };
@@ -463,12 +461,11 @@ impl PimInstance {
             self.send_register_stop(ifindex, dst, src, source, group);
             return;
         }
-        let view = self.ra.view.clone();
-        let olist_rpt = view.olist_rpt(source, group);
+        let olist_rpt = self.fact_olist_rpt(source, group);
         let facts = RpFacts {
-            spt_bit: view.spt_bit(source, group),
-            switch_to_spt_desired: view.switch_to_spt_desired(source, group),
-            olist_empty: view.olist(source, group).is_empty() && olist_rpt.is_empty(),
+            spt_bit: self.fact_spt_bit(source, group),
+            switch_to_spt_desired: self.fact_switch_to_spt_desired(source, group),
+            olist_empty: self.fact_olist(source, group).is_empty() && olist_rpt.is_empty(),
         };
         let mut pmbr = self.ra.pmbr.get(&key).copied();
         let d = reg::rp_decide(facts, r.border, r.null, src, &mut pmbr);
@@ -500,7 +497,7 @@ impl PimInstance {
         source: Ipv4Addr,
         group: Ipv4Addr,
     ) {
-        let out = self.ra.view.rpf_interface(to).unwrap_or(ifindex);
+        let out = self.fact_rpf_interface(to).unwrap_or(ifindex);
         let payload = codec::encode(&Message::RegisterStop(RegisterStop {
             group: EncodedGroup::host(group),
             source,
