@@ -5,7 +5,10 @@
 //! Input: a sequence of records `[op, a, b, len, bytes(len)]`. `op % 4`:
 //! 0 a PIM packet on interface `a % 2 + 1` from neighbor-ish address `b`
 //! to ALL-PIM-ROUTERS or (odd `a`) to our RP address; 1 a data-arrived
-//! upcall; 2 a data packet to register; 3 time moves `a` seconds.
+//! upcall; 2 a data packet to register; 3 time moves `a` seconds. Each
+//! record goes to two instances: one whose tree facts are pinned to "yes"
+//! (every Register and Assert path runs), one that takes them from its
+//! own TIB with RPF questions answered from the address.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use mcr::pim::codec::{decode, encode, ALL_PIM_ROUTERS};
-use mcr::pim::instance::TreeView;
+use mcr::pim::instance::{RpfResult, TreeView};
 use mcr::pim::{PimConfig, PimInput, PimInstance, PimInterfaceConfig, StaticRp};
 use mcr::proto::{Protocol, Rng};
 
@@ -55,9 +58,11 @@ impl TreeView for Everything {
     }
 }
 
-fn instance(t0: Instant) -> PimInstance {
+fn instance(t0: Instant, pinned: bool) -> PimInstance {
     let mut p = PimInstance::new(Rng::new(1));
-    p.set_tree_view(Arc::new(Everything));
+    if pinned {
+        p.set_tree_view(Arc::new(Everything));
+    }
     let rp = |g: &str, rp: [u8; 4]| StaticRp {
         group: g.parse().unwrap(),
         rp: Ipv4Addr::from(rp),
@@ -71,7 +76,10 @@ fn instance(t0: Instant) -> PimInstance {
                 PimInterfaceConfig::named("b"),
             ],
             // We are RP for 239/8; 238/8 belongs to someone else.
-            static_rp: vec![rp("239.0.0.0/8", [10, 1, 0, 1]), rp("238.0.0.0/8", [10, 1, 0, 9])],
+            static_rp: vec![
+                rp("239.0.0.0/8", [10, 1, 0, 1]),
+                rp("238.0.0.0/8", [10, 1, 0, 9]),
+            ],
             ..PimConfig::default()
         },
     );
@@ -88,7 +96,29 @@ fn instance(t0: Instant) -> PimInstance {
     p
 }
 
-fn drain(p: &mut PimInstance) {
+/// The unicast route the TIB-backed instance is told for `addr`: sources
+/// 10.0.0.x are on link 1, everything else behind 10.1.0.2 on link 2.
+fn route(addr: Ipv4Addr) -> Option<RpfResult> {
+    let o = addr.octets();
+    (o[0] == 10).then(|| RpfResult {
+        ifindex: if o[1] == 0 { 1 } else { 2 },
+        next_hop: (o[1] != 0).then(|| Ipv4Addr::new(10, 1, 0, 2)),
+        metric_preference: u32::from(o[3]),
+        metric: u32::from(o[2]),
+    })
+}
+
+fn drain(p: &mut PimInstance, now: Instant) {
+    while let Some(target) = p.poll_rpf_request() {
+        p.handle_event(
+            now,
+            PimInput::Rpf {
+                target,
+                result: route(target),
+            },
+        );
+    }
+    while p.poll_route_change().is_some() {}
     while let Some(t) = p.poll_transmit() {
         if let Err(e) = decode(&t.payload) {
             panic!("the instance sent a message it cannot decode: {e}");
@@ -99,10 +129,16 @@ fn drain(p: &mut PimInstance) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    for pinned in [true, false] {
+        run(data, pinned);
+    }
+});
+
+fn run(data: &[u8], pinned: bool) {
     let t0 = Instant::now();
     let mut now = t0;
-    let mut p = instance(t0);
-    drain(&mut p);
+    let mut p = instance(t0, pinned);
+    drain(&mut p, now);
     let mut rest = data;
     while rest.len() >= 4 {
         let (op, a, b, len) = (rest[0], rest[1], rest[2], usize::from(rest[3]));
@@ -148,10 +184,10 @@ fuzz_target!(|data: &[u8]| {
                         break;
                     }
                     p.handle_timeout(at.max(t0));
-                    drain(&mut p);
+                    drain(&mut p, now);
                 }
             }
         }
-        drain(&mut p);
+        drain(&mut p, now);
     }
-});
+}
