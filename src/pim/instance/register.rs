@@ -33,6 +33,9 @@ const UNICAST_TTL: u8 = 64;
 /// Ethernet MTU.
 const DEFAULT_REGISTER_MAX_LEN: usize = 1500;
 
+/// Data reports kept while their source's route is asked for.
+const MAX_AWAITING_RPF: usize = 4096;
+
 /// What Register and Assert need to know about trees and routes that the
 /// Join/Prune, TIB and RPF layers own (RFC 7761 §4.1, §4.5, §5). The shell
 /// or those layers supply it through [`PimInstance::set_tree_view`].
@@ -236,7 +239,12 @@ impl PimInstance {
         }
         if self.fact_rpf_unknown(source) {
             // reconcile asks the shell; the answer brings us back here.
-            self.ra.awaiting_rpf.insert((ifindex, source, group));
+            // A flood of new sources faster than the shell answers must
+            // not grow this without bound: past the cap, data waits for
+            // its next report.
+            if self.ra.awaiting_rpf.len() < MAX_AWAITING_RPF {
+                self.ra.awaiting_rpf.insert((ifindex, source, group));
+            }
             return;
         }
         if self.fact_directly_connected(source, ifindex) {
