@@ -351,3 +351,69 @@ fn an_assert_on_a_lan_moves_the_losers_traffic_and_the_joins_to_the_winner() {
         .collect();
     assert_eq!(after, vec![ip("10.0.2.3")]);
 }
+
+/// §4.6.2 A6: a last hop joined to S that loses an (S,G) assert on its
+/// RPF interface sets its SPT bit and joins the winner.
+#[test]
+fn losing_a_source_assert_on_the_rpf_interface_sets_the_spt_bit() {
+    let mut sim = Sim::new(11);
+    let (a, b, c) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
+    let _rp = add_router(&mut sim, 40, &[pim_if(a, 1, "a", RP)], RP, vec![]);
+    let _up = add_router(
+        &mut sim,
+        41,
+        &[pim_if(a, 1, "a", "10.0.1.2"), pim_if(b, 2, "b", "10.0.2.2")],
+        RP,
+        vec![route("0.0.0.0", 0, 1, Some(RP))],
+    );
+    let lh = add_router(
+        &mut sim,
+        42,
+        &[
+            pim_if(b, 2, "b", "10.0.2.10"),
+            host_if(c, 3, "c", "10.0.3.1"),
+        ],
+        RP,
+        vec![route("0.0.0.0", 0, 2, Some("10.0.2.2"))],
+    );
+    sim.run_for(10 * SEC);
+    let (s, g) = (ip(SRC), grp());
+    sim.input(
+        lh,
+        PimInput::LocalJoin {
+            ifindex: 3,
+            key: mcr::pim::state::downstream::TreeKey::s_g(s, g),
+        },
+    );
+    sim.run_for(SEC);
+    assert_eq!(sg_joins(&sim, lh, s), vec![ip("10.0.2.2")]);
+    let spt = |sim: &Sim<Routed>| {
+        sim.node(lh)
+            .pim
+            .routes(sim.now())
+            .iter()
+            .any(|r| r.source == Some(s) && r.spt_bit)
+    };
+    assert!(!spt(&sim));
+    // Another router on the LAN asserts (S,G) with a better metric.
+    let assert = codec::Assert {
+        group: codec::EncodedGroup::host(g),
+        source: s,
+        rpt: false,
+        preference: 1,
+        metric: 1,
+    };
+    sim.inject(
+        b,
+        ip("10.0.2.4"),
+        codec::ALL_PIM_ROUTERS,
+        codec::encode(&Message::Assert(assert)),
+    );
+    sim.run_for(SEC);
+    assert_eq!(
+        sim.node(lh).pim.assert_winner(Some(s), g, 2),
+        Some(ip("10.0.2.4"))
+    );
+    assert!(spt(&sim));
+    assert_eq!(sg_joins(&sim, lh, s).last(), Some(&ip("10.0.2.4")));
+}

@@ -187,6 +187,9 @@ impl PimInstance {
             self.ra.asserts.insert(slot, e);
         }
         let winner = |x: &AssertEntry| x.winner().map(|w| w.addr);
+        if e.state() == AssertState::Loser && winner(&before) != winner(&e) {
+            self.assert_lost_on_rpf_interface(ifindex, key);
+        }
         if before.state() != e.state() || winner(&before) != winner(&e) {
             let Some(ifc) = self.ifaces.get(&ifindex) else {
                 return;
@@ -199,6 +202,21 @@ impl PimInstance {
                 state: e.state(),
                 winner: winner(&e),
             });
+        }
+    }
+
+    /// §4.6.2 action A6: losing an (S,G) assert on RPF_interface(S) while
+    /// joined to S means the winner forwards S's source-tree traffic to
+    /// us, so SPTbit(S,G) is set (and the RP tree copy can be pruned).
+    fn assert_lost_on_rpf_interface(&mut self, ifindex: u32, key: TreeKey) {
+        let Some(s) = key.source else { return };
+        if self.fact_rpf_interface(s) != Some(ifindex) {
+            return;
+        }
+        if let Some(up) = self.tib.up.get_mut(&key) {
+            if up.is_joined() {
+                up.spt_bit = true;
+            }
         }
     }
 
