@@ -1,7 +1,7 @@
 //! The property every protocol codec target checks, written once: a
 //! message that decodes encodes to bytes that decode to the same message
-//! (what the router sends is what it understood). Included by the `igmp`
-//! and `pim` targets.
+//! (what the router sends is what it understood). Included by the `pim`
+//! target; the `igmp` step target checks the same inside its steps.
 
 use std::fmt::{Debug, Display};
 

@@ -13,18 +13,19 @@
 //! name us as upstream neighbor (timers and PruneEcho here, transitions in
 //! `state::downstream`). The upstream half (trees toward the RP and the
 //! sources, RPF, local receivers, routes for the RIB, SPT switchover) is
-//! in `tib` and `upstream`. Register, Assert, Bootstrap and C-RP messages
-//! are decoded and counted only.
+//! in `tib` and `upstream`. Register/Register-Stop at the DR and the RP
+//! (§4.4) and Assert (§4.6) are in `register` and `assert`, the tree facts
+//! they ask for (from the TIB and RPF cache) in `facts`, the public input,
+//! event and snapshot types in `types`. Bootstrap and C-RP messages are
+//! decoded and counted only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROUTERS};
 use super::config::{PimConfig, PimInterfaceConfig};
-use super::state::downstream::{Downstream, JoinState, TreeKey};
+use super::state::downstream::{Downstream, TreeKey};
 use super::state::rpt::SgKey;
 use super::state::{elect_dr, HelloOutcome, NeighborTable};
 use crate::proto::{Protocol, Rng, Timers, Transmit};
@@ -35,196 +36,15 @@ mod upstream;
 
 pub use tib::{is_ssm, PimRouteChange, RpfResult};
 pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
-
-/// What the daemon tells the core about its interfaces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PimInput {
-    /// The interface exists, is up, and has this primary IPv4 address.
-    /// Sent again when the name or address changes.
-    InterfaceUp {
-        ifindex: u32,
-        name: String,
-        addr: Ipv4Addr,
-    },
-    /// The interface went down or lost its address: no goodbye is possible.
-    InterfaceDown { ifindex: u32 },
-    /// The daemon stops: send a goodbye (holdtime 0) on every interface
-    /// so neighbors re-elect the DR at once instead of after 105 s.
-    Shutdown,
-    /// The whole set of local receivers on `ifindex` (IGMP): (*,G) for any
-    /// source, (S,G) for a source it includes. Honoured only where we are
-    /// DR (§4.1.6 pim_include).
-    LocalMembers { ifindex: u32, members: Vec<TreeKey> },
-    /// One local receiver appeared on `ifindex`.
-    LocalJoin { ifindex: u32, key: TreeKey },
-    /// One local receiver went away from `ifindex`.
-    LocalLeave { ifindex: u32, key: TreeKey },
-    /// The shell's answer to [`PimInstance::poll_rpf_request`]: the unicast
-    /// route toward `target`, `None` when there is none.
-    Rpf {
-        target: Ipv4Addr,
-        result: Option<RpfResult>,
-    },
-    /// The unicast routing table changed: every RPF target is asked again.
-    RoutesChanged,
-    /// Data of (source, group) arrived on `ifindex`: drives the Keepalive
-    /// Timer, the last hop's switch to the source tree and the SPT bit.
-    Data {
-        ifindex: u32,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DownReason {
-    /// Its holdtime ran out.
-    Expired,
-    /// It sent a Hello with holdtime 0.
-    Goodbye,
-    /// Our interface went down.
-    InterfaceDown,
-    /// PIM was turned off on our interface (configuration or shutdown).
-    PimDisabled,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LeaveReason {
-    /// A Prune, not overridden within the override interval.
-    Pruned,
-    /// No Join refreshed it within its holdtime.
-    Expired,
-    /// PIM stopped on the interface.
-    InterfaceGone,
-}
-
-/// Events for the rest of the daemon (`subscribe`, and later the
-/// Join/Prune layer: a restarted neighbor must be sent our joins again).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum PimEvent {
-    NeighborUp {
-        ifindex: u32,
-        interface: String,
-        neighbor: Ipv4Addr,
-    },
-    NeighborDown {
-        ifindex: u32,
-        interface: String,
-        neighbor: Ipv4Addr,
-        reason: DownReason,
-    },
-    NeighborRestarted {
-        ifindex: u32,
-        interface: String,
-        neighbor: Ipv4Addr,
-        old_generation_id: u32,
-        new_generation_id: u32,
-    },
-    DrChanged {
-        ifindex: u32,
-        interface: String,
-        old: Option<Ipv4Addr>,
-        new: Ipv4Addr,
-        we_are_dr: bool,
-    },
-    /// A downstream router joined (*,G) (`source` is `None`) or (S,G)
-    /// through this interface: it belongs in the outgoing list.
-    DownstreamJoin {
-        ifindex: u32,
-        interface: String,
-        source: Option<Ipv4Addr>,
-        group: Ipv4Addr,
-    },
-    DownstreamLeave {
-        ifindex: u32,
-        interface: String,
-        source: Option<Ipv4Addr>,
-        group: Ipv4Addr,
-        reason: LeaveReason,
-    },
-}
-
-/// Per-interface packet counters (`mcrctl pim interfaces`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    pub hello_tx: u64,
-    pub hello_rx: u64,
-    pub join_prune_rx: u64,
-    pub register_rx: u64,
-    pub register_stop_rx: u64,
-    pub assert_rx: u64,
-    pub bootstrap_rx: u64,
-    pub cand_rp_adv_rx: u64,
-    pub checksum_errors: u64,
-    /// Truncated, bad encoded addresses or options, trailing bytes, or a
-    /// Hello not sent to ALL-PIM-ROUTERS.
-    pub malformed: u64,
-    pub wrong_version: u64,
-    pub unknown_type: u64,
-    /// Join/Prunes naming another router as upstream neighbor (the
-    /// upstream machines will use them for suppression and override).
-    pub join_prune_not_for_us: u64,
-    /// Join/Prunes from a router we have no Hello from.
-    pub join_prune_from_non_neighbor: u64,
-    /// Join/Prune entries not for (*,G) or (S,G): (S,G,rpt), group
-    /// ranges, non-multicast groups.
-    pub join_prune_entries_ignored: u64,
-    /// (*,G) Joins naming an RP other than the one configured for G.
-    pub join_wrong_rp: u64,
-    pub prune_echo_tx: u64,
-    /// Join/Prunes we sent upstream (triggered and periodic).
-    pub join_prune_tx: u64,
-    /// (S,G,rpt) Prunes received for us (sources pruned off the RP tree).
-    pub rpt_prune_rx: u64,
-}
-
-/// One downstream (*,G) or (S,G) entry (`mcrctl pim routes`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DownstreamSnapshot {
-    pub interface: String,
-    pub ifindex: u32,
-    pub source: Option<Ipv4Addr>,
-    pub group: Ipv4Addr,
-    pub rp: Option<Ipv4Addr>,
-    pub state: JoinState,
-    pub expires_in_ms: u64,
-    pub prune_pending_in_ms: Option<u64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NeighborSnapshot {
-    pub interface: String,
-    pub ifindex: u32,
-    pub address: Ipv4Addr,
-    pub dr_priority: Option<u32>,
-    pub is_dr: bool,
-    pub holdtime_secs: u16,
-    /// `None`: infinite holdtime.
-    pub expires_in_ms: Option<u64>,
-    pub generation_id: Option<u32>,
-    pub uptime_secs: u64,
-    pub lan_prune_delay: Option<LanPruneDelay>,
-    pub secondary_addresses: Vec<Ipv4Addr>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceSnapshot {
-    pub interface: String,
-    pub ifindex: u32,
-    pub address: Ipv4Addr,
-    pub dr: Ipv4Addr,
-    pub we_are_dr: bool,
-    pub dr_priority: u32,
-    pub hello_interval_secs: u64,
-    pub holdtime_secs: u16,
-    pub generation_id: u32,
-    pub next_hello_in_ms: Option<u64>,
-    pub neighbors: usize,
-    pub counters: Counters,
-}
+// Register and Assert (RFC 7761 §4.4, §4.6).
+mod assert;
+mod facts;
+mod register;
+mod types;
+pub use assert::AssertSnapshot;
+use register::RegisterAssert as RegAssertState;
+pub use register::{Decapsulated, RegisterAssertCounters, RegisterSnapshot, TreeView};
+pub use types::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
@@ -281,6 +101,8 @@ pub struct PimInstance {
     /// Packets on interfaces without PIM: dropped before decoding.
     not_enabled: u64,
     rejected_configs: u64,
+    /// Register and Assert state (`instance/register.rs`, `instance/assert.rs`).
+    ra: RegAssertState,
 }
 
 impl PimInstance {
@@ -297,6 +119,7 @@ impl PimInstance {
             tib: tib::Tib::default(),
             not_enabled: 0,
             rejected_configs: 0,
+            ra: RegAssertState::default(),
         }
     }
 
@@ -425,6 +248,7 @@ impl PimInstance {
         }
         self.timers.retain(|k| k.ifindex() != Some(ifindex));
         self.tib.rpt_down.remove(&ifindex);
+        self.assert_interface_gone(ifindex);
         for key in ifc.downstream.clear() {
             self.events.push_back(PimEvent::DownstreamLeave {
                 ifindex,
@@ -496,6 +320,11 @@ impl PimInstance {
             }
         }
         let interface = ifc.name.clone();
+        // An assert loser forgets a winner that left or restarted (§4.6).
+        let gone = matches!(
+            outcome,
+            HelloOutcome::Restarted { .. } | HelloOutcome::Goodbye
+        );
         match outcome {
             HelloOutcome::New => {
                 self.events.push_back(PimEvent::NeighborUp {
@@ -529,6 +358,9 @@ impl PimInstance {
             HelloOutcome::Refreshed | HelloOutcome::Ignored => {}
         }
         self.elect(ifindex);
+        if gone {
+            self.assert_neighbor_gone(ifindex, src);
+        }
     }
 }
 
@@ -611,11 +443,21 @@ impl Protocol for PimInstance {
             }
             Message::JoinPrune(jp) => {
                 c.join_prune_rx += 1;
+                self.assert_on_join(ifindex, &jp);
                 self.on_join_prune(now, ifindex, src, &jp);
             }
-            Message::Register(_) => c.register_rx += 1,
-            Message::RegisterStop(_) => c.register_stop_rx += 1,
-            Message::Assert(_) => c.assert_rx += 1,
+            Message::Register(r) => {
+                c.register_rx += 1;
+                self.on_register(now, ifindex, src, dst, &r);
+            }
+            Message::RegisterStop(rs) => {
+                c.register_stop_rx += 1;
+                self.on_register_stop(now, &rs);
+            }
+            Message::Assert(a) => {
+                c.assert_rx += 1;
+                self.on_assert(now, ifindex, src, &a);
+            }
             Message::Bootstrap(_) => c.bootstrap_rx += 1,
             Message::CandRpAdv(_) => c.cand_rp_adv_rx += 1,
         }
@@ -623,6 +465,7 @@ impl Protocol for PimInstance {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.ext_timeout(now); // Register/Assert timers
         while let Some(key) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Hello(ifindex) => self.send_hello(now, ifindex),
@@ -638,6 +481,7 @@ impl Protocol for PimInstance {
                             reason: DownReason::Expired,
                         });
                         self.elect(ifindex);
+                        self.assert_neighbor_gone(ifindex, addr);
                     }
                 }
                 TimerKey::Expiry(ifindex, key) => {
@@ -755,13 +599,22 @@ impl Protocol for PimInstance {
                     l.remove(&key);
                 }
             }
-            PimInput::Rpf { target, result } => self.set_rpf(target, result),
+            PimInput::Rpf { target, result } => {
+                self.set_rpf(target, result);
+                self.data_rpf_answered(now, target);
+            }
             PimInput::RoutesChanged => self.refresh_rpf(),
             PimInput::Data {
                 ifindex,
                 source,
                 group,
-            } => self.on_data(now, ifindex, source, group),
+            } => {
+                self.on_data_arrived(now, ifindex, source, group);
+                self.on_data(now, ifindex, source, group);
+            }
+            PimInput::RegisterData { ifindex, packet } => {
+                self.on_register_data(now, ifindex, &packet)
+            }
         }
         self.reconcile(now);
     }
@@ -775,6 +628,10 @@ impl Protocol for PimInstance {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        let ext = self.ext_poll_timeout(); // Register/Assert timers
+        match (self.timers.next(), ext) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

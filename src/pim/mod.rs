@@ -10,9 +10,9 @@
 //! with join suppression and prune override), §4.1.6 (olist macros with
 //! local receivers), RPF through the shell, §4.2.1/§4.2.2 (last-hop switch
 //! to the source tree, SPT bit), §4.8 (no (*,G) in 232/8), §4.7's static
-//! RP mappings (longest-prefix match). Register and Assert come in later
-//! layers; `user_docs/PROTOCOLS.md` (PIM-SM) lists every requirement and
-//! where it stands.
+//! RP mappings (longest-prefix match), §4.4 (Register and Register-Stop at
+//! the DR and the RP) and §4.6 (Assert). `user_docs/PROTOCOLS.md` (PIM-SM)
+//! lists every requirement and where it stands.
 
 pub mod codec;
 pub mod config;

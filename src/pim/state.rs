@@ -11,7 +11,9 @@
 //! [`downstream`], (S,G,rpt) (§4.5.3) in [`rpt`], the upstream machines
 //! (§4.5.4–§4.5.6) in [`upstream`].
 
+pub mod assert;
 pub mod downstream;
+pub mod register;
 pub mod rpt;
 pub mod upstream;
 

@@ -143,6 +143,22 @@ impl PimInstance {
         })
     }
 
+    /// RPF'(*,G) / RPF'(S,G) (§4.1.6): the assert winner when we lost an
+    /// assert for the tree on its RPF interface (§4.6.5), the RPF
+    /// neighbor otherwise.
+    fn rpf_prime(&self, key: &TreeKey, target: Ipv4Addr, route: Option<RpfResult>) -> Option<Rpf> {
+        let r = route?;
+        if self.lost_assert(key.source, key.group, r.ifindex) {
+            if let Some(w) = self.assert_winner(key.source, key.group, r.ifindex) {
+                return Some(Rpf {
+                    ifindex: r.ifindex,
+                    neighbor: w,
+                });
+            }
+        }
+        self.rpf_neighbor(target, route)
+    }
+
     pub(super) fn is_my_address(&self, a: Ipv4Addr) -> bool {
         self.links.values().any(|(_, addr)| *addr == a)
     }
@@ -181,8 +197,9 @@ impl PimInstance {
             .collect()
     }
 
-    /// immediate_olist(*,G) or immediate_olist(S,G).
-    pub(super) fn immediate_olist(&self, key: &TreeKey) -> BTreeSet<u32> {
+    /// joins + pim_include of `key`, before lost_assert is taken away
+    /// (what CouldAssert and AssertTrackingDesired look at).
+    pub(super) fn raw_immediate_olist(&self, key: &TreeKey) -> BTreeSet<u32> {
         if key.source.is_none() && is_ssm(key.group) {
             return BTreeSet::new();
         }
@@ -191,24 +208,43 @@ impl PimInstance {
         o
     }
 
-    /// inherited_olist(S,G,rpt): the (*,G) olist less (S,G,rpt) prunes.
-    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
-        let mut o = self.immediate_olist(&TreeKey::star_g(g));
-        o.retain(|ix| {
-            !self
-                .tib
-                .rpt_down
-                .get(ix)
-                .and_then(|r| r.get(&(s, g)))
-                .is_some_and(|e| e.is_pruned())
-        });
+    /// immediate_olist(*,G) or immediate_olist(S,G): interfaces where we
+    /// lost an assert for the tree leave it (§4.1.6 − lost_assert).
+    pub(super) fn immediate_olist(&self, key: &TreeKey) -> BTreeSet<u32> {
+        let mut o = self.raw_immediate_olist(key);
+        o.retain(|&ix| !self.lost_assert(key.source, key.group, ix));
         o
     }
 
-    /// inherited_olist(S,G).
+    fn rpt_pruned_on(&self, ix: u32, s: Ipv4Addr, g: Ipv4Addr) -> bool {
+        self.tib
+            .rpt_down
+            .get(&ix)
+            .and_then(|r| r.get(&(s, g)))
+            .is_some_and(|e| e.is_pruned())
+    }
+
+    /// inherited_olist(S,G,rpt): the (*,G) olist less (S,G,rpt) prunes and
+    /// less lost_assert(*,G).
+    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.immediate_olist(&TreeKey::star_g(g));
+        o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        o
+    }
+
+    /// inherited_olist(S,G), less lost_assert(S,G).
     pub(super) fn inherited_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
         let mut o = self.rpt_olist(s, g);
         o.extend(self.immediate_olist(&TreeKey::s_g(s, g)));
+        o.retain(|&ix| !self.lost_assert(Some(s), g, ix));
+        o
+    }
+
+    /// inherited_olist(S,G) without any lost_assert term.
+    pub(super) fn raw_inherited_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.raw_immediate_olist(&TreeKey::star_g(g));
+        o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        o.extend(self.raw_immediate_olist(&TreeKey::s_g(s, g)));
         o
     }
 
@@ -249,6 +285,13 @@ impl PimInstance {
     pub(super) fn reconcile(&mut self, now: Instant) {
         let period = self.config.join_prune_interval;
         let mut used = BTreeSet::new();
+        // Trees or routes may have changed CouldAssert or the metrics.
+        self.reevaluate_asserts();
+        // The DR registers toward RP(G); Register and Assert need routes
+        // toward the RPs and sources they know even without a tree.
+        for t in self.register_rpf_targets() {
+            self.rpf_route(t, &mut used);
+        }
         let keys = self.known_trees();
         // RPF' and RPF interface of every tree, kept for the (S,G,rpt) and
         // route passes.
@@ -263,7 +306,7 @@ impl PimInstance {
                 Some(t) if self.is_my_address(t) => (None, None),
                 Some(t) => {
                     let route = self.rpf_route(t, &mut used);
-                    (self.rpf_neighbor(t, route), route.map(|r| r.ifindex))
+                    (self.rpf_prime(key, t, route), route.map(|r| r.ifindex))
                 }
                 None => (None, None),
             };

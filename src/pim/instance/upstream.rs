@@ -475,9 +475,7 @@ impl PimInstance {
         let on_spt =
             self.tib.up.get(&key).is_some_and(|u| u.is_joined()) && rpf_if_s == Some(ifindex);
         if switch || on_spt || self.tib.kat.contains_key(&key) {
-            let at = now + KEEPALIVE_PERIOD;
-            self.tib.kat.insert(key, at);
-            self.timers.set(TimerKey::Keepalive(key), at);
+            self.set_keepalive(now, key, KEEPALIVE_PERIOD);
         }
         // The (S,G) Join may need RPF(S) first; reconcile asks for it.
         self.reconcile(now);
@@ -518,6 +516,7 @@ impl PimInstance {
                 if let Some(up) = self.tib.up.get_mut(&key) {
                     up.spt_bit = false;
                 }
+                self.register_keepalive_expired(key);
             }
             _ => {}
         }

@@ -499,6 +499,10 @@ fn to_event(ev: PimEvent) -> Option<Event> {
         }
         // Downstream state goes to the RIB in a later step.
         PimEvent::DownstreamJoin { .. } | PimEvent::DownstreamLeave { .. } => return None,
+        // Register and Assert state reach the data path with it, later.
+        PimEvent::RegisterTunnel { .. }
+        | PimEvent::Keepalive { .. }
+        | PimEvent::AssertChanged { .. } => return None,
     })
 }
 
