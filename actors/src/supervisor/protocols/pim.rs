@@ -226,12 +226,12 @@ impl PimState {
             }
             match open_sock(me, ifindex, &name, addr) {
                 Ok(s) => {
-                    info!(target: "Pim", "PIM socket open on {name} ({addr})");
+                    info!(target: "Protocol", "PIM socket open on {name} ({addr})");
                     self.socks.insert(ifindex, s);
                 }
                 // Hellos for this interface are lost until the next
                 // snapshot retries; the core keeps running.
-                Err(e) => warn!(target: "Pim", "cannot open the PIM socket on {name}: {e}"),
+                Err(e) => warn!(target: "Protocol", "cannot open the PIM socket on {name}: {e}"),
             }
         }
     }
@@ -284,11 +284,11 @@ impl PimState {
             } => {
                 let name = |i: &u32| self.links.get(i).map(|(n, _)| n.clone());
                 let Some(up) = name(upstream) else {
-                    debug!(target: "Pim", "route for {group}: upstream ifindex {upstream} has no name");
+                    debug!(target: "Protocol", "route for {group}: upstream ifindex {upstream} has no name");
                     return;
                 };
                 let down: Vec<String> = downstream.iter().filter_map(name).collect();
-                info!(target: "Pim", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(*source, *group));
+                info!(target: "Protocol", "route {} from {up} to {down:?}", mcr::rib::learned::sg_string(*source, *group));
                 self.shared.publish(Event::PimRoute {
                     source: *source,
                     group: *group,
@@ -297,7 +297,7 @@ impl PimState {
                 });
             }
             PimRouteChange::Withdraw { source, group } => {
-                info!(target: "Pim", "route {} withdrawn", mcr::rib::learned::sg_string(*source, *group));
+                info!(target: "Protocol", "route {} withdrawn", mcr::rib::learned::sg_string(*source, *group));
                 self.shared.publish(Event::PimRouteWithdrawn {
                     source: *source,
                     group: *group,
@@ -379,7 +379,7 @@ impl PimState {
                     Err(e) => {
                         // Unanswered: the core asks again on the next
                         // route change or resync.
-                        warn!(target: "Pim", "RPF {target}: {e}");
+                        warn!(target: "Protocol", "RPF {target}: {e}");
                         let _ = me.cast(PimMsg::Rpf {
                             target,
                             result: None,
@@ -400,7 +400,7 @@ impl PimState {
                         metric: r.metric.unwrap_or(0),
                     }),
                     Err(e) => {
-                        debug!(target: "Pim", "RPF {target}: {e}");
+                        debug!(target: "Protocol", "RPF {target}: {e}");
                         None
                     }
                 };
@@ -415,12 +415,12 @@ impl PimState {
         self.sync_rib();
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
-                debug!(target: "Pim", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
+                debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
                 continue;
             };
             if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
                 // A lost Hello is repaired by the next one.
-                debug!(target: "Pim", "send on {} failed: {e}", s.name);
+                debug!(target: "Protocol", "send on {} failed: {e}", s.name);
             }
         }
         while let Some(ev) = self.core.poll_event() {
@@ -452,7 +452,7 @@ fn to_event(ev: PimEvent) -> Option<Event> {
             neighbor,
             ..
         } => {
-            info!(target: "Pim", "neighbor {neighbor} up on {interface}");
+            info!(target: "Protocol", "neighbor {neighbor} up on {interface}");
             Event::PimNeighborUp {
                 interface,
                 neighbor,
@@ -464,7 +464,7 @@ fn to_event(ev: PimEvent) -> Option<Event> {
             reason,
             ..
         } => {
-            info!(target: "Pim", "neighbor {neighbor} down on {interface} ({})", down_reason(reason));
+            info!(target: "Protocol", "neighbor {neighbor} down on {interface} ({})", down_reason(reason));
             Event::PimNeighborDown {
                 interface,
                 neighbor,
@@ -476,7 +476,7 @@ fn to_event(ev: PimEvent) -> Option<Event> {
             neighbor,
             ..
         } => {
-            info!(target: "Pim", "neighbor {neighbor} on {interface} restarted (new generation id)");
+            info!(target: "Protocol", "neighbor {neighbor} on {interface} restarted (new generation id)");
             Event::PimNeighborRestarted {
                 interface,
                 neighbor,
@@ -489,7 +489,7 @@ fn to_event(ev: PimEvent) -> Option<Event> {
             we_are_dr,
             ..
         } => {
-            info!(target: "Pim", "DR on {interface} is now {new}{}", if we_are_dr { " (us)" } else { "" });
+            info!(target: "Protocol", "DR on {interface} is now {new}{}", if we_are_dr { " (us)" } else { "" });
             Event::PimDrChange {
                 interface,
                 old,
@@ -546,7 +546,7 @@ fn open_sock(
                                 | std::io::ErrorKind::Interrupted
                         ) => {}
                     Err(e) => {
-                        warn!(target: "Pim", "reading the PIM socket of ifindex {ifindex}: {e}");
+                        warn!(target: "Protocol", "reading the PIM socket of ifindex {ifindex}: {e}");
                         std::thread::sleep(READ_TIMEOUT);
                     }
                 }
