@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::daemon::{recv, send_cmd, Daemon, DaemonOpts};
-use common::{require_root, wait_for, Netns, Relay3};
+use common::{require_root, wait_for, KillOnDrop, Relay3};
 use mcr::control::{RuleInfo, StatusReport};
 
 const IN_GROUP: &str = "239.1.1.1";
@@ -32,32 +31,6 @@ const LMQC: f64 = 2.0;
 /// Packets the host may see in a window without any data: IGMP queries
 /// (one per QI, plus group-specific ones around a leave) and IPv6 noise.
 const BACKGROUND: u64 = 10;
-
-/// A running `mcrgen send`, killed on drop so a failing test leaves no
-/// stream behind.
-struct Sender(Child);
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rx_packets(ns: &Netns, iface: &str) -> u64 {
-    let out = ns.run(&format!("cat /sys/class/net/{iface}/statistics/rx_packets"));
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("rx_packets of {iface} in {}: {e}", ns.name))
-}
-
-/// Packets `iface` in `ns` receives during `window`.
-fn received_during(ns: &Netns, iface: &str, window: Duration) -> u64 {
-    let before = rx_packets(ns, iface);
-    std::thread::sleep(window);
-    rx_packets(ns, iface) - before
-}
 
 /// The one rule's members-only output: whether `list` says `no members`.
 fn no_members(d: &Daemon) -> bool {
@@ -111,7 +84,7 @@ fn members_only_output_follows_the_hosts_membership() {
     .expect("the rule is listed");
     wait_for(Duration::from_secs(5), || igmp_restarts(&d)).expect("igmp/r1 is running");
 
-    let _sender = Sender(
+    let _sender = KillOnDrop(
         send_cmd(&t.src, IN_GROUP, IN_PORT, "s0", 10_000_000, RATE, 200, &[])
             .spawn()
             .expect("spawn mcrgen send"),
@@ -120,9 +93,9 @@ fn members_only_output_follows_the_hosts_membership() {
     // 1. No member yet: the stream reaches the relay, nothing the host.
     std::thread::sleep(Duration::from_millis(300));
     let window = Duration::from_millis(1500);
-    let in_before = rx_packets(&t.relay, "r0");
-    let host_quiet = received_during(&t.dst, "d0", window);
-    let relay_in = rx_packets(&t.relay, "r0") - in_before;
+    let in_before = t.relay.rx_packets("r0");
+    let host_quiet = t.dst.received_during("d0", window);
+    let relay_in = t.relay.rx_packets("r0") - in_before;
     eprintln!(
         "IGMP forwarding: before the join the relay got {relay_in} packets, the host {host_quiet} in {:.0} ms",
         ms(window)
@@ -146,10 +119,10 @@ fn members_only_output_follows_the_hosts_membership() {
 
     // 2. The host joins: the stream follows within a second or two.
     let t0 = Instant::now();
-    let base = rx_packets(&t.dst, "d0");
+    let base = t.dst.rx_packets("d0");
     let member = recv(&t.dst, OUT_GROUP, OUT_PORT, Some("d0"), &[]);
     wait_for(Duration::from_secs(3), || {
-        (rx_packets(&t.dst, "d0") - base > 50).then_some(())
+        (t.dst.rx_packets("d0") - base > 50).then_some(())
     })
     .unwrap_or_else(|| panic!("no traffic within 3 s of the join: {:?}", d.list()));
     let join_to_traffic = t0.elapsed();
@@ -164,7 +137,7 @@ fn members_only_output_follows_the_hosts_membership() {
     assert!(!no_members(&d), "{:?}", d.list());
     let text = d.ctl_ok(&["list"]);
     assert!(!text.contains("[no members]"), "{text}");
-    let flowing = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let flowing = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         flowing >= u64::from(RATE) * 8 / 10,
         "only {flowing} packets/s reach the joined host"
@@ -180,7 +153,7 @@ fn members_only_output_follows_the_hosts_membership() {
     .unwrap_or_else(|| panic!("igmp/r1 did not restart:\n{}", d.log_text()));
     // Past the restarted querier's first query and its answer.
     std::thread::sleep(Duration::from_secs_f64(QRI + 1.0));
-    let after_panic = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let after_panic = t.dst.received_during("d0", Duration::from_secs(1));
     let report = member.stop();
     let max_gap = report.max_gap_us / 1000.0;
     eprintln!(
@@ -202,7 +175,7 @@ fn members_only_output_follows_the_hosts_membership() {
     let t1 = Instant::now();
     let limit = Duration::from_secs_f64(LMQC * LMQI + 1.0);
     wait_for(limit + Duration::from_secs(3), || {
-        (received_during(&t.dst, "d0", Duration::from_millis(100)) <= 1).then_some(())
+        (t.dst.received_during("d0", Duration::from_millis(100)) <= 1).then_some(())
     })
     .unwrap_or_else(|| panic!("traffic did not stop after the leave: {:?}", d.list()));
     let leave_to_quiet = t1.elapsed();
@@ -215,7 +188,7 @@ fn members_only_output_follows_the_hosts_membership() {
         leave_to_quiet <= limit,
         "leave took {leave_to_quiet:?} (limit {limit:?})"
     );
-    let after_leave = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let after_leave = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         after_leave <= BACKGROUND,
         "{after_leave} packets reached the host after it left"

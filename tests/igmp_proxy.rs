@@ -15,11 +15,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::daemon::{recv, send_cmd, Daemon, DaemonOpts};
-use common::{require_root, unique_port, wait_for, Netns, Relay3};
+use common::{require_root, unique_port, wait_for, KillOnDrop, Netns, Relay3};
 use mcr::control::{MrouteEntry, StatusReport};
 use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
 
@@ -35,34 +35,10 @@ const PROXY_UP: &str = "10.10.1.2";
 /// Packets the host may see in a window without data (queries, IPv6).
 const BACKGROUND: u64 = 10;
 
-/// A child process killed on drop, so a failing test leaves none behind.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn timers() -> String {
     format!(
         "query_interval: {QI}, query_response_interval: {QRI}, last_member_query_interval: {LMQI}"
     )
-}
-
-fn rx_packets(ns: &Netns, iface: &str) -> u64 {
-    let out = ns.run(&format!("cat /sys/class/net/{iface}/statistics/rx_packets"));
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("rx_packets of {iface} in {}: {e}", ns.name))
-}
-
-fn received_during(ns: &Netns, iface: &str, window: Duration) -> u64 {
-    let before = rx_packets(ns, iface);
-    std::thread::sleep(window);
-    rx_packets(ns, iface) - before
 }
 
 fn group() -> Ipv4Addr {
@@ -197,7 +173,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    let mut dump = Kill(dump.spawn().expect("spawn tcpdump"));
+    let mut dump = KillOnDrop(dump.spawn().expect("spawn tcpdump"));
 
     // Both roles are listed before any member.
     let rows = wait_for(Duration::from_secs(5), || {
@@ -214,7 +190,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         "{text}"
     );
 
-    let _sender = Kill(
+    let _sender = KillOnDrop(
         send_cmd(
             &t.src,
             GROUP,
@@ -229,7 +205,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         .expect("spawn mcrgen send"),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let quiet = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let quiet = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         quiet <= BACKGROUND,
         "{quiet} packets reached the host before it joined"
@@ -239,7 +215,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     // The host joins.
     let t0 = Instant::now();
     let join_epoch = now_epoch();
-    let base = rx_packets(&t.dst, "d0");
+    let base = t.dst.rx_packets("d0");
     let member = recv(&t.dst, GROUP, PORT, Some("d0"), &[]);
     let row = wait_for(Duration::from_secs(3), || upstream_row(&up)).unwrap_or_else(|| {
         panic!(
@@ -253,7 +229,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         PROXY_UP.parse::<Ipv4Addr>().unwrap()
     );
     wait_for(Duration::from_secs(3), || {
-        (rx_packets(&t.dst, "d0") - base > 50).then_some(())
+        (t.dst.rx_packets("d0") - base > 50).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -271,7 +247,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         join_to_traffic < Duration::from_secs(2),
         "join took {join_to_traffic:?}"
     );
-    let flowing = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let flowing = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         flowing >= u64::from(RATE) * 8 / 10,
         "only {flowing} packets/s reach the joined host"
@@ -335,7 +311,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     })
     .unwrap_or_else(|| panic!("igmp-proxy did not restart:\n{}", d.log_text()));
     std::thread::sleep(Duration::from_secs(1));
-    let after_panic = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let after_panic = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         after_panic >= u64::from(RATE) * 7 / 10,
         "only {after_panic} packets/s after the proxy restarted"
@@ -374,7 +350,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     // proxy leaves upstream, so the upstream router drops the group.
     let limit = Duration::from_secs_f64(LMQC * LMQI + 1.0);
     wait_for(limit + Duration::from_secs(3), || {
-        (received_during(&t.dst, "d0", Duration::from_millis(100)) <= 1).then_some(())
+        (t.dst.received_during("d0", Duration::from_millis(100)) <= 1).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -394,7 +370,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     );
     let (_, leaves) = upstream_counters(&d).expect("upstream row");
     assert!(leaves >= 1, "the proxy's host side sent no leave");
-    let after = received_during(&t.dst, "d0", Duration::from_secs(1));
+    let after = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
         after <= BACKGROUND,
         "{after} packets reached the host after it left"

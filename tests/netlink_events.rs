@@ -10,14 +10,13 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::daemon::{send_cmd, Daemon};
-use common::{require_root, rule_config, wait_for, Netns, Relay3};
+use common::{require_root, rule_config, wait_for, KillOnDrop, Netns, Relay3};
 use mcr::control::RuleState;
 
 const IN_GROUP: &str = "239.1.1.1";
@@ -116,23 +115,12 @@ impl Drop for Receiver {
 }
 
 /// `mcrgen send` from s0 at RATE for `secs`, killed on drop.
-struct Sender(Child);
-
-impl Sender {
-    fn start(ns: &Netns, secs: u64) -> Sender {
-        let count = u64::from(RATE) * secs;
-        let c = send_cmd(ns, IN_GROUP, IN_PORT, "s0", count, RATE, 200, &[])
-            .spawn()
-            .expect("spawn mcrgen send");
-        Sender(c)
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_sender(ns: &Netns, secs: u64) -> KillOnDrop {
+    let count = u64::from(RATE) * secs;
+    let c = send_cmd(ns, IN_GROUP, IN_PORT, "s0", count, RATE, 200, &[])
+        .spawn()
+        .expect("spawn mcrgen send");
+    KillOnDrop(c)
 }
 
 fn setup(tag: &str) -> (Relay3, Daemon, Receiver) {
@@ -171,7 +159,7 @@ fn renamed_input_goes_pending_and_resumes_when_renamed_back() {
     }
     let (t, d, rx) = setup("nlren");
     let id = d.list()[0].id.clone();
-    let _tx = Sender::start(&t.src, 60);
+    let _tx = start_sender(&t.src, 60);
     let t0 = Instant::now();
     rx.first_after(t0, None, Duration::from_secs(10))
         .expect("relays before the rename");
@@ -231,7 +219,7 @@ fn address_changes_on_input_and_output_keep_forwarding() {
         return;
     }
     let (t, d, rx) = setup("nladdr");
-    let _tx = Sender::start(&t.src, 60);
+    let _tx = start_sender(&t.src, 60);
     let t0 = Instant::now();
     rx.first_after(
         t0,

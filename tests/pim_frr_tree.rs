@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{send_cmd, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
-use common::{veth, Netns};
+use common::{veth, KillOnDrop, Netns};
 use mcr::control::MrouteEntry;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
 
@@ -39,16 +39,6 @@ const RP: Ipv4Addr = Ipv4Addr::new(10, 205, 255, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 205, 1, 1);
 const PORT: u16 = 5205;
 const RATE: u32 = 200;
-
-/// A running `mcrgen send`, killed on drop.
-struct Sender(Child);
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Lab {
     r1: FrrRouter,
@@ -311,7 +301,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert_eq!(rp[0].rp, RP);
     assert!(!rp[0].i_am_rp);
 
-    let _sender = Sender(
+    let _sender = KillOnDrop(
         send_cmd(
             &lab.h1,
             &GROUP.to_string(),
@@ -401,17 +391,8 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     let ev = events.next("pim-route-withdrawn");
     assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
     // Nothing is forwarded onto m-h2 any more: h2's interface is quiet.
-    let rx = |ns: &Netns| -> u64 {
-        let out = ns.run("cat /sys/class/net/h2-m/statistics/rx_packets");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
-    };
     std::thread::sleep(Duration::from_millis(500));
-    let before = rx(&lab.h2);
-    std::thread::sleep(Duration::from_secs(2));
-    let quiet = rx(&lab.h2) - before;
+    let quiet = lab.h2.received_during("h2-m", Duration::from_secs(2));
     println!("pim_frr_tree: {quiet} packets on h2-m in 2 s after the prune");
     // IGMP queries (every 2 s) and IPv6 noise, not the 400 data packets.
     assert!(quiet <= 10, "{quiet} packets reached h2 after the leave");
@@ -512,7 +493,7 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
         b.get("r2-m")?.get(T_MCR2.to_string()).map(|_| ())
     });
     println!("pim_frr_tree transit: adjacencies after {:?}", t0.elapsed());
-    let _sender = Sender(
+    let _sender = KillOnDrop(
         send_cmd(
             &lab.h1,
             &GROUP.to_string(),
@@ -606,7 +587,7 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     assert_eq!(entry.origin, "pim");
     lab.h1
         .ip(&["addr", "add", &format!("{T_H1B}/24"), "dev", "h1-r1"]);
-    let _other = Sender(
+    let _other = KillOnDrop(
         send_cmd(
             &lab.h1,
             &GROUP.to_string(),
@@ -655,7 +636,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
-    let _sender = Sender(
+    let _sender = KillOnDrop(
         send_cmd(
             &lab.h1,
             &group.to_string(),

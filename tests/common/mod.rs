@@ -151,6 +151,32 @@ impl Netns {
     pub fn set_sysctl(&self, key: &str, value: &str) {
         self.run(&format!("sysctl -qw {key}={value}"));
     }
+
+    /// Packets `iface` has received, from the kernel's interface counters.
+    pub fn rx_packets(&self, iface: &str) -> u64 {
+        let out = self.run(&format!("cat /sys/class/net/{iface}/statistics/rx_packets"));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("rx_packets of {iface} in {}: {e}", self.name))
+    }
+
+    /// Packets `iface` receives during `window`.
+    pub fn received_during(&self, iface: &str, window: Duration) -> u64 {
+        let before = self.rx_packets(iface);
+        std::thread::sleep(window);
+        self.rx_packets(iface) - before
+    }
+}
+
+/// A child process killed on drop, so a failing test leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Netns {
