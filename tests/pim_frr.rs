@@ -206,28 +206,6 @@ fn adjacency_with_frr_when_frr_has_the_higher_dr_priority() {
 }
 
 /// Stop r1's pimd with `sig` once adjacent; how long MCR took to drop it.
-/// `mcrctl subscribe --events pim`, its lines sent to the receiver.
-fn subscribe_pim(d: &Daemon) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(common::bin("mcrctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["subscribe", "--events", "pim"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("mcrctl subscribe");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
 /// Stop r1's pimd with `sig` once adjacent; how long MCR took to drop it.
 /// The `pim-neighbor-down` event must say `reason`.
 fn drop_after_pimd_stops(sig: nix::sys::signal::Signal, reason: &str) -> Duration {
@@ -235,9 +213,7 @@ fn drop_after_pimd_stops(sig: nix::sys::signal::Signal, reason: &str) -> Duratio
     // Equal priorities: the higher address wins (§4.3.2).
     let t = wait_adjacent(&lab, MCR);
     println!("pim_frr equal priorities: adjacency after {t:?}");
-    let (mut sub, events) = subscribe_pim(&lab.mcr);
-    // The subscription is live once mcrctl has connected; give it a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    let sub = common::daemon::subscribe(&lab.mcr, "pim");
     let pid_file = format!("/var/run/frr/{}/pimd.pid", lab.r1.pathspace);
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("pimd pid file")
@@ -256,11 +232,11 @@ fn drop_after_pimd_stops(sig: nix::sys::signal::Signal, reason: &str) -> Duratio
     let ifs = mcr_interfaces(&lab.mcr);
     assert_eq!(ifs[0].dr, MCR, "MCR is DR alone: {ifs:?}");
     assert_eq!(ifs[0].neighbors, 0);
-    let ev = events
+    let ev = sub
+        .lines
         .recv_timeout(Duration::from_secs(2))
         .expect("a pim event");
-    let _ = sub.kill();
-    let _ = sub.wait();
+    drop(sub);
     let v: serde_json::Value = serde_json::from_str(&ev).expect("event JSON");
     assert_eq!(v["event"], "pim-neighbor-down", "{ev}");
     assert_eq!(v["neighbor"], R1.to_string(), "{ev}");

@@ -18,7 +18,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -192,57 +191,27 @@ impl Drop for Member {
     }
 }
 
-/// `mcrctl subscribe --events pim` in the background: its JSON lines.
-struct Subscription {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<serde_json::Value>,
-}
+/// `mcrctl subscribe --events pim` in the background, read as JSON events.
+struct Subscription(common::daemon::EventLines);
 
 impl Subscription {
     fn start(d: &Daemon) -> Subscription {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(common::bin("mcrctl"))
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(["subscribe", "--events", "pim"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("mcrctl subscribe");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str(&l) else {
-                    continue;
-                };
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        // Live once mcrctl has connected.
-        std::thread::sleep(Duration::from_millis(300));
-        Subscription { child, lines }
+        Subscription(common::daemon::subscribe(d, "pim"))
     }
 
     /// The next event named `kind`, skipping others.
     fn next(&self, kind: &str) -> serde_json::Value {
         let end = Instant::now() + Duration::from_secs(10);
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) if v["event"] == kind => return v,
-                Ok(_) => {}
+            match self.0.lines.recv_timeout(left) {
+                Ok(l) => match serde_json::from_str::<serde_json::Value>(&l) {
+                    Ok(v) if v["event"] == kind => return v,
+                    _ => {}
+                },
                 Err(_) => break,
             }
         }
         panic!("no {kind} event");
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

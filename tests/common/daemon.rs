@@ -555,3 +555,36 @@ pub fn remove_named(c: &mut Client, name: &str) -> Result<(), String> {
     .map(|_| ())
     .map_err(|e| format!("remove {name}: {e}"))
 }
+
+/// `mcrctl subscribe --events EVENTS` against `d`, running in the
+/// background until dropped; its lines arrive on `lines` as printed.
+pub struct EventLines {
+    _child: super::KillOnDrop,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Start a subscription and give mcrctl a moment to connect, so events that
+/// follow reach it.
+pub fn subscribe(d: &Daemon, events: &str) -> EventLines {
+    let mut child = Command::new(super::bin("mcrctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["subscribe", "--events", events])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn mcrctl subscribe");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    EventLines {
+        _child: super::KillOnDrop(child),
+        lines,
+    }
+}
