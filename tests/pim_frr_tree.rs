@@ -215,15 +215,8 @@ impl Subscription {
     }
 }
 
-fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 /// FRR's (*,G) join state for GROUP on r1-m.
