@@ -8,8 +8,11 @@
 //! primary address. Binding the socket to its device is what tells the
 //! actor which interface a packet came in on, so no `IP_PKTINFO` is
 //! needed; a raw socket is not bound to an address because the kernel
-//! would then drop everything sent to the group. Everything here is safe
-//! code over `sockopt` and `nix`.
+//! would then drop everything sent to the group. Also the RP's forwarding
+//! socket: packets it takes out of Registers (RFC 7761 §4.4.2) leave
+//! through a raw IPv4 socket that sends the inner header as given, so the
+//! source stays the original sender's. Everything here is safe code over
+//! `sockopt` and `nix`.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -91,6 +94,32 @@ pub fn send_pim(fd: BorrowedFd<'_>, dst: Ipv4Addr, payload: &[u8]) -> io::Result
     sendto(fd.as_raw_fd(), payload, &to, MsgFlags::MSG_DONTWAIT)
         .map(drop)
         .map_err(io::Error::from)
+}
+
+/// Open the socket the RP forwards decapsulated packets with on one
+/// interface: `IPPROTO_RAW` (the caller writes the whole IP header, so
+/// the source is the original sender's, not ours), bound to the device so
+/// the kernel's route lookup for the group leaves through it, and not
+/// looped back (our own workers and sockets must not see it again).
+pub fn open_forward_socket(ifname: &str, ifindex: u32) -> io::Result<OwnedFd> {
+    let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    let b = fd.as_fd();
+    bind_to_device(b, ifname)?;
+    setsockopt(
+        b,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &mreqn(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ifindex),
+    )?;
+    set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
+    Ok(fd)
+}
+
+/// Send one whole IPv4 packet (header included, TTL and checksum already
+/// set by the caller) to `dst` through a socket of [`open_forward_socket`].
+/// Never blocks: a full send buffer is a drop the caller counts.
+pub fn send_forward(fd: BorrowedFd<'_>, dst: Ipv4Addr, packet: &[u8]) -> io::Result<()> {
+    send_pim(fd, dst, packet)
 }
 
 /// A received packet: IP source and destination, and where the PIM

@@ -128,6 +128,17 @@ fn rate(cur: u64, prev: u64, secs: f64) -> f64 {
 }
 
 impl StatsState {
+    /// A rule's packets over every worker of `interface` (learned routes
+    /// are not in the config, so `report` does not list them); `None` when
+    /// no worker reported it.
+    fn rule_packets(&self, interface: &str, key: u64) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter(|(k, _)| k.interface == interface)
+            .filter_map(|(_, w)| w.rules.get(&key).map(|r| r.cur.packets))
+            .reduce(|a, b| a + b)
+    }
+
     fn report(&self) -> StatsReport {
         let mut out = StatsReport::default();
         for (k, w) in &self.workers {
@@ -259,6 +270,9 @@ impl Actor for StatsActor {
             }
             StatsMsg::Get(reply) => {
                 let _ = reply.send(st.report());
+            }
+            StatsMsg::RulePackets(rules, reply) => {
+                let _ = reply.send(rules.iter().map(|(i, k)| st.rule_packets(i, *k)).collect());
             }
             StatsMsg::Panic => panic!("fault injection: stats actor panic requested"),
             StatsMsg::Ops(o) => o.run("stats").await,

@@ -59,6 +59,8 @@ use crate::supervisor::shared::Shared;
 #[path = "pim_rib.rs"]
 mod rib;
 use rib::{merge_inherited, rib_routes};
+#[path = "pim_register.rs"]
+mod register;
 
 pub struct PimActor;
 
@@ -106,6 +108,10 @@ pub struct PimState {
     inherited: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     /// One netlink connection for every RPF lookup; reopened if it dies.
     rpf: Option<RouteLookup>,
+    /// The RP's sockets for decapsulated packets.
+    fwd: register::Forwarder,
+    /// The per-(S,G) data reports from the workers' counters.
+    activity: register::Activity,
 }
 
 impl Drop for PimState {
@@ -413,6 +419,10 @@ impl PimState {
         // Also when no route changed: an (S,G,rpt) prune alone changes
         // what the RIB must forward.
         self.sync_rib();
+        self.activity.watch(&self.sent, &self.links);
+        while let Some(d) = self.core.poll_decapsulated() {
+            self.fwd.forward(&d, &self.links);
+        }
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
@@ -604,6 +614,8 @@ impl Actor for PimActor {
             started: Instant::now(),
             inherited: BTreeMap::new(),
             rpf: None,
+            fwd: register::Forwarder::default(),
+            activity: register::Activity::spawn(myself.clone()),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -695,6 +707,7 @@ impl Actor for PimActor {
                 st.goodbye(&myself);
                 let _ = r.send(());
             }
+            PimMsg::Activity(flows) => register::report(&mut st.core, Instant::now(), flows),
             PimMsg::Ops(o) => o.run("pim").await,
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }
