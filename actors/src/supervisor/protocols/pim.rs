@@ -45,7 +45,7 @@ use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
 use mcr::rib::learned::Memberships;
 use mcr::rib::{Origin, Route};
-use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
+use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim, send_pim_unicast};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
@@ -428,7 +428,12 @@ impl PimState {
                 debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
                 continue;
             };
-            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
+            let sent = if t.dst.is_multicast() {
+                send_pim(s.fd.as_fd(), t.dst, &t.payload)
+            } else {
+                send_pim_unicast(s.fd.as_fd(), t.dst, t.ttl, &t.payload)
+            };
+            if let Err(e) = sent {
                 // A lost Hello is repaired by the next one.
                 debug!(target: "Protocol", "send on {} failed: {e}", s.name);
             }
