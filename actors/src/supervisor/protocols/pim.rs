@@ -15,7 +15,9 @@
 //! its (S,G,rpt) prunes take it off the shared tree on (§4.1.6
 //! inherited_olist(S,G,rpt)). The protocol itself (RFC 7761
 //! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
-//! is the core's.
+//! is the core's. The data side (the RP's forwarding of decapsulated
+//! Registers, §4.4.2, and the per-(S,G) data reports from the workers'
+//! counters) is in `pim_register.rs`.
 //!
 //! A packet never restarts this actor: the core counts and drops what it
 //! cannot decode. After a panic the new actor starts from nothing with a

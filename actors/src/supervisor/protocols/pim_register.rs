@@ -221,13 +221,11 @@ pub(super) fn watched(
     sent: &BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     links: &BTreeMap<u32, (String, Ipv4Addr)>,
 ) -> Vec<Watched> {
+    let index: BTreeMap<&str, u32> = links.iter().map(|(i, (n, _))| (n.as_str(), *i)).collect();
     sent.values()
         .filter_map(|r| {
             let source = r.source?;
-            let ifindex = links
-                .iter()
-                .find(|(_, (n, _))| *n == r.upstream)
-                .map(|(i, _)| *i)?;
+            let ifindex = *index.get(r.upstream.as_str())?;
             // The RIB keys a learned entry by this id (a different key
             // only on a 64-bit hash collision, which costs one route its
             // reports).
@@ -289,6 +287,8 @@ impl Drop for Activity {
 
 impl Activity {
     pub(super) fn spawn(me: ActorRef<PimMsg>) -> Activity {
+        // Scrapes show the PIM series (at 0) from the start.
+        metrics();
         let (routes, mut rx) = tokio::sync::watch::channel(Vec::<Watched>::new());
         let task = tokio::spawn(async move {
             let mut t = tokio::time::interval(ACTIVITY_PERIOD);
