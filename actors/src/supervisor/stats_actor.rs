@@ -325,6 +325,45 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_routes_packets_are_summed_over_its_interfaces_workers() {
+        let settings = crate::supervisor::shared::Settings {
+            config_path: None,
+            socket_path: "/nonexistent/mcr-test.sock".into(),
+            fault_injection: false,
+            stats_interval_ms: 1000,
+            worker_uid: 0,
+            worker_gid: 0,
+            log_format: mcr::logging::LogFormat::default(),
+            control_gid: None,
+        };
+        let shared = Arc::new(Shared::new(
+            settings,
+            mcr::config::Config::default(),
+            Arc::new(|_| {}),
+        ));
+        let mut st = StatsState {
+            shared,
+            workers: BTreeMap::new(),
+        };
+        // Learned routes are in no config: only the workers know them.
+        for (ifc, index, packets) in [("up0", 0, 10), ("up0", 1, 5), ("other", 0, 99)] {
+            let mut w = PerWorker::default();
+            report(&mut w, &[(7, packets)], &[]);
+            st.workers.insert(
+                WorkerKey {
+                    interface: ifc.into(),
+                    index,
+                },
+                w,
+            );
+        }
+        assert_eq!(st.rule_packets("up0", 7), Some(15));
+        assert_eq!(st.rule_packets("other", 7), Some(99));
+        assert_eq!(st.rule_packets("up0", 8), None, "never reported");
+        assert_eq!(st.rule_packets("down0", 7), None, "no worker there");
+    }
+
+    #[test]
     fn removed_rules_are_pruned_and_live_ones_kept() {
         let mut w = PerWorker::default();
         report(&mut w, &[(1, 10), (2, 20)], &[1]);
