@@ -8,16 +8,22 @@
 //! primary address. Binding the socket to its device is what tells the
 //! actor which interface a packet came in on, so no `IP_PKTINFO` is
 //! needed; a raw socket is not bound to an address because the kernel
-//! would then drop everything sent to the group. Everything here is safe
-//! code over `sockopt` and `nix`.
+//! would then drop everything sent to the group. Also the RP's forwarding
+//! socket: packets it takes out of Registers (RFC 7761 §4.4.2) leave
+//! through a raw IPv4 socket that sends the inner header as given, so the
+//! source stays the original sender's. Everything here is safe code over
+//! `sockopt` and `nix`.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use std::time::Duration;
 
-use nix::sys::socket::{recv, sendto, setsockopt as nix_setsockopt, sockopt, MsgFlags, SockaddrIn};
+use nix::sys::socket::{
+    recv, sendmsg, sendto, setsockopt as nix_setsockopt, sockopt, ControlMessage, MsgFlags,
+    SockaddrIn,
+};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use super::sockopt::{bind_to_device, new_socket, set_buf, set_int, setsockopt};
@@ -70,8 +76,9 @@ pub fn open_pim_socket(
     )?;
     set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
     set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, 1)?;
-    // Unicast PIM (Register, Register-Stop) is not sent yet; until it is,
-    // nothing from this socket may leave the link.
+    // Unicast PIM (Register, Register-Stop) goes through
+    // `send_pim_unicast`, which sets its own TTL per message; anything
+    // else from this socket stays on the link.
     set_int(b, libc::IPPROTO_IP, libc::IP_TTL, 1)?;
     set_buf(b, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF)?;
     setsockopt(
@@ -91,6 +98,57 @@ pub fn send_pim(fd: BorrowedFd<'_>, dst: Ipv4Addr, payload: &[u8]) -> io::Result
     sendto(fd.as_raw_fd(), payload, &to, MsgFlags::MSG_DONTWAIT)
         .map(drop)
         .map_err(io::Error::from)
+}
+
+/// Send one unicast PIM message (Register, Register-Stop) with IP TTL
+/// `ttl`: it may cross routers to the RP or back to the DR, unlike the
+/// link-local messages the socket's own TTL of 1 is for. The TTL rides
+/// with the message (an `IP_TTL` control message), so the socket's
+/// default is never changed under a concurrent send. Never blocks.
+pub fn send_pim_unicast(
+    fd: BorrowedFd<'_>,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payload: &[u8],
+) -> io::Result<()> {
+    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    let ttl = libc::c_int::from(ttl);
+    let iov = [IoSlice::new(payload)];
+    sendmsg(
+        fd.as_raw_fd(),
+        &iov,
+        &[ControlMessage::Ipv4Ttl(&ttl)],
+        MsgFlags::MSG_DONTWAIT,
+        Some(&to),
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
+/// Open the socket the RP forwards decapsulated packets with on one
+/// interface: `IPPROTO_RAW` (the caller writes the whole IP header, so
+/// the source is the original sender's, not ours), bound to the device so
+/// the kernel's route lookup for the group leaves through it, and not
+/// looped back (our own workers and sockets must not see it again).
+pub fn open_forward_socket(ifname: &str, ifindex: u32) -> io::Result<OwnedFd> {
+    let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    let b = fd.as_fd();
+    bind_to_device(b, ifname)?;
+    setsockopt(
+        b,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &mreqn(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ifindex),
+    )?;
+    set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
+    Ok(fd)
+}
+
+/// Send one whole IPv4 packet (header included, TTL and checksum already
+/// set by the caller) to `dst` through a socket of [`open_forward_socket`].
+/// Never blocks: a full send buffer is a drop the caller counts.
+pub fn send_forward(fd: BorrowedFd<'_>, dst: Ipv4Addr, packet: &[u8]) -> io::Result<()> {
+    send_pim(fd, dst, packet)
 }
 
 /// A received packet: IP source and destination, and where the PIM
@@ -152,5 +210,33 @@ mod tests {
         p[0] = 0x65;
         assert_eq!(split_ip_header(&p), None, "IPv6");
         assert_eq!(split_ip_header(&[]), None);
+    }
+
+    #[test]
+    fn unicast_pim_leaves_with_the_ttl_it_asks_for_and_multicast_with_one() {
+        if !crate::sys::has_cap_net_raw() {
+            eprintln!("skipped: raw sockets need CAP_NET_RAW");
+            return;
+        }
+        let lo = Ipv4Addr::LOCALHOST;
+        let ifindex = nix::net::if_::if_nametoindex("lo").expect("lo's index");
+        let rx = open_pim_socket("lo", ifindex, lo, Duration::from_millis(200)).expect("rx socket");
+        let tx = open_pim_socket("lo", ifindex, lo, Duration::from_millis(200)).expect("tx socket");
+        // A marker no other PIM traffic on lo carries.
+        let marker: [u8; 8] = *b"\x25\x00mcrttl";
+        send_pim_unicast(tx.as_fd(), lo, 64, &marker).expect("send");
+        send_pim(tx.as_fd(), lo, &marker).expect("send with the socket's TTL");
+        let mut ttls = Vec::new();
+        let mut buf = [0u8; 256];
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        while ttls.len() < 2 && std::time::Instant::now() < end {
+            let Ok(Some(r)) = recv_pim(rx.as_fd(), &mut buf) else {
+                continue;
+            };
+            if buf.get(r.offset..r.offset + r.len) == Some(&marker[..]) {
+                ttls.push(buf[8]);
+            }
+        }
+        assert_eq!(ttls, [64, 1]);
     }
 }

@@ -206,6 +206,10 @@ pub enum StatsMsg {
     },
     Forget(WorkerKey),
     Get(RpcReplyPort<StatsReport>),
+    /// Packets counted so far by each rule (input interface, rule key),
+    /// summed over the interface's workers; `None` where no worker has
+    /// reported the rule.
+    RulePackets(Vec<(String, u64)>, RpcReplyPort<Vec<Option<u64>>>),
     Panic,
 }
 
@@ -372,6 +376,9 @@ pub enum PimMsg {
     Memberships(Arc<Memberships>),
     /// The daemon stops: send goodbye Hellos, then answer.
     Shutdown(RpcReplyPort<()>),
+    /// (upstream ifindex, source, group) of learned (S,G) routes whose
+    /// workers forwarded packets since the last report (about 1 s).
+    Activity(Vec<(u32, Ipv4Addr, Ipv4Addr)>),
     Panic,
 }
 
@@ -625,6 +632,10 @@ impl Workers {
 impl Stats {
     pub async fn get() -> Result<StatsReport, String> {
         Self::call(StatsMsg::Get).await
+    }
+
+    pub async fn rule_packets(rules: Vec<(String, u64)>) -> Result<Vec<Option<u64>>, String> {
+        Self::call(|r| StatsMsg::RulePackets(rules, r)).await
     }
 }
 

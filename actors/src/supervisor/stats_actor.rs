@@ -128,6 +128,17 @@ fn rate(cur: u64, prev: u64, secs: f64) -> f64 {
 }
 
 impl StatsState {
+    /// A rule's packets over every worker of `interface` (learned routes
+    /// are not in the config, so `report` does not list them); `None` when
+    /// no worker reported it.
+    fn rule_packets(&self, interface: &str, key: u64) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter(|(k, _)| k.interface == interface)
+            .filter_map(|(_, w)| w.rules.get(&key).map(|r| r.cur.packets))
+            .reduce(|a, b| a + b)
+    }
+
     fn report(&self) -> StatsReport {
         let mut out = StatsReport::default();
         for (k, w) in &self.workers {
@@ -260,6 +271,9 @@ impl Actor for StatsActor {
             StatsMsg::Get(reply) => {
                 let _ = reply.send(st.report());
             }
+            StatsMsg::RulePackets(rules, reply) => {
+                let _ = reply.send(rules.iter().map(|(i, k)| st.rule_packets(i, *k)).collect());
+            }
             StatsMsg::Panic => panic!("fault injection: stats actor panic requested"),
             StatsMsg::Ops(o) => o.run("stats").await,
         }
@@ -308,6 +322,45 @@ mod tests {
         report(&mut w, &[], &[1]);
         assert_eq!(prev(&w, 1), None);
         assert_eq!(w.rules[&1].cur.packets, 1_000_100);
+    }
+
+    #[test]
+    fn a_learned_routes_packets_are_summed_over_its_interfaces_workers() {
+        let settings = crate::supervisor::shared::Settings {
+            config_path: None,
+            socket_path: "/nonexistent/mcr-test.sock".into(),
+            fault_injection: false,
+            stats_interval_ms: 1000,
+            worker_uid: 0,
+            worker_gid: 0,
+            log_format: mcr::logging::LogFormat::default(),
+            control_gid: None,
+        };
+        let shared = Arc::new(Shared::new(
+            settings,
+            mcr::config::Config::default(),
+            Arc::new(|_| {}),
+        ));
+        let mut st = StatsState {
+            shared,
+            workers: BTreeMap::new(),
+        };
+        // Learned routes are in no config: only the workers know them.
+        for (ifc, index, packets) in [("up0", 0, 10), ("up0", 1, 5), ("other", 0, 99)] {
+            let mut w = PerWorker::default();
+            report(&mut w, &[(7, packets)], &[]);
+            st.workers.insert(
+                WorkerKey {
+                    interface: ifc.into(),
+                    index,
+                },
+                w,
+            );
+        }
+        assert_eq!(st.rule_packets("up0", 7), Some(15));
+        assert_eq!(st.rule_packets("other", 7), Some(99));
+        assert_eq!(st.rule_packets("up0", 8), None, "never reported");
+        assert_eq!(st.rule_packets("down0", 7), None, "no worker there");
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! its (S,G,rpt) prunes take it off the shared tree on (§4.1.6
 //! inherited_olist(S,G,rpt)). The protocol itself (RFC 7761
 //! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
-//! is the core's.
+//! is the core's. The data side (the RP's forwarding of decapsulated
+//! Registers, §4.4.2, and the per-(S,G) data reports from the workers'
+//! counters) is in `pim_register.rs`.
 //!
 //! A packet never restarts this actor: the core counts and drops what it
 //! cannot decode. After a panic the new actor starts from nothing with a
@@ -45,7 +47,7 @@ use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
 use mcr::rib::learned::Memberships;
 use mcr::rib::{Origin, Route};
-use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
+use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim, send_pim_unicast};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
@@ -59,6 +61,8 @@ use crate::supervisor::shared::Shared;
 #[path = "pim_rib.rs"]
 mod rib;
 use rib::{merge_inherited, rib_routes};
+#[path = "pim_register.rs"]
+mod register;
 
 pub struct PimActor;
 
@@ -106,6 +110,10 @@ pub struct PimState {
     inherited: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     /// One netlink connection for every RPF lookup; reopened if it dies.
     rpf: Option<RouteLookup>,
+    /// The RP's sockets for decapsulated packets.
+    fwd: register::Forwarder,
+    /// The per-(S,G) data reports from the workers' counters.
+    activity: register::Activity,
 }
 
 impl Drop for PimState {
@@ -413,12 +421,21 @@ impl PimState {
         // Also when no route changed: an (S,G,rpt) prune alone changes
         // what the RIB must forward.
         self.sync_rib();
+        self.activity.watch(&self.sent, &self.links);
+        while let Some(d) = self.core.poll_decapsulated() {
+            self.fwd.forward(&d, &self.links);
+        }
         while let Some(t) = self.core.poll_transmit() {
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
                 continue;
             };
-            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
+            let sent = if t.dst.is_multicast() {
+                send_pim(s.fd.as_fd(), t.dst, &t.payload)
+            } else {
+                send_pim_unicast(s.fd.as_fd(), t.dst, t.ttl, &t.payload)
+            };
+            if let Err(e) = sent {
                 // A lost Hello is repaired by the next one.
                 debug!(target: "Protocol", "send on {} failed: {e}", s.name);
             }
@@ -604,6 +621,8 @@ impl Actor for PimActor {
             started: Instant::now(),
             inherited: BTreeMap::new(),
             rpf: None,
+            fwd: register::Forwarder::default(),
+            activity: register::Activity::spawn(myself.clone()),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -695,6 +714,7 @@ impl Actor for PimActor {
                 st.goodbye(&myself);
                 let _ = r.send(());
             }
+            PimMsg::Activity(flows) => register::report(&mut st.core, Instant::now(), flows),
             PimMsg::Ops(o) => o.run("pim").await,
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }

@@ -1,0 +1,415 @@
+//! MCR as the RP under a real FRR first-hop router (issue 10, step 3):
+//! FRR r1 is the designated router of source h1 and registers its data to
+//! MCR, the RP of 239/8 (its address on the link to r1); host h2 behind
+//! MCR joins by IGMP.
+//!
+//! ```text
+//! h1 10.207.1.10 ── r1-h1 [r1 FRR, first hop] r1-m 10.207.12.1
+//!   ── m-r1 10.207.12.2 [MCR, RP] m-h2 10.207.2.1 ── h2-m 10.207.2.10 h2
+//! ```
+//!
+//! What a user of both routers sees (RFC 7761 §4.4.2): the first packets
+//! reach h2 out of FRR's Registers, forwarded by MCR with h1's address
+//! and one hop less TTL; MCR joins (S,G) toward h1 (`show ip pim join
+//! json` on r1 lists it on r1-m), native data arrives, MCR's workers
+//! report it, MCR sets the SPT bit and sends Register-Stop, and FRR's
+//! register state for (h1,G) becomes `RegPrune` while h2 keeps receiving
+//! (now natively, one more hop of TTL). With no receiver, MCR stops the
+//! Registers at once. Prints first-packet latency and the time to the SPT
+//! join and to Register-Stop.
+
+mod common;
+
+use std::io::{IoSliceMut, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::frr::{require_frr, FrrRouter};
+use common::{unique_port, veth, KillOnDrop, Netns};
+use mcr::gen::payload::Header;
+use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+
+const H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 10);
+const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 1);
+const R1: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 1);
+const MCR: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 2);
+const MCR_H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 1);
+const H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 10);
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 207, 1, 1);
+const PORT: u16 = 5207;
+const RATE: u32 = 200;
+const SENT_TTL: u8 = 16;
+
+struct Lab {
+    r1: FrrRouter,
+    mcr: Daemon,
+    h1: Netns,
+    h2: Netns,
+    mcr_ns: Netns,
+    metrics_port: u16,
+}
+
+fn lab() -> Lab {
+    let mut r1 = FrrRouter::new("rp1");
+    let mcr_ns = Netns::new("pimrp-mcr");
+    let h1 = Netns::new("pimrp-h1");
+    let h2 = Netns::new("pimrp-h2");
+    let cidr = |a: Ipv4Addr| format!("{a}/24");
+    veth(&r1.ns, "r1-h1", &cidr(R1_H1), &h1, "h1-r1", &cidr(H1));
+    veth(&r1.ns, "r1-m", &cidr(R1), &mcr_ns, "m-r1", &cidr(MCR));
+    veth(&mcr_ns, "m-h2", &cidr(MCR_H2), &h2, "h2-m", &cidr(H2));
+    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
+    h2.ip(&["route", "add", "default", "via", &MCR_H2.to_string()]);
+    // MCR's route toward the source: the RPF of its (S,G) join.
+    mcr_ns.ip(&["route", "add", "10.207.1.0/24", "via", &R1.to_string()]);
+    r1.start(&format!(
+        "ip route 10.207.2.0/24 {MCR}\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {MCR} 239.0.0.0/8\n"
+    ));
+    let metrics_port = unique_port();
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{MCR}\" }} ], join_prune_interval: 10 }}, \
+         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
+           last_member_query_interval: 0.2 }}, \
+         metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    Lab {
+        r1,
+        mcr,
+        h1,
+        h2,
+        mcr_ns,
+        metrics_port,
+    }
+}
+
+impl Lab {
+    fn wait_adjacency(&self) {
+        let t0 = Instant::now();
+        wait("PIM adjacency", Duration::from_secs(15), || {
+            let v = self.r1.try_json("show ip pim neighbor json").ok()?;
+            v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+        });
+        println!("pim_frr_rp: adjacency after {:?}", t0.elapsed());
+        let rp: Vec<RpSnapshot> = self.mcr.ctl_json(&["pim", "rp"]);
+        assert!(
+            rp.iter().any(|r| r.rp == MCR && r.i_am_rp),
+            "MCR should know it is the RP: {rp:?}"
+        );
+    }
+
+    /// h1's stream to GROUP, TTL `SENT_TTL`.
+    fn send(&self) -> KillOnDrop {
+        let ttl = SENT_TTL.to_string();
+        KillOnDrop(
+            send_cmd(
+                &self.h1,
+                &GROUP.to_string(),
+                PORT,
+                "h1-r1",
+                10_000_000,
+                RATE,
+                100,
+                &["--ttl", &ttl],
+            )
+            .spawn()
+            .expect("spawn mcrgen send"),
+        )
+    }
+
+    /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
+    fn frr_reg_state(&self) -> Option<String> {
+        let v = self.r1.try_json("show ip pim upstream json").ok()?;
+        v.get(GROUP.to_string())?
+            .get(H1.to_string())?
+            .get("regState")?
+            .as_str()
+            .map(String::from)
+    }
+
+    /// FRR r1's join state of (h1, GROUP) on its link to MCR.
+    fn frr_sg_join(&self) -> Option<String> {
+        let v = self.r1.try_json("show ip pim join json").ok()?;
+        v.get("r1-m")?
+            .get(GROUP.to_string())?
+            .get(H1.to_string())?
+            .get("channelJoinName")?
+            .as_str()
+            .map(String::from)
+    }
+
+    /// One sample of MCR's Prometheus endpoint (`None`: not exported yet).
+    fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let body = scrape(&self.mcr_ns, self.metrics_port);
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// `GET /metrics` from inside `ns`.
+fn scrape(ns: &Netns, port: u16) -> String {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// One datagram at the receiver.
+#[derive(Clone, Copy, Debug)]
+struct Got {
+    at: Instant,
+    source: Ipv4Addr,
+    ttl: u8,
+    seq: u64,
+}
+
+/// A member socket of GROUP on h2 that records each datagram's source,
+/// IP TTL and mcrgen sequence number. Dropping it leaves the group.
+struct Receiver {
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Got>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn join(ns: &Netns, local: Ipv4Addr) -> Receiver {
+        let name = ns.name.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s2, g2) = (stop.clone(), got.clone());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                .expect("udp socket");
+            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
+                .expect("bind");
+            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+                .expect("IP_RECVTTL");
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            s.join_multicast_v4(&GROUP, &local).expect("join");
+            let _ = tx.send(());
+            let mut buf = [0u8; 2048];
+            let mut cmsg = nix::cmsg_space!(libc::c_int);
+            while !s2.load(Ordering::Relaxed) {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(m) = recvmsg::<SockaddrIn>(
+                    s.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::empty(),
+                ) else {
+                    continue;
+                };
+                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let ttl = m
+                    .cmsgs()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|c| match c {
+                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                let n = m.bytes;
+                let Some(h) = Header::decode(&buf[..n]) else {
+                    continue;
+                };
+                g2.lock().unwrap().push(Got {
+                    at: Instant::now(),
+                    source,
+                    ttl,
+                    seq: h.seq,
+                });
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        Receiver {
+            stop,
+            got,
+            thread: Some(thread),
+        }
+    }
+
+    fn received(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+#[test]
+fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers() {
+    if !require_frr("mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers") {
+        return;
+    }
+    let lab = lab();
+    lab.wait_adjacency();
+    let member = Receiver::join(&lab.h2, H2);
+    // h2's membership is known before the source starts, so that the
+    // first Register has somewhere to go.
+    wait("h2's membership at MCR", Duration::from_secs(10), || {
+        let rows: Vec<serde_json::Value> = lab.mcr.ctl_json(&["igmp", "groups"]);
+        rows.iter()
+            .any(|r| r["interface"] == "m-h2" && r["group"] == GROUP.to_string())
+            .then_some(())
+    });
+
+    let sent_at = Instant::now();
+    let _sender = lab.send();
+    let first = wait("the first packet at h2", Duration::from_secs(10), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_rp: source start -> first packet at h2 {:?} (TTL {})",
+        first.at - sent_at,
+        first.ttl
+    );
+    assert_eq!(first.source, H1, "the source address is kept");
+    assert!(
+        first.ttl < SENT_TTL,
+        "MCR forwards with TTL - 1: sent {SENT_TTL}, got {}",
+        first.ttl
+    );
+    // r1 takes one hop off before it encapsulates (as it would
+    // forwarding natively), MCR one more: the same TTL on either path.
+    let hops_ttl = SENT_TTL - 2;
+    assert_eq!(first.ttl, hops_ttl, "one hop at r1, one at MCR");
+
+    let joined = wait("MCR's (S,G) join at r1", Duration::from_secs(10), || {
+        (lab.frr_sg_join().as_deref() == Some("JOIN")).then(Instant::now)
+    });
+    let stopped = wait(
+        "FRR's register state RegPrune",
+        Duration::from_secs(15),
+        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then(Instant::now),
+    );
+    println!(
+        "pim_frr_rp: first packet -> (S,G) JOIN at r1 {:?}, -> Register-Stop (FRR RegPrune) {:?}",
+        joined.saturating_duration_since(first.at),
+        stopped.saturating_duration_since(first.at)
+    );
+    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let sg = routes
+        .iter()
+        .find(|r| r.source == Some(H1) && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (S,G) at MCR: {routes:?}"));
+    assert!(sg.joined, "{sg:?}");
+    assert!(sg.spt_bit, "native data set the SPT bit: {sg:?}");
+    assert!(sg.keepalive_in_ms.is_some(), "{sg:?}");
+    assert_eq!(sg.upstream_interface.as_deref(), Some("m-r1"));
+    assert_eq!(sg.rpf_neighbor, Some(R1));
+
+    // After the Register-Stop the stream keeps flowing, natively.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = member.received().len();
+    std::thread::sleep(Duration::from_secs(2));
+    let got = member.received();
+    let late = &got[before..];
+    let decap_after_stop = lab
+        .metric("mcr_pim_decapsulated_forwarded_total{interface=\"m-h2\"}")
+        .expect("MCR counts decapsulated packets");
+    println!(
+        "pim_frr_rp: {} packets in 2 s after Register-Stop, TTLs {:?}",
+        late.len(),
+        late.iter()
+            .map(|g| g.ttl)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(
+        late.len() as f64 >= 2.0 * f64::from(RATE) * 0.8,
+        "{} packets in 2 s at {RATE}/s",
+        late.len()
+    );
+    assert!(
+        late.iter().all(|g| g.source == H1 && g.ttl == hops_ttl),
+        "native packets cross r1 and MCR: {:?}",
+        &late[..late.len().min(5)]
+    );
+    let seqs: std::collections::BTreeSet<u64> = got.iter().map(|g| g.seq).collect();
+    let forwarded = lab
+        .metric("mcr_pim_decapsulated_forwarded_total{interface=\"m-h2\"}")
+        .expect("MCR counts decapsulated packets");
+    println!(
+        "pim_frr_rp: {forwarded} packets forwarded out of Registers, {} duplicates at h2 over the switch",
+        got.len() - seqs.len()
+    );
+    assert!(forwarded >= 1.0);
+    assert_eq!(
+        forwarded, decap_after_stop,
+        "after Register-Stop nothing more comes out of Registers"
+    );
+    // The activity reports that moved MCR to the SPT bit are counted too.
+    assert!(lab.metric("mcr_pim_data_reports_total").unwrap_or(0.0) >= 1.0);
+}
+
+#[test]
+fn with_no_receiver_mcr_as_rp_stops_the_registers_at_once() {
+    if !require_frr("with_no_receiver_mcr_as_rp_stops_the_registers_at_once") {
+        return;
+    }
+    let lab = lab();
+    lab.wait_adjacency();
+    let sent_at = Instant::now();
+    let _sender = lab.send();
+    wait(
+        "FRR's register state RegPrune",
+        Duration::from_secs(10),
+        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
+    );
+    println!(
+        "pim_frr_rp: no receiver: source start -> Register-Stop (FRR RegPrune) {:?}",
+        sent_at.elapsed()
+    );
+    // Nothing to forward and no reason to join the source.
+    assert_eq!(
+        lab.metric("mcr_pim_decapsulated_forwarded_total{interface=\"m-h2\"}"),
+        None
+    );
+    assert_ne!(lab.frr_sg_join().as_deref(), Some("JOIN"));
+    // FRR keeps probing with null-Registers; MCR keeps answering them.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.frr_reg_state().as_deref(), Some("RegPrune"));
+}
