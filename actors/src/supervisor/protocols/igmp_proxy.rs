@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::config::Config;
-use mcr::igmp::codec::{decode, Message};
+use mcr::igmp::codec::{decode, DecodeError, Message};
 use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
 use mcr::igmp::state::{GroupSnapshot, QuerierSnapshot};
 use mcr::igmp::{
@@ -37,7 +37,7 @@ use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, send_igmp};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
-use super::igmp::{start_reader, tick_at_with, Reader, Task};
+use super::igmp::{start_reader, tick_at_with, DropLog, Reader, Task};
 use super::{igmp_metrics, ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Igmp, IgmpProxy, IgmpProxyMsg, Rib};
 use crate::supervisor::shared::Shared;
@@ -71,7 +71,11 @@ pub struct ProxyState {
     /// Groups this actor has a (*,G) route for in the RIB.
     routed: BTreeSet<Ipv4Addr>,
     timer: Option<(Instant, Task)>,
+    /// Upstream packets dropped: an unusable IP header or IGMP that does
+    /// not decode (RFC 3376 §4, §9.1), and those with a bad checksum.
     bad_ip: u64,
+    bad_checksum: u64,
+    drops: DropLog,
 }
 
 /// The proxy section and its timers, if the config has one.
@@ -231,6 +235,7 @@ impl ProxyState {
             reports_sent: run.host.counters.reports_sent,
             leaves_sent: run.host.counters.leaves_sent,
             malformed: self.bad_ip,
+            checksum_errors: self.bad_checksum,
             ..Default::default()
         }
     }
@@ -327,6 +332,8 @@ impl Actor for IgmpProxyActor {
             routed: BTreeSet::new(),
             timer: None,
             bad_ip: 0,
+            bad_checksum: 0,
+            drops: DropLog::default(),
         };
         st.resync().await;
         // A missing upstream is not a failure: the check retries it.
@@ -378,20 +385,41 @@ impl Actor for IgmpProxyActor {
                 run.reader.handled();
                 match parse_ipv4(&p) {
                     Some((src, dst, payload)) if src != run.host.address() => {
-                        if matches!(decode(payload), Ok(Message::Query(_))) {
-                            run.querier = Some(src);
+                        match decode(payload) {
+                            Ok(m) => {
+                                if matches!(m, Message::Query(_)) {
+                                    run.querier = Some(src);
+                                }
+                                run.host.handle_packet(
+                                    Instant::now(),
+                                    run.ifindex,
+                                    src,
+                                    dst,
+                                    payload,
+                                );
+                            }
+                            Err(e) => {
+                                if e == DecodeError::Checksum {
+                                    st.bad_checksum += 1;
+                                } else {
+                                    st.bad_ip += 1;
+                                }
+                                st.drops.dropped(&st.upstream, src, e);
+                            }
                         }
-                        run.host
-                            .handle_packet(Instant::now(), run.ifindex, src, dst, payload);
                     }
                     // Our own report, looped back.
                     Some(_) => {}
-                    None => st.bad_ip += 1,
+                    None => {
+                        st.bad_ip += 1;
+                        st.drops.dropped(&st.upstream, "?", "unusable IPv4 header");
+                    }
                 }
                 st.drain(&me);
             }
             IgmpProxyMsg::Tick => {
                 st.timer = None;
+                st.drops.flush(&st.upstream);
                 st.check();
                 match st.run.as_mut() {
                     Some(run) => run.host.handle_timeout(Instant::now()),
