@@ -407,3 +407,163 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     );
     assert!(first_leave.0 - leave_epoch < LMQC * LMQI + 1.0);
 }
+
+/// The proxy's row for `interface` in `igmp interfaces`.
+fn row(d: &Daemon, interface: &str) -> Option<InterfaceRow> {
+    proxy_rows(d).into_iter().find(|r| r.interface == interface)
+}
+
+/// Packets of the (*,GROUP) entry sent onto `interface`, per `mroute`.
+fn mroute_outputs(d: &Daemon) -> Vec<String> {
+    let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+    m.into_iter()
+        .filter(|e| e.group == group() && e.source.is_none())
+        .flat_map(|e| e.outputs)
+        .collect()
+}
+
+/// RFC 4605 §4.2: the proxy forwards onto a downstream LAN only where it
+/// is the querier, and only onto downstream interfaces.
+///
+/// ```text
+/// source + upstream MCR ──s0/r0── proxy ──r1 10.10.2.9 / 10.10.2.2 d0── host + competing MCR querier
+///                                   └───r2 10.10.3.1 / 10.10.3.2 d0── host (r2: a querier, not downstream)
+/// ```
+///
+/// The competing querier has the lower address on the r1 LAN, so it
+/// wins: the proxy still reports the host's group upstream but sends
+/// nothing onto r1. When the competitor stops, the proxy takes over after
+/// the other-querier-present interval and the stream reaches the host.
+/// The member behind r2 never gets the proxied stream.
+#[test]
+fn the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream() {
+    if !require_root("the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream") {
+        return;
+    }
+    let t = Relay3::new("ipq");
+    let other = t.add_receiver(2, "ipq-x");
+    t.relay.ip(&["addr", "flush", "dev", "r1"]);
+    t.relay.ip(&["addr", "add", "10.10.2.9/24", "dev", "r1"]);
+    let querier = |ifc: &str| {
+        format!(
+            "{{ igmp: {{ querier_interfaces: [\"{ifc}\"], {} }} }}",
+            timers()
+        )
+    };
+    let up_config = querier("s0");
+    let up = Daemon::start(
+        &t.src,
+        DaemonOpts {
+            config: Some(&up_config),
+            ..Default::default()
+        },
+    );
+    let rival_config = querier("d0");
+    let rival = Daemon::start(
+        &t.dst,
+        DaemonOpts {
+            config: Some(&rival_config),
+            ..Default::default()
+        },
+    );
+    let config = format!(
+        "{{ igmp: {{ querier_interfaces: [\"r2\"], {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\"] }} }} }}",
+        timers()
+    );
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    let rival_ip: Ipv4Addr = "10.10.2.2".parse().unwrap();
+    wait_for(Duration::from_secs(6), || {
+        row(&d, "r1").filter(|r| !r.querier.querier && r.querier.current_querier == rival_ip)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the proxy did not yield r1 to 10.10.2.2: {:?}",
+            row(&d, "r1")
+        )
+    });
+
+    let _sender = KillOnDrop(
+        send_cmd(
+            &t.src,
+            GROUP,
+            PORT,
+            "s0",
+            10_000_000,
+            RATE,
+            200,
+            &["--ttl", "8"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    let _member = recv(&t.dst, GROUP, PORT, Some("d0"), &[]);
+    let _bystander = recv(&other, GROUP, PORT, Some("d0"), &[]);
+    // Both memberships are known; the r1 one is reported upstream.
+    wait_for(Duration::from_secs(5), || {
+        let g: Vec<GroupRow> = d.ctl_json(&["igmp", "groups"]);
+        let on = |i: &str| {
+            g.iter()
+                .any(|r| r.interface == i && r.group.group == group())
+        };
+        (on("r1") && on("r2")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("groups: {}", d.ctl_ok(&["igmp", "groups"])));
+    wait_for(Duration::from_secs(3), || upstream_row(&up))
+        .unwrap_or_else(|| panic!("a non-querier proxy must still report upstream"));
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet = t.dst.received_during("d0", Duration::from_secs(2));
+    assert!(
+        quiet <= BACKGROUND,
+        "{quiet} packets reached the r1 LAN, where 10.10.2.2 is the querier"
+    );
+    let outs = mroute_outputs(&d);
+    assert!(
+        outs.iter()
+            .all(|o| !o.contains("on r1") && !o.contains("on r2")),
+        "{outs:?}"
+    );
+
+    // The competing querier goes away: the proxy takes r1 over after the
+    // other-querier-present interval (2 × QI + QRI / 2) and forwards.
+    drop(rival);
+    let t0 = Instant::now();
+    let oqpi = Duration::from_secs_f64(2.0 * QI + QRI / 2.0);
+    wait_for(oqpi + Duration::from_secs(3), || {
+        row(&d, "r1").filter(|r| r.querier.querier)
+    })
+    .unwrap_or_else(|| panic!("the proxy did not take r1 over: {:?}", row(&d, "r1")));
+    let to_querier = t0.elapsed();
+    let base = t.dst.rx_packets("d0");
+    wait_for(Duration::from_secs(3), || {
+        (t.dst.rx_packets("d0") - base > 50).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no traffic after the take-over: {:?}", mroute_outputs(&d)));
+    let to_traffic = t0.elapsed();
+    eprintln!(
+        "IGMP proxy: competing querier gone -> proxy is querier on r1 after {:.0} ms (OQPI {:.0} ms), stream at the host after {:.0} ms",
+        ms(to_querier),
+        ms(oqpi),
+        ms(to_traffic)
+    );
+    assert!(to_traffic < oqpi + Duration::from_secs(2), "{to_traffic:?}");
+    let flowing = t.dst.received_during("d0", Duration::from_secs(1));
+    assert!(
+        flowing >= u64::from(RATE) * 8 / 10,
+        "only {flowing} packets/s"
+    );
+    // r2 has a member but is not downstream: not the proxy's to serve.
+    let bystander = other.received_during("d0", Duration::from_secs(1));
+    assert!(
+        bystander <= BACKGROUND,
+        "{bystander} packets reached r2, which is not a proxy downstream"
+    );
+    let outs = mroute_outputs(&d);
+    assert!(outs.iter().any(|o| o.contains("on r1")), "{outs:?}");
+    assert!(outs.iter().all(|o| !o.contains("on r2")), "{outs:?}");
+}

@@ -407,6 +407,12 @@ pub enum IgmpProxyMsg {
         interface: String,
         groups: BTreeMap<Ipv4Addr, HostFilter>,
     },
+    /// Whether MCR is the querier of a downstream interface now (RFC
+    /// 4605 §4.2: the proxy forwards onto a LAN only where it is).
+    Querier {
+        interface: String,
+        local: bool,
+    },
     /// An IPv4 packet the upstream's packet socket read.
     Packet(Vec<u8>),
     Tick,

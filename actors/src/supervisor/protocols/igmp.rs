@@ -343,6 +343,10 @@ impl IgmpState {
             }
             IgmpEvent::QuerierChange { querier, local, .. } => {
                 info!(target: "Protocol", "IGMP querier on {interface}: {querier}{}", if local { " (us)" } else { "" });
+                IgmpProxy::tell(IgmpProxyMsg::Querier {
+                    interface: interface.clone(),
+                    local,
+                });
                 self.shared.publish(Event::IgmpQuerier {
                     interface,
                     querier,

@@ -9,8 +9,13 @@
 //! result (RFC 4605 §4.1 host side: unsolicited reports, answers to
 //! queries, leaves), and puts one (*,G) route of origin `igmp` per merged
 //! group into the RIB, from the upstream interface with no outputs of its
-//! own: the RIB adds every interface whose members accept a source (RFC
-//! 4605 §4.2 forwarding, in route mode: source kept, TTL − 1).
+//! own: the RIB adds every interface the route names whose members accept
+//! a source (RFC 4605 §4.2 forwarding, in route mode: source kept, TTL −
+//! 1). The route names the downstream interfaces where MCR is the querier:
+//! §4.2 leaves a LAN with a querier of lower address to that router
+//! (which forwards there itself), and an interface that is not downstream
+//! is not the proxy's to serve. The memberships of every downstream
+//! interface are still reported upstream.
 //!
 //! Restarts lose nothing that forwards: the RIB keeps the routes while
 //! this actor is down, the restarted actor asks every downstream querier
@@ -70,6 +75,12 @@ pub struct ProxyState {
     run: Option<Upstream>,
     /// Groups this actor has a (*,G) route for in the RIB.
     routed: BTreeSet<Ipv4Addr>,
+    /// Downstream interfaces where another router is the querier. Every
+    /// router starts as querier (RFC 3376 §6.1), so an interface is
+    /// served until its querier says otherwise.
+    not_querier: BTreeSet<String>,
+    /// The interfaces the routes in the RIB name (`route`).
+    serving: BTreeSet<String>,
     timer: Option<(Instant, Task)>,
     /// Upstream packets dropped: an unusable IP header or IGMP that does
     /// not decode (RFC 3376 §4, §9.1), and those with a bad checksum.
@@ -112,15 +123,44 @@ impl ProxyState {
             .unwrap_or_default()
     }
 
+    /// The downstream interfaces this proxy forwards onto (RFC 4605
+    /// §4.2): those where it is the querier.
+    fn served(&self) -> BTreeSet<String> {
+        self.downstream()
+            .into_iter()
+            .filter(|d| !self.not_querier.contains(d))
+            .collect()
+    }
+
+    /// The (*,G) route of a proxied group: from the upstream, with the
+    /// members of the served interfaces as outputs.
+    fn route(&self, g: Ipv4Addr) -> Route {
+        Route {
+            member_interfaces: Some(self.serving.clone()),
+            ..Route::star_g(g, &self.upstream, &[])
+        }
+    }
+
     /// Bring the RIB and the upstream membership to what the downstream
     /// members want now.
     fn apply(&mut self, me: &ActorRef<IgmpProxyMsg>) {
         self.members.retain_interfaces(&self.downstream());
         let merged = self.members.merged();
         let want: BTreeSet<Ipv4Addr> = merged.keys().copied().collect();
-        for g in want.difference(&self.routed) {
-            Rib::route(Origin::Igmp, Route::star_g(*g, &self.upstream, &[]));
-            info!(target: "Protocol", "IGMP proxy: forwarding {g} from {}", self.upstream);
+        let served = self.served();
+        let fresh: Vec<Ipv4Addr> = if served != self.serving {
+            info!(target: "Protocol", "IGMP proxy: forwarding onto {served:?} (the downstream interfaces where it is the querier)");
+            self.serving = served;
+            // Replaces each route in place: no gap on the others.
+            want.iter().copied().collect()
+        } else {
+            want.difference(&self.routed).copied().collect()
+        };
+        for g in fresh {
+            Rib::route(Origin::Igmp, self.route(g));
+            if !self.routed.contains(&g) {
+                info!(target: "Protocol", "IGMP proxy: forwarding {g} from {}", self.upstream);
+            }
         }
         for g in self.routed.difference(&want) {
             Rib::withdraw(Origin::Igmp, None, *g);
@@ -283,6 +323,9 @@ impl ProxyState {
     async fn resync(&mut self) {
         for d in self.downstream() {
             if let Ok(s) = Igmp::snapshot(&d).await {
+                if s.interfaces.iter().any(|i| !i.querier.querier) {
+                    self.not_querier.insert(d.clone());
+                }
                 let groups = s
                     .groups
                     .iter()
@@ -303,8 +346,9 @@ impl ProxyState {
             }
         }
         // A predecessor's routes are replaced by identical ones.
+        self.serving = self.served();
         for g in &want {
-            Rib::route(Origin::Igmp, Route::star_g(*g, &self.upstream, &[]));
+            Rib::route(Origin::Igmp, self.route(*g));
         }
         self.routed = want;
     }
@@ -330,6 +374,8 @@ impl Actor for IgmpProxyActor {
             members: ProxyMembership::default(),
             run: None,
             routed: BTreeSet::new(),
+            not_querier: BTreeSet::new(),
+            serving: BTreeSet::new(),
             timer: None,
             bad_ip: 0,
             bad_checksum: 0,
@@ -377,6 +423,17 @@ impl Actor for IgmpProxyActor {
                     st.members.remove_interface(&interface);
                 }
                 st.apply(&me);
+            }
+            IgmpProxyMsg::Querier { interface, local } => {
+                let changed = if local {
+                    st.not_querier.remove(&interface)
+                } else {
+                    st.not_querier.insert(interface.clone())
+                };
+                if changed {
+                    info!(target: "Protocol", "IGMP proxy: {} the querier on {interface}", if local { "now" } else { "no longer" });
+                    st.apply(&me);
+                }
             }
             IgmpProxyMsg::Packet(p) => {
                 let Some(run) = st.run.as_mut() else {
