@@ -330,20 +330,26 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     let t1 = Instant::now();
     let leave_epoch = now_epoch();
     let max_gap = report.max_gap_us / 1000.0;
-    // The proxy's panic must not withdraw its route: nothing is lost. How
-    // long the stream pauses is printed, not asserted: on a loaded 2-core
-    // machine the pause across this panic measured 0.01-3 s, every packet
-    // delayed, none dropped, which points at the data path waiting on the
-    // panicking daemon rather than at a missing route.
+    // The proxy's panic must not withdraw its route: nothing is lost, and
+    // the stream does not pause (issue 9: no gap beyond 100 ms). Measured
+    // 13-38 ms at load 13-16 on the shared 2-core VM.
+    assert!(
+        max_gap <= 100.0,
+        "the stream paused {max_gap:.1} ms: {report:?}"
+    );
     assert_eq!(
         report.lost, 0,
         "packets lost across the proxy's restart: {report:?}"
     );
+    // The latency says where a pause was: packets held in the path arrive
+    // as late as the pause was long; a sender that paused does not.
     eprintln!(
-        "IGMP proxy: the host got {} packets, lost {}, longest gap {:.1} ms (an igmp-proxy panic included)",
+        "IGMP proxy: the host got {} packets, lost {}, longest gap {:.1} ms, latency max {:.1} ms p99 {:.1} ms (an igmp-proxy panic included)",
         report.unique,
         report.lost,
-        max_gap
+        max_gap,
+        report.latency_us.max / 1000.0,
+        report.latency_us.p99 / 1000.0
     );
 
     // The host left: traffic stops within LMQC × LMQI + margin, and the
