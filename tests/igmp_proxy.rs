@@ -573,3 +573,114 @@ fn the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream() {
     assert!(outs.iter().any(|o| o.contains("on r1")), "{outs:?}");
     assert!(outs.iter().all(|o| !o.contains("on r2")), "{outs:?}");
 }
+
+/// RFC 4605 §4.2: data from a source on a downstream link goes to the
+/// upstream interface (whether or not anyone upstream asked) and to the
+/// other downstream interfaces with members; the route goes away once the
+/// source is quiet.
+///
+/// ```text
+/// receiver (joins on s0) ──s0/r0── proxy ──r1/d0── source 10.10.2.2
+///                                    └───r2/d0── member
+/// ```
+#[test]
+fn a_downstream_source_is_forwarded_upstream_and_to_other_members() {
+    if !require_root("a_downstream_source_is_forwarded_upstream_and_to_other_members") {
+        return;
+    }
+    const G2: &str = "239.8.8.9";
+    let t = Relay3::new("ips");
+    let other = t.add_receiver(2, "ips-x");
+    let config = format!(
+        "{{ igmp: {{ {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\", \"r2\"] }} }} }}",
+        timers()
+    );
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    wait_for(Duration::from_secs(5), || {
+        (proxy_rows(&d).len() == 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("igmp interfaces: {:?}", proxy_rows(&d)));
+    let upstream_rx = recv(&t.src, G2, PORT, Some("s0"), &[]);
+    let member = recv(&other, G2, PORT, Some("d0"), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let t0 = Instant::now();
+    let (up0, x0) = (t.src.rx_packets("s0"), other.rx_packets("d0"));
+    let sender = KillOnDrop(
+        send_cmd(
+            &t.dst,
+            G2,
+            PORT,
+            "d0",
+            10_000_000,
+            RATE,
+            200,
+            &["--ttl", "8"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    wait_for(Duration::from_secs(3), || {
+        (t.src.rx_packets("s0") - up0 > 50).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the source's data never went upstream: {}",
+            d.ctl_ok(&["mroute"])
+        )
+    });
+    let to_upstream = t0.elapsed();
+    wait_for(Duration::from_secs(3), || {
+        (other.rx_packets("d0") - x0 > 50).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the r2 member got nothing: {}", d.ctl_ok(&["mroute"])));
+    let to_member = t0.elapsed();
+    let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+    let source: Ipv4Addr = "10.10.2.2".parse().unwrap();
+    let e = m
+        .iter()
+        .find(|e| e.source == Some(source) && e.group.to_string() == G2 && e.interface == "r1")
+        .unwrap_or_else(|| panic!("no (10.10.2.2,{G2}) from r1 in mroute: {m:?}"));
+    assert_eq!(
+        (e.interface.as_str(), e.origin.as_str()),
+        ("r1", "igmp"),
+        "{e:?}"
+    );
+    assert!(e.outputs.iter().any(|o| o.contains("on r0")), "{e:?}");
+    assert!(e.outputs.iter().any(|o| o.contains("on r2")), "{e:?}");
+    let flowing = t.src.received_during("s0", Duration::from_secs(1));
+    assert!(
+        flowing >= u64::from(RATE) / 2,
+        "only {flowing} packets/s upstream"
+    );
+
+    // The source stops: its route goes after the 10 s source timeout.
+    drop(sender);
+    let t1 = Instant::now();
+    wait_for(Duration::from_secs(14), || {
+        let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+        m.iter().all(|e| e.source != Some(source)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the quiet source's route stayed: {}", d.ctl_ok(&["mroute"])));
+    let gone = t1.elapsed();
+    let up = upstream_rx.stop();
+    let x = member.stop();
+    eprintln!(
+        "IGMP proxy: downstream source -> upstream after {:.0} ms, -> the other downstream member after {:.0} ms; upstream got {} packets (lost {}), r2 member {} (lost {}); route gone {:.1} s after the source stopped",
+        ms(to_upstream),
+        ms(to_member),
+        up.unique,
+        up.lost,
+        x.unique,
+        x.lost,
+        gone.as_secs_f64()
+    );
+    assert!(to_upstream < Duration::from_secs(2), "{to_upstream:?}");
+    assert!(gone >= Duration::from_secs(9), "withdrawn after {gone:?}");
+}

@@ -197,7 +197,9 @@ impl IgmpState {
         let rx = open_igmp_rx(info.ifindex).map_err(|e| format!("IGMP receive socket: {e}"))?;
         let tx = open_igmp_tx(&self.interface, info.ifindex, address)
             .map_err(|e| format!("IGMP send socket: {e}"))?;
-        let reader = start_reader(rx, me.clone(), &self.interface, IgmpMsg::Packet)?;
+        let reader = start_reader(rx, me.clone(), &self.interface, |p| {
+            Some(IgmpMsg::Packet(p.to_vec()))
+        })?;
         let now = Instant::now();
         let config = RouterConfig {
             params: self.params.clone(),
@@ -444,12 +446,13 @@ const POLL: Duration = Duration::from_millis(200);
 const MAX_QUEUED: usize = 4096;
 
 /// Start reading `rx` on a thread; each packet reaches `me` as
-/// `wrap(packet)` (the IGMP proxy's upstream reads the same way).
+/// `wrap(packet)`, unless that is `None` (the IGMP proxy's upstream and
+/// its data watch read the same way).
 pub(super) fn start_reader<M: ractor::Message>(
     rx: OwnedFd,
     me: ActorRef<M>,
     interface: &str,
-    wrap: fn(Vec<u8>) -> M,
+    wrap: impl FnMut(&[u8]) -> Option<M> + Send + 'static,
 ) -> Result<Reader, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let queued = Arc::new(AtomicUsize::new(0));
@@ -465,7 +468,7 @@ pub(super) fn start_reader<M: ractor::Message>(
 fn read_loop<M: ractor::Message>(
     rx: &OwnedFd,
     me: &ActorRef<M>,
-    wrap: fn(Vec<u8>) -> M,
+    mut wrap: impl FnMut(&[u8]) -> Option<M>,
     stop: &AtomicBool,
     queued: &AtomicUsize,
 ) {
@@ -485,8 +488,11 @@ fn read_loop<M: ractor::Message>(
                     warn!(target: "Protocol", "IGMP flood over: {dropped} packets dropped");
                     dropped = 0;
                 }
+                let Some(m) = wrap(&buf[..n]) else {
+                    continue;
+                };
                 queued.fetch_add(1, Ordering::Relaxed);
-                if me.cast(wrap(buf[..n].to_vec())).is_err() {
+                if me.cast(m).is_err() {
                     return;
                 }
             }
