@@ -271,6 +271,40 @@ mod tests {
     }
 
     #[test]
+    fn the_data_watch_keeps_routable_multicast_headers_and_nothing_else() {
+        let run = |p: &[u8]| super::super::bpf::tests::run_bpf_on(&data_filter(), p, 0, 0x0800, 1);
+        let to = |proto: u8, dst: [u8; 4]| {
+            let mut p = packet(5, 28, &[0; 8]);
+            p[9] = proto;
+            p[16..20].copy_from_slice(&dst);
+            p
+        };
+        let udp = libc::IPPROTO_UDP as u8;
+        // UDP to 239.1.1.1 and to 224.0.1.1: kept, cut to a header.
+        assert_eq!(run(&to(udp, [239, 1, 1, 1])), DATA_SNAP as u32);
+        assert_eq!(run(&to(udp, [224, 0, 1, 1])), DATA_SNAP as u32);
+        // IGMP, link-local 224.0.0.x, unicast, 240/4: dropped.
+        assert_eq!(run(&to(2, [239, 1, 1, 1])), 0);
+        assert_eq!(run(&to(udp, [224, 0, 0, 251])), 0);
+        assert_eq!(run(&to(udp, [10, 0, 0, 1])), 0);
+        assert_eq!(run(&to(udp, [240, 0, 0, 1])), 0);
+        // The IGMP socket keeps the IGMP one only.
+        let igmp = |p: &[u8]| super::super::bpf::tests::run_bpf_on(&igmp_filter(), p, 0, 0x0800, 1);
+        assert_ne!(igmp(&to(2, [224, 0, 0, 22])), 0);
+        assert_eq!(igmp(&to(udp, [239, 1, 1, 1])), 0);
+
+        let p = to(udp, [239, 1, 1, 1]);
+        assert_eq!(
+            data_source_group(&p),
+            Some((Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(239, 1, 1, 1)))
+        );
+        for n in 0..20 {
+            assert_eq!(data_source_group(&p[..n]), None, "prefix {n}");
+        }
+        assert_eq!(data_source_group(&to(udp, [10, 0, 0, 1])), None);
+    }
+
+    #[test]
     fn every_truncation_and_bad_header_is_refused_without_panic() {
         let p = packet(5, 28, &[0x11, 0, 0, 0, 0, 0, 0, 0]);
         for n in 0..p.len() {
