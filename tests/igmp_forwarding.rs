@@ -137,9 +137,11 @@ fn members_only_output_follows_the_hosts_membership() {
     assert!(!no_members(&d), "{:?}", d.list());
     let text = d.ctl_ok(&["list"]);
     assert!(!text.contains("[no members]"), "{text}");
+    // Half the rate: under load (six builds on two cores) the sender
+    // itself sends 600-800 packets/s; losses are checked by sequence below.
     let flowing = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
-        flowing >= u64::from(RATE) * 8 / 10,
+        flowing >= u64::from(RATE) / 2,
         "only {flowing} packets/s reach the joined host"
     );
 
@@ -157,15 +159,22 @@ fn members_only_output_follows_the_hosts_membership() {
     let report = member.stop();
     let max_gap = report.max_gap_us / 1000.0;
     eprintln!(
-        "IGMP forwarding: across the igmp/r1 panic the host got {} packets, lost {}, longest gap {max_gap:.1} ms; {after_panic} packets/s after it",
-        report.unique, report.lost
+        "IGMP forwarding: across the igmp/r1 panic the host got {} packets, lost {}, longest gap {max_gap:.1} ms, latency max {:.1} ms; {after_panic} packets/s after it",
+        report.unique, report.lost, report.latency_us.max / 1000.0
     );
+    // Issue 9: no gap beyond 100 ms, and nothing lost. The rate after the
+    // restart is checked loosely: on a loaded machine the sender itself
+    // falls below 1 kpps (nothing is lost, so the host got all it sent).
     assert!(
-        max_gap <= 200.0,
+        max_gap <= 100.0,
         "the stream stopped for {max_gap:.1} ms: {report:?}"
     );
+    assert_eq!(
+        report.lost, 0,
+        "lost across the igmp/r1 restart: {report:?}"
+    );
     assert!(
-        after_panic >= u64::from(RATE) * 8 / 10,
+        after_panic >= u64::from(RATE) / 2,
         "only {after_panic} packets/s after the restart"
     );
     assert_eq!(igmp_restarts(&d), Some(1));

@@ -330,20 +330,26 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     let t1 = Instant::now();
     let leave_epoch = now_epoch();
     let max_gap = report.max_gap_us / 1000.0;
-    // The proxy's panic must not withdraw its route: nothing is lost. How
-    // long the stream pauses is printed, not asserted: on a loaded 2-core
-    // machine the pause across this panic measured 0.01-3 s, every packet
-    // delayed, none dropped, which points at the data path waiting on the
-    // panicking daemon rather than at a missing route.
+    // The proxy's panic must not withdraw its route: nothing is lost, and
+    // the stream does not pause (issue 9: no gap beyond 100 ms). Measured
+    // 13-38 ms at load 13-16 on the shared 2-core VM.
+    assert!(
+        max_gap <= 100.0,
+        "the stream paused {max_gap:.1} ms: {report:?}"
+    );
     assert_eq!(
         report.lost, 0,
         "packets lost across the proxy's restart: {report:?}"
     );
+    // The latency says where a pause was: packets held in the path arrive
+    // as late as the pause was long; a sender that paused does not.
     eprintln!(
-        "IGMP proxy: the host got {} packets, lost {}, longest gap {:.1} ms (an igmp-proxy panic included)",
+        "IGMP proxy: the host got {} packets, lost {}, longest gap {:.1} ms, latency max {:.1} ms p99 {:.1} ms (an igmp-proxy panic included)",
         report.unique,
         report.lost,
-        max_gap
+        max_gap,
+        report.latency_us.max / 1000.0,
+        report.latency_us.p99 / 1000.0
     );
 
     // The host left: traffic stops within LMQC × LMQI + margin, and the
@@ -406,4 +412,275 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         ms(leave_to_upstream_gone)
     );
     assert!(first_leave.0 - leave_epoch < LMQC * LMQI + 1.0);
+}
+
+/// The proxy's row for `interface` in `igmp interfaces`.
+fn row(d: &Daemon, interface: &str) -> Option<InterfaceRow> {
+    proxy_rows(d).into_iter().find(|r| r.interface == interface)
+}
+
+/// Packets of the (*,GROUP) entry sent onto `interface`, per `mroute`.
+fn mroute_outputs(d: &Daemon) -> Vec<String> {
+    let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+    m.into_iter()
+        .filter(|e| e.group == group() && e.source.is_none())
+        .flat_map(|e| e.outputs)
+        .collect()
+}
+
+/// RFC 4605 §4.2: the proxy forwards onto a downstream LAN only where it
+/// is the querier, and only onto downstream interfaces.
+///
+/// ```text
+/// source + upstream MCR ──s0/r0── proxy ──r1 10.10.2.9 / 10.10.2.2 d0── host + competing MCR querier
+///                                   └───r2 10.10.3.1 / 10.10.3.2 d0── host (r2: a querier, not downstream)
+/// ```
+///
+/// The competing querier has the lower address on the r1 LAN, so it
+/// wins: the proxy still reports the host's group upstream but sends
+/// nothing onto r1. When the competitor stops, the proxy takes over after
+/// the other-querier-present interval and the stream reaches the host.
+/// The member behind r2 never gets the proxied stream.
+#[test]
+fn the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream() {
+    if !require_root("the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream") {
+        return;
+    }
+    let t = Relay3::new("ipq");
+    let other = t.add_receiver(2, "ipq-x");
+    t.relay.ip(&["addr", "flush", "dev", "r1"]);
+    t.relay.ip(&["addr", "add", "10.10.2.9/24", "dev", "r1"]);
+    let querier = |ifc: &str| {
+        format!(
+            "{{ igmp: {{ querier_interfaces: [\"{ifc}\"], {} }} }}",
+            timers()
+        )
+    };
+    let up_config = querier("s0");
+    let up = Daemon::start(
+        &t.src,
+        DaemonOpts {
+            config: Some(&up_config),
+            ..Default::default()
+        },
+    );
+    let rival_config = querier("d0");
+    let rival = Daemon::start(
+        &t.dst,
+        DaemonOpts {
+            config: Some(&rival_config),
+            ..Default::default()
+        },
+    );
+    let config = format!(
+        "{{ igmp: {{ querier_interfaces: [\"r2\"], {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\"] }} }} }}",
+        timers()
+    );
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    let rival_ip: Ipv4Addr = "10.10.2.2".parse().unwrap();
+    wait_for(Duration::from_secs(6), || {
+        row(&d, "r1").filter(|r| !r.querier.querier && r.querier.current_querier == rival_ip)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the proxy did not yield r1 to 10.10.2.2: {:?}",
+            row(&d, "r1")
+        )
+    });
+
+    let _sender = KillOnDrop(
+        send_cmd(
+            &t.src,
+            GROUP,
+            PORT,
+            "s0",
+            10_000_000,
+            RATE,
+            200,
+            &["--ttl", "8"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    let _member = recv(&t.dst, GROUP, PORT, Some("d0"), &[]);
+    let _bystander = recv(&other, GROUP, PORT, Some("d0"), &[]);
+    // Both memberships are known; the r1 one is reported upstream.
+    wait_for(Duration::from_secs(5), || {
+        let g: Vec<GroupRow> = d.ctl_json(&["igmp", "groups"]);
+        let on = |i: &str| {
+            g.iter()
+                .any(|r| r.interface == i && r.group.group == group())
+        };
+        (on("r1") && on("r2")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("groups: {}", d.ctl_ok(&["igmp", "groups"])));
+    wait_for(Duration::from_secs(3), || upstream_row(&up))
+        .unwrap_or_else(|| panic!("a non-querier proxy must still report upstream"));
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet = t.dst.received_during("d0", Duration::from_secs(2));
+    assert!(
+        quiet <= BACKGROUND,
+        "{quiet} packets reached the r1 LAN, where 10.10.2.2 is the querier"
+    );
+    let outs = mroute_outputs(&d);
+    assert!(
+        outs.iter()
+            .all(|o| !o.contains("on r1") && !o.contains("on r2")),
+        "{outs:?}"
+    );
+
+    // The competing querier goes away: the proxy takes r1 over after the
+    // other-querier-present interval (2 × QI + QRI / 2) and forwards.
+    drop(rival);
+    let t0 = Instant::now();
+    let oqpi = Duration::from_secs_f64(2.0 * QI + QRI / 2.0);
+    wait_for(oqpi + Duration::from_secs(3), || {
+        row(&d, "r1").filter(|r| r.querier.querier)
+    })
+    .unwrap_or_else(|| panic!("the proxy did not take r1 over: {:?}", row(&d, "r1")));
+    let to_querier = t0.elapsed();
+    let base = t.dst.rx_packets("d0");
+    wait_for(Duration::from_secs(3), || {
+        (t.dst.rx_packets("d0") - base > 50).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no traffic after the take-over: {:?}", mroute_outputs(&d)));
+    let to_traffic = t0.elapsed();
+    eprintln!(
+        "IGMP proxy: competing querier gone -> proxy is querier on r1 after {:.0} ms (OQPI {:.0} ms), stream at the host after {:.0} ms",
+        ms(to_querier),
+        ms(oqpi),
+        ms(to_traffic)
+    );
+    assert!(to_traffic < oqpi + Duration::from_secs(2), "{to_traffic:?}");
+    let flowing = t.dst.received_during("d0", Duration::from_secs(1));
+    assert!(
+        flowing >= u64::from(RATE) * 8 / 10,
+        "only {flowing} packets/s"
+    );
+    // r2 has a member but is not downstream: not the proxy's to serve.
+    let bystander = other.received_during("d0", Duration::from_secs(1));
+    assert!(
+        bystander <= BACKGROUND,
+        "{bystander} packets reached r2, which is not a proxy downstream"
+    );
+    let outs = mroute_outputs(&d);
+    assert!(outs.iter().any(|o| o.contains("on r1")), "{outs:?}");
+    assert!(outs.iter().all(|o| !o.contains("on r2")), "{outs:?}");
+}
+
+/// RFC 4605 §4.2: data from a source on a downstream link goes to the
+/// upstream interface (whether or not anyone upstream asked) and to the
+/// other downstream interfaces with members; the route goes away once the
+/// source is quiet.
+///
+/// ```text
+/// receiver (joins on s0) ──s0/r0── proxy ──r1/d0── source 10.10.2.2
+///                                    └───r2/d0── member
+/// ```
+#[test]
+fn a_downstream_source_is_forwarded_upstream_and_to_other_members() {
+    if !require_root("a_downstream_source_is_forwarded_upstream_and_to_other_members") {
+        return;
+    }
+    const G2: &str = "239.8.8.9";
+    let t = Relay3::new("ips");
+    let other = t.add_receiver(2, "ips-x");
+    let config = format!(
+        "{{ igmp: {{ {}, proxy: {{ upstream: \"r0\", downstream: [\"r1\", \"r2\"] }} }} }}",
+        timers()
+    );
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    wait_for(Duration::from_secs(5), || {
+        (proxy_rows(&d).len() == 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("igmp interfaces: {:?}", proxy_rows(&d)));
+    let upstream_rx = recv(&t.src, G2, PORT, Some("s0"), &[]);
+    let member = recv(&other, G2, PORT, Some("d0"), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let t0 = Instant::now();
+    let (up0, x0) = (t.src.rx_packets("s0"), other.rx_packets("d0"));
+    let sender = KillOnDrop(
+        send_cmd(
+            &t.dst,
+            G2,
+            PORT,
+            "d0",
+            10_000_000,
+            RATE,
+            200,
+            &["--ttl", "8"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    wait_for(Duration::from_secs(3), || {
+        (t.src.rx_packets("s0") - up0 > 50).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the source's data never went upstream: {}",
+            d.ctl_ok(&["mroute"])
+        )
+    });
+    let to_upstream = t0.elapsed();
+    wait_for(Duration::from_secs(3), || {
+        (other.rx_packets("d0") - x0 > 50).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the r2 member got nothing: {}", d.ctl_ok(&["mroute"])));
+    let to_member = t0.elapsed();
+    let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+    let source: Ipv4Addr = "10.10.2.2".parse().unwrap();
+    let e = m
+        .iter()
+        .find(|e| e.source == Some(source) && e.group.to_string() == G2 && e.interface == "r1")
+        .unwrap_or_else(|| panic!("no (10.10.2.2,{G2}) from r1 in mroute: {m:?}"));
+    assert_eq!(
+        (e.interface.as_str(), e.origin.as_str()),
+        ("r1", "igmp"),
+        "{e:?}"
+    );
+    assert!(e.outputs.iter().any(|o| o.contains("on r0")), "{e:?}");
+    assert!(e.outputs.iter().any(|o| o.contains("on r2")), "{e:?}");
+    let flowing = t.src.received_during("s0", Duration::from_secs(1));
+    assert!(
+        flowing >= u64::from(RATE) / 2,
+        "only {flowing} packets/s upstream"
+    );
+
+    // The source stops: its route goes after the 10 s source timeout.
+    drop(sender);
+    let t1 = Instant::now();
+    wait_for(Duration::from_secs(14), || {
+        let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
+        m.iter().all(|e| e.source != Some(source)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the quiet source's route stayed: {}", d.ctl_ok(&["mroute"])));
+    let gone = t1.elapsed();
+    let up = upstream_rx.stop();
+    let x = member.stop();
+    eprintln!(
+        "IGMP proxy: downstream source -> upstream after {:.0} ms, -> the other downstream member after {:.0} ms; upstream got {} packets (lost {}), r2 member {} (lost {}); route gone {:.1} s after the source stopped",
+        ms(to_upstream),
+        ms(to_member),
+        up.unique,
+        up.lost,
+        x.unique,
+        x.lost,
+        gone.as_secs_f64()
+    );
+    assert!(to_upstream < Duration::from_secs(2), "{to_upstream:?}");
+    assert!(gone >= Duration::from_secs(9), "withdrawn after {gone:?}");
 }

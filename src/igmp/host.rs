@@ -9,7 +9,10 @@
 //!
 //! Owns: the membership per group with its source filter (RFC 3376 §3.2
 //! interface state), the state-change records waiting to be repeated, and
-//! the pending response deadlines.
+//! the pending response deadlines with the sources each pending answer is
+//! about (RFC 3376 §5.2: a group-and-source-specific query is answered
+//! about the sources it asked for, accumulated over the queries that
+//! arrive before the answer is due).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -104,6 +107,10 @@ pub struct IgmpHost {
     config: HostConfig,
     joined: BTreeMap<Ipv4Addr, HostFilter>,
     pending: BTreeMap<Ipv4Addr, Pending>,
+    /// The sources a pending `Respond(g)` answers about: `None` for the
+    /// whole group (a group-specific query), `Some` for the union of the
+    /// sources of the group-and-source-specific queries it answers.
+    asked: BTreeMap<Ipv4Addr, Option<BTreeSet<Ipv4Addr>>>,
     older_querier: Option<Version>,
     timers: Timers<Key>,
     rng: Rng,
@@ -150,6 +157,7 @@ impl IgmpHost {
             config,
             joined: BTreeMap::new(),
             pending: BTreeMap::new(),
+            asked: BTreeMap::new(),
             older_querier: None,
             timers: Timers::new(),
             rng,
@@ -221,6 +229,30 @@ impl IgmpHost {
                 }
             }
         }
+    }
+
+    /// The answer to the group-and-source-specific queries about `g` that
+    /// asked for `q` (RFC 3376 §5.2): INCLUDE(A) → IS_IN(A ∩ Q), EXCLUDE(A)
+    /// → IS_IN(Q − A); nothing when that list is empty. Only v3 queries
+    /// carry sources, so this is only ever sent in v3.
+    fn report_sources(&mut self, g: Ipv4Addr, q: &BTreeSet<Ipv4Addr>) {
+        let Some(f) = self.joined.get(&g) else {
+            return;
+        };
+        let sources: Vec<Ipv4Addr> = match f.mode {
+            FilterMode::Include => f.sources.intersection(q).copied().collect(),
+            FilterMode::Exclude => q.difference(&f.sources).copied().collect(),
+        };
+        if sources.is_empty() || self.version() != Version::V3 {
+            return;
+        }
+        self.counters.reports_sent += 1;
+        let rec = GroupRecord {
+            kind: RecordType::IsInclude,
+            group: g,
+            sources,
+        };
+        self.send(ALL_V3_ROUTERS, Message::V3Report(vec![rec]));
     }
 
     /// One transmission of a pending state change of `g`.
@@ -307,12 +339,33 @@ impl Protocol for IgmpHost {
                 for g in self.joined.keys().copied().collect::<Vec<_>>() {
                     let at = now + self.rng.jitter(max);
                     self.timers.set_min(Key::Respond(g), at);
+                    self.asked.insert(g, None);
                 }
             }
+        } else if self.timers.get(&Key::RespondAll).is_some_and(|t| t <= at) {
+            // RFC 3376 §5.2 rule 1: the pending answer to a general query
+            // comes first and states the whole group.
         } else if self.joined.contains_key(&q.group) {
-            // A group-and-source-specific query is answered with the
-            // whole group's current state, which covers the sources asked.
-            self.timers.set_min(Key::Respond(q.group), at);
+            // RFC 3376 §5.2 rules 3 to 5: one pending answer per group, at
+            // the earlier deadline; a group-specific query (or one already
+            // pending) widens it to the whole group, source lists add up.
+            let g = q.group;
+            let asked: Option<BTreeSet<Ipv4Addr>> = (q.version == Version::V3
+                && !q.sources.is_empty())
+            .then(|| q.sources.iter().copied().collect());
+            let merged = if self.timers.is_armed(&Key::Respond(g)) {
+                match (self.asked.remove(&g).flatten(), asked) {
+                    (Some(mut before), Some(now)) => {
+                        before.extend(now);
+                        Some(before)
+                    }
+                    _ => None,
+                }
+            } else {
+                asked
+            };
+            self.asked.insert(g, merged);
+            self.timers.set_min(Key::Respond(g), at);
         }
     }
 
@@ -339,7 +392,10 @@ impl Protocol for IgmpHost {
                         self.pending.remove(&g);
                     }
                 }
-                Key::Respond(g) => self.report_current(&[g]),
+                Key::Respond(g) => match self.asked.remove(&g).flatten() {
+                    Some(q) => self.report_sources(g, &q),
+                    None => self.report_current(&[g]),
+                },
                 Key::RespondAll => {
                     let all: Vec<Ipv4Addr> = self.joined.keys().copied().collect();
                     self.report_current(&all);
@@ -386,6 +442,7 @@ impl Protocol for IgmpHost {
             if new.is_none() {
                 self.joined.remove(&g);
                 self.timers.cancel(&Key::Respond(g));
+                self.asked.remove(&g);
             } else {
                 self.joined.insert(g, new);
             }

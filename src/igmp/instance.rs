@@ -1,7 +1,8 @@
 //! The IGMP router as a sans-I/O [`Protocol`]: it owns one
 //! [`Interface`] state machine per configured interface, decodes and
 //! validates what arrives (RFC 3376 §4, §9.1: checksum, a multicast group
-//! in every report; malformed input is counted, never a panic), turns the
+//! in every report; malformed input is counted, never a panic, and the
+//! last drop's reason is kept for the shell's rate-limited log), turns the
 //! state machines' actions into [`Transmit`]s (TTL 1, Router Alert, from
 //! the interface address: RFC 2236 §2, RFC 3376 §4) and applies a new
 //! configuration as a diff (an interface that stays keeps its groups).
@@ -69,12 +70,44 @@ pub struct Snapshot {
     pub interfaces: Vec<InterfaceRow>,
 }
 
+/// Why a packet was dropped (RFC 3376 §4, §9.1). The counters count
+/// every drop; this says what the last one was, for a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    Decode(DecodeError),
+    /// A report or query naming a group that is not multicast (or a
+    /// report for 224.0.0.1).
+    NotMulticast(Ipv4Addr),
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dropped::Decode(e) => e.fmt(f),
+            Dropped::NotMulticast(g) => write!(f, "IGMP message for {g}, not a reportable group"),
+        }
+    }
+}
+
+impl Dropped {
+    /// The `mcr_igmp_errors_total` kind it is counted under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dropped::Decode(DecodeError::Checksum) => "checksum",
+            _ => "malformed",
+        }
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct IgmpRouter {
     ifaces: BTreeMap<u32, (String, Interface)>,
     tx: VecDeque<Transmit>,
     events: VecDeque<IgmpEvent>,
+    /// The last packet dropped since `take_dropped`: interface, source,
+    /// reason.
+    dropped: Option<(u32, Ipv4Addr, Dropped)>,
 }
 
 impl IgmpRouter {
@@ -83,6 +116,7 @@ impl IgmpRouter {
             ifaces: BTreeMap::new(),
             tx: VecDeque::new(),
             events: VecDeque::new(),
+            dropped: None,
         };
         r.handle_config(now, config);
         r
@@ -131,6 +165,12 @@ impl IgmpRouter {
     pub fn interface(&self, ifindex: u32) -> Option<&Interface> {
         self.ifaces.get(&ifindex).map(|(_, i)| i)
     }
+
+    /// The last packet dropped since the previous call: interface,
+    /// source and why.
+    pub fn take_dropped(&mut self) -> Option<(u32, Ipv4Addr, Dropped)> {
+        self.dropped.take()
+    }
 }
 
 /// A group that a report may name: multicast, and not 224.0.0.1, which
@@ -159,38 +199,48 @@ impl Protocol for IgmpRouter {
             // Our own query looped back by the kernel.
             return;
         }
-        let msg = match decode(payload) {
-            Ok(m) => m,
-            Err(DecodeError::Checksum) => {
-                i.counters.checksum_errors += 1;
-                return;
-            }
-            Err(_) => {
-                i.counters.malformed += 1;
-                return;
-            }
-        };
-        match msg {
-            Message::Query(q) => {
+        let drop = match decode(payload) {
+            Err(e) => Some(Dropped::Decode(e)),
+            Ok(Message::Query(q)) => {
                 if !q.group.is_unspecified() && !q.group.is_multicast() {
-                    i.counters.malformed += 1;
-                    return;
+                    Some(Dropped::NotMulticast(q.group))
+                } else {
+                    i.on_query(now, src, &q);
+                    None
                 }
-                i.on_query(now, src, &q);
             }
-            Message::V1Report(g) | Message::V2Report(g) | Message::V2Leave(g) if !reportable(g) => {
-                i.counters.malformed += 1;
+            Ok(Message::V1Report(g) | Message::V2Report(g) | Message::V2Leave(g))
+                if !reportable(g) =>
+            {
+                Some(Dropped::NotMulticast(g))
             }
-            Message::V1Report(g) => i.on_old_report(now, src, Version::V1, g),
-            Message::V2Report(g) => i.on_old_report(now, src, Version::V2, g),
-            Message::V2Leave(g) => i.on_leave(now, src, g),
-            Message::V3Report(recs) => {
-                if recs.iter().any(|r| !reportable(r.group)) {
-                    i.counters.malformed += 1;
-                    return;
+            Ok(Message::V1Report(g)) => {
+                i.on_old_report(now, src, Version::V1, g);
+                None
+            }
+            Ok(Message::V2Report(g)) => {
+                i.on_old_report(now, src, Version::V2, g);
+                None
+            }
+            Ok(Message::V2Leave(g)) => {
+                i.on_leave(now, src, g);
+                None
+            }
+            Ok(Message::V3Report(recs)) => match recs.iter().find(|r| !reportable(r.group)) {
+                Some(r) => Some(Dropped::NotMulticast(r.group)),
+                None => {
+                    i.on_v3_report(now, src, &recs);
+                    None
                 }
-                i.on_v3_report(now, src, &recs);
+            },
+        };
+        if let Some(d) = drop {
+            match d {
+                Dropped::Decode(DecodeError::Checksum) => i.counters.checksum_errors += 1,
+                _ => i.counters.malformed += 1,
             }
+            self.dropped = Some((ifindex, src, d));
+            return;
         }
         self.drain(ifindex);
     }

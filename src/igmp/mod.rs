@@ -24,6 +24,6 @@ pub mod state;
 
 pub use config::{IgmpParams, IgmpSettings, InterfaceConfig, RouterConfig};
 pub use host::{HostConfig, HostCounters, HostFilter, IgmpHost, SetMemberships};
-pub use instance::{IgmpRouter, Snapshot};
+pub use instance::{Dropped, IgmpRouter, Snapshot};
 pub use proxy::ProxyMembership;
 pub use state::{Counters, FilterMode, IgmpEvent};

@@ -87,6 +87,13 @@ pub struct Route {
     /// Ignored on a (*,G) route.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub rpt_pruned: BTreeSet<String>,
+    /// Where IGMP memberships may add outputs to this route's entry:
+    /// `None` everywhere, `Some` only on these interfaces. The IGMP proxy
+    /// serves only its downstream interfaces, and only those where it is
+    /// the querier (RFC 4605 §4.2), so its routes name them; a router's
+    /// routes (PIM) leave it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_interfaces: Option<BTreeSet<String>>,
 }
 
 impl Route {
@@ -99,6 +106,7 @@ impl Route {
             downstream: downstream.iter().map(|s| s.to_string()).collect(),
             mode: OutputMode::Route,
             rpt_pruned: BTreeSet::new(),
+            member_interfaces: None,
         }
     }
 
@@ -116,7 +124,13 @@ impl Route {
             validate_source(s)?;
         }
         validate_interface_name(&self.upstream).map_err(RouteError::Interface)?;
-        for d in self.downstream.iter().chain(&self.rpt_pruned) {
+        let members = self.member_interfaces.iter().flatten();
+        for d in self
+            .downstream
+            .iter()
+            .chain(&self.rpt_pruned)
+            .chain(members)
+        {
             validate_interface_name(d).map_err(RouteError::Interface)?;
         }
         Ok(())

@@ -48,6 +48,10 @@
 //!   its own (S,G) entry when a (*,G) exists, so that INCLUDE {S} sends
 //!   only S and EXCLUDE {S} withholds only S. Such a derived entry is
 //!   omitted when it would equal the (*,G) entry.
+//!   A route may name the only interfaces whose memberships it takes
+//!   (`Route::member_interfaces`, the IGMP proxy's downstream interfaces
+//!   where it is the querier, RFC 4605 §4.2): a membership adds its
+//!   interface when at least one route of the entry takes it.
 //! - Several origins for the same (upstream, S, G) merge into one entry
 //!   (union of outputs). An output named by routes in both modes sends in
 //!   route mode. An upstream is never one of its own outputs.
@@ -475,9 +479,17 @@ fn fold(
         .first()
         .and_then(|p| p.iter().map(|(o, _)| *o).min())
         .unwrap_or(Origin::Pim);
+    let routes = || parts.iter().flat_map(|p| p.iter());
+    let takes = |ifc: &str| {
+        routes().any(|(_, r)| {
+            r.member_interfaces
+                .as_ref()
+                .is_none_or(|only| only.contains(ifc))
+        })
+    };
     let mut member_outputs = BTreeSet::new();
     for (ifc, f) in members {
-        if *ifc == upstream || !wants(f) {
+        if *ifc == upstream || !wants(f) || !takes(ifc) {
             continue;
         }
         origins.insert(Origin::Igmp);

@@ -612,3 +612,46 @@ fn replacing_an_origin_withdraws_what_is_gone_and_keeps_what_stays() {
     assert_eq!(rib.replace_origin(Origin::Msdp, vec![]), Ok(true));
     assert!(rib.is_static_only());
 }
+
+#[test]
+fn a_route_that_names_its_member_interfaces_takes_members_only_there() {
+    let mut rib = Rib::new();
+    for ifc in ["eth1", "eth2", "eth3"] {
+        rib.join(ifc, ip(G), SourceFilter::any()).unwrap();
+    }
+    rib.join("eth4", ip(G), SourceFilter::Include([ip(S1)].into()))
+        .unwrap();
+    // The IGMP proxy serves eth1 and eth4 (downstream, querier there);
+    // eth2 is a downstream LAN another querier serves, eth3 a querier
+    // interface that is not downstream.
+    let proxy = |only: &[&str]| Route {
+        member_interfaces: Some(only.iter().map(|s| s.to_string()).collect()),
+        ..Route::star_g(ip(G), "eth0", &[])
+    };
+    rib.apply(Origin::Igmp, proxy(&["eth1", "eth4"])).unwrap();
+    let t = rib.compile();
+    assert_eq!(sent_to(&t, "eth0", ip(S2), ip(G), 5000), routed(&["eth1"]));
+    // The source filter still applies on the interfaces it takes.
+    assert_eq!(
+        sent_to(&t, "eth0", ip(S1), ip(G), 5000),
+        routed(&["eth1", "eth4"])
+    );
+    // The proxy becomes querier on eth2: replacing its route adds it.
+    rib.apply(Origin::Igmp, proxy(&["eth1", "eth2", "eth4"]))
+        .unwrap();
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S2), ip(G), 5000),
+        routed(&["eth1", "eth2"])
+    );
+    // A route of another origin on the same input that takes every
+    // membership (PIM) brings eth3 in: outputs are a union.
+    rib.apply(Origin::Pim, Route::star_g(ip(G), "eth0", &[]))
+        .unwrap();
+    assert_eq!(
+        sent_to(&rib.compile(), "eth0", ip(S2), ip(G), 5000),
+        routed(&["eth1", "eth2", "eth3"])
+    );
+    // An interface the route names must be a valid name.
+    let bad = proxy(&["not a valid interface name!"]);
+    assert!(rib.apply(Origin::Igmp, bad).is_err());
+}

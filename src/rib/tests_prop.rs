@@ -96,6 +96,7 @@ fn item(groups: &'static [&'static str]) -> impl Strategy<Value = Item> {
                         downstream,
                         mode,
                         rpt_pruned,
+                        member_interfaces: None,
                     },
                 )
             },

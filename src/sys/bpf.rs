@@ -147,7 +147,7 @@ pub fn drop_all() -> [SockFilter; 1] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Run a classic BPF program over a packet (enough of the instruction
@@ -160,8 +160,18 @@ mod tests {
         run_bpf_on(prog, pkt, pkt_type, proto, 5)
     }
 
-    /// `ifindex`: the device the frame is on now.
-    fn run_bpf_on(prog: &[SockFilter], pkt: &[u8], pkt_type: u32, proto: u32, ifindex: u32) -> u32 {
+    /// `ifindex`: the device the frame is on now. The IGMP sockets'
+    /// filters (`sys::igmp`) are run here too.
+    pub(crate) fn run_bpf_on(
+        prog: &[SockFilter],
+        pkt: &[u8],
+        pkt_type: u32,
+        proto: u32,
+        ifindex: u32,
+    ) -> u32 {
+        const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+        const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
         let mut a: u32 = 0;
         let mut pc = 0usize;
         loop {
@@ -183,6 +193,18 @@ mod tests {
                     };
                     pc += 1;
                 }
+                LD_B_ABS => {
+                    let Some(b) = pkt.get(ins.k as usize) else {
+                        return 0;
+                    };
+                    a = u32::from(*b);
+                    pc += 1;
+                }
+                AND_K => {
+                    a &= ins.k;
+                    pc += 1;
+                }
+                JGE_K => pc += 1 + if a >= ins.k { ins.jt } else { ins.jf } as usize,
                 BPF_JEQ_K => pc += 1 + if a == ins.k { ins.jt } else { ins.jf } as usize,
                 BPF_JGT_K => pc += 1 + if a > ins.k { ins.jt } else { ins.jf } as usize,
                 BPF_JA => pc += 1 + ins.k as usize,

@@ -12,6 +12,13 @@
 //!
 //! [`parse_ipv4`] splits what the packet socket reads into source,
 //! destination and IGMP payload without trusting any length in it.
+//!
+//! The IGMP proxy also watches its downstream links for multicast data
+//! from local sources (RFC 4605 §4.2: such data goes upstream):
+//! [`open_data_rx`] is the same kind of packet socket with a filter that
+//! keeps routable multicast other than IGMP, cut to its IP header, with a
+//! small buffer: it only has to learn which (S,G) are active, so what
+//! overflows the buffer is not missed.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -45,8 +52,61 @@ fn igmp_filter() -> [SockFilter; 4] {
     ]
 }
 
+/// Keep IPv4 packets to 224.0.1.0-239.255.255.255 that are not IGMP
+/// (link-local 224.0.0.x is never forwarded, RFC 5771), first
+/// `DATA_SNAP` bytes only.
+fn data_filter() -> [SockFilter; 10] {
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+    const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let f = |code, jt, jf, k| SockFilter { code, jt, jf, k };
+    // Jump offsets count the instructions skipped; 9 is the reject.
+    [
+        f(LD_B_ABS, 0, 0, 9),
+        f(JEQ_K, 7, 0, libc::IPPROTO_IGMP as u32),
+        f(LD_B_ABS, 0, 0, 16),
+        f(JGE_K, 0, 5, 224),
+        f(JGT_K, 4, 0, 239),
+        f(LD_W_ABS, 0, 0, 16),
+        f(AND_K, 0, 0, 0xffff_ff00),
+        f(JEQ_K, 1, 0, 0xe000_0000),
+        f(RET_K, 0, 0, DATA_SNAP as u32),
+        f(RET_K, 0, 0, 0),
+    ]
+}
+
+/// Bytes of each data packet [`open_data_rx`] delivers: an IPv4 header.
+pub const DATA_SNAP: usize = 60;
+/// Receive buffer of the data socket, bytes.
+const DATA_RCVBUF: usize = 64 << 10;
+
 /// The receiving socket: non-blocking, every IGMP packet on `ifindex`.
 pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
+    open_rx(ifindex, &igmp_filter(), IGMP_RCVBUF)
+}
+
+/// Headers of the multicast data on `ifindex` (see the module doc).
+pub fn open_data_rx(ifindex: u32) -> io::Result<OwnedFd> {
+    open_rx(ifindex, &data_filter(), DATA_RCVBUF)
+}
+
+/// The source and group of a multicast packet [`open_data_rx`] read;
+/// `None` unless it starts with an IPv4 header to a multicast group.
+pub fn data_source_group(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let h = pkt.get(..20)?;
+    if h[0] >> 4 != 4 {
+        return None;
+    }
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    (dst.is_multicast() && !src.is_multicast()).then_some((src, dst))
+}
+
+fn open_rx(ifindex: u32, filter: &[SockFilter], rcvbuf: usize) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_IP as u16).to_be();
     let fd = new_socket(
         libc::AF_PACKET,
@@ -54,7 +114,7 @@ pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
         libc::c_int::from(proto),
     )?;
     // The filter goes on before the bind, so nothing else is queued.
-    sockopt::attach_filter(fd.as_fd(), &igmp_filter())?;
+    sockopt::attach_filter(fd.as_fd(), filter)?;
     let mut sll: libc::sockaddr_ll = zeroed();
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = proto;
@@ -72,12 +132,7 @@ pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
     // Room for the burst of reports that answers a general query on a
     // LAN with many members (best effort: without privilege the sysctl
     // limit applies).
-    let _ = sockopt::set_buf(
-        fd.as_fd(),
-        libc::SO_RCVBUFFORCE,
-        libc::SO_RCVBUF,
-        IGMP_RCVBUF,
-    );
+    let _ = sockopt::set_buf(fd.as_fd(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf);
     // Older kernels lack the option; the protocol core also drops packets
     // from the interface's own address, so this is an optimisation.
     let _ = set_int(fd.as_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -213,6 +268,40 @@ mod tests {
         assert_eq!(s, Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(d, Ipv4Addr::new(224, 0, 0, 22));
         assert_eq!(body, &[0x16, 0, 0, 0, 239, 1, 1, 1]);
+    }
+
+    #[test]
+    fn the_data_watch_keeps_routable_multicast_headers_and_nothing_else() {
+        let run = |p: &[u8]| super::super::bpf::tests::run_bpf_on(&data_filter(), p, 0, 0x0800, 1);
+        let to = |proto: u8, dst: [u8; 4]| {
+            let mut p = packet(5, 28, &[0; 8]);
+            p[9] = proto;
+            p[16..20].copy_from_slice(&dst);
+            p
+        };
+        let udp = libc::IPPROTO_UDP as u8;
+        // UDP to 239.1.1.1 and to 224.0.1.1: kept, cut to a header.
+        assert_eq!(run(&to(udp, [239, 1, 1, 1])), DATA_SNAP as u32);
+        assert_eq!(run(&to(udp, [224, 0, 1, 1])), DATA_SNAP as u32);
+        // IGMP, link-local 224.0.0.x, unicast, 240/4: dropped.
+        assert_eq!(run(&to(2, [239, 1, 1, 1])), 0);
+        assert_eq!(run(&to(udp, [224, 0, 0, 251])), 0);
+        assert_eq!(run(&to(udp, [10, 0, 0, 1])), 0);
+        assert_eq!(run(&to(udp, [240, 0, 0, 1])), 0);
+        // The IGMP socket keeps the IGMP one only.
+        let igmp = |p: &[u8]| super::super::bpf::tests::run_bpf_on(&igmp_filter(), p, 0, 0x0800, 1);
+        assert_ne!(igmp(&to(2, [224, 0, 0, 22])), 0);
+        assert_eq!(igmp(&to(udp, [239, 1, 1, 1])), 0);
+
+        let p = to(udp, [239, 1, 1, 1]);
+        assert_eq!(
+            data_source_group(&p),
+            Some((Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(239, 1, 1, 1)))
+        );
+        for n in 0..20 {
+            assert_eq!(data_source_group(&p[..n]), None, "prefix {n}");
+        }
+        assert_eq!(data_source_group(&to(udp, [10, 0, 0, 1])), None);
     }
 
     #[test]

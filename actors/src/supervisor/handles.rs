@@ -414,6 +414,20 @@ pub enum IgmpProxyMsg {
         interface: String,
         groups: BTreeMap<Ipv4Addr, HostFilter>,
     },
+    /// Whether MCR is the querier of a downstream interface now (RFC
+    /// 4605 §4.2: the proxy forwards onto a LAN only where it is).
+    Querier {
+        interface: String,
+        local: bool,
+    },
+    /// Multicast data of `source` to `group` seen on a downstream
+    /// interface (at most once a second per (S,G)): RFC 4605 §4.2 sends
+    /// it upstream.
+    Data {
+        interface: String,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
     /// An IPv4 packet the upstream's packet socket read.
     Packet(Vec<u8>),
     Tick,

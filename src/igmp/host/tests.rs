@@ -253,3 +253,76 @@ fn source_list_changes_reach_a_router_as_allow_block_and_filter_mode_records() {
     );
     assert_eq!(h.counters.queries_received, 1);
 }
+
+fn gss_query(group: Ipv4Addr, sources: &[Ipv4Addr]) -> Vec<u8> {
+    encode(&Message::Query(Query {
+        version: Version::V3,
+        max_resp_code: 10,
+        group,
+        suppress: false,
+        qrv: 2,
+        qqic: 125,
+        sources: sources.to_vec(),
+    }))
+}
+
+/// The v3 records the host sends until `end`.
+fn records(h: &mut IgmpHost, t0: Instant, end: Instant) -> Vec<(RecordType, Vec<Ipv4Addr>)> {
+    run(h, t0, end)
+        .into_iter()
+        .filter_map(|(_, t)| match decode(&t.payload) {
+            Ok(Message::V3Report(r)) => Some(r),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| (r.kind, r.sources))
+        .collect()
+}
+
+#[test]
+fn a_group_and_source_specific_query_is_answered_about_the_sources_it_asked() {
+    use crate::igmp::state::FilterMode::{Exclude, Include};
+    let s = |n| Ipv4Addr::new(10, 9, 0, n);
+    let router = Ipv4Addr::new(10, 0, 0, 1);
+    let (mut h, t0) = host();
+    let mut at = t0;
+    let mut ask = |h: &mut IgmpHost, f: HostFilter, queries: &[&[Ipv4Addr]]| {
+        h.handle_event(at, SetMemberships(BTreeMap::from([(G, f)])));
+        run(h, t0, at + Duration::from_secs(5));
+        at += Duration::from_secs(5);
+        for q in queries {
+            h.handle_packet(at, IF, router, G, &gss_query(G, q));
+        }
+        let out = records(h, t0, at + Duration::from_secs(2));
+        at += Duration::from_secs(2);
+        out
+    };
+    // INCLUDE {1,2}, asked about {2,3}: IS_IN {2}, the intersection.
+    assert_eq!(
+        ask(&mut h, filter(Include, &[s(1), s(2)]), &[&[s(2), s(3)]]),
+        [(RecordType::IsInclude, vec![s(2)])]
+    );
+    // EXCLUDE {1}, asked about {1,4}: IS_IN {4}, what it still wants.
+    assert_eq!(
+        ask(&mut h, filter(Exclude, &[s(1)]), &[&[s(1), s(4)]]),
+        [(RecordType::IsInclude, vec![s(4)])]
+    );
+    // Asked only about what it does not want: no answer at all.
+    assert_eq!(ask(&mut h, filter(Exclude, &[s(1)]), &[&[s(1)]]), []);
+    // Two queries before the answer is due: one answer about both lists.
+    assert_eq!(
+        ask(
+            &mut h,
+            filter(Include, &[s(1), s(2), s(3)]),
+            &[&[s(1)], &[s(3), s(5)]]
+        ),
+        [(RecordType::IsInclude, vec![s(1), s(3)])]
+    );
+    // A group-specific query on top widens the answer to the whole state.
+    h.handle_packet(at, IF, router, G, &gss_query(G, &[s(1)]));
+    h.handle_packet(at, IF, router, G, &query(Version::V3, G, 10));
+    assert_eq!(
+        records(&mut h, t0, at + Duration::from_secs(2)),
+        [(RecordType::IsInclude, vec![s(1), s(2), s(3)])]
+    );
+}

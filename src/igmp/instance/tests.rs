@@ -313,3 +313,32 @@ fn a_reload_with_a_shorter_query_interval_applies_at_once_and_keeps_members() {
     assert_eq!(s.groups.len(), 1, "the member is kept");
     assert_eq!(s.groups[0].group.group, G);
 }
+
+#[test]
+fn a_dropped_packet_is_counted_and_its_reason_kept_for_the_log() {
+    let t0 = Instant::now();
+    let mut r = IgmpRouter::new(t0, config(&[(IF, 1)]));
+    let report = encode(&Message::V2Report(G));
+    let mut bad_sum = report.clone();
+    bad_sum[2] ^= 0x55;
+    let unicast = encode(&Message::V2Report(S1));
+    let cases: [(&[u8], Dropped); 3] = [
+        (&report[..5], Dropped::Decode(DecodeError::Truncated)),
+        (&bad_sum, Dropped::Decode(DecodeError::Checksum)),
+        (&unicast, Dropped::NotMulticast(S1)),
+    ];
+    for (p, why) in cases {
+        r.handle_packet(t0, IF, HOST, G, p);
+        assert_eq!(r.take_dropped(), Some((IF, HOST, why.clone())));
+        assert_eq!(r.take_dropped(), None, "taken once");
+        assert!(!why.to_string().is_empty());
+    }
+    assert_eq!(Dropped::Decode(DecodeError::Checksum).kind(), "checksum");
+    assert_eq!(Dropped::NotMulticast(S1).kind(), "malformed");
+    let c = &r.interface(IF).unwrap().counters;
+    assert_eq!((c.checksum_errors, c.malformed), (1, 2));
+    // A good report drops nothing.
+    r.handle_packet(t0, IF, HOST, G, &report);
+    assert_eq!(r.take_dropped(), None);
+    assert_eq!(r.interface(IF).unwrap().members().len(), 1);
+}

@@ -8,7 +8,9 @@
 //! RIB memberships and `subscribe` events.
 //!
 //! A packet never fails the actor: the decoder refuses bad input and the
-//! core counts it. If the actor fails anyway, the restarted one starts
+//! core counts it; the shell logs why at debug under the Protocol facility,
+//! rate-limited like the data plane's drop lines (`DropLog`), so a flood of
+//! bad packets cannot flood the log. If the actor fails anyway, the restarted one starts
 //! with no members and says nothing destructive: it sends the startup
 //! queries, adds what the answers name, and only once the answers to every
 //! startup query are due does it hand the RIB the full membership of the
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::control::Event;
+use mcr::dataplane::explain::{Admit, Limiter, WINDOW_MS};
 use mcr::igmp::config::InterfaceConfig;
 use mcr::igmp::instance::Role;
 use mcr::igmp::{
@@ -82,6 +85,62 @@ pub struct IgmpState {
     /// Packets whose IP header was unusable; shown with the core's
     /// `malformed` counter.
     bad_ip: u64,
+    drops: DropLog,
+}
+
+/// Debug lines about dropped IGMP packets, at most `BURST` per 10 s
+/// window; the rest are counted and the count is logged with the next
+/// line or at the next tick once the window is over (the same limiter as
+/// the data plane's drop explanations, `mcr::dataplane::explain`).
+pub(super) struct DropLog {
+    start: Instant,
+    limiter: Limiter,
+}
+
+impl Default for DropLog {
+    fn default() -> Self {
+        DropLog {
+            start: Instant::now(),
+            limiter: Limiter::default(),
+        }
+    }
+}
+
+impl DropLog {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// One dropped packet from `src` on `interface`, `why`.
+    pub(super) fn dropped(
+        &mut self,
+        interface: &str,
+        src: impl std::fmt::Display,
+        why: impl std::fmt::Display,
+    ) {
+        // The level check first: with debug off a drop costs nothing more.
+        if !tracing::enabled!(target: "Protocol", tracing::Level::DEBUG) {
+            return;
+        }
+        if let Admit::Log { held_back } = self.limiter.admit(self.now_ms()) {
+            let more = if held_back > 0 {
+                format!(
+                    " ({held_back} more dropped in the previous {} s, not logged)",
+                    WINDOW_MS / 1000
+                )
+            } else {
+                String::new()
+            };
+            debug!(target: "Protocol", "IGMP on {interface}: dropped a packet from {src}: {why}{more}");
+        }
+    }
+
+    /// After a window with lines held back: how many, once.
+    pub(super) fn flush(&mut self, interface: &str) {
+        if let Some(n) = self.limiter.flush(self.now_ms()) {
+            debug!(target: "Protocol", "IGMP on {interface}: {n} more dropped packets in the last {} s, not logged", WINDOW_MS / 1000);
+        }
+    }
 }
 
 /// The filter a core event names, as the RIB keeps it.
@@ -138,7 +197,9 @@ impl IgmpState {
         let rx = open_igmp_rx(info.ifindex).map_err(|e| format!("IGMP receive socket: {e}"))?;
         let tx = open_igmp_tx(&self.interface, info.ifindex, address)
             .map_err(|e| format!("IGMP send socket: {e}"))?;
-        let reader = start_reader(rx, me.clone(), &self.interface, IgmpMsg::Packet)?;
+        let reader = start_reader(rx, me.clone(), &self.interface, |p| {
+            Some(IgmpMsg::Packet(p.to_vec()))
+        })?;
         let now = Instant::now();
         let config = RouterConfig {
             params: self.params.clone(),
@@ -284,6 +345,10 @@ impl IgmpState {
             }
             IgmpEvent::QuerierChange { querier, local, .. } => {
                 info!(target: "Protocol", "IGMP querier on {interface}: {querier}{}", if local { " (us)" } else { "" });
+                IgmpProxy::tell(IgmpProxyMsg::Querier {
+                    interface: interface.clone(),
+                    local,
+                });
                 self.shared.publish(Event::IgmpQuerier {
                     interface,
                     querier,
@@ -381,12 +446,13 @@ const POLL: Duration = Duration::from_millis(200);
 const MAX_QUEUED: usize = 4096;
 
 /// Start reading `rx` on a thread; each packet reaches `me` as
-/// `wrap(packet)` (the IGMP proxy's upstream reads the same way).
+/// `wrap(packet)`, unless that is `None` (the IGMP proxy's upstream and
+/// its data watch read the same way).
 pub(super) fn start_reader<M: ractor::Message>(
     rx: OwnedFd,
     me: ActorRef<M>,
     interface: &str,
-    wrap: fn(Vec<u8>) -> M,
+    wrap: impl FnMut(&[u8]) -> Option<M> + Send + 'static,
 ) -> Result<Reader, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let queued = Arc::new(AtomicUsize::new(0));
@@ -402,7 +468,7 @@ pub(super) fn start_reader<M: ractor::Message>(
 fn read_loop<M: ractor::Message>(
     rx: &OwnedFd,
     me: &ActorRef<M>,
-    wrap: fn(Vec<u8>) -> M,
+    mut wrap: impl FnMut(&[u8]) -> Option<M>,
     stop: &AtomicBool,
     queued: &AtomicUsize,
 ) {
@@ -422,8 +488,11 @@ fn read_loop<M: ractor::Message>(
                     warn!(target: "Protocol", "IGMP flood over: {dropped} packets dropped");
                     dropped = 0;
                 }
+                let Some(m) = wrap(&buf[..n]) else {
+                    continue;
+                };
                 queued.fetch_add(1, Ordering::Relaxed);
-                if me.cast(wrap(buf[..n].to_vec())).is_err() {
+                if me.cast(m).is_err() {
                     return;
                 }
             }
@@ -460,6 +529,7 @@ impl Actor for IgmpActor {
             timer: None,
             _resync: None,
             bad_ip: 0,
+            drops: DropLog::default(),
         };
         // A missing interface is not a failure of the actor: it waits.
         if let Err(e) = st.try_start(&me) {
@@ -499,13 +569,20 @@ impl Actor for IgmpActor {
                     Some((src, dst, payload)) => {
                         run.router
                             .handle_packet(Instant::now(), run.ifindex, src, dst, payload);
+                        if let Some((_, src, why)) = run.router.take_dropped() {
+                            st.drops.dropped(&st.interface, src, why);
+                        }
                     }
-                    None => st.bad_ip += 1,
+                    None => {
+                        st.bad_ip += 1;
+                        st.drops.dropped(&st.interface, "?", "unusable IPv4 header");
+                    }
                 }
                 st.drain(&me);
             }
             IgmpMsg::Tick => {
                 st.timer = None;
+                st.drops.flush(&st.interface);
                 st.check_interface();
                 match st.run.as_mut() {
                     Some(run) => run.router.handle_timeout(Instant::now()),
