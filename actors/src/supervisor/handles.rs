@@ -276,6 +276,9 @@ pub enum WmMsg {
     Fault(mcr::control::FaultRequest, Reply<Done>),
     StopAll(RpcReplyPort<()>),
     Tick,
+    /// Every register tunnel, by the interface of its source (from the
+    /// PimActor, whole on every change): their packets are punted.
+    Punts(BTreeMap<String, Vec<(Ipv4Addr, Ipv4Addr)>>),
     Panic,
 }
 
@@ -321,6 +324,8 @@ pub enum LinkMsg {
     /// `mcrctl trace`: carried to the worker process; `Get` is answered
     /// with its report, the others with nothing once sent.
     Trace(TraceOp, Reply<Vec<mcr::ipc::trace::RuleTrace>>),
+    /// What PIM asks of this worker now (upcalls, register punts).
+    PimData(mcr::ipc::PimData),
     /// Stop the worker (interface gone or down, or shutdown) and this link.
     Stop {
         reason: String,
@@ -372,6 +377,18 @@ pub enum PimMsg {
     Memberships(Arc<Memberships>),
     /// The daemon stops: send goodbye Hellos, then answer.
     Shutdown(RpcReplyPort<()>),
+    /// A worker on `interface` saw (S,G) data no (S,G) rule covers (its
+    /// first-packet upcall, repeated at most once a second).
+    Data {
+        interface: String,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
+    /// A whole packet of a register tunnel from the worker on `interface`.
+    RegisterData {
+        interface: String,
+        packet: Vec<u8>,
+    },
     Panic,
 }
 

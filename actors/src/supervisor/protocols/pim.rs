@@ -56,6 +56,8 @@ use crate::supervisor::handles::{Pim, PimMsg, Rib, RibMsg};
 use crate::supervisor::netlink::route::RouteLookup;
 use crate::supervisor::shared::Shared;
 
+#[path = "pim_data.rs"]
+mod data;
 #[path = "pim_rib.rs"]
 mod rib;
 use rib::{merge_inherited, rib_routes};
@@ -106,6 +108,8 @@ pub struct PimState {
     inherited: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     /// One netlink connection for every RPF lookup; reopened if it dies.
     rpf: Option<RouteLookup>,
+    /// Upcalls, register punts and unicast PIM (`pim_data.rs`).
+    data: data::DataPath,
 }
 
 impl Drop for PimState {
@@ -414,6 +418,9 @@ impl PimState {
         // what the RIB must forward.
         self.sync_rib();
         while let Some(t) = self.core.poll_transmit() {
+            if self.send_unicast(&t) {
+                continue;
+            }
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
                 continue;
@@ -424,10 +431,12 @@ impl PimState {
             }
         }
         while let Some(ev) = self.core.poll_event() {
+            self.data_event(&ev);
             if let Some(e) = to_event(ev) {
                 self.shared.publish(e);
             }
         }
+        self.sync_punts();
         let next = self.core.poll_timeout();
         if self.timer.as_ref().map(|(at, _)| *at) != next {
             if let Some((_, t)) = self.timer.take() {
@@ -499,7 +508,8 @@ fn to_event(ev: PimEvent) -> Option<Event> {
         }
         // Downstream state goes to the RIB in a later step.
         PimEvent::DownstreamJoin { .. } | PimEvent::DownstreamLeave { .. } => return None,
-        // Register and Assert state reach the data path with it, later.
+        // The register tunnel is the data path's (`pim_data.rs`); Assert
+        // state reaches the data path later.
         PimEvent::RegisterTunnel { .. }
         | PimEvent::Keepalive { .. }
         | PimEvent::AssertChanged { .. } => return None,
@@ -604,6 +614,7 @@ impl Actor for PimActor {
             started: Instant::now(),
             inherited: BTreeMap::new(),
             rpf: None,
+            data: Default::default(),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -673,6 +684,7 @@ impl Actor for PimActor {
                 st.core
                     .handle_event(Instant::now(), PimInput::RoutesChanged);
                 st.resend();
+                st.data.resend();
             }
             PimMsg::Routes(r) => {
                 let _ = r.send(st.core.routes(Instant::now()));
@@ -696,6 +708,7 @@ impl Actor for PimActor {
                 let _ = r.send(());
             }
             PimMsg::Ops(o) => o.run("pim").await,
+            msg @ (PimMsg::Data { .. } | PimMsg::RegisterData { .. }) => st.on_data(msg),
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }
         st.drain(&myself);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mcr::control::{Done, Event};
 use mcr::iface::Ifaces;
 use mcr::ipc::trace::{merge_parts, RuleTrace};
-use mcr::ipc::{Fault, FromWorker, ToWorker, IPC_VERSION};
+use mcr::ipc::{Fault, FromWorker, PimData, ToWorker, IPC_VERSION};
 use mcr::rib::InterfaceTable;
 use mcr::worker_policy::{self as policy, DriftAction, ExitAction, Observed, Phase, TickAction};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::process::{start_process, LinkState, SpawnSettings};
 use crate::supervisor::handles::{
-    LinkFault, LinkMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
+    LinkFault, LinkMsg, Pim, PimMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
 };
 use crate::supervisor::shared::Shared;
 use crate::supervisor::util::{lock, spawn_ticker};
@@ -215,6 +215,10 @@ impl Actor for WorkerLink {
                 let r = fault(&mut lock(&st_arc), f);
                 let _ = reply.send(r.map(|message| Done::new(message, None)));
             }
+            LinkMsg::PimData(d) => {
+                let mut st = lock(&st_arc);
+                st.set_pim(d);
+            }
             LinkMsg::Stop { reason, reply } => {
                 stop_link(&myself, ls, reason).await?;
                 if let Some(r) = reply {
@@ -239,7 +243,7 @@ fn set_table(
     st.ifaces = ifaces;
     st.core = core;
     st.nworkers = nworkers;
-    if st.table.is_empty() {
+    if !st.has_work() {
         if st.idle_since.is_none() {
             st.idle_since = Some(Instant::now());
         }
@@ -279,6 +283,9 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
                 pid,
             });
             st.apply_table();
+            if st.pim != PimData::default() {
+                st.send(&ToWorker::PimData(st.pim.clone()), &[]);
+            }
             ls.report(st);
         }
         FromWorker::Ack { seq, hash, gap, .. } => {
@@ -317,6 +324,19 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
         }
         // Taken in `handle`, which owns the waiting requests.
         FromWorker::Trace { .. } => {}
+        FromWorker::Upcall { source, group } => {
+            Pim::tell(PimMsg::Data {
+                interface: st.key.interface.clone(),
+                source,
+                group,
+            });
+        }
+        FromWorker::Punt { packet } => {
+            Pim::tell(PimMsg::RegisterData {
+                interface: st.key.interface.clone(),
+                packet,
+            });
+        }
     }
 }
 
@@ -442,7 +462,7 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
     let observed = Observed {
         phase: st.phase.clone(),
         idle_since: st.idle_since,
-        has_rules: !st.table.is_empty(),
+        has_rules: st.has_work(),
         last_heartbeat: st.last_heartbeat,
     };
     match policy::on_tick(&observed, now, &timing) {
