@@ -84,7 +84,18 @@ impl PimState {
     /// Note the events the data path acts on (before they are published).
     pub(super) fn data_event(&mut self, ev: &PimEvent) {
         if let PimEvent::RegisterTunnel { source, group, up } = ev {
-            info!(target: "Protocol", "register tunnel ({source}, {group}) {}", if *up { "up: encapsulating to the RP" } else { "down" });
+            if *up {
+                info!(target: "Protocol", "register tunnel ({source}, {group}) up: encapsulating to the RP");
+            } else {
+                // Prune after a Register-Stop; gone when the source went quiet.
+                let state = self
+                    .core
+                    .registers(Instant::now())
+                    .into_iter()
+                    .find(|r| r.source == *source && r.group == *group)
+                    .map(|r| r.state);
+                info!(target: "Protocol", "register tunnel ({source}, {group}) down (register state {})", state.map_or("no_info".to_string(), |s| format!("{s:?}").to_lowercase()));
+            }
             self.data.tunnels_changed = true;
         }
     }
