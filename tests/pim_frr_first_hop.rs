@@ -392,3 +392,142 @@ fn a_flood_of_new_flows_is_bounded_at_the_worker() {
     );
     assert!(c.upcalls_suppressed > 0, "{c:?}");
 }
+
+/// How fast Register encapsulation carries a stream, next to the worker's
+/// own forwarding of the same packets in the same run. The "RP" is a
+/// namespace with no PIM: nothing ever sends a Register-Stop, so the
+/// register tunnel stays up for the whole stream.
+#[test]
+fn register_encapsulation_rate_next_to_native_forwarding() {
+    if !require_root("register_encapsulation_rate_next_to_native_forwarding") {
+        return;
+    }
+    let src = Ipv4Addr::new(10, 208, 1, 10);
+    let rp = Ipv4Addr::new(10, 208, 12, 1);
+    let group = Ipv4Addr::new(239, 208, 1, 1);
+    let mcr_ns = Netns::new("pimr-mcr");
+    let h1 = Netns::new("pimr-h1");
+    let rp_ns = Netns::new("pimr-rp");
+    let out = Netns::new("pimr-out");
+    veth(
+        &mcr_ns,
+        "m-h1",
+        "10.208.1.1/24",
+        &h1,
+        "h1-m",
+        &format!("{src}/24"),
+    );
+    veth(
+        &mcr_ns,
+        "m-rp",
+        "10.208.12.2/24",
+        &rp_ns,
+        "rp-m",
+        &format!("{rp}/24"),
+    );
+    veth(
+        &mcr_ns,
+        "m-out",
+        "10.208.3.1/24",
+        &out,
+        "out-m",
+        "10.208.3.10/24",
+    );
+    h1.ip(&["route", "add", "default", "via", "10.208.1.1"]);
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-h1\", hello_interval: 30 }}, {{ name: \"m-rp\", hello_interval: 30 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{rp}\" }} ] }}, \
+         rules: [ {{ name: \"native\", input: {{ interface: \"m-h1\", group: \"{group}\", port: {PORT} }}, \
+           outputs: [ {{ interface: \"m-out\", group: \"{group}\", port: {PORT}, mode: \"route\" }} ] }} ] }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    wait("a worker on m-h1", Duration::from_secs(10), || {
+        worker(&mcr, "m-h1")
+    });
+    // Open the tunnel with a few packets first.
+    let opened = format!("register tunnel ({src}, {group}) up");
+    let _warm = common::daemon::send(
+        &h1,
+        &group.to_string(),
+        PORT,
+        "h1-m",
+        20,
+        100,
+        100,
+        &["--ttl", "16"],
+    );
+    wait("the register tunnel", Duration::from_secs(10), || {
+        mcr.log_text().contains(&opened).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (rate, secs) = (20_000u32, 3u64);
+    let before = (
+        rp_ns.rx_packets("rp-m"),
+        out.rx_packets("out-m"),
+        worker(&mcr, "m-h1").unwrap_or_default(),
+    );
+    let t = Instant::now();
+    let sent = common::daemon::send(
+        &h1,
+        &group.to_string(),
+        PORT,
+        "h1-m",
+        u64::from(rate) * secs,
+        rate,
+        512,
+        &["--ttl", "16"],
+    );
+    let took = t.elapsed();
+    // The actor may still be working through its mailbox: Registers are
+    // counted until they stop, and their rate over the time they took.
+    let mut last = (rp_ns.rx_packets("rp-m"), Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let n = rp_ns.rx_packets("rp-m");
+        if n == last.0 {
+            break;
+        }
+        last = (n, Instant::now());
+    }
+    let registers = last.0 - before.0;
+    let reg_secs = (last.1 - t).as_secs_f64().max(took.as_secs_f64());
+    let native = out.rx_packets("out-m") - before.1;
+    let c = worker(&mcr, "m-h1").unwrap_or_default();
+    let (punted, dropped) = (
+        c.punted - before.2.punted,
+        c.punt_dropped - before.2.punt_dropped,
+    );
+    let secs_f = took.as_secs_f64();
+    println!(
+        "pim_frr_first_hop encapsulation: {} sent in {took:?}; native forwarding {native} ({:.0}/s); \
+         Registers at the RP {registers} in {reg_secs:.2} s ({:.0}/s), ratio to native {:.2}; \
+         punted {punted}, punt drops {dropped}",
+        sent.sent,
+        native as f64 / secs_f,
+        registers as f64 / reg_secs,
+        (registers as f64 / reg_secs) / (native as f64 / secs_f).max(1.0),
+    );
+    assert!(
+        native * 100 >= u64::from(rate) * secs * 95,
+        "native {native}"
+    );
+    assert!(registers > 0);
+    // A punted packet becomes at most one Register (give or take a Hello);
+    // what encapsulation cannot keep up with is dropped, not queued: the
+    // Registers end soon after the stream.
+    assert!(
+        registers * 100 <= punted * 101,
+        "punted {punted}, registers {registers}"
+    );
+    assert!(
+        reg_secs < took.as_secs_f64() + 2.0,
+        "Registers went on for {reg_secs:.1} s after a {took:?} stream"
+    );
+}

@@ -437,6 +437,7 @@ impl PimState {
             }
         }
         self.sync_punts();
+        self.drained();
         let next = self.core.poll_timeout();
         if self.timer.as_ref().map(|(at, _)| *at) != next {
             if let Some((_, t)) = self.timer.take() {
@@ -614,7 +615,7 @@ impl Actor for PimActor {
             started: Instant::now(),
             inherited: BTreeMap::new(),
             rpf: None,
-            data: Default::default(),
+            data: data::DataPath::new(),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -708,7 +709,11 @@ impl Actor for PimActor {
                 let _ = r.send(());
             }
             PimMsg::Ops(o) => o.run("pim").await,
-            msg @ (PimMsg::Data { .. } | PimMsg::RegisterData { .. }) => st.on_data(msg),
+            msg @ (PimMsg::Data { .. } | PimMsg::RegisterData { .. }) => {
+                if !st.on_data(&myself, msg) {
+                    return Ok(());
+                }
+            }
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }
         st.drain(&myself);

@@ -11,6 +11,7 @@
 //! sockets, the table sync state, counters) is in `LinkState`, kept in the
 //! root's registry.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,16 @@ use crate::supervisor::shared::Shared;
 use crate::supervisor::util::{lock, spawn_ticker};
 
 const TICK: Duration = Duration::from_millis(200);
+
+/// Punted packets on their way to the PimActor and not yet taken by it
+/// (it takes one off as it handles each). Actor mailboxes have no bound,
+/// so this is the bound: past `MAX_PUNTS_QUEUED` a punt is dropped here
+/// rather than queued, and a source faster than Register encapsulation
+/// costs lost Registers, not memory and seconds of delay.
+pub static PUNTS_QUEUED: AtomicUsize = AtomicUsize::new(0);
+pub const MAX_PUNTS_QUEUED: usize = 512;
+/// Punts dropped because the PimActor was behind, since the daemon started.
+static PUNTS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub struct LinkArgs {
     pub key: WorkerKey,
@@ -324,20 +335,46 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
         }
         // Taken in `handle`, which owns the waiting requests.
         FromWorker::Trace { .. } => {}
+        // The reader thread sends these to PIM itself (`to_pim`).
+        msg @ (FromWorker::Upcall { .. } | FromWorker::Punt { .. }) => {
+            to_pim(&st.key.interface, msg);
+        }
+    }
+}
+
+/// Hand PIM's messages from the worker on `interface` to the PimActor:
+/// the worker's IPC reader calls this directly, so that a stream of
+/// punted packets does not queue behind this actor. Returns the message
+/// back if it is not PIM's.
+pub fn to_pim(interface: &str, msg: FromWorker) -> Option<FromWorker> {
+    match msg {
         FromWorker::Upcall { source, group } => {
             Pim::tell(PimMsg::Data {
-                interface: st.key.interface.clone(),
+                interface: interface.to_string(),
                 source,
                 group,
             });
         }
         FromWorker::Punt { packet } => {
-            Pim::tell(PimMsg::RegisterData {
-                interface: st.key.interface.clone(),
+            if PUNTS_QUEUED.fetch_add(1, Ordering::Relaxed) >= MAX_PUNTS_QUEUED {
+                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+                let n = PUNTS_DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    warn!(target: "Protocol", "{n} packets to register dropped so far: Register encapsulation is behind the source");
+                }
+                return None;
+            }
+            let sent = Pim::tell(PimMsg::RegisterData {
+                interface: interface.to_string(),
                 packet,
             });
+            if !sent {
+                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+            }
         }
+        other => return Some(other),
     }
+    None
 }
 
 /// A part of a trace report; the last one answers its request.

@@ -385,9 +385,10 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     let exited = Arc::new(Mutex::new(false));
     spawn_exit_watcher(child, exited.clone(), name.clone(), gen);
     let reader_fd = ipc.clone();
+    let interface = ifc.clone();
     std::thread::Builder::new()
         .name("mcrd-ipc".into())
-        .spawn(move || read_ipc(reader_fd, name, gen))
+        .spawn(move || read_ipc(reader_fd, name, gen, interface))
         .map_err(|e| format!("cannot start the IPC reader thread: {e}"))?;
     let proc = Proc { pid, ipc, exited };
     let setup = WorkerSetup {
@@ -487,15 +488,18 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 }
 
 /// Read worker messages (blocking, on its own thread) and forward them to
-/// whichever link actor holds the name now. Ends when the worker's end
+/// whichever link actor holds the name now (PIM's straight to the
+/// PimActor). Ends when the worker's end
 /// closes, which it does when the process exits or is killed.
-fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64) {
+fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64, interface: String) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         match recv_msg(ipc.as_fd(), &mut buf, false) {
             Ok(Some(m)) => match decode::<FromWorker>(&buf[..m.len]) {
                 Ok(msg) => {
-                    Link::tell(&link, LinkMsg::FromWorker { gen, msg });
+                    if let Some(msg) = super::link::to_pim(&interface, msg) {
+                        Link::tell(&link, LinkMsg::FromWorker { gen, msg });
+                    }
                 }
                 Err(e) => {
                     warn!(target: "RuleDispatch", "{link}: undecodable message from the worker: {e}")
