@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use crate::dataplane::pipeline::Verdict;
+use crate::dataplane::table::Table;
 use crate::ipc::FrameFormat;
 
 /// One report per (S,G) per this period at most. Repeats while the flow
@@ -78,6 +80,18 @@ pub fn routable(source: Ipv4Addr, group: Ipv4Addr) -> bool {
         && !source.is_unspecified()
         && !source.is_multicast()
         && !source.is_broadcast()
+}
+
+/// Whether the pipeline's `verdict` leaves a packet uncovered by any (S,G)
+/// rule of `table`: no rule took it, or only a rule for any source (a
+/// (*,G) route) did. Packets refused before the lookup (malformed,
+/// fragments, not UDP, bad checksums, TTL 0) never reach a route.
+pub fn uncovered(verdict: Verdict, table: &Table) -> bool {
+    match verdict {
+        Verdict::NoMatch => true,
+        Verdict::Forward { slot } => table.entry(slot).is_some_and(|e| e.rule.source.is_none()),
+        _ => false,
+    }
 }
 
 /// What the limiter decided about one candidate packet.
@@ -249,6 +263,50 @@ mod tests {
         assert!(!routable(ip("10.0.0.1"), ip("10.0.0.2")));
         assert!(!routable(ip("0.0.0.0"), ip("239.1.1.1")));
         assert!(!routable(ip("239.0.0.1"), ip("239.1.1.1")));
+    }
+
+    #[test]
+    fn only_packets_without_an_s_g_rule_are_uncovered() {
+        use crate::dataplane::pipeline::process;
+        use crate::ipc::{rule_key, TableOutput, TableRule, WorkerCounters};
+        use crate::rule::OutputMode;
+        let rule = |id: &str, source: Option<&str>| TableRule {
+            key: rule_key(id),
+            id: id.into(),
+            group: ip("239.1.1.1"),
+            port: 0,
+            source: source.map(ip),
+            outputs: vec![TableOutput {
+                egress: 0,
+                group: ip("239.1.1.1"),
+                port: 0,
+                mode: OutputMode::Route,
+            }],
+        };
+        let verdict = |t: &mut Table, src: &str, dst: &str| {
+            let pkt = UdpPacketSpec::new(ip(src), ip(dst), 1, 2).build(b"x");
+            let mut f = VnetHdr::plain().to_vec();
+            f.extend_from_slice(&pkt);
+            let n = f.len();
+            let mut c = WorkerCounters::default();
+            process(&mut f, n, FMT, t, &mut Vec::new(), &mut c)
+        };
+        let mut t = Table::new();
+        // No rule at all.
+        let v = verdict(&mut t, "10.0.0.1", "239.1.1.1");
+        assert!(uncovered(v, &t), "{v:?}");
+        // A (*,G) rule forwards it, but PIM still has to hear of (S,G).
+        t.upsert(rule("star", None));
+        let v = verdict(&mut t, "10.0.0.1", "239.1.1.1");
+        assert!(matches!(v, Verdict::Forward { .. }) && uncovered(v, &t));
+        // An (S,G) rule covers its source, not another.
+        t.upsert(rule("sg", Some("10.0.0.1")));
+        let v = verdict(&mut t, "10.0.0.1", "239.1.1.1");
+        assert!(matches!(v, Verdict::Forward { .. }) && !uncovered(v, &t));
+        assert!(uncovered(verdict(&mut t, "10.0.0.2", "239.1.1.1"), &t));
+        // Refused before the lookup.
+        assert!(!uncovered(Verdict::Malformed, &t));
+        assert!(!uncovered(Verdict::NotUdp, &t));
     }
 
     #[test]

@@ -74,17 +74,7 @@ impl Worker {
         if !self.pim.upcall {
             return;
         }
-        let covered = match verdict {
-            Verdict::NoMatch => false,
-            Verdict::Forward { slot } => self
-                .rx
-                .table()
-                .entry(slot)
-                .is_none_or(|e| e.rule.source.is_some()),
-            // Malformed, fragments and the rest never reach a route.
-            _ => true,
-        };
-        if covered {
+        if !upcall::uncovered(verdict, self.rx.table()) {
             return;
         }
         let Some(p) = upcall::peek(self.bufs.buf_mut(bid), received, self.setup.format) else {
