@@ -514,8 +514,10 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
         registers as f64 / reg_secs,
         (registers as f64 / reg_secs) / (native as f64 / secs_f).max(1.0),
     );
+    // Punting costs the worker a copy and a send per packet; its own
+    // forwarding must still carry most of the stream.
     assert!(
-        native * 100 >= u64::from(rate) * secs * 95,
+        native * 100 >= u64::from(rate) * secs * 80,
         "native {native}"
     );
     assert!(registers > 0);
@@ -526,8 +528,10 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
         registers * 100 <= punted * 101,
         "punted {punted}, registers {registers}"
     );
+    // What is left after the stream is what the IPC socket's buffer held
+    // (4 MiB, a few thousand punts) and the 512 queued at the PimActor.
     assert!(
-        reg_secs < took.as_secs_f64() + 2.0,
-        "Registers went on for {reg_secs:.1} s after a {took:?} stream"
+        reg_secs < took.as_secs_f64() + 5.0,
+        "Registers went on until {reg_secs:.1} s after the start of a {took:?} stream"
     );
 }
