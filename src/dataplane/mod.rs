@@ -5,7 +5,8 @@
 //! (`pipeline`), egress batching (`egress`), the provided-buffer ring
 //! (`bufring`), the worker's packet statistics (`sockets`), the per-rule
 //! packet trace (`trace`), rate-limited explanations of drops in the log
-//! (`explain`) and the io_uring event loop of a worker process
+//! (`explain`), what a worker on a PIM interface reports to PIM and
+//! how often (`upcall`), and the io_uring event loop of a worker process
 //! (`worker`). The sockets the supervisor opens for workers are in
 //! `crate::sys`.
 
@@ -17,4 +18,5 @@ pub mod receiver;
 pub mod sockets;
 pub mod table;
 pub mod trace;
+pub mod upcall;
 pub mod worker;

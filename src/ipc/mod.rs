@@ -28,7 +28,7 @@ use crate::rule::OutputMode;
 /// Bump on any change to the messages below. postcard is positional, so
 /// even a field added with `#[serde(default)]` (there for the JSON of the
 /// control protocol) changes the encoding.
-pub const IPC_VERSION: u32 = 3;
+pub const IPC_VERSION: u32 = 4;
 
 /// Largest encoded message. The socket pair's buffers are sized above this.
 pub const MAX_MESSAGE: usize = 128 * 1024;
@@ -153,6 +153,24 @@ pub enum Fault {
     Panic,
 }
 
+/// What PIM asks of the worker of one interface (RFC 7761 §4.4; see
+/// `dataplane::upcall`). Sent whole on every change and to every new
+/// process, so a lost or reordered message is repaired by the next.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PimData {
+    /// PIM runs on this interface: report the first packet of every
+    /// (S,G) that no (S,G) rule covers (`FromWorker::Upcall`).
+    pub upcall: bool,
+    /// (source, group) pairs whose packets are sent whole to the
+    /// supervisor (`FromWorker::Punt`): the first-hop DR's register
+    /// tunnels. At most `MAX_PUNT_FLOWS`.
+    pub punts: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// Most register tunnels one worker punts for; more are ignored (the
+/// message must fit in `MAX_MESSAGE`).
+pub const MAX_PUNT_FLOWS: usize = 4096;
+
 /// Supervisor → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -202,6 +220,8 @@ pub enum ToWorker {
         key: Option<u64>,
         nonce: u64,
     },
+    /// Replaces what PIM asked of this worker before.
+    PimData(PimData),
 }
 
 /// Per-worker counters. Monotonic for the life of the worker process.
@@ -254,6 +274,21 @@ pub struct WorkerCounters {
     /// may send one, RFC 1812 §5.3.1, RFC 1122 §3.2.1.7).
     #[serde(default)]
     pub ttl_zero: u64,
+    /// First packets of an uncovered (S,G) reported to PIM
+    /// (`FromWorker::Upcall`).
+    #[serde(default)]
+    pub upcalls: u64,
+    /// Upcalls not sent because the global rate limit was reached (a
+    /// flood of new flows); the flow is reported once the limit allows.
+    #[serde(default)]
+    pub upcalls_suppressed: u64,
+    /// Packets of register tunnels sent whole to the supervisor.
+    #[serde(default)]
+    pub punted: u64,
+    /// Packets of register tunnels not sent because the punt budget
+    /// (packets or bytes per second) was spent, or the IPC socket was full.
+    #[serde(default)]
+    pub punt_dropped: u64,
 }
 
 /// Per-output counters of one rule.
@@ -314,6 +349,62 @@ pub enum FromWorker {
         rules: Vec<trace::RuleTrace>,
         last: bool,
     },
+    /// A multicast packet of (source, group) arrived on a PIM interface and
+    /// no (S,G) rule covers it (the kernel's cache-miss upcall). Repeated
+    /// at most once per `upcall::FLOW_INTERVAL_MS` while that lasts, so it
+    /// also tells PIM the flow is still there.
+    Upcall {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
+    /// A whole IPv4 packet (header included, TTL as received) of a flow in
+    /// `PimData::punts`, for Register encapsulation.
+    Punt {
+        #[serde(with = "bytes")]
+        packet: Vec<u8>,
+    },
+}
+
+/// A byte vector encoded as one length-prefixed run of bytes, not as a
+/// sequence of `u8`s one serde call each: punted packets cross the IPC
+/// socket at data rates, and the per-byte path cost more than the copy.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65_536));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
 }
 
 /// Why a message could not be decoded.
@@ -407,11 +498,33 @@ mod tests {
         })
         .unwrap();
         let obj = v.as_object_mut().unwrap();
-        for k in ["ip_checksum_errors", "udp_checksum_errors", "ttl_zero"] {
+        for k in [
+            "ip_checksum_errors",
+            "udp_checksum_errors",
+            "ttl_zero",
+            "upcalls",
+            "upcalls_suppressed",
+            "punted",
+            "punt_dropped",
+        ] {
             assert!(obj.remove(k).is_some(), "{k} is serialised");
         }
         let c: WorkerCounters = serde_json::from_value(v).unwrap();
         assert_eq!((c.recv, c.malformed, c.udp_checksum_errors), (9, 2, 0));
+    }
+
+    #[test]
+    fn the_most_punt_flows_and_a_jumbo_punt_fit_in_one_message() {
+        let ip = |i: u32| Ipv4Addr::from(0xef00_0000 + i);
+        let m = ToWorker::PimData(PimData {
+            upcall: true,
+            punts: (0..MAX_PUNT_FLOWS as u32).map(|i| (ip(i), ip(i))).collect(),
+        });
+        assert_eq!(decode::<ToWorker>(&encode(&m).unwrap()).unwrap(), m);
+        let p = FromWorker::Punt {
+            packet: vec![0x45; 65_535],
+        };
+        assert_eq!(decode::<FromWorker>(&encode(&p).unwrap()).unwrap(), p);
     }
 
     #[test]

@@ -280,6 +280,9 @@ pub enum WmMsg {
     Fault(mcr::control::FaultRequest, Reply<Done>),
     StopAll(RpcReplyPort<()>),
     Tick,
+    /// Every register tunnel, by the interface of its source (from the
+    /// PimActor, whole on every change): their packets are punted.
+    Punts(BTreeMap<String, Vec<(Ipv4Addr, Ipv4Addr)>>),
     Panic,
 }
 
@@ -325,6 +328,8 @@ pub enum LinkMsg {
     /// `mcrctl trace`: carried to the worker process; `Get` is answered
     /// with its report, the others with nothing once sent.
     Trace(TraceOp, Reply<Vec<mcr::ipc::trace::RuleTrace>>),
+    /// What PIM asks of this worker now (upcalls, register punts).
+    PimData(mcr::ipc::PimData),
     /// Stop the worker (interface gone or down, or shutdown) and this link.
     Stop {
         reason: String,
@@ -379,6 +384,18 @@ pub enum PimMsg {
     /// (upstream ifindex, source, group) of learned (S,G) routes whose
     /// workers forwarded packets since the last report (about 1 s).
     Activity(Vec<(u32, Ipv4Addr, Ipv4Addr)>),
+    /// A worker on `interface` saw (S,G) data no (S,G) rule covers (its
+    /// first-packet upcall, repeated at most once a second).
+    Data {
+        interface: String,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+    },
+    /// A whole packet of a register tunnel from the worker on `interface`.
+    RegisterData {
+        interface: String,
+        packet: Vec<u8>,
+    },
     Panic,
 }
 

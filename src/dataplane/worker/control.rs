@@ -1,7 +1,7 @@
 //! What reaches a worker over IPC, and what it reports back. Table
 //! messages are applied by its `TableReceiver`; this part handles the rest
-//! (egress sockets, log levels, traces, fault injection, shutdown) and sends the
-//! periodic stats and heartbeats.
+//! (egress sockets, log levels, traces, PIM's requests, fault injection,
+//! shutdown) and sends the periodic stats and heartbeats.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -161,6 +161,7 @@ impl Worker {
             ToWorker::TraceEnable { key, count } => self.trace_enable(key, count),
             ToWorker::TraceDisable { key } => self.trace_disable(key),
             ToWorker::TraceGet { key, nonce } => self.trace_report(key, nonce),
+            ToWorker::PimData(d) => self.set_pim_data(d),
             ToWorker::Shutdown => {
                 info!(target: "DataPlane", "worker for {} shutting down after {:?}", self.setup.interface, self.started.elapsed());
                 return Ok(Some(Exit::Shutdown));

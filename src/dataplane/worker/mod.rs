@@ -15,7 +15,9 @@
 //! - `control`: IPC messages (table messages go to the sans-I/O
 //!   `TableReceiver` in `dataplane::receiver`), stats and heartbeats;
 //! - `observe`: the per-rule packet trace and the log lines that explain
-//!   drops.
+//!   drops;
+//! - `pimdata`: on PIM interfaces, the first-packet upcall and the
+//!   register tunnels' punt (`dataplane::upcall`).
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -34,6 +36,7 @@ use super::receiver::TableReceiver;
 
 mod control;
 mod observe;
+mod pimdata;
 mod ring;
 mod setup;
 
@@ -168,4 +171,6 @@ struct Worker {
     explain: crate::dataplane::explain::Explainer,
     /// Counters at the last stats tick, for the Stats facility's deltas.
     last_counters: WorkerCounters,
+    /// What PIM asked of this worker (nothing unless it is told).
+    pim: pimdata::PimPath,
 }

@@ -62,6 +62,7 @@ impl Worker {
             traces: Default::default(),
             explain: Default::default(),
             last_counters: WorkerCounters::default(),
+            pim: Default::default(),
         }
     }
 
@@ -196,6 +197,10 @@ impl Worker {
         };
         self.bufs.taken(bid);
         let received = res as usize;
+        let pim = self.pim.active();
+        if pim {
+            self.punt_if_tunnelled(bid, received);
+        }
         let verdict = {
             let frame = self.bufs.buf_mut(bid);
             pipeline::process(
@@ -210,6 +215,9 @@ impl Worker {
         // Drops and traced rules are explained; forwarding pays this test.
         if !matches!(verdict, Verdict::Forward { .. }) || !self.traces.is_empty() {
             self.observe(bid, received, verdict);
+        }
+        if pim {
+            self.upcall_if_uncovered(bid, received, verdict);
         }
         let mut held: u16 = 0;
         if let Verdict::Forward { slot } = verdict {

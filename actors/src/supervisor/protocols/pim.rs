@@ -47,7 +47,7 @@ use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
 use mcr::rib::learned::Memberships;
 use mcr::rib::{Origin, Route};
-use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim, send_pim_unicast};
+use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
@@ -58,6 +58,8 @@ use crate::supervisor::handles::{Pim, PimMsg, Rib, RibMsg};
 use crate::supervisor::netlink::route::RouteLookup;
 use crate::supervisor::shared::Shared;
 
+#[path = "pim_data.rs"]
+mod data;
 #[path = "pim_rib.rs"]
 mod rib;
 use rib::{merge_inherited, rib_routes};
@@ -114,6 +116,8 @@ pub struct PimState {
     fwd: register::Forwarder,
     /// The per-(S,G) data reports from the workers' counters.
     activity: register::Activity,
+    /// Upcalls, register punts and unicast PIM (`pim_data.rs`).
+    data: data::DataPath,
 }
 
 impl Drop for PimState {
@@ -426,25 +430,27 @@ impl PimState {
             self.fwd.forward(&d, &self.links);
         }
         while let Some(t) = self.core.poll_transmit() {
+            if self.send_unicast(&t) {
+                continue;
+            }
             let Some(s) = self.socks.get(&t.ifindex) else {
                 debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
                 continue;
             };
-            let sent = if t.dst.is_multicast() {
-                send_pim(s.fd.as_fd(), t.dst, &t.payload)
-            } else {
-                send_pim_unicast(s.fd.as_fd(), t.dst, t.ttl, &t.payload)
-            };
-            if let Err(e) = sent {
+            // Unicast went out routed above; this is link-local multicast.
+            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
                 // A lost Hello is repaired by the next one.
                 debug!(target: "Protocol", "send on {} failed: {e}", s.name);
             }
         }
         while let Some(ev) = self.core.poll_event() {
+            self.data_event(&ev);
             if let Some(e) = to_event(ev) {
                 self.shared.publish(e);
             }
         }
+        self.sync_punts();
+        self.drained();
         let next = self.core.poll_timeout();
         if self.timer.as_ref().map(|(at, _)| *at) != next {
             if let Some((_, t)) = self.timer.take() {
@@ -516,7 +522,8 @@ fn to_event(ev: PimEvent) -> Option<Event> {
         }
         // Downstream state goes to the RIB in a later step.
         PimEvent::DownstreamJoin { .. } | PimEvent::DownstreamLeave { .. } => return None,
-        // Register and Assert state reach the data path with it, later.
+        // The register tunnel is the data path's (`pim_data.rs`); Assert
+        // state reaches the data path later.
         PimEvent::RegisterTunnel { .. }
         | PimEvent::Keepalive { .. }
         | PimEvent::AssertChanged { .. } => return None,
@@ -623,6 +630,7 @@ impl Actor for PimActor {
             rpf: None,
             fwd: register::Forwarder::default(),
             activity: register::Activity::spawn(myself.clone()),
+            data: data::DataPath::new(),
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -692,6 +700,7 @@ impl Actor for PimActor {
                 st.core
                     .handle_event(Instant::now(), PimInput::RoutesChanged);
                 st.resend();
+                st.data.resend();
             }
             PimMsg::Routes(r) => {
                 let _ = r.send(st.core.routes(Instant::now()));
@@ -716,6 +725,11 @@ impl Actor for PimActor {
             }
             PimMsg::Activity(flows) => register::report(&mut st.core, Instant::now(), flows),
             PimMsg::Ops(o) => o.run("pim").await,
+            msg @ (PimMsg::Data { .. } | PimMsg::RegisterData { .. }) => {
+                if !st.on_data(&myself, msg) {
+                    return Ok(());
+                }
+            }
             PimMsg::Panic => panic!("fault injection: pim actor panic requested"),
         }
         st.drain(&myself);

@@ -11,13 +11,14 @@
 //! sockets, the table sync state, counters) is in `LinkState`, kept in the
 //! root's registry.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcr::control::{Done, Event};
 use mcr::iface::Ifaces;
 use mcr::ipc::trace::{merge_parts, RuleTrace};
-use mcr::ipc::{Fault, FromWorker, ToWorker, IPC_VERSION};
+use mcr::ipc::{Fault, FromWorker, PimData, ToWorker, IPC_VERSION};
 use mcr::rib::InterfaceTable;
 use mcr::worker_policy::{self as policy, DriftAction, ExitAction, Observed, Phase, TickAction};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -25,12 +26,22 @@ use tracing::{info, warn};
 
 use super::process::{start_process, LinkState, SpawnSettings};
 use crate::supervisor::handles::{
-    LinkFault, LinkMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
+    LinkFault, LinkMsg, Pim, PimMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
 };
 use crate::supervisor::shared::Shared;
 use crate::supervisor::util::{lock, spawn_ticker};
 
 const TICK: Duration = Duration::from_millis(200);
+
+/// Punted packets on their way to the PimActor and not yet taken by it
+/// (it takes one off as it handles each). Actor mailboxes have no bound,
+/// so this is the bound: past `MAX_PUNTS_QUEUED` a punt is dropped here
+/// rather than queued, and a source faster than Register encapsulation
+/// costs lost Registers, not memory and seconds of delay.
+pub static PUNTS_QUEUED: AtomicUsize = AtomicUsize::new(0);
+pub const MAX_PUNTS_QUEUED: usize = 512;
+/// Punts dropped because the PimActor was behind, since the daemon started.
+static PUNTS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub struct LinkArgs {
     pub key: WorkerKey,
@@ -215,6 +226,10 @@ impl Actor for WorkerLink {
                 let r = fault(&mut lock(&st_arc), f);
                 let _ = reply.send(r.map(|message| Done::new(message, None)));
             }
+            LinkMsg::PimData(d) => {
+                let mut st = lock(&st_arc);
+                st.set_pim(d);
+            }
             LinkMsg::Stop { reason, reply } => {
                 stop_link(&myself, ls, reason).await?;
                 if let Some(r) = reply {
@@ -239,7 +254,7 @@ fn set_table(
     st.ifaces = ifaces;
     st.core = core;
     st.nworkers = nworkers;
-    if st.table.is_empty() {
+    if !st.has_work() {
         if st.idle_since.is_none() {
             st.idle_since = Some(Instant::now());
         }
@@ -279,6 +294,9 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
                 pid,
             });
             st.apply_table();
+            if st.pim != PimData::default() {
+                st.send(&ToWorker::PimData(st.pim.clone()), &[]);
+            }
             ls.report(st);
         }
         FromWorker::Ack { seq, hash, gap, .. } => {
@@ -317,7 +335,46 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
         }
         // Taken in `handle`, which owns the waiting requests.
         FromWorker::Trace { .. } => {}
+        // The reader thread sends these to PIM itself (`to_pim`).
+        msg @ (FromWorker::Upcall { .. } | FromWorker::Punt { .. }) => {
+            to_pim(&st.key.interface, msg);
+        }
     }
+}
+
+/// Hand PIM's messages from the worker on `interface` to the PimActor:
+/// the worker's IPC reader calls this directly, so that a stream of
+/// punted packets does not queue behind this actor. Returns the message
+/// back if it is not PIM's.
+pub fn to_pim(interface: &str, msg: FromWorker) -> Option<FromWorker> {
+    match msg {
+        FromWorker::Upcall { source, group } => {
+            Pim::tell(PimMsg::Data {
+                interface: interface.to_string(),
+                source,
+                group,
+            });
+        }
+        FromWorker::Punt { packet } => {
+            if PUNTS_QUEUED.fetch_add(1, Ordering::Relaxed) >= MAX_PUNTS_QUEUED {
+                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+                let n = PUNTS_DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    warn!(target: "Protocol", "{n} packets to register dropped so far: Register encapsulation is behind the source");
+                }
+                return None;
+            }
+            let sent = Pim::tell(PimMsg::RegisterData {
+                interface: interface.to_string(),
+                packet,
+            });
+            if !sent {
+                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        other => return Some(other),
+    }
+    None
 }
 
 /// A part of a trace report; the last one answers its request.
@@ -442,7 +499,7 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
     let observed = Observed {
         phase: st.phase.clone(),
         idle_since: st.idle_since,
-        has_rules: !st.table.is_empty(),
+        has_rules: st.has_work(),
         last_heartbeat: st.last_heartbeat,
     };
     match policy::on_tick(&observed, now, &timing) {

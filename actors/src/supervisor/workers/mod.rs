@@ -1,5 +1,8 @@
 //! WorkerManager: decides which workers should exist (one per input
-//! interface that has rules and is up, or one per pinned core), supervises
+//! interface that has rules or runs PIM and is up, or one per pinned
+//! core), tells each what PIM asks of it (first-packet upcalls on PIM
+//! interfaces, the register tunnels' punts: `mcr::dataplane::upcall`),
+//! supervises
 //! one WorkerLink per worker (restart within a budget, as the root does
 //! for its children: `mcr::supervise`), keeps the input group memberships
 //! (`inputs`), and routes worker faults for drills.
@@ -14,11 +17,13 @@ pub mod process;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::control::FaultRequest;
 use mcr::iface::{self, Ifaces};
+use mcr::ipc::PimData;
 use mcr::rib::state::Tables;
 use mcr::supervise::{RestartBudget, Verdict};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -60,6 +65,10 @@ pub struct WmState {
     replaced: HashMap<WorkerKey, u32>,
     /// Most rules in the tables since freed memory was last returned.
     peak_rules: usize,
+    /// The register tunnels the PimActor last reported, by interface.
+    punts: BTreeMap<String, Vec<(Ipv4Addr, Ipv4Addr)>>,
+    /// What each link was last told of PIM.
+    pim_sent: HashMap<WorkerKey, PimData>,
 }
 
 /// Return freed memory to the kernel once the tables have shrunk to less
@@ -95,14 +104,41 @@ impl Drop for WmState {
 }
 
 impl WmState {
+    /// Whether PIM runs on `ifc`: its workers upcall, and it has one even
+    /// with no rules (a listen-only worker), so that traffic nothing
+    /// forwards yet reaches PIM.
+    fn pim_on(&self, ifc: &str) -> bool {
+        self.shared
+            .config()
+            .pim
+            .as_ref()
+            .is_some_and(|p| p.enabled && p.interface(ifc).is_some())
+    }
+
+    fn pim_data(&self, ifc: &str) -> PimData {
+        PimData {
+            upcall: self.pim_on(ifc),
+            punts: self.punts.get(ifc).cloned().unwrap_or_default(),
+        }
+    }
+
     /// Workers that should exist, with their core.
     fn desired(&self) -> BTreeMap<WorkerKey, (Option<u32>, u32)> {
         let cfg = self.shared.config();
         let mut d = BTreeMap::new();
-        for (ifc, table) in self.tables.iter() {
-            if table.is_empty() {
-                continue;
-            }
+        let mut inputs: Vec<&String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        let pim: Vec<&String> = self
+            .ifaces
+            .keys()
+            .filter(|i| self.pim_on(i) && !inputs.contains(i))
+            .collect();
+        inputs.extend(pim);
+        for ifc in inputs {
             match self.ifaces.get(ifc) {
                 Some(i) if i.up => {}
                 _ => continue,
@@ -250,6 +286,23 @@ impl WmState {
             }
         }
         self.reconcile_inputs();
+        self.send_pim_data();
+    }
+
+    /// Tell every link what PIM asks of it now, if that changed.
+    fn send_pim_data(&mut self) {
+        let keys: Vec<WorkerKey> = self.links.keys().cloned().collect();
+        for key in keys {
+            let d = self.pim_data(&key.interface);
+            if self.pim_sent.get(&key) == Some(&d) {
+                continue;
+            }
+            if let Some(link) = self.links.get(&key) {
+                if link.cast(LinkMsg::PimData(d.clone())).is_ok() {
+                    self.pim_sent.insert(key, d);
+                }
+            }
+        }
     }
 
     /// Make the input memberships and sinks match the tables, unless they
@@ -317,6 +370,8 @@ impl Actor for WorkerManager {
             budgets: HashMap::new(),
             replaced: HashMap::new(),
             peak_rules: 0,
+            punts: BTreeMap::new(),
+            pim_sent: HashMap::new(),
         })
     }
 
@@ -357,6 +412,10 @@ impl Actor for WorkerManager {
             WmMsg::Tick => {
                 st.reconcile(&myself).await;
                 st.trim_after_shrink();
+            }
+            WmMsg::Punts(p) => {
+                st.punts = p;
+                st.send_pim_data();
             }
             WmMsg::SetLevels(levels) => {
                 for l in st.links.values() {
@@ -436,6 +495,7 @@ impl Actor for WorkerManager {
                 if let Some(key) = st.by_id.remove(&cell.get_id()) {
                     st.links.remove(&key);
                     st.sent.remove(&key);
+                    st.pim_sent.remove(&key);
                     let budget = st.budgets.entry(key.clone()).or_insert_with(|| {
                         RestartBudget::new(LINK_RESTART_BUDGET, LINK_BUDGET_WINDOW)
                     });
@@ -467,6 +527,7 @@ impl Actor for WorkerManager {
                 if let Some(key) = st.by_id.remove(&cell.get_id()) {
                     st.links.remove(&key);
                     st.sent.remove(&key);
+                    st.pim_sent.remove(&key);
                     info!(target: "Supervisor", "link for worker {key} stopped: {}", reason.unwrap_or_default());
                 }
             }

@@ -17,8 +17,8 @@ use mcr::dataplane::sockets;
 use mcr::iface::Ifaces;
 use mcr::ipc::fdpass::{pass_as_fd3, recv_msg, send_msg, seqpacket_pair};
 use mcr::ipc::{
-    decode, encode, EgressSpec, Fault, FrameFormat, FromWorker, ToWorker, WorkerSetup, IPC_VERSION,
-    MAX_MESSAGE,
+    decode, encode, EgressSpec, Fault, FrameFormat, FromWorker, PimData, ToWorker, WorkerSetup,
+    IPC_VERSION, MAX_MESSAGE,
 };
 use mcr::logging::{LogFormat, LogLevels};
 use mcr::rib::state::WorkerView;
@@ -124,6 +124,8 @@ pub struct LinkState {
     /// whose push was lost while the LogLevel actor or the WorkerManager
     /// restarted still reaches the worker.
     pub levels_sent: Option<LogLevels>,
+    /// What PIM asks of this worker; every new process is told at Hello.
+    pub pim: PimData,
 }
 
 impl LinkState {
@@ -156,6 +158,7 @@ impl LinkState {
             applied: Arc::new(Vec::new()),
             acked: Arc::new(Vec::new()),
             levels_sent: None,
+            pim: PimData::default(),
         }
     }
 
@@ -238,9 +241,51 @@ impl LinkState {
         }
     }
 
-    /// Multicast and unicast destinations this worker's filter lets in.
+    /// Multicast and unicast destinations this worker's filter lets in;
+    /// empty lets everything in, as PIM's upcalls need: the groups no rule
+    /// names are the ones it has to hear about.
     pub(super) fn filter_dsts(&self) -> Vec<std::net::Ipv4Addr> {
+        if self.pim.upcall {
+            return Vec::new();
+        }
         self.table.iter().map(|r| r.group).collect()
+    }
+
+    /// Whether the worker has anything to do: rules, or PIM's upcalls.
+    pub(super) fn has_work(&self) -> bool {
+        !self.table.is_empty() || self.pim.upcall
+    }
+
+    /// Apply a new request of PIM: the worker is told, and on a PIM
+    /// interface the ingress socket lets every group in and asks the
+    /// interface for all multicast frames (IFF_ALLMULTI, as the kernel's
+    /// multicast routing does for its vifs), held only while the socket is.
+    pub(super) fn set_pim(&mut self, d: PimData) {
+        if self.pim == d {
+            return;
+        }
+        let toggled = self.pim.upcall != d.upcall;
+        self.pim = d;
+        self.send(&ToWorker::PimData(self.pim.clone()), &[]);
+        if toggled {
+            if let Some((ingress, ifindex, fmt)) = &self.ingress {
+                set_allmulti(ingress.as_fd(), *ifindex, self.pim.upcall);
+                let dsts = self.filter_dsts();
+                if let Err(e) = sockets::set_ingress_filter(
+                    ingress.as_fd(),
+                    Some(&dsts),
+                    fmt.link_header,
+                    *ifindex,
+                ) {
+                    warn!(target: "Ingress", "worker {}: updating the ingress filter: {e}", self.key);
+                }
+            }
+            if self.has_work() {
+                self.idle_since = None;
+            } else if self.idle_since.is_none() {
+                self.idle_since = Some(Instant::now());
+            }
+        }
     }
 }
 
@@ -292,6 +337,9 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
             sockets::ingress_protocol(&info.name),
         )
         .map_err(|e| format!("cannot open an AF_PACKET socket on {ifc}: {e}"))?;
+        if st.pim.upcall {
+            set_allmulti(fd.as_fd(), info.ifindex, true);
+        }
         if st.nworkers > 1 {
             sockets::join_fanout(fd.as_fd(), fanout_id(info.ifindex))
                 .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
@@ -337,9 +385,10 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     let exited = Arc::new(Mutex::new(false));
     spawn_exit_watcher(child, exited.clone(), name.clone(), gen);
     let reader_fd = ipc.clone();
+    let interface = ifc.clone();
     std::thread::Builder::new()
         .name("mcrd-ipc".into())
-        .spawn(move || read_ipc(reader_fd, name, gen))
+        .spawn(move || read_ipc(reader_fd, name, gen, interface))
         .map_err(|e| format!("cannot start the IPC reader thread: {e}"))?;
     let proc = Proc { pid, ipc, exited };
     let setup = WorkerSetup {
@@ -372,6 +421,23 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     st.last_heartbeat = None;
     info!(target: "Supervisor", "worker {} started (pid {pid})", st.key);
     Ok(())
+}
+
+/// Receive (or stop receiving) every multicast frame on `ifindex` for as
+/// long as `fd` is open. A failure costs only traffic a NIC's filter would
+/// have dropped: logged, not fatal.
+fn set_allmulti(fd: std::os::fd::BorrowedFd<'_>, ifindex: u32, on: bool) {
+    let mut mreq: libc::packet_mreq = mcr::sys::sockopt::zeroed();
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+    let op = if on {
+        libc::PACKET_ADD_MEMBERSHIP
+    } else {
+        libc::PACKET_DROP_MEMBERSHIP
+    };
+    if let Err(e) = mcr::sys::sockopt::setsockopt(fd, libc::SOL_PACKET, op, &mreq) {
+        warn!(target: "Ingress", "ifindex {ifindex}: all-multicast {}: {e}", if on { "on" } else { "off" });
+    }
 }
 
 /// Wait for the process to exit on a plain thread (std's `wait` blocks),
@@ -422,15 +488,18 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 }
 
 /// Read worker messages (blocking, on its own thread) and forward them to
-/// whichever link actor holds the name now. Ends when the worker's end
+/// whichever link actor holds the name now (PIM's straight to the
+/// PimActor). Ends when the worker's end
 /// closes, which it does when the process exits or is killed.
-fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64) {
+fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64, interface: String) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         match recv_msg(ipc.as_fd(), &mut buf, false) {
             Ok(Some(m)) => match decode::<FromWorker>(&buf[..m.len]) {
                 Ok(msg) => {
-                    Link::tell(&link, LinkMsg::FromWorker { gen, msg });
+                    if let Some(msg) = super::link::to_pim(&interface, msg) {
+                        Link::tell(&link, LinkMsg::FromWorker { gen, msg });
+                    }
                 }
                 Err(e) => {
                     warn!(target: "RuleDispatch", "{link}: undecodable message from the worker: {e}")
