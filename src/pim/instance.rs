@@ -40,10 +40,14 @@ pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
 mod assert;
 mod facts;
 mod register;
+mod rp_register;
 mod types;
 pub use assert::AssertSnapshot;
 use register::RegisterAssert as RegAssertState;
 pub use register::{Decapsulated, RegisterAssertCounters, RegisterSnapshot, TreeView};
+pub use rp_register::{
+    RegisterReport, RpRegisterSnapshot, RpRegisterState, REGISTER_STOP_INTERVAL,
+};
 pub use types::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

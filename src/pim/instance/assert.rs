@@ -32,6 +32,11 @@ pub struct AssertSnapshot {
     pub group: Ipv4Addr,
     pub state: AssertState,
     pub winner: Option<AssertMetric>,
+    /// my_assert_metric on this interface now (§4.6.2; infinite when we
+    /// cannot assert).
+    pub ours: AssertMetric,
+    /// The Assert Timer: when a winner re-asserts, or when a loser
+    /// forgets its winner.
     pub timer_in_ms: Option<u64>,
 }
 
@@ -48,6 +53,7 @@ impl PimInstance {
                     group: key.group,
                     state: e.state(),
                     winner: e.winner(),
+                    ours: self.assert_facts(*ifindex, key).my_metric,
                     timer_in_ms: e.timer().map(|t| millis(t.saturating_duration_since(now))),
                 })
             })

@@ -680,6 +680,12 @@ impl Actor for PimActor {
             PimMsg::RpTable(r) => {
                 let _ = r.send(st.core.rp_table());
             }
+            PimMsg::RegisterState(r) => {
+                let _ = r.send(st.core.register_report(Instant::now()));
+            }
+            PimMsg::AssertState(r) => {
+                let _ = r.send(st.core.asserts(Instant::now()));
+            }
             PimMsg::Reconfigure => {
                 let cfg = st.shared.config().pim.clone().unwrap_or_default();
                 st.apply_config(&cfg);
