@@ -315,8 +315,9 @@ impl PimInstance {
     /// picked us as its upstream there, so a loser forgets the winner
     /// (§4.6.2/§4.6.3, "Receive Join(S,G)/(*,G) on I").
     pub(super) fn assert_on_join(&mut self, ifindex: u32, jp: &JoinPrune) {
-        let ours = self.ifaces.get(&ifindex).map(|i| i.addr);
-        if ours != Some(jp.upstream_neighbor) {
+        if !self.ifaces.contains_key(&ifindex)
+            || !self.is_iface_address(ifindex, jp.upstream_neighbor)
+        {
             return;
         }
         for g in &jp.groups {

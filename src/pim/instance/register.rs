@@ -558,7 +558,7 @@ impl PimInstance {
     }
 
     pub(super) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.links.values().any(|(_, a)| *a == addr)
+        self.is_my_address(addr)
     }
 }
 

@@ -159,8 +159,11 @@ impl PimInstance {
         self.rpf_neighbor(target, route)
     }
 
+    /// `a` is one of our addresses, primary or secondary, on any
+    /// interface reported up.
     pub(super) fn is_my_address(&self, a: Ipv4Addr) -> bool {
         self.links.values().any(|(_, addr)| *addr == a)
+            || self.secondary.values().any(|s| s.contains(&a))
     }
 
     /// RP(G), or `None` for SSM groups and groups without a mapping.

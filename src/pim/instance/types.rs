@@ -21,6 +21,13 @@ pub enum PimInput {
         name: String,
         addr: Ipv4Addr,
     },
+    /// The interface's other IPv4 addresses (all but the primary one of
+    /// `InterfaceUp`), the whole set each time: they are ours too and go
+    /// in the Hello Address List option (RFC 7761 §4.3.1).
+    InterfaceAddresses {
+        ifindex: u32,
+        secondary: Vec<Ipv4Addr>,
+    },
     /// The interface went down or lost its address: no goodbye is possible.
     InterfaceDown { ifindex: u32 },
     /// The daemon stops: send a goodbye (holdtime 0) on every interface

@@ -91,6 +91,8 @@ pub struct PimState {
     core: PimInstance,
     /// What the core was last told is up: ifindex -> (name, address).
     links: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// What the core was last told of each interface's other addresses.
+    secondary: BTreeMap<u32, Vec<Ipv4Addr>>,
     socks: BTreeMap<u32, Sock>,
     timer: Option<(Instant, tokio::task::JoinHandle<()>)>,
     config_watch: tokio::task::JoinHandle<()>,
@@ -160,6 +162,16 @@ fn usable(ifaces: &Ifaces) -> BTreeMap<u32, (String, Ipv4Addr)> {
         .collect()
 }
 
+/// The addresses after the primary one of every usable interface: ours
+/// too, and announced in Hellos (RFC 7761 §4.3.1 Address List).
+fn secondaries(ifaces: &Ifaces) -> BTreeMap<u32, Vec<Ipv4Addr>> {
+    ifaces
+        .values()
+        .filter(|i| i.up && i.addrs.len() > 1)
+        .map(|i| (i.ifindex, i.addrs.iter().skip(1).copied().collect()))
+        .collect()
+}
+
 fn down_reason(r: DownReason) -> &'static str {
     match r {
         DownReason::Expired => "expired",
@@ -205,6 +217,31 @@ impl PimState {
             }
         }
         self.sync_sockets(me);
+    }
+
+    /// Tell the core each interface's secondary addresses when they change
+    /// (after [`Self::apply_links`], which the core needs first).
+    fn apply_secondaries(&mut self, now_secondary: BTreeMap<u32, Vec<Ipv4Addr>>) {
+        let now = Instant::now();
+        let ifindexes: BTreeSet<u32> = self
+            .secondary
+            .keys()
+            .chain(now_secondary.keys())
+            .copied()
+            .collect();
+        for ifindex in ifindexes {
+            let new = now_secondary.get(&ifindex).cloned().unwrap_or_default();
+            if self.secondary.get(&ifindex).cloned().unwrap_or_default() != new {
+                self.core.handle_event(
+                    now,
+                    PimInput::InterfaceAddresses {
+                        ifindex,
+                        secondary: new,
+                    },
+                );
+            }
+        }
+        self.secondary = now_secondary;
     }
 
     fn sync_sockets(&mut self, me: &ActorRef<PimMsg>) {
@@ -594,6 +631,7 @@ impl Actor for PimActor {
         let mut st = PimState {
             core: PimInstance::new(Rng::from_entropy()),
             links: BTreeMap::new(),
+            secondary: BTreeMap::new(),
             socks: BTreeMap::new(),
             timer: None,
             config_watch,
@@ -610,7 +648,9 @@ impl Actor for PimActor {
         st.apply_config(&cfg);
         // The NetlinkMonitor only sends changes; a (re)started actor reads
         // the interfaces once itself.
-        st.apply_links(&myself, usable(&mcr::iface::scan()));
+        let ifaces = mcr::iface::scan();
+        st.apply_links(&myself, usable(&ifaces));
+        st.apply_secondaries(secondaries(&ifaces));
         // Memberships the RIB already has; changes are pushed from now on.
         // What a predecessor left: kept, and counted as sent, so that
         // once this actor has settled what it did not re-learn goes.
@@ -656,6 +696,7 @@ impl Actor for PimActor {
             }
             PimMsg::Interfaces(ifaces) => {
                 st.apply_links(&myself, usable(&ifaces));
+                st.apply_secondaries(secondaries(&ifaces));
                 // Interface indexes behind the names may have changed.
                 st.apply_members();
                 st.core
