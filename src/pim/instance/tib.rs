@@ -146,17 +146,26 @@ impl PimInstance {
     /// RPF'(*,G) / RPF'(S,G) (§4.1.6): the assert winner when we lost an
     /// assert for the tree on its RPF interface (§4.6.5), the RPF
     /// neighbor otherwise.
-    fn rpf_prime(&self, key: &TreeKey, target: Ipv4Addr, route: Option<RpfResult>) -> Option<Rpf> {
-        let r = route?;
+    /// The second value says whether RPF' is an assert winner.
+    fn rpf_prime(
+        &self,
+        key: &TreeKey,
+        target: Ipv4Addr,
+        route: Option<RpfResult>,
+    ) -> (Option<Rpf>, bool) {
+        let Some(r) = route else {
+            return (None, false);
+        };
         if self.lost_assert(key.source, key.group, r.ifindex) {
             if let Some(w) = self.assert_winner(key.source, key.group, r.ifindex) {
-                return Some(Rpf {
+                let rpf = Rpf {
                     ifindex: r.ifindex,
                     neighbor: w,
-                });
+                };
+                return (Some(rpf), true);
             }
         }
-        self.rpf_neighbor(target, route)
+        (self.rpf_neighbor(target, route), false)
     }
 
     /// `a` is one of our addresses, primary or secondary, on any
@@ -304,20 +313,42 @@ impl PimInstance {
                 Some(s) => Some(s),
                 None => self.rp(key.group),
             };
-            let (rpf, iif) = match target {
+            let (rpf, iif, via_assert) = match target {
                 // We are the RP (or the source): there is nobody upstream.
-                Some(t) if self.is_my_address(t) => (None, None),
+                Some(t) if self.is_my_address(t) => (None, None, false),
                 Some(t) => {
                     let route = self.rpf_route(t, &mut used);
-                    (self.rpf_prime(key, t, route), route.map(|r| r.ifindex))
+                    let (rpf, by_assert) = self.rpf_prime(key, t, route);
+                    (rpf, route.map(|r| r.ifindex), by_assert)
                 }
-                None => (None, None),
+                None => (None, None, false),
             };
             rpf_of.insert(*key, (rpf, iif));
             self.leave_old_rp(*key);
             let desired = self.join_desired(key);
+            // §4.5.5/§4.5.7: RPF' moved on the same interface because an
+            // assert started, ended or changed winner (the old or the new
+            // neighbor is a winner) rather than because the route changed.
+            let old = self.tib.up.get(key).map(|u| (u.rpf(), u.via_assert));
+            let by_assert = match (old, rpf) {
+                (Some((Some(o), was_assert)), Some(n)) => {
+                    desired && o != n && o.ifindex == n.ifindex && (was_assert || via_assert)
+                }
+                _ => false,
+            };
+            let t_override = match (by_assert, rpf) {
+                (true, Some(n)) => Some(self.t_override(n.ifindex)),
+                _ => None,
+            };
             let up = self.tib.up.entry(*key).or_default();
-            let actions = up.update(now, desired, rpf, period);
+            let actions = match (t_override, rpf) {
+                (Some(t), Some(n)) => {
+                    up.assert_moved(now, n, t);
+                    Vec::new()
+                }
+                _ => up.update(now, desired, rpf, period),
+            };
+            up.via_assert = via_assert && up.is_joined();
             let timer = up.join_timer();
             if !up.is_joined() && !up.spt_bit {
                 self.tib.up.remove(key);

@@ -304,7 +304,7 @@ impl PimInstance {
         }
     }
 
-    fn t_override(&mut self, ifindex: u32) -> Duration {
+    pub(super) fn t_override(&mut self, ifindex: u32) -> Duration {
         let Some(ifc) = self.ifaces.get(&ifindex) else {
             return Duration::ZERO;
         };
