@@ -506,3 +506,56 @@ fn the_register_view_shows_the_dr_side_with_interface_rp_and_timer() {
     assert_eq!(rp.rp[0].dr, ip(DR_CORE));
     assert_eq!(rp.rp[0].registers_rx, 1);
 }
+
+/// §4.4.1: CouldRegister follows I_am_DR at once. A router that is not DR
+/// on the source's LAN opens its register tunnel the moment it becomes DR
+/// (the DR lowers its priority, or leaves with a goodbye) and closes it
+/// the moment it stops being DR — none of it waits for the next data
+/// report, which may be 30 s away.
+#[test]
+fn a_dr_change_on_the_sources_lan_opens_and_closes_the_register_tunnel_at_once() {
+    let mut n = net(&[("239.0.0.0/8", RP)]);
+    let other_cfg = |prio| config(&[("if30", prio)], &[("239.0.0.0/8", RP)]);
+    let (other, _v) = router(&mut n.sim, 9, &[(0, 30, "10.0.1.2")], other_cfg(10));
+    n.sim.run_for(10 * SEC);
+    n.data(GRP, b"not mine to register");
+    assert!(n.tunnel().is_empty());
+    let dr_changes = |n: &Net| -> Vec<(Duration, bool)> {
+        events_of(&n.sim, n.dr)
+            .into_iter()
+            .filter_map(|(at, e)| match e {
+                PimEvent::DrChanged {
+                    ifindex: 10,
+                    old: Some(_),
+                    we_are_dr,
+                    ..
+                } => Some((at, we_are_dr)),
+                _ => None,
+            })
+            .collect()
+    };
+    // The DR drops its priority below ours; its next Hello says so.
+    let t0 = n.sim.elapsed();
+    n.sim.configure(other, other_cfg(0));
+    n.sim.run_for(6 * SEC);
+    // ... then raises it again; then leaves with a goodbye.
+    n.sim.configure(other, other_cfg(10));
+    n.sim.run_for(6 * SEC);
+    n.sim.input(other, PimInput::Shutdown);
+    n.sim.run_for(SEC);
+    let changes: Vec<_> = dr_changes(&n).into_iter().filter(|c| c.0 > t0).collect();
+    let tunnel = n.tunnel();
+    assert_eq!(
+        changes.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [true, false, true],
+        "{changes:?}"
+    );
+    assert_eq!(tunnel.len(), 3, "{tunnel:?}");
+    for (c, t) in changes.iter().zip(&tunnel) {
+        assert_eq!(c, t, "the tunnel follows each DR change at that instant");
+    }
+    assert_eq!(n.dr_state(), Some(RegisterState::Join));
+    // Registering resumes with the next packet, from the new DR.
+    n.data(GRP, b"mine now");
+    assert_eq!(n.registers().len(), 1);
+}

@@ -325,6 +325,7 @@ impl PimInstance {
                 we_are_dr: dr == ifc.addr,
             });
             ifc.dr = dr;
+            self.register_dr_changed(ifindex);
         }
     }
 

@@ -331,6 +331,24 @@ impl PimInstance {
         }
     }
 
+    /// I_am_DR(ifindex) changed (a neighbor came, went, or changed its
+    /// priority): CouldRegister of every live (S,G) whose source is on
+    /// that interface is decided again now, so a new DR opens its register
+    /// tunnel and an old one closes it without waiting for the next data
+    /// report (§4.4.1: CouldRegister follows I_am_DR).
+    pub(super) fn register_dr_changed(&mut self, ifindex: u32) {
+        let live: Vec<TreeKey> = self.tib.kat.keys().copied().collect();
+        for key in live {
+            let Some(source) = key.source else {
+                continue;
+            };
+            let registering_here = self.ra.dr.get(&key).is_some_and(|e| e.iif == ifindex);
+            if registering_here || self.fact_directly_connected(source, ifindex) {
+                self.update_could_register(ifindex, source, key.group);
+            }
+        }
+    }
+
     /// Re-evaluate CouldRegister(S,G) = I_am_DR(iif) AND KeepaliveTimer
     /// running AND DirectlyConnected(S), with an RP that is not us (an RP
     /// has no one to register to).
