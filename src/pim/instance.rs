@@ -636,6 +636,15 @@ impl Protocol for PimInstance {
                     .local
                     .insert(ifindex, members.into_iter().collect());
             }
+            PimInput::LocalExcludes { ifindex, excludes } => {
+                if excludes.is_empty() {
+                    self.tib.local_exclude.remove(&ifindex);
+                } else {
+                    self.tib
+                        .local_exclude
+                        .insert(ifindex, excludes.into_iter().collect());
+                }
+            }
             PimInput::LocalJoin { ifindex, key } => {
                 self.tib.local.entry(ifindex).or_default().insert(key);
             }

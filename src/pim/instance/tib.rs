@@ -59,6 +59,9 @@ pub(super) struct Tib {
     /// Local receivers per interface, as IGMP reported them: (*,G) for any
     /// source, (S,G) for an INCLUDE source.
     pub(super) local: BTreeMap<u32, BTreeSet<TreeKey>>,
+    /// Sources the local receivers of a (*,G) exclude, per interface
+    /// (IGMPv3 EXCLUDE filters): local_receiver_exclude(S,G,I) of §4.1.6.
+    pub(super) local_exclude: BTreeMap<u32, BTreeSet<SgKey>>,
     /// Resolved targets; `None` is "no route".
     pub(super) rpf: BTreeMap<Ipv4Addr, Option<RpfResult>>,
     pub(super) rpf_requests: VecDeque<Ipv4Addr>,
@@ -236,11 +239,43 @@ impl PimInstance {
             .is_some_and(|e| e.is_pruned())
     }
 
-    /// inherited_olist(S,G,rpt): the (*,G) olist less (S,G,rpt) prunes and
-    /// less lost_assert(*,G).
-    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
-        let mut o = self.immediate_olist(&TreeKey::star_g(g));
+    /// pim_exclude(S,G) holds `ix`: its local receivers of G exclude S.
+    fn excluded_on(&self, ix: u32, s: Ipv4Addr, g: Ipv4Addr) -> bool {
+        self.tib
+            .local_exclude
+            .get(&ix)
+            .is_some_and(|x| x.contains(&(s, g)))
+    }
+
+    /// (joins(*,G) − prunes(S,G,rpt)) + (pim_include(*,G) − pim_exclude(S,G)),
+    /// before lost_assert is taken away.
+    fn raw_rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let star = TreeKey::star_g(g);
+        if is_ssm(g) {
+            return BTreeSet::new();
+        }
+        let mut o = self.joins(&star);
         o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        let mut local = self.pim_include(&star);
+        local.retain(|&ix| !self.excluded_on(ix, s, g));
+        o.extend(local);
+        o
+    }
+
+    /// inherited_olist(S,G,rpt) of §4.1.6, less lost_assert(*,G).
+    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.raw_rpt_olist(s, g);
+        o.retain(|&ix| !self.lost_assert(None, g, ix));
+        o
+    }
+
+    /// Interfaces of the (*,G) olist that S's share of the shared tree
+    /// leaves out: a downstream Prune(S,G,rpt) or local receivers that
+    /// exclude S. The RIB takes S off PIM's (*,G) outputs there.
+    pub(super) fn rpt_left_out(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.immediate_olist(&TreeKey::star_g(g));
+        let keep = self.rpt_olist(s, g);
+        o.retain(|ix| !keep.contains(ix));
         o
     }
 
@@ -254,8 +289,7 @@ impl PimInstance {
 
     /// inherited_olist(S,G) without any lost_assert term.
     pub(super) fn raw_inherited_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
-        let mut o = self.raw_immediate_olist(&TreeKey::star_g(g));
-        o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        let mut o = self.raw_rpt_olist(s, g);
         o.extend(self.raw_immediate_olist(&TreeKey::s_g(s, g)));
         o
     }
@@ -288,6 +322,16 @@ impl PimInstance {
         }
         for &(s, g) in &self.tib.rpt_pruned {
             keys.insert(TreeKey::s_g(s, g));
+        }
+        // An excluded source of a group we receive may need an (S,G,rpt)
+        // Prune (§4.5.7 PruneDesired with pim_exclude).
+        for (&ix, x) in &self.tib.local_exclude {
+            for &(s, g) in x {
+                let star = TreeKey::star_g(g);
+                if self.tib.local.get(&ix).is_some_and(|l| l.contains(&star)) {
+                    keys.insert(TreeKey::s_g(s, g));
+                }
+            }
         }
         keys
     }

@@ -284,22 +284,26 @@ impl PimState {
     }
 
     /// Tell the core the local receivers of every interface it knows.
-    /// EXCLUDE filters count as any-source (the sources they exclude are
-    /// not subtracted, see PROTOCOLS.md); each INCLUDE source is an (S,G).
+    /// An EXCLUDE filter is a (*,G) receiver plus the sources it excludes
+    /// (RFC 7761 §4.1.6 pim_exclude); each INCLUDE source is an (S,G).
     fn apply_members(&mut self) {
         let now = Instant::now();
         for (&ifindex, (name, _)) in &self.links {
             let mut keys = Vec::new();
+            let mut excludes = Vec::new();
             for ((ifc, group), filter) in self.members.iter() {
                 if ifc != name || filter.is_empty() {
                     continue;
                 }
                 if filter.accepts_unlisted() {
                     keys.push(TreeKey::star_g(*group));
+                    excludes.extend(filter.sources().iter().map(|s| (*s, *group)));
                 } else {
                     keys.extend(filter.sources().iter().map(|s| TreeKey::s_g(*s, *group)));
                 }
             }
+            self.core
+                .handle_event(now, PimInput::LocalExcludes { ifindex, excludes });
             self.core.handle_event(
                 now,
                 PimInput::LocalMembers {
