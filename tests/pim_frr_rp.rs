@@ -154,5 +154,9 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
         e.registers_rx, e.null_registers_rx, e.register_stops_tx, e.register_stops_suppressed
     );
     assert!(e.register_stops_tx <= 5, "{e:?}");
+    // One router per LAN forwards: no assert anywhere.
+    let asserts: Vec<mcr::pim::instance::AssertSnapshot> = mcr.ctl_json(&["pim", "assert"]);
+    assert!(asserts.is_empty(), "{asserts:?}");
+    assert!(mcr.ctl_ok(&["pim", "assert"]).starts_with("INTERFACE"));
     assert_eq!(reg_state(&r1).as_deref(), Some("RegPrune"));
 }
