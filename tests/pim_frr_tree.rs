@@ -657,3 +657,100 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         left.elapsed()
     );
 }
+
+/// An IGMPv3 EXCLUDE {h1} member behind MCR (RFC 7761 §4.1.6
+/// pim_exclude): MCR joins (*,G) toward the RP r1 and prunes h1 off the
+/// shared tree with Prune(S,G,rpt), which FRR shows as (S,G,rpt) prune
+/// state on its link to MCR; the host gets no packet from h1.
+#[test]
+fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
+    if !require_frr("an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr") {
+        return;
+    }
+    let lab = lab();
+    wait("PIM adjacency", Duration::from_secs(15), || {
+        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+    });
+    let _sender = KillOnDrop(
+        send_cmd(
+            &lab.h1,
+            &GROUP.to_string(),
+            PORT,
+            "h1-r1",
+            10_000_000,
+            RATE,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    // The host joins G but blocks h1 (IP_BLOCK_SOURCE): its IGMPv3
+    // report says EXCLUDE {h1}. Python's socket module does it without
+    // unsafe code here.
+    let script = format!(
+        "import socket, struct, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', {PORT}))\n\
+         g, i, src = socket.inet_aton('{GROUP}'), socket.inet_aton('{H2}'), socket.inet_aton('{H1}')\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, g + i)\n\
+         s.setsockopt(socket.IPPROTO_IP, 38, g + i + src)\n\
+         s.settimeout(0.2)\n\
+         n = 0\n\
+         end = time.time() + 8\n\
+         while time.time() < end:\n\
+         \x20   try:\n\
+         \x20       s.recv(2048); n += 1\n\
+         \x20   except socket.timeout:\n\
+         \x20       pass\n\
+         print(n)\n"
+    );
+    let host = match lab
+        .h2
+        .cmd("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("SKIP an_igmpv3_exclude_member...: no python3 to block a source ({e})");
+            return;
+        }
+    };
+    let joined = Instant::now();
+    let rpt = |r1: &FrrRouter| -> Option<(String, String)> {
+        let v = r1.try_json("show ip pim join json").ok()?;
+        let g = v.get("r1-m")?.get(GROUP.to_string())?;
+        let star = g.get("*")?.get("channelJoinName")?.as_str()?.to_string();
+        let s = g
+            .get(H1.to_string())?
+            .get("channelJoinName")?
+            .as_str()?
+            .to_string();
+        Some((star, s))
+    };
+    let (star, s) = wait(
+        "FRR's (*,G) join and (S,G,rpt) prune",
+        Duration::from_secs(10),
+        || rpt(&lab.r1),
+    );
+    println!(
+        "pim_frr_tree exclude: FRR (*,G) {star}, ({H1},G) {s} after {:?}",
+        joined.elapsed()
+    );
+    assert_eq!(star, "JOIN");
+    // FRR's name for a downstream (S,G,rpt) in Pruned.
+    assert_eq!(s, "SGRpt(P)", "h1 is pruned off the shared tree toward MCR");
+    let out = host.wait_with_output().expect("python3 ran");
+    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        got,
+        "0",
+        "the host excluded h1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

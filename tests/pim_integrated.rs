@@ -342,6 +342,33 @@ fn an_assert_on_a_lan_moves_the_losers_traffic_and_the_joins_to_the_winner() {
         sim.node(l1).pim.assert_winner(None, grp(), 2),
         Some(ip("10.0.2.3"))
     );
+    // §4.5.5 "RPF'(*,G) changes due to an Assert": no Prune to the loser
+    // and no Join at once; the Join Timer drops to t_override (≤ 2.5 s,
+    // LAN b's override interval), so L1's next Join, to the winner, comes
+    // within 2.5 s of the assert instead of up to 60 s later.
+    let lost_at = pim_events(&sim, l1)
+        .into_iter()
+        .find_map(|(at, e)| match e {
+            PimEvent::AssertChanged {
+                state: AssertState::Loser,
+                ..
+            } => Some(at),
+            _ => None,
+        });
+    let lost_at = lost_at.expect("L1 tracks the winner as an assert loser");
+    sim.run_for(3 * SEC);
+    assert!(
+        star_prunes(&sim, l1).is_empty(),
+        "no Prune to the assert loser"
+    );
+    let new_joins: Vec<_> = star_joins(&sim, l1)
+        .into_iter()
+        .filter(|j| j.0 >= lost_at)
+        .collect();
+    assert_eq!(new_joins.len(), 1, "{new_joins:?}");
+    assert_eq!(new_joins[0].1, ip("10.0.2.3"));
+    let after = new_joins[0].0 - lost_at;
+    assert!(after <= std::time::Duration::from_millis(2500), "{after:?}");
     sim.run_for(70 * SEC);
     let after: Vec<Ipv4Addr> = star_joins(&sim, l1)
         .iter()

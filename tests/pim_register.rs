@@ -429,3 +429,133 @@ fn frr_registers_get_frr_s_register_stop_byte_for_byte() {
     assert!(core.poll_transmit().is_none());
     assert_eq!(core.register_assert_counters().register_dropped, 2);
 }
+
+/// A DR that keeps registering (a flood, or one that ignores
+/// Register-Stops) gets at most one Register-Stop per second for its
+/// (S,G); `pim register` shows the RP's record of it, which goes once
+/// the Registers stop for a Keepalive_Period.
+#[test]
+fn a_register_flood_gets_one_register_stop_per_second_and_shows_in_the_rp_view() {
+    use mcr::pim::instance::RpRegisterState;
+    let register = hex(include_str!("data/pim/register.hex"));
+    let mut sim: Sim<PimInstance> = Sim::new(3);
+    let lan = sim.add_lan();
+    let me = ip("10.201.255.2");
+    let (rp, view) = router(
+        &mut sim,
+        4,
+        &[(lan, 20, "10.201.255.2")],
+        config(&[("if20", 1)], &[("238.0.0.0/8", "10.201.255.2")]),
+    );
+    view.set(|f| f.switch_to_spt = true);
+    sim.run_for(SEC);
+    sim.clear_record();
+    let (r1, other_dr) = (ip("10.201.1.1"), ip("10.201.1.7"));
+    // 250 Registers over 2.5 s from r1, one from another DR in the middle.
+    for i in 0..250 {
+        sim.inject(lan, r1, me, register.clone());
+        if i == 100 {
+            sim.inject(lan, other_dr, me, register.clone());
+        }
+        sim.run_for(Duration::from_millis(10));
+    }
+    let stops_to = |dst: Ipv4Addr| {
+        sim.sent()
+            .iter()
+            .filter(|s| s.from == Some(rp) && s.dst == dst)
+            .count()
+    };
+    assert_eq!(stops_to(r1), 3, "at 0 s, 1 s and 2 s");
+    assert_eq!(stops_to(other_dr), 1, "another DR is not held back by r1's");
+    let now = sim.now();
+    let report = sim.node(rp).register_report(now);
+    assert_eq!(report.rp.len(), 2);
+    let from_r1 = report.rp.iter().find(|e| e.dr == r1).unwrap();
+    assert_eq!(from_r1.state, RpRegisterState::Stopped);
+    assert_eq!(from_r1.group, ip("238.1.1.1"));
+    assert_eq!(from_r1.registers_rx, 250);
+    assert_eq!(from_r1.register_stops_tx, 3);
+    assert_eq!(from_r1.register_stops_suppressed, 247);
+    assert!(from_r1.last_register_ms_ago <= 10);
+    assert_eq!(report.counters.register_stop_tx, 4);
+    assert_eq!(report.counters.register_stop_suppressed, 247);
+    // Registers stop: the record goes a Keepalive_Period (210 s) later.
+    sim.run_for(200 * SEC);
+    assert_eq!(sim.node(rp).register_report(sim.now()).rp.len(), 2);
+    sim.run_for(11 * SEC);
+    assert!(sim.node(rp).register_report(sim.now()).rp.is_empty());
+}
+
+#[test]
+fn the_register_view_shows_the_dr_side_with_interface_rp_and_timer() {
+    let mut n = net(&[("239.0.0.0/8", RP)]);
+    n.data(GRP, b"first");
+    let now = n.sim.now();
+    let dr = n.sim.node(n.dr).register_report(now);
+    assert_eq!(dr.dr.len(), 1);
+    let e = &dr.dr[0];
+    assert_eq!((e.source, e.group, e.rp), (ip(SRC), ip(GRP), Some(ip(RP))));
+    assert_eq!(e.interface, "if10");
+    assert_eq!(e.state, RegisterState::Prune);
+    // (0.5..1.5) × 60 s − 5 s.
+    let stop = e.register_stop_in_ms.unwrap();
+    assert!((25_000..=85_000).contains(&stop), "{stop}");
+    assert!(dr.rp.is_empty(), "the DR is nobody's RP");
+    let rp = n.sim.node(n.rp).register_report(now);
+    assert_eq!(rp.rp.len(), 1);
+    assert_eq!(rp.rp[0].dr, ip(DR_CORE));
+    assert_eq!(rp.rp[0].registers_rx, 1);
+}
+
+/// §4.4.1: CouldRegister follows I_am_DR at once. A router that is not DR
+/// on the source's LAN opens its register tunnel the moment it becomes DR
+/// (the DR lowers its priority, or leaves with a goodbye) and closes it
+/// the moment it stops being DR — none of it waits for the next data
+/// report, which may be 30 s away.
+#[test]
+fn a_dr_change_on_the_sources_lan_opens_and_closes_the_register_tunnel_at_once() {
+    let mut n = net(&[("239.0.0.0/8", RP)]);
+    let other_cfg = |prio| config(&[("if30", prio)], &[("239.0.0.0/8", RP)]);
+    let (other, _v) = router(&mut n.sim, 9, &[(0, 30, "10.0.1.2")], other_cfg(10));
+    n.sim.run_for(10 * SEC);
+    n.data(GRP, b"not mine to register");
+    assert!(n.tunnel().is_empty());
+    let dr_changes = |n: &Net| -> Vec<(Duration, bool)> {
+        events_of(&n.sim, n.dr)
+            .into_iter()
+            .filter_map(|(at, e)| match e {
+                PimEvent::DrChanged {
+                    ifindex: 10,
+                    old: Some(_),
+                    we_are_dr,
+                    ..
+                } => Some((at, we_are_dr)),
+                _ => None,
+            })
+            .collect()
+    };
+    // The DR drops its priority below ours; its next Hello says so.
+    let t0 = n.sim.elapsed();
+    n.sim.configure(other, other_cfg(0));
+    n.sim.run_for(6 * SEC);
+    // ... then raises it again; then leaves with a goodbye.
+    n.sim.configure(other, other_cfg(10));
+    n.sim.run_for(6 * SEC);
+    n.sim.input(other, PimInput::Shutdown);
+    n.sim.run_for(SEC);
+    let changes: Vec<_> = dr_changes(&n).into_iter().filter(|c| c.0 > t0).collect();
+    let tunnel = n.tunnel();
+    assert_eq!(
+        changes.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [true, false, true],
+        "{changes:?}"
+    );
+    assert_eq!(tunnel.len(), 3, "{tunnel:?}");
+    for (c, t) in changes.iter().zip(&tunnel) {
+        assert_eq!(c, t, "the tunnel follows each DR change at that instant");
+    }
+    assert_eq!(n.dr_state(), Some(RegisterState::Join));
+    // Registering resumes with the next packet, from the new DR.
+    n.data(GRP, b"mine now");
+    assert_eq!(n.registers().len(), 1);
+}

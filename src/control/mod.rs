@@ -113,6 +113,10 @@ pub enum Request {
     PimRoutes,
     /// The static RP table (`pim::instance::RpSnapshot`).
     PimRp,
+    /// Register state at the DR and the RP (`pim::instance::RegisterReport`).
+    PimRegister,
+    /// Assert state per interface and (S,G)/(*,G) (`pim::instance::AssertSnapshot`).
+    PimAssert,
     ConfigShow,
     /// Validate a config file's text.
     ConfigCheck {

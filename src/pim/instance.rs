@@ -40,10 +40,14 @@ pub use upstream::{RpSnapshot, UpstreamSnapshot, KEEPALIVE_PERIOD};
 mod assert;
 mod facts;
 mod register;
+mod rp_register;
 mod types;
 pub use assert::AssertSnapshot;
 use register::RegisterAssert as RegAssertState;
 pub use register::{Decapsulated, RegisterAssertCounters, RegisterSnapshot, TreeView};
+pub use rp_register::{
+    RegisterReport, RpRegisterSnapshot, RpRegisterState, REGISTER_STOP_INTERVAL,
+};
 pub use types::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +95,9 @@ pub struct PimInstance {
     rng: Rng,
     /// Every interface the shell reported up: name and primary address.
     links: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// Secondary IPv4 addresses of those interfaces: ours too, and listed
+    /// in the Hello Address List option (§4.3.1).
+    secondary: BTreeMap<u32, Vec<Ipv4Addr>>,
     /// The subset running PIM.
     ifaces: BTreeMap<u32, Iface>,
     timers: Timers<TimerKey>,
@@ -112,6 +119,7 @@ impl PimInstance {
             config: PimConfig::default(),
             rng,
             links: BTreeMap::new(),
+            secondary: BTreeMap::new(),
             ifaces: BTreeMap::new(),
             timers: Timers::new(),
             transmits: VecDeque::new(),
@@ -242,7 +250,7 @@ impl PimInstance {
             return;
         };
         if goodbye {
-            let t = hello_transmit(ifindex, &ifc, 0);
+            let t = hello_transmit(ifindex, &ifc, 0, self.secondaries(ifindex));
             ifc.counters.hello_tx += 1;
             self.transmits.push_back(t);
         }
@@ -282,11 +290,24 @@ impl PimInstance {
         let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
-        let t = hello_transmit(ifindex, ifc, ifc.cfg.holdtime_secs());
+        let secondary = self.secondary.get(&ifindex).map_or(&[][..], Vec::as_slice);
+        let t = hello_transmit(ifindex, ifc, ifc.cfg.holdtime_secs(), secondary);
         ifc.counters.hello_tx += 1;
         self.transmits.push_back(t);
         let next = now + ifc.cfg.hello_interval;
         self.timers.set(TimerKey::Hello(ifindex), next);
+    }
+
+    /// The secondary addresses of `ifindex` (§4.3.1 Address List).
+    fn secondaries(&self, ifindex: u32) -> &[Ipv4Addr] {
+        self.secondary.get(&ifindex).map_or(&[], Vec::as_slice)
+    }
+
+    /// `a` is one of our addresses on `ifindex`, primary or secondary: a
+    /// Join/Prune naming it as upstream neighbor is for us.
+    pub(super) fn is_iface_address(&self, ifindex: u32, a: Ipv4Addr) -> bool {
+        self.links.get(&ifindex).is_some_and(|(_, p)| *p == a)
+            || self.secondaries(ifindex).contains(&a)
     }
 
     /// Re-run §4.3.2 after anything that can change the result.
@@ -304,6 +325,7 @@ impl PimInstance {
                 we_are_dr: dr == ifc.addr,
             });
             ifc.dr = dr;
+            self.register_dr_changed(ifindex);
         }
     }
 
@@ -368,7 +390,7 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-fn hello_transmit(ifindex: u32, ifc: &Iface, holdtime: u16) -> Transmit {
+fn hello_transmit(ifindex: u32, ifc: &Iface, holdtime: u16, secondary: &[Ipv4Addr]) -> Transmit {
     let hello = Hello {
         holdtime: Some(holdtime),
         lan_prune_delay: Some(LanPruneDelay {
@@ -380,7 +402,9 @@ fn hello_transmit(ifindex: u32, ifc: &Iface, holdtime: u16) -> Transmit {
         }),
         dr_priority: Some(ifc.cfg.dr_priority),
         generation_id: Some(ifc.gen_id),
-        address_list: Vec::new(),
+        // §4.3.1: secondary addresses, so that neighbors recognise a Join
+        // or an RPF next hop naming one of them as us.
+        address_list: secondary.to_vec(),
         unknown: Vec::new(),
     };
     Transmit {
@@ -406,14 +430,17 @@ impl Protocol for PimInstance {
         dst: Ipv4Addr,
         payload: &[u8],
     ) {
-        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+        let Some(primary) = self.ifaces.get(&ifindex).map(|i| i.addr) else {
             self.not_enabled += 1;
             return;
         };
-        if src == ifc.addr {
+        if src == primary || self.secondaries(ifindex).contains(&src) {
             // Our own multicast looped back by the kernel.
             return;
         }
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
         let c = &mut ifc.counters;
         let msg = match codec::decode(payload) {
             Ok(m) => m,
@@ -575,8 +602,26 @@ impl Protocol for PimInstance {
                 self.links.insert(ifindex, (name, addr));
                 self.activate(now, ifindex);
             }
+            PimInput::InterfaceAddresses { ifindex, secondary } => {
+                let mut secondary = secondary;
+                secondary.sort();
+                secondary.dedup();
+                let primary = self.links.get(&ifindex).map(|l| l.1);
+                secondary.retain(|a| Some(*a) != primary && !a.is_unspecified());
+                if self.secondaries(ifindex) != secondary.as_slice() {
+                    if secondary.is_empty() {
+                        self.secondary.remove(&ifindex);
+                    } else {
+                        self.secondary.insert(ifindex, secondary);
+                    }
+                    // Neighbors learn the new list with the next Hello,
+                    // brought forward as for any change they must hear.
+                    self.trigger_hello(now, ifindex);
+                }
+            }
             PimInput::InterfaceDown { ifindex } => {
                 self.links.remove(&ifindex);
+                self.secondary.remove(&ifindex);
                 self.deactivate(ifindex, DownReason::InterfaceDown, false);
             }
             PimInput::Shutdown => {
@@ -590,6 +635,15 @@ impl Protocol for PimInstance {
                 self.tib
                     .local
                     .insert(ifindex, members.into_iter().collect());
+            }
+            PimInput::LocalExcludes { ifindex, excludes } => {
+                if excludes.is_empty() {
+                    self.tib.local_exclude.remove(&ifindex);
+                } else {
+                    self.tib
+                        .local_exclude
+                        .insert(ifindex, excludes.into_iter().collect());
+                }
             }
             PimInput::LocalJoin { ifindex, key } => {
                 self.tib.local.entry(ifindex).or_default().insert(key);

@@ -431,6 +431,8 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
         Request::PimInterfaces => to_resp(pim_call(shared, PimMsg::InterfaceList).await),
         Request::PimRoutes => to_resp(pim_call(shared, PimMsg::Routes).await),
         Request::PimRp => to_resp(pim_call(shared, PimMsg::RpTable).await),
+        Request::PimRegister => to_resp(pim_call(shared, PimMsg::RegisterState).await),
+        Request::PimAssert => to_resp(pim_call(shared, PimMsg::AssertState).await),
         Request::Stats => to_resp(handles::Stats::get().await),
         Request::Workers => to_resp(handles::Workers::list().await),
         Request::ConfigShow => to_resp(Config::call(ConfigMsg::Show).await),

@@ -24,7 +24,8 @@ use mcr::igmp::{HostFilter, IgmpParams};
 use mcr::ipc::{FromWorker, RuleCounters, WorkerCounters};
 use mcr::logging::{Facility, LogLevels, Severity};
 use mcr::pim::instance::{
-    InterfaceSnapshot, NeighborSnapshot, RpSnapshot, RpfResult, UpstreamSnapshot,
+    AssertSnapshot, InterfaceSnapshot, NeighborSnapshot, RegisterReport, RpSnapshot, RpfResult,
+    UpstreamSnapshot,
 };
 use mcr::rib::learned::Memberships;
 use mcr::rib::state::{Tables, WorkerView};
@@ -369,6 +370,8 @@ pub enum PimMsg {
     InterfaceList(RpcReplyPort<Vec<InterfaceSnapshot>>),
     Routes(RpcReplyPort<Vec<UpstreamSnapshot>>),
     RpTable(RpcReplyPort<Vec<RpSnapshot>>),
+    RegisterState(RpcReplyPort<RegisterReport>),
+    AssertState(RpcReplyPort<Vec<AssertSnapshot>>),
     /// The answer to an RPF question of the core (`route_get`).
     Rpf {
         target: Ipv4Addr,

@@ -152,6 +152,12 @@ pub enum PimCmd {
     Routes,
     /// The static RP table: group range, RP, whether this router is the RP.
     Rp,
+    /// Register state: (S,G) this router registers as first-hop DR
+    /// (state, RP, Register-Stop timer) and Registers it receives as RP.
+    Register,
+    /// Assert state per interface and (S,G)/(*,G): state, winner and its
+    /// metric, our metric, Assert Timer.
+    Assert,
 }
 
 #[derive(Subcommand)]

@@ -13,13 +13,16 @@ use mcr::control::{
 };
 use mcr::igmp::instance::{GroupRow, InterfaceRow};
 use mcr::logging::{Facility, LogLevels, Severity};
-use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot, RpSnapshot, UpstreamSnapshot};
+use mcr::pim::instance::{
+    AssertSnapshot, InterfaceSnapshot, NeighborSnapshot, RegisterReport, RpSnapshot,
+    UpstreamSnapshot,
+};
 use mcr::rule::{parse_output_spec, OutputMode, RuleInput};
 
 use clap::CommandFactory;
 
 use crate::args::{Cli, Cmd, CompletionShell, ConfigCmd, FaultCmd, IgmpCmd, LogCmd, PimCmd};
-use crate::{igmp, out, render, Fail};
+use crate::{igmp, out, pim_render, render, Fail};
 
 /// The result as JSON with `--json`, else as `text` renders it.
 fn show<T: serde::Serialize>(
@@ -280,6 +283,14 @@ pub fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::Pim(PimCmd::Rp) => {
             let r: Vec<RpSnapshot> = connect(cli)?.request(&Request::PimRp)?;
             show(cli, &r, |r| render::pim_rp(r))?;
+        }
+        Cmd::Pim(PimCmd::Register) => {
+            let r: RegisterReport = connect(cli)?.request(&Request::PimRegister)?;
+            show(cli, &r, pim_render::register)?;
+        }
+        Cmd::Pim(PimCmd::Assert) => {
+            let a: Vec<AssertSnapshot> = connect(cli)?.request(&Request::PimAssert)?;
+            show(cli, &a, |a| pim_render::asserts(a))?;
         }
         Cmd::Igmp(IgmpCmd::Groups) => {
             let g: Vec<GroupRow> = connect(cli)?.request(&Request::IgmpGroups)?;

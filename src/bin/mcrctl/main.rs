@@ -11,6 +11,7 @@ mod args;
 mod commands;
 mod igmp;
 mod out;
+mod pim_render;
 mod render;
 mod trace;
 

@@ -298,7 +298,7 @@ pub fn mroute(m: &[MrouteEntry]) -> String {
 }
 
 /// Milliseconds as seconds with one decimal, e.g. `"104.5s"`.
-fn ms(v: u64) -> String {
+pub(crate) fn ms(v: u64) -> String {
     format!("{}.{}s", v / 1000, (v % 1000) / 100)
 }
 

@@ -32,6 +32,11 @@ pub struct AssertSnapshot {
     pub group: Ipv4Addr,
     pub state: AssertState,
     pub winner: Option<AssertMetric>,
+    /// my_assert_metric on this interface now (§4.6.2; infinite when we
+    /// cannot assert).
+    pub ours: AssertMetric,
+    /// The Assert Timer: when a winner re-asserts, or when a loser
+    /// forgets its winner.
     pub timer_in_ms: Option<u64>,
 }
 
@@ -48,6 +53,7 @@ impl PimInstance {
                     group: key.group,
                     state: e.state(),
                     winner: e.winner(),
+                    ours: self.assert_facts(*ifindex, key).my_metric,
                     timer_in_ms: e.timer().map(|t| millis(t.saturating_duration_since(now))),
                 })
             })
@@ -309,8 +315,9 @@ impl PimInstance {
     /// picked us as its upstream there, so a loser forgets the winner
     /// (§4.6.2/§4.6.3, "Receive Join(S,G)/(*,G) on I").
     pub(super) fn assert_on_join(&mut self, ifindex: u32, jp: &JoinPrune) {
-        let ours = self.ifaces.get(&ifindex).map(|i| i.addr);
-        if ours != Some(jp.upstream_neighbor) {
+        if !self.ifaces.contains_key(&ifindex)
+            || !self.is_iface_address(ifindex, jp.upstream_neighbor)
+        {
             return;
         }
         for g in &jp.groups {

@@ -47,6 +47,8 @@ impl PimInstance {
         src: Ipv4Addr,
         jp: &JoinPrune,
     ) {
+        // A neighbor may name any address from our Hello's Address List.
+        let for_us = self.is_iface_address(ifindex, jp.upstream_neighbor);
         let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
@@ -56,7 +58,7 @@ impl PimInstance {
             ifc.counters.join_prune_from_non_neighbor += 1;
             return;
         }
-        if jp.upstream_neighbor != ifc.addr {
+        if !for_us {
             ifc.counters.join_prune_not_for_us += 1;
             self.overheard_join_prune(now, ifindex, jp);
             return;

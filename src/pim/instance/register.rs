@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::rp_register::{RegisterSeen, RpRecords, RpRegisterState};
 use super::{millis, PimEvent, PimInstance, TimerKey};
 use crate::pim::codec::{self, EncodedGroup, Message, Register, RegisterStop};
 use crate::pim::state::assert::AssertEntry;
@@ -83,6 +84,10 @@ pub struct RegisterAssertCounters {
     pub register_tx: u64,
     pub null_register_tx: u64,
     pub register_stop_tx: u64,
+    /// Register-Stops the RP held back: one had gone to that DR for that
+    /// (S,G) less than a second before (`rp_register`).
+    #[serde(default)]
+    pub register_stop_suppressed: u64,
     /// Data packets the DR could not register (malformed, TTL ≤ 1, too
     /// big with DF, no route to the RP).
     pub register_encap_failed: u64,
@@ -115,6 +120,8 @@ pub(super) enum ExtTimer {
     RegisterStop(TreeKey),
     /// Assert Timer of (S,G) or (*,G) on an interface.
     Assert(u32, TreeKey),
+    /// The RP forgets its record of (S,G) from a DR (`rp_register`).
+    RpRegister(TreeKey, Ipv4Addr),
 }
 
 /// Register and Assert state of an instance.
@@ -128,6 +135,8 @@ pub struct RegisterAssert {
     pub(super) dr: BTreeMap<TreeKey, DrEntry>,
     /// PMBR(S,G) at the RP, for (S,G) registered with the Border bit.
     pub(super) pmbr: BTreeMap<TreeKey, Ipv4Addr>,
+    /// The RP's record of the Registers it receives (`rp_register`).
+    pub(super) rp: RpRecords,
     pub(super) asserts: BTreeMap<(u32, TreeKey), AssertEntry>,
     /// The source of the packet that triggered each (*,G) assert: (*,G)
     /// Asserts carry it (§4.6.3).
@@ -145,6 +154,7 @@ impl Default for RegisterAssert {
             timers: Timers::new(),
             dr: BTreeMap::new(),
             pmbr: BTreeMap::new(),
+            rp: RpRecords::new(),
             asserts: BTreeMap::new(),
             assert_source: BTreeMap::new(),
             decapsulated: VecDeque::new(),
@@ -159,6 +169,9 @@ impl Default for RegisterAssert {
 pub struct RegisterSnapshot {
     pub source: Ipv4Addr,
     pub group: Ipv4Addr,
+    /// The interface S is on.
+    #[serde(default)]
+    pub interface: String,
     pub ifindex: u32,
     pub rp: Option<Ipv4Addr>,
     pub state: RegisterState,
@@ -202,6 +215,10 @@ impl PimInstance {
                 Some(RegisterSnapshot {
                     source: k.source?,
                     group: k.group,
+                    interface: self
+                        .ifaces
+                        .get(&e.iif)
+                        .map_or_else(String::new, |i| i.name.clone()),
                     ifindex: e.iif,
                     rp: e.rp,
                     state: e.machine.state(),
@@ -221,6 +238,7 @@ impl PimInstance {
             match t {
                 ExtTimer::RegisterStop(key) => self.register_stop_timer(now, key),
                 ExtTimer::Assert(ifindex, key) => self.assert_timer(now, ifindex, key),
+                ExtTimer::RpRegister(key, dr) => self.rp_register_expired(key, dr),
             }
         }
     }
@@ -309,6 +327,24 @@ impl PimInstance {
             }
             Err(EncapError::Malformed | EncapError::TtlExpired | EncapError::TooBig { .. }) => {
                 self.ra.counters.register_encap_failed += 1;
+            }
+        }
+    }
+
+    /// I_am_DR(ifindex) changed (a neighbor came, went, or changed its
+    /// priority): CouldRegister of every live (S,G) whose source is on
+    /// that interface is decided again now, so a new DR opens its register
+    /// tunnel and an old one closes it without waiting for the next data
+    /// report (§4.4.1: CouldRegister follows I_am_DR).
+    pub(super) fn register_dr_changed(&mut self, ifindex: u32) {
+        let live: Vec<TreeKey> = self.tib.kat.keys().copied().collect();
+        for key in live {
+            let Some(source) = key.source else {
+                continue;
+            };
+            let registering_here = self.ra.dr.get(&key).is_some_and(|e| e.iif == ifindex);
+            if registering_here || self.fact_directly_connected(source, ifindex) {
+                self.update_could_register(ifindex, source, key.group);
             }
         }
     }
@@ -466,7 +502,14 @@ impl PimInstance {
         let i_am_rp = self.config.rp_for(group).is_some_and(|m| m.rp == dst);
         if !i_am_rp {
             self.ra.counters.register_not_rp += 1;
-            self.send_register_stop(ifindex, dst, src, source, group);
+            let seen = RegisterSeen {
+                null: r.null,
+                state: RpRegisterState::NotRp,
+                wants_stop: true,
+            };
+            if self.rp_note_register(now, key, src, seen) {
+                self.send_register_stop(ifindex, dst, src, source, group);
+            }
             return;
         }
         let olist_rpt = self.fact_olist_rpt(source, group);
@@ -480,13 +523,28 @@ impl PimInstance {
         if let Some(p) = pmbr {
             self.ra.pmbr.insert(key, p);
         }
-        if d.register_stop {
+        let forwarding = d.forward && !olist_rpt.is_empty();
+        let state = if d.foreign_border {
+            RpRegisterState::ForeignBorder
+        } else if d.register_stop {
+            RpRegisterState::Stopped
+        } else if forwarding {
+            RpRegisterState::Forwarding
+        } else {
+            RpRegisterState::Accepted
+        };
+        let seen = RegisterSeen {
+            null: r.null,
+            state,
+            wants_stop: d.register_stop,
+        };
+        if self.rp_note_register(now, key, src, seen) {
             self.send_register_stop(ifindex, dst, src, source, group);
         }
         if let Some(period) = d.keepalive {
             self.set_keepalive(now, key, period);
         }
-        if d.forward && !olist_rpt.is_empty() {
+        if forwarding {
             self.ra.counters.decapsulated += 1;
             self.ra.decapsulated.push_back(Decapsulated {
                 source,
@@ -518,7 +576,7 @@ impl PimInstance {
     }
 
     pub(super) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.links.values().any(|(_, a)| *a == addr)
+        self.is_my_address(addr)
     }
 }
 

@@ -59,6 +59,9 @@ pub(super) struct Tib {
     /// Local receivers per interface, as IGMP reported them: (*,G) for any
     /// source, (S,G) for an INCLUDE source.
     pub(super) local: BTreeMap<u32, BTreeSet<TreeKey>>,
+    /// Sources the local receivers of a (*,G) exclude, per interface
+    /// (IGMPv3 EXCLUDE filters): local_receiver_exclude(S,G,I) of §4.1.6.
+    pub(super) local_exclude: BTreeMap<u32, BTreeSet<SgKey>>,
     /// Resolved targets; `None` is "no route".
     pub(super) rpf: BTreeMap<Ipv4Addr, Option<RpfResult>>,
     pub(super) rpf_requests: VecDeque<Ipv4Addr>,
@@ -146,21 +149,33 @@ impl PimInstance {
     /// RPF'(*,G) / RPF'(S,G) (§4.1.6): the assert winner when we lost an
     /// assert for the tree on its RPF interface (§4.6.5), the RPF
     /// neighbor otherwise.
-    fn rpf_prime(&self, key: &TreeKey, target: Ipv4Addr, route: Option<RpfResult>) -> Option<Rpf> {
-        let r = route?;
+    /// The second value says whether RPF' is an assert winner.
+    fn rpf_prime(
+        &self,
+        key: &TreeKey,
+        target: Ipv4Addr,
+        route: Option<RpfResult>,
+    ) -> (Option<Rpf>, bool) {
+        let Some(r) = route else {
+            return (None, false);
+        };
         if self.lost_assert(key.source, key.group, r.ifindex) {
             if let Some(w) = self.assert_winner(key.source, key.group, r.ifindex) {
-                return Some(Rpf {
+                let rpf = Rpf {
                     ifindex: r.ifindex,
                     neighbor: w,
-                });
+                };
+                return (Some(rpf), true);
             }
         }
-        self.rpf_neighbor(target, route)
+        (self.rpf_neighbor(target, route), false)
     }
 
+    /// `a` is one of our addresses, primary or secondary, on any
+    /// interface reported up.
     pub(super) fn is_my_address(&self, a: Ipv4Addr) -> bool {
         self.links.values().any(|(_, addr)| *addr == a)
+            || self.secondary.values().any(|s| s.contains(&a))
     }
 
     /// RP(G), or `None` for SSM groups and groups without a mapping.
@@ -224,11 +239,43 @@ impl PimInstance {
             .is_some_and(|e| e.is_pruned())
     }
 
-    /// inherited_olist(S,G,rpt): the (*,G) olist less (S,G,rpt) prunes and
-    /// less lost_assert(*,G).
-    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
-        let mut o = self.immediate_olist(&TreeKey::star_g(g));
+    /// pim_exclude(S,G) holds `ix`: its local receivers of G exclude S.
+    fn excluded_on(&self, ix: u32, s: Ipv4Addr, g: Ipv4Addr) -> bool {
+        self.tib
+            .local_exclude
+            .get(&ix)
+            .is_some_and(|x| x.contains(&(s, g)))
+    }
+
+    /// (joins(*,G) − prunes(S,G,rpt)) + (pim_include(*,G) − pim_exclude(S,G)),
+    /// before lost_assert is taken away.
+    fn raw_rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let star = TreeKey::star_g(g);
+        if is_ssm(g) {
+            return BTreeSet::new();
+        }
+        let mut o = self.joins(&star);
         o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        let mut local = self.pim_include(&star);
+        local.retain(|&ix| !self.excluded_on(ix, s, g));
+        o.extend(local);
+        o
+    }
+
+    /// inherited_olist(S,G,rpt) of §4.1.6, less lost_assert(*,G).
+    pub(super) fn rpt_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.raw_rpt_olist(s, g);
+        o.retain(|&ix| !self.lost_assert(None, g, ix));
+        o
+    }
+
+    /// Interfaces of the (*,G) olist that S's share of the shared tree
+    /// leaves out: a downstream Prune(S,G,rpt) or local receivers that
+    /// exclude S. The RIB takes S off PIM's (*,G) outputs there.
+    pub(super) fn rpt_left_out(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
+        let mut o = self.immediate_olist(&TreeKey::star_g(g));
+        let keep = self.rpt_olist(s, g);
+        o.retain(|ix| !keep.contains(ix));
         o
     }
 
@@ -242,8 +289,7 @@ impl PimInstance {
 
     /// inherited_olist(S,G) without any lost_assert term.
     pub(super) fn raw_inherited_olist(&self, s: Ipv4Addr, g: Ipv4Addr) -> BTreeSet<u32> {
-        let mut o = self.raw_immediate_olist(&TreeKey::star_g(g));
-        o.retain(|&ix| !self.rpt_pruned_on(ix, s, g));
+        let mut o = self.raw_rpt_olist(s, g);
         o.extend(self.raw_immediate_olist(&TreeKey::s_g(s, g)));
         o
     }
@@ -277,6 +323,16 @@ impl PimInstance {
         for &(s, g) in &self.tib.rpt_pruned {
             keys.insert(TreeKey::s_g(s, g));
         }
+        // An excluded source of a group we receive may need an (S,G,rpt)
+        // Prune (§4.5.7 PruneDesired with pim_exclude).
+        for (&ix, x) in &self.tib.local_exclude {
+            for &(s, g) in x {
+                let star = TreeKey::star_g(g);
+                if self.tib.local.get(&ix).is_some_and(|l| l.contains(&star)) {
+                    keys.insert(TreeKey::s_g(s, g));
+                }
+            }
+        }
         keys
     }
 
@@ -301,20 +357,42 @@ impl PimInstance {
                 Some(s) => Some(s),
                 None => self.rp(key.group),
             };
-            let (rpf, iif) = match target {
+            let (rpf, iif, via_assert) = match target {
                 // We are the RP (or the source): there is nobody upstream.
-                Some(t) if self.is_my_address(t) => (None, None),
+                Some(t) if self.is_my_address(t) => (None, None, false),
                 Some(t) => {
                     let route = self.rpf_route(t, &mut used);
-                    (self.rpf_prime(key, t, route), route.map(|r| r.ifindex))
+                    let (rpf, by_assert) = self.rpf_prime(key, t, route);
+                    (rpf, route.map(|r| r.ifindex), by_assert)
                 }
-                None => (None, None),
+                None => (None, None, false),
             };
             rpf_of.insert(*key, (rpf, iif));
             self.leave_old_rp(*key);
             let desired = self.join_desired(key);
+            // §4.5.5/§4.5.7: RPF' moved on the same interface because an
+            // assert started, ended or changed winner (the old or the new
+            // neighbor is a winner) rather than because the route changed.
+            let old = self.tib.up.get(key).map(|u| (u.rpf(), u.via_assert));
+            let by_assert = match (old, rpf) {
+                (Some((Some(o), was_assert)), Some(n)) => {
+                    desired && o != n && o.ifindex == n.ifindex && (was_assert || via_assert)
+                }
+                _ => false,
+            };
+            let t_override = match (by_assert, rpf) {
+                (true, Some(n)) => Some(self.t_override(n.ifindex)),
+                _ => None,
+            };
             let up = self.tib.up.entry(*key).or_default();
-            let actions = up.update(now, desired, rpf, period);
+            let actions = match (t_override, rpf) {
+                (Some(t), Some(n)) => {
+                    up.assert_moved(now, n, t);
+                    Vec::new()
+                }
+                _ => up.update(now, desired, rpf, period),
+            };
+            up.via_assert = via_assert && up.is_joined();
             let timer = up.join_timer();
             if !up.is_joined() && !up.spt_bit {
                 self.tib.up.remove(key);

@@ -21,6 +21,13 @@ pub enum PimInput {
         name: String,
         addr: Ipv4Addr,
     },
+    /// The interface's other IPv4 addresses (all but the primary one of
+    /// `InterfaceUp`), the whole set each time: they are ours too and go
+    /// in the Hello Address List option (RFC 7761 §4.3.1).
+    InterfaceAddresses {
+        ifindex: u32,
+        secondary: Vec<Ipv4Addr>,
+    },
     /// The interface went down or lost its address: no goodbye is possible.
     InterfaceDown { ifindex: u32 },
     /// The daemon stops: send a goodbye (holdtime 0) on every interface
@@ -30,6 +37,15 @@ pub enum PimInput {
     /// source, (S,G) for a source it includes. Honoured only where we are
     /// DR (§4.1.6 pim_include).
     LocalMembers { ifindex: u32, members: Vec<TreeKey> },
+    /// The whole set of (source, group) that the local receivers of a
+    /// (*,G) on `ifindex` exclude (IGMPv3 EXCLUDE filters, RFC 7761
+    /// §4.1.6 pim_exclude): S of such a G leaves the interface's share of
+    /// the shared tree, and is pruned off it upstream (Prune(S,G,rpt))
+    /// when nobody else downstream wants it.
+    LocalExcludes {
+        ifindex: u32,
+        excludes: Vec<(Ipv4Addr, Ipv4Addr)>,
+    },
     /// One local receiver appeared on `ifindex`.
     LocalJoin { ifindex: u32, key: TreeKey },
     /// One local receiver went away from `ifindex`.

@@ -137,6 +137,9 @@ impl PimInstance {
         for r in self.tib.rpt_down.values() {
             keys.extend(r.iter().map(|((s, g), _)| TreeKey::s_g(*s, *g)));
         }
+        for x in self.tib.local_exclude.values() {
+            keys.extend(x.iter().map(|(s, g)| TreeKey::s_g(*s, *g)));
+        }
         keys.sort();
         keys.dedup();
         keys.into_iter()
@@ -182,11 +185,9 @@ impl PimInstance {
                     rpt_pruned_on: match k.source {
                         None => Vec::new(),
                         Some(s) => self
-                            .tib
-                            .rpt_down
-                            .iter()
-                            .filter(|(_, r)| r.get(&(s, k.group)).is_some_and(|e| e.is_pruned()))
-                            .map(|(&i, _)| self.name_of(i))
+                            .rpt_left_out(s, k.group)
+                            .into_iter()
+                            .map(|i| self.name_of(i))
                             .collect(),
                     },
                 }
@@ -304,7 +305,7 @@ impl PimInstance {
         }
     }
 
-    fn t_override(&mut self, ifindex: u32) -> Duration {
+    pub(super) fn t_override(&mut self, ifindex: u32) -> Duration {
         let Some(ifc) = self.ifaces.get(&ifindex) else {
             return Duration::ZERO;
         };

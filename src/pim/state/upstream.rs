@@ -35,6 +35,10 @@ pub struct Upstream {
     /// SPTbit(S,G) (§4.2.2): data arrives on the source tree; unused for
     /// (*,G).
     pub spt_bit: bool,
+    /// The neighbor we are joined to is an assert winner rather than the
+    /// unicast next hop (§4.6.5): when it changes back or to another
+    /// winner, that is an "RPF' change due to an Assert".
+    pub via_assert: bool,
 }
 
 impl Upstream {
@@ -82,6 +86,23 @@ impl Upstream {
             _ => {}
         }
         out
+    }
+
+    /// §4.5.5/§4.5.7 "RPF'(*,G)/RPF'(S,G) changes due to an Assert": an
+    /// assert on the RPF interface named another upstream router there.
+    /// Stay Joined and send nothing now: the winner already forwards, and
+    /// a Prune to the loser would not stop it (it stopped on losing); the
+    /// JT is lowered to `t_override` so the next Join goes to the new
+    /// RPF' soon. Returns whether it applied (Joined, to another router).
+    pub fn assert_moved(&mut self, now: Instant, to: Rpf, t_override: Duration) -> bool {
+        match &mut self.joined {
+            Some((rpf, at)) if *rpf != to => {
+                *rpf = to;
+                *at = (*at).min(now + t_override);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The JT fired: send the periodic Join and restart it. A stale timer
@@ -174,6 +195,28 @@ mod tests {
             vec![UpAction::Prune(rpf(2))]
         );
         assert!(!u.is_joined());
+    }
+
+    #[test]
+    fn an_assert_moves_rpf_prime_without_join_or_prune_and_only_lowers_the_jt() {
+        let t0 = Instant::now();
+        let mut u = Upstream::default();
+        assert!(!u.assert_moved(t0, rpf(2), 2 * S), "not joined: nothing");
+        u.update(t0, true, Some(rpf(1)), 60 * S);
+        assert!(u.assert_moved(t0 + S, rpf(2), 2 * S));
+        assert_eq!(u.rpf(), Some(rpf(2)));
+        assert_eq!(u.join_timer(), Some(t0 + 3 * S));
+        // Already toward the winner: no change; a JT already sooner stays.
+        assert!(!u.assert_moved(t0 + 2 * S, rpf(2), 2 * S));
+        assert!(u.assert_moved(t0 + 2 * S, rpf(1), 9 * S));
+        assert_eq!(u.join_timer(), Some(t0 + 3 * S), "never raised");
+        // The Join goes to the new RPF' when the JT fires; the state
+        // machine sees no RPF' change after that.
+        assert_eq!(
+            u.join_timer_expired(t0 + 3 * S, 60 * S),
+            Some(UpAction::Join(rpf(1)))
+        );
+        assert!(u.update(t0 + 4 * S, true, Some(rpf(1)), 60 * S).is_empty());
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct PimState {
     core: PimInstance,
     /// What the core was last told is up: ifindex -> (name, address).
     links: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// What the core was last told of each interface's other addresses.
+    secondary: BTreeMap<u32, Vec<Ipv4Addr>>,
     socks: BTreeMap<u32, Sock>,
     timer: Option<(Instant, tokio::task::JoinHandle<()>)>,
     config_watch: tokio::task::JoinHandle<()>,
@@ -172,6 +174,16 @@ fn usable(ifaces: &Ifaces) -> BTreeMap<u32, (String, Ipv4Addr)> {
         .collect()
 }
 
+/// The addresses after the primary one of every usable interface: ours
+/// too, and announced in Hellos (RFC 7761 §4.3.1 Address List).
+fn secondaries(ifaces: &Ifaces) -> BTreeMap<u32, Vec<Ipv4Addr>> {
+    ifaces
+        .values()
+        .filter(|i| i.up && i.addrs.len() > 1)
+        .map(|i| (i.ifindex, i.addrs.iter().skip(1).copied().collect()))
+        .collect()
+}
+
 fn down_reason(r: DownReason) -> &'static str {
     match r {
         DownReason::Expired => "expired",
@@ -219,6 +231,31 @@ impl PimState {
         self.sync_sockets(me);
     }
 
+    /// Tell the core each interface's secondary addresses when they change
+    /// (after [`Self::apply_links`], which the core needs first).
+    fn apply_secondaries(&mut self, now_secondary: BTreeMap<u32, Vec<Ipv4Addr>>) {
+        let now = Instant::now();
+        let ifindexes: BTreeSet<u32> = self
+            .secondary
+            .keys()
+            .chain(now_secondary.keys())
+            .copied()
+            .collect();
+        for ifindex in ifindexes {
+            let new = now_secondary.get(&ifindex).cloned().unwrap_or_default();
+            if self.secondary.get(&ifindex).cloned().unwrap_or_default() != new {
+                self.core.handle_event(
+                    now,
+                    PimInput::InterfaceAddresses {
+                        ifindex,
+                        secondary: new,
+                    },
+                );
+            }
+        }
+        self.secondary = now_secondary;
+    }
+
     fn sync_sockets(&mut self, me: &ActorRef<PimMsg>) {
         let cfg = self.core.config().clone();
         let wanted: BTreeMap<u32, (String, Ipv4Addr)> = if cfg.enabled {
@@ -259,22 +296,26 @@ impl PimState {
     }
 
     /// Tell the core the local receivers of every interface it knows.
-    /// EXCLUDE filters count as any-source (the sources they exclude are
-    /// not subtracted, see PROTOCOLS.md); each INCLUDE source is an (S,G).
+    /// An EXCLUDE filter is a (*,G) receiver plus the sources it excludes
+    /// (RFC 7761 §4.1.6 pim_exclude); each INCLUDE source is an (S,G).
     fn apply_members(&mut self) {
         let now = Instant::now();
         for (&ifindex, (name, _)) in &self.links {
             let mut keys = Vec::new();
+            let mut excludes = Vec::new();
             for ((ifc, group), filter) in self.members.iter() {
                 if ifc != name || filter.is_empty() {
                     continue;
                 }
                 if filter.accepts_unlisted() {
                     keys.push(TreeKey::star_g(*group));
+                    excludes.extend(filter.sources().iter().map(|s| (*s, *group)));
                 } else {
                     keys.extend(filter.sources().iter().map(|s| TreeKey::s_g(*s, *group)));
                 }
             }
+            self.core
+                .handle_event(now, PimInput::LocalExcludes { ifindex, excludes });
             self.core.handle_event(
                 now,
                 PimInput::LocalMembers {
@@ -618,6 +659,7 @@ impl Actor for PimActor {
         let mut st = PimState {
             core: PimInstance::new(Rng::from_entropy()),
             links: BTreeMap::new(),
+            secondary: BTreeMap::new(),
             socks: BTreeMap::new(),
             timer: None,
             config_watch,
@@ -637,7 +679,9 @@ impl Actor for PimActor {
         st.apply_config(&cfg);
         // The NetlinkMonitor only sends changes; a (re)started actor reads
         // the interfaces once itself.
-        st.apply_links(&myself, usable(&mcr::iface::scan()));
+        let ifaces = mcr::iface::scan();
+        st.apply_links(&myself, usable(&ifaces));
+        st.apply_secondaries(secondaries(&ifaces));
         // Memberships the RIB already has; changes are pushed from now on.
         // What a predecessor left: kept, and counted as sent, so that
         // once this actor has settled what it did not re-learn goes.
@@ -683,6 +727,7 @@ impl Actor for PimActor {
             }
             PimMsg::Interfaces(ifaces) => {
                 st.apply_links(&myself, usable(&ifaces));
+                st.apply_secondaries(secondaries(&ifaces));
                 // Interface indexes behind the names may have changed.
                 st.apply_members();
                 st.core
@@ -707,6 +752,12 @@ impl Actor for PimActor {
             }
             PimMsg::RpTable(r) => {
                 let _ = r.send(st.core.rp_table());
+            }
+            PimMsg::RegisterState(r) => {
+                let _ = r.send(st.core.register_report(Instant::now()));
+            }
+            PimMsg::AssertState(r) => {
+                let _ = r.send(st.core.asserts(Instant::now()));
             }
             PimMsg::Reconfigure => {
                 let cfg = st.shared.config().pim.clone().unwrap_or_default();

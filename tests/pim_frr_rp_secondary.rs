@@ -1,0 +1,162 @@
+//! MCR as the RP of FRR's first hop (issue 10, interop 3), with the RP
+//! address a secondary address of MCR's link, which MCR's Hellos list
+//! (FRR flags the Address List option): FRR r1, DR for source h1,
+//! registers h1's stream to MCR; MCR accepts the Registers on that
+//! secondary (RFC 7761 §4.3.1, §4.4.2), has no receiver and answers with
+//! a Register-Stop, which FRR obeys (`show ip pim upstream json`
+//! `regState`); `mcrctl pim register` shows the RP's record of r1, with
+//! later Registers held back rather than each answered.
+//!
+//! h1 ──h1-r1 / r1-h1── r1 (FRR) ──r1-m / m-r1── MCR (RP on 10.209.255.2)
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::frr::{require_frr, FrrRouter};
+use common::{veth, KillOnDrop, Netns};
+use mcr::pim::instance::{RegisterReport, RpRegisterState};
+
+const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
+const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 1);
+const R1: Ipv4Addr = Ipv4Addr::new(10, 209, 12, 1);
+const MCR: Ipv4Addr = Ipv4Addr::new(10, 209, 12, 2);
+/// The RP address: a secondary address of MCR's m-r1.
+const RP: Ipv4Addr = Ipv4Addr::new(10, 209, 255, 2);
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 9, 9, 9);
+
+fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+#[test]
+fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
+    if !require_frr("frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop") {
+        return;
+    }
+    let mut r1 = FrrRouter::new("prp1");
+    let mcr_ns = Netns::new("pimrp-mcr");
+    let h1 = Netns::new("pimrp-h1");
+    veth(
+        &r1.ns,
+        "r1-h1",
+        &format!("{R1_H1}/24"),
+        &h1,
+        "h1-r1",
+        &format!("{H1}/24"),
+    );
+    veth(
+        &r1.ns,
+        "r1-m",
+        &format!("{R1}/24"),
+        &mcr_ns,
+        "m-r1",
+        &format!("{MCR}/24"),
+    );
+    mcr_ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "m-r1"]);
+    mcr_ns.ip(&["route", "add", "10.209.1.0/24", "via", &R1.to_string()]);
+    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
+    r1.start(&format!(
+        "ip route {RP}/32 {MCR}\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {RP} 239.0.0.0/8\n"
+    ));
+    let config = format!(
+        "{{ pim: {{ enabled: true, \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    let t0 = Instant::now();
+    // FRR takes MCR's Hellos with the Address List option (the secondary).
+    let n = wait(
+        "FRR's neighbor entry for MCR",
+        Duration::from_secs(15),
+        || {
+            let v = r1.try_json("show ip pim neighbor r1-m json").ok()?;
+            v.get("r1-m")?.get(MCR.to_string()).cloned()
+        },
+    );
+    assert_eq!(n["helloOptionAddressList"], true, "{n}");
+    println!("pim_frr_rp: adjacency after {:?}", t0.elapsed());
+    let rp_table: Vec<mcr::pim::instance::RpSnapshot> = mcr.ctl_json(&["pim", "rp"]);
+    assert!(rp_table[0].i_am_rp, "an RP on a secondary address is us");
+
+    let _sender = KillOnDrop(
+        send_cmd(
+            &h1,
+            &GROUP.to_string(),
+            5001,
+            "h1-r1",
+            10_000_000,
+            50,
+            100,
+            &["--ttl", "16"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    );
+    let sent_at = Instant::now();
+    // FRR registers, MCR (no receivers) stops it: FRR's register state
+    // for (h1, G) goes to RegPrune.
+    let reg_state = |r1: &FrrRouter| -> Option<String> {
+        let v = r1.try_json("show ip pim upstream json").ok()?;
+        v.get(GROUP.to_string())?
+            .get(H1.to_string())?
+            .get("regState")?
+            .as_str()
+            .map(String::from)
+    };
+    wait("FRR's RegPrune", Duration::from_secs(10), || {
+        (reg_state(&r1).as_deref() == Some("RegPrune")).then_some(())
+    });
+    println!(
+        "pim_frr_rp: first packet → FRR in RegPrune after {:?}",
+        sent_at.elapsed()
+    );
+    let report: RegisterReport = mcr.ctl_json(&["pim", "register"]);
+    let e = report
+        .rp
+        .iter()
+        .find(|e| e.source == H1 && e.group == GROUP)
+        .unwrap_or_else(|| panic!("no RP record for h1: {report:?}"));
+    // FRR sends its Registers from its address on the source's LAN.
+    assert_eq!(e.dr, R1_H1);
+    assert_eq!(e.state, RpRegisterState::Stopped);
+    assert!(e.registers_rx >= 1 && e.register_stops_tx >= 1, "{e:?}");
+    assert_eq!(report.counters.register_dropped, 0);
+    assert!(report.dr.is_empty(), "MCR registers nothing itself");
+    let text = mcr.ctl_ok(&["pim", "register"]);
+    assert!(
+        text.contains(&H1.to_string()) && text.contains("register-stop"),
+        "{text}"
+    );
+    // Stopped, FRR stays quiet: a few seconds later MCR has answered at
+    // most a handful of Registers, not one per packet (50 per second).
+    std::thread::sleep(Duration::from_secs(3));
+    let later: RegisterReport = mcr.ctl_json(&["pim", "register"]);
+    let e = later
+        .rp
+        .iter()
+        .find(|e| e.source == H1)
+        .expect("record kept");
+    println!(
+        "pim_frr_rp: after 3 s: {} Registers, {} null-Registers, {} Register-Stops sent, {} held back",
+        e.registers_rx, e.null_registers_rx, e.register_stops_tx, e.register_stops_suppressed
+    );
+    assert!(e.register_stops_tx <= 5, "{e:?}");
+    // One router per LAN forwards: no assert anywhere.
+    let asserts: Vec<mcr::pim::instance::AssertSnapshot> = mcr.ctl_json(&["pim", "assert"]);
+    assert!(asserts.is_empty(), "{asserts:?}");
+    assert!(mcr.ctl_ok(&["pim", "assert"]).starts_with("INTERFACE"));
+    assert_eq!(reg_state(&r1).as_deref(), Some("RegPrune"));
+}
