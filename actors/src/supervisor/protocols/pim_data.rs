@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mcr::pim::state::register::RegisterState;
 use mcr::pim::{PimEvent, PimInput};
 use mcr::proto::{Protocol, Transmit};
-use mcr::sys::sockopt::{attach_filter, new_socket, set_int};
+use mcr::sys::sockopt::{attach_filter, new_socket};
 use ractor::ActorRef;
 use tracing::{debug, info, warn};
 
