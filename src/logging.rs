@@ -170,6 +170,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// How often the log file starts anew.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rotation {
+    Hourly,
+    #[default]
+    Daily,
+    Never,
+}
+
+impl Rotation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rotation::Hourly => "hourly",
+            Rotation::Daily => "daily",
+            Rotation::Never => "never",
+        }
+    }
+}
+
+impl FromStr for Rotation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hourly" => Ok(Rotation::Hourly),
+            "daily" => Ok(Rotation::Daily),
+            "never" => Ok(Rotation::Never),
+            _ => Err(format!("{s:?} is not hourly, daily or never")),
+        }
+    }
+}
+
+/// The optional log file beside stderr/journald: `logging.file` in the
+/// config, or `mcrd supervisor --log-file`, which wins over it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: std::path::PathBuf,
+    pub rotation: Rotation,
+    /// Files kept, the current one included (0: all).
+    pub keep: usize,
+}
+
+impl LogFile {
+    /// Files kept when nothing says otherwise: a week of daily files.
+    pub const DEFAULT_KEEP: usize = 7;
+}
+
 /// The levels in force: a global one and per-facility overrides.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLevels {

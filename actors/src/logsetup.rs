@@ -1,6 +1,7 @@
 //! Logging setup: one `tracing` subscriber per process whose filter can be
 //! replaced at run time (`mcrctl log-level set`), text or JSON lines on
-//! stderr, and optionally (`mcrd supervisor --log-file`) the same lines in
+//! stderr, and optionally (`logging.file` in the config, or `mcrd
+//! supervisor --log-file`) the same lines in
 //! a file that `tracing-appender`'s rolling writer rotates. Workers write
 //! through a non-blocking writer so that no log line ever blocks the data
 //! path; with a log file, the supervisor copies their stderr into it
@@ -8,10 +9,10 @@
 //! could not open the next file at rotation.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mcr::logging::{LogFormat, LogLevels};
+use mcr::logging::{LogFile, LogFormat, LogLevels, Rotation};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -48,35 +49,6 @@ fn install_panic_hook() {
 /// Keeps the non-blocking writers' threads alive; drop flushes them.
 pub struct Guard(#[allow(dead_code)] Vec<tracing_appender::non_blocking::WorkerGuard>);
 
-/// How often a log file starts anew.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rotation {
-    Hourly,
-    Daily,
-    Never,
-}
-
-impl std::str::FromStr for Rotation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "hourly" => Ok(Rotation::Hourly),
-            "daily" => Ok(Rotation::Daily),
-            "never" => Ok(Rotation::Never),
-            _ => Err(format!("{s:?} is not hourly, daily or never")),
-        }
-    }
-}
-
-/// `--log-file` and how it rotates.
-#[derive(Clone, Debug)]
-pub struct LogFile {
-    pub path: PathBuf,
-    pub rotation: Rotation,
-    /// Files kept, the current one included (0: all).
-    pub keep: usize,
-}
-
 /// The open log file of this process, for the workers' lines. A mutex
 /// around the non-blocking writer keeps one worker's line whole.
 static FILE: OnceLock<Mutex<tracing_appender::non_blocking::NonBlocking>> = OnceLock::new();
@@ -93,7 +65,7 @@ fn open_file(f: &LogFile) -> Result<tracing_appender::rolling::RollingFileAppend
         .path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("--log-file {}: no file name", f.path.display()))?;
+        .ok_or_else(|| format!("log file {}: no file name", f.path.display()))?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     use tracing_appender::rolling::{RollingFileAppender, Rotation as R};
     let rotation = match f.rotation {
@@ -109,7 +81,7 @@ fn open_file(f: &LogFile) -> Result<tracing_appender::rolling::RollingFileAppend
         b = b.latest_symlink(name);
     }
     b.build(&dir)
-        .map_err(|e| format!("--log-file {}: {e}", f.path.display()))
+        .map_err(|e| format!("log file {}: {e}", f.path.display()))
 }
 
 /// Copy a worker's stderr, line by line, to ours and to the log file.

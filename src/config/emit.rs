@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::document::is_plain_identifier;
-use super::{Config, ControlConfig, IgmpConfig, WorkersConfig};
+use super::{Config, ControlConfig, IgmpConfig, LoggingConfig, WorkersConfig};
 use crate::igmp::config::IgmpSettings;
-use crate::logging::{LogFormat, LogLevels};
+use crate::logging::{LogFile, LogFormat, LogLevels, Rotation};
 use crate::rule::{self, Rule, RuleInput, RuleOutput};
 
 impl Config {
@@ -33,7 +33,7 @@ impl Config {
             }
             out.push_str("  },\n");
         }
-        write_logging(&mut out, &self.logging.levels, self.logging.format);
+        write_logging(&mut out, &self.logging);
         write_control(&mut out, &self.control);
         write_workers(&mut out, &self.workers);
         if let Some(igmp) = &self.igmp {
@@ -111,7 +111,8 @@ fn output(o: &RuleOutput) -> String {
     s
 }
 
-fn write_logging(out: &mut String, levels: &LogLevels, format: LogFormat) {
+fn write_logging(out: &mut String, logging: &LoggingConfig) {
+    let (levels, format) = (&logging.levels, logging.format);
     let defaults = LogLevels::default();
     let mut lines = Vec::new();
     if levels.global != defaults.global {
@@ -131,6 +132,15 @@ fn write_logging(out: &mut String, levels: &LogLevels, format: LogFormat) {
             LogFormat::Json => "json",
         };
         lines.push(format!("format: \"{name}\""));
+    }
+    if let Some(f) = &logging.file {
+        lines.push(format!("file: {}", quote(&f.path.to_string_lossy())));
+        if f.rotation != Rotation::default() {
+            lines.push(format!("rotation: \"{}\"", f.rotation.as_str()));
+        }
+        if f.keep != LogFile::DEFAULT_KEEP {
+            lines.push(format!("keep: {}", f.keep));
+        }
     }
     write_section(out, "logging", &lines);
 }

@@ -9,7 +9,8 @@
 //! problem (`schema`), the entry points `parse` / `parse_file` with their
 //! size limits and the error list (`read`), and the writer used by `config
 //! show` / `config save` (`emit`, entered through `Config::to_json5`).
-//! The protocol sections have their own walkers (`igmp`, `pim`) and a
+//! The log file keys of `logging` have their own walker (`logfile`), as do
+//! the protocol sections (`igmp`, `pim`), which also have a
 //! pure `diff` that tells hot reload what changed in them.
 //! Nothing from a file that fails validation is applied: `parse` returns
 //! either a whole valid `Config` or every error it found.
@@ -19,13 +20,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::logging::{LogFormat, LogLevels};
+use crate::logging::{LogFile, LogFormat, LogLevels};
 use crate::rule::{Rule, RuleSet};
 
 mod diff;
 mod document;
 mod emit;
 mod igmp;
+mod logfile;
 mod metrics;
 mod read;
 mod scan;
@@ -70,6 +72,8 @@ pub struct Config {
 pub struct LoggingConfig {
     pub levels: LogLevels,
     pub format: LogFormat,
+    /// `file`, `rotation`, `keep`; `None`: no log file.
+    pub file: Option<LogFile>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

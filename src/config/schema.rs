@@ -37,7 +37,7 @@ const REFUSED_KEYS: &[&str] = &["msdp"];
 const RULE_KEYS: &[&str] = &["id", "name", "input", "outputs"];
 const INPUT_KEYS: &[&str] = &["interface", "group", "port", "source"];
 const OUTPUT_KEYS: &[&str] = &["interface", "group", "port", "ttl", "mode", "members_only"];
-const LOGGING_KEYS: &[&str] = &["level", "facilities", "format"];
+const LOGGING_KEYS: &[&str] = &["level", "facilities", "format", "file", "rotation", "keep"];
 const CONTROL_KEYS: &[&str] = &["socket", "group"];
 const WORKERS_KEYS: &[&str] = &[
     "idle_timeout",
@@ -649,6 +649,7 @@ impl Walker {
     fn logging(&mut self, v: &Value, path: &str) -> Option<LoggingConfig> {
         let members = self.object(v, path, "the logging section")?;
         let mut cfg = LoggingConfig::default();
+        let mut file_keys = Vec::new();
         for m in members {
             let p = join_key(path, &m.key);
             match m.key.as_str() {
@@ -702,9 +703,11 @@ impl Walker {
                         ),
                     ),
                 },
+                "file" | "rotation" | "keep" => file_keys.push(m),
                 _ => self.unknown(m, &p, LOGGING_KEYS),
             }
         }
+        cfg.file = self.log_file(path, &file_keys);
         Some(cfg)
     }
 

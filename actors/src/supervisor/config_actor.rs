@@ -194,6 +194,11 @@ impl ConfigActor {
         if file.logging.format != cfg.logging.format {
             warn!(target: "Supervisor", "logging.format changed; it applies at the next start");
         }
+        if file.logging.file != cfg.logging.file {
+            // The writer is part of the subscriber installed at start, and
+            // running workers' stderr is not routed through us without one.
+            warn!(target: "Supervisor", "logging.file, rotation or keep changed; they apply at the next start");
+        }
         // Reload loads every rule of the file, so every loop is news.
         let warnings = match file.rule_set() {
             Ok(set) => {

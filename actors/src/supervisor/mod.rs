@@ -64,6 +64,7 @@ pub struct Opts {
     pub log_format: Option<String>,
     /// Also write the log to this file (and workers' lines too), rotated
     /// as --log-rotation says; with rotation, FILE links to the current one.
+    /// Overrides the config's logging.file, rotation and keep.
     #[arg(long, env = "MCR_LOG_FILE", value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// When the log file starts anew: hourly, daily or never.
@@ -165,7 +166,7 @@ pub fn main(opts: Opts) -> ExitCode {
     };
     let log_file = match &opts.log_file {
         Some(path) => match opts.log_rotation.parse() {
-            Ok(rotation) => Some(crate::logsetup::LogFile {
+            Ok(rotation) => Some(mcr::logging::LogFile {
                 path: path.clone(),
                 rotation,
                 keep: opts.log_keep,
@@ -175,7 +176,7 @@ pub fn main(opts: Opts) -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        None => None,
+        None => config.logging.file.clone(),
     };
     let (set_levels, _log_guard) = match crate::logsetup::init(
         &config.logging.levels,

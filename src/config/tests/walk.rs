@@ -164,7 +164,8 @@ fn unknown_nested_keys_name_the_right_place() {
         e[2]
     );
     assert!(
-        e[3].message.ends_with("level, facilities, format"),
+        e[3].message
+            .ends_with("level, facilities, format, file, rotation, keep"),
         "{}",
         e[3]
     );
