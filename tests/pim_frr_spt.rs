@@ -1,0 +1,531 @@
+//! MCR as a PIM-SM last-hop router switching from the RP tree to the
+//! source tree (RFC 7761 §4.1.3, §4.2.1, §4.5.7-§4.5.8) between two real
+//! FRR routers (issue 10, interop test 4).
+//!
+//! ```text
+//!  h1 10.209.1.10 ── r1-h1 [r1 FRR, h1's DR] r1-r2 10.209.12.1
+//!     ── r2-r1 10.209.12.2 [r2 FRR, RP lo 10.209.255.2] r2-m 10.209.23.2
+//!     ── m-r2 10.209.23.3 [MCR] m-h2 10.209.2.1 ── h2-m 10.209.2.10 h2
+//!  r1-m 10.209.13.1 ── m-r1 10.209.13.3   (r1 ── MCR, the shorter path to h1)
+//! ```
+//!
+//! What a user of the three routers sees: h2's IGMP membership makes MCR
+//! join (*,G) toward the RP r2 and h1's stream reaches h2 down the RP tree
+//! (r1 → r2 → MCR, three hops of TTL). On that first packet MCR joins
+//! (h1,G) toward r1 (FRR r1's `show ip pim join json` lists it on r1-m and
+//! its mroute sends G out of r1-m), sets the SPT bit once data arrives from
+//! r1 and prunes h1 off the RP tree (r2 shows `SGRpt(P)` on r2-m). h2 keeps
+//! receiving, now one hop of TTL sooner, with a bounded gap and no
+//! duplicates. With `spt_switchover: "never"` MCR stays on the RP tree.
+//! Prints join → first packet, first packet → SPT switch, and the packets
+//! lost and duplicated across the switch.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::frr::{require_frr, FrrRouter};
+use common::{veth, KillOnDrop, Netns};
+use mcr::gen::payload::Header;
+use mcr::pim::instance::UpstreamSnapshot;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+
+const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
+const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 1);
+const R1_R2: Ipv4Addr = Ipv4Addr::new(10, 209, 12, 1);
+const R2_R1: Ipv4Addr = Ipv4Addr::new(10, 209, 12, 2);
+const R2_M: Ipv4Addr = Ipv4Addr::new(10, 209, 23, 2);
+const M_R2: Ipv4Addr = Ipv4Addr::new(10, 209, 23, 3);
+const R1_M: Ipv4Addr = Ipv4Addr::new(10, 209, 13, 1);
+const M_R1: Ipv4Addr = Ipv4Addr::new(10, 209, 13, 3);
+const M_H2: Ipv4Addr = Ipv4Addr::new(10, 209, 2, 1);
+const H2: Ipv4Addr = Ipv4Addr::new(10, 209, 2, 10);
+const RP: Ipv4Addr = Ipv4Addr::new(10, 209, 255, 2);
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 209, 1, 1);
+const PORT: u16 = 5209;
+const RATE: u32 = 200;
+const SENT_TTL: u8 = 16;
+/// TTL at h2 down the RP tree: r1, r2 and MCR each take one.
+const RPT_TTL: u8 = SENT_TTL - 3;
+/// TTL at h2 down the source tree: r1 and MCR.
+const SPT_TTL: u8 = SENT_TTL - 2;
+
+struct Lab {
+    r1: FrrRouter,
+    r2: FrrRouter,
+    mcr: Daemon,
+    h1: Netns,
+    h2: Netns,
+    _mcr_ns: Netns,
+}
+
+/// The three routers and two hosts; `spt` is MCR's `spt_switchover`.
+fn lab(spt: &str) -> Lab {
+    let mut r1 = FrrRouter::new("sp1");
+    let mut r2 = FrrRouter::new("sp2");
+    let mcr_ns = Netns::new("pims-mcr");
+    let h1 = Netns::new("pims-h1");
+    let h2 = Netns::new("pims-h2");
+    let cidr = |a: Ipv4Addr| format!("{a}/24");
+    veth(&r1.ns, "r1-h1", &cidr(R1_H1), &h1, "h1-r1", &cidr(H1));
+    veth(&r1.ns, "r1-r2", &cidr(R1_R2), &r2.ns, "r2-r1", &cidr(R2_R1));
+    veth(&r2.ns, "r2-m", &cidr(R2_M), &mcr_ns, "m-r2", &cidr(M_R2));
+    veth(&r1.ns, "r1-m", &cidr(R1_M), &mcr_ns, "m-r1", &cidr(M_R1));
+    veth(&mcr_ns, "m-h2", &cidr(M_H2), &h2, "h2-m", &cidr(H2));
+    r2.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
+    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
+    h2.ip(&["route", "add", "default", "via", &M_H2.to_string()]);
+    // MCR's RPF: the RP through r2, the source straight through r1.
+    for (dst, via) in [
+        (format!("{RP}/32"), R2_M),
+        ("10.209.12.0/24".into(), R2_M),
+        ("10.209.1.0/24".into(), R1_M),
+    ] {
+        mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
+    }
+    r1.start(&format!(
+        "ip route {RP}/32 {R2_R1}\nip route 10.209.23.0/24 {R2_R1}\n\
+         ip route 10.209.2.0/24 {M_R1}\n\
+         interface r1-h1\n ip pim\n!\n\
+         interface r1-r2\n ip pim\n ip pim hello 1\n!\n\
+         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {RP} 239.0.0.0/8\n"
+    ));
+    r2.start(&format!(
+        "ip route 10.209.1.0/24 {R1_R2}\nip route 10.209.13.0/24 {R1_R2}\n\
+         ip route 10.209.2.0/24 {M_R2}\n\
+         interface lo\n ip pim\n!\n\
+         interface r2-r1\n ip pim\n ip pim hello 1\n!\n\
+         interface r2-m\n ip pim\n ip pim hello 1\n!\n\
+         ip pim rp {RP} 239.0.0.0/8\n"
+    ));
+    let config = format!(
+        "{{ pim: {{ enabled: true, spt_switchover: \"{spt}\", \
+           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
+                         {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }}, \
+         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
+           last_member_query_interval: 0.2 }} }}"
+    );
+    let mcr = Daemon::start(
+        &mcr_ns,
+        DaemonOpts {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    Lab {
+        r1,
+        r2,
+        mcr,
+        h1,
+        h2,
+        _mcr_ns: mcr_ns,
+    }
+}
+
+impl Lab {
+    fn wait_adjacencies(&self) {
+        let t0 = Instant::now();
+        wait("PIM adjacencies", Duration::from_secs(20), || {
+            let a = self.r1.try_json("show ip pim neighbor json").ok()?;
+            let b = self.r2.try_json("show ip pim neighbor json").ok()?;
+            a.get("r1-m")?.get(M_R1.to_string())?;
+            a.get("r1-r2")?.get(R2_R1.to_string())?;
+            b.get("r2-m")?.get(M_R2.to_string()).map(|_| ())
+        });
+        println!("pim_frr_spt: adjacencies after {:?}", t0.elapsed());
+    }
+
+    fn send(&self) -> KillOnDrop {
+        let ttl = SENT_TTL.to_string();
+        KillOnDrop(
+            send_cmd(
+                &self.h1,
+                &GROUP.to_string(),
+                PORT,
+                "h1-r1",
+                10_000_000,
+                RATE,
+                100,
+                &["--ttl", &ttl],
+            )
+            .spawn()
+            .expect("spawn mcrgen send"),
+        )
+    }
+
+    /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
+    fn frr_reg_state(&self) -> Option<String> {
+        let v = self.r1.try_json("show ip pim upstream json").ok()?;
+        v.get(GROUP.to_string())?
+            .get(H1.to_string())?
+            .get("regState")?
+            .as_str()
+            .map(String::from)
+    }
+
+    fn routes(&self) -> Vec<UpstreamSnapshot> {
+        self.mcr.ctl_json(&["pim", "routes"])
+    }
+
+    /// MCR's (h1, GROUP) row.
+    fn sg(&self) -> Option<UpstreamSnapshot> {
+        self.routes()
+            .into_iter()
+            .find(|r| r.source == Some(H1) && r.group == GROUP)
+    }
+}
+
+/// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
+fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
+    let v = r.try_json("show ip pim join json").ok()?;
+    v.get(ifname)?
+        .get(GROUP.to_string())?
+        .get(source)?
+        .get("channelJoinName")?
+        .as_str()
+        .map(String::from)
+}
+
+/// Whether FRR's mroute for (`source`, GROUP) sends out of `ifname`.
+fn frr_oil_has(r: &FrrRouter, source: &str, ifname: &str) -> bool {
+    let Ok(v) = r.try_json("show ip mroute json") else {
+        return false;
+    };
+    v[GROUP.to_string()][source]["oil"].get(ifname).is_some()
+}
+
+/// One datagram at the receiver.
+#[derive(Clone, Copy, Debug)]
+struct Got {
+    at: Instant,
+    source: Ipv4Addr,
+    ttl: u8,
+    seq: u64,
+}
+
+/// A member socket of GROUP on h2 that records each datagram's source,
+/// IP TTL and mcrgen sequence number. Dropping it leaves the group.
+struct Receiver {
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Got>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    joined_at: Instant,
+}
+
+impl Receiver {
+    fn join(ns: &Netns, local: Ipv4Addr) -> Receiver {
+        let name = ns.name.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s2, g2) = (stop.clone(), got.clone());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                .expect("udp socket");
+            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
+                .expect("bind");
+            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+                .expect("IP_RECVTTL");
+            // A switch should cost a handful of packets; a deep buffer
+            // keeps a slow test thread from adding losses of its own.
+            let _ = s.set_recv_buffer_size(1 << 20);
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            s.join_multicast_v4(&GROUP, &local).expect("join");
+            let _ = tx.send(Instant::now());
+            let mut buf = [0u8; 2048];
+            let mut cmsg = nix::cmsg_space!(libc::c_int);
+            while !s2.load(Ordering::Relaxed) {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(m) = recvmsg::<SockaddrIn>(
+                    s.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::empty(),
+                ) else {
+                    continue;
+                };
+                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let ttl = m
+                    .cmsgs()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|c| match c {
+                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                let n = m.bytes;
+                let Some(h) = Header::decode(&buf[..n]) else {
+                    continue;
+                };
+                g2.lock().unwrap().push(Got {
+                    at: Instant::now(),
+                    source,
+                    ttl,
+                    seq: h.seq,
+                });
+            }
+        });
+        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        Receiver {
+            stop,
+            got,
+            thread: Some(thread),
+            joined_at,
+        }
+    }
+
+    fn received(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Sequence numbers missing between the first and last received, and
+/// sequence numbers received more than once.
+fn lost_and_duplicated(got: &[Got]) -> (u64, u64) {
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for g in got {
+        *seen.entry(g.seq).or_default() += 1;
+    }
+    let dup = seen.values().map(|n| u64::from(n - 1)).sum();
+    let (Some(lo), Some(hi)) = (seen.keys().min(), seen.keys().max()) else {
+        return (0, dup);
+    };
+    let lost = (hi - lo + 1) - seen.len() as u64;
+    (lost, dup)
+}
+
+#[test]
+fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree() {
+    if !require_frr("mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree") {
+        return;
+    }
+    let lab = lab("immediate");
+    lab.wait_adjacencies();
+    let _sender = lab.send();
+    // r1 registers h1 to the RP, which has no receiver yet and stops the
+    // Registers: from here on the RP tree carries h1 natively (r1 -> r2 ->
+    // MCR, RPT_TTL), never decapsulated (r1 does not count a hop for a
+    // Register, which would make it look like the source tree).
+    wait(
+        "r1's Registers to be stopped",
+        Duration::from_secs(10),
+        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
+    );
+    let member = Receiver::join(&lab.h2, H2);
+    let join_at = member.joined_at;
+
+    let first = wait("the first packet at h2", Duration::from_secs(15), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_spt: IGMP join -> first packet at h2 {:?} (TTL {})",
+        first.at - join_at,
+        first.ttl
+    );
+    assert_eq!(first.source, H1, "route mode keeps the source address");
+    assert_eq!(
+        first.ttl, RPT_TTL,
+        "the first packets come down the RP tree, r1 -> r2 -> MCR"
+    );
+
+    // MCR joins (h1,G) toward r1 on the direct link.
+    let sg_join = wait("r1's (h1,G) join from MCR", Duration::from_secs(10), || {
+        frr_join_state(&lab.r1, "r1-m", &H1.to_string()).filter(|s| s == "JOIN")
+    });
+    assert_eq!(sg_join, "JOIN");
+    let t_frr_join = first.at.elapsed();
+    wait(
+        "r1's mroute to send h1 out of r1-m",
+        Duration::from_secs(10),
+        || frr_oil_has(&lab.r1, &H1.to_string(), "r1-m").then_some(()),
+    );
+    // MCR's route: the SPT bit, upstream toward r1.
+    let sg = wait(
+        "MCR's (h1,G) with the SPT bit",
+        Duration::from_secs(10),
+        || lab.sg().filter(|r| r.joined && r.spt_bit),
+    );
+    assert_eq!(sg.upstream_interface.as_deref(), Some("m-r1"), "{sg:?}");
+    assert_eq!(sg.rpf_neighbor, Some(R1_M), "{sg:?}");
+    assert_eq!(sg.outgoing, vec!["m-h2".to_string()], "{sg:?}");
+    let table = lab.mcr.ctl_ok(&["pim", "routes"]);
+    assert!(table.contains("m-r1"), "{table}");
+
+    // h1 is pruned off the RP tree at r2.
+    let rpt = wait(
+        "r2's (h1,G,rpt) prune from MCR",
+        Duration::from_secs(10),
+        || frr_join_state(&lab.r2, "r2-m", &H1.to_string()).filter(|s| s.starts_with("SGRpt")),
+    );
+    assert_eq!(rpt, "SGRpt(P)", "h1 is pruned off the RP tree toward MCR");
+    let star = lab
+        .routes()
+        .into_iter()
+        .find(|r| r.source.is_none() && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (*,G) at MCR"));
+    assert!(star.joined, "{star:?}");
+    assert_eq!(star.upstream_interface.as_deref(), Some("m-r2"), "{star:?}");
+    assert_eq!(star.rpt_pruned, vec![H1], "{star:?}");
+
+    // The stream now comes the short way; measure across the switch.
+    let spt_first = wait(
+        "a packet down the source tree",
+        Duration::from_secs(10),
+        || member.received().into_iter().find(|g| g.ttl == SPT_TTL),
+    );
+    println!(
+        "pim_frr_spt: first packet -> (h1,G) JOIN seen at r1 by polling vtysh {t_frr_join:?}; -> first packet down the source tree (the SPT switch) {:?}",
+        spt_first.at - first.at
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let got = member.received();
+    let last = got.last().copied().expect("packets");
+    let (lost, dup) = lost_and_duplicated(&got);
+    let rpt_n = got.iter().filter(|g| g.ttl == RPT_TTL).count();
+    let spt_n = got.iter().filter(|g| g.ttl == SPT_TTL).count();
+    println!(
+        "pim_frr_spt: {} packets at h2 ({rpt_n} down the RP tree, {spt_n} down the source tree): {lost} lost, {dup} duplicated across the switch",
+        got.len()
+    );
+    assert!(
+        got.iter().all(|g| g.source == H1),
+        "only h1's packets at h2"
+    );
+    assert_eq!(
+        rpt_n + spt_n,
+        got.len(),
+        "every packet took one of the two paths"
+    );
+    // Once on the source tree, nothing comes down the RP tree any more.
+    let tail: Vec<&Got> = got
+        .iter()
+        .filter(|g| g.at > spt_first.at + Duration::from_millis(500))
+        .collect();
+    assert!(!tail.is_empty());
+    assert!(
+        tail.iter().all(|g| g.ttl == SPT_TTL),
+        "packets still come down the RP tree after the switch"
+    );
+    assert_eq!(dup, 0, "duplicates across the switch");
+    // 50 ms of the stream at most.
+    assert!(
+        lost <= u64::from(RATE) / 20,
+        "{lost} packets lost across the switch"
+    );
+    // The stream keeps flowing at the sent rate.
+    let span = (last.at - first.at).as_secs_f64();
+    assert!(
+        got.len() as f64 >= span * f64::from(RATE) * 0.8,
+        "{} packets in {span:.1} s",
+        got.len()
+    );
+    // The switch holds across Join periods (10 s here).
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        frr_join_state(&lab.r1, "r1-m", &H1.to_string()).as_deref(),
+        Some("JOIN")
+    );
+    assert_eq!(
+        frr_join_state(&lab.r2, "r2-m", &H1.to_string()).as_deref(),
+        Some("SGRpt(P)")
+    );
+    let late = member.received();
+    let n_late = late.iter().filter(|g| g.at > last.at).count();
+    assert!(
+        n_late as f64 >= 11.0 * f64::from(RATE) * 0.8,
+        "{n_late} packets in the 11 s after the switch"
+    );
+    assert!(late
+        .iter()
+        .filter(|g| g.at > last.at)
+        .all(|g| g.ttl == SPT_TTL));
+    let (lost, dup) = lost_and_duplicated(&late);
+    println!("pim_frr_spt: after 11 more s: {lost} lost, {dup} duplicated in all");
+    assert_eq!(dup, 0);
+}
+
+#[test]
+fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
+    if !require_frr("with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree") {
+        return;
+    }
+    let lab = lab("never");
+    lab.wait_adjacencies();
+    let _sender = lab.send();
+    // As above: no Register is in flight, so each packet's TTL names its path.
+    wait(
+        "r1's Registers to be stopped",
+        Duration::from_secs(10),
+        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
+    );
+    let member = Receiver::join(&lab.h2, H2);
+    let first = wait("the first packet at h2", Duration::from_secs(15), || {
+        member.received().first().copied()
+    });
+    println!(
+        "pim_frr_spt never: IGMP join -> first packet at h2 {:?}",
+        first.at - member.joined_at
+    );
+    wait("(*,G) JOIN at r2 from MCR", Duration::from_secs(10), || {
+        (frr_join_state(&lab.r2, "r2-m", "*").as_deref() == Some("JOIN")).then_some(())
+    });
+    // Long enough for a switch to show (it takes well under a second).
+    std::thread::sleep(Duration::from_secs(4));
+    let got = member.received();
+    assert!(
+        got.iter().all(|g| g.ttl == RPT_TTL),
+        "every packet comes down the RP tree"
+    );
+    assert!(
+        got.len() as f64 >= 4.0 * f64::from(RATE) * 0.8,
+        "{} packets",
+        got.len()
+    );
+    let (lost, dup) = lost_and_duplicated(&got);
+    println!(
+        "pim_frr_spt never: {} packets, {lost} lost, {dup} duplicated",
+        got.len()
+    );
+    assert_eq!(dup, 0);
+    assert_eq!(frr_join_state(&lab.r1, "r1-m", &H1.to_string()), None);
+    assert!(!frr_oil_has(&lab.r1, &H1.to_string(), "r1-m"));
+    assert_eq!(frr_join_state(&lab.r2, "r2-m", &H1.to_string()), None);
+    let routes = lab.routes();
+    assert!(
+        !routes.iter().any(|r| r.source == Some(H1) && r.joined),
+        "{routes:?}"
+    );
+    let star = routes
+        .iter()
+        .find(|r| r.source.is_none() && r.group == GROUP)
+        .unwrap_or_else(|| panic!("no (*,G) in {routes:?}"));
+    assert!(star.joined && star.rpt_pruned.is_empty(), "{star:?}");
+    assert_eq!(star.upstream_interface.as_deref(), Some("m-r2"));
+}
