@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 
 use mcr::control::Event;
 use mcr::iface::Ifaces;
-use mcr::pim::instance::{DownReason, PimRouteChange, RpfResult};
+use mcr::pim::instance::{PimRouteChange, RpfResult};
 use mcr::pim::state::downstream::TreeKey;
-use mcr::pim::{PimConfig, PimEvent, PimInput, PimInstance};
+use mcr::pim::{PimConfig, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
 use mcr::rib::learned::Memberships;
 use mcr::rib::{Origin, Route};
@@ -60,6 +60,8 @@ use crate::supervisor::shared::Shared;
 
 #[path = "pim_data.rs"]
 mod data;
+#[path = "pim_events.rs"]
+mod events;
 #[path = "pim_rib.rs"]
 mod rib;
 use rib::{merge_inherited, rib_routes};
@@ -182,15 +184,6 @@ fn secondaries(ifaces: &Ifaces) -> BTreeMap<u32, Vec<Ipv4Addr>> {
         .filter(|i| i.up && i.addrs.len() > 1)
         .map(|i| (i.ifindex, i.addrs.iter().skip(1).copied().collect()))
         .collect()
-}
-
-fn down_reason(r: DownReason) -> &'static str {
-    match r {
-        DownReason::Expired => "expired",
-        DownReason::Goodbye => "goodbye",
-        DownReason::InterfaceDown => "interface_down",
-        DownReason::PimDisabled => "pim_disabled",
-    }
 }
 
 impl PimState {
@@ -486,7 +479,7 @@ impl PimState {
         }
         while let Some(ev) = self.core.poll_event() {
             self.data_event(&ev);
-            if let Some(e) = to_event(ev) {
+            if let Some(e) = events::to_event(ev) {
                 self.shared.publish(e);
             }
         }
@@ -507,68 +500,6 @@ impl PimState {
             }
         }
     }
-}
-
-fn to_event(ev: PimEvent) -> Option<Event> {
-    Some(match ev {
-        PimEvent::NeighborUp {
-            interface,
-            neighbor,
-            ..
-        } => {
-            info!(target: "Protocol", "neighbor {neighbor} up on {interface}");
-            Event::PimNeighborUp {
-                interface,
-                neighbor,
-            }
-        }
-        PimEvent::NeighborDown {
-            interface,
-            neighbor,
-            reason,
-            ..
-        } => {
-            info!(target: "Protocol", "neighbor {neighbor} down on {interface} ({})", down_reason(reason));
-            Event::PimNeighborDown {
-                interface,
-                neighbor,
-                reason: down_reason(reason).into(),
-            }
-        }
-        PimEvent::NeighborRestarted {
-            interface,
-            neighbor,
-            ..
-        } => {
-            info!(target: "Protocol", "neighbor {neighbor} on {interface} restarted (new generation id)");
-            Event::PimNeighborRestarted {
-                interface,
-                neighbor,
-            }
-        }
-        PimEvent::DrChanged {
-            interface,
-            old,
-            new,
-            we_are_dr,
-            ..
-        } => {
-            info!(target: "Protocol", "DR on {interface} is now {new}{}", if we_are_dr { " (us)" } else { "" });
-            Event::PimDrChange {
-                interface,
-                old,
-                new,
-                we_are_dr,
-            }
-        }
-        // Downstream state goes to the RIB in a later step.
-        PimEvent::DownstreamJoin { .. } | PimEvent::DownstreamLeave { .. } => return None,
-        // The register tunnel is the data path's (`pim_data.rs`); Assert
-        // state reaches the data path later.
-        PimEvent::RegisterTunnel { .. }
-        | PimEvent::Keepalive { .. }
-        | PimEvent::AssertChanged { .. } => return None,
-    })
 }
 
 fn open_sock(
