@@ -137,6 +137,24 @@ impl Subscription {
     }
 }
 
+/// h1's stream to `group` at RATE pps (TTL 16, `extra` mcrgen options),
+/// stopped on drop.
+fn stream(h1: &Netns, group: Ipv4Addr, extra: &[&str]) -> KillOnDrop {
+    let mut args = vec!["--ttl", "16"];
+    args.extend_from_slice(extra);
+    let mut send = send_cmd(
+        h1,
+        &group.to_string(),
+        PORT,
+        "h1-r1",
+        10_000_000,
+        RATE,
+        100,
+        &args,
+    );
+    KillOnDrop(send.spawn().expect("spawn mcrgen send"))
+}
+
 fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
     common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
@@ -185,20 +203,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert_eq!(rp[0].rp, RP);
     assert!(!rp[0].i_am_rp);
 
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&lab.h1, GROUP, &[]);
     // Nobody joined: nothing reaches MCR's host.
     std::thread::sleep(Duration::from_secs(1));
     assert!(frr_star_join(&lab.r1).is_none());
@@ -291,20 +296,7 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     let t = lab.addrs;
     let took = lab.wait_adjacencies(Duration::from_secs(15));
     println!("pim_frr_tree transit: adjacencies after {took:?}");
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&lab.h1, GROUP, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let mut member = Member::join(&lab.h2, t.h2, GROUP, PORT, None);
     let join_at = member.joined_at;
@@ -385,20 +377,7 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     assert_eq!(entry.origin, "pim");
     lab.h1
         .ip(&["addr", "add", &format!("{T_H1B}/24"), "dev", "h1-r1"]);
-    let _other = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16", "--source", &T_H1B.to_string()],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _other = stream(&lab.h1, GROUP, &["--source", &T_H1B.to_string()]);
     // A listener on r2's side of the link sees what MCR sends there.
     let tap = Member::join(&lab.r2.ns, t.r2, GROUP, PORT, None);
     wait("h1b's packets on r2-m", Duration::from_secs(10), || {
@@ -434,20 +413,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &group.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&lab.h1, group, &[]);
     let sg_join = |r1: &FrrRouter| -> Option<String> {
         let v = r1.try_json("show ip pim join json").ok()?;
         v.get("r1-m")?
