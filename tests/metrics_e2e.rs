@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{recv, send, Daemon, DaemonOpts};
+use common::daemon::{Daemon, DaemonOpts};
 use common::{require_root, unique_port, wait_for, Netns, Relay3};
 
 const T: Duration = Duration::from_secs(20);
@@ -125,16 +125,7 @@ fn scrapes_count_relayed_traffic_and_promtool_accepts_them() {
         "{before}"
     );
 
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "300", "--idle-timeout", "1"],
-    );
-    let s = send(&t.src, "239.1.1.1", 5000, "s0", 300, 2000, 500, &[]);
-    assert_eq!(s.sent, 300);
-    assert_eq!(r.finish(T).unique, 300);
+    t.relay_all(300, 2000, 500);
     // Workers report every 200 ms in tests; the scrape follows.
     let after = wait_for(T, || {
         let text = scrape(&t.relay, port);

@@ -17,13 +17,12 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::daemon::{send_cmd, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
+use common::pim_lab::{Member, TransitLab};
 use common::{veth, KillOnDrop, Netns};
 use mcr::control::MrouteEntry;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
@@ -37,6 +36,8 @@ const H2: Ipv4Addr = Ipv4Addr::new(10, 205, 2, 10);
 const RP: Ipv4Addr = Ipv4Addr::new(10, 205, 255, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 205, 1, 1);
 const PORT: u16 = 5205;
+/// A second source of the group on h1's subnet of the transit lab.
+const T_H1B: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 11);
 const RATE: u32 = 200;
 
 struct Lab {
@@ -112,85 +113,6 @@ fn lab() -> Lab {
     }
 }
 
-/// A host's member socket, read on a thread inside its namespace: every
-/// datagram's arrival time and source. Dropping it leaves the group.
-struct Member {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<(Instant, Ipv4Addr)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    joined_at: Instant,
-}
-
-impl Member {
-    fn join(ns: &Netns, local: Ipv4Addr) -> Member {
-        Member::join_channel(ns, local, GROUP, None)
-    }
-
-    /// Join `group`, from `source` only when given (IGMPv3 INCLUDE).
-    fn join_channel(
-        ns: &Netns,
-        local: Ipv4Addr,
-        group: Ipv4Addr,
-        source: Option<Ipv4Addr>,
-    ) -> Member {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-                .expect("bind");
-            // The kernel sends the IGMP report now.
-            match source {
-                None => s.join_multicast_v4(&group, &local).expect("join"),
-                Some(src) => s.join_ssm_v4(&src, &group, &local).expect("join (S,G)"),
-            }
-            let s: UdpSocket = s.into();
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            let _ = tx.send(Instant::now());
-            let mut buf = [0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                if let Ok((_, std::net::SocketAddr::V4(from))) = s.recv_from(&mut buf) {
-                    g2.lock().unwrap().push((Instant::now(), *from.ip()));
-                }
-            }
-            // Dropping the socket here sends the leave.
-        });
-        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
-        Member {
-            stop,
-            got,
-            thread: Some(thread),
-            joined_at,
-        }
-    }
-
-    fn received(&self) -> Vec<(Instant, Ipv4Addr)> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Leave (close the socket); returns when the leave was sent.
-    fn leave(&mut self) -> Instant {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        Instant::now()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.leave();
-    }
-}
-
 /// `mcrctl subscribe --events pim` in the background, read as JSON events.
 struct Subscription(common::daemon::EventLines);
 
@@ -213,6 +135,24 @@ impl Subscription {
         }
         panic!("no {kind} event");
     }
+}
+
+/// h1's stream to `group` at RATE pps (TTL 16, `extra` mcrgen options),
+/// stopped on drop.
+fn stream(h1: &Netns, group: Ipv4Addr, extra: &[&str]) -> KillOnDrop {
+    let mut args = vec!["--ttl", "16"];
+    args.extend_from_slice(extra);
+    let mut send = send_cmd(
+        h1,
+        &group.to_string(),
+        PORT,
+        "h1-r1",
+        10_000_000,
+        RATE,
+        100,
+        &args,
+    );
+    KillOnDrop(send.spawn().expect("spawn mcrgen send"))
 }
 
 fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
@@ -263,26 +203,13 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert_eq!(rp[0].rp, RP);
     assert!(!rp[0].i_am_rp);
 
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&lab.h1, GROUP, &[]);
     // Nobody joined: nothing reaches MCR's host.
     std::thread::sleep(Duration::from_secs(1));
     assert!(frr_star_join(&lab.r1).is_none());
 
     let events = Subscription::start(&lab.mcr);
-    let mut member = Member::join(&lab.h2, H2);
+    let mut member = Member::join(&lab.h2, H2, GROUP, PORT, None);
     let join_at = member.joined_at;
     let frr_join = wait("FRR's (*,G) join on r1-m", Duration::from_secs(10), || {
         frr_star_join(&lab.r1)
@@ -360,117 +287,18 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert!(quiet <= 10, "{quiet} packets reached h2 after the leave");
 }
 
-/// h1 ── r1 (FRR, RP) ── MCR ── r2 (FRR, last hop) ── h2: MCR is transit.
-struct Transit {
-    r1: FrrRouter,
-    r2: FrrRouter,
-    mcr: Daemon,
-    h1: Netns,
-    h2: Netns,
-    _mcr_ns: Netns,
-}
-
-const T_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 10);
-const T_R1_H1: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 1);
-const T_R1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 1);
-const T_MCR1: Ipv4Addr = Ipv4Addr::new(10, 206, 12, 2);
-const T_MCR2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 2);
-const T_R2: Ipv4Addr = Ipv4Addr::new(10, 206, 23, 3);
-const T_R2_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 1);
-const T_H2: Ipv4Addr = Ipv4Addr::new(10, 206, 2, 10);
-const T_RP: Ipv4Addr = Ipv4Addr::new(10, 206, 255, 1);
-/// A second source of the group on h1's subnet.
-const T_H1B: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 11);
-
-fn transit() -> Transit {
-    let mut r1 = FrrRouter::new("tt1");
-    let mut r2 = FrrRouter::new("tt2");
-    let mcr_ns = Netns::new("pimx-mcr");
-    let h1 = Netns::new("pimx-h1");
-    let h2 = Netns::new("pimx-h2");
-    let cidr = |a: Ipv4Addr| format!("{a}/24");
-    veth(&r1.ns, "r1-h1", &cidr(T_R1_H1), &h1, "h1-r1", &cidr(T_H1));
-    veth(&r1.ns, "r1-m", &cidr(T_R1), &mcr_ns, "m-r1", &cidr(T_MCR1));
-    veth(&mcr_ns, "m-r2", &cidr(T_MCR2), &r2.ns, "r2-m", &cidr(T_R2));
-    veth(&r2.ns, "r2-h2", &cidr(T_R2_H2), &h2, "h2-r2", &cidr(T_H2));
-    r1.ns
-        .ip(&["addr", "add", &format!("{T_RP}/32"), "dev", "lo"]);
-    h1.ip(&["route", "add", "default", "via", &T_R1_H1.to_string()]);
-    h2.ip(&["route", "add", "default", "via", &T_R2_H2.to_string()]);
-    for (dst, via) in [
-        (format!("{T_RP}/32"), T_R1),
-        ("10.206.1.0/24".into(), T_R1),
-        ("10.206.2.0/24".into(), T_R2),
-    ] {
-        mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
-    }
-    r1.start(&format!(
-        "ip route 10.206.2.0/24 {T_MCR1}\nip route 10.206.23.0/24 {T_MCR1}\n\
-         interface lo\n ip pim\n!\n\
-         interface r1-h1\n ip pim\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {T_RP} 239.0.0.0/8\n"
-    ));
-    r2.start(&format!(
-        "ip route {T_RP}/32 {T_MCR2}\nip route 10.206.1.0/24 {T_MCR2}\n\
-         ip route 10.206.12.0/24 {T_MCR2}\n\
-         interface r2-m\n ip pim\n ip pim hello 1\n!\n\
-         interface r2-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
-         ip pim rp {T_RP} 239.0.0.0/8\n"
-    ));
-    let config = format!(
-        "{{ pim: {{ enabled: true, \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                         {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{T_RP}\" }} ], join_prune_interval: 10 }} }}"
-    );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
-    Transit {
-        r1,
-        r2,
-        mcr,
-        h1,
-        h2,
-        _mcr_ns: mcr_ns,
-    }
-}
-
 #[test]
 fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     if !require_frr("mcr_as_transit_between_frr_last_hop_and_frr_rp") {
         return;
     }
-    let lab = transit();
-    let t0 = Instant::now();
-    wait("PIM adjacencies", Duration::from_secs(15), || {
-        let a = lab.r1.try_json("show ip pim neighbor json").ok()?;
-        let b = lab.r2.try_json("show ip pim neighbor json").ok()?;
-        a.get("r1-m")?.get(T_MCR1.to_string())?;
-        b.get("r2-m")?.get(T_MCR2.to_string()).map(|_| ())
-    });
-    println!("pim_frr_tree transit: adjacencies after {:?}", t0.elapsed());
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let lab = TransitLab::new(206, "pimx").build();
+    let t = lab.addrs;
+    let took = lab.wait_adjacencies(Duration::from_secs(15));
+    println!("pim_frr_tree transit: adjacencies after {took:?}");
+    let _sender = stream(&lab.h1, GROUP, &[]);
     std::thread::sleep(Duration::from_millis(500));
-    let mut member = Member::join(&lab.h2, T_H2);
+    let mut member = Member::join(&lab.h2, t.h2, GROUP, PORT, None);
     let join_at = member.joined_at;
     wait("r1's (*,G) join from MCR", Duration::from_secs(10), || {
         (frr_join_state(&lab.r1, "r1-m", "*").as_deref() == Some("JOIN")).then_some(())
@@ -483,19 +311,19 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
         "pim_frr_tree transit: IGMP join at r2 -> (*,G) JOIN at the RP through MCR {t_rp:?}, -> first packet at h2 {:?}",
         first.0 - join_at
     );
-    assert_eq!(first.1, T_H1);
+    assert_eq!(first.1, t.h1);
     let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
     let star = routes
         .iter()
         .find(|r| r.source.is_none() && r.group == GROUP)
         .unwrap_or_else(|| panic!("no (*,G) in {routes:?}"));
     assert!(star.joined);
-    assert_eq!(star.rpf_neighbor, Some(T_R1));
+    assert_eq!(star.rpf_neighbor, Some(t.r1));
     assert_eq!(star.outgoing, vec!["m-r2".to_string()]);
     // FRR r2 moves to the source tree (its default): the (S,G) Join goes
     // through MCR, which joins (S,G) toward r1 too.
     let sg = wait("r1's (S,G) join from MCR", Duration::from_secs(10), || {
-        frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).filter(|s| s == "JOIN")
+        frr_join_state(&lab.r1, "r1-m", &t.h1.to_string()).filter(|s| s == "JOIN")
     });
     assert_eq!(sg, "JOIN");
     std::thread::sleep(Duration::from_secs(3));
@@ -515,7 +343,7 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
         "r1's (S,G) join state to go",
         Duration::from_secs(15),
         || {
-            (frr_join_state(&lab.r1, "r1-m", &T_H1.to_string()).as_deref() != Some("JOIN"))
+            (frr_join_state(&lab.r1, "r1-m", &t.h1.to_string()).as_deref() != Some("JOIN"))
                 .then_some(())
         },
     );
@@ -525,14 +353,14 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
     );
     let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
     assert!(
-        !routes.iter().any(|r| r.source == Some(T_H1) && r.joined),
+        !routes.iter().any(|r| r.source == Some(t.h1) && r.joined),
         "{routes:?}"
     );
     let Some(star) = routes.iter().find(|r| r.source.is_none() && r.joined) else {
         println!("pim_frr_tree transit: r2 pruned (*,G) too; no (S,G,rpt) prune to check");
         return;
     };
-    assert_eq!(star.rpt_pruned, vec![T_H1], "{routes:?}");
+    assert_eq!(star.rpt_pruned, vec![t.h1], "{routes:?}");
 
     // The prune reaches forwarding: h1's stream stops on m-r2 while
     // another source of the group still goes down the shared tree.
@@ -542,29 +370,16 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
         || {
             let m: Vec<MrouteEntry> = lab.mcr.ctl_json(&["mroute"]);
             m.into_iter()
-                .find(|e| e.source == Some(T_H1) && e.group == GROUP && e.interface == "m-r1")
+                .find(|e| e.source == Some(t.h1) && e.group == GROUP && e.interface == "m-r1")
         },
     );
     assert!(entry.outputs.is_empty(), "{entry:?}");
     assert_eq!(entry.origin, "pim");
     lab.h1
         .ip(&["addr", "add", &format!("{T_H1B}/24"), "dev", "h1-r1"]);
-    let _other = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16", "--source", &T_H1B.to_string()],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _other = stream(&lab.h1, GROUP, &["--source", &T_H1B.to_string()]);
     // A listener on r2's side of the link sees what MCR sends there.
-    let tap = Member::join(&lab.r2.ns, T_R2);
+    let tap = Member::join(&lab.r2.ns, t.r2, GROUP, PORT, None);
     wait("h1b's packets on r2-m", Duration::from_secs(10), || {
         tap.received()
             .iter()
@@ -572,9 +387,9 @@ fn mcr_as_transit_between_frr_last_hop_and_frr_rp() {
             .then_some(())
     });
     let from = |s: Ipv4Addr| tap.received().iter().filter(|(_, f)| *f == s).count();
-    let (a, b) = (from(T_H1), from(T_H1B));
+    let (a, b) = (from(t.h1), from(T_H1B));
     std::thread::sleep(Duration::from_secs(2));
-    let (pruned, other) = (from(T_H1) - a, from(T_H1B) - b);
+    let (pruned, other) = (from(t.h1) - a, from(T_H1B) - b);
     println!(
         "pim_frr_tree transit: in 2 s after the (S,G,rpt) prune, m-r2 carried {pruned} packets of h1 and {other} of h1b"
     );
@@ -598,20 +413,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &group.to_string(),
-            PORT,
-            "h1-r1",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&lab.h1, group, &[]);
     let sg_join = |r1: &FrrRouter| -> Option<String> {
         let v = r1.try_json("show ip pim join json").ok()?;
         v.get("r1-m")?
@@ -621,7 +423,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
             .as_str()
             .map(String::from)
     };
-    let mut member = Member::join_channel(&lab.h2, H2, group, Some(H1));
+    let mut member = Member::join(&lab.h2, H2, group, PORT, Some(H1));
     let join_at = member.joined_at;
     wait("FRR's (S,G) join on r1-m", Duration::from_secs(10), || {
         (sg_join(&lab.r1).as_deref() == Some("JOIN")).then_some(())

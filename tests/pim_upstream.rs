@@ -12,8 +12,25 @@ use std::time::Duration;
 use mcr::pim::instance::{LeaveReason, PimRouteChange};
 use mcr::pim::state::downstream::TreeKey;
 use mcr::pim::{PimEvent, PimInput};
-use mcr::proto::sim::{NodeId, Sim};
+use mcr::proto::sim::{LanId, NodeId, Sim};
 use mcr::proto::Protocol;
+
+/// The RP (seed 1), alone on `lan` as its interface 1.
+fn rp_on(sim: &mut Sim<Routed>, lan: LanId, name: &'static str) -> NodeId {
+    add_router(sim, 1, &[pim_if(lan, 1, name, RP)], RP, vec![])
+}
+
+/// A router with interface 1 (`up`) on the RP's LAN, 10.0.1.0/24, which
+/// is therefore its RPF interface toward the RP, and `down` as interface 2.
+fn next_to_rp(sim: &mut Sim<Routed>, seed: u64, up: If, down: If) -> NodeId {
+    add_router(
+        sim,
+        seed,
+        &[up, down],
+        RP,
+        vec![route("10.0.1.0", 24, 1, None)],
+    )
+}
 
 #[test]
 fn membership_at_the_last_hop_builds_the_tree_to_the_rp_and_leave_tears_it_down() {
@@ -131,20 +148,18 @@ fn local_members_only_count_where_we_are_dr() {
     // DR (the higher address) joins for the hosts.
     let mut sim = Sim::new(2);
     let (a, h) = (sim.add_lan(), sim.add_lan());
-    let rp = add_router(&mut sim, 1, &[pim_if(a, 1, "a", RP)], RP, vec![]);
-    let lo = add_router(
+    let rp = rp_on(&mut sim, a, "a");
+    let lo = next_to_rp(
         &mut sim,
         2,
-        &[pim_if(a, 1, "a", "10.0.1.2"), pim_if(h, 2, "h", "10.0.5.1")],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(a, 1, "a", "10.0.1.2"),
+        pim_if(h, 2, "h", "10.0.5.1"),
     );
-    let hi = add_router(
+    let hi = next_to_rp(
         &mut sim,
         3,
-        &[pim_if(a, 1, "a", "10.0.1.3"), pim_if(h, 2, "h", "10.0.5.2")],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(a, 1, "a", "10.0.1.3"),
+        pim_if(h, 2, "h", "10.0.5.2"),
     );
     sim.run_for(10 * SEC);
     for n in [lo, hi] {
@@ -167,26 +182,18 @@ fn local_members_only_count_where_we_are_dr() {
 fn shared_lan() -> (Sim<Routed>, NodeId, NodeId, NodeId) {
     let mut sim = Sim::new(3);
     let (x, h1, h2) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
-    let u = add_router(&mut sim, 1, &[pim_if(x, 1, "x", RP)], RP, vec![]);
-    let d1 = add_router(
+    let u = rp_on(&mut sim, x, "x");
+    let d1 = next_to_rp(
         &mut sim,
         2,
-        &[
-            pim_if(x, 1, "x", "10.0.1.2"),
-            host_if(h1, 2, "h", "10.0.6.1"),
-        ],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(x, 1, "x", "10.0.1.2"),
+        host_if(h1, 2, "h", "10.0.6.1"),
     );
-    let d2 = add_router(
+    let d2 = next_to_rp(
         &mut sim,
         3,
-        &[
-            pim_if(x, 1, "x", "10.0.1.3"),
-            host_if(h2, 2, "h", "10.0.7.1"),
-        ],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(x, 1, "x", "10.0.1.3"),
+        host_if(h2, 2, "h", "10.0.7.1"),
     );
     sim.run_for(10 * SEC);
     (sim, u, d1, d2)
@@ -330,20 +337,18 @@ fn an_rpf_change_moves_the_join_to_the_new_neighbor_and_prunes_the_old() {
     // rp on lan y; a and b both reach it; l on lan x reaches rp via a or b.
     let mut sim = Sim::new(4);
     let (y, x, h) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
-    let _rp = add_router(&mut sim, 1, &[pim_if(y, 1, "y", RP)], RP, vec![]);
-    let a = add_router(
+    let _rp = rp_on(&mut sim, y, "y");
+    let a = next_to_rp(
         &mut sim,
         2,
-        &[pim_if(y, 1, "y", "10.0.1.2"), pim_if(x, 2, "x", "10.0.8.2")],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(y, 1, "y", "10.0.1.2"),
+        pim_if(x, 2, "x", "10.0.8.2"),
     );
-    let b = add_router(
+    let b = next_to_rp(
         &mut sim,
         3,
-        &[pim_if(y, 1, "y", "10.0.1.3"), pim_if(x, 2, "x", "10.0.8.3")],
-        RP,
-        vec![route("10.0.1.0", 24, 1, None)],
+        pim_if(y, 1, "y", "10.0.1.3"),
+        pim_if(x, 2, "x", "10.0.8.3"),
     );
     let l = add_router(
         &mut sim,

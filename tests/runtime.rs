@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::daemon::{recv, send, send_cmd, Daemon, DaemonOpts};
-use common::{bin, require_root, rule_config, veth, wait_for, Netns, Relay3};
+use common::{require_root, rule_config, veth, wait_for, Netns, Relay3};
 use mcr::control::{Done, Event, RuleState, StatusReport, TimedEvent, WorkerInfo};
 use mcr::gen::SendReport;
 use mcr::logging::{Facility, LogLevels, Severity};
@@ -54,10 +52,9 @@ fn wait_sender(c: Child) -> SendReport {
 /// `mcrctl --json subscribe` as a child process, its event lines read on a
 /// thread.
 struct Subscriber {
-    child: Child,
     /// Event lines as printed; parsed by `wait`, so that a bad line fails
     /// the test rather than a reader thread.
-    rx: Receiver<String>,
+    lines: common::daemon::EventLines,
     seen: Vec<TimedEvent>,
 }
 
@@ -68,28 +65,8 @@ impl Subscriber {
     /// arrives.
     fn start(d: &Daemon, events: &str) -> Subscriber {
         assert!(events.contains("rules"), "the probe needs rule events");
-        let child = Command::new(bin("mcrctl"))
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(["--json", "subscribe", "--events", events])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mcrctl subscribe");
-        let mut child = child;
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
         let mut s = Subscriber {
-            child,
-            rx,
+            lines: common::daemon::subscribe(d, events),
             seen: Vec::new(),
         };
         let probe = [
@@ -139,7 +116,7 @@ impl Subscriber {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
+            match self.lines.lines.recv_timeout(left) {
                 Ok(line) => {
                     let e: TimedEvent = serde_json::from_str(&line).unwrap_or_else(|err| {
                         panic!("subscribe printed a line that is not an event ({err}): {line}")
@@ -157,13 +134,6 @@ impl Subscriber {
     /// Position of the first seen event matching `pred`.
     fn position(&self, pred: impl Fn(&Event) -> bool) -> Option<usize> {
         self.seen.iter().position(|e| pred(&e.event))
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -210,17 +180,7 @@ fn worker_starts_when_the_first_rule_arrives() {
     );
     d.wait_rule_state(&id, RuleState::Active, T);
 
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "1000", "--idle-timeout", "1"],
-    );
-    let s = send(&t.src, "239.1.1.1", 5000, "s0", 1000, 2000, 300, &[]);
-    assert_eq!(s.sent, 1000);
-    let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.lost, rep.corrupt), (1000, 0, 0), "{rep:?}");
+    t.relay_all(1000, 2000, 300);
     let w2 = running_worker(&d, "r0").expect("worker still running");
     assert_eq!(w2.pid, w.pid, "the same worker relayed it");
 }
@@ -792,16 +752,7 @@ fn idle_worker_exits_after_its_last_rule_goes() {
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
     let w2 = running_worker(&d, "r0").expect("a worker again");
     assert_ne!(w2.pid, Some(pid));
-    let r = recv(
-        &t.dst,
-        "239.2.2.2",
-        6000,
-        Some("d0"),
-        &["--expect", "500", "--idle-timeout", "1"],
-    );
-    send(&t.src, "239.1.1.1", 5000, "s0", 500, 2000, 200, &[]);
-    let rep = r.finish(T);
-    assert_eq!((rep.unique, rep.lost), (500, 0), "{rep:?}");
+    t.relay_all(500, 2000, 200);
 }
 
 #[test]

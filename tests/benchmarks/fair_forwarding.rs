@@ -43,14 +43,17 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "harness.rs"]
+mod harness;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
-use common::{bin, veth, Netns};
-use mcr::gen::{RecvReport, SendReport};
+use common::{bin, Netns};
+use harness::{clk_tck, proc_cpu, Chain, Fwd};
+use mcr::gen::RecvReport;
 use serde::Serialize;
 
 #[derive(Clone, Debug)]
@@ -130,28 +133,6 @@ fn parse_args() -> Opts {
         }
     }
     o
-}
-
-fn clk_tck() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64
-}
-
-/// user+sys seconds of a process, all its threads included.
-fn proc_cpu(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
-        return 0.0;
-    };
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / clk_tck()
 }
 
 /// (softirq, all busy) seconds of one core from /proc/stat.
@@ -296,77 +277,23 @@ impl Drop for HostTuning {
     }
 }
 
-/// A forwarder under test.
-enum Fwd {
-    Mcrd(Daemon),
-    Child(Child),
-}
-
-impl Fwd {
-    fn pids(&self) -> Vec<u32> {
-        match self {
-            Fwd::Mcrd(d) => std::iter::once(d.pid())
-                .chain(d.workers().into_iter().filter_map(|w| w.pid))
-                .collect(),
-            Fwd::Child(c) => vec![c.id()],
-        }
-    }
-}
-
-impl Drop for Fwd {
-    fn drop(&mut self) {
-        if let Fwd::Child(c) = self {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Topo {
-    snd: Netns,
-    relay: Netns,
-    rcv: Netns,
-    scratch: common::daemon::Scratch,
-}
-
-fn build(o: &Opts) -> Topo {
-    let snd = Netns::new("fair-snd");
-    let relay = Netns::new("fair-relay");
-    let rcv = Netns::new("fair-rcv");
-    veth(&snd, "s0", "10.21.1.1/24", &relay, "r0", "10.21.1.2/24");
-    veth(&relay, "r1", "10.21.2.1/24", &rcv, "d0", "10.21.2.2/24");
-    for (ns, i) in [(&snd, "s0"), (&relay, "r0"), (&relay, "r1"), (&rcv, "d0")] {
-        ns.ip(&["link", "set", i, "mtu", "9000"]);
-    }
-    for ns in [&relay, &rcv] {
-        ns.set_sysctl("net.ipv4.conf.all.rp_filter", "0");
-        ns.set_sysctl("net.ipv4.conf.default.rp_filter", "0");
-        ns.set_sysctl("net.core.rmem_max", "33554432");
-        ns.set_sysctl("net.core.wmem_max", "33554432");
-    }
-    for i in ["r0", "r1"] {
-        relay.set_sysctl(&format!("net.ipv4.conf.{i}.rp_filter"), "0");
-    }
-    relay.set_sysctl("net.ipv4.ip_forward", "1");
+/// The chain, its input softirq steered: see the module docs.
+fn build(o: &Opts) -> Chain {
+    let t = Chain::new("fair", 21);
     // The steering that makes this fair: the relay's input softirq on the
     // relay core, the receiver's on the peer core.
-    relay.run(&format!(
+    t.relay.run(&format!(
         "echo {:x} > /sys/class/net/r0/queues/rx-0/rps_cpus",
         1u64 << o.relay_cpu
     ));
-    rcv.run(&format!(
+    t.rcv.run(&format!(
         "echo {:x} > /sys/class/net/d0/queues/rx-0/rps_cpus",
         1u64 << o.peer_cpu
     ));
-    Topo {
-        snd,
-        relay,
-        rcv,
-        scratch: common::daemon::Scratch::new("fair"),
-    }
+    t
 }
 
-fn start_fwd(t: &Topo, o: &Opts, name: &str) -> Option<(Fwd, &'static str, u16)> {
+fn start_fwd(t: &Chain, o: &Opts, name: &str) -> Option<(Fwd, &'static str, u16)> {
     if let Some(env) = name
         .strip_prefix("mcrd")
         .map(|_| o.variants.iter().find(|v| v.0 == name).map(|v| &v.1[..]))
@@ -400,38 +327,18 @@ fn start_fwd(t: &Topo, o: &Opts, name: &str) -> Option<(Fwd, &'static str, u16)>
     }
     let mut c = pinned(&t.relay, o, o.relay_cpu);
     match name {
-        "socat" => {
-            c.args(["socat", "-u", "-b65536"]).args([
-                "UDP4-RECV:5000,ip-add-membership=239.1.1.1:r0,reuseaddr,rcvbuf=33554432",
-                "UDP4-SENDTO:239.2.0.1:6000,ip-multicast-if=10.21.2.1,ip-multicast-ttl=8,sndbuf=33554432",
-            ]);
-        }
-        "kernel" => {
-            let conf = t.scratch.write(
-                "smcroute.conf",
-                "phyint r0 enable\nphyint r1 enable\nmroute from r0 group 239.1.1.1 to r1\n",
-            );
-            c.args(["smcrouted", "-n", "-l", "err", "-f"])
-                .arg(&conf)
-                .arg("-u")
-                .arg(t.scratch.path("smcroute.sock"))
-                .arg("-P")
-                .arg(t.scratch.path("smcroute.pid"));
-        }
+        "socat" => c
+            .arg("socat")
+            .args(harness::socat_args(&t.relay_out_addr())),
+        "kernel" => c.arg("smcrouted").args(harness::smcroute_args(&t.scratch)),
         _ => return None,
-    }
-    let child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(Duration::from_millis(800));
+    };
+    let fwd = harness::spawn_forwarder(c, Duration::from_millis(800))?;
     // The kernel cannot translate: its receiver listens on the input group.
     Some(if name == "kernel" {
-        (Fwd::Child(child), "239.1.1.1", 5000)
+        (fwd, "239.1.1.1", 5000)
     } else {
-        (Fwd::Child(child), "239.2.0.1", 6000)
+        (fwd, "239.2.0.1", 6000)
     })
 }
 
@@ -460,7 +367,7 @@ struct Point {
     frames_per_wakeup: f64,
 }
 
-fn recv(t: &Topo, o: &Opts, group: &str, port: u16) -> Child {
+fn recv(t: &Chain, o: &Opts, group: &str, port: u16) -> Child {
     let mut c = pinned(&t.rcv, o, o.peer_cpu);
     c.arg(bin("mcrgen"))
         .args(["recv", "--group", group, "--port", &port.to_string()])
@@ -491,7 +398,7 @@ fn recv(t: &Topo, o: &Opts, group: &str, port: u16) -> Child {
 
 #[allow(clippy::too_many_arguments)]
 fn point(
-    t: &Topo,
+    t: &Chain,
     o: &Opts,
     round: usize,
     test: &str,
@@ -507,35 +414,9 @@ fn point(
     let (sirq0, busy0) = core_times(o.relay_cpu);
     let bd0 = backlog_drops(o.relay_cpu);
     let w0 = worker_counters(f);
-    let mut cmd = pinned(&t.snd, o, o.peer_cpu);
-    cmd.arg(bin("mcrgen"))
-        .args([
-            "send",
-            "--group",
-            "239.1.1.1",
-            "--port",
-            "5000",
-            "--interface",
-            "s0",
-        ])
-        .args([
-            "--size",
-            &size.to_string(),
-            "--ttl",
-            "8",
-            "--batch",
-            "64",
-            "--json",
-        ])
-        .args(["--rate", &rate.to_string()]);
-    if rate > 0 {
-        let n = ((rate as f64 * o.duration) as u64).max(1);
-        cmd.args(["--count", &n.to_string(), "--tick-us", "200"]);
-    } else {
-        cmd.args(["--duration", &o.duration.to_string()]);
-    }
-    let out = cmd.stdin(Stdio::null()).output().expect("mcrgen send");
-    let sent: SendReport = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut mcrgen = pinned(&t.snd, o, o.peer_cpu);
+    mcrgen.arg(bin("mcrgen"));
+    let sent = harness::send(mcrgen, "239.1.1.1", 5000, size, rate, o.duration, 200);
     let (sirq1, busy1) = core_times(o.relay_cpu);
     let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let _ = rc.wait();
@@ -619,7 +500,7 @@ fn print_point(p: &Point) {
 /// relay-core ns per packet over the loss-free points from 40 000 pps up
 /// (lower rates pay a wakeup per packet and say little about capacity).
 fn search(
-    t: &Topo,
+    t: &Chain,
     o: &Opts,
     round: usize,
     name: &str,

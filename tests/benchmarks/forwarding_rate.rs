@@ -26,14 +26,17 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "harness.rs"]
+mod harness;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
 use common::{bin, veth, Netns};
-use mcr::gen::{RecvReport, SendReport};
+use harness::{clk_tck, proc_cpu, Chain, Fwd};
+use mcr::gen::RecvReport;
 use serde::Serialize;
 
 #[derive(Clone, Debug)]
@@ -89,28 +92,6 @@ fn parse_args() -> Opts {
     o
 }
 
-/// CPU seconds (user+sys) a process and its threads used so far.
-fn proc_cpu(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may contain spaces).
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / clk_tck()
-}
-
-fn clk_tck() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64
-}
-
 /// Machine-wide softirq seconds so far (where the kernel forwards, and
 /// where veth delivery happens for everyone).
 fn softirq_cpu() -> f64 {
@@ -124,96 +105,23 @@ fn softirq_cpu() -> f64 {
     f.get(6).copied().unwrap_or(0.0) / clk_tck()
 }
 
-/// A forwarder under test.
-enum Fwd {
-    Mcrd(Daemon),
-    Socat(Child),
-    Kernel(Child),
-    None,
-}
-
-impl Fwd {
-    fn pids(&self) -> Vec<u32> {
-        match self {
-            Fwd::Mcrd(d) => {
-                let mut v = vec![d.pid()];
-                // The supervisor runs under `ip netns exec`, which execs:
-                // same pid. Workers are its children.
-                for w in d.workers() {
-                    if let Some(p) = w.pid {
-                        v.push(p);
-                    }
-                }
-                v
-            }
-            Fwd::Socat(c) | Fwd::Kernel(c) => vec![c.id()],
-            Fwd::None => vec![],
-        }
-    }
-}
-
-impl Drop for Fwd {
-    fn drop(&mut self) {
-        match self {
-            Fwd::Socat(c) | Fwd::Kernel(c) => {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            _ => {}
-        }
-    }
-}
-
+/// The chain, plus a sender and receiver with no relay between them: the
+/// harness's own ceiling.
 struct Topo {
-    snd: Netns,
-    relay: Netns,
-    rcv: Netns,
+    chain: Chain,
     bsnd: Netns,
     brcv: Netns,
-    scratch: common::daemon::Scratch,
 }
 
 fn build() -> Topo {
-    let snd = Netns::new("bench-snd");
-    let relay = Netns::new("bench-relay");
-    let rcv = Netns::new("bench-rcv");
-    veth(&snd, "s0", "10.20.1.1/24", &relay, "r0", "10.20.1.2/24");
-    veth(&relay, "r1", "10.20.2.1/24", &rcv, "d0", "10.20.2.2/24");
+    let chain = Chain::new("bench", 20);
     let bsnd = Netns::new("bench-bsnd");
     let brcv = Netns::new("bench-brcv");
     veth(&bsnd, "s0", "10.30.1.1/24", &brcv, "d0", "10.30.1.2/24");
-    for (ns, i) in [
-        (&snd, "s0"),
-        (&relay, "r0"),
-        (&relay, "r1"),
-        (&rcv, "d0"),
-        (&bsnd, "s0"),
-        (&brcv, "d0"),
-    ] {
-        ns.ip(&["link", "set", i, "mtu", "9000"]);
-    }
-    for ns in [&relay, &rcv, &brcv] {
-        ns.set_sysctl("net.ipv4.conf.all.rp_filter", "0");
-        ns.set_sysctl("net.ipv4.conf.default.rp_filter", "0");
-    }
-    for i in ["r0", "r1"] {
-        relay.set_sysctl(&format!("net.ipv4.conf.{i}.rp_filter"), "0");
-    }
-    relay.set_sysctl("net.ipv4.ip_forward", "1");
-    // Deep socket buffers for every receiver in the run, so that loss is
-    // the forwarder's, not a receive queue's.
-    for ns in [&relay, &rcv, &brcv] {
-        ns.set_sysctl("net.core.rmem_max", "33554432");
-        ns.set_sysctl("net.core.wmem_max", "33554432");
-    }
-    Topo {
-        snd,
-        relay,
-        rcv,
-        bsnd,
-        brcv,
-        scratch: common::daemon::Scratch::new("bench"),
-    }
+    bsnd.ip(&["link", "set", "s0", "mtu", "9000"]);
+    brcv.ip(&["link", "set", "d0", "mtu", "9000"]);
+    harness::open_receiver(&brcv);
+    Topo { chain, bsnd, brcv }
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -277,41 +185,8 @@ fn point(
     let pids = fwd.pids();
     let cpu0: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let sirq0 = softirq_cpu();
-    let mut cmd = snd.cmd(bin("mcrgen").to_str().unwrap_or("mcrgen"));
-    cmd.args([
-        "send",
-        "--group",
-        group,
-        "--port",
-        &port.to_string(),
-        "--interface",
-        "s0",
-    ])
-    .args([
-        "--size",
-        &size.to_string(),
-        "--ttl",
-        "8",
-        "--batch",
-        "64",
-        "--json",
-    ])
-    .args(["--rate", &rate.to_string()]);
-    if rate > 0 {
-        cmd.args([
-            "--count",
-            &((rate as f64 * o.duration) as u64).max(1).to_string(),
-        ]);
-        cmd.args(["--tick-us", &o.tick_us.to_string()]);
-    } else {
-        cmd.args(["--duration", &o.duration.to_string()]);
-    }
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("mcrgen send");
-    let sent: SendReport = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mcrgen = snd.cmd(bin("mcrgen").to_str().unwrap_or("mcrgen"));
+    let sent = harness::send(mcrgen, group, port, size, rate, o.duration, o.tick_us);
     let reps: Vec<RecvReport> = recvs
         .into_iter()
         .map(|r| r.finish(Duration::from_secs(30)))
@@ -431,7 +306,7 @@ fn mcrd_config(rules: usize, outputs: usize) -> String {
     s
 }
 
-fn start_fwd(t: &Topo, name: &str, rules: usize, outputs: usize) -> Option<(Fwd, String, u16)> {
+fn start_fwd(t: &Chain, name: &str, rules: usize, outputs: usize) -> Option<(Fwd, String, u16)> {
     match name {
         "mcrd" => {
             let d = Daemon::start(
@@ -457,22 +332,10 @@ fn start_fwd(t: &Topo, name: &str, rules: usize, outputs: usize) -> Option<(Fwd,
                 eprintln!("socat not installed: skipping it (apt install socat)");
                 return None;
             }
-            let c = t
-                .relay
-                .cmd("socat")
-                .args([
-                    "-u",
-                    "-b65536",
-                    "UDP4-RECV:5000,ip-add-membership=239.1.1.1:r0,reuseaddr,rcvbuf=33554432",
-                    "UDP4-SENDTO:239.2.0.1:6000,ip-multicast-if=10.20.2.1,ip-multicast-ttl=8,sndbuf=33554432",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            std::thread::sleep(Duration::from_millis(300));
-            Some((Fwd::Socat(c), "239.2.0.1".into(), 6000))
+            let mut c = t.relay.cmd("socat");
+            c.args(harness::socat_args(&t.relay_out_addr()));
+            let fwd = harness::spawn_forwarder(c, Duration::from_millis(300))?;
+            Some((fwd, "239.2.0.1".into(), 6000))
         }
         "kernel" => {
             if Command::new("smcrouted").arg("-v").output().is_err() {
@@ -481,28 +344,12 @@ fn start_fwd(t: &Topo, name: &str, rules: usize, outputs: usize) -> Option<(Fwd,
                 );
                 return None;
             }
-            let conf = t.scratch.write(
-                "smcroute.conf",
-                "phyint r0 enable\nphyint r1 enable\nmroute from r0 group 239.1.1.1 to r1\n",
-            );
-            let c = t
-                .relay
-                .cmd("smcrouted")
-                .args(["-n", "-l", "err", "-f"])
-                .arg(&conf)
-                .arg("-u")
-                .arg(t.scratch.path("smcroute.sock"))
-                .arg("-P")
-                .arg(t.scratch.path("smcroute.pid"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            std::thread::sleep(Duration::from_millis(800));
+            let mut c = t.relay.cmd("smcrouted");
+            c.args(harness::smcroute_args(&t.scratch));
+            let fwd = harness::spawn_forwarder(c, Duration::from_millis(800))?;
             // Kernel forwarding cannot translate: the receiver listens on
             // the input group itself.
-            Some((Fwd::Kernel(c), "239.1.1.1".into(), 5000))
+            Some((fwd, "239.1.1.1".into(), 5000))
         }
         _ => None,
     }
@@ -669,27 +516,10 @@ fn main() {
     for &size in &o.sizes {
         println!("\n## payload {size} bytes");
         print_header();
-        // The harness ceiling: sender straight to receiver, flat out.
-        let base = point(
-            &o,
-            "ceiling",
-            "none",
-            &Fwd::None,
-            &t.bsnd,
-            &t.brcv,
-            "239.1.1.1",
-            5000,
-            &[("239.1.1.1".into(), 5000)],
-            size,
-            0,
-            0,
-        );
-        print_point(&base);
-        all.push(base.clone());
-        let rates = ladder(&o, base.delivered_pps);
-        let mut base_pts = Vec::new();
-        for &r in &rates {
-            let p = point(
+        // The harness ceiling: sender straight to receiver, flat out,
+        // then at each rung of the ladder.
+        let ceiling = |rate: u64| {
+            point(
                 &o,
                 "ceiling",
                 "none",
@@ -700,9 +530,17 @@ fn main() {
                 5000,
                 &[("239.1.1.1".into(), 5000)],
                 size,
-                r,
+                rate,
                 0,
-            );
+            )
+        };
+        let base = ceiling(0);
+        print_point(&base);
+        all.push(base.clone());
+        let rates = ladder(&o, base.delivered_pps);
+        let mut base_pts = Vec::new();
+        for &r in &rates {
+            let p = ceiling(r);
             print_point(&p);
             base_pts.push(p.clone());
             all.push(p);
@@ -711,7 +549,7 @@ fn main() {
         let mut lf: BTreeMap<String, f64> = BTreeMap::new();
         let mut at100k: BTreeMap<String, f64> = BTreeMap::new();
         for f in &o.forwarders {
-            let Some((fwd, og, op)) = start_fwd(&t, f, 1, 1) else {
+            let Some((fwd, og, op)) = start_fwd(&t.chain, f, 1, 1) else {
                 continue;
             };
             let r = find_loss_free(
@@ -719,8 +557,8 @@ fn main() {
                 "rate",
                 f,
                 &fwd,
-                &t.snd,
-                &t.rcv,
+                &t.chain.snd,
+                &t.chain.rcv,
                 &[(og.clone(), op)],
                 size,
                 &rates,
@@ -748,7 +586,7 @@ fn main() {
                 if !o.forwarders.iter().any(|x| x == f) {
                     continue;
                 }
-                let Some((fwd, og, op)) = start_fwd(&t, f, 1, 1) else {
+                let Some((fwd, og, op)) = start_fwd(&t.chain, f, 1, 1) else {
                     continue;
                 };
                 let mut v = Vec::new();
@@ -758,8 +596,8 @@ fn main() {
                         "half",
                         f,
                         &fwd,
-                        &t.snd,
-                        &t.rcv,
+                        &t.chain.snd,
+                        &t.chain.rcv,
                         "239.1.1.1",
                         5000,
                         &[(og.clone(), op)],
@@ -788,7 +626,7 @@ fn main() {
             .unwrap_or(50_000.0)
             .max(10_000.0);
         for n in [1usize, 4, 16] {
-            let Some((fwd, _, _)) = start_fwd(&t, "mcrd", 1, n) else {
+            let Some((fwd, _, _)) = start_fwd(&t.chain, "mcrd", 1, n) else {
                 continue;
             };
             let groups: Vec<(String, u16)> = (0..n)
@@ -801,8 +639,8 @@ fn main() {
                     "fanout",
                     "mcrd",
                     &fwd,
-                    &t.snd,
-                    &t.rcv,
+                    &t.chain.snd,
+                    &t.chain.rcv,
                     "239.1.1.1",
                     5000,
                     &groups,
@@ -825,7 +663,7 @@ fn main() {
             .copied()
             .unwrap_or(100_000.0);
         for rules in [1usize, 100, 10_000] {
-            let Some((fwd, og, op)) = start_fwd(&t, "mcrd", rules, 1) else {
+            let Some((fwd, og, op)) = start_fwd(&t.chain, "mcrd", rules, 1) else {
                 continue;
             };
             let ladder: Vec<u64> = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25]
@@ -837,8 +675,8 @@ fn main() {
                 "scale",
                 "mcrd",
                 &fwd,
-                &t.snd,
-                &t.rcv,
+                &t.chain.snd,
+                &t.chain.rcv,
                 &[(og.clone(), op)],
                 1024,
                 &ladder,

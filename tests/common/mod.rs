@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod frr;
+pub mod pim_lab;
 pub mod procfs;
 
 use std::fs::File;

@@ -130,6 +130,14 @@ fn promtool(text: &str) -> Option<Result<(), String>> {
     })
 }
 
+/// Panics with promtool's complaint if it refuses `text`; passes when
+/// promtool is not installed outside CI (see [`promtool`]).
+fn assert_promtool_accepts(text: &str) {
+    if let Some(r) = promtool(text) {
+        r.unwrap_or_else(|e| panic!("promtool refused:\n{e}\n{text}"));
+    }
+}
+
 #[test]
 fn a_scrape_names_every_rule_output_worker_and_actor() {
     let snap = Arc::new(snapshot(vec![
@@ -165,9 +173,7 @@ fn a_scrape_names_every_rule_output_worker_and_actor() {
     assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
     assert!(text.contains("\nprocess_open_fds "), "{text}");
     assert!(!text.contains("# EOF"), "classic format has no EOF marker");
-    if let Some(r) = promtool(&text) {
-        r.unwrap_or_else(|e| panic!("promtool refused:\n{e}\n{text}"));
-    }
+    assert_promtool_accepts(&text);
 }
 
 #[test]
@@ -207,9 +213,7 @@ fn missing_sources_are_reported_not_fatal() {
         "{text}"
     );
     assert!(!text.contains("mcr_rule_packets_total{"), "{text}");
-    if let Some(r) = promtool(&text) {
-        r.unwrap_or_else(|e| panic!("promtool refused:\n{e}\n{text}"));
-    }
+    assert_promtool_accepts(&text);
 }
 
 #[test]
@@ -224,9 +228,7 @@ fn label_values_from_operators_are_escaped() {
         text.contains(r#"name="a \"quoted\" back\\slash\nnew line""#),
         "{text}"
     );
-    if let Some(r) = promtool(&text) {
-        r.unwrap_or_else(|e| panic!("promtool refused:\n{e}\n{text}"));
-    }
+    assert_promtool_accepts(&text);
 }
 
 #[test]
@@ -241,9 +243,7 @@ fn a_protocol_registry_is_part_of_the_scrape() {
         Format::Classic,
     );
     assert!(text.contains("# TYPE mcr_test_proto_queries_sent_total counter\nmcr_test_proto_queries_sent_total 3\n"), "{text}");
-    if let Some(r) = promtool(&text) {
-        r.unwrap_or_else(|e| panic!("promtool refused:\n{e}\n{text}"));
-    }
+    assert_promtool_accepts(&text);
 }
 
 #[test]
@@ -305,26 +305,25 @@ fn requests_other_than_get_metrics_are_refused() {
             head: true
         }
     );
-    assert_eq!(
-        p("GET / HTTP/1.1\r\n\r\n"),
-        Request::Refuse(404, "Not Found")
-    );
-    assert_eq!(
-        p("GET /metricsx HTTP/1.1\r\n\r\n"),
-        Request::Refuse(404, "Not Found")
-    );
-    assert_eq!(
-        p("POST /metrics HTTP/1.1\r\n\r\n"),
-        Request::Refuse(405, "Method Not Allowed")
-    );
-    assert_eq!(
-        p("GET /metrics\r\n\r\n"),
-        Request::Refuse(400, "Bad Request")
-    );
-    assert_eq!(
-        p("GET /metrics HTTP/2\r\n\r\n"),
-        Request::Refuse(505, "HTTP Version Not Supported")
-    );
+    for (request, refusal) in [
+        ("GET / HTTP/1.1\r\n\r\n", (404, "Not Found")),
+        ("GET /metricsx HTTP/1.1\r\n\r\n", (404, "Not Found")),
+        (
+            "POST /metrics HTTP/1.1\r\n\r\n",
+            (405, "Method Not Allowed"),
+        ),
+        ("GET /metrics\r\n\r\n", (400, "Bad Request")),
+        (
+            "GET /metrics HTTP/2\r\n\r\n",
+            (505, "HTTP Version Not Supported"),
+        ),
+    ] {
+        assert_eq!(
+            p(request),
+            Request::Refuse(refusal.0, refusal.1),
+            "{request:?}"
+        );
+    }
     assert_eq!(
         http::parse(b"GET /metrics HTTP/1.1\r\n\xff\r\n\r\n"),
         Request::Refuse(400, "Bad Request")
