@@ -1,5 +1,6 @@
 //! The IGMP querier's two sockets on one interface (RFC 2236 §2, RFC 3376
-//! §4 say what they must carry).
+//! §4 say what they must carry), and a host's (the input groups' reporter,
+//! RFC 3376 §5), which differs only in not asking for all multicast.
 //!
 //! Receiving: an `AF_PACKET`/`SOCK_DGRAM` socket bound to the interface in
 //! all-multicast mode, with a BPF filter that keeps IP protocol 2. A raw
@@ -47,6 +48,18 @@ fn igmp_filter() -> [SockFilter; 4] {
 
 /// The receiving socket: non-blocking, every IGMP packet on `ifindex`.
 pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
+    open_rx(ifindex, true)
+}
+
+/// A host's receiving socket: the IGMP packets that reach `ifindex`
+/// through its multicast filter as it is (all-hosts, and the groups
+/// joined), without putting the interface in all-multicast mode. A host
+/// needs only the queries, which go to those addresses.
+pub fn open_igmp_host_rx(ifindex: u32) -> io::Result<OwnedFd> {
+    open_rx(ifindex, false)
+}
+
+fn open_rx(ifindex: u32, allmulti: bool) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_IP as u16).to_be();
     let fd = new_socket(
         libc::AF_PACKET,
@@ -60,15 +73,17 @@ pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
     sll.sll_protocol = proto;
     sll.sll_ifindex = ifindex as i32;
     bind(fd.as_fd(), &sll)?;
-    let mut mreq: libc::packet_mreq = zeroed();
-    mreq.mr_ifindex = ifindex as i32;
-    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
-    setsockopt(
-        fd.as_fd(),
-        libc::SOL_PACKET,
-        libc::PACKET_ADD_MEMBERSHIP,
-        &mreq,
-    )?;
+    if allmulti {
+        let mut mreq: libc::packet_mreq = zeroed();
+        mreq.mr_ifindex = ifindex as i32;
+        mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+        setsockopt(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq,
+        )?;
+    }
     // Room for the burst of reports that answers a general query on a
     // LAN with many members (best effort: without privilege the sysctl
     // limit applies).
