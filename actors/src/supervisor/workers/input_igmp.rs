@@ -62,12 +62,14 @@ pub struct InputReporters {
 impl InputReporters {
     /// Report exactly `want` (ifindex → groups): start hosts on new
     /// interfaces, tell running ones their new groups, and drop the rest
-    /// (which leave their groups).
+    /// (which leave their groups). A host whose task ended (its sockets
+    /// failed) is started again.
     pub fn reconcile(&mut self, want: BTreeMap<u32, InputGroups>) {
         self.hosts.retain(|ifindex, r| {
-            want.get(ifindex).is_some_and(|w| {
-                w.interface == r.interface && w.address == r.address && !w.groups.is_empty()
-            })
+            !r.groups.is_closed()
+                && want.get(ifindex).is_some_and(|w| {
+                    w.interface == r.interface && w.address == r.address && !w.groups.is_empty()
+                })
         });
         for (ifindex, w) in want {
             if w.groups.is_empty() {
