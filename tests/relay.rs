@@ -572,12 +572,15 @@ fn supervisor_joins_input_groups_on_the_input_interface() {
         &t,
         &rule_config("239.7.7.7", 5000, &[("r1", "239.2.2.2", 6000)]),
     );
+    // The link-layer membership (the NIC filter) of 239.7.7.7; the IGMP
+    // side is tests/input_membership.rs.
     let maddr = || String::from_utf8_lossy(&t.relay.run("ip maddr show dev r0").stdout).to_string();
-    assert!(maddr().contains("239.7.7.7"), "joined on r0: {}", maddr());
+    let mac = "01:00:5e:07:07:07";
+    assert!(maddr().contains(mac), "joined on r0: {}", maddr());
     let id = d.list()[0].id.clone();
     d.ctl_ok(&["remove", "--rule-id", &id]);
     let gone = common::wait_for(Duration::from_secs(5), || {
-        (!maddr().contains("239.7.7.7")).then_some(())
+        (!maddr().contains(mac)).then_some(())
     });
     assert!(
         gone.is_some(),

@@ -1,5 +1,6 @@
 //! The IGMP querier's two sockets on one interface (RFC 2236 §2, RFC 3376
-//! §4 say what they must carry).
+//! §4 say what they must carry), and a host's (the input groups' reporter,
+//! RFC 3376 §5), which differs only in not asking for all multicast.
 //!
 //! Receiving: an `AF_PACKET`/`SOCK_DGRAM` socket bound to the interface in
 //! all-multicast mode, with a BPF filter that keeps IP protocol 2. A raw
@@ -86,12 +87,21 @@ const DATA_RCVBUF: usize = 64 << 10;
 
 /// The receiving socket: non-blocking, every IGMP packet on `ifindex`.
 pub fn open_igmp_rx(ifindex: u32) -> io::Result<OwnedFd> {
-    open_rx(ifindex, &igmp_filter(), IGMP_RCVBUF)
+    open_rx(ifindex, &igmp_filter(), IGMP_RCVBUF, true)
 }
 
-/// Headers of the multicast data on `ifindex` (see the module doc).
+/// A host's receiving socket: the IGMP packets that reach `ifindex`
+/// through its multicast filter as it is (all-hosts, and the groups
+/// joined), without putting the interface in all-multicast mode. A host
+/// needs only the queries, which go to those addresses.
+pub fn open_igmp_host_rx(ifindex: u32) -> io::Result<OwnedFd> {
+    open_rx(ifindex, &igmp_filter(), IGMP_RCVBUF, false)
+}
+
+/// Headers of the multicast data on `ifindex` (see the module doc), in
+/// all-multicast mode: a source's group is joined by nobody yet.
 pub fn open_data_rx(ifindex: u32) -> io::Result<OwnedFd> {
-    open_rx(ifindex, &data_filter(), DATA_RCVBUF)
+    open_rx(ifindex, &data_filter(), DATA_RCVBUF, true)
 }
 
 /// The source and group of a multicast packet [`open_data_rx`] read;
@@ -106,7 +116,12 @@ pub fn data_source_group(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     (dst.is_multicast() && !src.is_multicast()).then_some((src, dst))
 }
 
-fn open_rx(ifindex: u32, filter: &[SockFilter], rcvbuf: usize) -> io::Result<OwnedFd> {
+fn open_rx(
+    ifindex: u32,
+    filter: &[SockFilter],
+    rcvbuf: usize,
+    allmulti: bool,
+) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_IP as u16).to_be();
     let fd = new_socket(
         libc::AF_PACKET,
@@ -120,15 +135,17 @@ fn open_rx(ifindex: u32, filter: &[SockFilter], rcvbuf: usize) -> io::Result<Own
     sll.sll_protocol = proto;
     sll.sll_ifindex = ifindex as i32;
     bind(fd.as_fd(), &sll)?;
-    let mut mreq: libc::packet_mreq = zeroed();
-    mreq.mr_ifindex = ifindex as i32;
-    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
-    setsockopt(
-        fd.as_fd(),
-        libc::SOL_PACKET,
-        libc::PACKET_ADD_MEMBERSHIP,
-        &mreq,
-    )?;
+    if allmulti {
+        let mut mreq: libc::packet_mreq = zeroed();
+        mreq.mr_ifindex = ifindex as i32;
+        mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
+        setsockopt(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            &mreq,
+        )?;
+    }
     // Room for the burst of reports that answers a general query on a
     // LAN with many members (best effort: without privilege the sysctl
     // limit applies).

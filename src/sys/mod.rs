@@ -1,8 +1,8 @@
 //! What the privileged supervisor does with the kernel's network stack:
 //! open and configure every socket that a worker will use (`sockets`, with
-//! the ingress BPF filter in `bpf`), join input groups, read interface
-//! facts (`interfaces`), return freed heap memory to the kernel after
-//! large shrinks (`memory`), and open the IGMP querier's sockets (`igmp`)
+//! the ingress BPF filter in `bpf`), join input groups (`membership`),
+//! read interface facts (`interfaces`), return freed heap memory to the
+//! kernel after large shrinks (`memory`), and open the IGMP querier's sockets (`igmp`)
 //! and the PIM router's raw socket (`pim`). `tun` attaches to a tun device
 //! for programs that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
@@ -16,6 +16,7 @@
 pub mod bpf;
 pub mod igmp;
 pub mod interfaces;
+pub mod membership;
 pub mod memory;
 pub mod pim;
 pub mod sockets;
@@ -26,7 +27,8 @@ pub use bpf::{ingress_filter, SockFilter, MAX_FILTER_DESTINATIONS};
 pub use interfaces::{
     has_cap_net_raw, interface_info, ipv4_addrs, list_interfaces, may_receive_gso, InterfaceInfo,
 };
+pub use membership::{JoinMode, Memberships};
 pub use sockets::{
     frame_format, ingress_protocol, join_fanout, open_egress, open_ingress, open_ingress_bound,
-    open_sink, raw, set_ingress_filter, Memberships, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
+    open_sink, raw, set_ingress_filter, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
 };

@@ -5,13 +5,11 @@
 //! `SOCK_DGRAM`, bound to one interface and `ETH_P_IP`, own transmissions
 //! ignored, the BPF filter of `sys::bpf`, `PACKET_FANOUT` for several
 //! workers per interface), egress sockets (UDP for republish, raw IP for
-//! route mode, bound to the output device), group memberships that make
-//! switches and NICs deliver input groups (RFC 1112 host membership
-//! through the kernel's IGMP), sinks that keep unicast input ports from
-//! answering with ICMP port-unreachable. (Interface changes come from
+//! route mode, bound to the output device), sinks that keep unicast input
+//! ports from answering with ICMP port-unreachable. (Input group
+//! memberships are `sys::membership`'s.) (Interface changes come from
 //! the NetlinkMonitor's rtnetlink subscription, not from a socket here.)
 
-use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -152,16 +150,6 @@ pub fn join_fanout(fd: BorrowedFd<'_>, group_id: u16) -> io::Result<()> {
     setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT, &v)
 }
 
-fn mreqn(group: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
-    libc::ip_mreqn {
-        imr_multiaddr: libc::in_addr {
-            s_addr: u32::from(group).to_be(),
-        },
-        imr_address: libc::in_addr { s_addr: 0 },
-        imr_ifindex: ifindex as i32,
-    }
-}
-
 /// Open an egress socket for `ifname`. Republish: UDP, the kernel builds
 /// the headers. Route: raw IP with the header supplied (IPPROTO_RAW implies
 /// IP_HDRINCL). Both are bound to the device so that the kernel sends on
@@ -184,7 +172,7 @@ pub fn open_egress(
         b,
         libc::IPPROTO_IP,
         libc::IP_MULTICAST_IF,
-        &mreqn(Ipv4Addr::UNSPECIFIED, ifindex),
+        &super::membership::ip_mreqn(Ipv4Addr::UNSPECIFIED, ifindex),
     )?;
     set_int(b, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
     set_int(b, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
@@ -194,124 +182,6 @@ pub fn open_egress(
     }
     set_buf(b, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, sndbuf)?;
     Ok(fd)
-}
-
-/// Memberships of input groups, per interface. The kernel limits the
-/// groups one socket may join (`net.ipv4.igmp_max_memberships`, 20 by
-/// default), so this spreads them over as many sockets as needed, and
-/// closes a socket as soon as it holds no group: after churn the process
-/// must not keep one idle socket per 20 groups it once joined.
-#[derive(Default)]
-pub struct Memberships {
-    /// Slots, so the indices in `joined` stay valid when one is closed.
-    sockets: Vec<Option<(OwnedFd, usize)>>,
-    joined: HashMap<(u32, Ipv4Addr), usize>,
-}
-
-impl Memberships {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn is_joined(&self, ifindex: u32, group: Ipv4Addr) -> bool {
-        self.joined.contains_key(&(ifindex, group))
-    }
-
-    pub fn joined(&self) -> impl Iterator<Item = (u32, Ipv4Addr)> + '_ {
-        self.joined.keys().copied()
-    }
-
-    /// Sockets open for memberships now.
-    pub fn open_sockets(&self) -> usize {
-        self.sockets.iter().flatten().count()
-    }
-
-    /// Join `group` on `ifindex`. Joining twice is a no-op.
-    pub fn join(&mut self, ifindex: u32, group: Ipv4Addr) -> io::Result<()> {
-        if self.joined.contains_key(&(ifindex, group)) {
-            return Ok(());
-        }
-        let req = mreqn(group, ifindex);
-        for (i, slot) in self.sockets.iter_mut().enumerate() {
-            let Some((fd, n)) = slot else { continue };
-            match setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req) {
-                Ok(()) => {
-                    *n += 1;
-                    self.joined.insert((ifindex, group), i);
-                    return Ok(());
-                }
-                // This socket is full; try the next.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let fd = new_socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP)?;
-        // The membership socket must not receive the traffic itself: it is
-        // never read, so a filter that drops everything keeps its queue
-        // empty.
-        attach_filter(fd.as_fd(), &drop_all())?;
-        setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &req)?;
-        let i = match self.sockets.iter().position(Option::is_none) {
-            Some(i) => {
-                self.sockets[i] = Some((fd, 1));
-                i
-            }
-            None => {
-                self.sockets.push(Some((fd, 1)));
-                self.sockets.len() - 1
-            }
-        };
-        self.joined.insert((ifindex, group), i);
-        Ok(())
-    }
-
-    /// Leave `group` on `ifindex`.
-    pub fn leave(&mut self, ifindex: u32, group: Ipv4Addr) -> io::Result<()> {
-        let Some(i) = self.joined.remove(&(ifindex, group)) else {
-            return Ok(());
-        };
-        let req = mreqn(group, ifindex);
-        let r = match &self.sockets[i] {
-            Some((fd, _)) => {
-                setsockopt(fd.as_fd(), libc::IPPROTO_IP, libc::IP_DROP_MEMBERSHIP, &req)
-            }
-            None => Ok(()),
-        };
-        self.release(i);
-        r
-    }
-
-    /// Forget every membership on an interface that is gone (the kernel
-    /// dropped them with the device).
-    pub fn forget_interface(&mut self, ifindex: u32) {
-        let gone: Vec<_> = self
-            .joined
-            .keys()
-            .filter(|(i, _)| *i == ifindex)
-            .copied()
-            .collect();
-        for k in gone {
-            if let Some(i) = self.joined.remove(&k) {
-                self.release(i);
-            }
-        }
-    }
-
-    /// One group fewer on socket `i`: close it when it holds none.
-    fn release(&mut self, i: usize) {
-        let Some(slot) = self.sockets.get_mut(i) else {
-            return;
-        };
-        if let Some((_, n)) = slot {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                *slot = None;
-            }
-        }
-        while matches!(self.sockets.last(), Some(None)) {
-            self.sockets.pop();
-        }
-    }
 }
 
 /// A UDP socket bound to a local unicast input address and port that drops
@@ -337,45 +207,4 @@ pub fn open_sink(addr: Ipv4Addr, port: u16) -> io::Result<OwnedFd> {
 /// The raw fd of a socket, for io_uring submissions.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Joining needs no privilege, and loopback (ifindex 1) exists in every
-    /// namespace, so this runs anywhere.
-    #[test]
-    fn membership_sockets_are_closed_when_their_last_group_is_left() {
-        let mut m = Memberships::new();
-        let groups: Vec<Ipv4Addr> = (0..45u32)
-            .map(|i| Ipv4Addr::from(0xef63_0000 + i))
-            .collect();
-        for g in &groups {
-            m.join(1, *g).expect("join on lo");
-        }
-        let peak = m.open_sockets();
-        // 20 per socket by default; a host with a larger limit needs fewer.
-        assert!(peak >= 1, "{peak}");
-        for g in &groups[..40] {
-            m.leave(1, *g).expect("leave");
-        }
-        assert!(m.open_sockets() <= 2, "{} of {peak}", m.open_sockets());
-        // Rejoining reuses or reopens sockets; all of it goes again.
-        for g in &groups[..10] {
-            m.join(1, *g).expect("rejoin");
-        }
-        for g in &groups {
-            m.leave(1, *g).expect("leave");
-        }
-        assert_eq!(m.open_sockets(), 0);
-        assert_eq!(m.joined().count(), 0);
-        m.join(1, groups[0]).expect("join");
-        m.forget_interface(1);
-        assert_eq!(
-            m.open_sockets(),
-            0,
-            "a vanished interface frees its sockets"
-        );
-    }
 }

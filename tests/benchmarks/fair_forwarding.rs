@@ -30,7 +30,9 @@
 //! (`--rounds`) repeat the whole set with the forwarders interleaved, so
 //! a burst of load from elsewhere on a shared machine hits them alike;
 //! the summary gives each forwarder's loss-free rate as a ratio to the
-//! kernel's in the same round.
+//! kernel's in the same round, and the overload rows what each delivered,
+//! as a share of its loss-free rate, wherever the sender offered ≥ 1.8×
+//! that rate (or that the sender never got there).
 //!
 //! `--mcrd-variant NAME:K=V,K=V` adds mcrd with those environment
 //! variables as another forwarder (an A/B in the same run). Needs root,
@@ -690,4 +692,46 @@ fn main() {
             curve.join(" / ")
         );
     }
+    println!("\n## overload: delivered as a share of the loss-free rate at the points where the sender offered ≥ 1.8× it (issue 13 asks ≥ 0.90 at 2×)");
+    for r in &summary {
+        println!(
+            "{:<3} {:>5} {:<16} {}",
+            r.round,
+            r.size,
+            r.name,
+            overload_row(r)
+        );
+    }
+}
+
+/// The overload figure of one forwarder: every point past 1.8× its
+/// loss-free rate, as offered and delivered multiples of that rate; the
+/// worst delivered share first, since a collapse is what it looks for.
+fn overload_row(r: &Row) -> String {
+    if r.lf <= 0.0 {
+        return "no loss-free rate".into();
+    }
+    let mut past: Vec<(f64, f64)> = r
+        .over
+        .iter()
+        .filter(|p| p.offered_pps >= 1.8 * r.lf)
+        .map(|p| (p.offered_pps / r.lf, p.delivered_pps / r.lf))
+        .collect();
+    if past.is_empty() {
+        let most = r.over.iter().map(|p| p.offered_pps).fold(0.0, f64::max);
+        return format!(
+            "not measured: the sender offered at most {:.2}× the loss-free rate",
+            most / r.lf
+        );
+    }
+    past.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let points: Vec<String> = past
+        .iter()
+        .map(|(o, d)| format!("{d:.2} at {o:.2}×"))
+        .collect();
+    format!(
+        "worst {:.2}; delivered share at offered multiple: {}",
+        past[0].1,
+        points.join(", ")
+    )
 }

@@ -1,23 +1,38 @@
 //! Sockets that make input traffic arrive: a membership of every input
-//! group on its input interface (so switches and NICs deliver it, RFC 1112
-//! section 6 / RFC 3376 host side through the kernel), and sinks for
-//! unicast inputs (so the kernel does not answer with ICMP
-//! port-unreachable). Kept by the root so they survive WorkerManager
-//! restarts: a restart must not make the host leave its groups.
+//! group on its input interface (so NICs deliver it: RFC 1112 §6.4, held
+//! at the link layer by `mcr::sys::membership`), the IGMP reports that
+//! make switches and routers send it (RFC 3376 §5 host side, `input_igmp`;
+//! the kernel's own in `MCR_INPUT_JOIN=ip` mode), and sinks for unicast
+//! inputs (so the kernel does not answer with ICMP port-unreachable). Kept
+//! by the root so they survive WorkerManager restarts: a restart must not
+//! make the host leave its groups.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
-use mcr::dataplane::sockets::{open_sink, Memberships};
+use mcr::dataplane::sockets::open_sink;
 use mcr::iface::Ifaces;
 use mcr::rib::state::Tables;
+use mcr::sys::{JoinMode, Memberships};
 use tracing::{debug, warn};
 
-#[derive(Default)]
+use super::input_igmp::{InputGroups, InputReporters};
+
 pub struct InputSockets {
     pub memberships: Memberships,
     pub sinks: BTreeMap<(Ipv4Addr, u16), OwnedFd>,
+    reporters: InputReporters,
+}
+
+impl Default for InputSockets {
+    fn default() -> Self {
+        Self {
+            memberships: Memberships::with_mode(JoinMode::from_env()),
+            sinks: BTreeMap::new(),
+            reporters: InputReporters::default(),
+        }
+    }
 }
 
 /// (ifindex, group) memberships.
@@ -42,6 +57,29 @@ fn wanted(tables: &Tables, ifaces: &Ifaces) -> (Groups, Sinks) {
         }
     }
     (groups, sinks)
+}
+
+/// The groups to report per interface, with the address to report from
+/// (RFC 3376 §4.2.13 allows 0.0.0.0 on a link without one).
+fn reports(groups: &Groups, ifaces: &Ifaces) -> BTreeMap<u32, InputGroups> {
+    let mut out = BTreeMap::new();
+    for info in ifaces.values() {
+        let mine: BTreeSet<Ipv4Addr> = groups
+            .range((info.ifindex, Ipv4Addr::UNSPECIFIED)..=(info.ifindex, Ipv4Addr::BROADCAST))
+            .map(|(_, g)| *g)
+            .collect();
+        if !mine.is_empty() {
+            out.insert(
+                info.ifindex,
+                InputGroups {
+                    interface: info.name.clone(),
+                    address: info.addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    groups: mine,
+                },
+            );
+        }
+    }
+    out
 }
 
 impl InputSockets {
@@ -69,6 +107,9 @@ impl InputSockets {
                     }
                 }
             }
+        }
+        if self.memberships.mode() == JoinMode::Link {
+            self.reporters.reconcile(reports(&want_groups, ifaces));
         }
         self.sinks.retain(|k, _| want_sinks.contains(k));
         for (addr, port) in want_sinks {

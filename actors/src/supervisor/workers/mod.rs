@@ -9,8 +9,10 @@
 //!
 //! Submodules: `link` (the WorkerLink actor), `process` (a worker's
 //! process and IPC), `table` (table translation and egress sockets),
-//! `inputs` (memberships and sinks).
+//! `inputs` (memberships and sinks), `input_igmp` (the IGMP reports of
+//! the input groups).
 
+pub mod input_igmp;
 pub mod inputs;
 pub mod link;
 pub mod process;
