@@ -65,6 +65,8 @@ const CHECK: Duration = Duration::from_secs(1);
 
 /// How long a downstream source's (S,G) route stays after its last packet.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Downstream sources forwarded upstream at once, at most (RFC 4605 §4.2).
+const MAX_LOCAL_SOURCES: usize = 1024;
 /// A data watch tells the actor about one (S,G) at most this often.
 const DATA_REPORT: Duration = Duration::from_secs(1);
 /// (S,G) a data watch remembers; a flood of new ones beyond it is not
@@ -106,6 +108,8 @@ pub struct ProxyState {
     /// Local sources on downstream interfaces with an (S,G) route: the
     /// interface and when a packet was last seen.
     sources: BTreeMap<(Ipv4Addr, Ipv4Addr), (String, Instant)>,
+    /// `sources` reached `MAX_LOCAL_SOURCES` and that was logged.
+    sources_full: bool,
     /// (S,G) seen on a downstream interface whose source is not local to
     /// it, and when (asked again after `SOURCE_TIMEOUT`).
     foreign: BTreeMap<(Ipv4Addr, Ipv4Addr), Instant>,
@@ -313,6 +317,17 @@ impl ProxyState {
             self.foreign.insert((s, g), now);
             return;
         }
+        if self.sources.len() >= MAX_LOCAL_SOURCES {
+            // Each source is a route and a table push to the workers; a
+            // host sending from many (spoofed) addresses must not make
+            // thousands. Refused flows are asked about again later.
+            if !self.sources_full {
+                warn!(target: "Protocol", "IGMP proxy: {MAX_LOCAL_SOURCES} downstream sources already forwarded upstream; ({s},{g}) on {interface} and further ones are not");
+                self.sources_full = true;
+            }
+            return;
+        }
+        self.sources_full = false;
         info!(target: "Protocol", "IGMP proxy: source {s} of {g} on {interface}; forwarding it to {}", self.upstream);
         self.sources.insert((s, g), (interface, now));
         Rib::route(Origin::Igmp, self.source_route(s, g));
@@ -549,6 +564,7 @@ impl Actor for IgmpProxyActor {
             serving: BTreeSet::new(),
             watches: BTreeMap::new(),
             sources: BTreeMap::new(),
+            sources_full: false,
             foreign: BTreeMap::new(),
             sources_for: (String::new(), BTreeSet::new()),
             rpf: None,

@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,6 +221,7 @@ impl PimState {
                 );
             }
         }
+        self.fwd.forget_gone(&self.links);
         self.sync_sockets(me);
     }
 
@@ -502,6 +503,45 @@ impl PimState {
     }
 }
 
+/// Packets read and not yet handled by the actor, over all interfaces.
+/// As RP, Registers arrive at a source's data rate: past
+/// `MAX_QUEUED_REGISTERS` they are dropped (the DR sends the next one),
+/// so Hellos and Join/Prunes still get through; past `MAX_QUEUED` every
+/// packet is, so a flood cannot grow the mailbox without bound.
+static RX_QUEUED: AtomicUsize = AtomicUsize::new(0);
+const MAX_QUEUED_REGISTERS: usize = 1024;
+const MAX_QUEUED: usize = 4096;
+/// Packets dropped at the cap since the last warning.
+static RX_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the reader hands `payload` to the actor (and counts it queued).
+fn admit(payload: &[u8]) -> bool {
+    let queued = RX_QUEUED.load(Ordering::Relaxed);
+    let register = payload.first().is_some_and(|b| b & 0x0f == 1);
+    if queued >= MAX_QUEUED || (register && queued >= MAX_QUEUED_REGISTERS) {
+        if RX_DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
+            warn!(target: "Protocol", "PIM flood: {queued} packets wait for the actor; dropping Registers past {MAX_QUEUED_REGISTERS}, everything past {MAX_QUEUED}");
+        }
+        return false;
+    }
+    RX_QUEUED.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// The actor handled one packet the reader admitted.
+fn rx_handled() {
+    let _ = RX_QUEUED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(1))
+    });
+    // Let the next flood be reported once the backlog has drained.
+    if RX_QUEUED.load(Ordering::Relaxed) == 0 {
+        let n = RX_DROPPED.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            warn!(target: "Protocol", "PIM flood over: {n} packets dropped");
+        }
+    }
+}
+
 fn open_sock(
     me: &ActorRef<PimMsg>,
     ifindex: u32,
@@ -522,6 +562,9 @@ fn open_sock(
                             .get(r.offset..r.offset + r.len)
                             .map(<[u8]>::to_vec)
                             .unwrap_or_default();
+                        if !admit(&payload) {
+                            continue;
+                        }
                         let msg = PimMsg::Packet {
                             ifindex,
                             src: r.src,
@@ -603,7 +646,11 @@ impl Actor for PimActor {
             rpf: None,
             fwd: register::Forwarder::default(),
             activity: register::Activity::spawn(myself.clone()),
-            data: data::DataPath::new(),
+            data: {
+                // Packets read for a predecessor died with its mailbox.
+                RX_QUEUED.store(0, Ordering::Relaxed);
+                data::DataPath::new()
+            },
             shared,
         };
         let cfg = st.shared.config().pim.clone().unwrap_or_default();
@@ -649,12 +696,20 @@ impl Actor for PimActor {
                 dst,
                 payload,
             } => {
+                rx_handled();
                 st.core
                     .handle_packet(Instant::now(), ifindex, src, dst, &payload);
             }
             PimMsg::Timer => {
-                st.timer = None;
-                st.core.handle_timeout(Instant::now());
+                // The data path also sends `Timer` to ask for a full drain
+                // (`pim_data.rs`): forget the armed timer only once its
+                // deadline has passed, or `drain` would arm a second task
+                // for the same deadline and the first would linger.
+                let now = Instant::now();
+                if st.timer.as_ref().is_some_and(|(at, _)| *at <= now) {
+                    st.timer = None;
+                }
+                st.core.handle_timeout(now);
             }
             PimMsg::Interfaces(ifaces) => {
                 st.apply_links(&myself, usable(&ifaces));

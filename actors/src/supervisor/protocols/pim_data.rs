@@ -77,7 +77,7 @@ impl PimState {
     pub(super) fn on_data(&mut self, me: &ActorRef<PimMsg>, msg: PimMsg) -> bool {
         let punt = matches!(msg, PimMsg::RegisterData { .. });
         if punt {
-            PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+            crate::supervisor::workers::link::punt_done();
         }
         self.feed(msg);
         let now = Instant::now();

@@ -146,10 +146,17 @@ pub(super) struct Forwarder {
 }
 
 impl Forwarder {
-    /// Send `d` on each of its outgoing interfaces (names from `links`).
-    pub(super) fn forward(&mut self, d: &Decapsulated, links: &BTreeMap<u32, (String, Ipv4Addr)>) {
+    /// Close the sockets of interfaces that are gone or renamed (also
+    /// called when the interface list changes: no packet may come again
+    /// to close them).
+    pub(super) fn forget_gone(&mut self, links: &BTreeMap<u32, (String, Ipv4Addr)>) {
         self.socks
             .retain(|i, (n, _)| links.get(i).is_some_and(|(name, _)| name == n));
+    }
+
+    /// Send `d` on each of its outgoing interfaces (names from `links`).
+    pub(super) fn forward(&mut self, d: &Decapsulated, links: &BTreeMap<u32, (String, Ipv4Addr)>) {
+        self.forget_gone(links);
         let m = metrics();
         let drop = |ifc: &str, why: DropReason| {
             m.dropped

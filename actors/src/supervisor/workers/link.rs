@@ -40,6 +40,15 @@ const TICK: Duration = Duration::from_millis(200);
 /// costs lost Registers, not memory and seconds of delay.
 pub static PUNTS_QUEUED: AtomicUsize = AtomicUsize::new(0);
 pub const MAX_PUNTS_QUEUED: usize = 512;
+
+/// One queued punt is gone (handled, or never delivered). Saturating: a
+/// new PimActor resets the count while punts for its predecessor may
+/// still be counted down, and a wrapped count would drop every punt.
+pub fn punt_done() {
+    let _ = PUNTS_QUEUED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(1))
+    });
+}
 /// Punts dropped because the PimActor was behind, since the daemon started.
 static PUNTS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -357,7 +366,7 @@ pub fn to_pim(interface: &str, msg: FromWorker) -> Option<FromWorker> {
         }
         FromWorker::Punt { packet } => {
             if PUNTS_QUEUED.fetch_add(1, Ordering::Relaxed) >= MAX_PUNTS_QUEUED {
-                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+                punt_done();
                 let n = PUNTS_DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     warn!(target: "Protocol", "{n} packets to register dropped so far: Register encapsulation is behind the source");
@@ -369,7 +378,7 @@ pub fn to_pim(interface: &str, msg: FromWorker) -> Option<FromWorker> {
                 packet,
             });
             if !sent {
-                PUNTS_QUEUED.fetch_sub(1, Ordering::Relaxed);
+                punt_done();
             }
         }
         other => return Some(other),
