@@ -43,12 +43,25 @@ const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 pub const MAX_FILTER_DESTINATIONS: usize = 1024;
 
 const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const ACCEPT_LEN: u32 = 0x0004_0000;
+
+/// In a destination list, stands for every multicast group outside
+/// 224.0.0.0/24: what a PIM interface's worker must hear (first packets
+/// of groups no rule names yet, register punts), where the link-local
+/// groups are the supervisor's (PIM Hellos, IGMP) and never routed (RFC
+/// 5771 §4). 224.0.0.0 itself is reserved (the base address, RFC 5771
+/// §4) and never a packet's destination, so it can mark this in the list
+/// the filter's callers already pass, and the rest of the list still
+/// names the unicast inputs (sinks) and link-local groups rules ask for.
+pub const ROUTABLE_MULTICAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 0);
 
 /// The ingress filter: drop frames this host sent (so the relay never
 /// re-ingests its own output, even on kernels without
 /// `PACKET_IGNORE_OUTGOING`) and, when `dsts` is given and not too long,
-/// every IPv4 packet whose destination no rule names.
+/// every IPv4 packet whose destination no rule names. With
+/// [`ROUTABLE_MULTICAST`] in `dsts`, every group outside 224.0.0.0/24 is
+/// kept as well.
 ///
 /// With a cooked socket the IPv4 header starts at offset 0, so the
 /// destination address is the word at offset 16. Destinations are found by
@@ -81,9 +94,14 @@ pub fn ingress_filter(
         jump(BPF_JEQ_K, PACKET_OUTGOING, 1, 0),
     ]);
     let outgoing_at = prog.len() - 1;
+    let routable = dsts.is_some_and(|d| d.contains(&ROUTABLE_MULTICAST));
     let list = match dsts {
         Some(d) if !d.is_empty() && d.len() <= MAX_FILTER_DESTINATIONS => {
-            let mut v: Vec<u32> = d.iter().map(|a| u32::from(*a)).collect();
+            let mut v: Vec<u32> = d
+                .iter()
+                .filter(|a| **a != ROUTABLE_MULTICAST)
+                .map(|a| u32::from(*a))
+                .collect();
             v.sort_unstable();
             v.dedup();
             Some(v)
@@ -101,6 +119,17 @@ pub fn ingress_filter(
             prog.push(stmt(BPF_RET_K, 0));
             // The filter sees the frame from its link header on.
             prog.push(stmt(BPF_LD_W_ABS, 16 + u32::from(link_header)));
+            if routable {
+                // 224.0.0.0 <= A <= 239.255.255.255 and A > 224.0.0.255:
+                // keep it; anything else goes on to the listed ones.
+                // Offsets count the instructions skipped up to the search.
+                prog.extend([
+                    jump(BPF_JGE_K, 0xe000_0000, 0, 3),
+                    jump(BPF_JGT_K, 0xefff_ffff, 2, 0),
+                    jump(BPF_JGT_K, 0xe000_00ff, 0, 1),
+                    stmt(BPF_RET_K, ACCEPT_LEN),
+                ]);
+            }
             emit_search(&v, &mut prog);
         }
     }
@@ -276,6 +305,48 @@ pub(crate) mod tests {
             .map(|i| Ipv4Addr::from(0xef00_0000 + i))
             .collect();
         assert_eq!(ingress_filter(Some(&many), 0, 0).len(), 7);
+    }
+
+    #[test]
+    fn routable_multicast_keeps_groups_outside_the_link_local_block_and_the_listed() {
+        let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let keep = |p: &[SockFilter], d: &str| run_bpf(p, &pkt_to(ip(d)), 2) > 0;
+        for (dsts, listed) in [
+            (vec![ROUTABLE_MULTICAST], vec![]),
+            // A unicast input (a sink) and a link-local group a rule names.
+            (
+                vec![ip("10.0.0.1"), ROUTABLE_MULTICAST, ip("224.0.0.251")],
+                vec!["10.0.0.1", "224.0.0.251"],
+            ),
+        ] {
+            let p = ingress_filter(Some(&dsts), 0, 0);
+            for d in ["224.0.1.0", "224.0.1.1", "232.1.1.1", "239.255.255.255"] {
+                assert!(keep(&p, d), "{dsts:?}: {d} must pass");
+                assert_eq!(run_bpf(&p, &pkt_to(ip(d)), PACKET_OUTGOING), 0);
+            }
+            for d in [
+                "224.0.0.0",
+                "224.0.0.1",
+                "224.0.0.13",
+                "224.0.0.22",
+                "224.0.0.251",
+                "224.0.0.255",
+                "10.0.0.1",
+                "10.0.0.2",
+                "223.255.255.255",
+                "240.0.0.0",
+                "255.255.255.255",
+            ] {
+                assert_eq!(keep(&p, d), listed.contains(&d), "{dsts:?}: {d}");
+            }
+            // ARP and IPv6 stay out.
+            assert_eq!(run_bpf_proto(&p, &pkt_to(ip("239.1.1.1")), 0, 0x86dd), 0);
+        }
+        // On Ethernet the address is past the 14-byte link header.
+        let p = ingress_filter(Some(&[ROUTABLE_MULTICAST]), 14, 0);
+        let mut eth = vec![0u8; 14];
+        eth.extend_from_slice(&pkt_to(ip("239.1.2.3")));
+        assert!(run_bpf(&p, &eth, 2) > 0);
     }
 
     #[test]

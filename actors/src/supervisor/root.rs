@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::control::{Event, StatusReport};
+use mcr::iface::Ifaces;
+use mcr::rib::state::Tables;
 use mcr::supervise::{RestartBudget, Verdict};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::signal::unix::{signal, SignalKind};
@@ -17,6 +19,7 @@ use tracing::{error, info, warn};
 use super::handles::{self, Child, ConfigMsg, PimMsg, RootMsg, WmMsg};
 use super::shared::Shared;
 use super::util::{child_down, lock};
+use super::workers::input_igmp;
 use super::{
     config_actor, control, loglevel, metrics, netlink, protocols, rib_actor, stats_actor, systemd,
     workers,
@@ -267,10 +270,22 @@ async fn shutdown(shared: &Arc<Shared>) {
     // Told at the start, so that systemd waits for the workers to stop
     // instead of counting them as a hang.
     systemd::stopping();
+    // The input groups are left first: with the memberships held at the
+    // link layer, nothing in the kernel leaves them when the daemon ends,
+    // so the upstream (a querier, a snooping switch) would go on sending
+    // them until its membership timer ran out. Reconciling to no tables
+    // drops the memberships and the IGMP reporters, whose tasks then send
+    // the leaves (`shutting_down`, set above, keeps the WorkerManager from
+    // joining them again). The leaves go out while PIM says goodbye.
+    lock(&shared.inputs).reconcile(&Tables::new(), &Ifaces::new());
     // Before the tree goes: neighbors must hear PIM's goodbye Hellos. PIM
     // is the ProtocolSupervisor's child, but only the root knows the
     // daemon is stopping rather than the subtree restarting.
     let _ = handles::Pim::call_within(PimMsg::Shutdown, Duration::from_secs(1)).await;
+    // The leaves need the runtime, which ends soon after the workers stop.
+    if !input_igmp::leaves_sent(input_igmp::LEAVE_GRACE + Duration::from_secs(1)).await {
+        warn!(target: "Supervisor", "shutting down: input group leaves not all sent");
+    }
     info!(target: "Supervisor", "shutting down: stopping workers");
     let _ = handles::Workers::call_within(WmMsg::StopAll, Duration::from_secs(8)).await;
     workers::kill_all(shared);

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcr::igmp::{HostConfig, IgmpHost, IgmpParams, SetMemberships};
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 /// How long a dropped reporter keeps running to send its leaves.
-const LEAVE_GRACE: Duration = Duration::from_secs(3);
+pub const LEAVE_GRACE: Duration = Duration::from_secs(3);
 /// Largest IGMP packet read: a query with sources fills at most an MTU.
 const MAX_PACKET: usize = 9216;
 /// Queries waiting for the host; a flood beyond this is dropped at the
@@ -37,6 +38,52 @@ const MAX_PACKET: usize = 9216;
 const MAX_QUEUED: usize = 256;
 /// How often the reader looks whether its host is gone.
 const POLL: Duration = Duration::from_millis(500);
+
+/// Hosts whose task is still running, leaving ones included: the daemon's
+/// shutdown waits for this to reach zero so that the leaves go out before
+/// the runtime ends (they would be lost with it, and the upstream would
+/// keep sending the groups until its membership timer ran out).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Set when a host's task ended on an error (its sockets failed): the
+/// WorkerManager reconciles the inputs on its next tick even though the
+/// tables and interfaces did not change, and that restarts the host.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a host ended on an error since the last call (and so the
+/// inputs should be reconciled to start it again).
+pub fn take_failed() -> bool {
+    FAILED.swap(false, Ordering::SeqCst)
+}
+
+/// Wait until every host's task has ended (all leaves sent), for at most
+/// `within`. Returns whether they all ended.
+pub async fn leaves_sent(within: Duration) -> bool {
+    let end = tokio::time::Instant::now() + within;
+    while RUNNING.load(Ordering::SeqCst) > 0 {
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Counts a host's task in `RUNNING` for as long as it lives, however it
+/// ends (an error, the leaves sent, or a panic).
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// What one interface's host is for: the groups, and the interface as it
 /// was when the host started (a new name or address starts a new host).
@@ -89,9 +136,14 @@ impl InputReporters {
             };
             let (tx, rx) = watch::channel(w.groups.clone());
             let (name, address) = (w.interface.clone(), w.address);
+            // Counted before the spawn, so a shutdown that drops this
+            // reporter right away still waits for its task.
+            let running = Running::start();
             rt.spawn(async move {
+                let _running = running;
                 if let Err(e) = run(&name, ifindex, address, rx).await {
                     warn!(target: "Network", "IGMP reports for the input groups on {name} stopped: {e}");
+                    FAILED.store(true, Ordering::SeqCst);
                 }
             });
             self.hosts.insert(
@@ -168,10 +220,12 @@ async fn run(
 /// until the host that receives the packets is gone.
 fn start_reader(rx: OwnedFd, ifname: &str) -> io::Result<mpsc::Receiver<Vec<u8>>> {
     let (tx, packets) = mpsc::channel(MAX_QUEUED);
+    let name = ifname.to_string();
     std::thread::Builder::new()
         .name(format!("igmp-in-{ifname}"))
         .spawn(move || {
             let mut buf = vec![0u8; MAX_PACKET];
+            let mut warned = false;
             while !tx.is_closed() {
                 match recv_within(rx.as_fd(), &mut buf, POLL) {
                     Ok(Some(n)) => {
@@ -182,7 +236,19 @@ fn start_reader(rx: OwnedFd, ifname: &str) -> io::Result<mpsc::Receiver<Vec<u8>>
                         }
                     }
                     Ok(None) => {}
-                    Err(_) => return,
+                    Err(e) => {
+                        // A receive error is transient (the interface went
+                        // down, a buffer overran): ending here would end
+                        // the host, and nothing would answer queries for
+                        // the groups until the tables next changed. Reported
+                        // once; reading goes on, paced so an error that
+                        // repeats does not spin.
+                        if !warned {
+                            warn!(target: "Network", "IGMP receive on {name}: {e}");
+                            warned = true;
+                        }
+                        std::thread::sleep(POLL);
+                    }
                 }
             }
         })?;
@@ -196,5 +262,56 @@ fn flush(host: &mut IgmpHost, tx: &OwnedFd, ifname: &str) {
         if let Err(e) = send_igmp(tx, t.dst, &t.payload) {
             debug!(target: "Network", "IGMP report on {ifname} to {}: {e}", t.dst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host whose sockets cannot be opened (no such interface) ends at
+    /// once: that is flagged for the WorkerManager, and the next reconcile
+    /// with the same groups starts a new host rather than keeping the dead
+    /// one until the groups change.
+    #[test]
+    fn a_host_that_ended_is_flagged_and_started_again() {
+        // One thread: a spawned host runs only while the test awaits, so
+        // what is checked between awaits is not raced.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let ifindex = 0x7fff_fff0;
+            let want = || {
+                BTreeMap::from([(
+                    ifindex,
+                    InputGroups {
+                        interface: "mcr-none0".into(),
+                        address: Ipv4Addr::UNSPECIFIED,
+                        groups: BTreeSet::from([Ipv4Addr::new(239, 1, 1, 1)]),
+                    },
+                )])
+            };
+            let closed = |r: &InputReporters| r.hosts.get(&ifindex).map(|h| h.groups.is_closed());
+            let ended = |r: &InputReporters| closed(r) == Some(true);
+            let mut r = InputReporters::default();
+            for round in 0..2 {
+                r.reconcile(want());
+                assert_eq!(closed(&r), Some(false), "round {round}: a live host");
+                let t0 = Instant::now();
+                while !ended(&r) {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(5),
+                        "the host never ended"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(take_failed(), "round {round}: the failure was flagged");
+            }
+            // Nothing wanted: the dead host is dropped, not restarted.
+            r.reconcile(BTreeMap::new());
+            assert!(r.hosts.is_empty());
+        });
     }
 }

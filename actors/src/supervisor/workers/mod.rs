@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mcr::control::FaultRequest;
 use mcr::iface::{self, Ifaces};
-use mcr::ipc::PimData;
+use mcr::ipc::{PimData, MAX_PUNT_FLOWS};
 use mcr::rib::state::Tables;
 use mcr::supervise::{RestartBudget, Verdict};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -120,7 +120,14 @@ impl WmState {
     fn pim_data(&self, ifc: &str) -> PimData {
         PimData {
             upcall: self.pim_on(ifc),
-            punts: self.punts.get(ifc).cloned().unwrap_or_default(),
+            // Capped here, not only where the worker decodes it: a longer
+            // list would not encode (TooLarge) and the worker would get
+            // none of it.
+            punts: self
+                .punts
+                .get(ifc)
+                .map(|p| p.iter().take(MAX_PUNT_FLOWS).copied().collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -308,13 +315,20 @@ impl WmState {
     }
 
     /// Make the input memberships and sinks match the tables, unless they
-    /// were last made for exactly these tables and interfaces.
+    /// were last made for exactly these tables and interfaces and no input
+    /// IGMP reporter has failed since (reconciling starts it again; without
+    /// this a failed reporter stayed dead until the tables next changed).
     fn reconcile_inputs(&mut self) {
-        if self
+        // The shutdown has left the input groups: joining them again now
+        // would hold them past the daemon's end.
+        if self.shared.is_shutting_down() {
+            return;
+        }
+        let unchanged = self
             .inputs_for
             .as_ref()
-            .is_some_and(|(t, i)| Arc::ptr_eq(t, &self.tables) && Arc::ptr_eq(i, &self.ifaces))
-        {
+            .is_some_and(|(t, i)| Arc::ptr_eq(t, &self.tables) && Arc::ptr_eq(i, &self.ifaces));
+        if unchanged && !input_igmp::take_failed() {
             return;
         }
         self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));

@@ -241,14 +241,17 @@ impl LinkState {
         }
     }
 
-    /// Multicast and unicast destinations this worker's filter lets in;
-    /// empty lets everything in, as PIM's upcalls need: the groups no rule
-    /// names are the ones it has to hear about.
+    /// Multicast and unicast destinations this worker's filter lets in.
+    /// With PIM's upcalls also every routable group: the groups no rule
+    /// names are the ones it has to hear about. Unicast and link-local
+    /// traffic no rule names is still dropped in the kernel, where letting
+    /// all IPv4 in cost the worker a wakeup per packet it then discarded.
     pub(super) fn filter_dsts(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut dsts: Vec<std::net::Ipv4Addr> = self.table.iter().map(|r| r.group).collect();
         if self.pim.upcall {
-            return Vec::new();
+            dsts.push(mcr::sys::bpf::ROUTABLE_MULTICAST);
         }
-        self.table.iter().map(|r| r.group).collect()
+        dsts
     }
 
     /// Whether the worker has anything to do: rules, or PIM's upcalls.
@@ -257,7 +260,7 @@ impl LinkState {
     }
 
     /// Apply a new request of PIM: the worker is told, and on a PIM
-    /// interface the ingress socket lets every group in and asks the
+    /// interface the ingress socket lets every routable group in and asks the
     /// interface for all multicast frames (IFF_ALLMULTI, as the kernel's
     /// multicast routing does for its vifs), held only while the socket is.
     pub(super) fn set_pim(&mut self, d: PimData) {
