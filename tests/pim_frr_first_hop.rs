@@ -19,7 +19,7 @@
 mod common;
 
 use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,12 +120,7 @@ impl Member {
         let (tx, rx) = std::sync::mpsc::channel();
         let (s2, g2) = (stop.clone(), got.clone());
         let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-                .expect("bind");
+            let s = common::pim_lab::udp_bound_in(&name, PORT);
             s.join_multicast_v4(&GROUP, &local).expect("join");
             s.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");

@@ -275,12 +275,7 @@ impl Member {
         let (tx, rx) = std::sync::mpsc::channel();
         let (s2, g2) = (stop.clone(), got.clone());
         let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
-                .expect("bind");
+            let s = udp_bound_in(&name, port);
             // The kernel sends the IGMP report now.
             match source {
                 None => s.join_multicast_v4(&group, &local).expect("join"),
@@ -368,12 +363,7 @@ impl SeqReceiver {
         let (tx, rx) = std::sync::mpsc::channel();
         let (s2, g2) = (stop.clone(), got.clone());
         let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
-                .expect("bind");
+            let s = udp_bound_in(&name, port);
             mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
                 .expect("IP_RECVTTL");
             // A tree switch should cost a handful of packets; a deep buffer
@@ -440,4 +430,17 @@ impl Drop for SeqReceiver {
             let _ = t.join();
         }
     }
+}
+
+/// Moves the calling thread into namespace `ns_name` for good and returns
+/// a UDP socket bound to `port` on any address there. Call it on a thread
+/// of the test's own, never on the test thread.
+pub fn udp_bound_in(ns_name: &str, port: u16) -> socket2::Socket {
+    let file = std::fs::File::open(format!("/run/netns/{ns_name}")).expect("open netns");
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .expect("udp socket");
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+        .expect("bind");
+    s
 }
