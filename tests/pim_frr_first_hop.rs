@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{inject, send_cmd, Daemon, DaemonOpts};
+use common::daemon::{inject, spawn_stream, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
-use common::{require_root, veth, KillOnDrop, Netns};
+use common::{require_root, veth, Netns};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
 
@@ -234,20 +234,7 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     });
 
     let started = Instant::now();
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-m",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", &SEND_TTL.to_string()],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = spawn_stream(&lab.h1, GROUP, PORT, "h1-m", RATE, SEND_TTL);
     let first = wait("the first packet at h2", Duration::from_secs(10), || {
         member.received().first().copied()
     });

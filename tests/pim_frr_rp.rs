@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{wait, SeqReceiver};
 use common::{unique_port, veth, KillOnDrop, Netns};
@@ -112,31 +112,12 @@ impl Lab {
 
     /// h1's stream to GROUP, TTL `SENT_TTL`.
     fn send(&self) -> KillOnDrop {
-        let ttl = SENT_TTL.to_string();
-        KillOnDrop(
-            send_cmd(
-                &self.h1,
-                &GROUP.to_string(),
-                PORT,
-                "h1-r1",
-                10_000_000,
-                RATE,
-                100,
-                &["--ttl", &ttl],
-            )
-            .spawn()
-            .expect("spawn mcrgen send"),
-        )
+        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        let v = self.r1.try_json("show ip pim upstream json").ok()?;
-        v.get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("regState")?
-            .as_str()
-            .map(String::from)
+        self.r1.reg_state(GROUP, H1)
     }
 
     /// FRR r1's join state of (h1, GROUP) on its link to MCR.

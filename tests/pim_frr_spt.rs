@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon, DaemonOpts};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{wait, Got, SeqReceiver};
 use common::{veth, KillOnDrop, Netns};
@@ -140,31 +140,12 @@ impl Lab {
     }
 
     fn send(&self) -> KillOnDrop {
-        let ttl = SENT_TTL.to_string();
-        KillOnDrop(
-            send_cmd(
-                &self.h1,
-                &GROUP.to_string(),
-                PORT,
-                "h1-r1",
-                10_000_000,
-                RATE,
-                100,
-                &["--ttl", &ttl],
-            )
-            .spawn()
-            .expect("spawn mcrgen send"),
-        )
+        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        let v = self.r1.try_json("show ip pim upstream json").ok()?;
-        v.get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("regState")?
-            .as_str()
-            .map(String::from)
+        self.r1.reg_state(GROUP, H1)
     }
 
     fn routes(&self) -> Vec<UpstreamSnapshot> {

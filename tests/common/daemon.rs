@@ -15,7 +15,7 @@ use mcr::gen::{RecvReport, SendReport};
 use mcr::ipc::WorkerCounters;
 use serde::de::DeserializeOwned;
 
-use super::{bin, Netns};
+use super::{bin, KillOnDrop, Netns};
 
 static DIRS: AtomicU32 = AtomicU32::new(0);
 
@@ -589,4 +589,33 @@ pub fn subscribe(d: &Daemon, events: &str) -> EventLines {
         _child: super::KillOnDrop(child),
         lines,
     }
+}
+
+/// An `mcrgen send` stream from `ns` out of `iface` that runs until the
+/// returned guard drops: 100-byte datagrams to `group`:`port` at `rate`
+/// pps with IP TTL `ttl` (10 M of them, more than any test waits for).
+pub fn spawn_stream(
+    ns: &Netns,
+    group: std::net::Ipv4Addr,
+    port: u16,
+    iface: &str,
+    rate: u32,
+    ttl: u8,
+) -> KillOnDrop {
+    let ttl = ttl.to_string();
+    let group = group.to_string();
+    KillOnDrop(
+        send_cmd(
+            ns,
+            &group,
+            port,
+            iface,
+            10_000_000,
+            rate,
+            100,
+            &["--ttl", &ttl],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    )
 }
