@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{inject, spawn_stream, Daemon, DaemonOpts};
+use common::daemon::{inject, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::{require_root, veth, Netns};
 use mcr::ipc::WorkerCounters;
@@ -85,13 +85,7 @@ fn lab() -> Lab {
          ip pim rp {RP} 239.0.0.0/8\n"
     ));
     let config = mcr_config();
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         mcr,
@@ -336,13 +330,7 @@ fn a_flood_of_new_flows_is_bounded_at_the_worker() {
            interfaces: [ {{ name: \"m-h1\", hello_interval: 30 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     wait("a worker on m-h1", Duration::from_secs(10), || {
         worker(&mcr, "m-h1")
     });
@@ -423,13 +411,7 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
          rules: [ {{ name: \"native\", input: {{ interface: \"m-h1\", group: \"{group}\", port: {PORT} }}, \
            outputs: [ {{ interface: \"m-out\", group: \"{group}\", port: {PORT}, mode: \"route\" }} ] }} ] }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     wait("a worker on m-h1", Duration::from_secs(10), || {
         worker(&mcr, "m-h1")
     });

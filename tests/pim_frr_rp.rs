@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{wait, SeqReceiver};
 use common::{unique_port, veth, KillOnDrop, Netns};
@@ -78,13 +78,7 @@ fn lab() -> Lab {
            last_member_query_interval: 0.2 }}, \
          metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         mcr,

@@ -14,7 +14,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::{veth, Netns};
 use mcr::pim::instance::{RegisterReport, RpRegisterState};
@@ -69,13 +69,7 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
            interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     let t0 = Instant::now();
     // FRR takes MCR's Hellos with the Address List option (the secondary).
     let n = wait(

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{wait, Got, SeqReceiver};
 use common::{veth, KillOnDrop, Netns};
@@ -109,13 +109,7 @@ fn lab(spt: &str) -> Lab {
          igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
            last_member_query_interval: 0.2 }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         r2,

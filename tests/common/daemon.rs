@@ -92,15 +92,21 @@ impl Daemon {
         }
     }
 
-    /// Start with `config` and wait until all its rules are active.
-    pub fn with_config(ns: &Netns, config: &str) -> Daemon {
-        let d = Self::start(
+    /// Start with `config` and no other option, without waiting for
+    /// anything (protocol tests wait for their own adjacencies).
+    pub fn start_config(ns: &Netns, config: &str) -> Daemon {
+        Self::start(
             ns,
             DaemonOpts {
                 config: Some(config),
                 ..Default::default()
             },
-        );
+        )
+    }
+
+    /// Start with `config` and wait until all its rules are active.
+    pub fn with_config(ns: &Netns, config: &str) -> Daemon {
+        let d = Self::start_config(ns, config);
         d.wait_active(Duration::from_secs(20));
         d
     }
