@@ -20,11 +20,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon};
+use common::daemon::{metric_sample, scrape_metrics, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{wait, SeqReceiver};
 use common::{unique_port, veth, KillOnDrop, Netns};
@@ -127,30 +126,11 @@ impl Lab {
 
     /// One sample of MCR's Prometheus endpoint (`None`: not exported yet).
     fn metric(&self, name_and_labels: &str) -> Option<f64> {
-        let body = scrape(&self.mcr_ns, self.metrics_port);
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels))
-            .and_then(|v| v.trim().parse().ok())
+        metric_sample(
+            &scrape_metrics(&self.mcr_ns, self.metrics_port),
+            name_and_labels,
+        )
     }
-}
-
-/// `GET /metrics` from inside `ns`.
-fn scrape(ns: &Netns, port: u16) -> String {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
-            .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        out
-    })
-    .join()
-    .expect("scrape thread")
 }
 
 #[test]

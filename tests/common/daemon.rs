@@ -625,3 +625,33 @@ pub fn spawn_stream(
         .expect("spawn mcrgen send"),
     )
 }
+
+/// `GET /metrics` from inside `ns`, where the daemon listens on loopback
+/// `port`: the whole HTTP response. A thread does it because entering a
+/// namespace is for good.
+pub fn scrape_metrics(ns: &Netns, port: u16) -> String {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// The value of the sample line of a scrape that starts with `series`
+/// (name and labels), `None` while it is not exported.
+pub fn metric_sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
