@@ -137,6 +137,21 @@ impl Lab {
         spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
+    /// h1's stream, returned once r1's Registers are stopped. r1 registers
+    /// h1 to the RP, which has no receiver yet and stops the Registers: from
+    /// here on the RP tree carries h1 natively (r1 -> r2 -> MCR, RPT_TTL),
+    /// never decapsulated (r1 does not count a hop for a Register, which
+    /// would make it look like the source tree).
+    fn send_until_registers_stop(&self) -> KillOnDrop {
+        let sender = self.send();
+        wait(
+            "r1's Registers to be stopped",
+            Duration::from_secs(10),
+            || (self.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
+        );
+        sender
+    }
+
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
         self.r1.reg_state(GROUP, H1)
@@ -195,16 +210,7 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
     }
     let lab = lab("immediate");
     lab.wait_adjacencies();
-    let _sender = lab.send();
-    // r1 registers h1 to the RP, which has no receiver yet and stops the
-    // Registers: from here on the RP tree carries h1 natively (r1 -> r2 ->
-    // MCR, RPT_TTL), never decapsulated (r1 does not count a hop for a
-    // Register, which would make it look like the source tree).
-    wait(
-        "r1's Registers to be stopped",
-        Duration::from_secs(10),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-    );
+    let _sender = lab.send_until_registers_stop();
     let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
     let join_at = member.joined_at;
 
@@ -345,13 +351,8 @@ fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
     }
     let lab = lab("never");
     lab.wait_adjacencies();
-    let _sender = lab.send();
-    // As above: no Register is in flight, so each packet's TTL names its path.
-    wait(
-        "r1's Registers to be stopped",
-        Duration::from_secs(10),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-    );
+    // No Register is in flight, so each packet's TTL names its path.
+    let _sender = lab.send_until_registers_stop();
     let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
     let first = wait("the first packet at h2", Duration::from_secs(15), || {
         member.received().first().copied()
