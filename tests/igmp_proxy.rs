@@ -13,13 +13,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::daemon::{recv, send_cmd, Daemon, DaemonOpts};
-use common::{require_root, unique_port, wait_for, KillOnDrop, Netns, Relay3};
+use common::daemon::{metric_sample as sample, recv, scrape_metrics, send_cmd, Daemon, DaemonOpts};
+use common::{require_root, unique_port, wait_for, KillOnDrop, Relay3};
 use mcr::control::{MrouteEntry, StatusReport};
 use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
 
@@ -98,29 +98,6 @@ fn captured(text: &str) -> Vec<(f64, String)> {
             Some((t, w[1].to_string()))
         })
         .collect()
-}
-
-/// `GET /metrics` from inside `ns` (the daemon listens on its loopback).
-fn scrape(ns: &Netns, port: u16) -> String {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
-            .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        out
-    })
-    .join()
-    .expect("scrape thread")
-}
-
-/// The value of one sample line of a scrape.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -276,7 +253,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
     let (reports, _) = upstream_counters(&d).expect("upstream row");
     assert!(reports >= 1, "the proxy's host side sent no report");
     // The same counts on the Prometheus endpoint.
-    let m = scrape(&t.relay, port);
+    let m = scrape_metrics(&t.relay, port);
     let upl = r#"{interface="r0",role="proxy-upstream"}"#;
     let down = r#"{interface="r1",role="proxy-downstream"}"#;
     assert!(

@@ -19,15 +19,15 @@
 mod common;
 
 use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{inject, send_cmd, Daemon, DaemonOpts};
+use common::daemon::{inject, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::{require_root, veth, KillOnDrop, Netns};
+use common::{require_root, veth, Netns};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
 
@@ -85,13 +85,7 @@ fn lab() -> Lab {
          ip pim rp {RP} 239.0.0.0/8\n"
     ));
     let config = mcr_config();
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         mcr,
@@ -120,12 +114,7 @@ impl Member {
         let (tx, rx) = std::sync::mpsc::channel();
         let (s2, g2) = (stop.clone(), got.clone());
         let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-                .expect("bind");
+            let s = common::pim_lab::udp_bound_in(&name, PORT);
             s.join_multicast_v4(&GROUP, &local).expect("join");
             s.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");
@@ -239,20 +228,7 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     });
 
     let started = Instant::now();
-    let _sender = KillOnDrop(
-        send_cmd(
-            &lab.h1,
-            &GROUP.to_string(),
-            PORT,
-            "h1-m",
-            10_000_000,
-            RATE,
-            100,
-            &["--ttl", &SEND_TTL.to_string()],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = spawn_stream(&lab.h1, GROUP, PORT, "h1-m", RATE, SEND_TTL);
     let first = wait("the first packet at h2", Duration::from_secs(10), || {
         member.received().first().copied()
     });
@@ -354,13 +330,7 @@ fn a_flood_of_new_flows_is_bounded_at_the_worker() {
            interfaces: [ {{ name: \"m-h1\", hello_interval: 30 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     wait("a worker on m-h1", Duration::from_secs(10), || {
         worker(&mcr, "m-h1")
     });
@@ -441,13 +411,7 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
          rules: [ {{ name: \"native\", input: {{ interface: \"m-h1\", group: \"{group}\", port: {PORT} }}, \
            outputs: [ {{ interface: \"m-out\", group: \"{group}\", port: {PORT}, mode: \"route\" }} ] }} ] }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     wait("a worker on m-h1", Duration::from_secs(10), || {
         worker(&mcr, "m-h1")
     });

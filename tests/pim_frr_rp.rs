@@ -20,19 +20,14 @@
 
 mod common;
 
-use std::io::{IoSliceMut, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{metric_sample, scrape_metrics, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
+use common::pim_lab::{wait, SeqReceiver};
 use common::{unique_port, veth, KillOnDrop, Netns};
-use mcr::gen::payload::Header;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 10);
 const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 1);
@@ -82,13 +77,7 @@ fn lab() -> Lab {
            last_member_query_interval: 0.2 }}, \
          metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         mcr,
@@ -116,31 +105,12 @@ impl Lab {
 
     /// h1's stream to GROUP, TTL `SENT_TTL`.
     fn send(&self) -> KillOnDrop {
-        let ttl = SENT_TTL.to_string();
-        KillOnDrop(
-            send_cmd(
-                &self.h1,
-                &GROUP.to_string(),
-                PORT,
-                "h1-r1",
-                10_000_000,
-                RATE,
-                100,
-                &["--ttl", &ttl],
-            )
-            .spawn()
-            .expect("spawn mcrgen send"),
-        )
+        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        let v = self.r1.try_json("show ip pim upstream json").ok()?;
-        v.get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("regState")?
-            .as_str()
-            .map(String::from)
+        self.r1.reg_state(GROUP, H1)
     }
 
     /// FRR r1's join state of (h1, GROUP) on its link to MCR.
@@ -156,128 +126,11 @@ impl Lab {
 
     /// One sample of MCR's Prometheus endpoint (`None`: not exported yet).
     fn metric(&self, name_and_labels: &str) -> Option<f64> {
-        let body = scrape(&self.mcr_ns, self.metrics_port);
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels))
-            .and_then(|v| v.trim().parse().ok())
+        metric_sample(
+            &scrape_metrics(&self.mcr_ns, self.metrics_port),
+            name_and_labels,
+        )
     }
-}
-
-/// `GET /metrics` from inside `ns`.
-fn scrape(ns: &Netns, port: u16) -> String {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
-            .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        out
-    })
-    .join()
-    .expect("scrape thread")
-}
-
-/// One datagram at the receiver.
-#[derive(Clone, Copy, Debug)]
-struct Got {
-    at: Instant,
-    source: Ipv4Addr,
-    ttl: u8,
-    seq: u64,
-}
-
-/// A member socket of GROUP on h2 that records each datagram's source,
-/// IP TTL and mcrgen sequence number. Dropping it leaves the group.
-struct Receiver {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Got>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn join(ns: &Netns, local: Ipv4Addr) -> Receiver {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-                .expect("bind");
-            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
-                .expect("IP_RECVTTL");
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            s.join_multicast_v4(&GROUP, &local).expect("join");
-            let _ = tx.send(());
-            let mut buf = [0u8; 2048];
-            let mut cmsg = nix::cmsg_space!(libc::c_int);
-            while !s2.load(Ordering::Relaxed) {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let Ok(m) = recvmsg::<SockaddrIn>(
-                    s.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::empty(),
-                ) else {
-                    continue;
-                };
-                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
-                let ttl = m
-                    .cmsgs()
-                    .ok()
-                    .into_iter()
-                    .flatten()
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                let n = m.bytes;
-                let Some(h) = Header::decode(&buf[..n]) else {
-                    continue;
-                };
-                g2.lock().unwrap().push(Got {
-                    at: Instant::now(),
-                    source,
-                    ttl,
-                    seq: h.seq,
-                });
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5)).expect("joined");
-        Receiver {
-            stop,
-            got,
-            thread: Some(thread),
-        }
-    }
-
-    fn received(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 #[test]
@@ -287,7 +140,7 @@ fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers()
     }
     let lab = lab();
     lab.wait_adjacency();
-    let member = Receiver::join(&lab.h2, H2);
+    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
     // h2's membership is known before the source starts, so that the
     // first Register has somewhere to go.
     wait("h2's membership at MCR", Duration::from_secs(10), || {

@@ -14,9 +14,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::{veth, KillOnDrop, Netns};
+use common::{veth, Netns};
 use mcr::pim::instance::{RegisterReport, RpRegisterState};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
@@ -69,13 +69,7 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
            interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     let t0 = Instant::now();
     // FRR takes MCR's Hellos with the Address List option (the secondary).
     let n = wait(
@@ -91,33 +85,12 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
     let rp_table: Vec<mcr::pim::instance::RpSnapshot> = mcr.ctl_json(&["pim", "rp"]);
     assert!(rp_table[0].i_am_rp, "an RP on a secondary address is us");
 
-    let _sender = KillOnDrop(
-        send_cmd(
-            &h1,
-            &GROUP.to_string(),
-            5001,
-            "h1-r1",
-            10_000_000,
-            50,
-            100,
-            &["--ttl", "16"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = spawn_stream(&h1, GROUP, 5001, "h1-r1", 50, 16);
     let sent_at = Instant::now();
     // FRR registers, MCR (no receivers) stops it: FRR's register state
     // for (h1, G) goes to RegPrune.
-    let reg_state = |r1: &FrrRouter| -> Option<String> {
-        let v = r1.try_json("show ip pim upstream json").ok()?;
-        v.get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("regState")?
-            .as_str()
-            .map(String::from)
-    };
     wait("FRR's RegPrune", Duration::from_secs(10), || {
-        (reg_state(&r1).as_deref() == Some("RegPrune")).then_some(())
+        (r1.reg_state(GROUP, H1).as_deref() == Some("RegPrune")).then_some(())
     });
     println!(
         "pim_frr_rp: first packet → FRR in RegPrune after {:?}",
@@ -158,5 +131,5 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
     let asserts: Vec<mcr::pim::instance::AssertSnapshot> = mcr.ctl_json(&["pim", "assert"]);
     assert!(asserts.is_empty(), "{asserts:?}");
     assert!(mcr.ctl_ok(&["pim", "assert"]).starts_with("INTERFACE"));
-    assert_eq!(reg_state(&r1).as_deref(), Some("RegPrune"));
+    assert_eq!(r1.reg_state(GROUP, H1).as_deref(), Some("RegPrune"));
 }

@@ -23,19 +23,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
+use common::pim_lab::{wait, Got, SeqReceiver};
 use common::{veth, KillOnDrop, Netns};
-use mcr::gen::payload::Header;
 use mcr::pim::instance::UpstreamSnapshot;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
 const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 1);
@@ -114,13 +109,7 @@ fn lab(spt: &str) -> Lab {
          igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
            last_member_query_interval: 0.2 }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         r2,
@@ -145,31 +134,27 @@ impl Lab {
     }
 
     fn send(&self) -> KillOnDrop {
-        let ttl = SENT_TTL.to_string();
-        KillOnDrop(
-            send_cmd(
-                &self.h1,
-                &GROUP.to_string(),
-                PORT,
-                "h1-r1",
-                10_000_000,
-                RATE,
-                100,
-                &["--ttl", &ttl],
-            )
-            .spawn()
-            .expect("spawn mcrgen send"),
-        )
+        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
+    }
+
+    /// h1's stream, returned once r1's Registers are stopped. r1 registers
+    /// h1 to the RP, which has no receiver yet and stops the Registers: from
+    /// here on the RP tree carries h1 natively (r1 -> r2 -> MCR, RPT_TTL),
+    /// never decapsulated (r1 does not count a hop for a Register, which
+    /// would make it look like the source tree).
+    fn send_until_registers_stop(&self) -> KillOnDrop {
+        let sender = self.send();
+        wait(
+            "r1's Registers to be stopped",
+            Duration::from_secs(10),
+            || (self.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
+        );
+        sender
     }
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        let v = self.r1.try_json("show ip pim upstream json").ok()?;
-        v.get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("regState")?
-            .as_str()
-            .map(String::from)
+        self.r1.reg_state(GROUP, H1)
     }
 
     fn routes(&self) -> Vec<UpstreamSnapshot> {
@@ -203,109 +188,6 @@ fn frr_oil_has(r: &FrrRouter, source: &str, ifname: &str) -> bool {
     v[GROUP.to_string()][source]["oil"].get(ifname).is_some()
 }
 
-/// One datagram at the receiver.
-#[derive(Clone, Copy, Debug)]
-struct Got {
-    at: Instant,
-    source: Ipv4Addr,
-    ttl: u8,
-    seq: u64,
-}
-
-/// A member socket of GROUP on h2 that records each datagram's source,
-/// IP TTL and mcrgen sequence number. Dropping it leaves the group.
-struct Receiver {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Got>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    joined_at: Instant,
-}
-
-impl Receiver {
-    fn join(ns: &Netns, local: Ipv4Addr) -> Receiver {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-                .expect("bind");
-            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
-                .expect("IP_RECVTTL");
-            // A switch should cost a handful of packets; a deep buffer
-            // keeps a slow test thread from adding losses of its own.
-            let _ = s.set_recv_buffer_size(1 << 20);
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            s.join_multicast_v4(&GROUP, &local).expect("join");
-            let _ = tx.send(Instant::now());
-            let mut buf = [0u8; 2048];
-            let mut cmsg = nix::cmsg_space!(libc::c_int);
-            while !s2.load(Ordering::Relaxed) {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let Ok(m) = recvmsg::<SockaddrIn>(
-                    s.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::empty(),
-                ) else {
-                    continue;
-                };
-                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
-                let ttl = m
-                    .cmsgs()
-                    .ok()
-                    .into_iter()
-                    .flatten()
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                let n = m.bytes;
-                let Some(h) = Header::decode(&buf[..n]) else {
-                    continue;
-                };
-                g2.lock().unwrap().push(Got {
-                    at: Instant::now(),
-                    source,
-                    ttl,
-                    seq: h.seq,
-                });
-            }
-        });
-        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
-        Receiver {
-            stop,
-            got,
-            thread: Some(thread),
-            joined_at,
-        }
-    }
-
-    fn received(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
-}
-
 /// Sequence numbers missing between the first and last received, and
 /// sequence numbers received more than once.
 fn lost_and_duplicated(got: &[Got]) -> (u64, u64) {
@@ -328,17 +210,8 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
     }
     let lab = lab("immediate");
     lab.wait_adjacencies();
-    let _sender = lab.send();
-    // r1 registers h1 to the RP, which has no receiver yet and stops the
-    // Registers: from here on the RP tree carries h1 natively (r1 -> r2 ->
-    // MCR, RPT_TTL), never decapsulated (r1 does not count a hop for a
-    // Register, which would make it look like the source tree).
-    wait(
-        "r1's Registers to be stopped",
-        Duration::from_secs(10),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-    );
-    let member = Receiver::join(&lab.h2, H2);
+    let _sender = lab.send_until_registers_stop();
+    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
     let join_at = member.joined_at;
 
     let first = wait("the first packet at h2", Duration::from_secs(15), || {
@@ -478,14 +351,9 @@ fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
     }
     let lab = lab("never");
     lab.wait_adjacencies();
-    let _sender = lab.send();
-    // As above: no Register is in flight, so each packet's TTL names its path.
-    wait(
-        "r1's Registers to be stopped",
-        Duration::from_secs(10),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-    );
-    let member = Receiver::join(&lab.h2, H2);
+    // No Register is in flight, so each packet's TTL names its path.
+    let _sender = lab.send_until_registers_stop();
+    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
     let first = wait("the first packet at h2", Duration::from_secs(15), || {
         member.received().first().copied()
     });

@@ -20,7 +20,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{send_cmd, Daemon, DaemonOpts};
+use common::daemon::{send_cmd, Daemon};
 use common::frr::{require_frr, FrrRouter};
 use common::pim_lab::{Member, TransitLab};
 use common::{veth, KillOnDrop, Netns};
@@ -97,13 +97,7 @@ fn lab() -> Lab {
          igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
            last_member_query_interval: 0.2 }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            ..Default::default()
-        },
-    );
+    let mcr = Daemon::start_config(&mcr_ns, &config);
     Lab {
         r1,
         mcr,

@@ -15,7 +15,7 @@ use mcr::gen::{RecvReport, SendReport};
 use mcr::ipc::WorkerCounters;
 use serde::de::DeserializeOwned;
 
-use super::{bin, Netns};
+use super::{bin, KillOnDrop, Netns};
 
 static DIRS: AtomicU32 = AtomicU32::new(0);
 
@@ -92,15 +92,21 @@ impl Daemon {
         }
     }
 
-    /// Start with `config` and wait until all its rules are active.
-    pub fn with_config(ns: &Netns, config: &str) -> Daemon {
-        let d = Self::start(
+    /// Start with `config` and no other option, without waiting for
+    /// anything (protocol tests wait for their own adjacencies).
+    pub fn start_config(ns: &Netns, config: &str) -> Daemon {
+        Self::start(
             ns,
             DaemonOpts {
                 config: Some(config),
                 ..Default::default()
             },
-        );
+        )
+    }
+
+    /// Start with `config` and wait until all its rules are active.
+    pub fn with_config(ns: &Netns, config: &str) -> Daemon {
+        let d = Self::start_config(ns, config);
         d.wait_active(Duration::from_secs(20));
         d
     }
@@ -589,4 +595,63 @@ pub fn subscribe(d: &Daemon, events: &str) -> EventLines {
         _child: super::KillOnDrop(child),
         lines,
     }
+}
+
+/// An `mcrgen send` stream from `ns` out of `iface` that runs until the
+/// returned guard drops: 100-byte datagrams to `group`:`port` at `rate`
+/// pps with IP TTL `ttl` (10 M of them, more than any test waits for).
+pub fn spawn_stream(
+    ns: &Netns,
+    group: std::net::Ipv4Addr,
+    port: u16,
+    iface: &str,
+    rate: u32,
+    ttl: u8,
+) -> KillOnDrop {
+    let ttl = ttl.to_string();
+    let group = group.to_string();
+    KillOnDrop(
+        send_cmd(
+            ns,
+            &group,
+            port,
+            iface,
+            10_000_000,
+            rate,
+            100,
+            &["--ttl", &ttl],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    )
+}
+
+/// `GET /metrics` from inside `ns`, where the daemon listens on loopback
+/// `port`: the whole HTTP response. A thread does it because entering a
+/// namespace is for good.
+pub fn scrape_metrics(ns: &Netns, port: u16) -> String {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mcr\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// The value of the sample line of a scrape that starts with `series`
+/// (name and labels), `None` while it is not exported.
+pub fn metric_sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }

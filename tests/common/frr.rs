@@ -262,6 +262,22 @@ impl FrrRouter {
         DAEMONS.iter().map(|d| self.log_tail(d)).collect()
     }
 
+    /// This router's register state for (`source`, `group`) from `show ip
+    /// pim upstream json` (`RegJoin`, `RegPrune`, ...; `None` while it has
+    /// no such row).
+    pub fn reg_state(
+        &self,
+        group: std::net::Ipv4Addr,
+        source: std::net::Ipv4Addr,
+    ) -> Option<String> {
+        let v = self.try_json("show ip pim upstream json").ok()?;
+        v.get(group.to_string())?
+            .get(source.to_string())?
+            .get("regState")?
+            .as_str()
+            .map(String::from)
+    }
+
     /// Run a vtysh command (` json` appended when missing) and parse it.
     pub fn try_json(&self, cmd: &str) -> Result<serde_json::Value, String> {
         let cmd = if cmd.trim_end().ends_with(" json") {

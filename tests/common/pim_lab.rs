@@ -18,8 +18,13 @@
 //! then [`TransitLab::build`]; everything (namespaces, FRR daemons, MCR)
 //! is torn down when the returned [`Transit`] drops. New FRR tests that
 //! need this shape should use it rather than wiring their own.
+//!
+//! [`Member`] and [`SeqReceiver`] are the hosts' group sockets the FRR tests
+//! read from; [`wait`] is their "poll until true or fail" helper.
 
+use std::io::IoSliceMut;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +32,8 @@ use std::time::{Duration, Instant};
 use super::daemon::{Daemon, DaemonOpts};
 use super::frr::FrrRouter;
 use super::{veth, Netns};
+use mcr::gen::payload::Header;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
 
 /// The addresses of a transit lab on `10.<net>.0.0/16`.
 #[derive(Clone, Copy, Debug)]
@@ -268,12 +275,7 @@ impl Member {
         let (tx, rx) = std::sync::mpsc::channel();
         let (s2, g2) = (stop.clone(), got.clone());
         let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-                .expect("udp socket");
-            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
-                .expect("bind");
+            let s = udp_bound_in(&name, port);
             // The kernel sends the IGMP report now.
             match source {
                 None => s.join_multicast_v4(&group, &local).expect("join"),
@@ -320,4 +322,125 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// Polls `f` until it yields a value, failing the test with `what` after
+/// `timeout`.
+pub fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    super::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// One mcrgen datagram at a [`SeqReceiver`].
+#[derive(Clone, Copy, Debug)]
+pub struct Got {
+    pub at: Instant,
+    pub source: Ipv4Addr,
+    /// The IP TTL it arrived with, which tells which tree (how many
+    /// routers) it came down.
+    pub ttl: u8,
+    /// The mcrgen sequence number, for counting losses and duplicates.
+    pub seq: u64,
+}
+
+/// A host's member socket that records every mcrgen datagram's source, IP
+/// TTL and sequence number, read on a thread inside its namespace.
+/// Datagrams that are not mcrgen's are skipped. Dropping it leaves the
+/// group.
+pub struct SeqReceiver {
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Got>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// When the join was sent.
+    pub joined_at: Instant,
+}
+
+impl SeqReceiver {
+    /// Join `group` on `port` through the interface with address `local`.
+    pub fn join(ns: &Netns, local: Ipv4Addr, group: Ipv4Addr, port: u16) -> SeqReceiver {
+        let name = ns.name.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s2, g2) = (stop.clone(), got.clone());
+        let thread = std::thread::spawn(move || {
+            let s = udp_bound_in(&name, port);
+            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+                .expect("IP_RECVTTL");
+            // A tree switch should cost a handful of packets; a deep buffer
+            // keeps a slow test thread from adding losses of its own.
+            let _ = s.set_recv_buffer_size(1 << 20);
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            s.join_multicast_v4(&group, &local).expect("join");
+            let _ = tx.send(Instant::now());
+            let mut buf = [0u8; 2048];
+            let mut cmsg = nix::cmsg_space!(libc::c_int);
+            while !s2.load(Ordering::Relaxed) {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(m) = recvmsg::<SockaddrIn>(
+                    s.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::empty(),
+                ) else {
+                    continue;
+                };
+                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let ttl = m
+                    .cmsgs()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|c| match c {
+                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                let n = m.bytes;
+                let Some(h) = Header::decode(&buf[..n]) else {
+                    continue;
+                };
+                g2.lock().unwrap().push(Got {
+                    at: Instant::now(),
+                    source,
+                    ttl,
+                    seq: h.seq,
+                });
+            }
+        });
+        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        SeqReceiver {
+            stop,
+            got,
+            thread: Some(thread),
+            joined_at,
+        }
+    }
+
+    /// Every datagram so far, in arrival order.
+    pub fn received(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SeqReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Moves the calling thread into namespace `ns_name` for good and returns
+/// a UDP socket bound to `port` on any address there. Call it on a thread
+/// of the test's own, never on the test thread.
+pub fn udp_bound_in(ns_name: &str, port: u16) -> socket2::Socket {
+    let file = std::fs::File::open(format!("/run/netns/{ns_name}")).expect("open netns");
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .expect("udp socket");
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+        .expect("bind");
+    s
 }
