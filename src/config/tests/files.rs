@@ -129,6 +129,24 @@ fn example_igmp_proxy() {
 }
 
 #[test]
+fn example_pim() {
+    let c = ok(include_str!("../../../examples/pim.json5"));
+    assert!(c.rules.is_empty());
+    let pim = c.pim.clone().expect("pim section");
+    assert!(pim.enabled);
+    let names: Vec<&str> = pim.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["eth0", "eth1"]);
+    // Longest prefix: MCR's own range inside FRR's.
+    let rp = |g: &str| pim.rp_for(ip(g)).map(|m| m.rp);
+    assert_eq!(rp("239.1.2.3"), Some(ip("10.0.12.1")));
+    assert_eq!(rp("239.192.7.7"), Some(ip("10.0.12.2")));
+    assert_eq!(rp("238.1.1.1"), None);
+    let igmp = c.igmp.clone().expect("igmp section");
+    assert_eq!(igmp.querier_interfaces, ["eth2"]);
+    round_trip(&c);
+}
+
+#[test]
 fn example_full() {
     let c = ok(include_str!("../../../examples/full.json5"));
     assert_eq!(c.rules.len(), 2);
