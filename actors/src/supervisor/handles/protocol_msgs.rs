@@ -14,8 +14,12 @@ pub enum PimMsg {
         dst: std::net::Ipv4Addr,
         payload: Vec<u8>,
     },
-    /// The core's `poll_timeout` has come.
+    /// The core's `poll_timeout` has come (sent only by the armed timer
+    /// task, so the handler may forget it).
     Timer,
+    /// Run the full drain (RIB sync, events, timer): the data path asks
+    /// for it while punted packets stream in (`pim_data.rs`).
+    Drain,
     /// A new interface snapshot (from the NetlinkMonitor).
     Interfaces(Arc<Ifaces>),
     /// The running configuration changed.

@@ -416,6 +416,25 @@ impl PimState {
         self.sent = want;
     }
 
+    /// Send the messages the core queued: unicast routed, link-local
+    /// multicast on its interface's socket.
+    fn send_queued(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            if self.send_unicast(&t) {
+                continue;
+            }
+            let Some(s) = self.socks.get(&t.ifindex) else {
+                debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
+                continue;
+            };
+            // Unicast went out routed above; this is link-local multicast.
+            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
+                // A lost Hello is repaired by the next one.
+                debug!(target: "Protocol", "send on {} failed: {e}", s.name);
+            }
+        }
+    }
+
     /// Send what the core queued, publish its events, re-arm the timer.
     fn drain(&mut self, me: &ActorRef<PimMsg>) {
         while let Some(target) = self.core.poll_rpf_request() {
@@ -464,20 +483,7 @@ impl PimState {
         while let Some(d) = self.core.poll_decapsulated() {
             self.fwd.forward(&d, &self.links);
         }
-        while let Some(t) = self.core.poll_transmit() {
-            if self.send_unicast(&t) {
-                continue;
-            }
-            let Some(s) = self.socks.get(&t.ifindex) else {
-                debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
-                continue;
-            };
-            // Unicast went out routed above; this is link-local multicast.
-            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
-                // A lost Hello is repaired by the next one.
-                debug!(target: "Protocol", "send on {} failed: {e}", s.name);
-            }
-        }
+        self.send_queued();
         while let Some(ev) = self.core.poll_event() {
             self.data_event(&ev);
             if let Some(e) = events::to_event(ev) {
@@ -701,16 +707,11 @@ impl Actor for PimActor {
                     .handle_packet(Instant::now(), ifindex, src, dst, &payload);
             }
             PimMsg::Timer => {
-                // The data path also sends `Timer` to ask for a full drain
-                // (`pim_data.rs`): forget the armed timer only once its
-                // deadline has passed, or `drain` would arm a second task
-                // for the same deadline and the first would linger.
-                let now = Instant::now();
-                if st.timer.as_ref().is_some_and(|(at, _)| *at <= now) {
-                    st.timer = None;
-                }
-                st.core.handle_timeout(now);
+                st.timer = None;
+                st.core.handle_timeout(Instant::now());
             }
+            // Only the full drain after the match is wanted.
+            PimMsg::Drain => {}
             PimMsg::Interfaces(ifaces) => {
                 st.apply_links(&myself, usable(&ifaces));
                 st.apply_secondaries(secondaries(&ifaces));

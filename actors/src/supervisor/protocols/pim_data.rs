@@ -45,7 +45,7 @@ pub(super) struct DataPath {
     unicast: Option<OwnedFd>,
     /// When the actor last did its full drain after a punted packet.
     last_drain: Option<Instant>,
-    /// A full drain is scheduled (a `Timer` message on its way).
+    /// A full drain is scheduled (a `Drain` message on its way).
     drain_scheduled: bool,
 }
 
@@ -90,22 +90,13 @@ impl PimState {
             self.data.last_drain = Some(now);
             return true;
         }
-        while let Some(t) = self.core.poll_transmit() {
-            if self.send_unicast(&t) {
-                continue;
-            }
-            if let Some(s) = self.socks.get(&t.ifindex) {
-                if let Err(e) = mcr::sys::pim::send_pim(s.fd.as_fd(), t.dst, &t.payload) {
-                    debug!(target: "Protocol", "send on {} failed: {e}", s.name);
-                }
-            }
-        }
+        self.send_queued();
         if !self.data.drain_scheduled {
             self.data.drain_scheduled = true;
             let me = me.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(DRAIN_EVERY).await;
-                let _ = me.cast(PimMsg::Timer);
+                let _ = me.cast(PimMsg::Drain);
             });
         }
         false
