@@ -11,8 +11,10 @@
 //! would then drop everything sent to the group. Also the RP's forwarding
 //! socket: packets it takes out of Registers (RFC 7761 §4.4.2) leave
 //! through a raw IPv4 socket that sends the inner header as given, so the
-//! source stays the original sender's. Everything here is safe code over
-//! `sockopt` and `nix`.
+//! source stays the original sender's. Unicast PIM may name its source
+//! address (an RP address on a loopback), and the DR's ICMP about data
+//! too big for its register tunnel has a socket of its own. Everything
+//! here is safe code over `sockopt` and `nix`.
 
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -104,9 +106,16 @@ pub fn send_pim(fd: BorrowedFd<'_>, dst: Ipv4Addr, payload: &[u8]) -> io::Result
 /// `ttl`: it may cross routers to the RP or back to the DR, unlike the
 /// link-local messages the socket's own TTL of 1 is for. The TTL rides
 /// with the message (an `IP_TTL` control message), so the socket's
-/// default is never changed under a concurrent send. Never blocks.
+/// default is never changed under a concurrent send. With `src` the
+/// message leaves from that address (an `IP_PKTINFO` control message
+/// whose `ipi_spec_dst` the kernel takes as the source, routing still by
+/// destination): the RP answers a Register from the address it was sent
+/// to, which may sit on a loopback rather than on the interface the
+/// route leaves by, and the DR recognises its RP by it (RFC 7761 §4.4.2).
+/// The kernel refuses an address that is not ours. Never blocks.
 pub fn send_pim_unicast(
     fd: BorrowedFd<'_>,
+    src: Option<Ipv4Addr>,
     dst: Ipv4Addr,
     ttl: u8,
     payload: &[u8],
@@ -114,10 +123,21 @@ pub fn send_pim_unicast(
     let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
     let ttl = libc::c_int::from(ttl);
     let iov = [IoSlice::new(payload)];
+    let info = src.map(|a| libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    });
+    let mut cmsgs = vec![ControlMessage::Ipv4Ttl(&ttl)];
+    if let Some(info) = &info {
+        cmsgs.push(ControlMessage::Ipv4PacketInfo(info));
+    }
     sendmsg(
         fd.as_raw_fd(),
         &iov,
-        &[ControlMessage::Ipv4Ttl(&ttl)],
+        &cmsgs,
         MsgFlags::MSG_DONTWAIT,
         Some(&to),
     )
@@ -149,6 +169,29 @@ pub fn open_forward_socket(ifname: &str, ifindex: u32) -> io::Result<OwnedFd> {
 /// Never blocks: a full send buffer is a drop the caller counts.
 pub fn send_forward(fd: BorrowedFd<'_>, dst: Ipv4Addr, packet: &[u8]) -> io::Result<()> {
     send_pim(fd, dst, packet)
+}
+
+/// Open the socket ICMP messages about register data leave by (RFC 7761
+/// §4.4.1: Fragmentation Needed to a source whose packet the register
+/// tunnel cannot carry): raw ICMP, routed by the kernel, which adds the
+/// IP header with our address toward the destination as the source. Its
+/// receive side is filtered shut, so it queues no copy of every ICMP
+/// packet the host gets.
+pub fn open_icmp_socket() -> io::Result<OwnedFd> {
+    let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
+    let drop_all = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    super::sockopt::attach_filter(fd.as_fd(), &drop_all)?;
+    Ok(fd)
+}
+
+/// Send one ICMP message (checksum already set) to `dst`. Never blocks.
+pub fn send_icmp(fd: BorrowedFd<'_>, dst: Ipv4Addr, message: &[u8]) -> io::Result<()> {
+    send_pim(fd, dst, message)
 }
 
 /// A received packet: IP source and destination, and where the PIM
@@ -224,7 +267,7 @@ mod tests {
         let tx = open_pim_socket("lo", ifindex, lo, Duration::from_millis(200)).expect("tx socket");
         // A marker no other PIM traffic on lo carries.
         let marker: [u8; 8] = *b"\x25\x00mcrttl";
-        send_pim_unicast(tx.as_fd(), lo, 64, &marker).expect("send");
+        send_pim_unicast(tx.as_fd(), None, lo, 64, &marker).expect("send");
         send_pim(tx.as_fd(), lo, &marker).expect("send with the socket's TTL");
         let mut ttls = Vec::new();
         let mut buf = [0u8; 256];
@@ -238,5 +281,38 @@ mod tests {
             }
         }
         assert_eq!(ttls, [64, 1]);
+    }
+
+    #[test]
+    fn unicast_pim_leaves_from_the_source_address_it_names() {
+        if !crate::sys::has_cap_net_raw() {
+            eprintln!("skipped: raw sockets need CAP_NET_RAW");
+            return;
+        }
+        let lo = Ipv4Addr::LOCALHOST;
+        // Local (all of 127/8 is), but not the address the route to
+        // 127.0.0.1 would pick: only the explicit source explains it.
+        let other = Ipv4Addr::new(127, 0, 0, 77);
+        let ifindex = nix::net::if_::if_nametoindex("lo").expect("lo's index");
+        let rx = open_pim_socket("lo", ifindex, lo, Duration::from_millis(200)).expect("rx socket");
+        let tx = open_pim_socket("lo", ifindex, lo, Duration::from_millis(200)).expect("tx socket");
+        let marker: [u8; 8] = *b"\x25\x00mcrsrc";
+        send_pim_unicast(tx.as_fd(), Some(other), lo, 64, &marker).expect("send from 127.0.0.77");
+        send_pim_unicast(tx.as_fd(), None, lo, 64, &marker).expect("send");
+        let mut srcs = Vec::new();
+        let mut buf = [0u8; 256];
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        while srcs.len() < 2 && std::time::Instant::now() < end {
+            let Ok(Some(r)) = recv_pim(rx.as_fd(), &mut buf) else {
+                continue;
+            };
+            if buf.get(r.offset..r.offset + r.len) == Some(&marker[..]) {
+                srcs.push(r.src);
+            }
+        }
+        assert_eq!(srcs, [other, lo]);
+        // Not one of ours: the kernel refuses rather than spoofs.
+        let foreign = Ipv4Addr::new(192, 0, 2, 99);
+        assert!(send_pim_unicast(tx.as_fd(), Some(foreign), lo, 64, &marker).is_err());
     }
 }

@@ -89,13 +89,18 @@ pub fn register(r: &RegisterReport) -> String {
     let c = &r.counters;
     out.push_str(&format!(
         "\nSent: {} Registers, {} null-Registers, {} Register-Stops ({} held back); \
-         {} packets not registered; received: {} dropped, {} for groups we are not RP of; \
-         {} packets decapsulated\n",
+         {} packets not registered; too big for the tunnel: {} fragmented, {} with DF \
+         ({} Fragmentation Needed sent, {} held back); received: {} dropped, {} for groups \
+         we are not RP of; {} packets decapsulated\n",
         c.register_tx,
         c.null_register_tx,
         c.register_stop_tx,
         c.register_stop_suppressed,
         c.register_encap_failed,
+        c.register_fragmented,
+        c.register_too_big,
+        c.frag_needed_tx,
+        c.frag_needed_suppressed,
         c.register_dropped,
         c.register_not_rp,
         c.decapsulated,
@@ -182,10 +187,18 @@ mod tests {
             }],
             counters: RegisterAssertCounters {
                 register_stop_suppressed: 9,
+                register_fragmented: 4,
+                register_too_big: 3,
+                frag_needed_tx: 2,
+                frag_needed_suppressed: 1,
                 ..Default::default()
             },
         };
         let out = register(&r);
+        assert!(
+            out.contains("4 fragmented, 3 with DF (2 Fragmentation Needed sent, 1 held back)"),
+            "{out}"
+        );
         let dr = out.lines().nth(2).unwrap_or_default();
         assert!(dr.contains("10.1.0.5") && dr.contains("eth1") && dr.contains("10.9.9.9"));
         assert!(

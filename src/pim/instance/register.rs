@@ -8,7 +8,12 @@
 //! Owns: [`TreeView`], the questions Register and Assert ask of the tree
 //! information base and the unicast routes (olists, SPTbit, RPF, route
 //! metrics), which other layers answer; the [`RegisterAssert`] state the
-//! instance carries for both; [`Decapsulated`] packets for the shell.
+//! instance carries for both; [`Decapsulated`] packets for the shell; the
+//! source addresses of unicast PIM (a Register from our address on the
+//! interface toward the RP, a Register-Stop from the address the Register
+//! was sent to); and, in `mtu`, packets too big for the register tunnel.
+
+mod mtu;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use self::mtu::FragNeededLimiter;
 use super::rp_register::{RegisterSeen, RpRecords, RpRegisterState};
 use super::{millis, PimEvent, PimInstance, TimerKey};
 use crate::pim::codec::{self, EncodedGroup, Message, Register, RegisterStop};
@@ -24,6 +30,7 @@ use crate::pim::state::assert::AssertEntry;
 use crate::pim::state::downstream::TreeKey;
 use crate::pim::state::register::{
     self as reg, DrAction, DrRegister, EncapError, RegisterState, RpFacts, KEEPALIVE_PERIOD,
+    REGISTER_OVERHEAD,
 };
 use crate::proto::{Timers, Transmit};
 
@@ -88,6 +95,20 @@ pub struct RegisterAssertCounters {
     /// (S,G) less than a second before (`rp_register`).
     #[serde(default)]
     pub register_stop_suppressed: u64,
+    /// Data packets too big for the register tunnel, DF clear: split
+    /// into fragments, each registered (§4.4.1).
+    #[serde(default)]
+    pub register_fragmented: u64,
+    /// Data packets too big for the register tunnel with DF set: not
+    /// registered (also counted in `register_encap_failed`).
+    #[serde(default)]
+    pub register_too_big: u64,
+    /// ICMP Fragmentation Needed messages sent to sources of those.
+    #[serde(default)]
+    pub frag_needed_tx: u64,
+    /// Fragmentation Needed messages held back by the per-source limit.
+    #[serde(default)]
+    pub frag_needed_suppressed: u64,
     /// Data packets the DR could not register (malformed, TTL ≤ 1, too
     /// big with DF, no route to the RP).
     pub register_encap_failed: u64,
@@ -144,6 +165,11 @@ pub struct RegisterAssert {
     pub(super) decapsulated: VecDeque<Decapsulated>,
     pub(super) counters: RegisterAssertCounters,
     pub(super) register_max_len: usize,
+    /// MTU of each interface, for the Registers that leave by it.
+    pub(super) link_mtu: BTreeMap<u32, usize>,
+    /// ICMP Fragmentation Needed messages for the shell: (source, message).
+    pub(super) icmp: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    pub(super) frag_needed_limit: FragNeededLimiter,
 }
 
 impl Default for RegisterAssert {
@@ -160,6 +186,9 @@ impl Default for RegisterAssert {
             decapsulated: VecDeque::new(),
             counters: RegisterAssertCounters::default(),
             register_max_len: DEFAULT_REGISTER_MAX_LEN,
+            link_mtu: BTreeMap::new(),
+            icmp: VecDeque::new(),
+            frag_needed_limit: FragNeededLimiter::default(),
         }
     }
 }
@@ -186,9 +215,22 @@ impl PimInstance {
         self.ra.view = Some(view);
     }
 
-    /// The largest Register the DR sends (the MTU toward the RP).
+    /// The largest Register the DR sends through an interface whose MTU
+    /// it was not told (see [`Self::set_link_mtus`]).
     pub fn set_register_max_len(&mut self, len: usize) {
         self.ra.register_max_len = len;
+    }
+
+    /// The MTU of each interface: a Register leaving by one is at most
+    /// that long (§4.4.1; bigger data is fragmented or refused first).
+    pub fn set_link_mtus(&mut self, mtus: BTreeMap<u32, usize>) {
+        self.ra.link_mtu = mtus;
+    }
+
+    /// The next ICMP message for the shell to send: (destination, ICMP
+    /// message with its checksum).
+    pub fn poll_icmp(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
+        self.ra.icmp.pop_front()
     }
 
     pub fn register_assert_counters(&self) -> RegisterAssertCounters {
@@ -320,14 +362,87 @@ impl PimInstance {
             self.ra.counters.register_encap_failed += 1;
             return;
         };
-        match reg::encapsulate(packet, self.ra.register_max_len, false) {
+        let max_len = self
+            .ra
+            .link_mtu
+            .get(&out)
+            .copied()
+            .unwrap_or(self.ra.register_max_len);
+        let src = self.links.get(&out).map(|l| l.1);
+        if packet.len() + REGISTER_OVERHEAD > max_len {
+            self.register_too_big(now, out, rp, src, packet, max_len);
+            return;
+        }
+        self.register_one(out, rp, src, packet, max_len);
+    }
+
+    /// Encapsulate one packet that fits and queue it to the RP.
+    fn register_one(
+        &mut self,
+        out: u32,
+        rp: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+        packet: &[u8],
+        max_len: usize,
+    ) {
+        match reg::encapsulate(packet, max_len, false) {
             Ok(payload) => {
                 self.ra.counters.register_tx += 1;
-                self.transmits.push_back(unicast(out, rp, payload));
+                let mut t = unicast(out, rp, payload);
+                t.src = src;
+                self.transmits.push_back(t);
             }
             Err(EncapError::Malformed | EncapError::TtlExpired | EncapError::TooBig { .. }) => {
                 self.ra.counters.register_encap_failed += 1;
             }
+        }
+    }
+
+    /// §4.4.1 for a packet the tunnel (MTU `max_len` less the Register's
+    /// overhead) cannot carry whole: fragments, or Fragmentation Needed
+    /// to the source. See `mtu` for why the inner packet is the one cut.
+    fn register_too_big(
+        &mut self,
+        now: Instant,
+        out: u32,
+        rp: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+        packet: &[u8],
+        max_len: usize,
+    ) {
+        let tunnel_mtu = max_len.saturating_sub(REGISTER_OVERHEAD);
+        let Ok(h) = reg::parse_inner(packet, false) else {
+            self.ra.counters.register_encap_failed += 1;
+            return;
+        };
+        if h.dont_fragment {
+            self.ra.counters.register_too_big += 1;
+            self.ra.counters.register_encap_failed += 1;
+            if !mtu::wants_frag_needed(packet) {
+                return;
+            }
+            if !self.ra.frag_needed_limit.allow(now, h.source) {
+                self.ra.counters.frag_needed_suppressed += 1;
+                return;
+            }
+            let mtu16 = u16::try_from(tunnel_mtu).unwrap_or(u16::MAX);
+            if let Some(m) = mtu::frag_needed(packet, mtu16) {
+                self.ra.counters.frag_needed_tx += 1;
+                self.ra.icmp.push_back((h.source, m));
+            }
+            return;
+        }
+        if h.ttl <= 1 {
+            self.ra.counters.register_encap_failed += 1;
+            return;
+        }
+        let Some(frags) = mtu::fragment(packet, tunnel_mtu) else {
+            self.ra.counters.register_encap_failed += 1;
+            return;
+        };
+        self.ra.counters.register_fragmented += 1;
+        for f in frags {
+            self.register_one(out, rp, src, &f, max_len);
         }
     }
 
@@ -448,7 +563,11 @@ impl PimInstance {
             };
             self.ra.counters.null_register_tx += 1;
             let payload = reg::null_register(source, key.group, false);
-            self.transmits.push_back(unicast(out, rp, payload));
+            let mut t = unicast(out, rp, payload);
+            // From the address the Registers came from: the RP keys its
+            // (S,G) record by it.
+            t.src = self.links.get(&out).map(|l| l.1);
+            self.transmits.push_back(t);
         }
     }
 

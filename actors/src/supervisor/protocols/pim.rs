@@ -666,6 +666,7 @@ impl Actor for PimActor {
         let ifaces = mcr::iface::scan();
         st.apply_links(&myself, usable(&ifaces));
         st.apply_secondaries(secondaries(&ifaces));
+        st.apply_mtus(&ifaces);
         // Memberships the RIB already has; changes are pushed from now on.
         // What a predecessor left: kept, and counted as sent, so that
         // once this actor has settled what it did not re-learn goes.
@@ -715,6 +716,7 @@ impl Actor for PimActor {
             PimMsg::Interfaces(ifaces) => {
                 st.apply_links(&myself, usable(&ifaces));
                 st.apply_secondaries(secondaries(&ifaces));
+                st.apply_mtus(&ifaces);
                 // Interface indexes behind the names may have changed.
                 st.apply_members();
                 st.core

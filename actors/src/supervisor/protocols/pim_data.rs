@@ -8,6 +8,10 @@
 //! raw PIM socket that the kernel routes, with the TTL the core asks for,
 //! rather than through the per-interface sockets, which are held to TTL 1.
 //!
+//! Data too big for the register tunnel is cut or refused in the core;
+//! the Fragmentation Needed messages it asks for leave here through a raw
+//! ICMP socket, and the core learns each interface's MTU from here.
+//!
 //! Encapsulation itself runs in the core, in this actor: a punted packet
 //! crosses the IPC socket once, then is wrapped and sent here. The worker
 //! bounds what it punts (`mcr::dataplane::upcall`), so a fast source
@@ -19,9 +23,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use mcr::iface::Ifaces;
 use mcr::pim::state::register::RegisterState;
 use mcr::pim::{PimEvent, PimInput};
 use mcr::proto::{Protocol, Transmit};
+use mcr::sys::pim::{open_icmp_socket, send_icmp};
 use mcr::sys::sockopt::{attach_filter, new_socket};
 use ractor::ActorRef;
 use tracing::{debug, info, warn};
@@ -43,6 +49,9 @@ pub(super) struct DataPath {
     tunnels_changed: bool,
     /// The socket unicast PIM leaves through, opened on first use.
     unicast: Option<OwnedFd>,
+    /// The socket Fragmentation Needed messages leave through, opened on
+    /// first use.
+    icmp: Option<OwnedFd>,
     /// When the actor last did its full drain after a punted packet.
     last_drain: Option<Instant>,
     /// A full drain is scheduled (a `Drain` message on its way).
@@ -80,6 +89,7 @@ impl PimState {
             crate::supervisor::workers::link::punt_done();
         }
         self.feed(msg);
+        self.send_icmp();
         let now = Instant::now();
         if !punt
             || self
@@ -100,6 +110,40 @@ impl PimState {
             });
         }
         false
+    }
+
+    /// Tell the core each interface's MTU: the largest Register it may
+    /// send out of it (RFC 7761 §4.4.1).
+    pub(super) fn apply_mtus(&mut self, ifaces: &Ifaces) {
+        let mtus = ifaces
+            .values()
+            .map(|i| (i.ifindex, i.mtu as usize))
+            .collect();
+        self.core.set_link_mtus(mtus);
+    }
+
+    /// Send the ICMP messages the core queued (Fragmentation Needed to the
+    /// sources of packets too big to register). Only register data makes
+    /// them, and it all comes through [`Self::on_data`].
+    fn send_icmp(&mut self) {
+        while let Some((dst, message)) = self.core.poll_icmp() {
+            if self.data.icmp.is_none() {
+                match open_icmp_socket() {
+                    Ok(fd) => self.data.icmp = Some(fd),
+                    Err(e) => {
+                        warn!(target: "Protocol", "cannot open the ICMP socket: {e}; message to {dst} dropped");
+                        continue;
+                    }
+                }
+            }
+            let Some(fd) = &self.data.icmp else {
+                continue;
+            };
+            if let Err(e) = send_icmp(fd.as_fd(), dst, &message) {
+                // The source's next oversized packet asks again.
+                debug!(target: "Protocol", "ICMP to {dst} failed: {e}");
+            }
+        }
     }
 
     /// The full drain ran.
@@ -205,7 +249,7 @@ impl PimState {
         let Some(fd) = &self.data.unicast else {
             return true;
         };
-        let r = mcr::sys::pim::send_pim_unicast(fd.as_fd(), t.dst, t.ttl.max(1), &t.payload);
+        let r = mcr::sys::pim::send_pim_unicast(fd.as_fd(), t.src, t.dst, t.ttl.max(1), &t.payload);
         if let Err(e) = r {
             // A lost Register is a lost data packet; a lost null-Register
             // or Register-Stop is sent again by its timer or the next one.
