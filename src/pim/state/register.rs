@@ -235,7 +235,9 @@ pub fn parse_inner(packet: &[u8], null: bool) -> Result<InnerHeader, InnerError>
 /// as the Linux register vif and FRR send it: the RP's forwarding after
 /// decapsulation is the hop that decrements it. A packet too big for
 /// `max_len` is still encapsulated when it may be fragmented (the outer
-/// packet is then fragmented on the way and reassembled at the RP).
+/// packet is then fragmented on the way and reassembled at the RP); the
+/// instance cuts such packets before encapsulation instead
+/// (`instance::register::mtu`), so that its Registers never need it.
 pub fn encapsulate(packet: &[u8], max_len: usize, border: bool) -> Result<Vec<u8>, EncapError> {
     let h = parse_inner(packet, false).map_err(|_| EncapError::Malformed)?;
     if h.ttl <= 1 {
