@@ -27,6 +27,9 @@
 //!      ── r1-m 10.218.12.1 [r1 FRR, RP lo 10.218.255.1] r1-h2 10.218.2.1 ── h2 10.218.2.10
 //!    ```
 //!
+//! 3. FRR as the last hop joining the shared tree to MCR's loopback RP
+//!    address (see `shared_tree`).
+//!
 //! Prints the time to adjacency, source start → first packet at h2, and →
 //! Register-Stop.
 
@@ -678,5 +681,99 @@ mod oversized {
             }),
             "no data Register for the DF group"
         );
+    }
+}
+
+/// 3. The shared tree to a loopback RP: FRR r1 is the last hop of h2 and
+///    joins (*,G) toward MCR's RP address on `lo` (a static route on r1
+///    via MCR); MCR is both the RP and the first hop of h1, so h1's data
+///    goes down the shared tree with nothing to register.
+///
+///    ```text
+///    h1 10.219.1.10 ── m-h1 10.219.1.1 [MCR, RP lo 10.219.255.1] m-r1 10.219.12.2
+///      ── r1-m 10.219.12.1 [r1 FRR, last hop] r1-h2 10.219.2.1 ── h2 10.219.2.10
+///    ```
+mod shared_tree {
+    use super::*;
+
+    const H1: Ipv4Addr = Ipv4Addr::new(10, 219, 1, 10);
+    const MCR_H1: Ipv4Addr = Ipv4Addr::new(10, 219, 1, 1);
+    const MCR: Ipv4Addr = Ipv4Addr::new(10, 219, 12, 2);
+    const R1: Ipv4Addr = Ipv4Addr::new(10, 219, 12, 1);
+    const R1_H2: Ipv4Addr = Ipv4Addr::new(10, 219, 2, 1);
+    const H2: Ipv4Addr = Ipv4Addr::new(10, 219, 2, 10);
+    const RP: Ipv4Addr = Ipv4Addr::new(10, 219, 255, 1);
+    const G: Ipv4Addr = Ipv4Addr::new(239, 219, 1, 1);
+
+    #[test]
+    fn frr_last_hop_joins_the_shared_tree_to_mcr_s_loopback_rp_and_gets_the_data() {
+        if !require_frr("frr_last_hop_joins_the_shared_tree_to_mcr_s_loopback_rp_and_gets_the_data")
+        {
+            return;
+        }
+        let mut r1 = FrrRouter::new("rplo3");
+        let mcr_ns = Netns::new("pimlo3-mcr");
+        let h1 = Netns::new("pimlo3-h1");
+        let h2 = Netns::new("pimlo3-h2");
+        let cidr = |a: Ipv4Addr| format!("{a}/24");
+        veth(&mcr_ns, "m-h1", &cidr(MCR_H1), &h1, "h1-m", &cidr(H1));
+        veth(&mcr_ns, "m-r1", &cidr(MCR), &r1.ns, "r1-m", &cidr(R1));
+        veth(&r1.ns, "r1-h2", &cidr(R1_H2), &h2, "h2-r1", &cidr(H2));
+        mcr_ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
+        h1.ip(&["route", "add", "default", "via", &MCR_H1.to_string()]);
+        h2.ip(&["route", "add", "default", "via", &R1_H2.to_string()]);
+        mcr_ns.ip(&["route", "add", "10.219.2.0/24", "via", &R1.to_string()]);
+        r1.start(&format!(
+            "ip route {RP}/32 {MCR}\n\
+             ip route 10.219.1.0/24 {MCR}\n\
+             interface r1-m\n ip pim\n ip pim hello 1\n!\n\
+             interface r1-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
+             ip pim rp {RP} 239.0.0.0/8\n"
+        ));
+        let config = format!(
+            "{{ pim: {{ enabled: true, \
+               interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
+                             {{ name: \"m-h1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
+               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }} }}"
+        );
+        let mcr = Daemon::start_config(&mcr_ns, &config);
+        let t0 = Instant::now();
+        wait("PIM adjacency", Duration::from_secs(15), || {
+            let v = r1.try_json("show ip pim neighbor json").ok()?;
+            v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
+        });
+        println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
+
+        let member = SeqReceiver::join(&h2, H2, G, PORT);
+        let joined = wait("r1's (*,G) join at MCR", Duration::from_secs(15), || {
+            let routes: Vec<UpstreamSnapshot> = mcr.ctl_json(&["pim", "routes"]);
+            routes
+                .iter()
+                .any(|r| r.source.is_none() && r.group == G)
+                .then(Instant::now)
+        });
+        println!(
+            "pim_frr_rp_loopback: h2 joins -> (*,G) at MCR (RP on lo) {:?}",
+            joined - member.joined_at
+        );
+        let sent_at = Instant::now();
+        let _sender = spawn_stream(&h1, G, PORT, "h1-m", RATE, SENT_TTL);
+        let first = wait("the first packet at h2", Duration::from_secs(10), || {
+            member.received().first().copied()
+        });
+        println!(
+            "pim_frr_rp_loopback: source start -> first packet at h2 {:?} (TTL {})",
+            first.at - sent_at,
+            first.ttl
+        );
+        assert_eq!(first.source, H1);
+        assert_eq!(first.ttl, SENT_TTL - 2, "MCR and r1 each take one hop");
+        let before = member.received().len();
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(member.received().len() > before + (RATE as usize) / 2);
+        // Nothing to register: the first hop is the RP.
+        let reg: RegisterReport = mcr.ctl_json(&["pim", "register"]);
+        assert!(reg.dr.is_empty(), "{reg:?}");
+        assert_eq!(reg.counters.register_tx, 0);
     }
 }
