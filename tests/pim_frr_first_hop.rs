@@ -48,13 +48,11 @@ fn lab() -> Lab {
     );
     LabSpec::new("pimf")
         .frr("r1")
-        .hosts(&["mcr", "h1", "h2"])
-        .link(("mcr", "m-h1", MCR_H1), ("h1", "h1-m", H1))
+        .host("mcr")
         .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
-        .link(("r1", "r1-h2", R1_H2), ("h2", "h2-r1", H2))
+        .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
+        .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
         .addr("r1", "lo", RP)
-        .route("h1", "default", MCR_H1)
-        .route("h2", "default", R1_H2)
         // MCR's unicast routes toward the RP and h2's subnet: its RPF, and
         // where Registers go.
         .routes(
@@ -284,8 +282,8 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
            outputs: [ {{ interface: \"m-out\", group: \"{group}\", port: {PORT}, mode: \"route\" }} ] }} ] }}"
     );
     let lab = LabSpec::new("pimr")
-        .hosts(&["mcr", "h1", "rp", "out"])
-        .link(("mcr", "m-h1", m_h1), ("h1", "h1-m", src))
+        .hosts(&["mcr", "rp", "out"])
+        .stub("h1", "h1-m", src, ("mcr", "m-h1", m_h1))
         .link(
             ("mcr", "m-rp", Ipv4Addr::new(10, 208, 12, 2)),
             ("rp", "rp-m", rp),
@@ -294,7 +292,6 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
             ("mcr", "m-out", Ipv4Addr::new(10, 208, 3, 1)),
             ("out", "out-m", Ipv4Addr::new(10, 208, 3, 10)),
         )
-        .route("h1", "default", m_h1)
         .mcr("mcr", &config)
         .build();
     let (mcr, h1, rp_ns, out) = (lab.mcr(), lab.ns("h1"), lab.ns("rp"), lab.ns("out"));

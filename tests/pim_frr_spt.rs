@@ -68,15 +68,13 @@ fn lab(spt: &str) -> Lab {
     LabSpec::new("pims")
         .frr("r1")
         .frr("r2")
-        .hosts(&["mcr", "h1", "h2"])
-        .link(("r1", "r1-h1", R1_H1), ("h1", "h1-r1", H1))
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
         .link(("r1", "r1-r2", R1_R2), ("r2", "r2-r1", R2_R1))
         .link(("r2", "r2-m", R2_M), ("mcr", "m-r2", M_R2))
         .link(("r1", "r1-m", R1_M), ("mcr", "m-r1", M_R1))
-        .link(("mcr", "m-h2", M_H2), ("h2", "h2-m", H2))
+        .stub("h2", "h2-m", H2, ("mcr", "m-h2", M_H2))
         .addr("r2", "lo", RP)
-        .route("h1", "default", R1_H1)
-        .route("h2", "default", M_H2)
         // MCR's RPF: the RP through r2, the source straight through r1.
         .routes(
             "mcr",

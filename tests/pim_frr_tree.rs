@@ -49,13 +49,11 @@ fn lab() -> Lab {
     );
     LabSpec::new("pimt")
         .frr("r1")
-        .hosts(&["mcr", "h1", "h2"])
-        .link(("r1", "r1-h1", R1_H1), ("h1", "h1-r1", H1))
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
         .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
-        .link(("mcr", "m-h2", MCR_H2), ("h2", "h2-m", H2))
+        .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
         .addr("r1", "lo", RP)
-        .route("h1", "default", R1_H1)
-        .route("h2", "default", MCR_H2)
         // MCR's unicast routes toward the RP and the source: its RPF.
         .routes(
             "mcr",

@@ -9,11 +9,10 @@
 //! ```ignore
 //! let lab = LabSpec::new("pimf")
 //!     .frr("r1")
-//!     .hosts(&["h1", "h2", "mcr"])
-//!     .link(("mcr", "m-h1", MCR_H1), ("h1", "h1-m", H1))
+//!     .host("mcr")
 //!     .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
+//!     .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1)) // host, link, default route
 //!     .addr("r1", "lo", RP)                       // a /32
-//!     .route("h1", "default", MCR_H1)
 //!     .route("r1", "10.207.1.0/24", MCR)          // FRR: `ip route` in its config
 //!     .frr_pim("r1", "lo")
 //!     .frr_pim_link("r1", "r1-m")
@@ -106,6 +105,14 @@ impl LabSpec {
         let own = |(n, i, x): End| (n.to_string(), i.to_string(), x);
         self.links.push([own(a), own(b)]);
         self
+    }
+
+    /// A host `name` on a link of its own to a router (`gw`: the router's
+    /// node, interface and address), with its default route via `gw`.
+    pub fn stub(self, name: &str, ifname: &str, addr: Ipv4Addr, gw: End) -> LabSpec {
+        self.host(name)
+            .link(gw, (name, ifname, addr))
+            .route(name, "default", gw.2)
     }
 
     /// `addr` as a /32 on `dev` of `node` (a loopback RP, a secondary).
@@ -351,28 +358,29 @@ pub fn mcr_pim(interfaces: &[&str], rp: Ipv4Addr, extra: &str) -> String {
         .iter()
         .map(|i| format!("{{ name: \"{i}\", hello_interval: 1, triggered_hello_delay: 0.05 }}"))
         .collect();
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {extra}")
-    };
     format!(
         "pim: {{ enabled: true, interfaces: [ {} ], \
-         static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{rp}\" }} ]{extra} }}",
-        ifs.join(", ")
+         static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{rp}\" }} ]{} }}",
+        ifs.join(", "),
+        more(extra)
     )
 }
 
 /// MCR's `igmp` section: querier on `interface` every 2 s with a 1 s
 /// response time, and `extra` fields when not empty.
 pub fn mcr_igmp_querier(interface: &str, extra: &str) -> String {
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {extra}")
-    };
     format!(
         "igmp: {{ querier_interfaces: [\"{interface}\"], query_interval: 2, \
-         query_response_interval: 1{extra} }}"
+         query_response_interval: 1{} }}",
+        more(extra)
     )
+}
+
+/// `, fields` to append to an object's members, or nothing.
+fn more(fields: &str) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(", {fields}")
+    }
 }

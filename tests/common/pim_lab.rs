@@ -145,16 +145,13 @@ impl TransitLab {
         let mut spec = LabSpec::new(&self.tag)
             .frr("r1")
             .frr("r2")
-            .hosts(&["mcr", "h1", "h2"])
-            .link(("r1", "r1-h1", a.r1_h1), ("h1", "h1-r1", a.h1))
+            .host("mcr")
+            .stub("h1", "h1-r1", a.h1, ("r1", "r1-h1", a.r1_h1))
             .link(("r1", "r1-m", a.r1), ("mcr", "m-r1", a.mcr1))
             .link(("mcr", "m-r2", a.mcr2), ("r2", "r2-m", a.r2))
-            .link(("r2", "r2-h2", a.r2_h2), ("h2", "h2-r2", a.h2));
+            .stub("h2", "h2-r2", a.h2, ("r2", "r2-h2", a.r2_h2));
         if with_h3 {
-            spec = spec
-                .host("h3")
-                .link(("mcr", "m-h3", a.mcr3), ("h3", "h3-m", a.h3))
-                .route("h3", "default", a.mcr3);
+            spec = spec.stub("h3", "h3-m", a.h3, ("mcr", "m-h3", a.mcr3));
         }
         let (rp32, s1, s2, s12, s23) = (
             format!("{}/32", a.rp),
@@ -178,8 +175,6 @@ impl TransitLab {
         );
         let mut spec = spec
             .addr("r1", "lo", a.rp)
-            .route("h1", "default", a.r1_h1)
-            .route("h2", "default", a.r2_h2)
             // MCR's unicast routes toward the RP and both hosts: its RPF.
             .routes("mcr", &[(&rp32, a.r1), (&s1, a.r1), (&s2, a.r2)])
             .routes("r1", &[(&s2, a.mcr1), (&s23, a.mcr1)])
