@@ -52,7 +52,6 @@ fn lab() -> Lab {
         .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
         .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
         .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
-        .addr("r1", "lo", RP)
         // MCR's unicast routes toward the RP and h2's subnet: its RPF, and
         // where Registers go.
         .routes(
@@ -60,10 +59,9 @@ fn lab() -> Lab {
             &[(format!("{RP}/32").as_str(), R1), ("10.207.2.0/24", R1)],
         )
         .route("r1", "10.207.1.0/24", MCR)
-        .frr_pim("r1", "lo")
+        .frr_loopback_rp("r1", RP)
         .frr_pim_link("r1", "r1-m")
         .frr_igmp("r1", "r1-h2")
-        .frr_rp("r1", RP)
         .mcr("mcr", &config)
         .build()
 }

@@ -74,7 +74,6 @@ fn lab(spt: &str) -> Lab {
         .link(("r2", "r2-m", R2_M), ("mcr", "m-r2", M_R2))
         .link(("r1", "r1-m", R1_M), ("mcr", "m-r1", M_R1))
         .stub("h2", "h2-m", H2, ("mcr", "m-h2", M_H2))
-        .addr("r2", "lo", RP)
         // MCR's RPF: the RP through r2, the source straight through r1.
         .routes(
             "mcr",
@@ -104,10 +103,9 @@ fn lab(spt: &str) -> Lab {
                 ("10.209.2.0/24", M_R2),
             ],
         )
-        .frr_pim("r2", "lo")
+        .frr_loopback_rp("r2", RP)
         .frr_pim_link("r2", "r2-r1")
         .frr_pim_link("r2", "r2-m")
-        .frr_rp("r2", RP)
         .mcr("mcr", &config)
         .build()
 }

@@ -53,17 +53,15 @@ fn lab() -> Lab {
         .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
         .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
         .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
-        .addr("r1", "lo", RP)
         // MCR's unicast routes toward the RP and the source: its RPF.
         .routes(
             "mcr",
             &[(format!("{RP}/32").as_str(), R1), ("10.205.1.0/24", R1)],
         )
         .route("r1", "10.205.2.0/24", MCR)
-        .frr_pim("r1", "lo")
+        .frr_loopback_rp("r1", RP)
         .frr_pim("r1", "r1-h1")
         .frr_pim_link("r1", "r1-m")
-        .frr_rp("r1", RP)
         .mcr("mcr", &config)
         .build()
 }

@@ -12,11 +12,9 @@
 //!     .host("mcr")
 //!     .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
 //!     .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1)) // host, link, default route
-//!     .addr("r1", "lo", RP)                       // a /32
 //!     .route("r1", "10.207.1.0/24", MCR)          // FRR: `ip route` in its config
-//!     .frr_pim("r1", "lo")
-//!     .frr_pim_link("r1", "r1-m")
-//!     .frr_rp("r1", RP)
+//!     .frr_loopback_rp("r1", RP)                  // lo /32, `ip pim`, `ip pim rp`
+//!     .frr_pim_link("r1", "r1-m")                 // `ip pim`, 1 s Hellos
 //!     .mcr("mcr", &format!("{{ {} }}", mcr_pim(&["m-r1", "m-h1"], RP, "")))
 //!     .build();
 //! lab.frr("r1").json("show ip pim neighbor");
@@ -42,7 +40,18 @@
 //! [`LabSpec`], keep the addresses as constants, and read `lab.r1` as
 //! `lab.frr("r1")`, `lab.h1` as `lab.ns("h1")`, `lab.mcr` as `lab.mcr()`.
 //! The test's own helpers can stay methods: `impl Lab { … }` in the test
-//! file is allowed (same crate).
+//! file is allowed (same crate). A test that keeps a struct of its own
+//! moves the parts out with [`Lab::take_mcr`], [`Lab::take_frr`] and
+//! [`Lab::take_ns`] and keeps the rest of the `Lab` as a field, declared
+//! so that MCR drops before the routers and the routers before the
+//! namespaces (see `pim_frr.rs`, and [`super::pim_lab::TransitLab`], the
+//! ready-made h1 ── r1 (RP) ── MCR ── r2 ── h2 lab, built on this).
+//!
+//! An FRR router's frr.conf is its static routes, then its fragments
+//! (`frr_config`, `frr_pim*`, `frr_igmp`, `frr_rp`, `frr_loopback_rp`) in
+//! call order. MCR's config is text (`mcr_pim` and `mcr_igmp_querier`
+//! write the usual sections); `mcr_metrics` gives it a Prometheus endpoint
+//! read with [`Lab::metric`], `fault_injection` allows `mcrctl fault`.
 
 use std::net::Ipv4Addr;
 
@@ -170,6 +179,15 @@ impl LabSpec {
     /// `rp` as the router's static RP for 239.0.0.0/8.
     pub fn frr_rp(self, node: &str, rp: Ipv4Addr) -> LabSpec {
         self.frr_config(node, &format!("ip pim rp {rp} 239.0.0.0/8\n"))
+    }
+
+    /// `rp` as the router's loopback address (a /32 on `lo`, with `ip
+    /// pim`) and its RP for 239.0.0.0/8: an RP that stays up whichever
+    /// link goes down.
+    pub fn frr_loopback_rp(self, node: &str, rp: Ipv4Addr) -> LabSpec {
+        self.addr(node, "lo", rp)
+            .frr_pim(node, "lo")
+            .frr_rp(node, rp)
     }
 
     /// Run MCR in `node` with `config` once everything else is up.
@@ -330,23 +348,21 @@ impl Lab {
 
     /// Move router `name` out; see [`Lab::take_mcr`].
     pub fn take_frr(&mut self, name: &str) -> FrrRouter {
-        let i = self
-            .routers
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("the lab has no FRR router {name}"));
-        self.routers.remove(i).1
+        take(&mut self.routers, name, "FRR router")
     }
 
     /// Move plain namespace `name` out; see [`Lab::take_mcr`].
     pub fn take_ns(&mut self, name: &str) -> Netns {
-        let i = self
-            .nss
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("the lab has no namespace {name}"));
-        self.nss.remove(i).1
+        take(&mut self.nss, name, "namespace")
     }
+}
+
+fn take<T>(nodes: &mut Vec<(String, T)>, name: &str, what: &str) -> T {
+    let i = nodes
+        .iter()
+        .position(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("the lab has no {what} {name}"));
+    nodes.remove(i).1
 }
 
 /// MCR's `pim` section: PIM on `interfaces` with 1 s Hellos and a 50 ms

@@ -174,14 +174,12 @@ impl TransitLab {
             )
         );
         let mut spec = spec
-            .addr("r1", "lo", a.rp)
             // MCR's unicast routes toward the RP and both hosts: its RPF.
             .routes("mcr", &[(&rp32, a.r1), (&s1, a.r1), (&s2, a.r2)])
             .routes("r1", &[(&s2, a.mcr1), (&s23, a.mcr1)])
-            .frr_pim("r1", "lo")
+            .frr_loopback_rp("r1", a.rp)
             .frr_pim("r1", "r1-h1")
             .frr_pim_link("r1", "r1-m")
-            .frr_rp("r1", a.rp)
             .routes("r2", &[(&rp32, a.mcr2), (&s1, a.mcr2), (&s12, a.mcr2)])
             .frr_pim_link("r2", "r2-m")
             .frr_igmp("r2", "r2-h2")
