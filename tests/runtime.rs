@@ -32,10 +32,30 @@ fn start_with(ns: &Netns, config: &str) -> Daemon {
     Daemon::with_config(ns, config)
 }
 
-/// `mcrctl --json add ...`; the new rule's id.
-fn add(d: &Daemon, args: &[&str]) -> String {
-    let mut a = vec!["add"];
-    a.extend_from_slice(args);
+/// `mcrctl --json add` of a rule from `group:port` on `interface` to
+/// `outputs` (`group:port:interface[:ttl],...`), with `extra` options;
+/// the new rule's id.
+fn add(
+    d: &Daemon,
+    interface: &str,
+    group: &str,
+    port: u16,
+    outputs: &str,
+    extra: &[&str],
+) -> String {
+    let port = port.to_string();
+    let mut a = vec![
+        "add",
+        "--input-interface",
+        interface,
+        "--input-group",
+        group,
+        "--input-port",
+        &port,
+        "--outputs",
+        outputs,
+    ];
+    a.extend_from_slice(extra);
     let done: Done = d.ctl_json(&a);
     done.id.expect("add names the new rule's id")
 }

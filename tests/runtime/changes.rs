@@ -79,18 +79,11 @@ fn add_and_remove_rules_while_traffic_flows_without_loss_on_others() {
 
     let b_id = add(
         &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.1",
-            "--input-port",
-            "5002",
-            "--outputs",
-            "239.2.2.2:6002:r1",
-            "--name",
-            "b",
-        ],
+        "r0",
+        "239.1.1.1",
+        5002,
+        "239.2.2.2:6002:r1",
+        &["--name", "b"],
     );
     d.wait_rule_state(&b_id, RuleState::Active, Duration::from_secs(10));
     let relayed_b = |d: &Daemon| {
@@ -122,19 +115,7 @@ fn add_and_remove_rules_while_traffic_flows_without_loss_on_others() {
     });
 
     // A third group: the kernel filter and the join change; A must not notice.
-    let c_id = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.3",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.3:6003:r1",
-        ],
-    );
+    let c_id = add(&d, "r0", "239.1.1.3", 5000, "239.2.2.3:6003:r1", &[]);
     d.wait_rule_state(&c_id, RuleState::Active, Duration::from_secs(10));
     d.ctl_ok(&["remove", "--rule-id", &c_id]);
     assert!(d.list().iter().all(|r| r.id != c_id));
@@ -222,19 +203,7 @@ fn churn_on_an_interface_leaves_its_other_rules_alone() {
     }
     // A marker after the churn: once it is active, every event of the
     // churn has been published before it.
-    let marker = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.5.5.5",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.6.6.6:6000:r1",
-        ],
-    );
+    let marker = add(&d, "r0", "239.5.5.5", 5000, "239.6.6.6:6000:r1", &[]);
     s.wait(
         T,
         |e| matches!(e, Event::RuleState { id, state: RuleState::Active, .. } if *id == marker),

@@ -12,18 +12,11 @@ fn subscribe_streams_rule_and_worker_events() {
 
     let id = add(
         &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.1",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.2:6000:r1",
-            "--name",
-            "video",
-        ],
+        "r0",
+        "239.1.1.1",
+        5000,
+        "239.2.2.2:6000:r1",
+        &["--name", "video"],
     );
     let added = s
         .wait(
@@ -155,19 +148,7 @@ fn log_level_changes_reach_workers() {
             .find(|l| l.contains("Egress") && l.contains(&needle))
             .map(str::to_string)
     };
-    let before = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.2",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.2:6002:r1:7",
-        ],
-    );
+    let before = add(&d, "r0", "239.1.1.2", 5000, "239.2.2.2:6002:r1:7", &[]);
     d.wait_rule_state(&before, RuleState::Active, Duration::from_secs(10));
     assert_eq!(
         egress_line(7),
@@ -205,19 +186,7 @@ fn log_level_changes_reach_workers() {
     })
     .expect("the supervisor applies the new levels");
 
-    let after = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.3",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.3:6003:r1:9",
-        ],
-    );
+    let after = add(&d, "r0", "239.1.1.3", 5000, "239.2.2.3:6003:r1:9", &[]);
     d.wait_rule_state(&after, RuleState::Active, Duration::from_secs(10));
     let line = wait_for(Duration::from_secs(5), || egress_line(9))
         .unwrap_or_else(|| panic!("the worker logged no Egress debug line:\n{}", d.log_text()));

@@ -21,19 +21,7 @@ fn worker_starts_when_the_first_rule_arrives() {
         "the table says there are none: {out}"
     );
 
-    let id = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.1",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.2:6000:r1",
-        ],
-    );
+    let id = add(&d, "r0", "239.1.1.1", 5000, "239.2.2.2:6000:r1", &[]);
     let w = wait_for(Duration::from_secs(10), || running_worker(&d, "r0"))
         .unwrap_or_else(|| panic!("no running worker for r0: {:?}", d.workers()));
     assert_eq!(w.index, 0);
@@ -57,19 +45,7 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     }
     let t = Relay3::new("pend");
     let d = start_empty(&t.relay);
-    let id = add(
-        &d,
-        &[
-            "--input-interface",
-            "r7",
-            "--input-group",
-            "239.1.1.7",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.7:6000:r1",
-        ],
-    );
+    let id = add(&d, "r7", "239.1.1.7", 5000, "239.2.2.7:6000:r1", &[]);
     let r = d.wait_rule_state(&id, RuleState::Pending, Duration::from_secs(5));
     let why = r.reason.clone().unwrap_or_default();
     assert!(why.contains("r7"), "the reason names the interface: {r:?}");
@@ -193,19 +169,7 @@ fn idle_worker_exits_after_its_last_rule_goes() {
     })
     .unwrap_or_else(|| panic!("worker process {pid} is still there"));
 
-    let id = add(
-        &d,
-        &[
-            "--input-interface",
-            "r0",
-            "--input-group",
-            "239.1.1.1",
-            "--input-port",
-            "5000",
-            "--outputs",
-            "239.2.2.2:6000:r1",
-        ],
-    );
+    let id = add(&d, "r0", "239.1.1.1", 5000, "239.2.2.2:6000:r1", &[]);
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
     let w2 = running_worker(&d, "r0").expect("a worker again");
     assert_ne!(w2.pid, Some(pid));
