@@ -129,13 +129,19 @@ fn log_level_changes_reach_workers() {
         LogLevels::default(),
         "defaults: global info, no overrides"
     );
-    let table = d.ctl_ok(&["log-level", "get"]);
-    let egress_row = table
-        .lines()
-        .find(|l| l.starts_with("Egress"))
-        .unwrap_or_else(|| panic!("{table}"));
+    // `mcrctl log-level get`'s table and its Egress row.
+    let egress_row = || {
+        let table = d.ctl_ok(&["log-level", "get"]);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("Egress"))
+            .unwrap_or_else(|| panic!("{table}"))
+            .to_string();
+        (row, table)
+    };
+    let (row, table) = egress_row();
     assert!(
-        egress_row.contains("info (global)"),
+        row.contains("info (global)"),
         "Egress follows the global level: {table}"
     );
 
@@ -171,13 +177,9 @@ fn log_level_changes_reach_workers() {
         Some(&Severity::Debug),
         "{lv:?}"
     );
-    let table = d.ctl_ok(&["log-level", "get"]);
-    let egress_row = table
-        .lines()
-        .find(|l| l.starts_with("Egress"))
-        .unwrap_or_else(|| panic!("{table}"));
+    let (row, table) = egress_row();
     assert!(
-        egress_row.contains("debug") && !egress_row.contains("(global)"),
+        row.contains("debug") && !row.contains("(global)"),
         "{table}"
     );
     // The supervisor has passed the levels on once it says so.
