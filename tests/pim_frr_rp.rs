@@ -91,13 +91,7 @@ impl Lab {
 
     /// FRR r1's join state of (h1, GROUP) on its link to MCR.
     fn frr_sg_join(&self) -> Option<String> {
-        let v = self.frr("r1").try_json("show ip pim join json").ok()?;
-        v.get("r1-m")?
-            .get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()
-            .map(String::from)
+        self.frr("r1").join_state("r1-m", GROUP, &H1.to_string())
     }
 }
 

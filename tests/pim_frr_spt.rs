@@ -161,13 +161,7 @@ impl Lab {
 
 /// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
 fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
-    let v = r.try_json("show ip pim join json").ok()?;
-    v.get(ifname)?
-        .get(GROUP.to_string())?
-        .get(source)?
-        .get("channelJoinName")?
-        .as_str()
-        .map(String::from)
+    r.join_state(ifname, GROUP, source)
 }
 
 /// Whether FRR's mroute for (`source`, GROUP) sends out of `ifname`.

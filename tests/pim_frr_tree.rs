@@ -119,13 +119,7 @@ fn frr_star_join(r1: &FrrRouter) -> Option<String> {
 
 /// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
 fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
-    let v = r.try_json("show ip pim join json").ok()?;
-    v.get(ifname)?
-        .get(GROUP.to_string())?
-        .get(source)?
-        .get("channelJoinName")?
-        .as_str()
-        .map(String::from)
+    r.join_state(ifname, GROUP, source)
 }
 
 /// Whether FRR's mroute for (h1, GROUP) sends out of r1-m.
@@ -370,15 +364,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
     let _sender = stream(lab.ns("h1"), group, &[]);
-    let sg_join = |r1: &FrrRouter| -> Option<String> {
-        let v = r1.try_json("show ip pim join json").ok()?;
-        v.get("r1-m")?
-            .get(group.to_string())?
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()
-            .map(String::from)
-    };
+    let sg_join = |r1: &FrrRouter| r1.join_state("r1-m", group, &H1.to_string());
     let mut member = Member::join(lab.ns("h2"), H2, group, PORT, Some(H1));
     let join_at = member.joined_at;
     wait("FRR's (S,G) join on r1-m", Duration::from_secs(10), || {
@@ -481,15 +467,8 @@ fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
     };
     let joined = Instant::now();
     let rpt = |r1: &FrrRouter| -> Option<(String, String)> {
-        let v = r1.try_json("show ip pim join json").ok()?;
-        let g = v.get("r1-m")?.get(GROUP.to_string())?;
-        let star = g.get("*")?.get("channelJoinName")?.as_str()?.to_string();
-        let s = g
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()?
-            .to_string();
-        Some((star, s))
+        let star = frr_join_state(r1, "r1-m", "*")?;
+        Some((star, frr_join_state(r1, "r1-m", &H1.to_string())?))
     };
     let (star, s) = wait(
         "FRR's (*,G) join and (S,G,rpt) prune",
