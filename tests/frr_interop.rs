@@ -16,6 +16,7 @@
 mod common;
 
 use common::frr::{require_frr, require_troglobit_pimd, FrrRouter, TroglobitPimd};
+use common::lab::LabSpec;
 use common::{veth, Netns};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Read;
@@ -314,18 +315,17 @@ fn frr_and_troglobit_pimd_become_pim_neighbors() {
     if !require_troglobit_pimd("frr_and_troglobit_pimd_become_pim_neighbors") {
         return;
     }
-    let mut r1 = FrrRouter::new("r1t");
-    let r3 = Netns::new("tpimd");
-    veth(
-        &r1.ns,
-        "r1-r3",
-        "10.203.3.1/24",
-        &r3,
-        "r3-r1",
-        "10.203.3.3/24",
-    );
-    r1.start("interface r1-r3\n ip pim\n!\n");
-    let pimd = TroglobitPimd::start(&r3, "phyint r3-r1 enable\n");
+    let lab = LabSpec::new("tp")
+        .frr("r1")
+        .host("r3")
+        .link(
+            ("r1", "r1-r3", Ipv4Addr::new(10, 203, 3, 1)),
+            ("r3", "r3-r1", Ipv4Addr::new(10, 203, 3, 3)),
+        )
+        .frr_pim("r1", "r1-r3")
+        .build();
+    let r1 = lab.frr("r1");
+    let pimd = TroglobitPimd::start(lab.ns("r3"), "phyint r3-r1 enable\n");
     let t = Instant::now();
     let nbr = r1.wait_json("show ip pim neighbor", Duration::from_secs(20), |v| {
         v.get("r1-r3").and_then(|i| i.get("10.203.3.3")).cloned()

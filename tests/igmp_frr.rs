@@ -15,8 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
-use common::frr::{require_frr, FrrRouter};
-use common::{require_root, veth, wait_for, Netns};
+use common::frr::require_frr;
+use common::lab::{Lab, LabSpec};
+use common::{ip, require_root, wait_for, Netns};
 use mcr::igmp::instance::InterfaceRow;
 
 /// The response time first: FRR refuses a query interval that is not
@@ -26,24 +27,15 @@ const FRR_CONFIG: &str = "interface f0\n ip igmp\n ip igmp query-max-response-ti
 /// Other-querier-present interval of either side: 2 × 2 s + 1 s / 2.
 const OQPI: f64 = 4.5;
 
-struct Lan {
-    frr: FrrRouter,
-    mcr_ns: Netns,
-}
-
-fn lan(tag: &str, frr_addr: &str, mcr_addr: &str) -> Lan {
-    let mut frr = FrrRouter::new(tag);
-    let mcr_ns = Netns::new(&format!("{tag}-m"));
-    veth(
-        &frr.ns,
-        "f0",
-        &format!("{frr_addr}/24"),
-        &mcr_ns,
-        "m0",
-        &format!("{mcr_addr}/24"),
-    );
-    frr.start(FRR_CONFIG);
-    Lan { frr, mcr_ns }
+/// An FRR router and MCR's namespace `m` on one LAN (f0 ── m0); MCR is
+/// started by the test.
+fn lan(tag: &str, frr_addr: &str, mcr_addr: &str) -> Lab {
+    LabSpec::new(tag)
+        .frr("f")
+        .host("m")
+        .link(("f", "f0", ip(frr_addr)), ("m", "m0", ip(mcr_addr)))
+        .frr_config("f", FRR_CONFIG)
+        .build()
 }
 
 fn start_mcr(ns: &Netns) -> Daemon {
@@ -87,14 +79,14 @@ fn mcr_with_the_lower_address_wins_and_frr_takes_over_when_it_stops() {
     }
     let (mcr_addr, frr_addr) = ("10.204.1.1", "10.204.1.2");
     let l = lan("iqm", frr_addr, mcr_addr);
-    l.frr
+    l.frr("f")
         .wait_json("show ip igmp interface", Duration::from_secs(10), |v| {
             (frr_view(v)? == (true, frr_addr.to_string())).then_some(())
         });
     let t0 = Instant::now();
-    let mut d = start_mcr(&l.mcr_ns);
+    let mut d = start_mcr(l.ns("m"));
     // MCR's startup query makes FRR give way at once (RFC 3376 §6.6.2).
-    l.frr
+    l.frr("f")
         .wait_json("show ip igmp interface", Duration::from_secs(10), |v| {
             (frr_view(v)? == (false, mcr_addr.to_string())).then_some(())
         });
@@ -107,13 +99,13 @@ fn mcr_with_the_lower_address_wins_and_frr_takes_over_when_it_stops() {
         Some((true, mcr_addr.parse().unwrap())),
         "MCR has the lower address"
     );
-    let v = l.frr.json("show ip igmp interface");
+    let v = l.frr("f").json("show ip igmp interface");
     assert_eq!(frr_view(&v), Some((false, mcr_addr.to_string())), "{v}");
 
     // MCR stops: FRR takes over after its other-querier-present interval.
     d.stop();
     let t1 = Instant::now();
-    l.frr
+    l.frr("f")
         .wait_json("show ip igmp interface", Duration::from_secs(15), |v| {
             (frr_view(v)? == (true, frr_addr.to_string())).then_some(())
         });
@@ -137,7 +129,7 @@ fn frr_with_the_lower_address_wins_and_mcr_takes_over_when_frr_stops() {
     let frr_ip: Ipv4Addr = frr_addr.parse().unwrap();
     let mcr_ip: Ipv4Addr = mcr_addr.parse().unwrap();
     let t0 = Instant::now();
-    let d = start_mcr(&l.mcr_ns);
+    let d = start_mcr(l.ns("m"));
     // MCR starts as querier, hears FRR's next query and gives way.
     wait_for(Duration::from_secs(10), || {
         (mcr_view(&d)? == (false, frr_ip)).then_some(())
@@ -146,7 +138,7 @@ fn frr_with_the_lower_address_wins_and_mcr_takes_over_when_frr_stops() {
         panic!(
             "MCR did not yield to FRR: {}\nFRR: {}",
             d.ctl_ok(&["igmp", "interfaces"]),
-            l.frr.json("show ip igmp interface")
+            l.frr("f").json("show ip igmp interface")
         )
     });
     let mcr_yields = t0.elapsed();
@@ -156,12 +148,12 @@ fn frr_with_the_lower_address_wins_and_mcr_takes_over_when_frr_stops() {
         Some((false, frr_ip)),
         "FRR has the lower address"
     );
-    let v = l.frr.json("show ip igmp interface");
+    let v = l.frr("f").json("show ip igmp interface");
     assert_eq!(frr_view(&v), Some((true, frr_addr.to_string())), "{v}");
 
     // FRR stops querying on the LAN: MCR takes over after the interval.
     let out = Command::new("vtysh")
-        .args(["-N", &l.frr.pathspace])
+        .args(["-N", &l.frr("f").pathspace])
         .args([
             "-c",
             "configure terminal",
@@ -185,7 +177,7 @@ fn frr_with_the_lower_address_wins_and_mcr_takes_over_when_frr_stops() {
         panic!(
             "MCR did not take over: {}\nFRR: {}\nvtysh said: {}",
             d.ctl_ok(&["igmp", "interfaces"]),
-            l.frr.json("show ip igmp interface"),
+            l.frr("f").json("show ip igmp interface"),
             String::from_utf8_lossy(&out.stdout)
         )
     });

@@ -17,7 +17,8 @@ mod common;
 
 use common::daemon::{Daemon, DaemonOpts};
 use common::frr::{require_frr, require_troglobit_pimd, FrrRouter, TroglobitPimd};
-use common::{veth, Netns};
+use common::lab::LabSpec;
+use common::Netns;
 use mcr::control::StatusReport;
 use mcr::pim::instance::{InterfaceSnapshot, NeighborSnapshot};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -32,44 +33,39 @@ const ADJACENCY_BUDGET: Duration = Duration::from_secs(2);
 /// FRR's Hello period on the link (holdtime 3.5 x = 4 s, rounded up).
 const FRR_HELLO: u32 = 1;
 
+/// Fields drop in order: MCR, r1, then MCR's namespace.
 struct Lab {
-    r1: FrrRouter,
     mcr: Daemon,
-    _mcr_ns: Netns,
+    r1: FrrRouter,
+    _ns: common::lab::Lab,
     started: Instant,
 }
 
 /// r1 (FRR, DR priority `r1_prio`) ──r1-m / m-r1── MCR (`mcr_prio`).
 fn lab(r1_prio: u32, mcr_prio: u32) -> Lab {
-    let mut r1 = FrrRouter::new("pr1");
-    let mcr_ns = Netns::new("pim-mcr");
-    veth(
-        &r1.ns,
-        "r1-m",
-        &format!("{R1}/24"),
-        &mcr_ns,
-        "m-r1",
-        &format!("{MCR}/24"),
-    );
-    r1.start(&format!(
-        "interface r1-m\n ip pim\n ip pim hello {FRR_HELLO}\n ip pim drpriority {r1_prio}\n!\n"
-    ));
     let config = format!(
         "{{ pim: {{ enabled: true, interfaces: [ {{ name: \"m-r1\", dr_priority: {mcr_prio}, \
          hello_interval: 1, triggered_hello_delay: 0.05 }} ] }} }}"
     );
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(&config),
-            fault_injection: true,
-            ..Default::default()
-        },
-    );
+    let mut lab = LabSpec::new("pim")
+        .frr("r1")
+        .host("mcr")
+        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
+        .frr_interface(
+            "r1",
+            "r1-m",
+            &[
+                &format!("ip pim hello {FRR_HELLO}"),
+                &format!("ip pim drpriority {r1_prio}"),
+            ],
+        )
+        .mcr("mcr", &config)
+        .fault_injection()
+        .build();
     Lab {
-        r1,
-        mcr,
-        _mcr_ns: mcr_ns,
+        mcr: lab.take_mcr(),
+        r1: lab.take_frr("r1"),
+        _ns: lab,
         started: Instant::now(),
     }
 }
@@ -384,32 +380,21 @@ fn adjacency_with_troglobit_pimd() {
     }
     const M: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 2);
     const T: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 3);
-    let mcr_ns = Netns::new("pim-mcr3");
-    let r3 = Netns::new("pim-tp");
-    veth(
-        &mcr_ns,
-        "m-r3",
-        &format!("{M}/24"),
-        &r3,
-        "r3-m",
-        &format!("{T}/24"),
-    );
     let config = "{ pim: { enabled: true, interfaces: [ { name: \"m-r3\", \
                   hello_interval: 1, triggered_hello_delay: 0.05 } ] } }";
-    let mcr = Daemon::start(
-        &mcr_ns,
-        DaemonOpts {
-            config: Some(config),
-            ..Default::default()
-        },
-    );
-    let pimd = TroglobitPimd::start(&r3, "phyint r3-m enable\n");
+    let lab = LabSpec::new("pimtp")
+        .hosts(&["mcr", "r3"])
+        .link(("mcr", "m-r3", M), ("r3", "r3-m", T))
+        .mcr("mcr", config)
+        .build();
+    let (mcr, r3) = (lab.mcr(), lab.ns("r3"));
+    let pimd = TroglobitPimd::start(r3, "phyint r3-m enable\n");
     let t0 = Instant::now();
     // Equal priorities: the higher address, pimd's, is DR on both sides.
     let end = t0 + Duration::from_secs(15);
     let took = loop {
-        let ours = mcr_neighbors(&mcr);
-        let ifs = mcr_interfaces(&mcr);
+        let ours = mcr_neighbors(mcr);
+        let ifs = mcr_interfaces(mcr);
         let view = pimd.try_show().unwrap_or_default();
         // pimd's vif row: "0  10.205.1.3  10.205.1/24  1  DR PIM  10.205.1.2".
         let they_agree = view.lines().any(|l| {
@@ -429,9 +414,9 @@ fn adjacency_with_troglobit_pimd() {
         std::thread::sleep(Duration::from_millis(50));
     };
     println!("pim_frr troglobit pimd: adjacency and agreed DR {T} after {took:?}");
-    let n = mcr_neighbors(&mcr);
+    let n = mcr_neighbors(mcr);
     assert!(n.iter().all(|n| n.generation_id.is_some()), "{n:?}");
-    let c = mcr_interfaces(&mcr)[0].counters;
+    let c = mcr_interfaces(mcr)[0].counters;
     assert_eq!(
         (c.malformed, c.checksum_errors, c.wrong_version),
         (0, 0, 0),

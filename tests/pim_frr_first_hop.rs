@@ -18,16 +18,14 @@
 
 mod common;
 
-use std::io::IoSliceMut;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::daemon::{inject, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::{require_root, veth, Netns};
+use common::lab::{mcr_pim, Lab, LabSpec};
+use common::recorder::Recorder;
+use common::{require_root, Netns};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
 
@@ -43,127 +41,34 @@ const PORT: u16 = 5207;
 const RATE: u32 = 100;
 const SEND_TTL: u8 = 16;
 
-/// MCR's PIM configuration: both its interfaces, RP r1.
-fn mcr_config() -> String {
-    format!(
-        "{{ pim: {{ enabled: true, \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                         {{ name: \"m-h1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }} }}"
-    )
-}
-
-struct Lab {
-    r1: FrrRouter,
-    mcr: Daemon,
-    h1: Netns,
-    h2: Netns,
-    _mcr_ns: Netns,
-}
-
 fn lab() -> Lab {
-    let mut r1 = FrrRouter::new("fh1");
-    let mcr_ns = Netns::new("pimf-mcr");
-    let h1 = Netns::new("pimf-h1");
-    let h2 = Netns::new("pimf-h2");
-    let cidr = |a: Ipv4Addr| format!("{a}/24");
-    veth(&mcr_ns, "m-h1", &cidr(MCR_H1), &h1, "h1-m", &cidr(H1));
-    veth(&mcr_ns, "m-r1", &cidr(MCR), &r1.ns, "r1-m", &cidr(R1));
-    veth(&r1.ns, "r1-h2", &cidr(R1_H2), &h2, "h2-r1", &cidr(H2));
-    r1.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-    h1.ip(&["route", "add", "default", "via", &MCR_H1.to_string()]);
-    h2.ip(&["route", "add", "default", "via", &R1_H2.to_string()]);
-    // MCR's unicast routes toward the RP and h2's subnet: its RPF, and
-    // where Registers go.
-    mcr_ns.ip(&["route", "add", &format!("{RP}/32"), "via", &R1.to_string()]);
-    mcr_ns.ip(&["route", "add", "10.207.2.0/24", "via", &R1.to_string()]);
-    r1.start(&format!(
-        "ip route 10.207.1.0/24 {MCR}\n\
-         interface lo\n ip pim\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         interface r1-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
-         ip pim rp {RP} 239.0.0.0/8\n"
-    ));
-    let config = mcr_config();
-    let mcr = Daemon::start_config(&mcr_ns, &config);
-    Lab {
-        r1,
-        mcr,
-        h1,
-        h2,
-        _mcr_ns: mcr_ns,
-    }
+    let config = format!(
+        "{{ {} }}",
+        mcr_pim(&["m-r1", "m-h1"], RP, "join_prune_interval: 10")
+    );
+    LabSpec::new("pimf")
+        .frr("r1")
+        .host("mcr")
+        .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
+        .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
+        .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
+        // MCR's unicast routes toward the RP and h2's subnet: its RPF, and
+        // where Registers go.
+        .routes(
+            "mcr",
+            &[(format!("{RP}/32").as_str(), R1), ("10.207.2.0/24", R1)],
+        )
+        .route("r1", "10.207.1.0/24", MCR)
+        .frr_loopback_rp("r1", RP)
+        .frr_pim_link("r1", "r1-m")
+        .frr_igmp("r1", "r1-h2")
+        .mcr("mcr", &config)
+        .build()
 }
 
-/// A datagram at a member: when, from which source, with which TTL.
-type Arrival = (Instant, Ipv4Addr, Option<i32>);
-
-/// A member of GROUP in a namespace, read on its own thread: arrival
-/// time, source and TTL of every datagram. Dropping it leaves the group.
-struct Member {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Arrival>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Member {
-    fn join(ns: &Netns, local: Ipv4Addr) -> Member {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let s = common::pim_lab::udp_bound_in(&name, PORT);
-            s.join_multicast_v4(&GROUP, &local).expect("join");
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvTtl, &true)
-                .expect("IP_RECVTTL");
-            let _ = tx.send(());
-            let mut buf = [0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let mut cmsg = nix::cmsg_space!(libc::c_int);
-                let Ok(m) = nix::sys::socket::recvmsg::<nix::sys::socket::SockaddrIn>(
-                    s.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    nix::sys::socket::MsgFlags::empty(),
-                ) else {
-                    continue;
-                };
-                let ttl = m.cmsgs().ok().and_then(|mut c| {
-                    c.find_map(|c| match c {
-                        nix::sys::socket::ControlMessageOwned::Ipv4Ttl(t) => Some(t),
-                        _ => None,
-                    })
-                });
-                if let Some(from) = m.address {
-                    g2.lock().unwrap().push((Instant::now(), from.ip(), ttl));
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5)).expect("joined");
-        Member {
-            stop,
-            got,
-            thread: Some(thread),
-        }
-    }
-
-    fn received(&self) -> Vec<Arrival> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A member of GROUP on h2, recording every datagram's source and TTL.
+fn member(h2: &Netns) -> Recorder {
+    Recorder::start(h2, PORT, |s| s.join_multicast_v4(&GROUP, &H2))
 }
 
 /// Seconds since midnight of a log line's RFC 3339 timestamp
@@ -213,34 +118,34 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     let lab = lab();
     let t0 = Instant::now();
     wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
     println!("pim_frr_first_hop: adjacency after {:?}", t0.elapsed());
     // A listen-only worker runs on m-h1: no rule uses it, PIM does.
     wait("a worker on m-h1", Duration::from_secs(10), || {
-        worker(&lab.mcr, "m-h1")
+        worker(lab.mcr(), "m-h1")
     });
-    let member = Member::join(&lab.h2, H2);
+    let member = member(lab.ns("h2"));
     wait("r1's IGMP group", Duration::from_secs(10), || {
-        let v = lab.r1.try_json("show ip igmp groups json").ok()?;
+        let v = lab.frr("r1").try_json("show ip igmp groups json").ok()?;
         v.to_string().contains(&GROUP.to_string()).then_some(())
     });
 
     let started = Instant::now();
-    let _sender = spawn_stream(&lab.h1, GROUP, PORT, "h1-m", RATE, SEND_TTL);
+    let _sender = spawn_stream(lab.ns("h1"), GROUP, PORT, "h1-m", RATE, SEND_TTL);
     let first = wait("the first packet at h2", Duration::from_secs(10), || {
         member.received().first().copied()
     });
-    let t_first = first.0 - started;
-    assert_eq!(first.1, H1, "the source address is kept");
+    let t_first = first.at - started;
+    assert_eq!(first.source, H1, "the source address is kept");
     // The first packets came through a Register: MCR punted them.
     let c = wait("punted packets", Duration::from_secs(5), || {
-        worker(&lab.mcr, "m-h1").filter(|c| c.punted > 0)
+        worker(lab.mcr(), "m-h1").filter(|c| c.punted > 0)
     });
     assert!(c.upcalls >= 1, "{c:?}");
     assert!(
-        lab.mcr
+        lab.mcr()
             .log_text()
             .contains(&format!("register tunnel ({H1}, {GROUP}) up")),
         "no register tunnel in MCR's log"
@@ -249,9 +154,9 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     let join = wait(
         "r1's (S,G) join toward MCR",
         Duration::from_secs(10),
-        || frr_sg_join(&lab.r1).filter(|s| s == "Joined"),
+        || frr_sg_join(lab.frr("r1")).filter(|s| s == "Joined"),
     );
-    let up = frr_upstream(&lab.r1).unwrap_or_default();
+    let up = frr_upstream(lab.frr("r1")).unwrap_or_default();
     println!("pim_frr_first_hop: FRR upstream (S,G): {up}");
     assert_eq!(join, "Joined");
     assert_eq!(up["inboundInterface"], "r1-m", "{up}");
@@ -259,7 +164,7 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     let up_line = format!("register tunnel ({H1}, {GROUP}) up");
     let stop_line = format!("register tunnel ({H1}, {GROUP}) down (register state prune)");
     let log = wait("the Register-Stop", Duration::from_secs(10), || {
-        let log = lab.mcr.log_text();
+        let log = lab.mcr().log_text();
         log.contains(&stop_line).then_some(log)
     });
     // From the log's own timestamps: polling the log would measure the poll.
@@ -279,10 +184,10 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
     // MCR forwards natively now (route mode: TTL 16 − MCR − r1), and
     // punts nothing more.
     std::thread::sleep(Duration::from_millis(500));
-    let p0 = worker(&lab.mcr, "m-h1").map(|c| c.punted).unwrap_or(0);
+    let p0 = worker(lab.mcr(), "m-h1").map(|c| c.punted).unwrap_or(0);
     let n0 = member.received().len();
     std::thread::sleep(Duration::from_secs(3));
-    let p1 = worker(&lab.mcr, "m-h1").map(|c| c.punted).unwrap_or(0);
+    let p1 = worker(lab.mcr(), "m-h1").map(|c| c.punted).unwrap_or(0);
     let got = member.received();
     let native = &got[n0..];
     println!(
@@ -296,14 +201,10 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
         "{} packets in 3 s",
         native.len()
     );
-    assert!(native.iter().all(|(_, s, _)| *s == H1));
-    let ttl = native.last().and_then(|p| p.2);
-    assert_eq!(
-        ttl,
-        Some(i32::from(SEND_TTL) - 2),
-        "TTL decremented by MCR and r1"
-    );
-    let up = frr_upstream(&lab.r1).unwrap_or_default();
+    assert!(native.iter().all(|d| d.source == H1));
+    let ttl = native.last().and_then(|d| d.ttl);
+    assert_eq!(ttl, Some(SEND_TTL - 2), "TTL decremented by MCR and r1");
+    let up = frr_upstream(lab.frr("r1")).unwrap_or_default();
     println!("pim_frr_first_hop: FRR upstream after the Register-Stop: {up}");
     assert_eq!(up["sptBit"], 1, "r1 gets (S,G) natively: {up}");
 }
@@ -315,24 +216,19 @@ fn a_flood_of_new_flows_is_bounded_at_the_worker() {
     if !require_root("a_flood_of_new_flows_is_bounded_at_the_worker") {
         return;
     }
-    let mcr_ns = Netns::new("pimf-fl");
-    let h1 = Netns::new("pimf-flh");
-    veth(
-        &mcr_ns,
-        "m-h1",
-        &format!("{MCR_H1}/24"),
-        &h1,
-        "h1-m",
-        &format!("{H1}/24"),
-    );
     let config = format!(
         "{{ pim: {{ enabled: true, \
            interfaces: [ {{ name: \"m-h1\", hello_interval: 30 }} ], \
            static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
     );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
+    let lab = LabSpec::new("pimfl")
+        .hosts(&["mcr", "h1"])
+        .link(("mcr", "m-h1", MCR_H1), ("h1", "h1-m", H1))
+        .mcr("mcr", &config)
+        .build();
+    let (mcr, h1) = (lab.mcr(), lab.ns("h1"));
     wait("a worker on m-h1", Duration::from_secs(10), || {
-        worker(&mcr, "m-h1")
+        worker(mcr, "m-h1")
     });
     // 3000 packets, each to a group of its own, in one burst.
     let flows = 3000u32;
@@ -343,10 +239,10 @@ fn a_flood_of_new_flows_is_bounded_at_the_worker() {
         })
         .collect();
     let t = Instant::now();
-    inject(&h1, "h1-m", &packets);
+    inject(h1, "h1-m", &packets);
     let took = t.elapsed();
     let c = wait("the flood counted", Duration::from_secs(10), || {
-        worker(&mcr, "m-h1").filter(|c| c.upcalls + c.upcalls_suppressed >= u64::from(flows))
+        worker(mcr, "m-h1").filter(|c| c.upcalls + c.upcalls_suppressed >= u64::from(flows))
     });
     println!(
         "pim_frr_first_hop flood: {flows} new (S,G)s in {took:?}: {} upcalls, {} suppressed",
@@ -375,35 +271,7 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
     let src = Ipv4Addr::new(10, 208, 1, 10);
     let rp = Ipv4Addr::new(10, 208, 12, 1);
     let group = Ipv4Addr::new(239, 208, 1, 1);
-    let mcr_ns = Netns::new("pimr-mcr");
-    let h1 = Netns::new("pimr-h1");
-    let rp_ns = Netns::new("pimr-rp");
-    let out = Netns::new("pimr-out");
-    veth(
-        &mcr_ns,
-        "m-h1",
-        "10.208.1.1/24",
-        &h1,
-        "h1-m",
-        &format!("{src}/24"),
-    );
-    veth(
-        &mcr_ns,
-        "m-rp",
-        "10.208.12.2/24",
-        &rp_ns,
-        "rp-m",
-        &format!("{rp}/24"),
-    );
-    veth(
-        &mcr_ns,
-        "m-out",
-        "10.208.3.1/24",
-        &out,
-        "out-m",
-        "10.208.3.10/24",
-    );
-    h1.ip(&["route", "add", "default", "via", "10.208.1.1"]);
+    let m_h1 = Ipv4Addr::new(10, 208, 1, 1);
     let config = format!(
         "{{ pim: {{ enabled: true, \
            interfaces: [ {{ name: \"m-h1\", hello_interval: 30 }}, {{ name: \"m-rp\", hello_interval: 30 }} ], \
@@ -411,14 +279,27 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
          rules: [ {{ name: \"native\", input: {{ interface: \"m-h1\", group: \"{group}\", port: {PORT} }}, \
            outputs: [ {{ interface: \"m-out\", group: \"{group}\", port: {PORT}, mode: \"route\" }} ] }} ] }}"
     );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
+    let lab = LabSpec::new("pimr")
+        .hosts(&["mcr", "rp", "out"])
+        .stub("h1", "h1-m", src, ("mcr", "m-h1", m_h1))
+        .link(
+            ("mcr", "m-rp", Ipv4Addr::new(10, 208, 12, 2)),
+            ("rp", "rp-m", rp),
+        )
+        .link(
+            ("mcr", "m-out", Ipv4Addr::new(10, 208, 3, 1)),
+            ("out", "out-m", Ipv4Addr::new(10, 208, 3, 10)),
+        )
+        .mcr("mcr", &config)
+        .build();
+    let (mcr, h1, rp_ns, out) = (lab.mcr(), lab.ns("h1"), lab.ns("rp"), lab.ns("out"));
     wait("a worker on m-h1", Duration::from_secs(10), || {
-        worker(&mcr, "m-h1")
+        worker(mcr, "m-h1")
     });
     // Open the tunnel with a few packets first.
     let opened = format!("register tunnel ({src}, {group}) up");
     let _warm = common::daemon::send(
-        &h1,
+        h1,
         &group.to_string(),
         PORT,
         "h1-m",
@@ -435,11 +316,11 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
     let before = (
         rp_ns.rx_packets("rp-m"),
         out.rx_packets("out-m"),
-        worker(&mcr, "m-h1").unwrap_or_default(),
+        worker(mcr, "m-h1").unwrap_or_default(),
     );
     let t = Instant::now();
     let sent = common::daemon::send(
-        &h1,
+        h1,
         &group.to_string(),
         PORT,
         "h1-m",
@@ -463,7 +344,7 @@ fn register_encapsulation_rate_next_to_native_forwarding() {
     let registers = last.0 - before.0;
     let reg_secs = (last.1 - t).as_secs_f64().max(took.as_secs_f64());
     let native = out.rx_packets("out-m") - before.1;
-    let c = worker(&mcr, "m-h1").unwrap_or_default();
+    let c = worker(mcr, "m-h1").unwrap_or_default();
     let (punted, dropped) = (
         c.punted - before.2.punted,
         c.punt_dropped - before.2.punt_dropped,

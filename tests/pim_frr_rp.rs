@@ -23,10 +23,11 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{metric_sample, scrape_metrics, spawn_stream, Daemon};
-use common::frr::{require_frr, FrrRouter};
+use common::daemon::spawn_stream;
+use common::frr::require_frr;
+use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
 use common::pim_lab::{wait, SeqReceiver};
-use common::{unique_port, veth, KillOnDrop, Netns};
+use common::KillOnDrop;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 10);
@@ -40,63 +41,38 @@ const PORT: u16 = 5207;
 const RATE: u32 = 200;
 const SENT_TTL: u8 = 16;
 
-struct Lab {
-    r1: FrrRouter,
-    mcr: Daemon,
-    h1: Netns,
-    h2: Netns,
-    mcr_ns: Netns,
-    metrics_port: u16,
-}
-
 fn lab() -> Lab {
-    let mut r1 = FrrRouter::new("rp1");
-    let mcr_ns = Netns::new("pimrp-mcr");
-    let h1 = Netns::new("pimrp-h1");
-    let h2 = Netns::new("pimrp-h2");
-    let cidr = |a: Ipv4Addr| format!("{a}/24");
-    veth(&r1.ns, "r1-h1", &cidr(R1_H1), &h1, "h1-r1", &cidr(H1));
-    veth(&r1.ns, "r1-m", &cidr(R1), &mcr_ns, "m-r1", &cidr(MCR));
-    veth(&mcr_ns, "m-h2", &cidr(MCR_H2), &h2, "h2-m", &cidr(H2));
-    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
-    h2.ip(&["route", "add", "default", "via", &MCR_H2.to_string()]);
-    // MCR's route toward the source: the RPF of its (S,G) join.
-    mcr_ns.ip(&["route", "add", "10.207.1.0/24", "via", &R1.to_string()]);
-    r1.start(&format!(
-        "ip route 10.207.2.0/24 {MCR}\n\
-         interface r1-h1\n ip pim\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {MCR} 239.0.0.0/8\n"
-    ));
-    let metrics_port = unique_port();
     let config = format!(
-        "{{ pim: {{ enabled: true, \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{MCR}\" }} ], join_prune_interval: 10 }}, \
-         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
-           last_member_query_interval: 0.2 }}, \
-         metrics: {{ listen: \"127.0.0.1:{metrics_port}\" }} }}"
+        "{{ {}, {} }}",
+        mcr_pim(&["m-r1"], MCR, "join_prune_interval: 10"),
+        mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
     );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
-    Lab {
-        r1,
-        mcr,
-        h1,
-        h2,
-        mcr_ns,
-        metrics_port,
-    }
+    LabSpec::new("pimrp")
+        .frr("r1")
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
+        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
+        .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
+        // MCR's route toward the source: the RPF of its (S,G) join.
+        .route("mcr", "10.207.1.0/24", R1)
+        .route("r1", "10.207.2.0/24", MCR)
+        .frr_pim("r1", "r1-h1")
+        .frr_pim_link("r1", "r1-m")
+        .frr_rp("r1", MCR)
+        .mcr("mcr", &config)
+        .mcr_metrics()
+        .build()
 }
 
 impl Lab {
     fn wait_adjacency(&self) {
         let t0 = Instant::now();
         wait("PIM adjacency", Duration::from_secs(15), || {
-            let v = self.r1.try_json("show ip pim neighbor json").ok()?;
+            let v = self.frr("r1").try_json("show ip pim neighbor json").ok()?;
             v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
         });
         println!("pim_frr_rp: adjacency after {:?}", t0.elapsed());
-        let rp: Vec<RpSnapshot> = self.mcr.ctl_json(&["pim", "rp"]);
+        let rp: Vec<RpSnapshot> = self.mcr().ctl_json(&["pim", "rp"]);
         assert!(
             rp.iter().any(|r| r.rp == MCR && r.i_am_rp),
             "MCR should know it is the RP: {rp:?}"
@@ -105,31 +81,17 @@ impl Lab {
 
     /// h1's stream to GROUP, TTL `SENT_TTL`.
     fn send(&self) -> KillOnDrop {
-        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
+        spawn_stream(self.ns("h1"), GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        self.r1.reg_state(GROUP, H1)
+        self.frr("r1").reg_state(GROUP, H1)
     }
 
     /// FRR r1's join state of (h1, GROUP) on its link to MCR.
     fn frr_sg_join(&self) -> Option<String> {
-        let v = self.r1.try_json("show ip pim join json").ok()?;
-        v.get("r1-m")?
-            .get(GROUP.to_string())?
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()
-            .map(String::from)
-    }
-
-    /// One sample of MCR's Prometheus endpoint (`None`: not exported yet).
-    fn metric(&self, name_and_labels: &str) -> Option<f64> {
-        metric_sample(
-            &scrape_metrics(&self.mcr_ns, self.metrics_port),
-            name_and_labels,
-        )
+        self.frr("r1").join_state("r1-m", GROUP, &H1.to_string())
     }
 }
 
@@ -140,11 +102,11 @@ fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers()
     }
     let lab = lab();
     lab.wait_adjacency();
-    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
+    let member = SeqReceiver::join(lab.ns("h2"), H2, GROUP, PORT);
     // h2's membership is known before the source starts, so that the
     // first Register has somewhere to go.
     wait("h2's membership at MCR", Duration::from_secs(10), || {
-        let rows: Vec<serde_json::Value> = lab.mcr.ctl_json(&["igmp", "groups"]);
+        let rows: Vec<serde_json::Value> = lab.mcr().ctl_json(&["igmp", "groups"]);
         rows.iter()
             .any(|r| r["interface"] == "m-h2" && r["group"] == GROUP.to_string())
             .then_some(())
@@ -184,7 +146,7 @@ fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers()
         joined.saturating_duration_since(first.at),
         stopped.saturating_duration_since(first.at)
     );
-    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
     let sg = routes
         .iter()
         .find(|r| r.source == Some(H1) && r.group == GROUP)

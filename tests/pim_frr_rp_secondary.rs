@@ -14,9 +14,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon};
-use common::frr::{require_frr, FrrRouter};
-use common::{veth, Netns};
+use common::daemon::spawn_stream;
+use common::frr::require_frr;
+use common::lab::{mcr_pim, LabSpec};
 use mcr::pim::instance::{RegisterReport, RpRegisterState};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
@@ -36,40 +36,21 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
     if !require_frr("frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop") {
         return;
     }
-    let mut r1 = FrrRouter::new("prp1");
-    let mcr_ns = Netns::new("pimrp-mcr");
-    let h1 = Netns::new("pimrp-h1");
-    veth(
-        &r1.ns,
-        "r1-h1",
-        &format!("{R1_H1}/24"),
-        &h1,
-        "h1-r1",
-        &format!("{H1}/24"),
-    );
-    veth(
-        &r1.ns,
-        "r1-m",
-        &format!("{R1}/24"),
-        &mcr_ns,
-        "m-r1",
-        &format!("{MCR}/24"),
-    );
-    mcr_ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "m-r1"]);
-    mcr_ns.ip(&["route", "add", "10.209.1.0/24", "via", &R1.to_string()]);
-    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
-    r1.start(&format!(
-        "ip route {RP}/32 {MCR}\n\
-         interface r1-h1\n ip pim\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {RP} 239.0.0.0/8\n"
-    ));
-    let config = format!(
-        "{{ pim: {{ enabled: true, \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ] }} }}"
-    );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
+    let config = format!("{{ {} }}", mcr_pim(&["m-r1"], RP, ""));
+    let lab = LabSpec::new("pimrp")
+        .frr("r1")
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
+        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
+        .addr("mcr", "m-r1", RP)
+        .route("mcr", "10.209.1.0/24", R1)
+        .route("r1", &format!("{RP}/32"), MCR)
+        .frr_pim("r1", "r1-h1")
+        .frr_pim_link("r1", "r1-m")
+        .frr_rp("r1", RP)
+        .mcr("mcr", &config)
+        .build();
+    let (r1, mcr, h1) = (lab.frr("r1"), lab.mcr(), lab.ns("h1"));
     let t0 = Instant::now();
     // FRR takes MCR's Hellos with the Address List option (the secondary).
     let n = wait(
@@ -85,7 +66,7 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
     let rp_table: Vec<mcr::pim::instance::RpSnapshot> = mcr.ctl_json(&["pim", "rp"]);
     assert!(rp_table[0].i_am_rp, "an RP on a secondary address is us");
 
-    let _sender = spawn_stream(&h1, GROUP, 5001, "h1-r1", 50, 16);
+    let _sender = spawn_stream(h1, GROUP, 5001, "h1-r1", 50, 16);
     let sent_at = Instant::now();
     // FRR registers, MCR (no receivers) stops it: FRR's register state
     // for (h1, G) goes to RegPrune.

@@ -26,10 +26,11 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon};
+use common::daemon::spawn_stream;
 use common::frr::{require_frr, FrrRouter};
+use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
 use common::pim_lab::{wait, Got, SeqReceiver};
-use common::{veth, KillOnDrop, Netns};
+use common::KillOnDrop;
 use mcr::pim::instance::UpstreamSnapshot;
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 209, 1, 10);
@@ -52,80 +53,69 @@ const RPT_TTL: u8 = SENT_TTL - 3;
 /// TTL at h2 down the source tree: r1 and MCR.
 const SPT_TTL: u8 = SENT_TTL - 2;
 
-struct Lab {
-    r1: FrrRouter,
-    r2: FrrRouter,
-    mcr: Daemon,
-    h1: Netns,
-    h2: Netns,
-    _mcr_ns: Netns,
-}
-
 /// The three routers and two hosts; `spt` is MCR's `spt_switchover`.
 fn lab(spt: &str) -> Lab {
-    let mut r1 = FrrRouter::new("sp1");
-    let mut r2 = FrrRouter::new("sp2");
-    let mcr_ns = Netns::new("pims-mcr");
-    let h1 = Netns::new("pims-h1");
-    let h2 = Netns::new("pims-h2");
-    let cidr = |a: Ipv4Addr| format!("{a}/24");
-    veth(&r1.ns, "r1-h1", &cidr(R1_H1), &h1, "h1-r1", &cidr(H1));
-    veth(&r1.ns, "r1-r2", &cidr(R1_R2), &r2.ns, "r2-r1", &cidr(R2_R1));
-    veth(&r2.ns, "r2-m", &cidr(R2_M), &mcr_ns, "m-r2", &cidr(M_R2));
-    veth(&r1.ns, "r1-m", &cidr(R1_M), &mcr_ns, "m-r1", &cidr(M_R1));
-    veth(&mcr_ns, "m-h2", &cidr(M_H2), &h2, "h2-m", &cidr(H2));
-    r2.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
-    h2.ip(&["route", "add", "default", "via", &M_H2.to_string()]);
-    // MCR's RPF: the RP through r2, the source straight through r1.
-    for (dst, via) in [
-        (format!("{RP}/32"), R2_M),
-        ("10.209.12.0/24".into(), R2_M),
-        ("10.209.1.0/24".into(), R1_M),
-    ] {
-        mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
-    }
-    r1.start(&format!(
-        "ip route {RP}/32 {R2_R1}\nip route 10.209.23.0/24 {R2_R1}\n\
-         ip route 10.209.2.0/24 {M_R1}\n\
-         interface r1-h1\n ip pim\n!\n\
-         interface r1-r2\n ip pim\n ip pim hello 1\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {RP} 239.0.0.0/8\n"
-    ));
-    r2.start(&format!(
-        "ip route 10.209.1.0/24 {R1_R2}\nip route 10.209.13.0/24 {R1_R2}\n\
-         ip route 10.209.2.0/24 {M_R2}\n\
-         interface lo\n ip pim\n!\n\
-         interface r2-r1\n ip pim\n ip pim hello 1\n!\n\
-         interface r2-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {RP} 239.0.0.0/8\n"
-    ));
     let config = format!(
-        "{{ pim: {{ enabled: true, spt_switchover: \"{spt}\", \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                         {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }}, \
-         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
-           last_member_query_interval: 0.2 }} }}"
+        "{{ {}, {} }}",
+        mcr_pim(
+            &["m-r1", "m-r2"],
+            RP,
+            &format!("spt_switchover: \"{spt}\", join_prune_interval: 10")
+        ),
+        mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
     );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
-    Lab {
-        r1,
-        r2,
-        mcr,
-        h1,
-        h2,
-        _mcr_ns: mcr_ns,
-    }
+    let rp32 = format!("{RP}/32");
+    LabSpec::new("pims")
+        .frr("r1")
+        .frr("r2")
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
+        .link(("r1", "r1-r2", R1_R2), ("r2", "r2-r1", R2_R1))
+        .link(("r2", "r2-m", R2_M), ("mcr", "m-r2", M_R2))
+        .link(("r1", "r1-m", R1_M), ("mcr", "m-r1", M_R1))
+        .stub("h2", "h2-m", H2, ("mcr", "m-h2", M_H2))
+        // MCR's RPF: the RP through r2, the source straight through r1.
+        .routes(
+            "mcr",
+            &[
+                (&rp32, R2_M),
+                ("10.209.12.0/24", R2_M),
+                ("10.209.1.0/24", R1_M),
+            ],
+        )
+        .routes(
+            "r1",
+            &[
+                (&rp32, R2_R1),
+                ("10.209.23.0/24", R2_R1),
+                ("10.209.2.0/24", M_R1),
+            ],
+        )
+        .frr_pim("r1", "r1-h1")
+        .frr_pim_link("r1", "r1-r2")
+        .frr_pim_link("r1", "r1-m")
+        .frr_rp("r1", RP)
+        .routes(
+            "r2",
+            &[
+                ("10.209.1.0/24", R1_R2),
+                ("10.209.13.0/24", R1_R2),
+                ("10.209.2.0/24", M_R2),
+            ],
+        )
+        .frr_loopback_rp("r2", RP)
+        .frr_pim_link("r2", "r2-r1")
+        .frr_pim_link("r2", "r2-m")
+        .mcr("mcr", &config)
+        .build()
 }
 
 impl Lab {
     fn wait_adjacencies(&self) {
         let t0 = Instant::now();
         wait("PIM adjacencies", Duration::from_secs(20), || {
-            let a = self.r1.try_json("show ip pim neighbor json").ok()?;
-            let b = self.r2.try_json("show ip pim neighbor json").ok()?;
+            let a = self.frr("r1").try_json("show ip pim neighbor json").ok()?;
+            let b = self.frr("r2").try_json("show ip pim neighbor json").ok()?;
             a.get("r1-m")?.get(M_R1.to_string())?;
             a.get("r1-r2")?.get(R2_R1.to_string())?;
             b.get("r2-m")?.get(M_R2.to_string()).map(|_| ())
@@ -134,7 +124,7 @@ impl Lab {
     }
 
     fn send(&self) -> KillOnDrop {
-        spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
+        spawn_stream(self.ns("h1"), GROUP, PORT, "h1-r1", RATE, SENT_TTL)
     }
 
     /// h1's stream, returned once r1's Registers are stopped. r1 registers
@@ -154,11 +144,11 @@ impl Lab {
 
     /// FRR r1's register state for (h1, GROUP) (`RegJoin`, `RegPrune`, ...).
     fn frr_reg_state(&self) -> Option<String> {
-        self.r1.reg_state(GROUP, H1)
+        self.frr("r1").reg_state(GROUP, H1)
     }
 
     fn routes(&self) -> Vec<UpstreamSnapshot> {
-        self.mcr.ctl_json(&["pim", "routes"])
+        self.mcr().ctl_json(&["pim", "routes"])
     }
 
     /// MCR's (h1, GROUP) row.
@@ -171,13 +161,7 @@ impl Lab {
 
 /// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
 fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
-    let v = r.try_json("show ip pim join json").ok()?;
-    v.get(ifname)?
-        .get(GROUP.to_string())?
-        .get(source)?
-        .get("channelJoinName")?
-        .as_str()
-        .map(String::from)
+    r.join_state(ifname, GROUP, source)
 }
 
 /// Whether FRR's mroute for (`source`, GROUP) sends out of `ifname`.
@@ -211,7 +195,7 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
     let lab = lab("immediate");
     lab.wait_adjacencies();
     let _sender = lab.send_until_registers_stop();
-    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
+    let member = SeqReceiver::join(lab.ns("h2"), H2, GROUP, PORT);
     let join_at = member.joined_at;
 
     let first = wait("the first packet at h2", Duration::from_secs(15), || {
@@ -230,14 +214,14 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
 
     // MCR joins (h1,G) toward r1 on the direct link.
     let sg_join = wait("r1's (h1,G) join from MCR", Duration::from_secs(10), || {
-        frr_join_state(&lab.r1, "r1-m", &H1.to_string()).filter(|s| s == "JOIN")
+        frr_join_state(lab.frr("r1"), "r1-m", &H1.to_string()).filter(|s| s == "JOIN")
     });
     assert_eq!(sg_join, "JOIN");
     let t_frr_join = first.at.elapsed();
     wait(
         "r1's mroute to send h1 out of r1-m",
         Duration::from_secs(10),
-        || frr_oil_has(&lab.r1, &H1.to_string(), "r1-m").then_some(()),
+        || frr_oil_has(lab.frr("r1"), &H1.to_string(), "r1-m").then_some(()),
     );
     // MCR's route: the SPT bit, upstream toward r1.
     let sg = wait(
@@ -248,14 +232,17 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
     assert_eq!(sg.upstream_interface.as_deref(), Some("m-r1"), "{sg:?}");
     assert_eq!(sg.rpf_neighbor, Some(R1_M), "{sg:?}");
     assert_eq!(sg.outgoing, vec!["m-h2".to_string()], "{sg:?}");
-    let table = lab.mcr.ctl_ok(&["pim", "routes"]);
+    let table = lab.mcr().ctl_ok(&["pim", "routes"]);
     assert!(table.contains("m-r1"), "{table}");
 
     // h1 is pruned off the RP tree at r2.
     let rpt = wait(
         "r2's (h1,G,rpt) prune from MCR",
         Duration::from_secs(10),
-        || frr_join_state(&lab.r2, "r2-m", &H1.to_string()).filter(|s| s.starts_with("SGRpt")),
+        || {
+            frr_join_state(lab.frr("r2"), "r2-m", &H1.to_string())
+                .filter(|s| s.starts_with("SGRpt"))
+        },
     );
     assert_eq!(rpt, "SGRpt(P)", "h1 is pruned off the RP tree toward MCR");
     let star = lab
@@ -322,11 +309,11 @@ fn mcr_last_hop_switches_to_the_source_tree_through_frr_and_prunes_the_rp_tree()
     // The switch holds across Join periods (10 s here).
     std::thread::sleep(Duration::from_secs(11));
     assert_eq!(
-        frr_join_state(&lab.r1, "r1-m", &H1.to_string()).as_deref(),
+        frr_join_state(lab.frr("r1"), "r1-m", &H1.to_string()).as_deref(),
         Some("JOIN")
     );
     assert_eq!(
-        frr_join_state(&lab.r2, "r2-m", &H1.to_string()).as_deref(),
+        frr_join_state(lab.frr("r2"), "r2-m", &H1.to_string()).as_deref(),
         Some("SGRpt(P)")
     );
     let late = member.received();
@@ -353,7 +340,7 @@ fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
     lab.wait_adjacencies();
     // No Register is in flight, so each packet's TTL names its path.
     let _sender = lab.send_until_registers_stop();
-    let member = SeqReceiver::join(&lab.h2, H2, GROUP, PORT);
+    let member = SeqReceiver::join(lab.ns("h2"), H2, GROUP, PORT);
     let first = wait("the first packet at h2", Duration::from_secs(15), || {
         member.received().first().copied()
     });
@@ -362,7 +349,7 @@ fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
         first.at - member.joined_at
     );
     wait("(*,G) JOIN at r2 from MCR", Duration::from_secs(10), || {
-        (frr_join_state(&lab.r2, "r2-m", "*").as_deref() == Some("JOIN")).then_some(())
+        (frr_join_state(lab.frr("r2"), "r2-m", "*").as_deref() == Some("JOIN")).then_some(())
     });
     // Long enough for a switch to show (it takes well under a second).
     std::thread::sleep(Duration::from_secs(4));
@@ -382,9 +369,9 @@ fn with_spt_switchover_never_mcr_stays_on_the_frr_rp_tree() {
         got.len()
     );
     assert_eq!(dup, 0);
-    assert_eq!(frr_join_state(&lab.r1, "r1-m", &H1.to_string()), None);
-    assert!(!frr_oil_has(&lab.r1, &H1.to_string(), "r1-m"));
-    assert_eq!(frr_join_state(&lab.r2, "r2-m", &H1.to_string()), None);
+    assert_eq!(frr_join_state(lab.frr("r1"), "r1-m", &H1.to_string()), None);
+    assert!(!frr_oil_has(lab.frr("r1"), &H1.to_string(), "r1-m"));
+    assert_eq!(frr_join_state(lab.frr("r2"), "r2-m", &H1.to_string()), None);
     let routes = lab.routes();
     assert!(
         !routes.iter().any(|r| r.source == Some(H1) && r.joined),

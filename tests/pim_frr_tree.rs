@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{send_cmd, Daemon};
 use common::frr::{require_frr, FrrRouter};
+use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
 use common::pim_lab::{Member, TransitLab};
-use common::{veth, KillOnDrop, Netns};
+use common::{KillOnDrop, Netns};
 use mcr::control::MrouteEntry;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
 
@@ -40,71 +41,29 @@ const PORT: u16 = 5205;
 const T_H1B: Ipv4Addr = Ipv4Addr::new(10, 206, 1, 11);
 const RATE: u32 = 200;
 
-struct Lab {
-    r1: FrrRouter,
-    mcr: Daemon,
-    h1: Netns,
-    h2: Netns,
-    _mcr_ns: Netns,
-}
-
 fn lab() -> Lab {
-    let mut r1 = FrrRouter::new("pt1");
-    let mcr_ns = Netns::new("pimt-mcr");
-    let h1 = Netns::new("pimt-h1");
-    let h2 = Netns::new("pimt-h2");
-    veth(
-        &r1.ns,
-        "r1-h1",
-        &format!("{R1_H1}/24"),
-        &h1,
-        "h1-r1",
-        &format!("{H1}/24"),
-    );
-    veth(
-        &r1.ns,
-        "r1-m",
-        &format!("{R1}/24"),
-        &mcr_ns,
-        "m-r1",
-        &format!("{MCR}/24"),
-    );
-    veth(
-        &mcr_ns,
-        "m-h2",
-        &format!("{MCR_H2}/24"),
-        &h2,
-        "h2-m",
-        &format!("{H2}/24"),
-    );
-    r1.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-    h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
-    h2.ip(&["route", "add", "default", "via", &MCR_H2.to_string()]);
-    // MCR's unicast routes toward the RP and the source: its RPF.
-    mcr_ns.ip(&["route", "add", &format!("{RP}/32"), "via", &R1.to_string()]);
-    mcr_ns.ip(&["route", "add", "10.205.1.0/24", "via", &R1.to_string()]);
-    r1.start(&format!(
-        "ip route 10.205.2.0/24 {MCR}\n\
-         interface lo\n ip pim\n!\n\
-         interface r1-h1\n ip pim\n!\n\
-         interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-         ip pim rp {RP} 239.0.0.0/8\n"
-    ));
     let config = format!(
-        "{{ pim: {{ enabled: true, \
-           interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-           static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }}, \
-         igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
-           last_member_query_interval: 0.2 }} }}"
+        "{{ {}, {} }}",
+        mcr_pim(&["m-r1"], RP, "join_prune_interval: 10"),
+        mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
     );
-    let mcr = Daemon::start_config(&mcr_ns, &config);
-    Lab {
-        r1,
-        mcr,
-        h1,
-        h2,
-        _mcr_ns: mcr_ns,
-    }
+    LabSpec::new("pimt")
+        .frr("r1")
+        .host("mcr")
+        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
+        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
+        .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
+        // MCR's unicast routes toward the RP and the source: its RPF.
+        .routes(
+            "mcr",
+            &[(format!("{RP}/32").as_str(), R1), ("10.205.1.0/24", R1)],
+        )
+        .route("r1", "10.205.2.0/24", MCR)
+        .frr_loopback_rp("r1", RP)
+        .frr_pim("r1", "r1-h1")
+        .frr_pim_link("r1", "r1-m")
+        .mcr("mcr", &config)
+        .build()
 }
 
 /// `mcrctl subscribe --events pim` in the background, read as JSON events.
@@ -160,13 +119,7 @@ fn frr_star_join(r1: &FrrRouter) -> Option<String> {
 
 /// FRR's join state of (`source`, GROUP) (`*` for (*,G)) on `ifname`.
 fn frr_join_state(r: &FrrRouter, ifname: &str, source: &str) -> Option<String> {
-    let v = r.try_json("show ip pim join json").ok()?;
-    v.get(ifname)?
-        .get(GROUP.to_string())?
-        .get(source)?
-        .get("channelJoinName")?
-        .as_str()
-        .map(String::from)
+    r.join_state(ifname, GROUP, source)
 }
 
 /// Whether FRR's mroute for (h1, GROUP) sends out of r1-m.
@@ -188,25 +141,25 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     let lab = lab();
     let t0 = Instant::now();
     wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
     println!("pim_frr_tree: adjacency after {:?}", t0.elapsed());
-    let rp: Vec<RpSnapshot> = lab.mcr.ctl_json(&["pim", "rp"]);
+    let rp: Vec<RpSnapshot> = lab.mcr().ctl_json(&["pim", "rp"]);
     assert_eq!(rp.len(), 1);
     assert_eq!(rp[0].rp, RP);
     assert!(!rp[0].i_am_rp);
 
-    let _sender = stream(&lab.h1, GROUP, &[]);
+    let _sender = stream(lab.ns("h1"), GROUP, &[]);
     // Nobody joined: nothing reaches MCR's host.
     std::thread::sleep(Duration::from_secs(1));
-    assert!(frr_star_join(&lab.r1).is_none());
+    assert!(frr_star_join(lab.frr("r1")).is_none());
 
-    let events = Subscription::start(&lab.mcr);
-    let mut member = Member::join(&lab.h2, H2, GROUP, PORT, None);
+    let events = Subscription::start(lab.mcr());
+    let mut member = Member::join(lab.ns("h2"), H2, GROUP, PORT, None);
     let join_at = member.joined_at;
     let frr_join = wait("FRR's (*,G) join on r1-m", Duration::from_secs(10), || {
-        frr_star_join(&lab.r1)
+        frr_star_join(lab.frr("r1"))
     });
     let t_frr = join_at.elapsed();
     assert_eq!(frr_join, "JOIN");
@@ -219,9 +172,12 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
         first.0 - join_at
     );
     assert_eq!(first.1, H1, "the source address is kept (route mode)");
-    assert!(frr_forwards_to_mcr(&lab.r1), "FRR's mroute sends G to MCR");
+    assert!(
+        frr_forwards_to_mcr(lab.frr("r1")),
+        "FRR's mroute sends G to MCR"
+    );
 
-    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
     let star = routes
         .iter()
         .find(|r| r.source.is_none() && r.group == GROUP)
@@ -230,12 +186,12 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert_eq!(star.rpf_neighbor, Some(R1));
     assert_eq!(star.upstream_interface.as_deref(), Some("m-r1"));
     assert_eq!(star.outgoing, vec!["m-h2".to_string()]);
-    let table = lab.mcr.ctl_ok(&["pim", "routes"]);
+    let table = lab.mcr().ctl_ok(&["pim", "routes"]);
     assert!(
         table.contains("joined") && table.contains("m-r1"),
         "{table}"
     );
-    let mroute = lab.mcr.ctl_ok(&["mroute"]);
+    let mroute = lab.mcr().ctl_ok(&["mroute"]);
     assert!(mroute.contains("pim"), "{mroute}");
     let ev = events.next("pim-route");
     assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
@@ -251,14 +207,14 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
         n * 10 >= expect * 8,
         "{n} packets, about {expect} sent since the first"
     );
-    assert_eq!(frr_star_join(&lab.r1).as_deref(), Some("JOIN"));
+    assert_eq!(frr_star_join(lab.frr("r1")).as_deref(), Some("JOIN"));
 
     // Leave: MCR prunes; FRR's join state goes; the stream stops at h2.
     let got = member.received().len();
     let left = member.leave();
     // FRR may keep the channel a while in another state; JOIN must go.
     wait("FRR's join state to go", Duration::from_secs(10), || {
-        (frr_star_join(&lab.r1).as_deref() != Some("JOIN")).then_some(())
+        (frr_star_join(lab.frr("r1")).as_deref() != Some("JOIN")).then_some(())
     });
     let t_prune = left.elapsed();
     let after = member.received()[got..].to_vec();
@@ -266,7 +222,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
         "pim_frr_tree: leave -> FRR join state gone {t_prune:?}; {} packets were still read before the socket closed",
         after.len()
     );
-    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
     assert!(
         !routes.iter().any(|r| r.joined && r.group == GROUP),
         "{routes:?}"
@@ -275,7 +231,7 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
     assert_eq!(ev["group"], GROUP.to_string(), "{ev}");
     // Nothing is forwarded onto m-h2 any more: h2's interface is quiet.
     std::thread::sleep(Duration::from_millis(500));
-    let quiet = lab.h2.received_during("h2-m", Duration::from_secs(2));
+    let quiet = lab.ns("h2").received_during("h2-m", Duration::from_secs(2));
     println!("pim_frr_tree: {quiet} packets on h2-m in 2 s after the prune");
     // IGMP queries (every 2 s) and IPv6 noise, not the 400 data packets.
     assert!(quiet <= 10, "{quiet} packets reached h2 after the leave");
@@ -404,23 +360,15 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
     let group = Ipv4Addr::new(232, 205, 1, 1);
     let lab = lab();
     wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
-    let _sender = stream(&lab.h1, group, &[]);
-    let sg_join = |r1: &FrrRouter| -> Option<String> {
-        let v = r1.try_json("show ip pim join json").ok()?;
-        v.get("r1-m")?
-            .get(group.to_string())?
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()
-            .map(String::from)
-    };
-    let mut member = Member::join(&lab.h2, H2, group, PORT, Some(H1));
+    let _sender = stream(lab.ns("h1"), group, &[]);
+    let sg_join = |r1: &FrrRouter| r1.join_state("r1-m", group, &H1.to_string());
+    let mut member = Member::join(lab.ns("h2"), H2, group, PORT, Some(H1));
     let join_at = member.joined_at;
     wait("FRR's (S,G) join on r1-m", Duration::from_secs(10), || {
-        (sg_join(&lab.r1).as_deref() == Some("JOIN")).then_some(())
+        (sg_join(lab.frr("r1")).as_deref() == Some("JOIN")).then_some(())
     });
     let t_frr = join_at.elapsed();
     let first = wait("the first packet at h2", Duration::from_secs(10), || {
@@ -431,7 +379,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
         first.0 - join_at
     );
     assert_eq!(first.1, H1);
-    let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+    let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
     assert!(
         !routes.iter().any(|r| r.source.is_none()),
         "no (*,G) in the SSM range: {routes:?}"
@@ -446,7 +394,7 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
 
     let left = member.leave();
     wait("FRR's (S,G) join to go", Duration::from_secs(10), || {
-        (sg_join(&lab.r1).as_deref() != Some("JOIN")).then_some(())
+        (sg_join(lab.frr("r1")).as_deref() != Some("JOIN")).then_some(())
     });
     println!(
         "pim_frr_tree ssm: leave -> FRR (S,G) join gone {:?}",
@@ -465,12 +413,12 @@ fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
     }
     let lab = lab();
     wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
+        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
         v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
     });
     let _sender = KillOnDrop(
         send_cmd(
-            &lab.h1,
+            lab.ns("h1"),
             &GROUP.to_string(),
             PORT,
             "h1-r1",
@@ -504,7 +452,7 @@ fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
          print(n)\n"
     );
     let host = match lab
-        .h2
+        .ns("h2")
         .cmd("python3")
         .args(["-c", &script])
         .stdout(std::process::Stdio::piped())
@@ -519,20 +467,13 @@ fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
     };
     let joined = Instant::now();
     let rpt = |r1: &FrrRouter| -> Option<(String, String)> {
-        let v = r1.try_json("show ip pim join json").ok()?;
-        let g = v.get("r1-m")?.get(GROUP.to_string())?;
-        let star = g.get("*")?.get("channelJoinName")?.as_str()?.to_string();
-        let s = g
-            .get(H1.to_string())?
-            .get("channelJoinName")?
-            .as_str()?
-            .to_string();
-        Some((star, s))
+        let star = frr_join_state(r1, "r1-m", "*")?;
+        Some((star, frr_join_state(r1, "r1-m", &H1.to_string())?))
     };
     let (star, s) = wait(
         "FRR's (*,G) join and (S,G,rpt) prune",
         Duration::from_secs(10),
-        || rpt(&lab.r1),
+        || rpt(lab.frr("r1")),
     );
     println!(
         "pim_frr_tree exclude: FRR (*,G) {star}, ({H1},G) {s} after {:?}",

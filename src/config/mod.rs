@@ -32,6 +32,7 @@ mod metrics;
 mod read;
 mod scan;
 mod schema;
+mod settings;
 mod syntax;
 #[cfg(test)]
 mod tests;

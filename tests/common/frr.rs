@@ -278,6 +278,25 @@ impl FrrRouter {
             .map(String::from)
     }
 
+    /// This router's downstream join state for (`source`, `group`) on
+    /// `ifname` from `show ip pim join json` (`channelJoinName`: `JOIN`,
+    /// `SGRpt(P)`, ...; `None` while it has no such entry). `source` is an
+    /// address, or `*` for (*,G).
+    pub fn join_state(
+        &self,
+        ifname: &str,
+        group: std::net::Ipv4Addr,
+        source: &str,
+    ) -> Option<String> {
+        let v = self.try_json("show ip pim join json").ok()?;
+        v.get(ifname)?
+            .get(group.to_string())?
+            .get(source)?
+            .get("channelJoinName")?
+            .as_str()
+            .map(String::from)
+    }
+
     /// Run a vtysh command (` json` appended when missing) and parse it.
     pub fn try_json(&self, cmd: &str) -> Result<serde_json::Value, String> {
         let cmd = if cmd.trim_end().ends_with(" json") {

@@ -9,8 +9,10 @@
 
 pub mod daemon;
 pub mod frr;
+pub mod lab;
 pub mod pim_lab;
 pub mod procfs;
+pub mod recorder;
 
 use std::fs::File;
 use std::net::Ipv4Addr;

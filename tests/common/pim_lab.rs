@@ -15,25 +15,25 @@
 //! 239.0.0.0/8 and, with `.with_h3()`, an IGMP querier on m-h3.
 //!
 //! Build one with [`TransitLab::new`], adjust it with the builder methods,
-//! then [`TransitLab::build`]; everything (namespaces, FRR daemons, MCR)
-//! is torn down when the returned [`Transit`] drops. New FRR tests that
-//! need this shape should use it rather than wiring their own.
+//! then [`TransitLab::build`] (a [`LabSpec`] underneath); everything
+//! (namespaces, FRR daemons, MCR) is torn down when the returned
+//! [`Transit`] drops. New FRR tests that need this shape should use it;
+//! other shapes are a [`LabSpec`] of their own (`tests/common/lab.rs`).
 //!
 //! [`Member`] and [`SeqReceiver`] are the hosts' group sockets the FRR tests
-//! read from; [`wait`] is their "poll until true or fail" helper.
+//! read from (both views of one [`Recorder`]); [`wait`] is their "poll
+//! until true or fail" helper.
 
-use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::daemon::{Daemon, DaemonOpts};
+use super::daemon::Daemon;
 use super::frr::FrrRouter;
-use super::{veth, Netns};
-use mcr::gen::payload::Header;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+use super::lab::{mcr_igmp_querier, mcr_pim, LabSpec};
+#[allow(unused_imports)] // for tests that bind their own member socket
+pub use super::recorder::udp_bound_in;
+use super::recorder::Recorder;
+use super::Netns;
 
 /// The addresses of a transit lab on `10.<net>.0.0/16`.
 #[derive(Clone, Copy, Debug)]
@@ -141,90 +141,62 @@ impl TransitLab {
 
     pub fn build(self) -> Transit {
         let a = self.addrs;
-        let t = &self.tag;
-        let mut r1 = FrrRouter::new(&format!("{t}1"));
-        let mut r2 = FrrRouter::new(&format!("{t}2"));
-        let mcr_ns = Netns::new(&format!("{t}-mcr"));
-        let h1 = Netns::new(&format!("{t}-h1"));
-        let h2 = Netns::new(&format!("{t}-h2"));
-        let cidr = |x: Ipv4Addr| format!("{x}/24");
-        veth(&r1.ns, "r1-h1", &cidr(a.r1_h1), &h1, "h1-r1", &cidr(a.h1));
-        veth(&r1.ns, "r1-m", &cidr(a.r1), &mcr_ns, "m-r1", &cidr(a.mcr1));
-        veth(&mcr_ns, "m-r2", &cidr(a.mcr2), &r2.ns, "r2-m", &cidr(a.r2));
-        veth(&r2.ns, "r2-h2", &cidr(a.r2_h2), &h2, "h2-r2", &cidr(a.h2));
-        let h3 = self.h3.then(|| {
-            let h3 = Netns::new(&format!("{t}-h3"));
-            veth(&mcr_ns, "m-h3", &cidr(a.mcr3), &h3, "h3-m", &cidr(a.h3));
-            h3.ip(&["route", "add", "default", "via", &a.mcr3.to_string()]);
-            h3
-        });
-        r1.ns
-            .ip(&["addr", "add", &format!("{}/32", a.rp), "dev", "lo"]);
-        h1.ip(&["route", "add", "default", "via", &a.r1_h1.to_string()]);
-        h2.ip(&["route", "add", "default", "via", &a.r2_h2.to_string()]);
-        // MCR's unicast routes toward the RP and both hosts: its RPF.
-        for (dst, via) in [
-            (format!("{}/32", a.rp), a.r1),
-            (a.subnet(1), a.r1),
-            (a.subnet(2), a.r2),
-        ] {
-            mcr_ns.ip(&["route", "add", &dst, "via", &via.to_string()]);
+        let with_h3 = self.h3;
+        let mut spec = LabSpec::new(&self.tag)
+            .frr("r1")
+            .frr("r2")
+            .host("mcr")
+            .stub("h1", "h1-r1", a.h1, ("r1", "r1-h1", a.r1_h1))
+            .link(("r1", "r1-m", a.r1), ("mcr", "m-r1", a.mcr1))
+            .link(("mcr", "m-r2", a.mcr2), ("r2", "r2-m", a.r2))
+            .stub("h2", "h2-r2", a.h2, ("r2", "r2-h2", a.r2_h2));
+        if with_h3 {
+            spec = spec.stub("h3", "h3-m", a.h3, ("mcr", "m-h3", a.mcr3));
         }
-        r1.start(&format!(
-            "ip route {} {}\nip route {} {}\n\
-             interface lo\n ip pim\n!\n\
-             interface r1-h1\n ip pim\n!\n\
-             interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-             ip pim rp {} 239.0.0.0/8\n",
-            a.subnet(2),
-            a.mcr1,
-            a.subnet(23),
-            a.mcr1,
-            a.rp
-        ));
-        r2.start(&format!(
-            "ip route {}/32 {}\nip route {} {}\nip route {} {}\n\
-             interface r2-m\n ip pim\n ip pim hello 1\n!\n\
-             interface r2-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
-             ip pim rp {} 239.0.0.0/8\n",
-            a.rp,
-            a.mcr2,
+        let (rp32, s1, s2, s12, s23) = (
+            format!("{}/32", a.rp),
             a.subnet(1),
-            a.mcr2,
+            a.subnet(2),
             a.subnet(12),
-            a.mcr2,
-            a.rp
-        ));
-        let igmp = if self.h3 {
-            ", igmp: { querier_interfaces: [\"m-h3\"], query_interval: 2, \
-             query_response_interval: 1 }"
+            a.subnet(23),
+        );
+        let igmp = if with_h3 {
+            format!(", {}", mcr_igmp_querier("m-h3", ""))
         } else {
-            ""
+            String::new()
         };
         let config = format!(
-            "{{ pim: {{ enabled: true, \
-               interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                             {{ name: \"m-r2\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{}\" }} ], \
-               join_prune_interval: {} }}{igmp} }}",
-            a.rp, self.join_prune_interval
+            "{{ {}{igmp} }}",
+            mcr_pim(
+                &["m-r1", "m-r2"],
+                a.rp,
+                &format!("join_prune_interval: {}", self.join_prune_interval)
+            )
         );
-        let mcr = Daemon::start(
-            &mcr_ns,
-            DaemonOpts {
-                config: Some(&config),
-                fault_injection: self.fault_injection,
-                ..Default::default()
-            },
-        );
+        let mut spec = spec
+            // MCR's unicast routes toward the RP and both hosts: its RPF.
+            .routes("mcr", &[(&rp32, a.r1), (&s1, a.r1), (&s2, a.r2)])
+            .routes("r1", &[(&s2, a.mcr1), (&s23, a.mcr1)])
+            .frr_loopback_rp("r1", a.rp)
+            .frr_pim("r1", "r1-h1")
+            .frr_pim_link("r1", "r1-m")
+            .routes("r2", &[(&rp32, a.mcr2), (&s1, a.mcr2), (&s12, a.mcr2)])
+            .frr_pim_link("r2", "r2-m")
+            .frr_igmp("r2", "r2-h2")
+            .frr_rp("r2", a.rp)
+            .mcr("mcr", &config);
+        if self.fault_injection {
+            spec = spec.fault_injection();
+        }
+        let mut lab = spec.build();
         Transit {
-            mcr,
-            r1,
-            r2,
-            h1,
-            h2,
-            h3,
-            mcr_ns,
+            mcr: lab.take_mcr(),
+            r1: lab.take_frr("r1"),
+            r2: lab.take_frr("r2"),
+            h1: lab.take_ns("h1"),
+            h2: lab.take_ns("h2"),
+            h3: with_h3.then(|| lab.take_ns("h3")),
+            mcr_ns: lab.take_ns("mcr"),
             addrs: a,
         }
     }
@@ -248,13 +220,11 @@ impl Transit {
 }
 
 /// A host's member socket for a group, read on a thread inside its
-/// namespace: every datagram's arrival time and source. Joining sends the
-/// host's IGMP report; dropping the member (or [`Member::leave`]) closes the
-/// socket, which sends the leave.
+/// namespace (a [`Recorder`]). Joining sends the host's IGMP report;
+/// dropping the member (or [`Member::leave`]) closes the socket, which
+/// sends the leave.
 pub struct Member {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<(Instant, Ipv4Addr)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    rec: Recorder,
     /// When the join was sent.
     pub joined_at: Instant,
 }
@@ -269,58 +239,28 @@ impl Member {
         port: u16,
         source: Option<Ipv4Addr>,
     ) -> Member {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let s = udp_bound_in(&name, port);
-            // The kernel sends the IGMP report now.
-            match source {
-                None => s.join_multicast_v4(&group, &local).expect("join"),
-                Some(src) => s.join_ssm_v4(&src, &group, &local).expect("join (S,G)"),
-            }
-            let s: UdpSocket = s.into();
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            let _ = tx.send(Instant::now());
-            let mut buf = [0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                if let Ok((_, std::net::SocketAddr::V4(from))) = s.recv_from(&mut buf) {
-                    g2.lock().unwrap().push((Instant::now(), *from.ip()));
-                }
-            }
+        let rec = Recorder::start(ns, port, move |s| match source {
+            None => s.join_multicast_v4(&group, &local),
+            Some(src) => s.join_ssm_v4(&src, &group, &local),
         });
-        let joined_at = rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the member thread joined");
         Member {
-            stop,
-            got,
-            thread: Some(thread),
-            joined_at,
+            joined_at: rec.joined_at,
+            rec,
         }
     }
 
     /// Every datagram received so far: arrival time and source address.
     pub fn received(&self) -> Vec<(Instant, Ipv4Addr)> {
-        self.got.lock().unwrap().clone()
+        self.rec
+            .received()
+            .into_iter()
+            .map(|d| (d.at, d.source))
+            .collect()
     }
 
     /// Leave (close the socket); returns when the leave was sent.
     pub fn leave(&mut self) -> Instant {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        Instant::now()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.leave();
+        self.rec.stop()
     }
 }
 
@@ -342,14 +282,11 @@ pub struct Got {
     pub seq: u64,
 }
 
-/// A host's member socket that records every mcrgen datagram's source, IP
-/// TTL and sequence number, read on a thread inside its namespace.
-/// Datagrams that are not mcrgen's are skipped. Dropping it leaves the
-/// group.
+/// A host's member socket (a [`Recorder`]) that keeps every mcrgen
+/// datagram's source, IP TTL and sequence number. Datagrams that are not
+/// mcrgen's are skipped. Dropping it leaves the group.
 pub struct SeqReceiver {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Got>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    rec: Recorder,
     /// When the join was sent.
     pub joined_at: Instant,
 }
@@ -357,90 +294,26 @@ pub struct SeqReceiver {
 impl SeqReceiver {
     /// Join `group` on `port` through the interface with address `local`.
     pub fn join(ns: &Netns, local: Ipv4Addr, group: Ipv4Addr, port: u16) -> SeqReceiver {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let s = udp_bound_in(&name, port);
-            mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
-                .expect("IP_RECVTTL");
-            // A tree switch should cost a handful of packets; a deep buffer
-            // keeps a slow test thread from adding losses of its own.
-            let _ = s.set_recv_buffer_size(1 << 20);
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            s.join_multicast_v4(&group, &local).expect("join");
-            let _ = tx.send(Instant::now());
-            let mut buf = [0u8; 2048];
-            let mut cmsg = nix::cmsg_space!(libc::c_int);
-            while !s2.load(Ordering::Relaxed) {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let Ok(m) = recvmsg::<SockaddrIn>(
-                    s.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::empty(),
-                ) else {
-                    continue;
-                };
-                let source = m.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
-                let ttl = m
-                    .cmsgs()
-                    .ok()
-                    .into_iter()
-                    .flatten()
-                    .find_map(|c| match c {
-                        ControlMessageOwned::Ipv4Ttl(t) => u8::try_from(t).ok(),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                let n = m.bytes;
-                let Some(h) = Header::decode(&buf[..n]) else {
-                    continue;
-                };
-                g2.lock().unwrap().push(Got {
-                    at: Instant::now(),
-                    source,
-                    ttl,
-                    seq: h.seq,
-                });
-            }
-        });
-        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        let rec = Recorder::start(ns, port, move |s| s.join_multicast_v4(&group, &local));
         SeqReceiver {
-            stop,
-            got,
-            thread: Some(thread),
-            joined_at,
+            joined_at: rec.joined_at,
+            rec,
         }
     }
 
     /// Every datagram so far, in arrival order.
     pub fn received(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
+        self.rec
+            .received()
+            .into_iter()
+            .filter_map(|d| {
+                Some(Got {
+                    at: d.at,
+                    source: d.source,
+                    ttl: d.ttl.unwrap_or(0),
+                    seq: d.seq?,
+                })
+            })
+            .collect()
     }
-}
-
-impl Drop for SeqReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Moves the calling thread into namespace `ns_name` for good and returns
-/// a UDP socket bound to `port` on any address there. Call it on a thread
-/// of the test's own, never on the test thread.
-pub fn udp_bound_in(ns_name: &str, port: u16) -> socket2::Socket {
-    let file = std::fs::File::open(format!("/run/netns/{ns_name}")).expect("open netns");
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-        .expect("udp socket");
-    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
-        .expect("bind");
-    s
 }

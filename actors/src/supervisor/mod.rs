@@ -13,7 +13,8 @@
 //!   one WorkerLink per worker process).
 //! - `metrics` (the Prometheus endpoint) and `metric_sources`, where any
 //!   part of the daemon adds counters for it without importing it.
-//! - `systemd`, `privileges`, `util`: helpers with no knowledge of the tree.
+//! - `systemd`, `privileges`, `util`, `packet_reader`: helpers with no
+//!   knowledge of the tree.
 //!
 //! Policies (restart backoff and budgets, the worker lifecycle, rule
 //! states) are pure code in package `mcr`: `mcr::supervise`,
@@ -26,6 +27,7 @@ pub mod loglevel;
 pub mod metric_sources;
 pub mod metrics;
 pub mod netlink;
+pub mod packet_reader;
 pub mod privileges;
 pub mod protocols;
 pub mod rib_actor;

@@ -277,13 +277,20 @@ async fn shutdown(shared: &Arc<Shared>) {
     // drops the memberships and the IGMP reporters, whose tasks then send
     // the leaves (`shutting_down`, set above, keeps the WorkerManager from
     // joining them again). The leaves go out while PIM says goodbye.
-    lock(&shared.inputs).reconcile(&Tables::new(), &Ifaces::new());
+    let leaves = {
+        let mut inputs = lock(&shared.inputs);
+        inputs.reconcile(&Tables::new(), &Ifaces::new());
+        inputs.leaves()
+    };
     // Before the tree goes: neighbors must hear PIM's goodbye Hellos. PIM
     // is the ProtocolSupervisor's child, but only the root knows the
     // daemon is stopping rather than the subtree restarting.
     let _ = handles::Pim::call_within(PimMsg::Shutdown, Duration::from_secs(1)).await;
     // The leaves need the runtime, which ends soon after the workers stop.
-    if !input_igmp::leaves_sent(input_igmp::LEAVE_GRACE + Duration::from_secs(1)).await {
+    if !leaves
+        .sent(input_igmp::LEAVE_GRACE + Duration::from_secs(1))
+        .await
+    {
         warn!(target: "Supervisor", "shutting down: input group leaves not all sent");
     }
     info!(target: "Supervisor", "shutting down: stopping workers");

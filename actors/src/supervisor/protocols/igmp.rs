@@ -17,7 +17,7 @@
 //! interface (`RibMsg::Memberships`), so forwarding to members that are
 //! still there never stops.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use mcr::igmp::{
 };
 use mcr::proto::Protocol;
 use mcr::rib::SourceFilter;
-use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, recv_within, send_igmp};
+use mcr::sys::igmp::{open_igmp_rx, open_igmp_tx, parse_ipv4, send_igmp};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -41,6 +41,7 @@ use mcr::igmp::IgmpSettings;
 
 use super::{igmp_metrics, ProtocolChild, SpawnFuture};
 use crate::supervisor::handles::{Igmp, IgmpMsg, IgmpProxy, IgmpProxyMsg, Rib, RibMsg};
+use crate::supervisor::packet_reader::{self, PacketSink};
 use crate::supervisor::shared::{IgmpSetup, Shared};
 
 /// How often to look again for an interface that is missing or has no
@@ -414,8 +415,7 @@ pub(super) async fn tick_at_with<M: ractor::Message>(
     let _ = me.cast(tick());
 }
 
-/// The receiving thread of one interface. Blocking reads on a thread of
-/// its own keep the socket layer free of async registration; the thread
+/// The receiving thread of one interface (a `packet_reader`); it
 /// notices within `POLL` that it should stop.
 pub(super) struct Reader {
     stop: Arc<AtomicBool>,
@@ -456,58 +456,60 @@ pub(super) fn start_reader<M: ractor::Message>(
 ) -> Result<Reader, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let queued = Arc::new(AtomicUsize::new(0));
-    let (flag, count) = (stop.clone(), queued.clone());
-    std::thread::Builder::new()
-        .name(format!("igmp-{interface}"))
-        .spawn(move || read_loop(&rx, &me, wrap, &flag, &count))
+    let sink = ActorSink {
+        me,
+        wrap,
+        stop: stop.clone(),
+        queued: queued.clone(),
+        dropped: 0,
+    };
+    packet_reader::spawn(rx, format!("igmp-{interface}"), MAX_PACKET, POLL, sink)
         .map_err(|e| format!("IGMP receive thread: {e}"))?;
     Ok(Reader { stop, queued })
 }
 
-/// Hand every packet to the actor until it is gone or says stop.
-fn read_loop<M: ractor::Message>(
-    rx: &OwnedFd,
-    me: &ActorRef<M>,
-    mut wrap: impl FnMut(&[u8]) -> Option<M>,
-    stop: &AtomicBool,
-    queued: &AtomicUsize,
-) {
-    let mut buf = vec![0u8; MAX_PACKET];
-    let mut warned = false;
-    let mut dropped: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        match recv_within(rx.as_fd(), &mut buf, POLL) {
-            Ok(Some(_)) if queued.load(Ordering::Relaxed) >= MAX_QUEUED => {
-                if dropped == 0 {
-                    warn!(target: "Protocol", "IGMP flood: more than {MAX_QUEUED} packets waiting; dropping");
-                }
-                dropped += 1;
+/// Hands every packet to the actor until it is gone or says stop,
+/// dropping what comes while `MAX_QUEUED` wait.
+struct ActorSink<M: ractor::Message, W> {
+    me: ActorRef<M>,
+    wrap: W,
+    stop: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    /// Packets dropped in the flood going on.
+    dropped: u64,
+}
+
+impl<M, W> PacketSink for ActorSink<M, W>
+where
+    M: ractor::Message,
+    W: FnMut(&[u8]) -> Option<M> + Send + 'static,
+{
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn deliver(&mut self, packet: &[u8]) -> bool {
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            if self.dropped == 0 {
+                warn!(target: "Protocol", "IGMP flood: more than {MAX_QUEUED} packets waiting; dropping");
             }
-            Ok(Some(n)) => {
-                if dropped > 0 {
-                    warn!(target: "Protocol", "IGMP flood over: {dropped} packets dropped");
-                    dropped = 0;
-                }
-                let Some(m) = wrap(&buf[..n]) else {
-                    continue;
-                };
-                queued.fetch_add(1, Ordering::Relaxed);
-                if me.cast(m).is_err() {
-                    return;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // A socket error (the interface went down) is reported
-                // once; reading goes on, so packets flow again when it
-                // comes back.
-                if !warned {
-                    warn!(target: "Protocol", "IGMP receive: {e}");
-                    warned = true;
-                }
-                std::thread::sleep(POLL);
-            }
+            self.dropped += 1;
+            return true;
         }
+        if self.dropped > 0 {
+            warn!(target: "Protocol", "IGMP flood over: {} packets dropped", self.dropped);
+            self.dropped = 0;
+        }
+        let Some(m) = (self.wrap)(packet) else {
+            return true;
+        };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.me.cast(m).is_ok()
+    }
+
+    fn receive_error(&self, e: &std::io::Error) {
+        // The interface went down: packets flow again when it comes back.
+        warn!(target: "Protocol", "IGMP receive: {e}");
     }
 }
 

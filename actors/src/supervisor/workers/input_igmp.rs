@@ -19,15 +19,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::igmp::{HostConfig, IgmpHost, IgmpParams, SetMemberships};
 use mcr::proto::{Protocol, Rng};
-use mcr::sys::igmp::{open_igmp_host_rx, open_igmp_tx, parse_ipv4, recv_within, send_igmp};
+use mcr::sys::igmp::{open_igmp_host_rx, open_igmp_tx, parse_ipv4, send_igmp};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
+
+use crate::supervisor::packet_reader::{self, PacketSink};
 
 /// How long a dropped reporter keeps running to send its leaves.
 pub const LEAVE_GRACE: Duration = Duration::from_secs(3);
@@ -39,49 +42,53 @@ const MAX_QUEUED: usize = 256;
 /// How often the reader looks whether its host is gone.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Hosts whose task is still running, leaving ones included: the daemon's
-/// shutdown waits for this to reach zero so that the leaves go out before
-/// the runtime ends (they would be lost with it, and the upstream would
-/// keep sending the groups until its membership timer ran out).
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-/// Set when a host's task ended on an error (its sockets failed): the
-/// WorkerManager reconciles the inputs on its next tick even though the
-/// tables and interfaces did not change, and that restarts the host.
-static FAILED: AtomicBool = AtomicBool::new(false);
-
-/// Whether a host ended on an error since the last call (and so the
-/// inputs should be reconciled to start it again).
-pub fn take_failed() -> bool {
-    FAILED.swap(false, Ordering::SeqCst)
+/// What the hosts' tasks tell their owner, readable without its lock.
+#[derive(Default)]
+struct Liveness {
+    /// Hosts whose task is still running, leaving ones included: the
+    /// daemon's shutdown waits for this to reach zero so that the leaves go
+    /// out before the runtime ends (they would be lost with it, and the
+    /// upstream would keep sending the groups until its membership timer
+    /// ran out).
+    running: AtomicUsize,
+    /// Set when a host's task ended on an error (its sockets failed): the
+    /// WorkerManager reconciles the inputs on its next tick even though the
+    /// tables and interfaces did not change, and that restarts the host.
+    failed: AtomicBool,
 }
 
-/// Wait until every host's task has ended (all leaves sent), for at most
-/// `within`. Returns whether they all ended.
-pub async fn leaves_sent(within: Duration) -> bool {
-    let end = tokio::time::Instant::now() + within;
-    while RUNNING.load(Ordering::SeqCst) > 0 {
-        if tokio::time::Instant::now() >= end {
-            return false;
+/// The shutdown's wait for the leaves of dropped hosts.
+pub struct Leaves(Arc<Liveness>);
+
+impl Leaves {
+    /// Wait until every host's task has ended (all leaves sent), for at
+    /// most `within`. Returns whether they all ended.
+    pub async fn sent(&self, within: Duration) -> bool {
+        let end = tokio::time::Instant::now() + within;
+        while self.0.running.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        true
     }
-    true
 }
 
-/// Counts a host's task in `RUNNING` for as long as it lives, however it
+/// Counts a host's task in `running` for as long as it lives, however it
 /// ends (an error, the leaves sent, or a panic).
-struct Running;
+struct Running(Arc<Liveness>);
 
 impl Running {
-    fn start() -> Running {
-        RUNNING.fetch_add(1, Ordering::SeqCst);
-        Running
+    fn start(live: &Arc<Liveness>) -> Running {
+        live.running.fetch_add(1, Ordering::SeqCst);
+        Running(live.clone())
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -104,9 +111,21 @@ struct Reporter {
 #[derive(Default)]
 pub struct InputReporters {
     hosts: BTreeMap<u32, Reporter>,
+    live: Arc<Liveness>,
 }
 
 impl InputReporters {
+    /// Whether a host ended on an error since the last call (and so the
+    /// inputs should be reconciled to start it again).
+    pub fn take_failed(&self) -> bool {
+        self.live.failed.swap(false, Ordering::SeqCst)
+    }
+
+    /// A handle to wait for the leaves of the hosts dropped so far.
+    pub fn leaves(&self) -> Leaves {
+        Leaves(self.live.clone())
+    }
+
     /// Report exactly `want` (ifindex → groups): start hosts on new
     /// interfaces, tell running ones their new groups, and drop the rest
     /// (which leave their groups). A host whose task ended (its sockets
@@ -138,12 +157,12 @@ impl InputReporters {
             let (name, address) = (w.interface.clone(), w.address);
             // Counted before the spawn, so a shutdown that drops this
             // reporter right away still waits for its task.
-            let running = Running::start();
+            let running = Running::start(&self.live);
             rt.spawn(async move {
-                let _running = running;
+                let running = running;
                 if let Err(e) = run(&name, ifindex, address, rx).await {
                     warn!(target: "Network", "IGMP reports for the input groups on {name} stopped: {e}");
-                    FAILED.store(true, Ordering::SeqCst);
+                    running.0.failed.store(true, Ordering::SeqCst);
                 }
             });
             self.hosts.insert(
@@ -216,43 +235,40 @@ async fn run(
     }
 }
 
-/// Read `rx` on a thread (blocking reads keep `unsafe` out of the daemon)
-/// until the host that receives the packets is gone.
+/// Read `rx` on a thread until the host that receives the packets is gone.
 fn start_reader(rx: OwnedFd, ifname: &str) -> io::Result<mpsc::Receiver<Vec<u8>>> {
     let (tx, packets) = mpsc::channel(MAX_QUEUED);
-    let name = ifname.to_string();
-    std::thread::Builder::new()
-        .name(format!("igmp-in-{ifname}"))
-        .spawn(move || {
-            let mut buf = vec![0u8; MAX_PACKET];
-            let mut warned = false;
-            while !tx.is_closed() {
-                match recv_within(rx.as_fd(), &mut buf, POLL) {
-                    Ok(Some(n)) => {
-                        if let Some(p) = buf.get(..n) {
-                            // Full: the host is behind a flood; a query
-                            // lost here is repeated by its querier.
-                            let _ = tx.try_send(p.to_vec());
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        // A receive error is transient (the interface went
-                        // down, a buffer overran): ending here would end
-                        // the host, and nothing would answer queries for
-                        // the groups until the tables next changed. Reported
-                        // once; reading goes on, paced so an error that
-                        // repeats does not spin.
-                        if !warned {
-                            warn!(target: "Network", "IGMP receive on {name}: {e}");
-                            warned = true;
-                        }
-                        std::thread::sleep(POLL);
-                    }
-                }
-            }
-        })?;
+    let sink = HostSink {
+        tx,
+        ifname: ifname.to_string(),
+    };
+    packet_reader::spawn(rx, format!("igmp-in-{ifname}"), MAX_PACKET, POLL, sink)?;
     Ok(packets)
+}
+
+/// Queries on their way to one interface's host.
+struct HostSink {
+    tx: mpsc::Sender<Vec<u8>>,
+    ifname: String,
+}
+
+impl PacketSink for HostSink {
+    fn stopped(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn deliver(&mut self, packet: &[u8]) -> bool {
+        // Full: the host is behind a flood; a query lost here is repeated
+        // by its querier. Closed: `stopped` ends the reader next.
+        let _ = self.tx.try_send(packet.to_vec());
+        true
+    }
+
+    fn receive_error(&self, e: &io::Error) {
+        // Nothing would answer queries for the groups until the tables
+        // next changed if this ended the host: reading goes on.
+        warn!(target: "Network", "IGMP receive on {}: {e}", self.ifname);
+    }
 }
 
 /// Send what the host has to send. A lost report is repeated by the host
@@ -307,7 +323,7 @@ mod tests {
                     );
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                assert!(take_failed(), "round {round}: the failure was flagged");
+                assert!(r.take_failed(), "round {round}: the failure was flagged");
             }
             // Nothing wanted: the dead host is dropped, not restarted.
             r.reconcile(BTreeMap::new());

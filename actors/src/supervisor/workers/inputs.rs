@@ -17,7 +17,7 @@ use mcr::rib::state::Tables;
 use mcr::sys::{JoinMode, Memberships};
 use tracing::{debug, warn};
 
-use super::input_igmp::{InputGroups, InputReporters};
+use super::input_igmp::{InputGroups, InputReporters, Leaves};
 
 pub struct InputSockets {
     pub memberships: Memberships,
@@ -83,6 +83,19 @@ fn reports(groups: &Groups, ifaces: &Ifaces) -> BTreeMap<u32, InputGroups> {
 }
 
 impl InputSockets {
+    /// Whether an input group reporter ended on an error since the last
+    /// call: the inputs should be reconciled (with unchanged tables) to
+    /// start it again.
+    pub fn take_failed(&self) -> bool {
+        self.reporters.take_failed()
+    }
+
+    /// The leaves of the reporters dropped so far, to wait for without
+    /// holding this.
+    pub fn leaves(&self) -> Leaves {
+        self.reporters.leaves()
+    }
+
     /// Join the multicast input groups of every table on its interface,
     /// leave the ones no rule needs, and sink local unicast input ports.
     pub fn reconcile(&mut self, tables: &Tables, ifaces: &Ifaces) {

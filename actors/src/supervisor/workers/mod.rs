@@ -328,7 +328,7 @@ impl WmState {
             .inputs_for
             .as_ref()
             .is_some_and(|(t, i)| Arc::ptr_eq(t, &self.tables) && Arc::ptr_eq(i, &self.ifaces));
-        if unchanged && !input_igmp::take_failed() {
+        if unchanged && !lock(&self.shared.inputs).take_failed() {
             return;
         }
         self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));
