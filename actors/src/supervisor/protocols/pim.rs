@@ -64,7 +64,7 @@ mod data;
 mod events;
 #[path = "pim_rib.rs"]
 mod rib;
-use rib::{merge_inherited, rib_routes};
+use rib::{leave_pim_members_to_pim, merge_inherited, rib_routes};
 #[path = "pim_register.rs"]
 mod register;
 
@@ -374,9 +374,12 @@ impl PimState {
         } else {
             Vec::new()
         };
-        rib_routes(&table, &pruned, |i| {
+        let mut routes = rib_routes(&table, &pruned, |i| {
             self.links.get(&i).map(|(n, _)| n.clone())
-        })
+        });
+        let pim_ifaces: BTreeSet<&str> = self.links.values().map(|(n, _)| n.as_str()).collect();
+        leave_pim_members_to_pim(&mut routes, &self.members, &pim_ifaces);
+        routes
     }
 
     /// What goes to the RIB now: [`Self::desired`], and while this actor
