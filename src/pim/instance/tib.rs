@@ -431,6 +431,10 @@ impl PimInstance {
         }
         self.reconcile_rpt(&keys, &rpf_of);
         self.reconcile_routes(&keys, &rpf_of);
+        // With the SPT bits set above, a router that just started
+        // forwarding onto a LAN where another router's copy was seen
+        // asserts now.
+        self.assert_recent_data(now);
         // Forget answers nobody needs any more, so the shell's refresh
         // list stays the set of live targets.
         self.tib.rpf.retain(|t, _| used.contains(t));
