@@ -374,12 +374,10 @@ impl PimState {
         } else {
             Vec::new()
         };
-        let mut routes = rib_routes(&table, &pruned, |i| {
+        let routes = rib_routes(&table, &pruned, |i| {
             self.links.get(&i).map(|(n, _)| n.clone())
         });
-        let pim_ifaces: BTreeSet<&str> = self.links.values().map(|(n, _)| n.as_str()).collect();
-        leave_pim_members_to_pim(&mut routes, &self.members, &pim_ifaces);
-        routes
+        leave_pim_members_to_pim(routes, &self.members, &self.links)
     }
 
     /// What goes to the RIB now: [`Self::desired`], and while this actor

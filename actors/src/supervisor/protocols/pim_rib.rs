@@ -64,20 +64,23 @@ pub(super) fn rib_routes(
 /// again would keep a non-DR, or an Assert loser, forwarding onto the LAN
 /// beside the router that should, and every receiver there would get
 /// each packet twice.
+/// `pim_links` are PIM's interfaces that are up (ifindex → name, address).
 pub(super) fn leave_pim_members_to_pim(
-    routes: &mut BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    mut routes: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
     members: &Memberships,
-    pim_ifaces: &BTreeSet<&str>,
-) {
+    pim_links: &BTreeMap<u32, (String, Ipv4Addr)>,
+) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+    let pim: BTreeSet<&str> = pim_links.values().map(|(n, _)| n.as_str()).collect();
     let elsewhere: BTreeSet<String> = members
         .keys()
         .map(|(ifc, _)| ifc)
-        .filter(|ifc| !pim_ifaces.contains(ifc.as_str()))
+        .filter(|ifc| !pim.contains(ifc.as_str()))
         .cloned()
         .collect();
     for r in routes.values_mut() {
         r.member_interfaces = Some(elsewhere.clone());
     }
+    routes
 }
 
 /// A predecessor's routes merged into `want`, so that re-learning never
@@ -242,14 +245,15 @@ mod tests {
         // does not: its members are added by the RIB as before.
         let g = ip("239.1.1.1");
         let s = ip("10.0.0.1");
-        let mut routes = rib_routes(&[add(Some("10.0.0.1"), 0, &[2])], &[], name);
+        let routes = rib_routes(&[add(Some("10.0.0.1"), 0, &[2])], &[], name);
         let members: Memberships = [
             (("eth1".to_string(), g), mcr::rib::SourceFilter::any()),
             (("eth5".to_string(), g), mcr::rib::SourceFilter::any()),
         ]
         .into();
-        let pim: BTreeSet<&str> = ["eth0", "eth1", "eth2"].into();
-        leave_pim_members_to_pim(&mut routes, &members, &pim);
+        let any = Ipv4Addr::UNSPECIFIED;
+        let pim = (0..3).map(|i| (i, (format!("eth{i}"), any))).collect();
+        let routes = leave_pim_members_to_pim(routes, &members, &pim);
         let mut rib = mcr::rib::Rib::new();
         for ifc in ["eth1", "eth5"] {
             rib.set_memberships(ifc, &[(g, mcr::rib::SourceFilter::any())])
