@@ -444,3 +444,115 @@ fn losing_a_source_assert_on_the_rpf_interface_sets_the_spt_bit() {
     assert!(spt(&sim));
     assert_eq!(sg_joins(&sim, lh, s).last(), Some(&ip("10.0.2.4")));
 }
+
+/// §4.2.2 with §4.6.2: a first-hop router has nobody upstream to join
+/// toward a directly connected source, yet JoinDesired(S,G) holds while
+/// it forwards S to a local member, so data from S sets its SPT bit and
+/// another router's copy on that LAN makes it assert (CouldAssert needs
+/// the SPT bit), with the metric of its route toward S.
+#[test]
+fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
+    let mut sim = Sim::new(12);
+    let (s_lan, b) = (sim.add_lan(), sim.add_lan());
+    let fh = add_router(
+        &mut sim,
+        50,
+        &[
+            pim_if(s_lan, 1, "s", "10.0.9.1"),
+            pim_if(b, 2, "b", "10.0.2.2"),
+        ],
+        RP,
+        vec![
+            route("10.0.9.0", 24, 1, None),
+            route("10.0.2.0", 24, 2, None),
+        ],
+    );
+    sim.run_for(5 * SEC);
+    let (s, g) = (ip(SRC), grp());
+    sim.input(
+        fh,
+        PimInput::LocalJoin {
+            ifindex: 2,
+            key: mcr::pim::state::downstream::TreeKey::s_g(s, g),
+        },
+    );
+    sim.run_for(SEC);
+    data(&mut sim, fh, 1);
+    sim.run_for(SEC);
+    let sg = sim
+        .node(fh)
+        .pim
+        .routes(sim.now())
+        .into_iter()
+        .find(|r| r.source == Some(s))
+        .expect("an (S,G) route");
+    assert!(sg.spt_bit, "{sg:?}");
+    assert!(!sg.joined, "nobody upstream of a connected source: {sg:?}");
+    // Another router's copy of S arrives on LAN b.
+    data(&mut sim, fh, 2);
+    sim.run_for(SEC);
+    let asserts: Vec<_> = messages(&sim, fh)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Assert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asserts.len(), 1, "{asserts:?}");
+    let a = &asserts[0];
+    assert_eq!((a.source, a.rpt), (s, false));
+    assert_eq!((a.preference, a.metric), (110, 10), "the route toward S");
+    assert!(!sim.node(fh).pim.lost_assert(Some(s), g, 2));
+}
+
+/// A router that starts forwarding S onto a LAN where another router's
+/// copy of S was seen moments before asserts at once, not at the next
+/// data report (the shell reports an (S,G) on an interface once a second).
+#[test]
+fn starting_to_forward_onto_a_lan_with_another_copy_asserts_at_once() {
+    let mut sim = Sim::new(13);
+    let (s_lan, b) = (sim.add_lan(), sim.add_lan());
+    let fh = add_router(
+        &mut sim,
+        51,
+        &[
+            pim_if(s_lan, 1, "s", "10.0.9.1"),
+            pim_if(b, 2, "b", "10.0.2.2"),
+        ],
+        RP,
+        vec![
+            route("10.0.9.0", 24, 1, None),
+            route("10.0.2.0", 24, 2, None),
+        ],
+    );
+    sim.run_for(5 * SEC);
+    let (s, g) = (ip(SRC), grp());
+    // S's data on its own LAN, and another router's copy on LAN b, while
+    // nobody here wants S: nothing to assert.
+    data(&mut sim, fh, 1);
+    data(&mut sim, fh, 2);
+    sim.run_for(std::time::Duration::from_millis(200));
+    let asserts = |sim: &Sim<Routed>| {
+        messages(sim, fh)
+            .into_iter()
+            .filter(|m| matches!(m, Message::Assert(_)))
+            .count()
+    };
+    assert_eq!(asserts(&sim), 0);
+    // A member on LAN b: we forward S there too, and assert at once.
+    sim.input(
+        fh,
+        PimInput::LocalJoin {
+            ifindex: 2,
+            key: mcr::pim::state::downstream::TreeKey::s_g(s, g),
+        },
+    );
+    sim.run_for(std::time::Duration::from_millis(10));
+    assert_eq!(asserts(&sim), 1);
+    assert!(sim
+        .node(fh)
+        .pim
+        .asserts(sim.now())
+        .iter()
+        .any(|a| a.source == Some(s) && a.state == AssertState::Winner));
+}

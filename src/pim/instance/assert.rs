@@ -22,6 +22,11 @@ use crate::pim::state::assert::{
 use crate::pim::state::downstream::TreeKey;
 use crate::proto::Transmit;
 
+/// Assert machines kept at most: sightings of data we could not assert
+/// on (one per (S,G) and interface the shell reports) are dropped past
+/// this, so a flood of flows on a LAN cannot grow the table.
+const MAX_ASSERT_ENTRIES: usize = 4096;
+
 /// One interface's assert state (`mcrctl pim routes`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssertSnapshot {
@@ -45,6 +50,7 @@ impl PimInstance {
         self.ra
             .asserts
             .iter()
+            .filter(|(_, e)| e.state() != AssertState::NoInfo)
             .filter_map(|((ifindex, key), e)| {
                 Some(AssertSnapshot {
                     interface: self.ifaces.get(ifindex)?.name.clone(),
@@ -184,7 +190,8 @@ impl PimInstance {
                 self.ra.timers.cancel(&timer);
             }
         }
-        if e.state() == AssertState::NoInfo {
+        // NoInfo is kept only to remember recent data (`recent_data`).
+        if e.state() == AssertState::NoInfo && e.data_seen().is_none() {
             self.ra.asserts.remove(&slot);
             if key.source.is_none() {
                 self.ra.assert_source.remove(&(ifindex, key.group));
@@ -257,13 +264,36 @@ impl PimInstance {
             return;
         }
         let g = TreeKey::star_g(group);
-        let f = self.assert_facts(ifindex, &g);
-        if f.could_assert {
+        let fg = self.assert_facts(ifindex, &g);
+        if fg.could_assert {
             self.ra
                 .assert_source
                 .entry((ifindex, group))
                 .or_insert(source);
-            self.drive_assert(ifindex, g, |e| e.data_arrived(now, &f));
+            self.drive_assert(ifindex, g, |e| e.data_arrived(now, &fg));
+            return;
+        }
+        // Neither: remember the sighting on the (S,G) machine, in case we
+        // start forwarding S onto this interface in a moment.
+        if self.ra.asserts.len() < MAX_ASSERT_ENTRIES {
+            self.drive_assert(ifindex, sg, |e| e.data_arrived(now, &f));
+        }
+    }
+
+    /// After the trees changed: a NoInfo machine that saw another router's
+    /// data lately asserts if it now could (§4.6.2 A1 on data that keeps
+    /// arriving); stale sightings are dropped.
+    pub(super) fn assert_recent_data(&mut self, now: Instant) {
+        let keys: Vec<(u32, TreeKey)> = self
+            .ra
+            .asserts
+            .iter()
+            .filter(|(_, e)| e.data_seen().is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for (ifindex, key) in keys {
+            let f = self.assert_facts(ifindex, &key);
+            self.drive_assert(ifindex, key, |e| e.recent_data(now, &f));
         }
     }
 

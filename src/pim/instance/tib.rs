@@ -294,7 +294,8 @@ impl PimInstance {
         o
     }
 
-    fn join_desired(&self, key: &TreeKey) -> bool {
+    /// JoinDesired(*,G) (§4.5.6) and JoinDesired(S,G) (§4.5.7).
+    pub(super) fn join_desired(&self, key: &TreeKey) -> bool {
         match key.source {
             None => self.rp(key.group).is_some() && !self.immediate_olist(key).is_empty(),
             Some(s) => {
@@ -370,6 +371,24 @@ impl PimInstance {
             rpf_of.insert(*key, (rpf, iif));
             self.leave_old_rp(*key);
             let desired = self.join_desired(key);
+            // §4.2.2 Update_SPTbit for a directly connected source, whose
+            // data keeps the Keepalive Timer running: the bit is set the
+            // moment JoinDesired(S,G) becomes true, not at the next data
+            // report, so that CouldAssert holds from the first packet we
+            // forward. Otherwise an Assert from a router already
+            // forwarding onto the LAN finds our metric still infinite and
+            // we lose to it for good: a loser's olist no longer has the
+            // LAN, so JoinDesired, and with it the bit, stays false.
+            let connected_flow = desired
+                && self.tib.kat.contains_key(key)
+                && key.source.is_some_and(|s| {
+                    self.tib
+                        .rpf
+                        .get(&s)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|r| r.next_hop.is_none())
+                });
             // §4.5.5/§4.5.7: RPF' moved on the same interface because an
             // assert started, ended or changed winner (the old or the new
             // neighbor is a winner) rather than because the route changed.
@@ -385,6 +404,9 @@ impl PimInstance {
                 _ => None,
             };
             let up = self.tib.up.entry(*key).or_default();
+            if connected_flow {
+                up.spt_bit = true;
+            }
             let actions = match (t_override, rpf) {
                 (Some(t), Some(n)) => {
                     up.assert_moved(now, n, t);
@@ -409,6 +431,10 @@ impl PimInstance {
         }
         self.reconcile_rpt(&keys, &rpf_of);
         self.reconcile_routes(&keys, &rpf_of);
+        // With the SPT bits set above, a router that just started
+        // forwarding onto a LAN where another router's copy was seen
+        // asserts now.
+        self.assert_recent_data(now);
         // Forget answers nobody needs any more, so the shell's refresh
         // list stays the set of live targets.
         self.tib.rpf.retain(|t, _| used.contains(t));

@@ -488,7 +488,11 @@ impl PimInstance {
         let key = TreeKey::s_g(s, g);
         let route_s = self.tib.rpf.get(&s).copied().flatten();
         let Some(route_s) = route_s else { return };
-        if route_s.ifindex != iif || !self.tib.up.get(&key).is_some_and(|u| u.is_joined()) {
+        // JoinDesired, not the upstream Joined state: a first-hop router
+        // has nobody to join toward a directly connected source, yet it
+        // is on the source tree and must be able to assert (CouldAssert
+        // needs the SPT bit).
+        if route_s.ifindex != iif || !self.join_desired(&key) {
             return;
         }
         let rp_if = self
@@ -502,9 +506,7 @@ impl PimInstance {
             || self.rpt_olist(s, g).is_empty()
             || (sg_rpf.is_some() && sg_rpf == star_rpf);
         if set {
-            if let Some(up) = self.tib.up.get_mut(&key) {
-                up.spt_bit = true;
-            }
+            self.tib.up.entry(key).or_default().spt_bit = true;
         }
     }
 

@@ -27,6 +27,12 @@ pub const ASSERT_TIME: Duration = Duration::from_secs(180);
 /// the losers' Assert Timers run out.
 pub const ASSERT_OVERRIDE_INTERVAL: Duration = Duration::from_secs(3);
 
+/// How long data seen on an interface while we could not assert there
+/// still counts as arriving once we can: the shell reports an (S,G) on an
+/// interface at most once a second (`dataplane::upcall`), and the other
+/// router forwards in between.
+pub const RECENT_DATA: Duration = Duration::from_millis(2500);
+
 /// The largest metric preference the 31-bit field holds: "infinity".
 pub const INFINITE_PREFERENCE: u32 = 0x7fff_ffff;
 pub const INFINITE_METRIC: u32 = u32::MAX;
@@ -129,6 +135,8 @@ pub struct AssertEntry {
     state: AssertState,
     winner: Option<AssertMetric>,
     timer: Option<Instant>,
+    /// In NoInfo: when data last arrived that we could not assert on.
+    data_seen: Option<Instant>,
 }
 
 impl AssertEntry {
@@ -151,8 +159,15 @@ impl AssertEntry {
         self.timer
     }
 
+    /// When data last arrived in NoInfo without CouldAssert (see
+    /// [`AssertEntry::recent_data`]).
+    pub fn data_seen(&self) -> Option<Instant> {
+        self.data_seen
+    }
+
     /// Actions A1/A3: (re)assert and refresh before the losers time out.
     fn win(&mut self, now: Instant, f: &AssertFacts) -> AssertAction {
+        self.data_seen = None;
         self.state = AssertState::Winner;
         self.winner = Some(f.my_metric);
         self.timer = Some(now + ASSERT_TIME - ASSERT_OVERRIDE_INTERVAL);
@@ -161,6 +176,7 @@ impl AssertEntry {
 
     /// Actions A2/A6: someone better forwards; follow them for Assert_Time.
     fn lose(&mut self, now: Instant, to: AssertMetric) -> AssertAction {
+        self.data_seen = None;
         self.state = AssertState::Loser;
         self.winner = Some(to);
         self.timer = Some(now + ASSERT_TIME);
@@ -174,13 +190,41 @@ impl AssertEntry {
 
     /// A data packet for this entry arrived on the interface (it is in
     /// our outgoing list, so someone else forwards onto it too). From
-    /// NoInfo, a router that could assert does (A1); in the other states
-    /// data changes nothing.
+    /// NoInfo, a router that could assert does (A1); one that cannot yet
+    /// remembers when, for [`AssertEntry::recent_data`]. In the other
+    /// states data changes nothing.
     pub fn data_arrived(&mut self, now: Instant, f: &AssertFacts) -> AssertAction {
-        if self.state == AssertState::NoInfo && f.could_assert {
-            return self.win(now, f);
+        if self.state == AssertState::NoInfo {
+            if f.could_assert {
+                return self.win(now, f);
+            }
+            self.data_seen = Some(now);
         }
         AssertAction::Nothing
+    }
+
+    /// CouldAssert may have become true (we started forwarding onto the
+    /// interface) after another router's data was seen there: that
+    /// router still forwards, so the data is still arriving and we assert
+    /// now (A1) rather than at the shell's next report, up to a second of
+    /// duplicates later. Sightings older than [`RECENT_DATA`] are dropped.
+    pub fn recent_data(&mut self, now: Instant, f: &AssertFacts) -> AssertAction {
+        if self.state != AssertState::NoInfo {
+            return AssertAction::Nothing;
+        }
+        match self.data_seen {
+            Some(t) if now.saturating_duration_since(t) <= RECENT_DATA => {
+                if f.could_assert {
+                    self.win(now, f)
+                } else {
+                    AssertAction::Nothing
+                }
+            }
+            _ => {
+                self.data_seen = None;
+                AssertAction::Nothing
+            }
+        }
     }
 
     /// An Assert with metric `m` arrived (from `m.addr`).

@@ -290,3 +290,33 @@ fn star_g_machine_follows_the_same_table() {
     );
     assert_eq!(e.state(), AssertState::Winner);
 }
+
+#[test]
+fn data_seen_before_we_could_assert_makes_us_assert_once_we_can() {
+    let t0 = Instant::now();
+    let mut e = AssertEntry::new();
+    assert_eq!(e.data_arrived(t0, &unable(true)), AssertAction::Nothing);
+    assert_eq!(e.state(), AssertState::NoInfo);
+    assert_eq!(e.data_seen(), Some(t0));
+    // Still unable: nothing, the sighting is kept.
+    let t1 = t0 + Duration::from_millis(500);
+    assert_eq!(e.recent_data(t1, &unable(true)), AssertAction::Nothing);
+    assert_eq!(e.data_seen(), Some(t0));
+    // We start forwarding: assert at once (A1).
+    let t2 = t0 + Duration::from_secs(1);
+    assert_eq!(e.recent_data(t2, &able()), AssertAction::SendAssert);
+    assert_eq!(e.state(), AssertState::Winner);
+    assert_eq!(e.data_seen(), None);
+}
+
+#[test]
+fn an_old_sighting_is_forgotten_and_asserts_nothing() {
+    let t0 = Instant::now();
+    let mut e = AssertEntry::new();
+    e.data_arrived(t0, &unable(true));
+    let late = t0 + RECENT_DATA + Duration::from_millis(1);
+    assert_eq!(e.recent_data(late, &able()), AssertAction::Nothing);
+    assert_eq!(e.state(), AssertState::NoInfo);
+    assert_eq!(e.data_seen(), None);
+    assert_eq!(e, AssertEntry::new(), "nothing left to keep");
+}

@@ -64,7 +64,7 @@ mod data;
 mod events;
 #[path = "pim_rib.rs"]
 mod rib;
-use rib::{merge_inherited, rib_routes};
+use rib::{leave_pim_members_to_pim, merge_inherited, rib_routes};
 #[path = "pim_register.rs"]
 mod register;
 
@@ -374,9 +374,10 @@ impl PimState {
         } else {
             Vec::new()
         };
-        rib_routes(&table, &pruned, |i| {
+        let routes = rib_routes(&table, &pruned, |i| {
             self.links.get(&i).map(|(n, _)| n.clone())
-        })
+        });
+        leave_pim_members_to_pim(routes, &self.members, &self.links)
     }
 
     /// What goes to the RIB now: [`Self::desired`], and while this actor

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use mcr::pim::instance::PimRouteChange;
+use mcr::rib::learned::Memberships;
 use mcr::rib::Route;
 
 /// The core's installed routes as RIB routes, by (S,G), with interface
@@ -54,6 +55,32 @@ pub(super) fn rib_routes(
         }
     }
     out
+}
+
+/// Let IGMP memberships add outputs to PIM's routes only on interfaces
+/// PIM does not run on. On a PIM interface the core already counts its
+/// local members, and only where it is the DR and has not lost an Assert
+/// (RFC 7761 §4.1.6 pim_include, §4.6.5 lost_assert): the RIB adding them
+/// again would keep a non-DR, or an Assert loser, forwarding onto the LAN
+/// beside the router that should, and every receiver there would get
+/// each packet twice.
+/// `pim_links` are PIM's interfaces that are up (ifindex → name, address).
+pub(super) fn leave_pim_members_to_pim(
+    mut routes: BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route>,
+    members: &Memberships,
+    pim_links: &BTreeMap<u32, (String, Ipv4Addr)>,
+) -> BTreeMap<(Option<Ipv4Addr>, Ipv4Addr), Route> {
+    let pim: BTreeSet<&str> = pim_links.values().map(|(n, _)| n.as_str()).collect();
+    let elsewhere: BTreeSet<String> = members
+        .keys()
+        .map(|(ifc, _)| ifc)
+        .filter(|ifc| !pim.contains(ifc.as_str()))
+        .cloned()
+        .collect();
+    for r in routes.values_mut() {
+        r.member_interfaces = Some(elsewhere.clone());
+    }
+    routes
 }
 
 /// A predecessor's routes merged into `want`, so that re-learning never
@@ -209,5 +236,37 @@ mod tests {
         };
         assert_eq!(outs("10.0.0.1"), ["eth1"]);
         assert_eq!(outs("10.0.0.2"), ["eth1", "eth2"]);
+    }
+
+    #[test]
+    fn members_add_outputs_only_where_pim_does_not_run() {
+        // eth1 runs PIM: whether its members get G is the core's call
+        // (DR, Assert), already in the route's downstream or not. eth5
+        // does not: its members are added by the RIB as before.
+        let g = ip("239.1.1.1");
+        let s = ip("10.0.0.1");
+        let routes = rib_routes(&[add(Some("10.0.0.1"), 0, &[2])], &[], name);
+        let members: Memberships = [
+            (("eth1".to_string(), g), mcr::rib::SourceFilter::any()),
+            (("eth5".to_string(), g), mcr::rib::SourceFilter::any()),
+        ]
+        .into();
+        let any = Ipv4Addr::UNSPECIFIED;
+        let pim = (0..3).map(|i| (i, (format!("eth{i}"), any))).collect();
+        let routes = leave_pim_members_to_pim(routes, &members, &pim);
+        let mut rib = mcr::rib::Rib::new();
+        for ifc in ["eth1", "eth5"] {
+            rib.set_memberships(ifc, &[(g, mcr::rib::SourceFilter::any())])
+                .unwrap();
+        }
+        rib.replace_origin(Origin::Pim, routes.into_values().collect())
+            .unwrap();
+        let t = rib.compile();
+        let e = t["eth0"]
+            .iter()
+            .find(|e| e.source == Some(s))
+            .expect("the (S,G) entry");
+        let outs: Vec<&str> = e.outputs.iter().map(|o| o.interface.as_str()).collect();
+        assert_eq!(outs, ["eth2", "eth5"]);
     }
 }
