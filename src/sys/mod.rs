@@ -2,7 +2,8 @@
 //! open and configure every socket that a worker will use (`sockets`, with
 //! the ingress BPF filter in `bpf`), join input groups (`membership`),
 //! read interface facts (`interfaces`), return freed heap memory to the
-//! kernel after large shrinks (`memory`), and open the IGMP querier's sockets (`igmp`)
+//! kernel after large shrinks (`memory`), raise the descriptor limit for
+//! many workers (`limits`), and open the IGMP querier's sockets (`igmp`)
 //! and the PIM router's raw socket (`pim`). `tun` attaches to a tun device
 //! for programs that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
@@ -16,6 +17,7 @@
 pub mod bpf;
 pub mod igmp;
 pub mod interfaces;
+pub mod limits;
 pub mod membership;
 pub mod memory;
 pub mod pim;

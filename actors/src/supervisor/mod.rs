@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use mcr::config::Config;
 use mcr::logging::{LogFormat, Severity};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use self::shared::{Settings, Shared};
 
@@ -166,6 +166,9 @@ pub fn main(opts: Opts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Many input interfaces need more descriptors than the default soft
+    // limit (mcr::sys::limits); logged once logging is up.
+    let fd_limit = mcr::sys::limits::raise_fd_limit();
     let log_file = match &opts.log_file {
         Some(path) => match opts.log_rotation.parse() {
             Ok(rotation) => Some(mcr::logging::LogFile {
@@ -194,6 +197,13 @@ pub fn main(opts: Opts) -> ExitCode {
     };
     if !dropped.is_empty() {
         info!(target: "Supervisor", "dropped capabilities: {}", dropped.join(" "));
+    }
+    match fd_limit {
+        Ok((before, after)) if before != after => {
+            info!(target: "Supervisor", "descriptor limit raised from {before} to {after}");
+        }
+        Ok(_) => {}
+        Err(e) => warn!(target: "Supervisor", "cannot raise the descriptor limit: {e}"),
     }
     let socket_path = opts
         .socket
