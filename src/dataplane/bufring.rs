@@ -8,6 +8,11 @@
 //! When the ring runs dry the kernel ends the multishot receive with
 //! `ENOBUFS`; the worker counts `buf_exhaust` and re-arms once buffers
 //! return. Nothing ever blocks on a buffer.
+//!
+//! A worker reading a memory-mapped ring instead (`sys::packet_ring`) never
+//! arms a receive, so the kernel takes nothing from this ring: the worker
+//! takes free buffers itself (`take`) and copies frames into them, and
+//! everything after that (holds, releases) is the same.
 
 use std::io;
 use std::ptr::NonNull;
@@ -159,6 +164,9 @@ pub struct BufRing {
     bgid: u16,
     /// Our copy of the tail; published to the kernel by `commit`.
     tail: u16,
+    /// Where `take` finds the next free buffer (unused while the kernel
+    /// takes them).
+    head: u16,
     /// Sends still using each buffer.
     refs: Vec<u16>,
     /// Buffers currently in the kernel's hands (available for receive).
@@ -207,6 +215,7 @@ impl BufRing {
             buf_size,
             bgid,
             tail: 0,
+            head: 0,
             refs: vec![0; usize::from(entries)],
             available: 0,
             tier,
@@ -273,6 +282,21 @@ impl BufRing {
                 .as_ptr()
                 .add(bid * self.buf_size + offset.min(self.buf_size))
         }
+    }
+
+    /// Take a free buffer for the worker to fill itself: only while no
+    /// receive that selects buffers is armed on the ring.
+    pub fn take(&mut self) -> Option<u16> {
+        if self.available == 0 {
+            return None;
+        }
+        let idx = usize::from(self.head & (self.entries - 1));
+        // SAFETY: idx < entries, so the entry lies within the ring region;
+        // no armed receive means the kernel is not reading it.
+        let bid = unsafe { (*(self.ring.ptr.as_ptr() as *const BufRingEntry).add(idx)).bid() };
+        self.head = self.head.wrapping_add(1);
+        self.taken(bid);
+        Some(bid)
     }
 
     /// Record `n` more sends using buffer `bid`.
@@ -400,5 +424,30 @@ mod tests {
             r.ptr.as_ptr().add(5 * page + 7).write(2);
         }
         assert_eq!(resident(), 2);
+    }
+
+    #[test]
+    fn taken_buffers_come_back_in_turn() {
+        let ring = match IoUring::new(8) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("SKIP taken_buffers_come_back_in_turn: io_uring unavailable: {e}");
+                assert!(std::env::var("CI").is_err(), "io_uring must work in CI");
+                return;
+            }
+        };
+        let mut br = BufRing::new(&ring, 7, 16, 512, Tier::Small).unwrap();
+        let got: Vec<u16> = std::iter::from_fn(|| br.take()).collect();
+        assert_eq!(got, (0..16).collect::<Vec<u16>>());
+        assert_eq!(br.available(), 0);
+        br.hold(5, 1);
+        br.recycle_if_free(5);
+        assert_eq!(br.take(), None, "a held buffer is not free");
+        assert!(br.release(5));
+        br.recycle_if_free(9);
+        assert_eq!(br.take(), Some(5));
+        assert_eq!(br.take(), Some(9));
+        assert_eq!(br.take(), None);
+        br.unregister(&ring);
     }
 }

@@ -14,6 +14,7 @@
 
 mod pace;
 pub mod payload;
+mod raw;
 mod recv;
 mod send;
 mod sock;
@@ -65,6 +66,10 @@ pub struct SendOpts {
     /// packets at once) and saves a core; benchmarks on small machines use
     /// it so that the sender does not starve what it measures.
     pub tick: Option<Duration>,
+    /// Send whole Ethernet frames on a packet socket (`raw`): no UDP or IP
+    /// output per datagram, so one core offers far more. Needs `interface`
+    /// and CAP_NET_RAW.
+    pub raw: bool,
 }
 
 impl SendOpts {
@@ -86,6 +91,7 @@ impl SendOpts {
             stream_id: 0,
             multicast_loop: false,
             tick: None,
+            raw: false,
         }
     }
 

@@ -2,12 +2,13 @@
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::pace::{wait_for, Schedule, Wait};
 use super::payload::{self, Header, Pattern};
+use super::raw;
 use super::sock::{self, MmsgSender};
 use super::{SendOpts, SendReport};
 
@@ -20,7 +21,11 @@ pub struct Sender {
     sock: UdpSocket,
     opts: SendOpts,
     mmsg: MmsgSender,
-    /// `batch` packets of `size` bytes back to back, headers prefilled.
+    /// `--raw`: the packet socket that sends whole frames instead of `sock`.
+    raw: Option<OwnedFd>,
+    /// Bytes of Ethernet, IP and UDP header before each payload (raw only).
+    hdr: usize,
+    /// `batch` slots of `hdr + size` bytes back to back, headers prefilled.
     buf: Vec<u8>,
     pattern: Pattern,
     /// `seq mod 256` whose pattern each slot currently holds: the pattern
@@ -38,22 +43,56 @@ impl Sender {
     pub fn open(opts: &SendOpts) -> io::Result<Sender> {
         opts.validate()?;
         let sock::SenderSocket { sock, connected } = sock::open_sender(opts)?;
-        let mut buf = vec![0u8; opts.batch * opts.size];
-        for slot in buf.chunks_exact_mut(opts.size) {
+        let (raw, hdr) = if opts.raw {
+            let name = opts.interface.as_deref().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "--raw needs --interface")
+            })?;
+            (Some(raw::open(name)?.0), raw::HEADERS)
+        } else {
+            (None, 0)
+        };
+        let slot_len = hdr + opts.size;
+        let mut buf = vec![0u8; opts.batch * slot_len];
+        // The connected UDP socket knows the source address and port the
+        // kernel would use; raw frames carry the same.
+        let from = match sock.local_addr()? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+        };
+        let mac = opts
+            .interface
+            .as_deref()
+            .map(raw::mac_of)
+            .unwrap_or_default();
+        for slot in buf.chunks_exact_mut(slot_len) {
+            if hdr > 0 {
+                raw::write_headers(
+                    &mut slot[..hdr],
+                    mac,
+                    *from.ip(),
+                    from.port(),
+                    opts.group,
+                    opts.port,
+                    opts.ttl,
+                    opts.size,
+                );
+            }
             Header {
                 flags: 0,
                 stream_id: opts.stream_id,
                 seq: 0,
                 timestamp_ns: 0,
             }
-            .encode(slot);
+            .encode(&mut slot[hdr..]);
         }
         Ok(Sender {
             sock,
             mmsg: MmsgSender::new(
                 opts.batch,
-                (!connected).then(|| SocketAddrV4::new(opts.group, opts.port)),
+                (!connected && raw.is_none()).then(|| SocketAddrV4::new(opts.group, opts.port)),
             ),
+            raw,
+            hdr,
             buf,
             pattern: Pattern::new(opts.size),
             slot_pattern: vec![None; opts.batch],
@@ -133,8 +172,9 @@ impl Sender {
 
     /// Prepares slots `0..n` for seqs `seq..seq + n`.
     fn fill(&mut self, seq: u64, n: usize) {
-        let size = self.opts.size;
-        for (i, slot) in self.buf.chunks_exact_mut(size).take(n).enumerate() {
+        let (hdr, slot_len) = (self.hdr, self.hdr + self.opts.size);
+        for (i, slot) in self.buf.chunks_exact_mut(slot_len).take(n).enumerate() {
+            let slot = &mut slot[hdr..];
             let s = seq + i as u64;
             payload::set_seq(slot, s);
             if self.slot_pattern[i] != Some(s as u8) {
@@ -148,18 +188,19 @@ impl Sender {
     /// a partial send so the timestamp stays "just before the kernel".
     /// A refused packet is counted and skipped; a dead socket is an error.
     fn transmit(&mut self, n: usize, stop: &AtomicBool) -> io::Result<Outcome> {
-        let size = self.opts.size;
+        let (hdr, size) = (self.hdr, self.hdr + self.opts.size);
         let mut out = Outcome::default();
         let mut off = 0;
         while off < n {
             let ts = sock::realtime_ns();
             for slot in self.buf[off * size..n * size].chunks_exact_mut(size) {
-                payload::set_timestamp(slot, ts);
+                payload::set_timestamp(&mut slot[hdr..], ts);
             }
-            match self
-                .mmsg
-                .send(self.sock.as_fd(), &self.buf[off * size..], size, n - off)
-            {
+            let fd = match &self.raw {
+                Some(r) => r.as_fd(),
+                None => self.sock.as_fd(),
+            };
+            match self.mmsg.send(fd, &self.buf[off * size..], size, n - off) {
                 Ok(0) => break,
                 Ok(k) => {
                     out.first_ok.get_or_insert(off);

@@ -10,7 +10,9 @@
 //! worker's statistics and mcrgen share.
 //!
 //! Everything here runs in the supervisor, never in a worker: a worker
-//! receives its sockets over IPC and drops its privileges.
+//! receives its sockets over IPC and drops its privileges. The exception is
+//! `packet_ring`, the memory-mapped receive ring a worker maps on the
+//! socket it was given (no privilege needed).
 //! `dataplane::sockets` re-exports these for the code that imported them
 //! from there.
 
@@ -20,6 +22,7 @@ pub mod interfaces;
 pub mod limits;
 pub mod membership;
 pub mod memory;
+pub mod packet_ring;
 pub mod pim;
 pub mod sockets;
 pub mod sockopt;

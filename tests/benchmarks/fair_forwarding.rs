@@ -71,6 +71,10 @@ struct Opts {
     start: Vec<u64>,
     nice: i32,
     backlog: Option<u32>,
+    /// `mcrgen send --raw`: whole frames on a packet socket, so the sender
+    /// (sharing its core with the receiver) can offer several times what
+    /// a forwarder carries.
+    raw_sender: bool,
 }
 
 fn usage() -> ! {
@@ -78,7 +82,7 @@ fn usage() -> ! {
         "fair_forwarding [--sizes 64,1024] [--duration SECS] [--forwarders kernel,mcrd,socat]\n\
          \x20               [--mcrd-variant NAME:K=V,K=V]... [--rounds N] [--relay-cpu 1] [--peer-cpu 0]\n\
          \x20               [--overload 1,1.5,2,3] [--ladder PPS,PPS,...] [--nice -20]\n\
-         \x20               [--backlog 10000 (0: leave the host's)]"
+         \x20               [--backlog 10000 (0: leave the host's)] [--raw-sender]"
     );
     std::process::exit(2)
 }
@@ -95,6 +99,7 @@ fn parse_args() -> Opts {
         overload: vec![1.0, 1.5, 2.0, 3.0],
         nice: -20,
         backlog: Some(10_000),
+        raw_sender: false,
         start: vec![
             25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000, 400_000, 450_000,
             500_000, 600_000,
@@ -130,6 +135,7 @@ fn parse_args() -> Opts {
                     .collect();
                 o.variants.push((format!("mcrd[{name}]"), env));
             }
+            "--raw-sender" => o.raw_sender = true,
             "--bench" => {}
             _ => usage(),
         }
@@ -418,7 +424,17 @@ fn point(
     let w0 = worker_counters(f);
     let mut mcrgen = pinned(&t.snd, o, o.peer_cpu);
     mcrgen.arg(bin("mcrgen"));
-    let sent = harness::send(mcrgen, "239.1.1.1", 5000, size, rate, o.duration, 200);
+    let extra: &[&str] = if o.raw_sender { &["--raw"] } else { &[] };
+    let sent = harness::send_with(
+        mcrgen,
+        extra,
+        "239.1.1.1",
+        5000,
+        size,
+        rate,
+        o.duration,
+        200,
+    );
     let (sirq1, busy1) = core_times(o.relay_cpu);
     let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let _ = rc.wait();

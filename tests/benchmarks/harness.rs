@@ -188,7 +188,22 @@ pub fn spawn_forwarder(mut c: Command, settle: Duration) -> Option<Fwd> {
 /// namespace, maybe behind nice/taskset). Returns the sender's report, an
 /// empty one if it printed none.
 pub fn send(
+    mcrgen: Command,
+    group: &str,
+    port: u16,
+    size: usize,
+    rate: u64,
+    duration: f64,
+    tick_us: u64,
+) -> SendReport {
+    send_with(mcrgen, &[], group, port, size, rate, duration, tick_us)
+}
+
+/// [`send`] with more `mcrgen send` options (`--raw`).
+#[allow(clippy::too_many_arguments)]
+pub fn send_with(
     mut mcrgen: Command,
+    extra: &[&str],
     group: &str,
     port: u16,
     size: usize,
@@ -198,6 +213,7 @@ pub fn send(
 ) -> SendReport {
     mcrgen
         .args(["send", "--group", group, "--port", &port.to_string()])
+        .args(extra)
         .args(["--interface", "s0", "--size", &size.to_string()])
         .args(["--ttl", "8", "--batch", "64", "--json"])
         .args(["--rate", &rate.to_string()]);

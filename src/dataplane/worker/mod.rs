@@ -2,7 +2,9 @@
 //!
 //! Owns: the handshake with the supervisor, the privilege drop, and the
 //! loop that drives everything through the ring: a multishot receive on the
-//! AF_PACKET socket into the provided-buffer ring, one `SENDMSG` per output
+//! AF_PACKET socket into the provided-buffer ring (or, by default, a poll on
+//! the socket's `TPACKET_V3` ring, read a block at a time into the same
+//! buffers), one `SENDMSG` per output
 //! datagram (referencing the receive buffer, never copying it), a multishot
 //! poll on the IPC socket for table updates, and a multishot timeout for
 //! stats and heartbeats. Each turn reaps every completion, queues the
@@ -115,7 +117,9 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
         setup.interface
     );
     let min_wait = ring.params().is_feature_min_timeout();
+    let rx_ring = setup::open_rx_ring(&ingress, &setup, size);
     let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
+    w.rx_ring = rx_ring;
     if min_wait {
         w.batch_wait_us = crate::env_override::<u64>("MCR_BATCH_WAIT_US")
             .unwrap_or(25)
@@ -173,4 +177,7 @@ struct Worker {
     last_counters: WorkerCounters,
     /// What PIM asked of this worker (nothing unless it is told).
     pim: pimdata::PimPath,
+    /// The socket's memory-mapped receive ring, when frames are read from
+    /// it instead of by a multishot receive (`MCR_RX_PATH`).
+    rx_ring: Option<crate::sys::packet_ring::RxRing>,
 }

@@ -1,7 +1,9 @@
-//! The worker's event loop and its data path: arming the multishot
-//! receive, IPC poll and timer; reaping completions; turning each received
-//! frame into sends through the pure pipeline; batching sends per egress
-//! socket (GSO where the output allows it) and accounting for every
+//! The worker's event loop and its data path: arming the receive (a
+//! multishot receive into the provided buffers, or a multishot poll on the
+//! socket's memory-mapped `TPACKET_V3` ring, whose frames are copied into
+//! the same buffers), IPC poll and timer; reaping completions; turning each
+//! received frame into sends through the pure pipeline; batching sends per
+//! egress socket (GSO where the output allows it) and accounting for every
 //! datagram that does not reach the kernel.
 
 use std::io;
@@ -63,6 +65,7 @@ impl Worker {
             explain: Default::default(),
             last_counters: WorkerCounters::default(),
             pim: Default::default(),
+            rx_ring: None,
         }
     }
 
@@ -110,6 +113,16 @@ impl Worker {
     }
 
     pub(super) fn arm_recv(&mut self) -> io::Result<()> {
+        if self.rx_ring.is_some() {
+            // The kernel wakes the socket when it hands a block over.
+            let e = opcode::PollAdd::new(types::Fd(self.ingress.as_raw_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(KIND_RECV << KIND_SHIFT);
+            self.push(e)?;
+            self.recv_armed = true;
+            return Ok(());
+        }
         let e = opcode::RecvMulti::new(types::Fd(self.ingress.as_raw_fd()), BGID)
             .flags(libc::MSG_TRUNC)
             .build()
@@ -154,9 +167,10 @@ impl Worker {
                 .iter()
                 .filter(|c| c.0 >> KIND_SHIFT == KIND_RECV)
                 .count();
-            self.busy = recvs >= BUSY_RECVS;
+            self.busy = recvs >= BUSY_RECVS && self.rx_ring.is_none();
             for &(ud, res, flags) in &cqes {
                 match ud >> KIND_SHIFT {
+                    KIND_RECV if self.rx_ring.is_some() => self.on_ring_wakeup(res, flags),
                     KIND_RECV => self.on_recv(res, flags).map_err(WorkerError::Ring)?,
                     KIND_SEND => self.on_send(ud, res),
                     KIND_IPC => {
@@ -169,9 +183,15 @@ impl Worker {
                     _ => {}
                 }
             }
+            if self.rx_ring.is_some() {
+                self.drain_ring(recvs > 0);
+            }
             self.flush_sends().map_err(WorkerError::Ring)?;
             self.bufs.commit();
-            if !self.recv_armed && !self.recv_backoff && self.bufs.available() > 0 {
+            if !self.recv_armed
+                && !self.recv_backoff
+                && (self.rx_ring.is_some() || self.bufs.available() > 0)
+            {
                 self.arm_recv().map_err(WorkerError::Ring)?;
             }
         }
@@ -196,7 +216,57 @@ impl Worker {
             return Ok(());
         };
         self.bufs.taken(bid);
-        let received = res as usize;
+        self.on_frame(bid, res as usize);
+        Ok(())
+    }
+
+    /// The ring's socket woke us: a block was handed over (the frames are
+    /// read by `drain_ring` at the end of the turn).
+    pub(super) fn on_ring_wakeup(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.recv_armed = false;
+        }
+        if res < 0 {
+            warn!(target: "Ingress", "poll on {} failed: {}", self.setup.interface, io::Error::from_raw_os_error(-res));
+            self.recv_backoff = true;
+        }
+    }
+
+    /// Copy every frame the ring has handed over into a free buffer and
+    /// handle it as a received one. Stops when buffers run out (they come
+    /// back as sends complete; the rest waits in the ring).
+    pub(super) fn drain_ring(&mut self, woke: bool) -> usize {
+        let Some(mut rx) = self.rx_ring.take() else {
+            return 0;
+        };
+        if woke {
+            rx.resync();
+        }
+        let mut n = 0;
+        while rx.ready() {
+            let Some(bid) = self.bufs.take() else {
+                self.c.buf_exhaust += 1;
+                self.trouble(Trouble::NoBuffer, None);
+                break;
+            };
+            match rx.next_into(self.bufs.buf_mut(bid)) {
+                Some(f) => {
+                    self.on_frame(bid, f.len);
+                    n += 1;
+                }
+                None => {
+                    self.bufs.recycle_if_free(bid);
+                    break;
+                }
+            }
+        }
+        self.rx_ring = Some(rx);
+        n
+    }
+
+    /// One received frame of `received` bytes in buffer `bid` (ours until
+    /// recycled): through the pipeline, out to its sends.
+    pub(super) fn on_frame(&mut self, bid: u16, received: usize) {
         let pim = self.pim.active();
         if pim {
             self.punt_if_tunnelled(bid, received);
@@ -234,7 +304,6 @@ impl Worker {
         } else {
             self.bufs.recycle_if_free(bid);
         }
-        Ok(())
     }
 
     /// Add one datagram to its egress batch. Returns whether it was taken

@@ -1,7 +1,7 @@
 //! Bringing a worker up: the `Hello` handshake on the IPC socket, pinning
 //! to a core, creating the io_uring while still root (so the ring is not
-//! charged to the worker user's locked-memory limit), and dropping
-//! privileges for good.
+//! charged to the worker user's locked-memory limit), mapping the
+//! socket's receive ring, and dropping privileges for good.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -144,4 +144,41 @@ pub(super) fn build_ring() -> io::Result<IoUring> {
                 .setup_cqsize(CQ_ENTRIES)
                 .build(SQ_ENTRIES)
         })
+}
+
+/// How the worker reads its socket: `MCR_RX_PATH=ring` (the default) maps a
+/// `TPACKET_V3` ring of `MCR_RX_RING_MB` MiB (16) whose blocks are handed
+/// over at least every `MCR_RX_BLOCK_MS` ms (1); `MCR_RX_PATH=recv` keeps
+/// one `recvmsg` per frame (io_uring multishot receive). Frames are the same
+/// either way; a ring that cannot be set up falls back to `recv`.
+pub(super) fn open_rx_ring(
+    ingress: &OwnedFd,
+    setup: &WorkerSetup,
+    buf_size: usize,
+) -> Option<crate::sys::packet_ring::RxRing> {
+    use crate::sys::packet_ring::{Geometry, RxRing};
+    let path = std::env::var("MCR_RX_PATH").unwrap_or_default();
+    if path.trim() == "recv" {
+        return None;
+    }
+    let mb = crate::env_override::<usize>("MCR_RX_RING_MB")
+        .unwrap_or(16)
+        .clamp(1, 1024);
+    let tov = crate::env_override::<u32>("MCR_RX_BLOCK_MS").unwrap_or(1);
+    let prefix = if setup.format.vnet {
+        crate::wire::VNET_HDR_LEN
+    } else {
+        0
+    };
+    let geo = Geometry::for_frames(buf_size, mb << 20, tov);
+    match RxRing::open(ingress.as_fd(), geo, prefix) {
+        Ok(r) => {
+            tracing::info!(target: "BufferPool", "receive ring of {} blocks of {} KiB ({} ms) for {}", geo.blocks, geo.block_size / 1024, geo.timeout_ms, setup.interface);
+            Some(r)
+        }
+        Err(e) => {
+            warn!(target: "Ingress", "no receive ring on {} ({e}); receiving frame by frame", setup.interface);
+            None
+        }
+    }
 }

@@ -1,0 +1,414 @@
+//! A worker's memory-mapped receive ring on its AF_PACKET socket
+//! (`TPACKET_V3`, packet(7) "PACKET_RX_RING").
+//!
+//! Owns: switching an ingress socket to a block-based ring, mapping it,
+//! walking the blocks the kernel hands over, and handing each block back.
+//! With a ring the kernel copies each frame into the mapping in the receive
+//! softirq and frees the skb at once; the worker reads whole blocks per
+//! wake-up instead of dequeuing, copying and freeing one skb per `recvmsg`
+//! (the third of the relay core that PERFORMANCE.md's profile found there).
+//! A block is handed to the worker when it is full or when its timeout
+//! (`tp_retire_blk_tov`) expires, whichever comes first.
+//!
+//! Frames keep the layout `recvmsg` gives: on raw sockets with
+//! `PACKET_VNET_HDR` the kernel writes the virtio_net_hdr right before the
+//! link-layer header, so `[vnet header][frame]` is one contiguous copy, with
+//! the same checksum-offload flags. The socket outlives its worker (the
+//! supervisor keeps it across restarts), and so does its ring: a restarted
+//! worker maps the ring the previous one left, with what it queued.
+//!
+//! This is the one place outside the supervisor's socket set-up where `sys`
+//! code runs in a worker: the ring has to be mapped by the process that
+//! reads it. It needs no privilege.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::sockopt::getsockopt;
+
+const TPACKET_V3: libc::c_int = 2;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+
+// Offsets in `struct tpacket_block_desc` (version, offset_to_priv, then
+// the 8-byte aligned `tpacket_hdr_v1`).
+const BLK_STATUS: usize = 8;
+const BLK_NUM_PKTS: usize = 12;
+const BLK_FIRST: usize = 16;
+const BLK_SEQ: usize = 24;
+// Offsets in `struct tpacket3_hdr`.
+const PKT_NEXT: usize = 0;
+const PKT_SNAPLEN: usize = 12;
+const PKT_LEN: usize = 16;
+const PKT_MAC: usize = 24;
+const PKT_HDR: usize = 48;
+
+/// Shape of a ring: `blocks` blocks of `block_size` bytes (a multiple of
+/// the page size), retired after `timeout_ms` even if not full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub block_size: u32,
+    pub blocks: u32,
+    pub timeout_ms: u32,
+}
+
+impl Geometry {
+    /// A ring for frames of up to `frame` bytes (virtio_net_hdr included):
+    /// blocks of at least 256 KiB that each hold a largest frame with room
+    /// to spare, about `total` bytes in all (at least 4 blocks).
+    pub fn for_frames(frame: usize, total: usize, timeout_ms: u32) -> Geometry {
+        let block = (frame + 4096).next_power_of_two().max(256 * 1024);
+        let blocks = (total / block).clamp(4, 4096);
+        Geometry {
+            block_size: block as u32,
+            blocks: blocks as u32,
+            timeout_ms: timeout_ms.clamp(1, 1000),
+        }
+    }
+
+    fn len(self) -> usize {
+        self.block_size as usize * self.blocks as usize
+    }
+}
+
+/// What a ring said about one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Bytes written to the destination.
+    pub copied: usize,
+    /// The frame's full length as `recvmsg(MSG_TRUNC)` reports it: more
+    /// than the destination holds when it did not fit.
+    pub len: usize,
+}
+
+/// A mapped `TPACKET_V3` receive ring. Unmapped on drop; the ring itself
+/// stays with the socket.
+pub struct RxRing {
+    map: NonNull<u8>,
+    geo: Geometry,
+    /// Bytes the kernel writes before each frame's link-layer header that
+    /// belong to it (the virtio_net_hdr), or 0.
+    prefix: usize,
+    /// The block being read, or the next one to wait for.
+    block: usize,
+    /// Frames left in `block` and the offset of the next one, once the
+    /// kernel handed it over.
+    left: u32,
+    next: usize,
+    reading: bool,
+}
+
+// SAFETY: the mapping belongs to this value alone; it is only touched
+// through &self/&mut self on the worker's one thread, and this only lets
+// the ring be set up on one thread and moved.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Put `fd` (an AF_PACKET socket) in `TPACKET_V3` mode with a ring of
+    /// `geo`, or reuse the ring of that shape a previous reader left on it,
+    /// and map it. `prefix`: the virtio_net_hdr length if the socket has
+    /// `PACKET_VNET_HDR`, else 0.
+    pub fn open(fd: BorrowedFd<'_>, geo: Geometry, prefix: usize) -> io::Result<RxRing> {
+        let version: libc::c_int = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, 0)?;
+        if version != TPACKET_V3 {
+            set_version(fd)?;
+        }
+        match set_ring(fd, geo) {
+            Ok(()) => {}
+            // A ring is there already (the previous worker's): map it if it
+            // has our shape, else replace it.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if let Ok(r) = RxRing::map(fd, geo, prefix) {
+                    return Ok(r);
+                }
+                set_ring(
+                    fd,
+                    Geometry {
+                        block_size: 0,
+                        blocks: 0,
+                        timeout_ms: 0,
+                    },
+                )?;
+                set_ring(fd, geo)?;
+            }
+            Err(e) => return Err(e),
+        }
+        RxRing::map(fd, geo, prefix)
+    }
+
+    fn map(fd: BorrowedFd<'_>, geo: Geometry, prefix: usize) -> io::Result<RxRing> {
+        // SAFETY: a fresh shared mapping of the socket's ring; the kernel
+        // checks the length against the ring's and fails otherwise. No
+        // existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                geo.len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        // MAP_LOCKED can fail on the locked-memory limit; the ring works
+        // unlocked too, at the cost of possible page faults.
+        let p = if p == libc::MAP_FAILED {
+            // SAFETY: as above, without MAP_LOCKED.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    geo.len(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            }
+        } else {
+            p
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        let mut r = RxRing {
+            map,
+            geo,
+            prefix,
+            block: 0,
+            left: 0,
+            next: 0,
+            reading: false,
+        };
+        r.resync();
+        Ok(r)
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    fn base(&self, block: usize) -> *mut u8 {
+        // SAFETY: block < blocks, so the offset stays inside the mapping.
+        unsafe {
+            self.map
+                .as_ptr()
+                .add((block % self.geo.blocks as usize) * self.geo.block_size as usize)
+        }
+    }
+
+    fn status(&self, block: usize) -> &AtomicU32 {
+        // SAFETY: the status word lies in the block's descriptor, inside the
+        // mapping, 4-byte aligned (blocks are page-aligned); the kernel
+        // writes it concurrently, hence atomic access only.
+        unsafe { &*(self.base(block).add(BLK_STATUS) as *const AtomicU32) }
+    }
+
+    fn read_u32(&self, block: usize, off: usize) -> u32 {
+        if off + 4 > self.geo.block_size as usize {
+            return 0;
+        }
+        // SAFETY: off + 4 ≤ block_size (checked), so the read stays in the
+        // block; the kernel no longer writes a block it handed over.
+        unsafe { std::ptr::read_unaligned(self.base(block).add(off) as *const u32) }
+    }
+
+    fn read_u16(&self, block: usize, off: usize) -> u16 {
+        if off + 2 > self.geo.block_size as usize {
+            return 0;
+        }
+        // SAFETY: as in read_u32.
+        unsafe { std::ptr::read_unaligned(self.base(block).add(off) as *const u16) }
+    }
+
+    fn user(&self, block: usize) -> bool {
+        // Acquire: the frames the kernel wrote before setting the status
+        // must be visible before we read them.
+        self.status(block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
+    /// Whether a frame (or an empty block to hand back) is waiting.
+    pub fn ready(&self) -> bool {
+        self.reading || self.user(self.block)
+    }
+
+    /// Start from the oldest block the kernel has handed over, if any.
+    /// Needed once after mapping a ring someone else read, and whenever a
+    /// wake-up finds the expected block still the kernel's: the kernel
+    /// fills blocks in order, but a reader that lost its place would wait
+    /// for a block the kernel will not fill until an older one is returned.
+    pub fn resync(&mut self) {
+        if self.reading || self.user(self.block) {
+            return;
+        }
+        let mut oldest: Option<(u64, usize)> = None;
+        for b in 0..self.geo.blocks as usize {
+            if self.user(b) {
+                let seq = u64::from(self.read_u32(b, BLK_SEQ))
+                    | (u64::from(self.read_u32(b, BLK_SEQ + 4)) << 32);
+                if oldest.is_none_or(|(s, _)| seq < s) {
+                    oldest = Some((seq, b));
+                }
+            }
+        }
+        if let Some((_, b)) = oldest {
+            self.block = b;
+        }
+    }
+
+    fn hand_back(&mut self) {
+        // Release: our reads of the block happen before the kernel may
+        // overwrite it.
+        self.status(self.block)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % self.geo.blocks as usize;
+        self.reading = false;
+    }
+
+    /// Copy the next frame into `dst` (the virtio_net_hdr first, if the
+    /// socket has one), handing each block back to the kernel once its last
+    /// frame is copied. `None`: nothing waiting.
+    pub fn next_into(&mut self, dst: &mut [u8]) -> Option<Frame> {
+        let bs = self.geo.block_size as usize;
+        loop {
+            if !self.reading {
+                if !self.user(self.block) {
+                    return None;
+                }
+                self.left = self.read_u32(self.block, BLK_NUM_PKTS);
+                self.next = self.read_u32(self.block, BLK_FIRST) as usize;
+                self.reading = true;
+            }
+            if self.left == 0 || self.next + PKT_HDR > bs {
+                self.hand_back();
+                continue;
+            }
+            let b = self.block;
+            let at = self.next;
+            let snap = self.read_u32(b, at + PKT_SNAPLEN) as usize;
+            let len = self.read_u32(b, at + PKT_LEN) as usize;
+            let mac = self.read_u16(b, at + PKT_MAC) as usize;
+            let step = self.read_u32(b, at + PKT_NEXT) as usize;
+            self.left -= 1;
+            self.next = if step == 0 { bs } else { at + step };
+            // The frame, with its prefix, as the kernel placed it; anything
+            // that would reach outside the block is not a frame.
+            let start = at + mac;
+            let sane = mac >= self.prefix && start + snap <= bs;
+            let frame = if sane {
+                let from = start - self.prefix;
+                let n = (self.prefix + snap).min(dst.len());
+                // SAFETY: from + n ≤ start + snap ≤ block_size (checked
+                // above), so the source lies inside this block, which the
+                // kernel handed over and does not write until we hand it
+                // back; `dst` is a distinct Rust slice of at least n bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.base(b).add(from), dst.as_mut_ptr(), n);
+                }
+                let mut full = self.prefix + len;
+                if snap < len {
+                    // Cut short by the block: never pass it off as whole.
+                    full = full.max(dst.len() + 1);
+                }
+                Some(Frame {
+                    copied: n,
+                    len: full,
+                })
+            } else {
+                None
+            };
+            if self.left == 0 {
+                self.hand_back();
+            }
+            if frame.is_some() {
+                return frame;
+            }
+        }
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; nothing refers
+        // to it after drop.
+        unsafe {
+            libc::munmap(self.map.as_ptr() as *mut libc::c_void, self.geo.len());
+        }
+    }
+}
+
+fn setsockopt_bytes(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> io::Result<()> {
+    // SAFETY: `value` is a live byte slice of the length passed; the kernel
+    // copies it during the call and keeps no pointer.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value.as_ptr() as *const libc::c_void,
+            value.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn set_version(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let v: libc::c_int = TPACKET_V3;
+    setsockopt_bytes(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v.to_ne_bytes())
+}
+
+fn set_ring(fd: BorrowedFd<'_>, geo: Geometry) -> io::Result<()> {
+    // struct tpacket_req3, seven unsigned ints. One "frame" per 2 KiB: V3
+    // packs frames of any size into blocks, but the kernel still checks
+    // that the frame count matches the block size.
+    let frame = 2048u32;
+    let fields = [
+        geo.block_size,
+        geo.blocks,
+        if geo.blocks == 0 { 0 } else { frame },
+        (geo.block_size / frame) * geo.blocks,
+        geo.timeout_ms,
+        0,
+        0,
+    ];
+    let mut bytes = [0u8; 28];
+    for (i, f) in fields.iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&f.to_ne_bytes());
+    }
+    setsockopt_bytes(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn geometry_holds_the_largest_frame() {
+        let g = Geometry::for_frames(2048, 16 << 20, 1);
+        assert_eq!(g.block_size, 256 * 1024);
+        assert_eq!(g.blocks, 64);
+        let g = Geometry::for_frames(65536 + 1024, 16 << 20, 0);
+        assert!(g.block_size as usize >= 65536 + 1024 + PKT_HDR + 64);
+        assert_eq!(g.timeout_ms, 1);
+        assert_eq!(Geometry::for_frames(2048, 0, 5).blocks, 4);
+    }
+
+    #[test]
+    fn a_socket_that_is_not_a_packet_socket_has_no_ring() {
+        let udp = super::super::sockopt::new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+        let g = Geometry::for_frames(2048, 1 << 20, 1);
+        assert!(RxRing::open(udp.as_fd(), g, 0).is_err());
+    }
+}
