@@ -327,4 +327,15 @@ fn data_too_big_with_df_gets_a_rate_limited_fragmentation_needed_with_the_tunnel
     data(&mut core, now + Duration::from_secs(3), sized(1400, true));
     let (_, icmp) = core.poll_icmp().expect("ICMP");
     assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1372);
+
+    // A TTL-1 packet (the multicast default) would never be registered, so
+    // its sender gets no Fragmentation Needed for it either.
+    let mut ttl1 = sized(1480, true);
+    ttl1[8] = 1;
+    ttl1[10] = 0;
+    ttl1[11] = 0;
+    let sum = mcr::wire::checksum(&ttl1[..20]);
+    ttl1[10..12].copy_from_slice(&sum.to_be_bytes());
+    assert!(data(&mut core, now + Duration::from_secs(10), ttl1).is_empty());
+    assert_eq!(core.poll_icmp(), None, "no ICMP about a TTL-1 packet");
 }

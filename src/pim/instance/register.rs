@@ -223,7 +223,12 @@ impl PimInstance {
 
     /// The MTU of each interface: a Register leaving by one is at most
     /// that long (§4.4.1; bigger data is fragmented or refused first).
-    pub fn set_link_mtus(&mut self, mtus: BTreeMap<u32, usize>) {
+    /// An MTU too small for a Register with any data in it (below
+    /// IPv4's minimum of 68 plus the Register's overhead) is taken as
+    /// unknown rather than trusted: a link reporting 0 must not turn every
+    /// packet into a Fragmentation Needed carrying MTU 0.
+    pub fn set_link_mtus(&mut self, mut mtus: BTreeMap<u32, usize>) {
+        mtus.retain(|_, mtu| *mtu >= 68 + REGISTER_OVERHEAD);
         self.ra.link_mtu = mtus;
     }
 
@@ -415,6 +420,14 @@ impl PimInstance {
             self.ra.counters.register_encap_failed += 1;
             return;
         };
+        // A packet that would die at the next hop anyway is never
+        // registered, so it must not cost its sender a Fragmentation Needed
+        // (multicast senders default to TTL 1 and Linux sets DF on UDP):
+        // the TTL check comes first, as in RFC 1812's forwarding order.
+        if h.ttl <= 1 {
+            self.ra.counters.register_encap_failed += 1;
+            return;
+        }
         if h.dont_fragment {
             self.ra.counters.register_too_big += 1;
             self.ra.counters.register_encap_failed += 1;
@@ -430,10 +443,6 @@ impl PimInstance {
                 self.ra.counters.frag_needed_tx += 1;
                 self.ra.icmp.push_back((h.source, m));
             }
-            return;
-        }
-        if h.ttl <= 1 {
-            self.ra.counters.register_encap_failed += 1;
             return;
         }
         let Some(frags) = mtu::fragment(packet, tunnel_mtu) else {

@@ -52,6 +52,8 @@ pub(super) struct DataPath {
     /// The socket Fragmentation Needed messages leave through, opened on
     /// first use.
     icmp: Option<OwnedFd>,
+    /// The ICMP socket could not be opened and that was logged.
+    icmp_warned: bool,
     /// When the actor last did its full drain after a punted packet.
     last_drain: Option<Instant>,
     /// A full drain is scheduled (a `Drain` message on its way).
@@ -131,7 +133,12 @@ impl PimState {
                 match open_icmp_socket() {
                     Ok(fd) => self.data.icmp = Some(fd),
                     Err(e) => {
-                        warn!(target: "Protocol", "cannot open the ICMP socket: {e}; message to {dst} dropped");
+                        // Once, not per message: the per-source rate limit
+                        // still allows thousands of messages a second.
+                        if !self.data.icmp_warned {
+                            self.data.icmp_warned = true;
+                            warn!(target: "Protocol", "cannot open the ICMP socket: {e}; Fragmentation Needed messages are dropped (first to {dst})");
+                        }
                         continue;
                     }
                 }
@@ -249,7 +256,23 @@ impl PimState {
         let Some(fd) = &self.data.unicast else {
             return true;
         };
-        let r = mcr::sys::pim::send_pim_unicast(fd.as_fd(), t.src, t.dst, t.ttl.max(1), &t.payload);
+        let mut r =
+            mcr::sys::pim::send_pim_unicast(fd.as_fd(), t.src, t.dst, t.ttl.max(1), &t.payload);
+        if let (Err(e), Some(src)) = (&r, t.src) {
+            // The source address was removed or renumbered before the core
+            // heard of it: the kernel refuses it. Sent from the kernel's
+            // choice the Register still arrives (RPs accept any source).
+            if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::EINVAL)) {
+                debug!(target: "Protocol", "unicast PIM to {} from {src} refused ({e}); sending from the kernel's choice", t.dst);
+                r = mcr::sys::pim::send_pim_unicast(
+                    fd.as_fd(),
+                    None,
+                    t.dst,
+                    t.ttl.max(1),
+                    &t.payload,
+                );
+            }
+        }
         if let Err(e) = r {
             // A lost Register is a lost data packet; a lost null-Register
             // or Register-Stop is sent again by its timer or the next one.

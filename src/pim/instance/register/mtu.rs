@@ -115,14 +115,25 @@ fn copied_options_header(header: &[u8]) -> Option<Vec<u8>> {
     Some(h)
 }
 
-/// Whether the packet's header sets DF and it is not a later fragment
-/// (RFC 1812 §4.3.2.7: ICMP errors only about a first fragment).
+/// Whether the packet's header sets DF, it is not a later fragment and it
+/// is not itself an ICMP error (RFC 1812 §4.3.2.7, RFC 1122 §3.2.2: ICMP
+/// errors only about a first fragment, never about an ICMP error).
 pub fn wants_frag_needed(packet: &[u8]) -> bool {
     let Some(b) = packet.get(6..8) else {
         return false;
     };
     let flags = u16::from_be_bytes([b[0], b[1]]);
-    flags & IP_DF != 0 && flags & IP_OFFSET_MASK == 0
+    if flags & IP_DF == 0 || flags & IP_OFFSET_MASK != 0 {
+        return false;
+    }
+    !is_icmp_error(packet)
+}
+
+/// ICMP Destination Unreachable, Source Quench, Redirect, Time Exceeded
+/// or Parameter Problem.
+fn is_icmp_error(packet: &[u8]) -> bool {
+    let ihl = packet.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+    packet.get(9) == Some(&1) && matches!(packet.get(ihl), Some(3 | 4 | 5 | 11 | 12))
 }
 
 /// ICMP Destination Unreachable, code 4 (Fragmentation Needed and DF
@@ -273,6 +284,19 @@ mod tests {
         assert_eq!(u16::from_be_bytes([m[6], m[7]]), 1472);
         assert_eq!(&m[8..], &p[..28], "IP header and 8 bytes of data");
         assert_eq!(checksum(&m), 0, "ICMP checksum verifies");
+    }
+
+    #[test]
+    fn no_frag_needed_about_an_icmp_error_or_a_later_fragment() {
+        let mut err = packet(1480, true);
+        err[9] = 1; // ICMP
+        err[20] = 3; // Destination Unreachable
+        assert!(!wants_frag_needed(&err), "never an ICMP error about one");
+        err[20] = 8; // Echo Request: a query, not an error
+        assert!(wants_frag_needed(&err));
+        let mut later = packet(1480, true);
+        later[6..8].copy_from_slice(&(IP_DF | 100).to_be_bytes());
+        assert!(!wants_frag_needed(&later), "only about a first fragment");
     }
 
     #[test]
