@@ -37,14 +37,15 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{spawn_stream, Daemon};
+use common::capture::{ip_payload as pim_of, Capture};
+use common::daemon::spawn_stream;
 use common::frr::{require_frr, FrrRouter};
+use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
 use common::pim_lab::{wait, SeqReceiver};
-use common::{veth, KillOnDrop, Netns};
+use common::recorder::Recorder;
+use common::{in_ns, KillOnDrop, Netns};
 use mcr::pim::instance::{RegisterReport, RpSnapshot, UpstreamSnapshot};
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 217, 1, 1);
@@ -55,88 +56,17 @@ const SENT_TTL: u8 = 16;
 const REGISTER_STOP: u8 = 0x22;
 /// PIM Register.
 const REGISTER: u8 = 0x21;
+const IPPROTO_PIM: i32 = 103;
 
-/// A captured packet: its IP source and the whole packet.
-type Captured = (Ipv4Addr, Vec<u8>);
-
-/// A raw socket of protocol `proto` read on a thread inside `ns`: the IP
-/// source and the whole packet of everything it gets for which `keep`
-/// says yes.
-struct Capture {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Captured>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Capture {
-    fn start(ns: &Netns, proto: i32, keep: fn(&[u8]) -> bool) -> Capture {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            enter(&name);
-            let s = socket2::Socket::new(
-                socket2::Domain::IPV4,
-                socket2::Type::RAW,
-                Some(socket2::Protocol::from(proto)),
-            )
-            .expect("raw socket");
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            let _ = tx.send(());
-            let mut buf = vec![0u8; 65536];
-            while !s2.load(Ordering::Relaxed) {
-                let Ok(n) = nix::sys::socket::recv(
-                    std::os::fd::AsRawFd::as_raw_fd(&s),
-                    &mut buf,
-                    nix::sys::socket::MsgFlags::empty(),
-                ) else {
-                    continue;
-                };
-                let p = &buf[..n];
-                if p.len() < 20 {
-                    continue;
-                }
-                let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-                if keep(p) {
-                    g2.lock().unwrap().push((src, p.to_vec()));
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5)).expect("capture up");
-        Capture {
-            stop,
-            got,
-            thread: Some(thread),
-        }
-    }
-
-    fn got(&self) -> Vec<(Ipv4Addr, Vec<u8>)> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Move the calling thread (one of the test's own) into namespace `name`.
-fn enter(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// The PIM message inside an IPv4 packet.
-fn pim_of(p: &[u8]) -> &[u8] {
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    p.get(ihl..).unwrap_or_default()
+/// Wait for `r1`'s PIM adjacency with MCR (`mcr`, its address on r1-m)
+/// and print how long it took.
+fn wait_adjacency(r1: &FrrRouter, mcr: Ipv4Addr) {
+    let t0 = Instant::now();
+    wait("PIM adjacency", Duration::from_secs(15), || {
+        let v = r1.try_json("show ip pim neighbor json").ok()?;
+        v.get("r1-m")?.get(mcr.to_string()).map(|_| ())
+    });
+    println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
 }
 
 mod rp_on_loopback {
@@ -151,90 +81,59 @@ mod rp_on_loopback {
     /// The RP address, on MCR's `lo`.
     const RP: Ipv4Addr = Ipv4Addr::new(10, 217, 255, 1);
 
-    pub(super) struct Lab {
-        pub(super) r1: FrrRouter,
-        pub(super) mcr: Daemon,
-        pub(super) h1: Netns,
-        pub(super) h2: Netns,
-        pub(super) mcr_ns: Netns,
+    /// MCR's config: the RP is `lo`'s address, which runs no PIM.
+    fn config() -> String {
+        format!(
+            "{{ {}, {} }}",
+            mcr_pim(&["m-r1"], RP, "join_prune_interval: 10"),
+            mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
+        )
     }
 
-    pub(super) fn lab(rp_on_lo_at_start: bool) -> Lab {
-        let mut r1 = FrrRouter::new("rplo1");
-        let mcr_ns = Netns::new("pimlo-mcr");
-        let h1 = Netns::new("pimlo-h1");
-        let h2 = Netns::new("pimlo-h2");
-        let cidr = |a: Ipv4Addr| format!("{a}/24");
-        veth(&r1.ns, "r1-h1", &cidr(R1_H1), &h1, "h1-r1", &cidr(H1));
-        veth(&r1.ns, "r1-m", &cidr(R1), &mcr_ns, "m-r1", &cidr(MCR));
-        veth(&mcr_ns, "m-h2", &cidr(MCR_H2), &h2, "h2-m", &cidr(H2));
-        if rp_on_lo_at_start {
-            mcr_ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-        }
-        h1.ip(&["route", "add", "default", "via", &R1_H1.to_string()]);
-        h2.ip(&["route", "add", "default", "via", &MCR_H2.to_string()]);
-        mcr_ns.ip(&["route", "add", "10.217.1.0/24", "via", &R1.to_string()]);
-        r1.start(&format!(
-            "ip route 10.217.2.0/24 {MCR}\n\
-             ip route {RP}/32 {MCR}\n\
-             interface r1-h1\n ip pim\n!\n\
-             interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-             ip pim rp {RP} 239.0.0.0/8\n"
-        ));
-        let config = format!(
-            "{{ pim: {{ enabled: true, \
-               interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }}, \
-             igmp: {{ querier_interfaces: [\"m-h2\"], query_interval: 2, query_response_interval: 1, \
-               last_member_query_interval: 0.2 }} }}"
-        );
-        let mcr = Daemon::start_config(&mcr_ns, &config);
-        Lab {
-            r1,
-            mcr,
-            h1,
-            h2,
-            mcr_ns,
-        }
+    fn lab(rp_on_lo_at_start: bool) -> Lab {
+        let spec = LabSpec::new("rplo1")
+            .frr("r1")
+            .host("mcr")
+            .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
+            .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
+            .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
+            .route("mcr", "10.217.1.0/24", R1)
+            .route("r1", "10.217.2.0/24", MCR)
+            // r1 registers to the RP address via MCR.
+            .route("r1", &format!("{RP}/32"), MCR)
+            .frr_pim("r1", "r1-h1")
+            .frr_pim_link("r1", "r1-m")
+            .frr_rp("r1", RP);
+        let spec = if rp_on_lo_at_start {
+            spec.addr("mcr", "lo", RP)
+        } else {
+            spec
+        };
+        spec.mcr("mcr", &config()).build()
     }
 
     impl Lab {
-        pub(super) fn wait_adjacency(&self) {
-            let t0 = Instant::now();
-            wait("PIM adjacency", Duration::from_secs(15), || {
-                let v = self.r1.try_json("show ip pim neighbor json").ok()?;
-                v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-            });
-            println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
+        fn r1(&self) -> &FrrRouter {
+            self.frr("r1")
         }
 
-        pub(super) fn i_am_rp(&self) -> bool {
-            let rp: Vec<RpSnapshot> = self.mcr.ctl_json(&["pim", "rp"]);
+        fn i_am_rp(&self) -> bool {
+            let rp: Vec<RpSnapshot> = self.mcr().ctl_json(&["pim", "rp"]);
             rp.iter().any(|r| r.rp == RP && r.i_am_rp)
         }
 
-        pub(super) fn send(&self) -> KillOnDrop {
-            spawn_stream(&self.h1, GROUP, PORT, "h1-r1", RATE, SENT_TTL)
+        fn send(&self) -> KillOnDrop {
+            spawn_stream(self.ns("h1"), GROUP, PORT, "h1-r1", RATE, SENT_TTL)
         }
 
-        pub(super) fn frr_reg_state(&self) -> Option<String> {
-            self.r1.reg_state(GROUP, H1)
+        fn frr_reg_state(&self) -> Option<String> {
+            self.r1().reg_state(GROUP, H1)
         }
 
-        fn frr_sg_join(&self) -> Option<String> {
-            let v = self.r1.try_json("show ip pim join json").ok()?;
-            v.get("r1-m")?
-                .get(GROUP.to_string())?
-                .get(H1.to_string())?
-                .get("channelJoinName")?
-                .as_str()
-                .map(String::from)
-        }
-
-        pub(super) fn member(&self) -> SeqReceiver {
-            let m = SeqReceiver::join(&self.h2, H2, GROUP, PORT);
+        fn member(&self) -> SeqReceiver {
+            let m = SeqReceiver::join(self.ns("h2"), H2, GROUP, PORT);
             wait("h2's membership at MCR", Duration::from_secs(10), || {
-                let rows: Vec<serde_json::Value> = self.mcr.ctl_json(&["igmp", "groups"]);
+                let rows: Vec<serde_json::Value> = self.mcr().ctl_json(&["igmp", "groups"]);
                 rows.iter()
                     .any(|r| r["interface"] == "m-h2" && r["group"] == GROUP.to_string())
                     .then_some(())
@@ -243,8 +142,8 @@ mod rp_on_loopback {
         }
 
         /// Register-Stops arriving at r1, with their IP source.
-        pub(super) fn capture_register_stops(&self) -> Capture {
-            Capture::start(&self.r1.ns, 103, |p| {
+        fn capture_register_stops(&self) -> Capture {
+            Capture::start(self.ns("r1"), IPPROTO_PIM, |p| {
                 pim_of(p).first() == Some(&REGISTER_STOP)
             })
         }
@@ -257,7 +156,7 @@ mod rp_on_loopback {
             return;
         }
         let lab = lab(true);
-        lab.wait_adjacency();
+        wait_adjacency(lab.r1(), MCR);
         assert!(lab.i_am_rp(), "the address on lo makes MCR the RP");
         let stops = lab.capture_register_stops();
         let member = lab.member();
@@ -276,7 +175,8 @@ mod rp_on_loopback {
         assert_eq!(first.ttl, SENT_TTL - 2, "one hop at r1, one at MCR");
 
         let joined = wait("MCR's (S,G) join at r1", Duration::from_secs(10), || {
-            (lab.frr_sg_join().as_deref() == Some("JOIN")).then(Instant::now)
+            let join = lab.r1().join_state("r1-m", GROUP, &H1.to_string());
+            (join.as_deref() == Some("JOIN")).then(Instant::now)
         });
         let stopped = wait(
             "FRR's register state RegPrune",
@@ -296,14 +196,14 @@ mod rp_on_loopback {
             [RP].into(),
             "Register-Stops come from the RP address, not m-r1's {MCR}"
         );
-        let routes: Vec<UpstreamSnapshot> = lab.mcr.ctl_json(&["pim", "routes"]);
+        let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
         let sg = routes
             .iter()
             .find(|r| r.source == Some(H1) && r.group == GROUP)
             .unwrap_or_else(|| panic!("no (S,G) at MCR: {routes:?}"));
         assert!(sg.joined && sg.spt_bit, "{sg:?}");
         assert_eq!(sg.upstream_interface.as_deref(), Some("m-r1"));
-        let reg: RegisterReport = lab.mcr.ctl_json(&["pim", "register"]);
+        let reg: RegisterReport = lab.mcr().ctl_json(&["pim", "register"]);
         let rec = reg
             .rp
             .iter()
@@ -326,10 +226,10 @@ mod rp_on_loopback {
             return;
         }
         let lab = lab(false);
-        lab.wait_adjacency();
+        wait_adjacency(lab.r1(), MCR);
         assert!(!lab.i_am_rp(), "the address is not there yet");
         let t0 = Instant::now();
-        lab.mcr_ns
+        lab.ns("mcr")
             .ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
         wait(
             "MCR recognises the RP address",
@@ -355,7 +255,6 @@ mod rp_on_loopback {
         );
         assert!(stops.got().iter().all(|s| s.0 == RP));
         assert!(!stops.got().is_empty());
-        let _ = &lab.h2;
     }
 }
 
@@ -376,57 +275,33 @@ mod oversized {
     /// UDP payload of a 1480-byte datagram.
     const PAYLOAD: usize = 1480 - 28;
 
-    struct Lab {
-        r1: FrrRouter,
-        mcr: Daemon,
-        h1: Netns,
-        h2: Netns,
-        _mcr_ns: Netns,
-    }
-
     fn lab() -> Lab {
-        let mut r1 = FrrRouter::new("big1");
-        let mcr_ns = Netns::new("pimbig-mcr");
-        let h1 = Netns::new("pimbig-h1");
-        let h2 = Netns::new("pimbig-h2");
-        let cidr = |a: Ipv4Addr| format!("{a}/24");
-        veth(&mcr_ns, "m-h1", &cidr(MCR_H1), &h1, "h1-m", &cidr(H1));
-        veth(&mcr_ns, "m-r1", &cidr(MCR), &r1.ns, "r1-m", &cidr(R1));
-        veth(&r1.ns, "r1-h2", &cidr(R1_H2), &h2, "h2-r1", &cidr(H2));
-        r1.ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-        h1.ip(&["route", "add", "default", "via", &MCR_H1.to_string()]);
-        h2.ip(&["route", "add", "default", "via", &R1_H2.to_string()]);
-        mcr_ns.ip(&["route", "add", &format!("{RP}/32"), "via", &R1.to_string()]);
-        mcr_ns.ip(&["route", "add", "10.218.2.0/24", "via", &R1.to_string()]);
-        r1.start(&format!(
-            "ip route 10.218.1.0/24 {MCR}\n\
-             interface lo\n ip pim\n!\n\
-             interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-             interface r1-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
-             ip pim rp {RP} 239.0.0.0/8\n"
-        ));
-        let config = format!(
-            "{{ pim: {{ enabled: true, \
-               interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                             {{ name: \"m-h1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }} }}"
-        );
-        let mcr = Daemon::start_config(&mcr_ns, &config);
-        Lab {
-            r1,
-            mcr,
-            h1,
-            h2,
-            _mcr_ns: mcr_ns,
-        }
+        LabSpec::new("big1")
+            .frr("r1")
+            .host("mcr")
+            .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
+            .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
+            .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
+            .route("mcr", &format!("{RP}/32"), R1)
+            .route("mcr", "10.218.2.0/24", R1)
+            .route("r1", "10.218.1.0/24", MCR)
+            .frr_loopback_rp("r1", RP)
+            .frr_pim_link("r1", "r1-m")
+            .frr_igmp("r1", "r1-h2")
+            .mcr(
+                "mcr",
+                &format!(
+                    "{{ {} }}",
+                    mcr_pim(&["m-r1", "m-h1"], RP, "join_prune_interval: 10")
+                ),
+            )
+            .build()
     }
 
     /// Send `count` datagrams of PAYLOAD bytes to `group` from h1, DF set
     /// or not, `gap` apart, on a thread inside h1.
     fn send_big(h1: &Netns, group: Ipv4Addr, df: bool, count: usize, gap: Duration) {
-        let name = h1.name.clone();
-        std::thread::spawn(move || {
-            enter(&name);
+        in_ns(h1, move || {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
                 .expect("udp socket");
             s.set_multicast_ttl_v4(u32::from(SENT_TTL)).expect("ttl");
@@ -446,79 +321,19 @@ mod oversized {
                 let _ = s.send_to(&data, &to);
                 std::thread::sleep(gap);
             }
-        })
-        .join()
-        .expect("sender");
+        });
     }
 
-    /// Size and IP TTL of the datagrams h2 gets on BIG, read on a thread
-    /// inside h2. The TTL tells the path: MCR registers the packet with
-    /// the TTL h1 gave it and r1 takes one off when it forwards it out of
-    /// the Register; natively MCR and r1 each take one.
-    struct SizeReceiver {
-        stop: Arc<AtomicBool>,
-        got: Arc<Mutex<Vec<(usize, u8)>>>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-
-    impl SizeReceiver {
-        fn join(h2: &Netns) -> SizeReceiver {
-            let name = h2.name.clone();
-            let stop = Arc::new(AtomicBool::new(false));
-            let got = Arc::new(Mutex::new(Vec::new()));
-            let (s2, g2) = (stop.clone(), got.clone());
-            let (tx, rx) = std::sync::mpsc::channel();
-            let thread = std::thread::spawn(move || {
-                let s = common::pim_lab::udp_bound_in(&name, PORT);
-                s.join_multicast_v4(&BIG, &H2).expect("join");
-                s.set_read_timeout(Some(Duration::from_millis(20)))
-                    .expect("timeout");
-                mcr::sys::sockopt::set_int(s.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
-                    .expect("IP_RECVTTL");
-                let _ = tx.send(());
-                let mut buf = vec![0u8; 65536];
-                while !s2.load(Ordering::Relaxed) {
-                    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-                    let mut cmsg = nix::cmsg_space!(libc::c_int);
-                    let Ok(m) = nix::sys::socket::recvmsg::<nix::sys::socket::SockaddrIn>(
-                        std::os::fd::AsRawFd::as_raw_fd(&s),
-                        &mut iov,
-                        Some(&mut cmsg),
-                        nix::sys::socket::MsgFlags::empty(),
-                    ) else {
-                        continue;
-                    };
-                    let ttl = m
-                        .cmsgs()
-                        .ok()
-                        .into_iter()
-                        .flatten()
-                        .find_map(|c| match c {
-                            nix::sys::socket::ControlMessageOwned::Ipv4Ttl(t) => {
-                                u8::try_from(t).ok()
-                            }
-                            _ => None,
-                        })
-                        .unwrap_or(0);
-                    g2.lock().unwrap().push((m.bytes, ttl));
-                }
-            });
-            rx.recv_timeout(Duration::from_secs(5)).expect("joined");
-            SizeReceiver {
-                stop,
-                got,
-                thread: Some(thread),
-            }
-        }
-    }
-
-    impl Drop for SizeReceiver {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
+    /// Size and IP TTL of the datagrams h2 got on BIG. The TTL tells the
+    /// path: MCR registers the packet with the TTL h1 gave it and r1 takes
+    /// one off when it forwards it out of the Register; natively MCR and
+    /// r1 each take one.
+    fn sizes(member: &Recorder) -> Vec<(usize, u8)> {
+        member
+            .received()
+            .iter()
+            .map(|d| (d.len, d.ttl.unwrap_or(0)))
+            .collect()
     }
 
     #[test]
@@ -529,36 +344,31 @@ mod oversized {
             return;
         }
         let lab = lab();
-        let t0 = Instant::now();
-        wait("PIM adjacency", Duration::from_secs(15), || {
-            let v = lab.r1.try_json("show ip pim neighbor json").ok()?;
-            v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-        });
-        println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
-        let member = SizeReceiver::join(&lab.h2);
+        let r1 = lab.frr("r1");
+        wait_adjacency(r1, MCR);
+        let member = Recorder::start(lab.ns("h2"), PORT, |s| s.join_multicast_v4(&BIG, &H2));
         wait("h2's (*,G) at r1", Duration::from_secs(15), || {
-            let v = lab.r1.try_json("show ip pim upstream json").ok()?;
+            let v = r1.try_json("show ip pim upstream json").ok()?;
             v.get(BIG.to_string())?.get("*").map(|_| ())
         });
         // Registers arriving at r1 (its PIM socket gets them too).
-        let registers = Capture::start(&lab.r1.ns, 103, |p| pim_of(p).first() == Some(&REGISTER));
+        let registers = Capture::start(lab.ns("r1"), IPPROTO_PIM, |p| {
+            pim_of(p).first() == Some(&REGISTER)
+        });
         // ICMP Fragmentation Needed arriving at h1.
-        let icmp = Capture::start(&lab.h1, libc::IPPROTO_ICMP, |p| {
+        let icmp = Capture::start(lab.ns("h1"), libc::IPPROTO_ICMP, |p| {
             let m = pim_of(p);
             m.len() >= 8 && m[0] == 3 && m[1] == 4
         });
 
         // Without DF: fragments, each in a Register that fits the link.
         let sent_at = Instant::now();
-        send_big(&lab.h1, BIG, false, 10, Duration::from_millis(50));
+        send_big(lab.ns("h1"), BIG, false, 10, Duration::from_millis(50));
         let whole = wait(
             "a whole big datagram at h2",
             Duration::from_secs(10),
             || {
-                member
-                    .got
-                    .lock()
-                    .unwrap()
+                sizes(&member)
                     .iter()
                     .any(|&(n, _)| n == PAYLOAD)
                     .then(Instant::now)
@@ -571,7 +381,7 @@ mod oversized {
         println!(
             "pim_frr_rp_loopback: 10 big datagrams (no DF) over 0.5 s, start -> one whole at h2 {:?}; (size, TTL) at h2: {:?}",
             whole - sent_at,
-            member.got.lock().unwrap()
+            sizes(&member)
         );
         let regs: Vec<Vec<u8>> = registers
             .got()
@@ -631,7 +441,7 @@ mod oversized {
             whole_ones >= 1,
             "a big datagram registered as two fragments"
         );
-        let report: RegisterReport = lab.mcr.ctl_json(&["pim", "register"]);
+        let report: RegisterReport = lab.mcr().ctl_json(&["pim", "register"]);
         assert!(
             report.counters.register_fragmented >= 1,
             "{:?}",
@@ -641,7 +451,7 @@ mod oversized {
 
         // With DF: nothing registered, Fragmentation Needed to h1.
         let df_at = Instant::now();
-        send_big(&lab.h1, BIG_DF, true, 10, Duration::from_millis(100));
+        send_big(lab.ns("h1"), BIG_DF, true, 10, Duration::from_millis(100));
         let (from, packet) = wait(
             "ICMP Fragmentation Needed at h1",
             Duration::from_secs(10),
@@ -659,7 +469,7 @@ mod oversized {
             "the tunnel MTU: 1500 - 28"
         );
         assert_eq!(&m[8 + 16..8 + 20], &BIG_DF.octets(), "quotes h1's packet");
-        let report: RegisterReport = lab.mcr.ctl_json(&["pim", "register"]);
+        let report: RegisterReport = lab.mcr().ctl_json(&["pim", "register"]);
         let c = report.counters;
         println!(
             "pim_frr_rp_loopback: counters: {} fragmented, {} too big with DF, {} Fragmentation Needed sent, {} held back",
@@ -711,40 +521,32 @@ mod shared_tree {
         {
             return;
         }
-        let mut r1 = FrrRouter::new("rplo3");
-        let mcr_ns = Netns::new("pimlo3-mcr");
-        let h1 = Netns::new("pimlo3-h1");
-        let h2 = Netns::new("pimlo3-h2");
-        let cidr = |a: Ipv4Addr| format!("{a}/24");
-        veth(&mcr_ns, "m-h1", &cidr(MCR_H1), &h1, "h1-m", &cidr(H1));
-        veth(&mcr_ns, "m-r1", &cidr(MCR), &r1.ns, "r1-m", &cidr(R1));
-        veth(&r1.ns, "r1-h2", &cidr(R1_H2), &h2, "h2-r1", &cidr(H2));
-        mcr_ns.ip(&["addr", "add", &format!("{RP}/32"), "dev", "lo"]);
-        h1.ip(&["route", "add", "default", "via", &MCR_H1.to_string()]);
-        h2.ip(&["route", "add", "default", "via", &R1_H2.to_string()]);
-        mcr_ns.ip(&["route", "add", "10.219.2.0/24", "via", &R1.to_string()]);
-        r1.start(&format!(
-            "ip route {RP}/32 {MCR}\n\
-             ip route 10.219.1.0/24 {MCR}\n\
-             interface r1-m\n ip pim\n ip pim hello 1\n!\n\
-             interface r1-h2\n ip pim\n ip igmp\n ip igmp query-interval 2\n!\n\
-             ip pim rp {RP} 239.0.0.0/8\n"
-        ));
-        let config = format!(
-            "{{ pim: {{ enabled: true, \
-               interfaces: [ {{ name: \"m-r1\", hello_interval: 1, triggered_hello_delay: 0.05 }}, \
-                             {{ name: \"m-h1\", hello_interval: 1, triggered_hello_delay: 0.05 }} ], \
-               static_rp: [ {{ group: \"239.0.0.0/8\", rp: \"{RP}\" }} ], join_prune_interval: 10 }} }}"
-        );
-        let mcr = Daemon::start_config(&mcr_ns, &config);
-        let t0 = Instant::now();
-        wait("PIM adjacency", Duration::from_secs(15), || {
-            let v = r1.try_json("show ip pim neighbor json").ok()?;
-            v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-        });
-        println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
+        let lab = LabSpec::new("rplo3")
+            .frr("r1")
+            .host("mcr")
+            .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
+            .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
+            .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
+            .addr("mcr", "lo", RP)
+            .route("mcr", "10.219.2.0/24", R1)
+            // r1 joins toward the RP address via MCR.
+            .route("r1", &format!("{RP}/32"), MCR)
+            .route("r1", "10.219.1.0/24", MCR)
+            .frr_pim_link("r1", "r1-m")
+            .frr_igmp("r1", "r1-h2")
+            .frr_rp("r1", RP)
+            .mcr(
+                "mcr",
+                &format!(
+                    "{{ {} }}",
+                    mcr_pim(&["m-r1", "m-h1"], RP, "join_prune_interval: 10")
+                ),
+            )
+            .build();
+        let mcr = lab.mcr();
+        wait_adjacency(lab.frr("r1"), MCR);
 
-        let member = SeqReceiver::join(&h2, H2, G, PORT);
+        let member = SeqReceiver::join(lab.ns("h2"), H2, G, PORT);
         let joined = wait("r1's (*,G) join at MCR", Duration::from_secs(15), || {
             let routes: Vec<UpstreamSnapshot> = mcr.ctl_json(&["pim", "routes"]);
             routes
@@ -757,7 +559,7 @@ mod shared_tree {
             joined - member.joined_at
         );
         let sent_at = Instant::now();
-        let _sender = spawn_stream(&h1, G, PORT, "h1-m", RATE, SENT_TTL);
+        let _sender = spawn_stream(lab.ns("h1"), G, PORT, "h1-m", RATE, SENT_TTL);
         let first = wait("the first packet at h2", Duration::from_secs(10), || {
             member.received().first().copied()
         });

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod daemon;
 pub mod frr;
 pub mod lab;
@@ -98,6 +99,28 @@ pub fn sh(cmd: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Move the calling thread into namespace `name` for good (sockets it
+/// opens after this live there). For a thread of the test's own that
+/// outlives one call (a capture, a receiver); see [`in_ns`] for one that
+/// does not.
+pub fn enter_netns(name: &str) {
+    let f = File::open(format!("/run/netns/{name}")).expect("open netns");
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// Run `f` on a new thread inside `ns` and wait for its result: a sender
+/// or a socket set-up in a lab host, while the test thread stays where it
+/// is.
+pub fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        enter_netns(&name);
+        f()
+    })
+    .join()
+    .expect("the thread in the namespace")
+}
+
 /// A network namespace, deleted (with every process in it) on drop.
 pub struct Netns {
     pub name: String,
@@ -147,8 +170,7 @@ impl Netns {
     /// Move the calling thread into this namespace (sockets it opens after
     /// this live here).
     pub fn enter_thread(&self) {
-        let f = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        enter_netns(&self.name);
     }
 
     pub fn set_sysctl(&self, key: &str, value: &str) {

@@ -26,6 +26,9 @@ pub struct Datagram {
     /// The mcrgen sequence number, for counting losses and duplicates;
     /// `None` for a datagram that is not mcrgen's.
     pub seq: Option<u64>,
+    /// The UDP payload's size in bytes (a datagram that came in fragments
+    /// counts whole, as the socket got it).
+    pub len: usize,
 }
 
 /// The recording thread of one socket; dropping it (or [`Recorder::stop`])
@@ -120,6 +123,7 @@ fn record(s: &socket2::Socket, stop: &AtomicBool, got: &Mutex<Vec<Datagram>>) {
             source,
             ttl,
             seq,
+            len: n,
         });
     }
 }
