@@ -9,9 +9,10 @@
 //!   [snd] s0 ── r0 [relay] r1..rN ──(N veth pairs)── d1..dN [rcv]
 //! ```
 //!
-//! Per output, delivered % = frames that arrived on `dI` (its
-//! `rx_packets`, IPv6 off so nothing else talks on those links) over
-//! datagrams sent; it reports the minimum over outputs at each input rate
+//! Per output, delivered % = datagrams that arrived on `dI` (from its
+//! `rx_bytes` and `rx_packets`: mcrd's UDP GSO batches cross a veth as one
+//! packet; IPv6 off so nothing else talks on those links) over datagrams
+//! sent; it reports the minimum over outputs at each input rate
 //! and the relay core's busy time per input packet. As in
 //! `fair_forwarding`, r0's receive softirq is steered to the relay core
 //! (RPS), the worker pinned there, and the receivers' softirq steered to
@@ -168,7 +169,7 @@ fn fanout(o: &Opts) {
     let relay = Netns::new("scf-relay");
     let rcv = Netns::new("scf-rcv");
     // Nothing but the relayed frames on the output links: the per-output
-    // count is the links' rx_packets.
+    // count comes from the links' rx_packets and rx_bytes.
     for ns in [&relay, &rcv] {
         ns.set_sysctl("net.ipv6.conf.all.disable_ipv6", "1");
         ns.set_sysctl("net.ipv6.conf.default.disable_ipv6", "1");
@@ -208,14 +209,25 @@ fn fanout(o: &Opts) {
         out!("fan-out: the rule did not become active");
         return;
     }
+    // mcrd sends a batch to a veth output as one UDP GSO packet, and a veth
+    // counts it in rx_packets once, however many datagrams it carries; so
+    // datagrams are counted from rx_bytes, where a GSO packet counts its
+    // Ethernet, IP and UDP headers once and each datagram's payload:
+    // datagrams = (bytes - packets × 42) / payload.
+    const HDRS: u64 = 14 + 20 + 8;
+    let payload = (o.size as u64).max(1);
     let rx_all = || -> Vec<u64> {
         let o = rcv.run(&format!(
-            "for i in $(seq 1 {}); do cat /sys/class/net/d$i/statistics/rx_packets; done",
+            "for i in $(seq 1 {}); do echo $(cat /sys/class/net/d$i/statistics/rx_packets /sys/class/net/d$i/statistics/rx_bytes); done",
             o.outputs
         ));
         String::from_utf8_lossy(&o.stdout)
             .lines()
-            .map(|l| l.trim().parse().unwrap_or(0))
+            .map(|l| {
+                let mut f = l.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+                let (pkts, bytes) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+                bytes.saturating_sub(pkts * HDRS) / payload
+            })
             .collect()
     };
     let mcrgen = || {
