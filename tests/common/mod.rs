@@ -186,7 +186,35 @@ impl Netns {
             .unwrap_or_else(|e| panic!("rx_packets of {iface} in {}: {e}", self.name))
     }
 
-    /// Packets `iface` receives during `window`.
+    /// A counter of `iface` from /sys/class/net (`rx_bytes`, `rx_packets`).
+    pub fn if_stat(&self, iface: &str, stat: &str) -> u64 {
+        let out = self.run(&format!("cat /sys/class/net/{iface}/statistics/{stat}"));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{stat} of {iface} in {}: {e}", self.name))
+    }
+
+    /// UDP datagrams of `payload` bytes that `iface` receives during
+    /// `window`, counted from bytes: a relay that batches its sends with
+    /// UDP segmentation offload hands a veth one packet for many datagrams,
+    /// so `rx_packets` undercounts them (each such packet carries one
+    /// Ethernet + IPv4 + UDP header, 42 bytes, and the payloads).
+    pub fn datagrams_during(&self, iface: &str, window: Duration, payload: u64) -> u64 {
+        let (b0, p0) = (
+            self.if_stat(iface, "rx_bytes"),
+            self.if_stat(iface, "rx_packets"),
+        );
+        std::thread::sleep(window);
+        let (b1, p1) = (
+            self.if_stat(iface, "rx_bytes"),
+            self.if_stat(iface, "rx_packets"),
+        );
+        (b1 - b0).saturating_sub((p1 - p0) * 42) / payload
+    }
+
+    /// Packets `iface` receives during `window` (a batch sent with UDP
+    /// segmentation offload counts once; see [`Self::datagrams_during`]).
     pub fn received_during(&self, iface: &str, window: Duration) -> u64 {
         let before = self.rx_packets(iface);
         std::thread::sleep(window);
