@@ -445,18 +445,15 @@ fn losing_a_source_assert_on_the_rpf_interface_sets_the_spt_bit() {
     assert_eq!(sg_joins(&sim, lh, s).last(), Some(&ip("10.0.2.4")));
 }
 
-/// §4.2.2 with §4.6.2: a first-hop router has nobody upstream to join
-/// toward a directly connected source, yet JoinDesired(S,G) holds while
-/// it forwards S to a local member, so data from S sets its SPT bit and
-/// another router's copy on that LAN makes it assert (CouldAssert needs
-/// the SPT bit), with the metric of its route toward S.
-#[test]
-fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
-    let mut sim = Sim::new(12);
+/// A first-hop router on S's LAN (interface 1, 10.0.9.1) and LAN b
+/// (interface 2, 10.0.2.2), settled for 5 s; `seed` is the simulator's,
+/// `router_seed` the router's own.
+fn first_hop_on_two_lans(seed: u64, router_seed: u64) -> (Sim<Routed>, NodeId) {
+    let mut sim = Sim::new(seed);
     let (s_lan, b) = (sim.add_lan(), sim.add_lan());
     let fh = add_router(
         &mut sim,
-        50,
+        router_seed,
         &[
             pim_if(s_lan, 1, "s", "10.0.9.1"),
             pim_if(b, 2, "b", "10.0.2.2"),
@@ -468,6 +465,28 @@ fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
         ],
     );
     sim.run_for(5 * SEC);
+    (sim, fh)
+}
+
+/// The Asserts `node` has sent so far.
+fn asserts_sent(sim: &Sim<Routed>, node: NodeId) -> Vec<codec::Assert> {
+    messages(sim, node)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Assert(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+/// §4.2.2 with §4.6.2: a first-hop router has nobody upstream to join
+/// toward a directly connected source, yet JoinDesired(S,G) holds while
+/// it forwards S to a local member, so data from S sets its SPT bit and
+/// another router's copy on that LAN makes it assert (CouldAssert needs
+/// the SPT bit), with the metric of its route toward S.
+#[test]
+fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
+    let (mut sim, fh) = first_hop_on_two_lans(12, 50);
     let (s, g) = (ip(SRC), grp());
     sim.input(
         fh,
@@ -491,13 +510,7 @@ fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
     // Another router's copy of S arrives on LAN b.
     data(&mut sim, fh, 2);
     sim.run_for(SEC);
-    let asserts: Vec<_> = messages(&sim, fh)
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Assert(a) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let asserts = asserts_sent(&sim, fh);
     assert_eq!(asserts.len(), 1, "{asserts:?}");
     let a = &asserts[0];
     assert_eq!((a.source, a.rpt), (s, false));
@@ -510,35 +523,14 @@ fn a_first_hop_router_of_a_connected_source_asserts_against_another_copy() {
 /// data report (the shell reports an (S,G) on an interface once a second).
 #[test]
 fn starting_to_forward_onto_a_lan_with_another_copy_asserts_at_once() {
-    let mut sim = Sim::new(13);
-    let (s_lan, b) = (sim.add_lan(), sim.add_lan());
-    let fh = add_router(
-        &mut sim,
-        51,
-        &[
-            pim_if(s_lan, 1, "s", "10.0.9.1"),
-            pim_if(b, 2, "b", "10.0.2.2"),
-        ],
-        RP,
-        vec![
-            route("10.0.9.0", 24, 1, None),
-            route("10.0.2.0", 24, 2, None),
-        ],
-    );
-    sim.run_for(5 * SEC);
+    let (mut sim, fh) = first_hop_on_two_lans(13, 51);
     let (s, g) = (ip(SRC), grp());
     // S's data on its own LAN, and another router's copy on LAN b, while
     // nobody here wants S: nothing to assert.
     data(&mut sim, fh, 1);
     data(&mut sim, fh, 2);
     sim.run_for(std::time::Duration::from_millis(200));
-    let asserts = |sim: &Sim<Routed>| {
-        messages(sim, fh)
-            .into_iter()
-            .filter(|m| matches!(m, Message::Assert(_)))
-            .count()
-    };
-    assert_eq!(asserts(&sim), 0);
+    assert_eq!(asserts_sent(&sim, fh).len(), 0);
     // A member on LAN b: we forward S there too, and assert at once.
     sim.input(
         fh,
@@ -548,7 +540,7 @@ fn starting_to_forward_onto_a_lan_with_another_copy_asserts_at_once() {
         },
     );
     sim.run_for(std::time::Duration::from_millis(10));
-    assert_eq!(asserts(&sim), 1);
+    assert_eq!(asserts_sent(&sim, fh).len(), 1);
     assert!(sim
         .node(fh)
         .pim
