@@ -43,22 +43,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::daemon::{spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::pim_lab::{udp_bound_in, wait};
+use common::pim_lab::wait;
+use common::recorder::Recorder;
 use common::{KillOnDrop, Netns};
 use mcr::control::MrouteEntry;
-use mcr::gen::payload::Header;
 use mcr::pim::instance::{AssertSnapshot, UpstreamSnapshot};
 use mcr::pim::state::assert::AssertState;
-use nix::sys::socket::{recvmsg, MsgFlags, SockaddrIn};
 
 const H1: Ipv4Addr = Ipv4Addr::new(10, 214, 1, 10);
 const R1_S: Ipv4Addr = Ipv4Addr::new(10, 214, 1, 1);
@@ -277,74 +272,36 @@ struct Got {
     seq: u64,
 }
 
-/// A host's source-specific member socket (IGMPv3 INCLUDE {source}) that
-/// records the mcrgen sequence number of every datagram, read on a thread
-/// inside its namespace.
+/// A host's source-specific member socket (IGMPv3 INCLUDE {source}): a
+/// [`Recorder`] seen as the mcrgen datagrams from that source.
 struct SsmReceiver {
-    stop: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Got>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    rec: Recorder,
+    source: Ipv4Addr,
     joined_at: Instant,
 }
 
 impl SsmReceiver {
     fn join(ns: &Netns, local: Ipv4Addr, source: Ipv4Addr) -> SsmReceiver {
-        let name = ns.name.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (s2, g2) = (stop.clone(), got.clone());
-        let thread = std::thread::spawn(move || {
-            let s = udp_bound_in(&name, PORT);
-            let _ = s.set_recv_buffer_size(1 << 20);
-            s.set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            s.join_ssm_v4(&source, &GROUP, &local).expect("join (S,G)");
-            let _ = tx.send(Instant::now());
-            let mut buf = [0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let Ok(m) = recvmsg::<SockaddrIn>(s.as_raw_fd(), &mut iov, None, MsgFlags::empty())
-                else {
-                    continue;
-                };
-                let n = m.bytes;
-                if m.address.map(|a| a.ip()) != Some(source) {
-                    continue;
-                }
-                let Some(h) = Header::decode(&buf[..n]) else {
-                    continue;
-                };
-                g2.lock().unwrap().push(Got {
-                    at: Instant::now(),
-                    seq: h.seq,
-                });
-            }
-        });
-        let joined_at = rx.recv_timeout(Duration::from_secs(5)).expect("joined");
+        let rec = Recorder::start(ns, PORT, move |s| s.join_ssm_v4(&source, &GROUP, &local));
+        let joined_at = rec.joined_at;
         SsmReceiver {
-            stop,
-            got,
-            thread: Some(thread),
+            rec,
+            source,
             joined_at,
         }
     }
 
     fn received(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
+        self.rec
+            .received()
+            .into_iter()
+            .filter(|d| d.source == self.source)
+            .filter_map(|d| d.seq.map(|seq| Got { at: d.at, seq }))
+            .collect()
     }
 
     fn since(&self, t: Instant) -> Vec<Got> {
         self.received().into_iter().filter(|g| g.at >= t).collect()
-    }
-}
-
-impl Drop for SsmReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
