@@ -1,12 +1,11 @@
 //! PimActor: the I/O shell around the sans-I/O PIM-SM core
 //! (`mcr::pim::PimInstance`).
 //!
-//! Owns: one raw PIM socket per interface that runs PIM (`mcr::sys::pim`,
-//! joined to ALL-PIM-ROUTERS, TTL 1, sent from the interface address), a
-//! reader task per socket, the one timer the core asks for
-//! (`poll_timeout`), feeding the core interface snapshots (from the
-//! NetlinkMonitor) and the running configuration, and turning the core's
-//! events into `subscribe` events. It also answers the core's RPF
+//! Owns: the one timer the core asks for (`poll_timeout`), feeding the
+//! core interface snapshots (from the NetlinkMonitor) and the running
+//! configuration, answering the control queries from the core's state,
+//! and turning the core's events into `subscribe` events. It also answers
+//! the core's RPF
 //! questions with the kernel's unicast route (`route_get`, asked again
 //! when the NetlinkMonitor reports route changes and every
 //! `RESYNC` period), feeds it the IGMP memberships the RIB pushes (local
@@ -15,9 +14,13 @@
 //! its (S,G,rpt) prunes take it off the shared tree on (§4.1.6
 //! inherited_olist(S,G,rpt)). The protocol itself (RFC 7761
 //! §4.3 Hellos, neighbors, DR; §4.5 Join/Prune both ways; §4.9 decoding)
-//! is the core's. The data side (the RP's forwarding of decapsulated
-//! Registers, §4.4.2, and the per-(S,G) data reports from the workers'
-//! counters) is in `pim_register.rs`.
+//! is the core's. The rest of the shell is in submodules: the
+//! per-interface PIM sockets (one raw socket per interface that runs PIM,
+//! a reader thread each, the flood cap) in `pim_socks.rs`; the data side
+//! as RP (forwarding of decapsulated Registers, §4.4.2, and the per-(S,G)
+//! data reports from the workers' counters) in `pim_register.rs`; the
+//! first-hop data path and unicast PIM in `pim_data.rs`; what goes to the
+//! RIB in `pim_rib.rs`; events in `pim_events.rs`.
 //!
 //! A packet never restarts this actor: the core counts and drops what it
 //! cannot decode. After a panic the new actor starts from nothing with a
@@ -34,8 +37,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,6 @@ use mcr::pim::{PimConfig, PimInput, PimInstance};
 use mcr::proto::{Protocol, Rng};
 use mcr::rib::learned::Memberships;
 use mcr::rib::{Origin, Route};
-use mcr::sys::pim::{open_pim_socket, recv_pim, send_pim};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
@@ -67,32 +67,16 @@ mod rib;
 use rib::{leave_pim_members_to_pim, merge_inherited, rib_routes};
 #[path = "pim_register.rs"]
 mod register;
+#[path = "pim_socks.rs"]
+mod socks;
+use socks::{rx_handled, Sock};
 
 pub struct PimActor;
-
-/// How long a reader thread blocks before it checks whether it is still
-/// wanted.
-const READ_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How often every RPF target is resolved again and every route re-sent to
 /// the RIB, in case a netlink event or a RIB message was lost (a restarted
 /// RIB forgets learned routes).
 const RESYNC: Duration = Duration::from_secs(30);
-
-/// One interface's socket and the thread reading it (a blocking read on a
-/// thread needs no `unsafe` registration with the async runtime).
-struct Sock {
-    name: String,
-    addr: Ipv4Addr,
-    fd: Arc<OwnedFd>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Sock {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 pub struct PimState {
     shared: Arc<Shared>,
@@ -250,35 +234,6 @@ impl PimState {
         self.secondary = now_secondary;
     }
 
-    fn sync_sockets(&mut self, me: &ActorRef<PimMsg>) {
-        let cfg = self.core.config().clone();
-        let wanted: BTreeMap<u32, (String, Ipv4Addr)> = if cfg.enabled {
-            self.links
-                .iter()
-                .filter(|(_, (n, _))| cfg.interface(n).is_some())
-                .map(|(k, v)| (*k, v.clone()))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
-        self.socks
-            .retain(|k, s| wanted.get(k) == Some(&(s.name.clone(), s.addr)));
-        for (ifindex, (name, addr)) in wanted {
-            if self.socks.contains_key(&ifindex) {
-                continue;
-            }
-            match open_sock(me, ifindex, &name, addr) {
-                Ok(s) => {
-                    info!(target: "Protocol", "PIM socket open on {name} ({addr})");
-                    self.socks.insert(ifindex, s);
-                }
-                // Hellos for this interface are lost until the next
-                // snapshot retries; the core keeps running.
-                Err(e) => warn!(target: "Protocol", "cannot open the PIM socket on {name}: {e}"),
-            }
-        }
-    }
-
     /// Goodbye Hellos (holdtime 0) let neighbors re-elect the DR now
     /// rather than after our holdtime. Once only: the root asks before it
     /// stops the tree, and `post_stop` covers any other orderly stop.
@@ -417,25 +372,6 @@ impl PimState {
         self.sent = want;
     }
 
-    /// Send the messages the core queued: unicast routed, link-local
-    /// multicast on its interface's socket.
-    fn send_queued(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            if self.send_unicast(&t) {
-                continue;
-            }
-            let Some(s) = self.socks.get(&t.ifindex) else {
-                debug!(target: "Protocol", "no PIM socket on ifindex {}; dropped a message", t.ifindex);
-                continue;
-            };
-            // Unicast went out routed above; this is link-local multicast.
-            if let Err(e) = send_pim(s.fd.as_fd(), t.dst, &t.payload) {
-                // A lost Hello is repaired by the next one.
-                debug!(target: "Protocol", "send on {} failed: {e}", s.name);
-            }
-        }
-    }
-
     /// Send what the core queued, publish its events, re-arm the timer.
     fn drain(&mut self, me: &ActorRef<PimMsg>) {
         while let Some(target) = self.core.poll_rpf_request() {
@@ -510,102 +446,6 @@ impl PimState {
     }
 }
 
-/// Packets read and not yet handled by the actor, over all interfaces.
-/// As RP, Registers arrive at a source's data rate: past
-/// `MAX_QUEUED_REGISTERS` they are dropped (the DR sends the next one),
-/// so Hellos and Join/Prunes still get through; past `MAX_QUEUED` every
-/// packet is, so a flood cannot grow the mailbox without bound.
-static RX_QUEUED: AtomicUsize = AtomicUsize::new(0);
-const MAX_QUEUED_REGISTERS: usize = 1024;
-const MAX_QUEUED: usize = 4096;
-/// Packets dropped at the cap since the last warning.
-static RX_DROPPED: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether the reader hands `payload` to the actor (and counts it queued).
-fn admit(payload: &[u8]) -> bool {
-    let queued = RX_QUEUED.load(Ordering::Relaxed);
-    let register = payload.first().is_some_and(|b| b & 0x0f == 1);
-    if queued >= MAX_QUEUED || (register && queued >= MAX_QUEUED_REGISTERS) {
-        if RX_DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
-            warn!(target: "Protocol", "PIM flood: {queued} packets wait for the actor; dropping Registers past {MAX_QUEUED_REGISTERS}, everything past {MAX_QUEUED}");
-        }
-        return false;
-    }
-    RX_QUEUED.fetch_add(1, Ordering::Relaxed);
-    true
-}
-
-/// The actor handled one packet the reader admitted.
-fn rx_handled() {
-    let _ = RX_QUEUED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        Some(n.saturating_sub(1))
-    });
-    // Let the next flood be reported once the backlog has drained.
-    if RX_QUEUED.load(Ordering::Relaxed) == 0 {
-        let n = RX_DROPPED.swap(0, Ordering::Relaxed);
-        if n > 0 {
-            warn!(target: "Protocol", "PIM flood over: {n} packets dropped");
-        }
-    }
-}
-
-fn open_sock(
-    me: &ActorRef<PimMsg>,
-    ifindex: u32,
-    name: &str,
-    addr: Ipv4Addr,
-) -> std::io::Result<Sock> {
-    let fd = Arc::new(open_pim_socket(name, ifindex, addr, READ_TIMEOUT)?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (rfd, rstop, me) = (fd.clone(), stop.clone(), me.clone());
-    std::thread::Builder::new()
-        .name(format!("pim-rx-{name}"))
-        .spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !rstop.load(Ordering::Relaxed) {
-                match recv_pim(rfd.as_fd(), &mut buf) {
-                    Ok(Some(r)) => {
-                        let payload = buf
-                            .get(r.offset..r.offset + r.len)
-                            .map(<[u8]>::to_vec)
-                            .unwrap_or_default();
-                        if !admit(&payload) {
-                            continue;
-                        }
-                        let msg = PimMsg::Packet {
-                            ifindex,
-                            src: r.src,
-                            dst: r.dst,
-                            payload,
-                        };
-                        if me.cast(msg).is_err() {
-                            return;
-                        }
-                    }
-                    // Not a whole IPv4 header: nothing to hand the core.
-                    Ok(None) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        warn!(target: "Protocol", "reading the PIM socket of ifindex {ifindex}: {e}");
-                        std::thread::sleep(READ_TIMEOUT);
-                    }
-                }
-            }
-        })?;
-    Ok(Sock {
-        name: name.to_string(),
-        addr,
-        fd,
-        stop,
-    })
-}
-
 impl Actor for PimActor {
     type Msg = PimMsg;
     type State = PimState;
@@ -654,8 +494,7 @@ impl Actor for PimActor {
             fwd: register::Forwarder::default(),
             activity: register::Activity::spawn(myself.clone()),
             data: {
-                // Packets read for a predecessor died with its mailbox.
-                RX_QUEUED.store(0, Ordering::Relaxed);
+                socks::reset_queue();
                 data::DataPath::new()
             },
             shared,
