@@ -25,17 +25,16 @@ use std::time::{Duration, Instant};
 
 use common::daemon::spawn_stream;
 use common::frr::require_frr;
-use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
-use common::pim_lab::{wait, SeqReceiver};
+use common::lab::{mcr_igmp_querier, mcr_pim, FirstHop, Lab, LabSpec, LineAddrs};
+use common::pim_lab::{mcr_sg, wait, wait_igmp_group, SeqReceiver};
 use common::KillOnDrop;
-use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
+use mcr::pim::instance::RpSnapshot;
 
-const H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 10);
-const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 1);
-const R1: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 1);
-const MCR: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 2);
-const MCR_H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 1);
-const H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 10);
+const NET: LineAddrs = LineAddrs::new(207);
+const H1: Ipv4Addr = NET.h1;
+const R1: Ipv4Addr = NET.r1;
+const MCR: Ipv4Addr = NET.mcr;
+const H2: Ipv4Addr = NET.h2;
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 207, 1, 1);
 const PORT: u16 = 5207;
 const RATE: u32 = 200;
@@ -47,15 +46,9 @@ fn lab() -> Lab {
         mcr_pim(&["m-r1"], MCR, "join_prune_interval: 10"),
         mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
     );
-    LabSpec::new("pimrp")
-        .frr("r1")
-        .host("mcr")
-        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
-        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
-        .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
-        // MCR's route toward the source: the RPF of its (S,G) join.
-        .route("mcr", "10.207.1.0/24", R1)
-        .route("r1", "10.207.2.0/24", MCR)
+    // MCR's route toward the source (the line's) is the RPF of its (S,G)
+    // join.
+    LabSpec::line("pimrp", 207, FirstHop::Frr)
         .frr_pim("r1", "r1-h1")
         .frr_pim_link("r1", "r1-m")
         .frr_rp("r1", MCR)
@@ -66,12 +59,10 @@ fn lab() -> Lab {
 
 impl Lab {
     fn wait_adjacency(&self) {
-        let t0 = Instant::now();
-        wait("PIM adjacency", Duration::from_secs(15), || {
-            let v = self.frr("r1").try_json("show ip pim neighbor json").ok()?;
-            v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-        });
-        println!("pim_frr_rp: adjacency after {:?}", t0.elapsed());
+        let took = self
+            .frr("r1")
+            .wait_neighbor("r1-m", MCR, Duration::from_secs(15));
+        println!("pim_frr_rp: adjacency after {took:?}");
         let rp: Vec<RpSnapshot> = self.mcr().ctl_json(&["pim", "rp"]);
         assert!(
             rp.iter().any(|r| r.rp == MCR && r.i_am_rp),
@@ -105,12 +96,7 @@ fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers()
     let member = SeqReceiver::join(lab.ns("h2"), H2, GROUP, PORT);
     // h2's membership is known before the source starts, so that the
     // first Register has somewhere to go.
-    wait("h2's membership at MCR", Duration::from_secs(10), || {
-        let rows: Vec<serde_json::Value> = lab.mcr().ctl_json(&["igmp", "groups"]);
-        rows.iter()
-            .any(|r| r["interface"] == "m-h2" && r["group"] == GROUP.to_string())
-            .then_some(())
-    });
+    wait_igmp_group(lab.mcr(), "m-h2", GROUP);
 
     let sent_at = Instant::now();
     let _sender = lab.send();
@@ -136,21 +122,15 @@ fn mcr_as_rp_forwards_registered_data_joins_the_source_and_stops_the_registers()
     let joined = wait("MCR's (S,G) join at r1", Duration::from_secs(10), || {
         (lab.frr_sg_join().as_deref() == Some("JOIN")).then(Instant::now)
     });
-    let stopped = wait(
-        "FRR's register state RegPrune",
-        Duration::from_secs(15),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then(Instant::now),
-    );
+    let stopped = lab
+        .frr("r1")
+        .wait_reg_state(GROUP, H1, "RegPrune", Duration::from_secs(15));
     println!(
         "pim_frr_rp: first packet -> (S,G) JOIN at r1 {:?}, -> Register-Stop (FRR RegPrune) {:?}",
         joined.saturating_duration_since(first.at),
         stopped.saturating_duration_since(first.at)
     );
-    let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
-    let sg = routes
-        .iter()
-        .find(|r| r.source == Some(H1) && r.group == GROUP)
-        .unwrap_or_else(|| panic!("no (S,G) at MCR: {routes:?}"));
+    let sg = mcr_sg(lab.mcr(), H1, GROUP);
     assert!(sg.joined, "{sg:?}");
     assert!(sg.spt_bit, "native data set the SPT bit: {sg:?}");
     assert!(sg.keepalive_in_ms.is_some(), "{sg:?}");
@@ -207,17 +187,9 @@ fn with_no_receiver_mcr_as_rp_stops_the_registers_at_once() {
     }
     let lab = lab();
     lab.wait_adjacency();
-    let sent_at = Instant::now();
-    let _sender = lab.send();
-    wait(
-        "FRR's register state RegPrune",
-        Duration::from_secs(10),
-        || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-    );
-    println!(
-        "pim_frr_rp: no receiver: source start -> Register-Stop (FRR RegPrune) {:?}",
-        sent_at.elapsed()
-    );
+    let _sender = lab
+        .frr("r1")
+        .registers_stopped_without_receiver("pim_frr_rp", GROUP, H1, || lab.send());
     // Nothing to forward and no reason to join the source.
     assert_eq!(
         lab.metric("mcr_pim_decapsulated_forwarded_total{interface=\"m-h2\"}"),

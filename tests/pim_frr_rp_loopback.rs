@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use common::capture::{ip_payload as pim_of, Capture};
 use common::daemon::spawn_stream;
 use common::frr::{require_frr, FrrRouter};
-use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
-use common::pim_lab::{wait, SeqReceiver};
+use common::lab::{mcr_igmp_querier, mcr_pim, FirstHop, Lab, LabSpec, LineAddrs};
+use common::pim_lab::{mcr_sg, wait, wait_igmp_group, SeqReceiver};
 use common::recorder::Recorder;
 use common::{in_ns, KillOnDrop, Netns};
 use mcr::pim::instance::{RegisterReport, RpSnapshot, UpstreamSnapshot};
@@ -61,23 +61,18 @@ const IPPROTO_PIM: i32 = 103;
 /// Wait for `r1`'s PIM adjacency with MCR (`mcr`, its address on r1-m)
 /// and print how long it took.
 fn wait_adjacency(r1: &FrrRouter, mcr: Ipv4Addr) {
-    let t0 = Instant::now();
-    wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = r1.try_json("show ip pim neighbor json").ok()?;
-        v.get("r1-m")?.get(mcr.to_string()).map(|_| ())
-    });
-    println!("pim_frr_rp_loopback: adjacency after {:?}", t0.elapsed());
+    let took = r1.wait_neighbor("r1-m", mcr, Duration::from_secs(15));
+    println!("pim_frr_rp_loopback: adjacency after {took:?}");
 }
 
 mod rp_on_loopback {
     use super::*;
 
-    const H1: Ipv4Addr = Ipv4Addr::new(10, 217, 1, 10);
-    const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 217, 1, 1);
-    const R1: Ipv4Addr = Ipv4Addr::new(10, 217, 12, 1);
-    const MCR: Ipv4Addr = Ipv4Addr::new(10, 217, 12, 2);
-    const MCR_H2: Ipv4Addr = Ipv4Addr::new(10, 217, 2, 1);
-    const H2: Ipv4Addr = Ipv4Addr::new(10, 217, 2, 10);
+    const NET: LineAddrs = LineAddrs::new(217);
+    const H1: Ipv4Addr = NET.h1;
+    const R1_H1: Ipv4Addr = NET.h1_gw;
+    const MCR: Ipv4Addr = NET.mcr;
+    const H2: Ipv4Addr = NET.h2;
     /// The RP address, on MCR's `lo`.
     const RP: Ipv4Addr = Ipv4Addr::new(10, 217, 255, 1);
 
@@ -91,14 +86,7 @@ mod rp_on_loopback {
     }
 
     fn lab(rp_on_lo_at_start: bool) -> Lab {
-        let spec = LabSpec::new("rplo1")
-            .frr("r1")
-            .host("mcr")
-            .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
-            .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
-            .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
-            .route("mcr", "10.217.1.0/24", R1)
-            .route("r1", "10.217.2.0/24", MCR)
+        let spec = LabSpec::line("rplo1", 217, FirstHop::Frr)
             // r1 registers to the RP address via MCR.
             .route("r1", &format!("{RP}/32"), MCR)
             .frr_pim("r1", "r1-h1")
@@ -126,18 +114,9 @@ mod rp_on_loopback {
             spawn_stream(self.ns("h1"), GROUP, PORT, "h1-r1", RATE, SENT_TTL)
         }
 
-        fn frr_reg_state(&self) -> Option<String> {
-            self.r1().reg_state(GROUP, H1)
-        }
-
         fn member(&self) -> SeqReceiver {
             let m = SeqReceiver::join(self.ns("h2"), H2, GROUP, PORT);
-            wait("h2's membership at MCR", Duration::from_secs(10), || {
-                let rows: Vec<serde_json::Value> = self.mcr().ctl_json(&["igmp", "groups"]);
-                rows.iter()
-                    .any(|r| r["interface"] == "m-h2" && r["group"] == GROUP.to_string())
-                    .then_some(())
-            });
+            wait_igmp_group(self.mcr(), "m-h2", GROUP);
             m
         }
 
@@ -178,11 +157,9 @@ mod rp_on_loopback {
             let join = lab.r1().join_state("r1-m", GROUP, &H1.to_string());
             (join.as_deref() == Some("JOIN")).then(Instant::now)
         });
-        let stopped = wait(
-            "FRR's register state RegPrune",
-            Duration::from_secs(15),
-            || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then(Instant::now),
-        );
+        let stopped = lab
+            .r1()
+            .wait_reg_state(GROUP, H1, "RegPrune", Duration::from_secs(15));
         println!(
             "pim_frr_rp_loopback: first packet -> (S,G) JOIN at r1 {:?}, -> Register-Stop (FRR RegPrune) {:?}",
             joined.saturating_duration_since(first.at),
@@ -196,11 +173,7 @@ mod rp_on_loopback {
             [RP].into(),
             "Register-Stops come from the RP address, not m-r1's {MCR}"
         );
-        let routes: Vec<UpstreamSnapshot> = lab.mcr().ctl_json(&["pim", "routes"]);
-        let sg = routes
-            .iter()
-            .find(|r| r.source == Some(H1) && r.group == GROUP)
-            .unwrap_or_else(|| panic!("no (S,G) at MCR: {routes:?}"));
+        let sg = mcr_sg(lab.mcr(), H1, GROUP);
         assert!(sg.joined && sg.spt_bit, "{sg:?}");
         assert_eq!(sg.upstream_interface.as_deref(), Some("m-r1"));
         let reg: RegisterReport = lab.mcr().ctl_json(&["pim", "register"]);
@@ -241,18 +214,11 @@ mod rp_on_loopback {
             t0.elapsed()
         );
         let stops = lab.capture_register_stops();
-        let sent_at = Instant::now();
-        let _sender = lab.send();
-        // No receiver: the RP stops the Registers at once.
-        wait(
-            "FRR's register state RegPrune",
-            Duration::from_secs(10),
-            || (lab.frr_reg_state().as_deref() == Some("RegPrune")).then_some(()),
-        );
-        println!(
-            "pim_frr_rp_loopback: no receiver: source start -> Register-Stop (FRR RegPrune) {:?}",
-            sent_at.elapsed()
-        );
+        let _sender =
+            lab.r1()
+                .registers_stopped_without_receiver("pim_frr_rp_loopback", GROUP, H1, || {
+                    lab.send()
+                });
         assert!(stops.got().iter().all(|s| s.0 == RP));
         assert!(!stops.got().is_empty());
     }
@@ -261,12 +227,11 @@ mod rp_on_loopback {
 mod oversized {
     use super::*;
 
-    const H1: Ipv4Addr = Ipv4Addr::new(10, 218, 1, 10);
-    const MCR_H1: Ipv4Addr = Ipv4Addr::new(10, 218, 1, 1);
-    const MCR: Ipv4Addr = Ipv4Addr::new(10, 218, 12, 2);
-    const R1: Ipv4Addr = Ipv4Addr::new(10, 218, 12, 1);
-    const R1_H2: Ipv4Addr = Ipv4Addr::new(10, 218, 2, 1);
-    const H2: Ipv4Addr = Ipv4Addr::new(10, 218, 2, 10);
+    const NET: LineAddrs = LineAddrs::new(218);
+    const H1: Ipv4Addr = NET.h1;
+    const MCR_H1: Ipv4Addr = NET.h1_gw;
+    const MCR: Ipv4Addr = NET.mcr;
+    const H2: Ipv4Addr = NET.h2;
     const RP: Ipv4Addr = Ipv4Addr::new(10, 218, 255, 1);
     /// Without DF; h2 is a member.
     const BIG: Ipv4Addr = Ipv4Addr::new(239, 218, 1, 1);
@@ -276,15 +241,8 @@ mod oversized {
     const PAYLOAD: usize = 1480 - 28;
 
     fn lab() -> Lab {
-        LabSpec::new("big1")
-            .frr("r1")
-            .host("mcr")
-            .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
-            .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
-            .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
-            .route("mcr", &format!("{RP}/32"), R1)
-            .route("mcr", "10.218.2.0/24", R1)
-            .route("r1", "10.218.1.0/24", MCR)
+        LabSpec::line("big1", 218, FirstHop::Mcr)
+            .route("mcr", &format!("{RP}/32"), NET.r1)
             .frr_loopback_rp("r1", RP)
             .frr_pim_link("r1", "r1-m")
             .frr_igmp("r1", "r1-h2")
@@ -506,12 +464,10 @@ mod oversized {
 mod shared_tree {
     use super::*;
 
-    const H1: Ipv4Addr = Ipv4Addr::new(10, 219, 1, 10);
-    const MCR_H1: Ipv4Addr = Ipv4Addr::new(10, 219, 1, 1);
-    const MCR: Ipv4Addr = Ipv4Addr::new(10, 219, 12, 2);
-    const R1: Ipv4Addr = Ipv4Addr::new(10, 219, 12, 1);
-    const R1_H2: Ipv4Addr = Ipv4Addr::new(10, 219, 2, 1);
-    const H2: Ipv4Addr = Ipv4Addr::new(10, 219, 2, 10);
+    const NET: LineAddrs = LineAddrs::new(219);
+    const H1: Ipv4Addr = NET.h1;
+    const MCR: Ipv4Addr = NET.mcr;
+    const H2: Ipv4Addr = NET.h2;
     const RP: Ipv4Addr = Ipv4Addr::new(10, 219, 255, 1);
     const G: Ipv4Addr = Ipv4Addr::new(239, 219, 1, 1);
 
@@ -521,17 +477,10 @@ mod shared_tree {
         {
             return;
         }
-        let lab = LabSpec::new("rplo3")
-            .frr("r1")
-            .host("mcr")
-            .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
-            .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
-            .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
+        let lab = LabSpec::line("rplo3", 219, FirstHop::Mcr)
             .addr("mcr", "lo", RP)
-            .route("mcr", "10.219.2.0/24", R1)
             // r1 joins toward the RP address via MCR.
             .route("r1", &format!("{RP}/32"), MCR)
-            .route("r1", "10.219.1.0/24", MCR)
             .frr_pim_link("r1", "r1-m")
             .frr_igmp("r1", "r1-h2")
             .frr_rp("r1", RP)

@@ -278,6 +278,62 @@ impl FrrRouter {
             .map(String::from)
     }
 
+    /// Wait until this router lists `addr` as a PIM neighbor on `ifname`
+    /// (`show ip pim neighbor json`); how long that took.
+    pub fn wait_neighbor(
+        &self,
+        ifname: &str,
+        addr: std::net::Ipv4Addr,
+        timeout: Duration,
+    ) -> Duration {
+        let t0 = Instant::now();
+        self.wait_json("show ip pim neighbor json", timeout, |v| {
+            v.get(ifname)?.get(addr.to_string()).map(|_| ())
+        });
+        t0.elapsed()
+    }
+
+    /// Wait until this router's register state for (`source`, `group`) is
+    /// `state` (see [`FrrRouter::reg_state`]); when it was first seen.
+    pub fn wait_reg_state(
+        &self,
+        group: std::net::Ipv4Addr,
+        source: std::net::Ipv4Addr,
+        state: &str,
+        timeout: Duration,
+    ) -> Instant {
+        self.wait_json("show ip pim upstream json", timeout, |v| {
+            let s = v
+                .get(group.to_string())?
+                .get(source.to_string())?
+                .get("regState")?;
+            (s.as_str() == Some(state)).then(Instant::now)
+        })
+    }
+
+    /// With no receiver anywhere, start a source behind this router (its
+    /// first-hop DR) and wait for its register state for (`source`,
+    /// `group`) to become `RegPrune`: an RP with nobody to forward to
+    /// answers the first Register with a Register-Stop (RFC 7761 §4.4.2).
+    /// Prints the time from `start` under `test`'s name and returns what
+    /// `start` returned (the sender, which stops the source on drop).
+    pub fn registers_stopped_without_receiver<T>(
+        &self,
+        test: &str,
+        group: std::net::Ipv4Addr,
+        source: std::net::Ipv4Addr,
+        start: impl FnOnce() -> T,
+    ) -> T {
+        let sent_at = Instant::now();
+        let sender = start();
+        let stopped = self.wait_reg_state(group, source, "RegPrune", Duration::from_secs(10));
+        println!(
+            "{test}: no receiver: source start -> Register-Stop (FRR RegPrune) {:?}",
+            stopped - sent_at
+        );
+        sender
+    }
+
     /// This router's downstream join state for (`source`, `group`) on
     /// `ifname` from `show ip pim join json` (`channelJoinName`: `JOIN`,
     /// `SGRpt(P)`, ...; `None` while it has no such entry). `source` is an

@@ -400,3 +400,75 @@ fn more(fields: &str) -> String {
         format!(", {fields}")
     }
 }
+
+/// Which router of a [`LabSpec::line`] the source host h1 hangs off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstHop {
+    /// h1 ── r1 (FRR) ── MCR ── h2.
+    Frr,
+    /// h1 ── MCR ── r1 (FRR) ── h2.
+    Mcr,
+}
+
+/// The addresses of a [`LabSpec::line`] on `10.<net>.0.0/16`: h1's LAN is
+/// `10.<net>.1.0/24`, the routers' link `10.<net>.12.0/24`, h2's LAN
+/// `10.<net>.2.0/24`. `const`, so that a test can name them as constants.
+#[derive(Clone, Copy, Debug)]
+pub struct LineAddrs {
+    pub h1: Ipv4Addr,
+    /// The first-hop router's address on h1's LAN.
+    pub h1_gw: Ipv4Addr,
+    /// r1's address on the link to MCR.
+    pub r1: Ipv4Addr,
+    /// MCR's address on the link to r1.
+    pub mcr: Ipv4Addr,
+    /// The last-hop router's address on h2's LAN.
+    pub h2_gw: Ipv4Addr,
+    pub h2: Ipv4Addr,
+}
+
+impl LineAddrs {
+    pub const fn new(net: u8) -> LineAddrs {
+        LineAddrs {
+            h1: Ipv4Addr::new(10, net, 1, 10),
+            h1_gw: Ipv4Addr::new(10, net, 1, 1),
+            r1: Ipv4Addr::new(10, net, 12, 1),
+            mcr: Ipv4Addr::new(10, net, 12, 2),
+            h2_gw: Ipv4Addr::new(10, net, 2, 1),
+            h2: Ipv4Addr::new(10, net, 2, 10),
+        }
+    }
+}
+
+impl LabSpec {
+    /// The two-router lab most FRR tests use: h1 ── first hop ── other ──
+    /// h2, FRR router `r1` and MCR (node `mcr`) in the order `first_hop`
+    /// says, addressed as [`LineAddrs::new`]`(net)`. Each host routes by
+    /// default through its router and each router reaches the far host's
+    /// LAN through the other. Interfaces are named `<node>-<peer>` with
+    /// MCR as `m` (`h1-r1`, `r1-m`, `m-h2`, ...). Nothing of PIM or IGMP
+    /// yet: add it, any other routes and `.mcr(...)`, then build.
+    pub fn line(tag: &str, net: u8, first_hop: FirstHop) -> LabSpec {
+        let a = LineAddrs::new(net);
+        let (h1_side, h2_side) = match first_hop {
+            FirstHop::Frr => ("r1", "m"),
+            FirstHop::Mcr => ("m", "r1"),
+        };
+        let node = |s: &'static str| if s == "m" { "mcr" } else { s };
+        let h1_if = format!("h1-{h1_side}");
+        let h1_gw_if = format!("{h1_side}-h1");
+        let h2_if = format!("h2-{h2_side}");
+        let h2_gw_if = format!("{h2_side}-h2");
+        let (to_h1, to_h2) = (format!("10.{net}.1.0/24"), format!("10.{net}.2.0/24"));
+        let (h1_router, h2_router) = (node(h1_side), node(h2_side));
+        let via = |router: &str| if router == "r1" { a.mcr } else { a.r1 };
+        LabSpec::new(tag)
+            .frr("r1")
+            .host("mcr")
+            .stub("h1", &h1_if, a.h1, (h1_router, &h1_gw_if, a.h1_gw))
+            .link(("r1", "r1-m", a.r1), ("mcr", "m-r1", a.mcr))
+            .stub("h2", &h2_if, a.h2, (h2_router, &h2_gw_if, a.h2_gw))
+            .route(h2_router, &to_h1, via(h2_router))
+            .route(h1_router, &to_h2, via(h1_router))
+    }
+}

@@ -27,6 +27,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use mcr::pim::instance::UpstreamSnapshot;
+
 use super::daemon::Daemon;
 use super::frr::FrrRouter;
 use super::lab::{mcr_igmp_querier, mcr_pim, LabSpec};
@@ -268,6 +270,33 @@ impl Member {
 /// `timeout`.
 pub fn wait<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
     super::wait_for(timeout, f).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Wait until MCR's IGMP querier lists a member of `group` on
+/// `interface` (`mcrctl igmp groups`), so that data arriving later has
+/// somewhere to go.
+pub fn wait_igmp_group(mcr: &Daemon, interface: &str, group: Ipv4Addr) {
+    wait(
+        &format!("a member of {group} on {interface} at MCR"),
+        Duration::from_secs(10),
+        || {
+            let rows: Vec<serde_json::Value> = mcr.ctl_json(&["igmp", "groups"]);
+            rows.iter()
+                .any(|r| r["interface"] == interface && r["group"] == group.to_string())
+                .then_some(())
+        },
+    );
+}
+
+/// MCR's PIM route for (`source`, `group`) (`mcrctl pim routes`); fails
+/// the test, listing the routes, when there is none.
+pub fn mcr_sg(mcr: &Daemon, source: Ipv4Addr, group: Ipv4Addr) -> UpstreamSnapshot {
+    let routes: Vec<UpstreamSnapshot> = mcr.ctl_json(&["pim", "routes"]);
+    routes
+        .iter()
+        .find(|r| r.source == Some(source) && r.group == group)
+        .cloned()
+        .unwrap_or_else(|| panic!("no ({source},{group}) at MCR: {routes:?}"))
 }
 
 /// One mcrgen datagram at a [`SeqReceiver`].
