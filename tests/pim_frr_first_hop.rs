@@ -23,18 +23,18 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{inject, spawn_stream, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::lab::{mcr_pim, Lab, LabSpec};
+use common::lab::{mcr_pim, FirstHop, Lab, LabSpec, LineAddrs};
 use common::recorder::Recorder;
 use common::{require_root, Netns};
 use mcr::ipc::WorkerCounters;
 use mcr::wire::UdpPacketSpec;
 
-const H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 10);
-const MCR_H1: Ipv4Addr = Ipv4Addr::new(10, 207, 1, 1);
-const MCR: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 2);
-const R1: Ipv4Addr = Ipv4Addr::new(10, 207, 12, 1);
-const R1_H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 1);
-const H2: Ipv4Addr = Ipv4Addr::new(10, 207, 2, 10);
+const NET: LineAddrs = LineAddrs::new(207);
+const H1: Ipv4Addr = NET.h1;
+const MCR_H1: Ipv4Addr = NET.h1_gw;
+const MCR: Ipv4Addr = NET.mcr;
+const R1: Ipv4Addr = NET.r1;
+const H2: Ipv4Addr = NET.h2;
 const RP: Ipv4Addr = Ipv4Addr::new(10, 207, 255, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 207, 1, 1);
 const PORT: u16 = 5207;
@@ -46,19 +46,10 @@ fn lab() -> Lab {
         "{{ {} }}",
         mcr_pim(&["m-r1", "m-h1"], RP, "join_prune_interval: 10")
     );
-    LabSpec::new("pimf")
-        .frr("r1")
-        .host("mcr")
-        .link(("mcr", "m-r1", MCR), ("r1", "r1-m", R1))
-        .stub("h1", "h1-m", H1, ("mcr", "m-h1", MCR_H1))
-        .stub("h2", "h2-r1", H2, ("r1", "r1-h2", R1_H2))
-        // MCR's unicast routes toward the RP and h2's subnet: its RPF, and
-        // where Registers go.
-        .routes(
-            "mcr",
-            &[(format!("{RP}/32").as_str(), R1), ("10.207.2.0/24", R1)],
-        )
-        .route("r1", "10.207.1.0/24", MCR)
+    // MCR's unicast routes toward the RP (and the line's toward h2's
+    // subnet): its RPF, and where Registers go.
+    LabSpec::line("pimf", 207, FirstHop::Mcr)
+        .route("mcr", &format!("{RP}/32"), R1)
         .frr_loopback_rp("r1", RP)
         .frr_pim_link("r1", "r1-m")
         .frr_igmp("r1", "r1-h2")
@@ -116,12 +107,10 @@ fn mcr_registers_a_new_source_to_the_frr_rp_until_frr_joins_and_stops_it() {
         return;
     }
     let lab = lab();
-    let t0 = Instant::now();
-    wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
-        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-    });
-    println!("pim_frr_first_hop: adjacency after {:?}", t0.elapsed());
+    let took = lab
+        .frr("r1")
+        .wait_neighbor("r1-m", MCR, Duration::from_secs(15));
+    println!("pim_frr_first_hop: adjacency after {took:?}");
     // A listen-only worker runs on m-h1: no rule uses it, PIM does.
     wait("a worker on m-h1", Duration::from_secs(10), || {
         worker(lab.mcr(), "m-h1")

@@ -66,17 +66,10 @@ fn frr_registers_to_mcr_on_a_secondary_address_and_obeys_its_register_stop() {
     let rp_table: Vec<mcr::pim::instance::RpSnapshot> = mcr.ctl_json(&["pim", "rp"]);
     assert!(rp_table[0].i_am_rp, "an RP on a secondary address is us");
 
-    let _sender = spawn_stream(h1, GROUP, 5001, "h1-r1", 50, 16);
-    let sent_at = Instant::now();
-    // FRR registers, MCR (no receivers) stops it: FRR's register state
-    // for (h1, G) goes to RegPrune.
-    wait("FRR's RegPrune", Duration::from_secs(10), || {
-        (r1.reg_state(GROUP, H1).as_deref() == Some("RegPrune")).then_some(())
+    // FRR registers, MCR (no receivers) stops it.
+    let _sender = r1.registers_stopped_without_receiver("pim_frr_rp_secondary", GROUP, H1, || {
+        spawn_stream(h1, GROUP, 5001, "h1-r1", 50, 16)
     });
-    println!(
-        "pim_frr_rp: first packet → FRR in RegPrune after {:?}",
-        sent_at.elapsed()
-    );
     let report: RegisterReport = mcr.ctl_json(&["pim", "register"]);
     let e = report
         .rp

@@ -22,18 +22,17 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{send_cmd, Daemon};
 use common::frr::{require_frr, FrrRouter};
-use common::lab::{mcr_igmp_querier, mcr_pim, Lab, LabSpec};
+use common::lab::{mcr_igmp_querier, mcr_pim, FirstHop, Lab, LabSpec, LineAddrs};
 use common::pim_lab::{Member, TransitLab};
 use common::{KillOnDrop, Netns};
 use mcr::control::MrouteEntry;
 use mcr::pim::instance::{RpSnapshot, UpstreamSnapshot};
 
-const H1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 10);
-const R1_H1: Ipv4Addr = Ipv4Addr::new(10, 205, 1, 1);
-const R1: Ipv4Addr = Ipv4Addr::new(10, 205, 12, 1);
-const MCR: Ipv4Addr = Ipv4Addr::new(10, 205, 12, 2);
-const MCR_H2: Ipv4Addr = Ipv4Addr::new(10, 205, 2, 1);
-const H2: Ipv4Addr = Ipv4Addr::new(10, 205, 2, 10);
+const NET: LineAddrs = LineAddrs::new(205);
+const H1: Ipv4Addr = NET.h1;
+const R1: Ipv4Addr = NET.r1;
+const MCR: Ipv4Addr = NET.mcr;
+const H2: Ipv4Addr = NET.h2;
 const RP: Ipv4Addr = Ipv4Addr::new(10, 205, 255, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 205, 1, 1);
 const PORT: u16 = 5205;
@@ -47,18 +46,10 @@ fn lab() -> Lab {
         mcr_pim(&["m-r1"], RP, "join_prune_interval: 10"),
         mcr_igmp_querier("m-h2", "last_member_query_interval: 0.2")
     );
-    LabSpec::new("pimt")
-        .frr("r1")
-        .host("mcr")
-        .stub("h1", "h1-r1", H1, ("r1", "r1-h1", R1_H1))
-        .link(("r1", "r1-m", R1), ("mcr", "m-r1", MCR))
-        .stub("h2", "h2-m", H2, ("mcr", "m-h2", MCR_H2))
-        // MCR's unicast routes toward the RP and the source: its RPF.
-        .routes(
-            "mcr",
-            &[(format!("{RP}/32").as_str(), R1), ("10.205.1.0/24", R1)],
-        )
-        .route("r1", "10.205.2.0/24", MCR)
+    // MCR's unicast routes toward the RP (and the line's toward the
+    // source): its RPF.
+    LabSpec::line("pimt", 205, FirstHop::Frr)
+        .route("mcr", &format!("{RP}/32"), R1)
         .frr_loopback_rp("r1", RP)
         .frr_pim("r1", "r1-h1")
         .frr_pim_link("r1", "r1-m")
@@ -139,12 +130,10 @@ fn mcr_as_last_hop_joins_frr_rp_and_the_host_gets_the_stream_until_it_leaves() {
         return;
     }
     let lab = lab();
-    let t0 = Instant::now();
-    wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
-        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-    });
-    println!("pim_frr_tree: adjacency after {:?}", t0.elapsed());
+    let took = lab
+        .frr("r1")
+        .wait_neighbor("r1-m", MCR, Duration::from_secs(15));
+    println!("pim_frr_tree: adjacency after {took:?}");
     let rp: Vec<RpSnapshot> = lab.mcr().ctl_json(&["pim", "rp"]);
     assert_eq!(rp.len(), 1);
     assert_eq!(rp[0].rp, RP);
@@ -359,10 +348,8 @@ fn an_igmpv3_source_member_behind_mcr_joins_the_source_tree_at_frr() {
     // first hop (r1) at once.
     let group = Ipv4Addr::new(232, 205, 1, 1);
     let lab = lab();
-    wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
-        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-    });
+    lab.frr("r1")
+        .wait_neighbor("r1-m", MCR, Duration::from_secs(15));
     let _sender = stream(lab.ns("h1"), group, &[]);
     let sg_join = |r1: &FrrRouter| r1.join_state("r1-m", group, &H1.to_string());
     let mut member = Member::join(lab.ns("h2"), H2, group, PORT, Some(H1));
@@ -412,10 +399,8 @@ fn an_igmpv3_exclude_member_behind_mcr_prunes_the_excluded_source_at_frr() {
         return;
     }
     let lab = lab();
-    wait("PIM adjacency", Duration::from_secs(15), || {
-        let v = lab.frr("r1").try_json("show ip pim neighbor json").ok()?;
-        v.get("r1-m")?.get(MCR.to_string()).map(|_| ())
-    });
+    lab.frr("r1")
+        .wait_neighbor("r1-m", MCR, Duration::from_secs(15));
     let _sender = KillOnDrop(
         send_cmd(
             lab.ns("h1"),
