@@ -303,16 +303,7 @@ impl IgmpState {
                 sources,
                 ..
             } => {
-                IgmpProxy::tell(IgmpProxyMsg::Membership {
-                    interface: interface.clone(),
-                    group,
-                    filter: host_filter(mode, sources.clone()),
-                });
-                Rib::tell(RibMsg::Join {
-                    interface: interface.clone(),
-                    group,
-                    filter: filter(mode, sources),
-                });
+                self.membership(group, mode, sources);
                 self.shared.publish(Event::IgmpJoin { interface, group });
             }
             IgmpEvent::Change {
@@ -320,18 +311,7 @@ impl IgmpState {
                 mode,
                 sources,
                 ..
-            } => {
-                IgmpProxy::tell(IgmpProxyMsg::Membership {
-                    interface: interface.clone(),
-                    group,
-                    filter: host_filter(mode, sources.clone()),
-                });
-                Rib::tell(RibMsg::Join {
-                    interface,
-                    group,
-                    filter: filter(mode, sources),
-                });
-            }
+            } => self.membership(group, mode, sources),
             IgmpEvent::Leave { group, .. } => {
                 IgmpProxy::tell(IgmpProxyMsg::Membership {
                     interface: interface.clone(),
@@ -357,6 +337,26 @@ impl IgmpState {
                 });
             }
         }
+    }
+
+    /// A group's members on this interface now want `sources` in `mode`:
+    /// the proxy reports it upstream, the RIB forwards by it.
+    fn membership(
+        &self,
+        group: std::net::Ipv4Addr,
+        mode: FilterMode,
+        sources: Vec<std::net::Ipv4Addr>,
+    ) {
+        IgmpProxy::tell(IgmpProxyMsg::Membership {
+            interface: self.interface.clone(),
+            group,
+            filter: host_filter(mode, sources.clone()),
+        });
+        Rib::tell(RibMsg::Join {
+            interface: self.interface.clone(),
+            group,
+            filter: filter(mode, sources),
+        });
     }
 
     /// A querier of the proxy's downstream, or one of its own.

@@ -85,6 +85,29 @@ fn shared(keys: &[&str]) -> Arc<Shared> {
     s
 }
 
+/// A ProtocolSupervisor running one probe per key, with the shared state
+/// its config comes from, and its join handle.
+async fn supervise(
+    keys: &[&str],
+) -> (
+    Arc<Shared>,
+    ActorRef<ProtocolsMsg>,
+    tokio::task::JoinHandle<()>,
+) {
+    let s = shared(keys);
+    let (sup, h) = Actor::spawn(
+        None,
+        ProtocolSupervisor,
+        ProtocolsArgs {
+            shared: s.clone(),
+            wanted: probes,
+        },
+    )
+    .await
+    .expect("the supervisor starts");
+    (s, sup, h)
+}
+
 fn set_wanted(s: &Shared, keys: &[&str]) {
     s.set_config(Config {
         pinning: keys.iter().map(|k| (k.to_string(), vec![0])).collect(),
@@ -134,17 +157,7 @@ fn plan_stops_the_unwanted_and_starts_the_missing() {
 #[tokio::test]
 async fn a_panicking_child_is_restarted_alone_and_children_follow_the_config() {
     let (a, b) = ("probe-t1/a", "probe-t1/b");
-    let s = shared(&[a, b]);
-    let (sup, _h) = Actor::spawn(
-        None,
-        ProtocolSupervisor,
-        ProtocolsArgs {
-            shared: s.clone(),
-            wanted: probes,
-        },
-    )
-    .await
-    .unwrap();
+    let (s, sup, _h) = supervise(&[a, b]).await;
     let (a0, b0) = wait_until(|| Some((cell_of(a)?.get_id(), cell_of(b)?.get_id()))).await;
 
     panic_child(a);
@@ -170,17 +183,7 @@ async fn a_panicking_child_is_restarted_alone_and_children_follow_the_config() {
 #[tokio::test]
 async fn past_its_budget_the_supervisor_fails_and_takes_its_children_down() {
     let (a, b) = ("probe-t2/a", "probe-t2/b");
-    let s = shared(&[a, b]);
-    let (sup, h) = Actor::spawn(
-        None,
-        ProtocolSupervisor,
-        ProtocolsArgs {
-            shared: s.clone(),
-            wanted: probes,
-        },
-    )
-    .await
-    .unwrap();
+    let (_s, sup, h) = supervise(&[a, b]).await;
     let mut last = wait_until(|| Some(cell_of(a)?.get_id())).await;
     wait_until(|| cell_of(b)).await;
     for _ in 0..PROTOCOL_RESTART_BUDGET {
