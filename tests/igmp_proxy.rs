@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::daemon::{metric_sample as sample, recv, scrape_metrics, send_cmd, Daemon, DaemonOpts};
-use common::{require_root, unique_port, wait_for, KillOnDrop, Relay3};
+use common::{require_root, unique_port, wait_for, KillOnDrop, Netns, Relay3};
 use mcr::control::{MrouteEntry, StatusReport};
 use mcr::igmp::instance::{GroupRow, InterfaceRow, Role};
 
@@ -100,6 +100,25 @@ fn captured(text: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// A stream to `group` out of `iface` until the guard drops: RATE
+/// datagrams/s of 200 bytes, TTL 8 (enough to cross the proxy).
+fn stream(ns: &Netns, group: &str, iface: &str) -> KillOnDrop {
+    KillOnDrop(
+        send_cmd(
+            ns,
+            group,
+            PORT,
+            iface,
+            10_000_000,
+            RATE,
+            200,
+            &["--ttl", "8"],
+        )
+        .spawn()
+        .expect("spawn mcrgen send"),
+    )
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -167,20 +186,7 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         "{text}"
     );
 
-    let _sender = KillOnDrop(
-        send_cmd(
-            &t.src,
-            GROUP,
-            PORT,
-            "s0",
-            10_000_000,
-            RATE,
-            200,
-            &["--ttl", "8"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&t.src, GROUP, "s0");
     std::thread::sleep(Duration::from_millis(500));
     let quiet = t.dst.received_during("d0", Duration::from_secs(1));
     assert!(
@@ -474,20 +480,7 @@ fn the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream() {
         )
     });
 
-    let _sender = KillOnDrop(
-        send_cmd(
-            &t.src,
-            GROUP,
-            PORT,
-            "s0",
-            10_000_000,
-            RATE,
-            200,
-            &["--ttl", "8"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let _sender = stream(&t.src, GROUP, "s0");
     let _member = recv(&t.dst, GROUP, PORT, Some("d0"), &[]);
     let _bystander = recv(&other, GROUP, PORT, Some("d0"), &[]);
     // Both memberships are known; the r1 one is reported upstream.
@@ -592,20 +585,7 @@ fn a_downstream_source_is_forwarded_upstream_and_to_other_members() {
 
     let t0 = Instant::now();
     let (up0, x0) = (t.src.rx_packets("s0"), other.rx_packets("d0"));
-    let sender = KillOnDrop(
-        send_cmd(
-            &t.dst,
-            G2,
-            PORT,
-            "d0",
-            10_000_000,
-            RATE,
-            200,
-            &["--ttl", "8"],
-        )
-        .spawn()
-        .expect("spawn mcrgen send"),
-    );
+    let sender = stream(&t.dst, G2, "d0");
     wait_for(Duration::from_secs(3), || {
         (t.src.rx_packets("s0") - up0 > 50).then_some(())
     })
