@@ -32,6 +32,20 @@ fn next_to_rp(sim: &mut Sim<Routed>, seed: u64, up: If, down: If) -> NodeId {
     )
 }
 
+/// Two routers next to the RP, on its LAN `lan` (10.0.1.2 with seed 2,
+/// 10.0.1.3 with seed 3), with `down[i]` as their interfaces 2.
+fn pair_next_to_rp(
+    sim: &mut Sim<Routed>,
+    lan: LanId,
+    name: &'static str,
+    down: [If; 2],
+) -> (NodeId, NodeId) {
+    let [d0, d1] = down;
+    let a = next_to_rp(sim, 2, pim_if(lan, 1, name, "10.0.1.2"), d0);
+    let b = next_to_rp(sim, 3, pim_if(lan, 1, name, "10.0.1.3"), d1);
+    (a, b)
+}
+
 #[test]
 fn membership_at_the_last_hop_builds_the_tree_to_the_rp_and_leave_tears_it_down() {
     let Chain {
@@ -149,17 +163,11 @@ fn local_members_only_count_where_we_are_dr() {
     let mut sim = Sim::new(2);
     let (a, h) = (sim.add_lan(), sim.add_lan());
     let rp = rp_on(&mut sim, a, "a");
-    let lo = next_to_rp(
+    let (lo, hi) = pair_next_to_rp(
         &mut sim,
-        2,
-        pim_if(a, 1, "a", "10.0.1.2"),
-        pim_if(h, 2, "h", "10.0.5.1"),
-    );
-    let hi = next_to_rp(
-        &mut sim,
-        3,
-        pim_if(a, 1, "a", "10.0.1.3"),
-        pim_if(h, 2, "h", "10.0.5.2"),
+        a,
+        "a",
+        [pim_if(h, 2, "h", "10.0.5.1"), pim_if(h, 2, "h", "10.0.5.2")],
     );
     sim.run_for(10 * SEC);
     for n in [lo, hi] {
@@ -183,17 +191,14 @@ fn shared_lan() -> (Sim<Routed>, NodeId, NodeId, NodeId) {
     let mut sim = Sim::new(3);
     let (x, h1, h2) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
     let u = rp_on(&mut sim, x, "x");
-    let d1 = next_to_rp(
+    let (d1, d2) = pair_next_to_rp(
         &mut sim,
-        2,
-        pim_if(x, 1, "x", "10.0.1.2"),
-        host_if(h1, 2, "h", "10.0.6.1"),
-    );
-    let d2 = next_to_rp(
-        &mut sim,
-        3,
-        pim_if(x, 1, "x", "10.0.1.3"),
-        host_if(h2, 2, "h", "10.0.7.1"),
+        x,
+        "x",
+        [
+            host_if(h1, 2, "h", "10.0.6.1"),
+            host_if(h2, 2, "h", "10.0.7.1"),
+        ],
     );
     sim.run_for(10 * SEC);
     (sim, u, d1, d2)
@@ -338,17 +343,11 @@ fn an_rpf_change_moves_the_join_to_the_new_neighbor_and_prunes_the_old() {
     let mut sim = Sim::new(4);
     let (y, x, h) = (sim.add_lan(), sim.add_lan(), sim.add_lan());
     let _rp = rp_on(&mut sim, y, "y");
-    let a = next_to_rp(
+    let (a, b) = pair_next_to_rp(
         &mut sim,
-        2,
-        pim_if(y, 1, "y", "10.0.1.2"),
-        pim_if(x, 2, "x", "10.0.8.2"),
-    );
-    let b = next_to_rp(
-        &mut sim,
-        3,
-        pim_if(y, 1, "y", "10.0.1.3"),
-        pim_if(x, 2, "x", "10.0.8.3"),
+        y,
+        "y",
+        [pim_if(x, 2, "x", "10.0.8.2"), pim_if(x, 2, "x", "10.0.8.3")],
     );
     let l = add_router(
         &mut sim,
