@@ -170,25 +170,8 @@ impl TableReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipc::{rule_key, TableOutput};
+    use crate::rib::sync::tests::tr;
     use crate::rib::sync::{SyncAction, TableSync};
-    use crate::rule::OutputMode;
-
-    fn tr(i: u32) -> TableRule {
-        TableRule {
-            key: rule_key(&format!("r{i}")),
-            id: format!("r{i}"),
-            group: std::net::Ipv4Addr::from(0xef00_0000 + i),
-            port: 5000,
-            source: None,
-            outputs: vec![TableOutput {
-                egress: 0,
-                group: [239, 9, 9, 9].into(),
-                port: 1,
-                mode: OutputMode::Republish,
-            }],
-        }
-    }
 
     /// Feed `msgs` to the receiver and every ack back to `sync`; the
     /// actions `sync` asks for.

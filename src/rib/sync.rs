@@ -252,13 +252,15 @@ impl TableSync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dataplane::table::Table;
     use crate::ipc::{rule_key, TableOutput};
     use crate::rule::OutputMode;
 
-    fn tr(i: u32) -> TableRule {
+    /// Rule `r<i>`: group 239.0.0.<i>:5000, one output (also the
+    /// receiver's tests' rule).
+    pub(crate) fn tr(i: u32) -> TableRule {
         TableRule {
             key: rule_key(&format!("r{i}")),
             id: format!("r{i}"),
