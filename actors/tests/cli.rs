@@ -8,6 +8,13 @@ fn mcrd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mcrd"))
 }
 
+/// Run `cmd`, which must fail; what it said on stderr.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run mcrd");
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn version_and_help_name_the_subcommands() {
     let out = mcrd().arg("--version").output().unwrap();
@@ -26,13 +33,11 @@ fn version_and_help_name_the_subcommands() {
 #[test]
 fn worker_run_by_hand_explains_itself() {
     // No fd 3 from a supervisor: a clear refusal, not a crash.
-    let out = mcrd()
-        .args(["worker", "--interface", "eth0"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        mcrd()
+            .args(["worker", "--interface", "eth0"])
+            .stdin(std::process::Stdio::null()),
+    );
     assert!(
         err.contains("started by `mcrd supervisor`") || err.contains("fd 3"),
         "{err}"
@@ -44,13 +49,11 @@ fn bad_flags_are_refused_before_anything_starts() {
     let dir = std::env::temp_dir().join(format!("mcrd-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("s.sock");
-    let out = mcrd()
-        .args(["supervisor", "--log-level", "loud", "--socket"])
-        .arg(&sock)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        mcrd()
+            .args(["supervisor", "--log-level", "loud", "--socket"])
+            .arg(&sock),
+    );
     // Root sees the level error; others first hear about CAP_NET_RAW.
     assert!(
         err.contains("--log-level") || err.contains("CAP_NET_RAW"),
@@ -58,15 +61,13 @@ fn bad_flags_are_refused_before_anything_starts() {
     );
     assert!(!sock.exists(), "no socket left behind");
     let missing = dir.join("nope.json5");
-    let out = mcrd()
-        .args(["supervisor", "--config"])
-        .arg(&missing)
-        .arg("--socket")
-        .arg(&sock)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        mcrd()
+            .args(["supervisor", "--config"])
+            .arg(&missing)
+            .arg("--socket")
+            .arg(&sock),
+    );
     assert!(
         err.contains("nope.json5") || err.contains("CAP_NET_RAW"),
         "{err}"
@@ -76,12 +77,7 @@ fn bad_flags_are_refused_before_anything_starts() {
 
 #[test]
 fn demo_refuses_bad_sizes() {
-    let out = mcrd()
-        .args(["demo", "--size", "5", "--duration", "1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(mcrd().args(["demo", "--size", "5", "--duration", "1"]));
     assert!(err.contains("--size") || err.contains("root"), "{err}");
 }
 
