@@ -54,35 +54,31 @@ fn kernel_has(test: &str, kind: &str, args: &[&str]) -> bool {
     false
 }
 
-/// Relay `count` mcrgen packets from `src`/`src_if` to `dst`/`dst_if` and
-/// assert every one arrives translated.
-#[allow(clippy::too_many_arguments)]
-fn relays(
-    what: &str,
-    src: &Netns,
-    src_if: &str,
-    in_group: &str,
-    dst: &Netns,
-    dst_if: &str,
-    out_group: &str,
-    out_port: u16,
-) {
+/// One relayed path: (the sender's interface, the input group, the
+/// receiver's interface, the output group, the output port).
+type Path<'a> = (&'a str, &'a str, &'a str, &'a str, u16);
+
+/// For each path in turn, relay 500 mcrgen packets from `src` to `dst`
+/// and assert every one arrives translated.
+fn relays(src: &Netns, dst: &Netns, paths: &[Path]) {
     let count = 500u64;
-    let r = recv(
-        dst,
-        out_group,
-        out_port,
-        Some(dst_if),
-        &["--expect", &count.to_string(), "--idle-timeout", "2"],
-    );
-    let s = send(src, in_group, 5000, src_if, count, 2000, 600, &[]);
-    assert_eq!(s.sent, count);
-    let rep = r.finish(T);
-    assert_eq!(
-        (rep.unique, rep.corrupt),
-        (count, 0),
-        "{what}: every packet relayed: {rep:?}"
-    );
+    for &(src_if, in_group, dst_if, out_group, out_port) in paths {
+        let r = recv(
+            dst,
+            out_group,
+            out_port,
+            Some(dst_if),
+            &["--expect", &count.to_string(), "--idle-timeout", "2"],
+        );
+        let s = send(src, in_group, 5000, src_if, count, 2000, 600, &[]);
+        assert_eq!(s.sent, count);
+        let rep = r.finish(T);
+        assert_eq!(
+            (rep.unique, rep.corrupt),
+            (count, 0),
+            "{src_if} {in_group} -> {dst_if} {out_group}: every packet relayed: {rep:?}"
+        );
+    }
 }
 
 /// One rule per (input, output) pair, each translating to its own group.
@@ -130,34 +126,13 @@ fn vlan_sub_interfaces_as_input_and_output() {
         ]),
     );
     relays(
-        "vlan to vlan",
         &t.src,
-        "s0.100",
-        "239.1.1.1",
         &t.dst,
-        "d0.200",
-        "239.2.2.1",
-        6001,
-    );
-    relays(
-        "vlan to plain",
-        &t.src,
-        "s0.100",
-        "239.1.1.2",
-        &t.dst,
-        "d0",
-        "239.2.2.2",
-        6002,
-    );
-    relays(
-        "plain to vlan",
-        &t.src,
-        "s0",
-        "239.1.1.3",
-        &t.dst,
-        "d0.200",
-        "239.2.2.3",
-        6003,
+        &[
+            ("s0.100", "239.1.1.1", "d0.200", "239.2.2.1", 6001),
+            ("s0.100", "239.1.1.2", "d0", "239.2.2.2", 6002),
+            ("s0", "239.1.1.3", "d0.200", "239.2.2.3", 6003),
+        ],
     );
 }
 
@@ -192,34 +167,13 @@ fn gre_tunnels_as_input_and_output() {
         ]),
     );
     relays(
-        "gre to gre",
         &t.src,
-        "gs",
-        "239.1.1.1",
         &t.dst,
-        "gd",
-        "239.2.2.1",
-        6001,
-    );
-    relays(
-        "gre to ethernet",
-        &t.src,
-        "gs",
-        "239.1.1.2",
-        &t.dst,
-        "d0",
-        "239.2.2.2",
-        6002,
-    );
-    relays(
-        "ethernet to gre",
-        &t.src,
-        "s0",
-        "239.1.1.3",
-        &t.dst,
-        "gd",
-        "239.2.2.3",
-        6003,
+        &[
+            ("gs", "239.1.1.1", "gd", "239.2.2.1", 6001),
+            ("gs", "239.1.1.2", "d0", "239.2.2.2", 6002),
+            ("s0", "239.1.1.3", "gd", "239.2.2.3", 6003),
+        ],
     );
 }
 
@@ -388,23 +342,11 @@ fn bridge_and_bridge_ports_as_input_and_output() {
         ]),
     );
     relays(
-        "bridge to port",
         &src,
-        "s0",
-        "239.1.1.1",
         &dst,
-        "d0",
-        "239.2.2.1",
-        6001,
-    );
-    relays(
-        "port to bridge",
-        &src,
-        "s0",
-        "239.1.1.2",
-        &dst,
-        "d0",
-        "239.2.2.2",
-        6002,
+        &[
+            ("s0", "239.1.1.1", "d0", "239.2.2.1", 6001),
+            ("s0", "239.1.1.2", "d0", "239.2.2.2", 6002),
+        ],
     );
 }
