@@ -120,6 +120,22 @@ fn fake_daemon(dir: &Path, n_rules: usize) -> PathBuf {
     path
 }
 
+/// `mcrctl config <cmd> <file>` with no daemon at its socket (in `dir`):
+/// its exit code and stderr.
+fn config_without_daemon(dir: &Path, cmd: &str, file: &Path) -> (Option<i32>, String) {
+    let out = Command::new(MCRCTL)
+        .args(["--socket"])
+        .arg(dir.join("no-daemon.sock"))
+        .args(["config", cmd])
+        .arg(file)
+        .output()
+        .expect("run mcrctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn config_from_dev_zero_is_refused_at_the_limit_without_reading_it() {
     let dir = scratch("zero");
@@ -129,15 +145,8 @@ fn config_from_dev_zero_is_refused_at_the_limit_without_reading_it() {
         let started = Instant::now();
         // No daemon at this socket: the file must be refused before any
         // connection is tried, whatever the command.
-        let out = Command::new(MCRCTL)
-            .args(["--socket"])
-            .arg(dir.join("no-daemon.sock"))
-            .args(["config", cmd])
-            .arg(&z)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "config {cmd}: {err}");
+        let (code, err) = config_without_daemon(&dir, cmd, &z);
+        assert_eq!(code, Some(1), "config {cmd}: {err}");
         assert!(
             err.contains("limited to 1 MiB") && err.contains("z.json5"),
             "config {cmd} names the file and the limit: {err}"
@@ -160,15 +169,8 @@ fn config_file_over_the_limit_is_refused_with_its_size() {
     let dir = scratch("big");
     let big = dir.join("big.json5");
     std::fs::write(&big, vec![b' '; 2 << 20]).unwrap();
-    let out = Command::new(MCRCTL)
-        .args(["--socket"])
-        .arg(dir.join("no-daemon.sock"))
-        .args(["config", "check"])
-        .arg(&big)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = config_without_daemon(&dir, "check", &big);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("2097152 bytes") && err.contains("1 MiB"),
         "{err}"
