@@ -119,6 +119,15 @@ fn stream(ns: &Netns, group: &str, iface: &str) -> KillOnDrop {
     )
 }
 
+/// Whether `iface` in `ns` gets more than 50 packets past `base` (its
+/// `rx_packets` before) within 3 s: traffic has started.
+fn more_than_50(ns: &Netns, iface: &str, base: u64) -> bool {
+    wait_for(Duration::from_secs(3), || {
+        (ns.rx_packets(iface) - base > 50).then_some(())
+    })
+    .is_some()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -211,15 +220,11 @@ fn a_downstream_join_is_reported_upstream_and_forwarded_until_the_leave() {
         row.group.last_reporter,
         PROXY_UP.parse::<Ipv4Addr>().unwrap()
     );
-    wait_for(Duration::from_secs(3), || {
-        (t.dst.rx_packets("d0") - base > 50).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no traffic within 3 s of the join: {}",
-            d.ctl_ok(&["mroute"])
-        )
-    });
+    assert!(
+        more_than_50(&t.dst, "d0", base),
+        "no traffic within 3 s of the join: {}",
+        d.ctl_ok(&["mroute"])
+    );
     let join_to_traffic = t0.elapsed();
     eprintln!(
         "IGMP proxy: join -> upstream router lists the group {:.0} ms, -> traffic at the host {:.0} ms",
@@ -519,10 +524,11 @@ fn the_proxy_forwards_only_where_it_is_the_querier_and_only_downstream() {
     .unwrap_or_else(|| panic!("the proxy did not take r1 over: {:?}", row(&d, "r1")));
     let to_querier = t0.elapsed();
     let base = t.dst.rx_packets("d0");
-    wait_for(Duration::from_secs(3), || {
-        (t.dst.rx_packets("d0") - base > 50).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no traffic after the take-over: {:?}", mroute_outputs(&d)));
+    assert!(
+        more_than_50(&t.dst, "d0", base),
+        "no traffic after the take-over: {:?}",
+        mroute_outputs(&d)
+    );
     let to_traffic = t0.elapsed();
     eprintln!(
         "IGMP proxy: competing querier gone -> proxy is querier on r1 after {:.0} ms (OQPI {:.0} ms), stream at the host after {:.0} ms",
@@ -586,20 +592,17 @@ fn a_downstream_source_is_forwarded_upstream_and_to_other_members() {
     let t0 = Instant::now();
     let (up0, x0) = (t.src.rx_packets("s0"), other.rx_packets("d0"));
     let sender = stream(&t.dst, G2, "d0");
-    wait_for(Duration::from_secs(3), || {
-        (t.src.rx_packets("s0") - up0 > 50).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "the source's data never went upstream: {}",
-            d.ctl_ok(&["mroute"])
-        )
-    });
+    assert!(
+        more_than_50(&t.src, "s0", up0),
+        "the source's data never went upstream: {}",
+        d.ctl_ok(&["mroute"])
+    );
     let to_upstream = t0.elapsed();
-    wait_for(Duration::from_secs(3), || {
-        (other.rx_packets("d0") - x0 > 50).then_some(())
-    })
-    .unwrap_or_else(|| panic!("the r2 member got nothing: {}", d.ctl_ok(&["mroute"])));
+    assert!(
+        more_than_50(&other, "d0", x0),
+        "the r2 member got nothing: {}",
+        d.ctl_ok(&["mroute"])
+    );
     let to_member = t0.elapsed();
     let m: Vec<MrouteEntry> = d.ctl_json(&["mroute"]);
     let source: Ipv4Addr = "10.10.2.2".parse().unwrap();
