@@ -27,7 +27,7 @@ use super::codec::{self, DecodeError, Hello, LanPruneDelay, Message, ALL_PIM_ROU
 use super::config::{PimConfig, PimInterfaceConfig};
 use super::state::downstream::{Downstream, TreeKey};
 use super::state::rpt::SgKey;
-use super::state::{elect_dr, HelloOutcome, NeighborTable};
+use super::state::{elect_dr, lan_delay, HelloOutcome, LanDelay, NeighborTable};
 use crate::proto::{Protocol, Rng, Timers, Transmit};
 
 mod join_prune;
@@ -88,6 +88,20 @@ struct Iface {
     dr: Ipv4Addr,
     counters: Counters,
     downstream: Downstream,
+}
+
+impl Iface {
+    /// This interface's LAN delays (§4.3.3) from its settings and its
+    /// neighbors' LAN Prune Delay options; we never ask to disable Join
+    /// suppression (no T bit), so it stays on.
+    fn lan_delay(&self) -> LanDelay {
+        lan_delay(
+            &self.neighbors,
+            self.cfg.propagation_delay,
+            self.cfg.override_interval,
+            false,
+        )
+    }
 }
 
 pub struct PimInstance {

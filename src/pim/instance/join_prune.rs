@@ -12,7 +12,6 @@ use crate::pim::codec::{
     self, EncodedGroup, EncodedSource, JoinPrune, JoinPruneGroup, Message, ALL_PIM_ROUTERS,
 };
 use crate::pim::state::downstream::{Change, TreeKey};
-use crate::pim::state::lan_delay;
 use crate::proto::Transmit;
 
 impl PimInstance {
@@ -65,12 +64,7 @@ impl PimInstance {
         }
         // J/P_Override_Interval(I) when others could override a Prune,
         // zero when the pruning router is our only neighbor (§4.5.1).
-        let d = lan_delay(
-            &ifc.neighbors,
-            ifc.cfg.propagation_delay,
-            ifc.cfg.override_interval,
-            false,
-        );
+        let d = ifc.lan_delay();
         let override_interval = if ifc.neighbors.len() > 1 {
             d.override_interval + d.propagation_delay
         } else {

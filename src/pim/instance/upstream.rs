@@ -22,7 +22,6 @@ use crate::pim::codec::{
 };
 use crate::pim::config::{GroupPrefix, SptSwitchover};
 use crate::pim::state::downstream::TreeKey;
-use crate::pim::state::lan_delay;
 use crate::pim::state::rpt::SgKey;
 use crate::pim::state::upstream::{Rpf, UpAction};
 use crate::proto::Transmit;
@@ -309,12 +308,7 @@ impl PimInstance {
         let Some(ifc) = self.ifaces.get(&ifindex) else {
             return Duration::ZERO;
         };
-        let d = lan_delay(
-            &ifc.neighbors,
-            ifc.cfg.propagation_delay,
-            ifc.cfg.override_interval,
-            false,
-        );
+        let d = ifc.lan_delay();
         self.rng.jitter(d.override_interval)
     }
 
@@ -322,12 +316,7 @@ impl PimInstance {
         let Some(ifc) = self.ifaces.get(&ifindex) else {
             return Duration::ZERO;
         };
-        let d = lan_delay(
-            &ifc.neighbors,
-            ifc.cfg.propagation_delay,
-            ifc.cfg.override_interval,
-            false,
-        );
+        let d = ifc.lan_delay();
         if !d.suppression_enabled {
             return Duration::ZERO;
         }
