@@ -30,12 +30,7 @@ impl PimInstance {
         if let Some(v) = &self.ra.view {
             return v.rpf_interface(addr);
         }
-        self.tib
-            .rpf
-            .get(&addr)
-            .copied()
-            .flatten()
-            .map(|r| r.ifindex)
+        self.tib.route(addr).map(|r| r.ifindex)
     }
 
     /// (MRIB.pref, MRIB.metric) toward `addr`.
@@ -44,10 +39,7 @@ impl PimInstance {
             return v.route_metric(addr);
         }
         self.tib
-            .rpf
-            .get(&addr)
-            .copied()
-            .flatten()
+            .route(addr)
             .map_or(NO_ROUTE_METRIC, |r| (r.metric_preference, r.metric))
     }
 
@@ -58,10 +50,7 @@ impl PimInstance {
             return v.directly_connected(source, ifindex);
         }
         self.tib
-            .rpf
-            .get(&source)
-            .copied()
-            .flatten()
+            .route(source)
             .is_some_and(|r| r.ifindex == ifindex && r.next_hop.is_none())
     }
 

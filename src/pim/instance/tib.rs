@@ -80,6 +80,13 @@ pub(super) struct Tib {
     pub(super) route_changes: VecDeque<PimRouteChange>,
 }
 
+impl Tib {
+    /// The unicast route toward `addr`, if it was resolved and there is one.
+    pub(super) fn route(&self, addr: Ipv4Addr) -> Option<RpfResult> {
+        self.rpf.get(&addr).copied().flatten()
+    }
+}
+
 /// §4.8: the SSM range 232/8 never has (*,G) state.
 pub fn is_ssm(group: Ipv4Addr) -> bool {
     group.octets()[0] == 232
@@ -381,14 +388,9 @@ impl PimInstance {
             // LAN, so JoinDesired, and with it the bit, stays false.
             let connected_flow = desired
                 && self.tib.kat.contains_key(key)
-                && key.source.is_some_and(|s| {
-                    self.tib
-                        .rpf
-                        .get(&s)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|r| r.next_hop.is_none())
-                });
+                && key
+                    .source
+                    .is_some_and(|s| self.tib.route(s).is_some_and(|r| r.next_hop.is_none()));
             // §4.5.5/§4.5.7: RPF' moved on the same interface because an
             // assert started, ended or changed winner (the old or the new
             // neighbor is a winner) rather than because the route changed.

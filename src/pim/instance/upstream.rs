@@ -456,7 +456,7 @@ impl PimInstance {
     pub(super) fn on_data(&mut self, now: Instant, ifindex: u32, s: Ipv4Addr, g: Ipv4Addr) {
         let key = TreeKey::s_g(s, g);
         let star = TreeKey::star_g(g);
-        let rpf_if_s = self.tib.rpf.get(&s).copied().flatten().map(|r| r.ifindex);
+        let rpf_if_s = self.tib.route(s).map(|r| r.ifindex);
         // §4.2.1 CheckSwitchToSpt: a last-hop router with local receivers
         // moves to the source tree when its policy says so.
         let last_hop =
@@ -475,7 +475,7 @@ impl PimInstance {
     /// §4.2.2 Update_SPTbit(S,G,iif).
     fn update_spt_bit(&mut self, iif: u32, s: Ipv4Addr, g: Ipv4Addr) {
         let key = TreeKey::s_g(s, g);
-        let route_s = self.tib.rpf.get(&s).copied().flatten();
+        let route_s = self.tib.route(s);
         let Some(route_s) = route_s else { return };
         // JoinDesired, not the upstream Joined state: a first-hop router
         // has nobody to join toward a directly connected source, yet it
@@ -486,7 +486,7 @@ impl PimInstance {
         }
         let rp_if = self
             .rp(g)
-            .and_then(|rp| self.tib.rpf.get(&rp).copied().flatten())
+            .and_then(|rp| self.tib.route(rp))
             .map(|r| r.ifindex);
         let sg_rpf = self.tib.up.get(&key).and_then(|u| u.rpf());
         let star_rpf = self.tib.up.get(&TreeKey::star_g(g)).and_then(|u| u.rpf());
