@@ -46,6 +46,8 @@
 //! so that MCR drops before the routers and the routers before the
 //! namespaces (see `pim_frr.rs`, and [`super::pim_lab::TransitLab`], the
 //! ready-made h1 ── r1 (RP) ── MCR ── r2 ── h2 lab, built on this).
+//! [`LabSpec::line`] starts the common two-router lab, h1 ── r1 ── MCR ──
+//! h2 or h1 ── MCR ── r1 ── h2, with its addresses ([`LineAddrs`]).
 //!
 //! An FRR router's frr.conf is its static routes, then its fragments
 //! (`frr_config`, `frr_pim*`, `frr_igmp`, `frr_rp`, `frr_loopback_rp`) in

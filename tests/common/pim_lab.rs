@@ -18,11 +18,13 @@
 //! then [`TransitLab::build`] (a [`LabSpec`] underneath); everything
 //! (namespaces, FRR daemons, MCR) is torn down when the returned
 //! [`Transit`] drops. New FRR tests that need this shape should use it;
-//! other shapes are a [`LabSpec`] of their own (`tests/common/lab.rs`).
+//! h1 ── one router ── the other ── h2 is [`LabSpec::line`]; other shapes
+//! are a [`LabSpec`] of their own (`tests/common/lab.rs`).
 //!
 //! [`Member`] and [`SeqReceiver`] are the hosts' group sockets the FRR tests
 //! read from (both views of one [`Recorder`]); [`wait`] is their "poll
-//! until true or fail" helper.
+//! until true or fail" helper; [`wait_igmp_group`] and [`mcr_sg`] read
+//! MCR's side of a lab.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
