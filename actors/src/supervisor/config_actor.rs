@@ -28,8 +28,10 @@ pub struct ConfigState {
     shared: Arc<Shared>,
     /// The running config's rules with their indexes, kept in step with
     /// `shared`'s config by every change made here (nothing else changes
-    /// it), so an `add` need not rebuild them.
-    rules: RuleSet,
+    /// it), so an `add` need not rebuild them. Shared with the RIB after a
+    /// whole-set change, so a loaded config is held once; the first single
+    /// change after it makes this actor's own copy.
+    rules: Arc<RuleSet>,
 }
 
 fn join(errs: &[FieldError]) -> String {
@@ -70,8 +72,8 @@ fn commit(st: &mut ConfigState, old: &Config, new: Config) -> Result<(u32, u32, 
         removed: counts.1,
         changed: counts.2,
     });
-    Rib::tell(RibMsg::Rules(Arc::new(new_set.clone())));
-    st.rules = new_set;
+    st.rules = Arc::new(new_set);
+    Rib::tell(RibMsg::Rules(st.rules.clone()));
     if levels_changed {
         LogLevel::tell(LogLevelMsg::Apply(levels));
     }
@@ -98,7 +100,9 @@ impl ConfigActor {
         };
         // `insert` checks the rule and its id, name and input tuple
         // against the indexes, and changes nothing when it refuses.
-        st.rules.insert(rule.clone()).map_err(|e| join(&e))?;
+        Arc::make_mut(&mut st.rules)
+            .insert(rule.clone())
+            .map_err(|e| join(&e))?;
         st.shared.update_config(|c| c.rules.push(rule.clone()));
         st.shared.publish(Event::RuleAdded {
             id: rule.id.clone(),
@@ -142,7 +146,7 @@ impl ConfigActor {
             (None, None) => return Err("remove needs a rule id or a name".into()),
         };
         let removed = target.id.clone();
-        st.rules.remove(&removed);
+        Arc::make_mut(&mut st.rules).remove(&removed);
         st.shared
             .update_config(|c| c.rules.retain(|r| r.id != removed));
         st.shared.publish(Event::RuleRemoved {
@@ -273,8 +277,8 @@ impl Actor for ConfigActor {
     ) -> Result<ConfigState, ActorProcessingErr> {
         // After a restart, make sure the RIB has what we have (an update
         // may have been lost with the failed actor).
-        let rules = shared.config().rule_set().unwrap_or_default();
-        Rib::tell(RibMsg::Rules(Arc::new(rules.clone())));
+        let rules = Arc::new(shared.config().rule_set().unwrap_or_default());
+        Rib::tell(RibMsg::Rules(rules.clone()));
         Ok(ConfigState { shared, rules })
     }
 
