@@ -438,6 +438,10 @@ impl Actor for WorkerManager {
             WmMsg::Tables(tables, ifaces) => {
                 st.tables = tables;
                 st.ifaces = ifaces;
+                // A burst of adds and removes can come and go between two
+                // ticks: its peak must still count for the trim.
+                let rules: usize = st.tables.values().map(|t| t.len()).sum();
+                st.peak_rules = st.peak_rules.max(rules);
                 st.reconcile(&myself).await;
             }
             WmMsg::Tick => {
