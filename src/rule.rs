@@ -610,6 +610,25 @@ impl RuleSet {
         d
     }
 
+    /// The rules whose input is `group` on `interface`, whatever their
+    /// port and source filter.
+    pub fn taking<'a>(
+        &'a self,
+        interface: &str,
+        group: Ipv4Addr,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        let from = (interface.to_string(), group, 0, None);
+        let to = (
+            interface.to_string(),
+            group,
+            u16::MAX,
+            Some(Ipv4Addr::BROADCAST),
+        );
+        self.by_input
+            .range(from..=to)
+            .filter_map(|(_, id)| self.rules.get(id))
+    }
+
     /// Every interface a rule reads from.
     pub fn input_interfaces(&self) -> std::collections::BTreeSet<&str> {
         self.rules

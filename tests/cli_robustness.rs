@@ -1,5 +1,5 @@
 //! What `mcrctl` and `mcrgen` do when their input or output misbehaves:
-//! a config "file" that never ends is refused at the control request's
+//! a config "file" that never ends is refused at the configuration size
 //! limit before it is read whole, and a reader of stdout that goes away
 //! (`mcrctl list | head -1`) ends the program quietly, with no panic.
 //!
@@ -148,7 +148,7 @@ fn config_from_dev_zero_is_refused_at_the_limit_without_reading_it() {
         let (code, err) = config_without_daemon(&dir, cmd, &z);
         assert_eq!(code, Some(1), "config {cmd}: {err}");
         assert!(
-            err.contains("limited to 1 MiB") && err.contains("z.json5"),
+            err.contains("limited to 16 MiB") && err.contains("z.json5"),
             "config {cmd} names the file and the limit: {err}"
         );
         assert!(
@@ -165,16 +165,30 @@ fn config_from_dev_zero_is_refused_at_the_limit_without_reading_it() {
 }
 
 #[test]
-fn config_file_over_the_limit_is_refused_with_its_size() {
+fn config_file_over_the_limit_is_refused_with_its_size_and_one_at_the_limit_is_sent() {
     let dir = scratch("big");
-    let big = dir.join("big.json5");
-    std::fs::write(&big, vec![b' '; 2 << 20]).unwrap();
-    let (code, err) = config_without_daemon(&dir, "check", &big);
-    assert_eq!(code, Some(1), "{err}");
+    let limit = mcr::config::MAX_CONFIG_BYTES;
+    let check = |bytes: usize| {
+        let big = dir.join("big.json5");
+        // A valid config padded with blanks, so only the size can refuse it.
+        let mut text = b"{}".to_vec();
+        text.resize(bytes, b' ');
+        std::fs::write(&big, &text).unwrap();
+        let out = config_without_daemon(&dir, "check", &big);
+        let _ = std::fs::remove_file(&big);
+        out
+    };
+    let (code, over) = check(limit + 1);
+    assert_eq!(code, Some(1), "{over}");
     assert!(
-        err.contains("2097152 bytes") && err.contains("1 MiB"),
-        "{err}"
+        over.contains(&format!("{} bytes", limit + 1)) && over.contains("16 MiB"),
+        "{over}"
     );
+    // At the limit the file is read and sent: what stops it here is only
+    // that no daemon listens.
+    let (code, at) = check(limit);
+    assert_eq!(code, Some(3), "no daemon: {at}");
+    assert!(at.contains("cannot connect") && !at.contains("MiB"), "{at}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

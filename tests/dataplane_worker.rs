@@ -108,6 +108,7 @@ fn worker_relays_and_reports() {
             gid: 0,
             core: None,
             worker_index: 0,
+            rx: Default::default(),
         }),
         &[&ingress],
     );

@@ -177,6 +177,15 @@ fn write_workers(out: &mut String, workers: &WorkersConfig) {
     if workers.user != defaults.user {
         lines.push(format!("user: {}", quote(&workers.user)));
     }
+    if workers.rx.path != defaults.rx.path {
+        lines.push(format!("rx_path: {}", quote(workers.rx.path.as_str())));
+    }
+    if workers.rx.ring_mb != defaults.rx.ring_mb {
+        lines.push(format!("rx_ring_mb: {}", workers.rx.ring_mb));
+    }
+    if workers.rx.block_ms != defaults.rx.block_ms {
+        lines.push(format!("rx_block_ms: {}", workers.rx.block_ms));
+    }
     write_section(out, "workers", &lines);
 }
 

@@ -45,10 +45,11 @@ pub use read::{parse, parse_file};
 
 use crate::pim::config::PimConfig;
 
-/// Largest configuration file `parse_file` reads: room for tens of
-/// thousands of rules (10 000 rules take about 1.7 MB), while a wrong path
-/// cannot cost unbounded memory. Texts sent over the control socket
-/// (`config load`, `config check`) are limited by its 1 MiB request size.
+/// Largest configuration `parse` and `parse_file` accept: room for about
+/// 100,000 rules (10,000 rules take about 1.5 MB), while a wrong path
+/// cannot cost unbounded memory. `mcrctl config load` / `config check`
+/// send texts up to the same size (the control request limit is sized
+/// for it), so a file the daemon starts with can also be loaded.
 pub const MAX_CONFIG_BYTES: usize = 16 << 20;
 
 /// The whole running configuration.
@@ -95,6 +96,60 @@ pub struct WorkersConfig {
     pub user: String,
     /// Longest wait between restarts of a worker that keeps failing.
     pub restart_backoff_max: Duration,
+    /// How workers receive from their input interface (`rx_path`,
+    /// `rx_ring_mb`, `rx_block_ms`); read by each worker at its start.
+    pub rx: RxConfig,
+}
+
+/// How a worker reads frames from its input socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RxPath {
+    /// A mapped `TPACKET_V3` ring: fewest system calls at high rates, but
+    /// a frame may wait up to `block_ms` for its block to be handed over.
+    #[default]
+    Ring,
+    /// One receive per frame (io_uring multishot): lowest latency at low
+    /// rates.
+    Recv,
+}
+
+impl RxPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RxPath::Ring => "ring",
+            RxPath::Recv => "recv",
+        }
+    }
+}
+
+/// The receive path settings a worker is started with. The environment
+/// variables `MCR_RX_PATH`, `MCR_RX_RING_MB` and `MCR_RX_BLOCK_MS` of the
+/// daemon override them (for A/B benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RxConfig {
+    pub path: RxPath,
+    /// Size of the ring, MiB (`RX_RING_MB_RANGE`).
+    pub ring_mb: u32,
+    /// Longest time the kernel keeps a partly filled block, ms
+    /// (`RX_BLOCK_MS_RANGE`).
+    pub block_ms: u32,
+}
+
+/// Bounds of `workers.rx_ring_mb`: the ring is locked memory of each
+/// worker, so a typo must not ask for gigabytes.
+pub const RX_RING_MB_RANGE: (u32, u32) = (1, 1024);
+/// Bounds of `workers.rx_block_ms` (the kernel's block timeout).
+pub const RX_BLOCK_MS_RANGE: (u32, u32) = (1, 1000);
+
+impl Default for RxConfig {
+    fn default() -> Self {
+        RxConfig {
+            path: RxPath::Ring,
+            ring_mb: 16,
+            block_ms: 1,
+        }
+    }
 }
 
 impl Default for WorkersConfig {
@@ -104,6 +159,7 @@ impl Default for WorkersConfig {
             heartbeat_timeout: Duration::from_secs(5),
             user: "nobody".into(),
             restart_backoff_max: Duration::from_secs(10),
+            rx: RxConfig::default(),
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::document::{self, join_index, join_key, Kind, Value};
 use super::schema::{key_pos, pos, Walker};
-use super::{ControlConfig, LoggingConfig, WorkersConfig};
+use super::{
+    ControlConfig, LoggingConfig, RxPath, WorkersConfig, RX_BLOCK_MS_RANGE, RX_RING_MB_RANGE,
+};
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule;
 
@@ -21,6 +23,9 @@ const WORKERS_KEYS: &[&str] = &[
     "heartbeat_timeout",
     "restart_backoff_max",
     "user",
+    "rx_path",
+    "rx_ring_mb",
+    "rx_block_ms",
 ];
 
 /// Highest CPU core number accepted in `pinning` (the kernel's default
@@ -244,6 +249,33 @@ impl Walker {
                 "user" => {
                     if let Some(u) = self.nonempty_string(&m.value, &p, "a user name") {
                         cfg.user = u;
+                    }
+                }
+                "rx_path" => match &m.value.kind {
+                    Kind::String(s) if s == "ring" => cfg.rx.path = RxPath::Ring,
+                    Kind::String(s) if s == "recv" => cfg.rx.path = RxPath::Recv,
+                    _ => self.error(
+                        pos(&m.value),
+                        &p,
+                        format!(
+                            "expected \"ring\" (a mapped receive ring, the default) or \"recv\" (one receive per frame), found {}",
+                            m.value.describe()
+                        ),
+                    ),
+                },
+                "rx_ring_mb" => {
+                    let (lo, hi) = RX_RING_MB_RANGE;
+                    let n = self.integer(&m.value, &p, "a ring size in MiB", lo.into(), hi.into());
+                    if let Some(n) = n.and_then(|n| u32::try_from(n).ok()) {
+                        cfg.rx.ring_mb = n;
+                    }
+                }
+                "rx_block_ms" => {
+                    let (lo, hi) = RX_BLOCK_MS_RANGE;
+                    let what = "a block timeout in milliseconds";
+                    let n = self.integer(&m.value, &p, what, lo.into(), hi.into());
+                    if let Some(n) = n.and_then(|n| u32::try_from(n).ok()) {
+                        cfg.rx.block_ms = n;
                     }
                 }
                 _ => self.unknown(m, &p, WORKERS_KEYS),

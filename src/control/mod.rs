@@ -7,8 +7,9 @@
 //! writes one request object per line and reads one response object per
 //! line; a connection may carry many requests. `subscribe` turns the
 //! connection into a stream of event lines. A line longer than
-//! `MAX_REQUEST` is refused. Every request carries `version`; a daemon
-//! refuses a version it does not speak, naming both.
+//! `MAX_REQUEST` (32 MiB and a little: a 16 MiB config, escaped) is
+//! refused. Every request carries `version`; a daemon refuses a version it
+//! does not speak, naming both.
 //!
 //! ```text
 //! → {"version":1,"cmd":"add","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[...]}
@@ -32,8 +33,17 @@ use crate::rule::{Rule, RuleInput, RuleOutput};
 
 /// Bump when a request or response changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Longest request line.
-pub const MAX_REQUEST: usize = 1024 * 1024;
+/// Longest request line: room for `config load` of the largest
+/// configuration a file may hold (`MAX_CONFIG_BYTES`, 16 MiB) with every
+/// byte escaped once in the JSON string (a newline or a quote becomes two
+/// bytes), plus the request around it. A daemon holds a line this long for
+/// at most a few clients at once (see `LARGE_REQUEST`).
+pub const MAX_REQUEST: usize = 2 * crate::config::MAX_CONFIG_BYTES + 64 * 1024;
+/// Request lines up to this size are read by every connection at once;
+/// only `config load` / `config check` of a big file need more, and a
+/// daemon reads at most a few of those at a time, so that many clients
+/// sending long lines cannot make it hold `MAX_REQUEST` each.
+pub const LARGE_REQUEST: usize = 1 << 20;
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/mcr/control.sock";
 

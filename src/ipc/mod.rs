@@ -139,6 +139,10 @@ pub struct WorkerSetup {
     /// How many of this interface's workers there are, and which one this
     /// is (for logs and stats).
     pub worker_index: u32,
+    /// The config's `workers.rx_*` keys as they were when this worker
+    /// started.
+    #[serde(default)]
+    pub rx: crate::config::RxConfig,
 }
 
 /// Faults the supervisor can ask a worker to suffer (only with

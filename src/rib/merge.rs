@@ -136,6 +136,12 @@ impl Rib {
         &self.rules
     }
 
+    /// The static rules, to change a few in place (a single `add` or
+    /// `remove`). Copies the set only if another holder still shares it.
+    pub fn rules_mut(&mut self) -> &mut RuleSet {
+        Arc::make_mut(&mut self.rules)
+    }
+
     /// Add or replace a learned route. Returns whether anything changed,
     /// so a caller can skip recompiling.
     pub fn apply(&mut self, origin: Origin, route: Route) -> Result<bool, RouteError> {

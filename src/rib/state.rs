@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::control::{OutputInfo, RuleInfo, RuleState};
 use crate::iface::Ifaces;
-use crate::rule::RuleSet;
+use crate::rule::{Rule, RuleSet};
 
 use super::learned::Memberships;
 use super::merge::{output_sends, Tables as Compiled};
@@ -102,8 +102,28 @@ pub fn rule_infos_with_members(
     expected_workers: impl Fn(&str) -> usize,
     members: &Memberships,
 ) -> Vec<RuleInfo> {
+    rule_infos_of(
+        rules.iter(),
+        tables,
+        ifaces,
+        workers,
+        expected_workers,
+        members,
+    )
+}
+
+/// `rule_infos_with_members` for some of the rules only: what a change
+/// that touches a few rules recomputes, so that one `add` among 10,000
+/// rules does not rebuild the state of all of them.
+pub fn rule_infos_of<'a>(
+    rules: impl Iterator<Item = &'a Rule>,
+    tables: &Tables,
+    ifaces: &Ifaces,
+    workers: &[(&str, &WorkerView)],
+    expected_workers: impl Fn(&str) -> usize,
+    members: &Memberships,
+) -> Vec<RuleInfo> {
     rules
-        .iter()
         .map(|r| {
             let ifc = r.input.interface.as_str();
             let views: Vec<&WorkerView> = workers
@@ -210,6 +230,66 @@ pub fn state_changes(prev: &Announced, infos: &[RuleInfo]) -> (Vec<RuleInfo>, An
         next.insert(info.id.clone(), s);
     }
     (changed, next)
+}
+
+/// `state_changes` for some rules only: `infos` are the recomputed ones,
+/// `removed` the ids that are gone. Updates `announced` in place and
+/// returns the rules whose state differs from what was announced.
+pub fn state_changes_of(
+    announced: &mut Announced,
+    infos: Vec<RuleInfo>,
+    removed: &[String],
+) -> Vec<RuleInfo> {
+    for id in removed {
+        announced.remove(id);
+    }
+    let mut changed = Vec::new();
+    for info in infos {
+        let s = (info.state, info.reason.clone());
+        if announced.get(&info.id) != Some(&s) {
+            announced.insert(info.id.clone(), s);
+            changed.push(info);
+        }
+    }
+    changed
+}
+
+/// The ids of rules whose compiled entry differs between two tables of
+/// one interface (either sorted by rule id): the only rules whose state a
+/// worker's acknowledgement of `new` instead of `old` can change.
+pub fn entries_changed(old: &InterfaceTable, new: &InterfaceTable) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some(x), None) => {
+                out.push(x.rule_id.clone());
+                a.next();
+            }
+            (None, Some(y)) => {
+                out.push(y.rule_id.clone());
+                b.next();
+            }
+            (Some(x), Some(y)) => match x.rule_id.cmp(&y.rule_id) {
+                std::cmp::Ordering::Less => {
+                    out.push(x.rule_id.clone());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(y.rule_id.clone());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if x != y {
+                        out.push(x.rule_id.clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -432,5 +512,56 @@ mod tests {
         let t2 = recompile(&t1, compile(&RuleSet::from_rules([a, b]).unwrap()));
         assert!(Arc::ptr_eq(&t1["eth0"], &t2["eth0"]));
         assert_eq!(t2["eth5"].len(), 1);
+    }
+
+    /// What one `add` recomputes: the entries that differ between the old
+    /// and the new table, and the states of those rules alone, announced
+    /// as the whole-set computation would.
+    #[test]
+    fn a_delta_recomputes_and_announces_only_the_rules_it_touches() {
+        let a = rule("eth0", "239.1.1.1", &["eth1"]);
+        let b = rule("eth0", "239.1.1.2", &["eth1"]);
+        let c = rule("eth0", "239.1.1.3", &["eth1"]);
+        let ifs = snapshot(&[("eth0", 2, true), ("eth1", 3, true)]);
+        let old = RuleSet::from_rules([a.clone(), b.clone()]).unwrap();
+        let acked = synced(&old);
+        let mut announced = Announced::new();
+        let all = rule_infos(&old, &tables_of(&old), &ifs, &[("eth0", &acked)], |_| 1);
+        assert_eq!(state_changes_of(&mut announced, all, &[]).len(), 2);
+
+        // c added, b removed.
+        let now = RuleSet::from_rules([a.clone(), c.clone()]).unwrap();
+        let (t0, t1) = (&tables_of(&old)["eth0"], &tables_of(&now)["eth0"]);
+        let mut ids = entries_changed(t0, t1);
+        ids.sort();
+        let mut want = vec![b.id.clone(), c.id.clone()];
+        want.sort();
+        assert_eq!(ids, want, "a's entry is the same in both tables");
+        let gone: Vec<String> = ids
+            .iter()
+            .filter(|i| now.get(i).is_none())
+            .cloned()
+            .collect();
+        let infos = rule_infos_of(
+            ids.iter().filter_map(|i| now.get(i)),
+            &tables_of(&now),
+            &ifs,
+            &[("eth0", &acked)],
+            |_| 1,
+            &Memberships::new(),
+        );
+        let changed = state_changes_of(&mut announced, infos, &gone);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(
+            (changed[0].id.as_str(), changed[0].state),
+            (c.id.as_str(), RuleState::Starting)
+        );
+        // The announced set is what the whole-set computation gives.
+        let whole = rule_infos(&now, &tables_of(&now), &ifs, &[("eth0", &acked)], |_| 1);
+        assert_eq!(announced, state_changes(&Announced::new(), &whole).1);
+        // The same state again is not news.
+        let again = rule_infos(&now, &tables_of(&now), &ifs, &[("eth0", &acked)], |_| 1);
+        assert!(state_changes_of(&mut announced, again, &[]).is_empty());
+        assert!(entries_changed(t1, t1).is_empty());
     }
 }

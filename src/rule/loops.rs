@@ -154,11 +154,33 @@ fn cycle_through(edges: &[Vec<usize>], component: &[usize], start: usize) -> Vec
 /// Every loop among `rules`, one per group of rules that reach each
 /// other, as the rule ids of one cycle starting at the lowest id.
 pub fn forwarding_loops(rules: &RuleSet) -> Vec<Vec<String>> {
-    loops(rules, |_| true)
+    loops(rules.iter().collect(), |_| true)
 }
 
-fn loops(rules: &RuleSet, wanted: impl Fn(&Rule) -> bool) -> Vec<Vec<String>> {
-    let list: Vec<&Rule> = rules.iter().collect();
+/// The touched rules and every rule their packets may reach through any
+/// number of rules, in id order. Every cycle through a touched rule lies
+/// among them, and so does its whole group of rules that reach each other,
+/// so looking for loops here finds the same ones as in the whole set, at
+/// the cost of what one `add` can reach rather than of every rule.
+fn reachable<'a>(rules: &'a RuleSet, touched: &[&str]) -> Vec<&'a Rule> {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut queue: VecDeque<&Rule> = touched.iter().filter_map(|id| rules.get(id)).collect();
+    for r in &queue {
+        seen.insert(r.id.as_str());
+    }
+    while let Some(r) = queue.pop_front() {
+        for o in &r.outputs {
+            for to in rules.taking(&o.interface, o.group) {
+                if seen.insert(to.id.as_str()) {
+                    queue.push_back(to);
+                }
+            }
+        }
+    }
+    seen.iter().filter_map(|id| rules.get(id)).collect()
+}
+
+fn loops(list: Vec<&Rule>, wanted: impl Fn(&Rule) -> bool) -> Vec<Vec<String>> {
     let edges = graph(&list);
     let mut out = Vec::new();
     for c in components(&edges) {
@@ -175,7 +197,9 @@ fn loops(rules: &RuleSet, wanted: impl Fn(&Rule) -> bool) -> Vec<Vec<String>> {
 /// One warning per loop that involves a rule of `touched` (the rules just
 /// added or loaded), worded for the operator.
 pub fn loop_warnings(rules: &RuleSet, touched: &[&str]) -> Vec<String> {
-    loops(rules, |r| touched.contains(&r.id.as_str()))
+    loops(reachable(rules, touched), |r| {
+        touched.contains(&r.id.as_str())
+    })
         .into_iter()
         .map(|cycle| {
             let hops: Vec<String> = cycle
@@ -301,5 +325,42 @@ mod tests {
         let loops = forwarding_loops(&set(rules));
         assert_eq!(loops.len(), 1);
         assert!(loops[0].len() >= 2);
+    }
+
+    /// The loops one added rule is warned about are those that a search of
+    /// the whole set finds for it: looking only at what it reaches misses
+    /// none and adds none, wherever the rule sits (in a loop, feeding one,
+    /// fed by one, beside one).
+    #[test]
+    fn warnings_for_a_touched_rule_match_a_search_of_the_whole_set() {
+        let rules = set(vec![
+            // A three-rule loop (a, b, c) with a tail d feeding it and e fed by it.
+            rule("a", "eth0 239.1.1.1:5000", &["eth1 239.1.1.2:5000"]),
+            rule(
+                "b",
+                "eth1 239.1.1.2:5000",
+                &["eth2 239.1.1.3:5000", "eth3 239.1.1.9:1"],
+            ),
+            rule("c", "eth2 239.1.1.3:5000", &["eth0 239.1.1.1:5000"]),
+            rule("d", "eth4 239.1.1.4:5000", &["eth0 239.1.1.1:5000"]),
+            rule("e", "eth3 239.1.1.9:1", &["eth5 239.1.1.5:5000"]),
+            // A separate two-rule loop, and one with a port that breaks it.
+            rule("f", "eth6 239.1.1.6:7", &["eth7 239.1.1.7:7"]),
+            rule("g", "eth7 239.1.1.7:7", &["eth6 239.1.1.6:7"]),
+            rule("h", "eth7 239.1.1.7:8", &["eth6 239.1.1.6:8"]),
+            // A loop through a rule that takes any port.
+            rule("i", "eth8 239.1.1.8:0", &["eth9 239.1.1.8:1"]),
+            rule("j", "eth9 239.1.1.8:1", &["eth8 239.1.1.8:2"]),
+        ]);
+        let mut warned = 0;
+        for r in rules.iter() {
+            let id = r.id.as_str();
+            let whole = loops(rules.iter().collect(), |x| x.id == id);
+            let near = loops(reachable(&rules, &[id]), |x| x.id == id);
+            assert_eq!(near, whole, "rule {id}");
+            assert_eq!(loop_warnings(&rules, &[id]).len(), whole.len(), "rule {id}");
+            warned += usize::from(!whole.is_empty());
+        }
+        assert_eq!(warned, 7, "a, b, c, f, g, i and j are in loops");
     }
 }

@@ -446,12 +446,12 @@ fn many_rules(o: &Opts) {
     std::thread::sleep(Duration::from_secs(1));
     let m0 = Mem::of(&d);
     m0.print("1 rule");
-    // A config sent over the control socket is limited to 1 MiB (10,000
-    // rules are ~1.5 MB): the way to load more is the startup file and
-    // `config reload`.
+    // A config sent over the control socket may be as large as a startup
+    // file (16 MiB; 10,000 rules are ~1.5 MB); past that only the startup
+    // file and `config reload` remain (and the daemon refuses it too).
     let text = rules_config(0..n);
     let (how, args) = match &d.config {
-        Some(f) if text.len() > 1 << 20 => {
+        Some(f) if text.len() > mcr::config::MAX_CONFIG_BYTES => {
             let _ = std::fs::write(f, &text);
             ("config reload", vec!["config".to_string(), "reload".into()])
         }
@@ -540,15 +540,19 @@ fn many_rules(o: &Opts) {
         if not.is_empty() { String::new() } else { format!(", nothing for: {}", not.join(" ")) }
     );
 
-    // Single adds on top, each its own mcrctl run (the way a script adds).
+    // Single adds on top, each its own mcrctl run (the way a script adds),
+    // then the same rules removed one by one.
     if o.adds > 0 {
         let (failed, el) = timed(|| {
             (n..n + o.adds)
                 .filter(|&i| {
                     let g = rule_group(i).to_string();
                     let out = format!("239.2.0.1:{}:r1:8", 10_000 + i % 50_000);
+                    let name = format!("g{i}");
                     let r = d.ctl(&[
                         "add",
+                        "--name",
+                        &name,
                         "--input-interface",
                         "r0",
                         "--input-group",
@@ -577,6 +581,46 @@ fn many_rules(o: &Opts) {
                 t.as_secs_f64()
             ))
         );
+        let (failed, el) = timed(|| {
+            (n..n + o.adds)
+                .filter(|&i| {
+                    let name = format!("g{i}");
+                    !d.ctl(&["remove", "--name", &name]).status.success()
+                })
+                .count()
+        });
+        out!(
+            "mcrctl remove × {} of those: {:.2} s, {:.1} ms per remove, {failed} failed",
+            o.adds,
+            el.as_secs_f64(),
+            1e3 * el.as_secs_f64() / o.adds as f64
+        );
+        // One add alone: how long until its rule forwards (the compile
+        // and the table sync to the worker are what it waits for).
+        if wait_up(&d, 1, n, Duration::from_secs(60)).is_some() {
+            let g = rule_group(n).to_string();
+            let t0 = Instant::now();
+            let r = d.ctl(&[
+                "add",
+                "--input-interface",
+                "r0",
+                "--input-group",
+                &g,
+                "--input-port",
+                "5000",
+                "--outputs",
+                "239.2.0.1:9999:r1:8",
+            ]);
+            let up = wait_up(&d, 1, n + 1, Duration::from_secs(60));
+            out!(
+                "one add on top of {n} rules: ok {}, its rule active after {}",
+                r.status.success(),
+                up.map_or("— timed out".into(), |_| format!(
+                    "{:.2} s",
+                    t0.elapsed().as_secs_f64()
+                ))
+            );
+        }
     }
     d.stop();
     drop(d);

@@ -1,10 +1,14 @@
 //! ConfigActor: the running configuration. Every change to it (a rule
 //! added or removed, a file loaded, a reload, a log level set) goes
-//! through here, is validated whole, and is applied as one new config;
-//! then the RIB is told the new rule set and computes what changed.
+//! through here and is validated before it is applied. A whole new config
+//! (load, reload, log levels) is validated whole and the RIB is told the
+//! new rule set, from which it computes what changed; a single `add` or
+//! `remove` is checked against the indexes of the running rule set (id,
+//! name, input tuple) and handed to the RIB as that one change, so its
+//! cost does not grow with the number of rules.
 //!
 //! The running config itself is kept by the root (`Shared`), so a restart
-//! of this actor loses nothing.
+//! of this actor loses nothing: it rebuilds its rule set from it.
 
 use std::sync::Arc;
 
@@ -20,6 +24,16 @@ use super::systemd;
 
 pub struct ConfigActor;
 
+pub struct ConfigState {
+    shared: Arc<Shared>,
+    /// The running config's rules with their indexes, kept in step with
+    /// `shared`'s config by every change made here (nothing else changes
+    /// it), so an `add` need not rebuild them. Shared with the RIB after a
+    /// whole-set change, so a loaded config is held once; the first single
+    /// change after it makes this actor's own copy.
+    rules: Arc<RuleSet>,
+}
+
 fn join(errs: &[FieldError]) -> String {
     errs.iter()
         .map(|e| e.to_string())
@@ -29,10 +43,10 @@ fn join(errs: &[FieldError]) -> String {
 
 /// Apply `new` as the running config: publish what changed and hand the
 /// rules to the RIB.
-fn commit(shared: &Shared, old: &Config, new: Config) -> Result<(u32, u32, u32), String> {
+fn commit(st: &mut ConfigState, old: &Config, new: Config) -> Result<(u32, u32, u32), String> {
+    let shared = &st.shared;
     let new_set = new.rule_set().map_err(|e| join(&e))?;
-    let old_set = old.rule_set().unwrap_or_default();
-    let d = old_set.diff(&new_set);
+    let d = st.rules.diff(&new_set);
     let levels_changed = old.logging.levels != new.logging.levels;
     let levels = new.logging.levels.clone();
     shared.set_config(new);
@@ -58,7 +72,8 @@ fn commit(shared: &Shared, old: &Config, new: Config) -> Result<(u32, u32, u32),
         removed: counts.1,
         changed: counts.2,
     });
-    Rib::tell(RibMsg::Rules(Arc::new(new_set)));
+    st.rules = Arc::new(new_set);
+    Rib::tell(RibMsg::Rules(st.rules.clone()));
     if levels_changed {
         LogLevel::tell(LogLevelMsg::Apply(levels));
     }
@@ -71,7 +86,7 @@ fn parse_errors(e: &config::ConfigErrors) -> String {
 
 impl ConfigActor {
     fn add(
-        shared: &Shared,
+        st: &mut ConfigState,
         id: Option<String>,
         name: Option<String>,
         input: RuleInput,
@@ -83,14 +98,27 @@ impl ConfigActor {
             input,
             outputs,
         };
-        let cfg = shared.config();
-        let mut set = cfg.rule_set().map_err(|e| join(&e))?;
-        set.insert(rule.clone()).map_err(|e| join(&e))?;
-        let mut new = (*cfg).clone();
-        new.rules.push(rule.clone());
-        commit(shared, &cfg, new)?;
+        // `insert` checks the rule and its id, name and input tuple
+        // against the indexes, and changes nothing when it refuses.
+        Arc::make_mut(&mut st.rules)
+            .insert(rule.clone())
+            .map_err(|e| join(&e))?;
+        st.shared.update_config(|c| c.rules.push(rule.clone()));
+        st.shared.publish(Event::RuleAdded {
+            id: rule.id.clone(),
+            name: rule.name.clone(),
+        });
+        st.shared.publish(Event::ConfigApplied {
+            added: 1,
+            removed: 0,
+            changed: 0,
+        });
+        Rib::tell(RibMsg::RuleDelta {
+            added: vec![rule.clone()],
+            removed: Vec::new(),
+        });
         info!(target: "RuleDispatch", "rule {} added: {}:{}:{} -> {} outputs", rule.id, rule.input.interface, rule.input.group, rule.input.port, rule.outputs.len());
-        let warnings = mcr::rule::loop_warnings(&set, &[rule.id.as_str()]);
+        let warnings = mcr::rule::loop_warnings(&st.rules, &[rule.id.as_str()]);
         for w in &warnings {
             warn!(target: "RuleDispatch", "{w}");
         }
@@ -101,25 +129,38 @@ impl ConfigActor {
         })
     }
 
-    fn remove(shared: &Shared, id: Option<String>, name: Option<String>) -> Result<Done, String> {
-        let cfg = shared.config();
+    fn remove(
+        st: &mut ConfigState,
+        id: Option<String>,
+        name: Option<String>,
+    ) -> Result<Done, String> {
         let target = match (&id, &name) {
-            (Some(i), _) => cfg
+            (Some(i), _) => st
                 .rules
-                .iter()
-                .find(|r| &r.id == i)
+                .get(i)
                 .ok_or_else(|| format!("no rule with id {i}"))?,
-            (None, Some(n)) => cfg
+            (None, Some(n)) => st
                 .rules
-                .iter()
-                .find(|r| r.name.as_deref() == Some(n.as_str()))
+                .find_by_name(n)
                 .ok_or_else(|| format!("no rule named {n:?}"))?,
             (None, None) => return Err("remove needs a rule id or a name".into()),
         };
         let removed = target.id.clone();
-        let mut new = (*cfg).clone();
-        new.rules.retain(|r| r.id != removed);
-        commit(shared, &cfg, new)?;
+        Arc::make_mut(&mut st.rules).remove(&removed);
+        st.shared
+            .update_config(|c| c.rules.retain(|r| r.id != removed));
+        st.shared.publish(Event::RuleRemoved {
+            id: removed.clone(),
+        });
+        st.shared.publish(Event::ConfigApplied {
+            added: 0,
+            removed: 1,
+            changed: 0,
+        });
+        Rib::tell(RibMsg::RuleDelta {
+            added: Vec::new(),
+            removed: vec![removed.clone()],
+        });
         info!(target: "RuleDispatch", "rule {removed} removed");
         Ok(Done {
             message: format!("rule {removed} removed"),
@@ -128,7 +169,8 @@ impl ConfigActor {
         })
     }
 
-    fn load(shared: &Shared, text: &str, replace: bool) -> Result<Done, String> {
+    fn load(st: &mut ConfigState, text: &str, replace: bool) -> Result<Done, String> {
+        let shared = st.shared.clone();
         let file = config::parse(text).map_err(|e| parse_errors(&e))?;
         let touched: Vec<String> = file.rules.iter().map(|r| r.id.clone()).collect();
         let cfg = shared.config();
@@ -151,7 +193,7 @@ impl ConfigActor {
                 join(&e)
             )
         })?;
-        let (a, r, c) = commit(shared, &cfg, new)?;
+        let (a, r, c) = commit(st, &cfg, new)?;
         let verb = if replace { "replaced" } else { "merged" };
         let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
         let warnings = mcr::rule::loop_warnings(&merged, &touched);
@@ -181,7 +223,8 @@ impl ConfigActor {
         })
     }
 
-    fn reload(shared: &Shared) -> Result<Done, String> {
+    fn reload(st: &mut ConfigState) -> Result<Done, String> {
+        let shared = st.shared.clone();
         let path = shared.settings.config_path.as_ref().ok_or_else(|| {
             "mcrd was started without --config; there is nothing to reload".to_string()
         })?;
@@ -210,7 +253,7 @@ impl ConfigActor {
         for w in &warnings {
             warn!(target: "RuleDispatch", "{w}");
         }
-        let (a, r, c) = commit(shared, &cfg, file)?;
+        let (a, r, c) = commit(st, &cfg, file)?;
         Ok(Done {
             message: format!(
                 "reloaded {}: {a} added, {r} removed, {c} changed",
@@ -224,28 +267,28 @@ impl ConfigActor {
 
 impl Actor for ConfigActor {
     type Msg = ConfigMsg;
-    type State = Arc<Shared>;
+    type State = ConfigState;
     type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
         _me: ActorRef<ConfigMsg>,
         shared: Arc<Shared>,
-    ) -> Result<Arc<Shared>, ActorProcessingErr> {
+    ) -> Result<ConfigState, ActorProcessingErr> {
         // After a restart, make sure the RIB has what we have (an update
         // may have been lost with the failed actor).
-        if let Ok(set) = shared.config().rule_set() {
-            Rib::tell(RibMsg::Rules(Arc::new(set)));
-        }
-        Ok(shared)
+        let rules = Arc::new(shared.config().rule_set().unwrap_or_default());
+        Rib::tell(RibMsg::Rules(rules.clone()));
+        Ok(ConfigState { shared, rules })
     }
 
     async fn handle(
         &self,
         _me: ActorRef<ConfigMsg>,
         msg: ConfigMsg,
-        shared: &mut Arc<Shared>,
+        st: &mut ConfigState,
     ) -> Result<(), ActorProcessingErr> {
+        let shared = st.shared.clone();
         match msg {
             ConfigMsg::Add {
                 id,
@@ -254,10 +297,10 @@ impl Actor for ConfigActor {
                 outputs,
                 reply,
             } => {
-                let _ = reply.send(Self::add(shared, id, name, input, outputs));
+                let _ = reply.send(Self::add(st, id, name, input, outputs));
             }
             ConfigMsg::Remove { id, name, reply } => {
-                let _ = reply.send(Self::remove(shared, id, name));
+                let _ = reply.send(Self::remove(st, id, name));
             }
             ConfigMsg::Show(reply) => {
                 let _ = reply.send(ConfigText {
@@ -284,14 +327,14 @@ impl Actor for ConfigActor {
                 replace,
                 reply,
             } => {
-                let _ = reply.send(Self::load(shared, &text, replace));
+                let _ = reply.send(Self::load(st, &text, replace));
             }
             ConfigMsg::Save(reply) => {
-                let _ = reply.send(Self::save(shared));
+                let _ = reply.send(Self::save(&shared));
             }
             ConfigMsg::Reload(reply) => {
                 systemd::reloading();
-                let r = Self::reload(shared);
+                let r = Self::reload(st);
                 let cfg = shared.config();
                 let workers = super::util::lock(&shared.registry).len();
                 systemd::reloaded(&systemd::status_line(cfg.rules.len(), workers, "running"));
@@ -323,7 +366,7 @@ impl Actor for ConfigActor {
                 let what = facility
                     .map(|f| f.to_string())
                     .unwrap_or_else(|| "global".into());
-                let r = commit(shared, &cfg, new).map(|_| Done {
+                let r = commit(st, &cfg, new).map(|_| Done {
                     message: format!("{what} log level set to {level}"),
                     id: None,
                     warnings: Vec::new(),

@@ -2,9 +2,10 @@
 //!
 //! Each connection is served by its own task, so a slow, silent or
 //! streaming client never holds up anyone else; each request becomes one
-//! typed message to the actor that owns the answer. Requests over 1 MiB,
-//! malformed JSON, unknown commands and unauthorised mutations get an
-//! error reply; a client silent for `IDLE` is disconnected. The socket
+//! typed message to the actor that owns the answer. Requests over
+//! `MAX_REQUEST` (a 16 MiB config, escaped), malformed JSON, unknown
+//! commands and unauthorised mutations get an error reply; a client silent
+//! for `IDLE` is disconnected. The socket
 //! file is checked every second and recreated if it was deleted.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use mcr::control::trace::{check_count, RuleTraceReport, TracePacket, TraceReport};
 use mcr::control::{
-    parse_request, Done, EventKind, FaultRequest, Request, Response, RuleInfo, MAX_REQUEST,
+    parse_request, Done, EventKind, FaultRequest, Request, Response, RuleInfo, LARGE_REQUEST,
+    MAX_REQUEST,
 };
 use mcr::ipc::rule_key;
 use mcr::ipc::trace::RuleTrace;
@@ -241,10 +243,19 @@ enum Line {
     Err(std::io::Error),
 }
 
+/// How many connections may hold a request line longer than
+/// `LARGE_REQUEST` at once. Each may reach `MAX_REQUEST` (32 MiB), so this
+/// bounds what clients sending long lines can make the daemon hold; a
+/// further one waits for a permit (within its `IDLE` time).
+const LARGE_READERS: usize = 2;
+static LARGE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LARGE_READERS);
+
 /// Read one request line, at most `MAX_REQUEST` bytes, waiting at most
-/// `IDLE` for it to complete.
+/// `IDLE` for it to complete. Past `LARGE_REQUEST` bytes the line holds
+/// one of the `LARGE_READERS` permits until it is read.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Line {
     let mut line = Vec::new();
+    let mut permit = None;
     let read = async {
         loop {
             let buf = match r.fill_buf().await {
@@ -254,20 +265,29 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Line {
             if buf.is_empty() {
                 return Line::Eof;
             }
-            if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                if line.len() + i > MAX_REQUEST {
-                    return Line::TooLong;
-                }
-                line.extend_from_slice(&buf[..i]);
-                r.consume(i + 1);
-                return Line::Got(std::mem::take(&mut line));
-            }
-            let n = buf.len();
-            if line.len() + n > MAX_REQUEST {
+            let end = buf.iter().position(|b| *b == b'\n');
+            let take = end.unwrap_or(buf.len());
+            if line.len() + take > MAX_REQUEST {
                 return Line::TooLong;
             }
-            line.extend_from_slice(buf);
-            r.consume(n);
+            if permit.is_none() && line.len() + take > LARGE_REQUEST {
+                match LARGE_PERMITS.acquire().await {
+                    Ok(p) => permit = Some(p),
+                    // The semaphore is never closed.
+                    Err(_) => return Line::TooLong,
+                }
+                // `fill_buf` again: the buffer may not be borrowed across
+                // the wait.
+                continue;
+            }
+            line.extend_from_slice(&buf[..take]);
+            match end {
+                Some(i) => {
+                    r.consume(i + 1);
+                    return Line::Got(std::mem::take(&mut line));
+                }
+                None => r.consume(take),
+            }
         }
     };
     match tokio::time::timeout(IDLE, read).await {

@@ -30,7 +30,7 @@ use mcr::pim::instance::{
 use mcr::rib::learned::Memberships;
 use mcr::rib::state::{Tables, WorkerView};
 use mcr::rib::{InterfaceTable, Origin, Route, SourceFilter};
-use mcr::rule::{RuleInput, RuleOutput, RuleSet};
+use mcr::rule::{Rule, RuleInput, RuleOutput, RuleSet};
 use ractor::{ActorRef, Message, RpcReplyPort};
 use tokio::sync::broadcast;
 
@@ -216,7 +216,17 @@ pub enum StatsMsg {
 
 pub enum RibMsg {
     Ops(Ops),
+    /// The whole static rule set (start, `config load`, reload).
     Rules(Arc<RuleSet>),
+    /// A few static rules added and removed (by id), already validated
+    /// against the running set: one `add` or `remove`, applied in place.
+    RuleDelta {
+        added: Vec<Rule>,
+        removed: Vec<String>,
+    },
+    /// Sent by the RibActor to itself after the first `RuleDelta` of a
+    /// burst: compile once for every delta queued before it.
+    FlushRules,
     /// Add or replace a learned route (identity: origin, source, group).
     Route {
         origin: Origin,

@@ -27,6 +27,7 @@ use mcr::control::{Event, RuleInfo};
 use mcr::iface::{self, Ifaces};
 use mcr::rib::state::{self, Announced, Tables, WorkerView};
 use mcr::rib::Rib;
+use mcr::rule::Rule;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
 
@@ -42,6 +43,9 @@ pub struct RibState {
     tables: Arc<Tables>,
     workers: BTreeMap<WorkerKey, WorkerView>,
     announced: Announced,
+    /// The tables before the first rule delta not yet compiled; `Some`
+    /// while a `FlushRules` is on its way.
+    delta_base: Option<Arc<Tables>>,
 }
 
 /// What a message did to the RIB's inputs.
@@ -120,6 +124,46 @@ impl RibState {
         true
     }
 
+    /// Recompile after changes to a few static rules, and announce the
+    /// state of only the rules whose compiled entry changed since `old`
+    /// (the added and removed ones, and any other the compile happened to
+    /// touch): one `add` among 10,000 rules must not recompute every
+    /// rule's state.
+    fn recompile_delta(&mut self, old: Arc<Tables>) {
+        self.recompile();
+        if Arc::ptr_eq(&old, &self.tables) {
+            return;
+        }
+        let empty = mcr::rib::InterfaceTable::new();
+        let mut ids = Vec::new();
+        for (ifc, t) in self.tables.iter() {
+            match old.get(ifc) {
+                Some(o) if Arc::ptr_eq(o, t) => {}
+                Some(o) => ids.extend(state::entries_changed(o, t)),
+                None => ids.extend(state::entries_changed(&empty, t)),
+            }
+        }
+        for (ifc, o) in old.iter() {
+            if !self.tables.contains_key(ifc) {
+                ids.extend(state::entries_changed(o, &empty));
+            }
+        }
+        self.publish_states_of(&ids);
+    }
+
+    /// Apply an in-place change of static rules. False if it does not fit
+    /// the RIB's set (a message lost while an actor restarted): the caller
+    /// then takes the running config's set whole.
+    fn apply_rule_delta(&mut self, added: Vec<Rule>, removed: &[String]) -> bool {
+        let rules = self.rib.rules_mut();
+        for id in removed {
+            if rules.remove(id).is_none() {
+                return false;
+            }
+        }
+        added.into_iter().all(|r| rules.insert(r).is_ok())
+    }
+
     fn push(&self) {
         Workers::tell(WmMsg::Tables(self.tables.clone(), self.ifaces.clone()));
     }
@@ -139,6 +183,59 @@ impl RibState {
             |ifc| cfg.workers_for(ifc),
             self.rib.memberships(),
         )
+    }
+
+    /// `publish_states` for the rules named in `ids` only; ids that are
+    /// no rule (any more) leave the announced set.
+    fn publish_states_of(&mut self, ids: &[String]) {
+        let views: Vec<(&str, &WorkerView)> = self
+            .workers
+            .iter()
+            .map(|(k, v)| (k.interface.as_str(), v))
+            .collect();
+        let cfg = self.shared.config();
+        let rules = self.rib.rules();
+        for id in ids {
+            if rules.get(id).is_none() {
+                self.announced.remove(id);
+            }
+        }
+        let infos = state::rule_infos_of(
+            ids.iter().filter_map(|id| rules.get(id)),
+            &self.tables,
+            &self.ifaces,
+            &views,
+            |ifc| cfg.workers_for(ifc),
+            self.rib.memberships(),
+        );
+        for info in state::state_changes_of(&mut self.announced, infos, &[]) {
+            self.shared.publish(Event::RuleState {
+                id: info.id,
+                state: info.state,
+                reason: info.reason,
+            });
+        }
+    }
+
+    /// A worker's view changed. When only the table it acknowledged did,
+    /// only rules whose entries differ between its old and new table can
+    /// change state; anything else may change every rule of the interface.
+    fn worker_changed(&mut self, key: WorkerKey, view: Option<WorkerView>) {
+        let old = match &view {
+            Some(v) => self.workers.insert(key, v.clone()),
+            None => self.workers.remove(&key),
+        };
+        match (old, view) {
+            (Some(o), Some(n))
+                if o.state == n.state && o.reason == n.reason && o.problems == n.problems =>
+            {
+                if !Arc::ptr_eq(&o.acked, &n.acked) {
+                    let ids = state::entries_changed(&o.acked, &n.acked);
+                    self.publish_states_of(&ids);
+                }
+            }
+            _ => self.publish_states(),
+        }
     }
 
     /// Tell subscribers about rules whose state changed.
@@ -175,6 +272,7 @@ impl Actor for RibActor {
             tables: Arc::new(Tables::new()),
             workers: BTreeMap::new(),
             announced: Announced::new(),
+            delta_base: None,
         };
         // Always push once, even no tables: a restarted WorkerManager may
         // be waiting.
@@ -185,7 +283,7 @@ impl Actor for RibActor {
 
     async fn handle(
         &self,
-        _me: ActorRef<RibMsg>,
+        me: ActorRef<RibMsg>,
         msg: RibMsg,
         st: &mut RibState,
     ) -> Result<(), ActorProcessingErr> {
@@ -212,21 +310,41 @@ impl Actor for RibActor {
         match msg {
             RibMsg::Rules(set) => {
                 st.rib.set_rules(set);
+                // Every rule's state is recomputed below.
+                st.delta_base = None;
                 st.recompile();
                 st.publish_states();
+            }
+            RibMsg::RuleDelta { added, removed } => {
+                if st.apply_rule_delta(added, &removed) {
+                    // Scripts add rules one at a time, faster than a
+                    // compile of thousands of rules: every delta queued
+                    // behind this one is applied before the flush compiles
+                    // them all at once.
+                    if st.delta_base.is_none() {
+                        st.delta_base = Some(st.tables.clone());
+                        let _ = me.cast(RibMsg::FlushRules);
+                    }
+                } else {
+                    warn!(target: "RuleDispatch", "the RIB's rules were out of step with the running config; taking them whole");
+                    let set = st.shared.config().rule_set().unwrap_or_default();
+                    st.rib.set_rules(Arc::new(set));
+                    st.delta_base = None;
+                    st.recompile();
+                    st.publish_states();
+                }
+            }
+            RibMsg::FlushRules => {
+                if let Some(base) = st.delta_base.take() {
+                    st.recompile_delta(base);
+                }
             }
             RibMsg::Interfaces(ifaces) => {
                 st.ifaces = ifaces;
                 st.push();
                 st.publish_states();
             }
-            RibMsg::Worker(key, view) => {
-                match view {
-                    Some(v) => st.workers.insert(key, v),
-                    None => st.workers.remove(&key),
-                };
-                st.publish_states();
-            }
+            RibMsg::Worker(key, view) => st.worker_changed(key, view),
             RibMsg::Tables(reply) => {
                 let _ = reply.send((st.tables.clone(), st.ifaces.clone()));
             }

@@ -112,6 +112,13 @@ impl Shared {
         *lock(&self.config) = Arc::new(c);
     }
 
+    /// Change the running config in place: a copy is made only if a reader
+    /// still holds the current one, so adding one rule to 10,000 does not
+    /// copy them all.
+    pub fn update_config(&self, f: impl FnOnce(&mut Config)) {
+        f(Arc::make_mut(&mut lock(&self.config)));
+    }
+
     /// The IGMP queriers the running config asks for.
     pub fn igmp(&self) -> Option<IgmpSetup> {
         IgmpSetup::from_config(&self.config())

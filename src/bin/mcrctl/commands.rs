@@ -59,21 +59,24 @@ fn connect(cli: &Cli) -> Result<Client, Fail> {
     Ok(Client::connect(&cli.socket, t)?)
 }
 
-/// Longest config text that `config check` and `config load` send: it
-/// travels in one control request, with room left for the request's JSON.
-const MAX_CONFIG_TEXT: u64 = mcr::control::MAX_REQUEST as u64 - 4096;
+/// Longest config text that `config check` and `config load` send: the
+/// largest configuration the daemon accepts at all, so any file it could
+/// start with can also be loaded (the control request limit has room for
+/// it, escaped).
+const MAX_CONFIG_TEXT: u64 = mcr::config::MAX_CONFIG_BYTES as u64;
 
 /// Read a config file for the daemon, refusing it before reading more than
-/// the control socket can carry: the size the file system reports is no
-/// bound (`/dev/zero`, pipes and `/proc` files all say 0).
+/// `MAX_CONFIG_TEXT`: the size the file system reports is no bound
+/// (`/dev/zero`, pipes and `/proc` files all say 0).
 fn read_file(p: &Path) -> Result<String, Fail> {
     let fail = |e: std::io::Error| Fail(1, format!("{}: {e}", p.display()));
     let too_big = |size: String| {
         Fail(
             1,
             format!(
-                "{}: {size}; a config sent over the control socket is limited to 1 MiB (use the startup file and `config reload` for larger ones)",
-                p.display()
+                "{}: {size}; a configuration is limited to {} MiB ({MAX_CONFIG_TEXT} bytes)",
+                p.display(),
+                MAX_CONFIG_TEXT >> 20
             ),
         )
     };
@@ -88,14 +91,30 @@ fn read_file(p: &Path) -> Result<String, Fail> {
         .read_to_end(&mut bytes)
         .map_err(fail)?;
     if bytes.len() as u64 > MAX_CONFIG_TEXT {
-        return Err(too_big("more than 1 MiB".into()));
+        return Err(too_big(format!("more than {MAX_CONFIG_TEXT} bytes")));
     }
-    String::from_utf8(bytes).map_err(|_| {
+    let text = String::from_utf8(bytes).map_err(|_| {
         fail(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
         ))
-    })
+    })?;
+    // Escaping in the request can grow a text past what the control
+    // socket takes only with unusual content (control characters in
+    // comments take six bytes each); say so rather than let the daemon
+    // cut the connection.
+    let encoded = serde_json::to_string(&text).map_or(usize::MAX, |s| s.len());
+    if encoded + 4096 > mcr::control::MAX_REQUEST {
+        return Err(Fail(
+            1,
+            format!(
+                "{}: {encoded} bytes once escaped for the control socket, more than its {}-byte request limit (control characters in the file take six bytes each)",
+                p.display(),
+                mcr::control::MAX_REQUEST
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 fn ipv4(flag: &str, s: &str) -> Result<Ipv4Addr, Fail> {

@@ -172,7 +172,7 @@ fn unknown_nested_keys_name_the_right_place() {
     assert!(e[4].message.ends_with("socket, group"), "{}", e[4]);
     assert!(
         e[5].message
-            .ends_with("idle_timeout, heartbeat_timeout, restart_backoff_max, user"),
+            .ends_with("idle_timeout, heartbeat_timeout, restart_backoff_max, user, rx_path, rx_ring_mb, rx_block_ms"),
         "{}",
         e[5]
     );
@@ -655,4 +655,73 @@ fn a_flood_of_errors_is_cut_short() {
     // Long user text is cut in messages.
     let e = one(&format!("{{ {}: 1 }}", "k".repeat(10_000)));
     assert!(e.message.len() < 200, "{}", e.message.len());
+}
+
+/// The receive path keys: parsed into `workers.rx`, written back by
+/// `config save` only where they differ from the defaults, and a wrong
+/// value is refused with the key and its line named.
+#[test]
+fn workers_rx_keys() {
+    use crate::config::{RxConfig, RxPath};
+    let c = ok("{ workers: { rx_path: 'recv' } }");
+    assert_eq!(
+        c.workers.rx,
+        RxConfig {
+            path: RxPath::Recv,
+            ring_mb: 16,
+            block_ms: 1
+        }
+    );
+    let text = c.to_json5();
+    assert!(text.contains("rx_path: \"recv\""), "{text}");
+    assert!(
+        !text.contains("rx_ring_mb"),
+        "defaults are not written: {text}"
+    );
+    assert_eq!(parse(&text), Ok(c));
+    let c = ok("{ workers: { rx_path: 'ring', rx_ring_mb: 64, rx_block_ms: 5 } }");
+    assert_eq!(
+        (
+            c.workers.rx.path,
+            c.workers.rx.ring_mb,
+            c.workers.rx.block_ms
+        ),
+        (RxPath::Ring, 64, 5)
+    );
+    assert_eq!(parse(&c.to_json5()), Ok(c));
+    assert_eq!(ok("{}").workers.rx, RxConfig::default());
+    assert_one(
+        "{ workers: {\n rx_path: 'fast' } }",
+        2,
+        11,
+        "workers.rx_path",
+        "expected \"ring\" (a mapped receive ring, the default) or \"recv\"",
+    );
+    for (text, path, needle) in [
+        (
+            "{ workers: { rx_ring_mb: 0 } }",
+            "workers.rx_ring_mb",
+            "in 1..=1024",
+        ),
+        (
+            "{ workers: { rx_ring_mb: 4096 } }",
+            "workers.rx_ring_mb",
+            "out of range",
+        ),
+        (
+            "{ workers: { rx_block_ms: 0 } }",
+            "workers.rx_block_ms",
+            "in 1..=1000",
+        ),
+        (
+            "{ workers: { rx_block_ms: 2.5 } }",
+            "workers.rx_block_ms",
+            "an integer",
+        ),
+        ("{ workers: { rx_path: 1 } }", "workers.rx_path", "found"),
+    ] {
+        let e = one(text);
+        assert_eq!(e.path, path, "{text}");
+        assert!(e.message.contains(needle), "{text}: {e:?} lacks {needle:?}");
+    }
 }

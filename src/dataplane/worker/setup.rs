@@ -146,25 +146,33 @@ pub(super) fn build_ring() -> io::Result<IoUring> {
         })
 }
 
-/// How the worker reads its socket: `MCR_RX_PATH=ring` (the default) maps a
-/// `TPACKET_V3` ring of `MCR_RX_RING_MB` MiB (16) whose blocks are handed
-/// over at least every `MCR_RX_BLOCK_MS` ms (1); `MCR_RX_PATH=recv` keeps
-/// one `recvmsg` per frame (io_uring multishot receive). Frames are the same
-/// either way; a ring that cannot be set up falls back to `recv`.
+/// How the worker reads its socket, as the config's `workers.rx_path`,
+/// `rx_ring_mb` and `rx_block_ms` say (`setup.rx`), each overridden by the
+/// environment variable `MCR_RX_PATH`, `MCR_RX_RING_MB`, `MCR_RX_BLOCK_MS`
+/// when set (A/B benchmarks): `ring` (the default) maps a `TPACKET_V3` ring
+/// of that many MiB (16) whose blocks are handed over at least every that
+/// many ms (1); `recv` keeps one `recvmsg` per frame (io_uring multishot
+/// receive). Frames are the same either way; a ring that cannot be set up
+/// falls back to `recv`.
 pub(super) fn open_rx_ring(
     ingress: &OwnedFd,
     setup: &WorkerSetup,
     buf_size: usize,
 ) -> Option<crate::sys::packet_ring::RxRing> {
+    use crate::config::RxPath;
     use crate::sys::packet_ring::{Geometry, RxRing};
-    let path = std::env::var("MCR_RX_PATH").unwrap_or_default();
-    if path.trim() == "recv" {
+    let recv = match std::env::var("MCR_RX_PATH") {
+        Ok(p) if !p.trim().is_empty() => p.trim() == "recv",
+        _ => setup.rx.path == RxPath::Recv,
+    };
+    if recv {
+        tracing::info!(target: "BufferPool", "receiving frame by frame on {} (rx_path recv)", setup.interface);
         return None;
     }
     let mb = crate::env_override::<usize>("MCR_RX_RING_MB")
-        .unwrap_or(16)
+        .unwrap_or(setup.rx.ring_mb as usize)
         .clamp(1, 1024);
-    let tov = crate::env_override::<u32>("MCR_RX_BLOCK_MS").unwrap_or(1);
+    let tov = crate::env_override::<u32>("MCR_RX_BLOCK_MS").unwrap_or(setup.rx.block_ms);
     let prefix = if setup.format.vnet {
         crate::wire::VNET_HDR_LEN
     } else {

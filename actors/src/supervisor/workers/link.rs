@@ -497,6 +497,7 @@ fn spawn_settings(shared: &Shared) -> SpawnSettings {
         levels: shared.levels(),
         uid: shared.settings.worker_uid,
         gid: shared.settings.worker_gid,
+        rx: shared.config().workers.rx,
     }
 }
 

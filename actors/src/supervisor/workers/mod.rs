@@ -67,6 +67,10 @@ pub struct WmState {
     replaced: HashMap<WorkerKey, u32>,
     /// Most rules in the tables since freed memory was last returned.
     peak_rules: usize,
+    /// Rules in the tables at the last tick, and whether a trim happened
+    /// while they were still falling (see `trim_after_shrink`).
+    last_rules: usize,
+    trim_when_settled: bool,
     /// The register tunnels the PimActor last reported, by interface.
     punts: BTreeMap<String, Vec<(Ipv4Addr, Ipv4Addr)>>,
     /// What each link was last told of PIM.
@@ -338,14 +342,23 @@ impl WmState {
     /// After churn, give the memory the removed rules held back to the
     /// kernel (checked on the tick, so a burst of removals trims once or
     /// twice rather than per removal).
+    /// A burst that trimmed while it ran trims once more when the count
+    /// holds for a tick: single removals answer at once, so what the last
+    /// of them free (queued tables, table syncs, events) is released after
+    /// the mid-burst trim.
     fn trim_after_shrink(&mut self) {
         let rules: usize = self.tables.values().map(|t| t.len()).sum();
         if rules * 2 < self.peak_rules && self.peak_rules - rules >= TRIM_AFTER_SHRINK {
             debug!(target: "Supervisor", "rules fell from {} to {rules}; returning freed memory", self.peak_rules);
             mcr::sys::memory::return_free_memory();
             self.peak_rules = rules;
+            self.trim_when_settled = true;
+        } else if self.trim_when_settled && rules == self.last_rules {
+            mcr::sys::memory::return_free_memory();
+            self.trim_when_settled = false;
         }
         self.peak_rules = self.peak_rules.max(rules);
+        self.last_rules = rules;
     }
 
     fn pick(&self, interface: &Option<String>) -> Result<ActorRef<LinkMsg>, String> {
@@ -386,6 +399,8 @@ impl Actor for WorkerManager {
             budgets: HashMap::new(),
             replaced: HashMap::new(),
             peak_rules: 0,
+            last_rules: 0,
+            trim_when_settled: false,
             punts: BTreeMap::new(),
             pim_sent: HashMap::new(),
         })
@@ -423,6 +438,10 @@ impl Actor for WorkerManager {
             WmMsg::Tables(tables, ifaces) => {
                 st.tables = tables;
                 st.ifaces = ifaces;
+                // A burst of adds and removes can come and go between two
+                // ticks: its peak must still count for the trim.
+                let rules: usize = st.tables.values().map(|t| t.len()).sum();
+                st.peak_rules = st.peak_rules.max(rules);
                 st.reconcile(&myself).await;
             }
             WmMsg::Tick => {

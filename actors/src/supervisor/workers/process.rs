@@ -37,6 +37,8 @@ pub struct SpawnSettings {
     pub levels: LogLevels,
     pub uid: u32,
     pub gid: u32,
+    /// The config's receive path settings at the time of the spawn.
+    pub rx: mcr::config::RxConfig,
 }
 
 /// A running worker process.
@@ -412,6 +414,7 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
         gid: spawn.gid,
         core: st.core,
         worker_index: st.key.index,
+        rx: spawn.rx,
     };
     proc.send(&ToWorker::Hello(setup), &[ingress])?;
     st.proc = Some(proc);

@@ -1,0 +1,102 @@
+//! The receive path chosen in the config (`workers.rx_path`,
+//! `rx_ring_mb`, `rx_block_ms`): a worker started with `recv` reads frame
+//! by frame and says so in its log, one started after a reload to `ring`
+//! maps a ring, both relay every datagram, and a wrong value is refused by
+//! `config check` with the key named.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::{Daemon, DaemonOpts};
+use common::{require_root, wait_for, Relay3};
+
+const RULE: &str =
+    "rules: [ { name: \"r\", input: { interface: \"r0\", group: \"239.1.1.1\", port: 5000 }, \
+     outputs: [ { interface: \"r1\", group: \"239.2.2.2\", port: 6000 } ] } ]";
+
+const RECV_LINE: &str = "receiving frame by frame on r0 (rx_path recv)";
+const RING_LINE: &str = "receive ring of";
+
+/// The r0 worker's pid, once it runs.
+fn worker_pid(d: &Daemon) -> Option<u32> {
+    let ws: Vec<mcr::control::WorkerInfo> =
+        serde_json::from_str(&d.ctl_ok(&["--json", "workers"])).ok()?;
+    ws.into_iter()
+        .find(|w| w.interface == "r0" && w.state == "running")
+        .and_then(|w| w.pid)
+}
+
+#[test]
+fn rx_path_from_the_config_reaches_the_worker_and_applies_to_workers_started_after_a_reload() {
+    if !require_root("rx_path_from_the_config_reaches_the_worker") {
+        return;
+    }
+    if std::env::var_os("MCR_RX_PATH").is_some() {
+        eprintln!("skipped: MCR_RX_PATH is set and overrides the config");
+        return;
+    }
+    let t = Relay3::new("rxpath");
+    let config = format!("{{ workers: {{ rx_path: \"recv\" }}, {RULE} }}");
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&config),
+            fault_injection: true,
+            ..Default::default()
+        },
+    );
+    d.wait_active(Duration::from_secs(20));
+    t.relay_all(300, 1000, 200);
+    let log = d.log_text();
+    assert!(log.contains(RECV_LINE), "no `{RECV_LINE}` in:\n{log}");
+    assert!(!log.contains(RING_LINE), "a ring was mapped:\n{log}");
+
+    // Reload with the ring: the running worker keeps its path, the next
+    // one started maps a ring of the configured size and timeout.
+    let path = d.config.clone().expect("started with a config file");
+    let ring =
+        format!("{{ workers: {{ rx_path: \"ring\", rx_ring_mb: 4, rx_block_ms: 2 }}, {RULE} }}");
+    std::fs::write(&path, ring).unwrap();
+    d.ctl_ok(&["config", "reload"]);
+    let shown = d.ctl_ok(&["config", "show"]);
+    assert!(
+        shown.contains("rx_ring_mb: 4") && shown.contains("rx_block_ms: 2"),
+        "{shown}"
+    );
+    assert!(
+        !d.log_text().contains(RING_LINE),
+        "reload alone restarts no worker"
+    );
+    let old = worker_pid(&d).expect("a running r0 worker");
+    d.ctl_ok(&["fault", "kill-worker", "--interface", "r0"]);
+    let t0 = Instant::now();
+    wait_for(Duration::from_secs(20), || {
+        worker_pid(&d).filter(|p| *p != old).map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("no new worker after {:?}:\n{}", t0.elapsed(), d.log_text()));
+    d.wait_active(Duration::from_secs(20));
+    t.relay_all(300, 1000, 200);
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(RING_LINE))
+        .unwrap_or_else(|| panic!("no `{RING_LINE}` after the restart:\n{log}"));
+    assert!(
+        line.contains("(2 ms)"),
+        "the configured block timeout: {line}"
+    );
+
+    // A wrong value: refused with the key, the running config untouched.
+    let bad = d
+        .scratch
+        .write("bad.json5", "{ workers: { rx_path: \"fast\" } }");
+    let err = d.ctl_err(&["config", "check", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("workers.rx_path") && err.contains("\"recv\""),
+        "{err}"
+    );
+    let out = d.ctl(&["config", "load", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(d.ctl_ok(&["config", "show"]), shown);
+}
