@@ -98,7 +98,6 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     if let Some(core) = setup.core {
         setup::pin_to_core(core);
     }
-    setup::realtime_if_asked();
     // The ring is set up before root is dropped: the kernel charges an
     // io_uring to its user's locked memory unless the creator holds
     // CAP_IPC_LOCK, and all workers run as one user, so under the usual

@@ -82,33 +82,6 @@ pub(super) fn pin_to_core(core: u32) {
     }
 }
 
-/// `MCR_WORKER_FIFO=N` (1–99): run the worker under `SCHED_FIFO` at that
-/// priority (before root is dropped: it needs CAP_SYS_NICE). Under
-/// overload the input's receive softirq and the worker share one core;
-/// at equal priority the scheduler splits it between them, so the softirq
-/// keeps filling a ring the worker cannot empty and drops there, after
-/// paying for each frame. A real-time worker empties the ring whenever
-/// there is something in it, and the softirq work left over queues in
-/// the input backlog, which drops what it cannot take before any work is
-/// spent on it. Off by default: it is a host policy (a worker that never
-/// idles holds its core, bar the kernel's real-time throttling).
-pub(super) fn realtime_if_asked() {
-    let Some(prio) = crate::env_override::<i32>("MCR_WORKER_FIFO") else {
-        return;
-    };
-    let param = libc::sched_param {
-        sched_priority: prio.clamp(1, 99),
-    };
-    // SAFETY: sched_setscheduler on this thread (pid 0) with a sched_param
-    // that lives through the call; the kernel copies it.
-    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if r != 0 {
-        warn!(target: "DataPlane", "MCR_WORKER_FIFO={prio}: {}; running at normal priority", io::Error::last_os_error());
-    } else {
-        tracing::info!(target: "DataPlane", "worker runs SCHED_FIFO at priority {}", param.sched_priority);
-    }
-}
-
 /// Give up root: every socket the worker needs is already open.
 pub(super) fn drop_privileges(uid: u32, gid: u32) -> Result<(), WorkerError> {
     use nix::unistd::{getuid, setgroups, setresgid, setresuid, Gid, Uid};
