@@ -2,7 +2,12 @@
 //! (`TPACKET_V3`, packet(7) "PACKET_RX_RING").
 //!
 //! Owns: switching an ingress socket to a block-based ring, mapping it,
-//! walking the blocks the kernel hands over, and handing each block back.
+//! walking the blocks the kernel hands over, and handing each block back —
+//! once read to its end and, for frames read in place (`next_in_place`),
+//! once every send pointing into it has let go (`hold`/`release`): the
+//! worker's sends copy straight from the ring, so a 1 KiB frame is copied
+//! by the softirq into the ring and by UDP output into an skb, not a third
+//! time into a receive buffer.
 //! With a ring the kernel copies each frame into the mapping in the receive
 //! softirq and frees the skb at once; the worker reads whole blocks per
 //! wake-up instead of dequeuing, copying and freeing one skb per `recvmsg`
@@ -98,6 +103,13 @@ pub struct RxRing {
     left: u32,
     next: usize,
     reading: bool,
+    /// Per block: frames read in place whose sends still point into it.
+    refs: Vec<u32>,
+    /// Per block: read to the end but not yet handed back, because `refs`
+    /// is not zero. The kernel fills blocks in order and stops (dropping)
+    /// when it reaches one that is still ours, which is the cheap drop a
+    /// full ring should make.
+    done: Vec<bool>,
 }
 
 // SAFETY: the mapping belongs to this value alone; it is only touched
@@ -181,6 +193,8 @@ impl RxRing {
             left: 0,
             next: 0,
             reading: false,
+            refs: vec![0; geo.blocks as usize],
+            done: vec![false; geo.blocks as usize],
         };
         r.resync();
         Ok(r)
@@ -231,7 +245,7 @@ impl RxRing {
 
     /// Whether a frame (or an empty block to hand back) is waiting.
     pub fn ready(&self) -> bool {
-        self.reading || self.user(self.block)
+        self.reading || (self.user(self.block) && !self.done[self.block])
     }
 
     /// Start from the oldest block the kernel has handed over, if any.
@@ -240,12 +254,13 @@ impl RxRing {
     /// fills blocks in order, but a reader that lost its place would wait
     /// for a block the kernel will not fill until an older one is returned.
     pub fn resync(&mut self) {
-        if self.reading || self.user(self.block) {
+        if self.ready() {
             return;
         }
         let mut oldest: Option<(u64, usize)> = None;
         for b in 0..self.geo.blocks as usize {
-            if self.user(b) {
+            // A block read to its end that sends still hold is not news.
+            if self.user(b) && !self.done[b] {
                 let seq = u64::from(self.read_u32(b, BLK_SEQ))
                     | (u64::from(self.read_u32(b, BLK_SEQ + 4)) << 32);
                 if oldest.is_none_or(|(s, _)| seq < s) {
@@ -258,23 +273,59 @@ impl RxRing {
         }
     }
 
+    /// The current block is read to its end: move on, and give it back to
+    /// the kernel unless frames read in place still hold it.
     fn hand_back(&mut self) {
-        // Release: our reads of the block happen before the kernel may
-        // overwrite it.
-        self.status(self.block)
-            .store(TP_STATUS_KERNEL, Ordering::Release);
+        let b = self.block;
+        self.done[b] = true;
+        self.give_back_if_free(b);
         self.block = (self.block + 1) % self.geo.blocks as usize;
         self.reading = false;
     }
 
-    /// Copy the next frame into `dst` (the virtio_net_hdr first, if the
-    /// socket has one), handing each block back to the kernel once its last
-    /// frame is copied. `None`: nothing waiting.
-    pub fn next_into(&mut self, dst: &mut [u8]) -> Option<Frame> {
+    fn give_back_if_free(&mut self, b: usize) {
+        if self.done[b] && self.refs[b] == 0 {
+            self.done[b] = false;
+            // Release: our reads of the block (and the sends that copied
+            // from it) happen before the kernel may overwrite it.
+            self.status(b).store(TP_STATUS_KERNEL, Ordering::Release);
+        }
+    }
+
+    /// `n` more sends point into `block`: it stays ours until each is
+    /// `release`d.
+    pub fn hold(&mut self, block: u16, n: u32) {
+        if let Some(r) = self.refs.get_mut(usize::from(block)) {
+            *r += n;
+        }
+    }
+
+    /// One reference into `block` (a frame returned by `next_in_place`, or
+    /// a send `hold` counted) is gone.
+    pub fn release(&mut self, block: u16) {
+        let b = usize::from(block);
+        if let Some(r) = self.refs.get_mut(b) {
+            *r = r.saturating_sub(1);
+            self.give_back_if_free(b);
+        }
+    }
+
+    /// Blocks read to their end that references still keep from the
+    /// kernel.
+    pub fn held_blocks(&self) -> usize {
+        self.done.iter().filter(|&&d| d).count()
+    }
+
+    /// Where the next frame lies: (block, offset of its prefix, bytes there,
+    /// full length as `recvmsg(MSG_TRUNC)` would report it). Hands back
+    /// blocks that turn out to be empty or are read to their end.
+    fn next_span(&mut self) -> Option<(usize, usize, usize, usize)> {
         let bs = self.geo.block_size as usize;
         loop {
             if !self.reading {
-                if !self.user(self.block) {
+                // A block read before and still held by sends is ours but
+                // not new: the ring has wrapped round to it.
+                if !self.user(self.block) || self.done[self.block] {
                     return None;
                 }
                 self.left = self.read_u32(self.block, BLK_NUM_PKTS);
@@ -296,41 +347,76 @@ impl RxRing {
             // The frame, with its prefix, as the kernel placed it; anything
             // that would reach outside the block is not a frame.
             let start = at + mac;
-            let sane = mac >= self.prefix && start + snap <= bs;
-            let frame = if sane {
-                let from = start - self.prefix;
-                let n = (self.prefix + snap).min(dst.len());
-                // SAFETY: from + n ≤ start + snap ≤ block_size (checked
-                // above), so the source lies inside this block, which the
-                // kernel handed over and does not write until we hand it
-                // back; `dst` is a distinct Rust slice of at least n bytes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(self.base(b).add(from), dst.as_mut_ptr(), n);
-                }
+            if mac >= self.prefix && start + snap <= bs {
                 let mut full = self.prefix + len;
                 if snap < len {
                     // Cut short by the block: never pass it off as whole.
-                    full = full.max(dst.len() + 1);
+                    full = full.max(self.prefix + snap + 1);
                 }
-                Some(Frame {
-                    copied: n,
-                    len: full,
-                })
-            } else {
-                None
-            };
+                return Some((b, start - self.prefix, self.prefix + snap, full));
+            }
             if self.left == 0 {
                 self.hand_back();
             }
-            if frame.is_some() {
-                return frame;
-            }
         }
+    }
+
+    /// The next frame where it lies in the ring (the virtio_net_hdr first,
+    /// if the socket has one), holding its block for the caller: call
+    /// `release(block)` when done with the slice, after `hold`ing the block
+    /// for every send that points into it. The slice is writable (route
+    /// mode rewrites the TTL in place); the length is the frame's full
+    /// length, more than the slice when the kernel cut it short.
+    pub fn next_in_place(&mut self) -> Option<(u16, &mut [u8], usize)> {
+        let (b, from, n, full) = self.next_span()?;
+        self.refs[b] += 1;
+        if self.left == 0 {
+            self.hand_back();
+        }
+        // SAFETY: next_span checked from + n ≤ block_size, so the bytes lie
+        // inside block b, which the kernel handed over and does not touch
+        // until we store TP_STATUS_KERNEL — which the reference just taken
+        // prevents until `release`. The returned borrow of self keeps any
+        // other slice of this ring from being made meanwhile.
+        let frame = unsafe { std::slice::from_raw_parts_mut(self.base(b).add(from), n) };
+        Some((b as u16, frame, full))
+    }
+
+    /// Copy the next frame into `dst` (the virtio_net_hdr first, if the
+    /// socket has one), handing each block back to the kernel once its last
+    /// frame is copied (unless frames read in place still hold it).
+    /// `None`: nothing waiting.
+    pub fn next_into(&mut self, dst: &mut [u8]) -> Option<Frame> {
+        let (b, from, n, full) = self.next_span()?;
+        let n = n.min(dst.len());
+        // SAFETY: next_span checked that the frame lies inside block b,
+        // which the kernel handed over and does not write until we hand it
+        // back (not before the end of this call); `dst` is a distinct Rust
+        // slice of at least n bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base(b).add(from), dst.as_mut_ptr(), n);
+        }
+        if self.left == 0 {
+            self.hand_back();
+        }
+        let len = if full > n && full <= dst.len() {
+            dst.len() + 1
+        } else {
+            full
+        };
+        Some(Frame { copied: n, len })
     }
 }
 
 impl Drop for RxRing {
     fn drop(&mut self) {
+        // Blocks already read go back to the kernel, so that a successor
+        // mapping this ring does not read them again.
+        for b in 0..self.geo.blocks as usize {
+            if self.done[b] {
+                self.status(b).store(TP_STATUS_KERNEL, Ordering::Release);
+            }
+        }
         // SAFETY: unmaps exactly the mapping made in `map`; nothing refers
         // to it after drop.
         unsafe {
@@ -392,7 +478,7 @@ fn set_ring(fd: BorrowedFd<'_>, geo: Geometry) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, OwnedFd};
 
     #[test]
     fn geometry_holds_the_largest_frame() {
@@ -403,6 +489,137 @@ mod tests {
         assert!(g.block_size as usize >= 65536 + 1024 + PKT_HDR + 64);
         assert_eq!(g.timeout_ms, 1);
         assert_eq!(Geometry::for_frames(2048, 0, 5).blocks, 4);
+    }
+
+    /// In a new network namespace (on a thread of its own), a ring on a
+    /// packet socket bound to `lo` and an unconnected UDP socket to send
+    /// with (a connected one would fail on the port-unreachable replies). None
+    /// without the privilege to make a namespace.
+    fn ring_on_loopback() -> Option<(RxRing, OwnedFd, std::net::UdpSocket)> {
+        match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) => return None,
+            Err(e) => panic!("unshare: {e}"),
+        }
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let pkt = super::super::sockopt::new_socket(libc::AF_PACKET, libc::SOCK_RAW, proto.into())
+            .unwrap();
+        let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+        let sll = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: proto,
+            sll_ifindex: lo as i32,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        };
+        // SAFETY: binds the socket made above to a sockaddr_ll that lives
+        // through the call.
+        let r = unsafe {
+            libc::bind(
+                pkt.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0);
+        let ring = RxRing::open(pkt.as_fd(), Geometry::for_frames(2048, 1 << 20, 1), 0).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        Some((ring, pkt, udp))
+    }
+
+    /// Read every frame handed over so far in place; returns each frame's
+    /// block and whether a frame carried `tag`.
+    fn read_all(ring: &mut RxRing, tag: &[u8], hold: bool) -> (Vec<u16>, bool) {
+        let mut blocks = Vec::new();
+        let mut found = false;
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ring.resync();
+        while let Some((b, frame, len)) = ring.next_in_place() {
+            assert!(len >= frame.len());
+            found |= frame.windows(tag.len()).any(|w| w == tag);
+            if hold {
+                ring.hold(b, 1);
+            }
+            ring.release(b);
+            blocks.push(b);
+        }
+        (blocks, found)
+    }
+
+    #[test]
+    fn a_block_read_in_place_stays_ours_until_its_sends_release_it() {
+        std::thread::spawn(|| {
+            let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
+                eprintln!("skipped: no privilege for a network namespace");
+                return;
+            };
+            udp.send_to(b"first-datagram", "127.0.0.1:9").unwrap();
+            let (held, found) = read_all(&mut ring, b"first-datagram", true);
+            assert!(found, "the datagram is read where the kernel wrote it");
+            // Read to the end, but held by "sends": not the kernel's yet,
+            // and not read again.
+            let mut blocks = held.clone();
+            blocks.dedup();
+            assert_eq!(ring.held_blocks(), blocks.len());
+            for &b in &blocks {
+                assert!(ring.user(usize::from(b)));
+            }
+            udp.send_to(b"second-datagram", "127.0.0.1:9").unwrap();
+            let (later, found) = read_all(&mut ring, b"first-datagram", false);
+            assert!(!found, "a held block is not read twice");
+            assert!(!later.is_empty());
+            assert!(later.iter().all(|b| !held.contains(b)));
+            // Each send completing lets go; the last one hands it back.
+            let (last, rest) = held.split_last().unwrap();
+            for &b in rest {
+                ring.release(b);
+            }
+            assert_eq!(ring.held_blocks(), 1);
+            assert!(ring.user(usize::from(*last)));
+            ring.release(*last);
+            assert_eq!(ring.held_blocks(), 0);
+            for &b in &blocks {
+                assert!(!ring.user(usize::from(b)));
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_copied_frame_matches_the_one_read_in_place() {
+        std::thread::spawn(|| {
+            let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
+                eprintln!("skipped: no privilege for a network namespace");
+                return;
+            };
+            udp.send_to(b"copy-me-please", "127.0.0.1:9").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            ring.resync();
+            let mut buf = [0u8; 2048];
+            let f = ring.next_into(&mut buf).unwrap();
+            assert_eq!(f.copied, f.len);
+            // IPv4 over loopback's Ethernet header: 14 + 20 + 8 + payload.
+            assert_eq!(f.len, 14 + 20 + 8 + 14);
+            assert_eq!(&buf[42..56], b"copy-me-please");
+            // A destination too small: the length says so.
+            let mut small = [0u8; 20];
+            udp.send_to(b"copy-me-please", "127.0.0.1:9").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            ring.resync();
+            let f = ring.next_into(&mut small).unwrap();
+            assert_eq!(f.copied, 20);
+            assert!(f.len > 20);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! Owns: the handshake with the supervisor, the privilege drop, and the
 //! loop that drives everything through the ring: a multishot receive on the
 //! AF_PACKET socket into the provided-buffer ring (or, by default, a poll on
-//! the socket's `TPACKET_V3` ring, read a block at a time into the same
-//! buffers), one `SENDMSG` per output
-//! datagram (referencing the receive buffer, never copying it), a multishot
+//! the socket's `TPACKET_V3` ring, read a block at a time where the kernel
+//! wrote it), one `SENDMSG` per output batch
+//! (referencing the received frame, never copying it), a multishot
 //! poll on the IPC socket for table updates, and a multishot timeout for
 //! stats and heartbeats. Each turn reaps every completion, queues the
 //! resulting sends, and makes one `submit_and_wait` call.
@@ -180,4 +180,9 @@ struct Worker {
     /// The socket's memory-mapped receive ring, when frames are read from
     /// it instead of by a multishot receive (`MCR_RX_PATH`).
     rx_ring: Option<crate::sys::packet_ring::RxRing>,
+    /// Run the pipeline on ring frames where they lie (`MCR_RX_COPY=1`
+    /// copies each into a receive buffer first, as before).
+    rx_in_place: bool,
+    /// The last turn stopped at its budget with frames left in the ring.
+    rx_more: bool,
 }

@@ -29,12 +29,33 @@ impl Worker {
     /// A frame the pipeline dropped, or any frame while a trace is on.
     #[cold]
     pub(super) fn observe(&mut self, bid: u16, received: usize, verdict: Verdict) {
-        let reason = reason_of(verdict);
-        let explain = reason.is_some_and(|r| explain::debug_on(explain::facility(r)));
-        if !explain && self.traces.is_empty() {
+        if !self.wants_observe(verdict) {
             return;
         }
         let peek = trace::peek(self.bufs.buf_mut(bid), received, self.setup.format);
+        self.observe_peek(peek, verdict);
+    }
+
+    /// Whether `observe` has anything to do for this verdict: a drop whose
+    /// facility is at debug, or any packet while a trace is on.
+    pub(super) fn wants_observe(&self, verdict: Verdict) -> bool {
+        let explain = reason_of(verdict).is_some_and(|r| explain::debug_on(explain::facility(r)));
+        explain || !self.traces.is_empty()
+    }
+
+    /// `observe` for a frame read where the ring holds it, not in a buffer.
+    #[cold]
+    pub(super) fn observe_frame(&mut self, frame: &[u8], received: usize, verdict: Verdict) {
+        if !self.wants_observe(verdict) {
+            return;
+        }
+        let peek = trace::peek(frame, received, self.setup.format);
+        self.observe_peek(peek, verdict);
+    }
+
+    fn observe_peek(&mut self, peek: Option<trace::Peek>, verdict: Verdict) {
+        let reason = reason_of(verdict);
+        let explain = reason.is_some_and(|r| explain::debug_on(explain::facility(r)));
         if let (true, Some(r)) = (explain, reason) {
             let now = self.mono_ms();
             self.explain.drop(now, r, peek, &self.setup.interface);

@@ -1,10 +1,13 @@
 //! The worker's event loop and its data path: arming the receive (a
 //! multishot receive into the provided buffers, or a multishot poll on the
-//! socket's memory-mapped `TPACKET_V3` ring, whose frames are copied into
-//! the same buffers), IPC poll and timer; reaping completions; turning each
-//! received frame into sends through the pure pipeline; batching sends per
-//! egress socket (GSO where the output allows it) and accounting for every
-//! datagram that does not reach the kernel.
+//! socket's memory-mapped `TPACKET_V3` ring, whose frames the pipeline reads
+//! where they lie — or, on PIM interfaces and with `MCR_RX_COPY=1`, after
+//! copying them into the same buffers), IPC poll and timer; reaping
+//! completions; turning each received frame into sends through the pure
+//! pipeline; batching sends per egress socket (GSO where the output allows
+//! it) and accounting for every datagram that does not reach the kernel.
+//! A send of a frame read in place holds its ring block, not a buffer: the
+//! block goes back to the kernel when the last such send completes.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,11 +23,19 @@ use crate::dataplane::egress::{Batcher, Datagram};
 use crate::dataplane::explain::Trouble;
 use crate::dataplane::pipeline::{self, Send, Verdict};
 use crate::dataplane::receiver::TableReceiver;
+use crate::sys::packet_ring::RxRing;
 
 use super::{
     Exit, Hooks, Worker, WorkerError, BGID, BUSY_RECVS, CQ_ENTRIES, KIND_IPC, KIND_RECV, KIND_SEND,
     KIND_SHIFT, KIND_TIMER, SEND_SLOTS,
 };
+
+/// Bids with this bit name a block of the receive ring (the low bits), not
+/// a receive buffer: buffer ids stay below 32768, the kernel's limit.
+const RING_BID: u16 = 0x8000;
+/// Frames handled from the ring per turn before the sends queued so far go
+/// out and completions are reaped.
+const RING_BUDGET: usize = 1024;
 
 impl Worker {
     pub(super) fn new(
@@ -66,6 +77,8 @@ impl Worker {
             last_counters: WorkerCounters::default(),
             pim: Default::default(),
             rx_ring: None,
+            rx_in_place: crate::env_override::<u8>("MCR_RX_COPY").unwrap_or(0) == 0,
+            rx_more: false,
         }
     }
 
@@ -155,7 +168,10 @@ impl Worker {
         info!(target: "DataPlane", "worker {} for {} running (pid {})", self.setup.worker_index, self.setup.interface, std::process::id());
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(CQ_ENTRIES as usize);
         loop {
-            self.submit(1).map_err(WorkerError::Ring)?;
+            // Frames left in the ring from the last turn's budget: look
+            // again at once instead of sleeping until the next wake-up.
+            let want = if self.rx_more { 0 } else { 1 };
+            self.submit(want).map_err(WorkerError::Ring)?;
             cqes.clear();
             cqes.extend(
                 self.ring
@@ -184,7 +200,7 @@ impl Worker {
                 }
             }
             if self.rx_ring.is_some() {
-                self.drain_ring(recvs > 0);
+                self.drain_ring(recvs > 0 || self.rx_more);
             }
             self.flush_sends().map_err(WorkerError::Ring)?;
             self.bufs.commit();
@@ -232,9 +248,13 @@ impl Worker {
         }
     }
 
-    /// Copy every frame the ring has handed over into a free buffer and
-    /// handle it as a received one. Stops when buffers run out (they come
-    /// back as sends complete; the rest waits in the ring).
+    /// Handle every frame the ring has handed over, up to `RING_BUDGET`
+    /// a turn. In place by default: the pipeline runs on the frame where the
+    /// kernel wrote it and the sends point into the ring, which keeps the
+    /// block from the kernel until they complete (the copy into a receive
+    /// buffer was a third of the worker's cost per 1 KiB frame). Frames are
+    /// copied into receive buffers instead on PIM interfaces (upcalls and
+    /// punts read the buffer) and with `MCR_RX_COPY=1`.
     pub(super) fn drain_ring(&mut self, woke: bool) -> usize {
         let Some(mut rx) = self.rx_ring.take() else {
             return 0;
@@ -242,8 +262,39 @@ impl Worker {
         if woke {
             rx.resync();
         }
+        let n = if self.rx_in_place && !self.pim.active() {
+            self.drain_in_place(&mut rx)
+        } else {
+            self.drain_copy(&mut rx)
+        };
+        self.rx_more = n >= RING_BUDGET && rx.ready();
+        self.rx_ring = Some(rx);
+        n
+    }
+
+    fn drain_in_place(&mut self, rx: &mut RxRing) -> usize {
         let mut n = 0;
-        while rx.ready() {
+        // Sends hold no receive buffer here, so what bounds a turn is the
+        // send slots: leave the rest in the ring (the kernel drops at its
+        // end, cheaply) rather than count send-backlog drops.
+        while n < RING_BUDGET && self.batcher.free() >= crate::rule::MAX_OUTPUTS {
+            let Some((block, frame, received)) = rx.next_in_place() else {
+                break;
+            };
+            let held = self.on_frame_in_place(block, frame, received);
+            rx.hold(block, held);
+            rx.release(block);
+            n += 1;
+        }
+        n
+    }
+
+    /// Copy frames into free buffers and handle each as a received one.
+    /// Stops when buffers run out (they come back as sends complete; the
+    /// rest waits in the ring).
+    fn drain_copy(&mut self, rx: &mut RxRing) -> usize {
+        let mut n = 0;
+        while n < RING_BUDGET && rx.ready() {
             let Some(bid) = self.bufs.take() else {
                 self.c.buf_exhaust += 1;
                 self.trouble(Trouble::NoBuffer, None);
@@ -260,8 +311,56 @@ impl Worker {
                 }
             }
         }
-        self.rx_ring = Some(rx);
         n
+    }
+
+    /// A frame read in place in ring block `block`: through the pipeline,
+    /// out to its sends. Returns how many sends point into the block.
+    fn on_frame_in_place(&mut self, block: u16, frame: &mut [u8], received: usize) -> u32 {
+        let verdict = pipeline::process(
+            frame,
+            received,
+            self.setup.format,
+            self.rx.table_mut(),
+            &mut self.sends,
+            &mut self.c,
+        );
+        if !matches!(verdict, Verdict::Forward { .. }) || !self.traces.is_empty() {
+            self.observe_frame(frame, received, verdict);
+        }
+        let Verdict::Forward { slot } = verdict else {
+            return 0;
+        };
+        let key = self.rx.table().entry(slot).map(|e| e.rule.key).unwrap_or(0);
+        let bid = RING_BID | block;
+        let mut held = 0;
+        for i in 0..self.sends.len() {
+            let s = self.sends[i];
+            // The pipeline only names bytes of the frame; a send that did
+            // not would be a bug, counted rather than read out of bounds.
+            let Some(bytes) = frame.get(s.offset as usize..s.offset as usize + s.len as usize)
+            else {
+                self.c.send_errors += 1;
+                self.count_output_error(key, s.output, s.len as usize);
+                continue;
+            };
+            if self.queue_send_from(bid, bytes.as_ptr(), key, s) {
+                held += 1;
+            }
+        }
+        held
+    }
+
+    /// A send that held `bid` (a receive buffer, or a ring block when
+    /// `RING_BID` is set) is done with it.
+    fn release_bid(&mut self, bid: u16) {
+        if bid & RING_BID != 0 {
+            if let Some(rx) = self.rx_ring.as_mut() {
+                rx.release(bid & !RING_BID);
+            }
+        } else {
+            self.bufs.release(bid);
+        }
     }
 
     /// One received frame of `received` bytes in buffer `bid` (ours until
@@ -309,6 +408,13 @@ impl Worker {
     /// Add one datagram to its egress batch. Returns whether it was taken
     /// (and so holds `bid` until its batch completes).
     pub(super) fn queue_send(&mut self, bid: u16, rule_key: u64, s: Send) -> bool {
+        let ptr = self.bufs.addr(bid, s.offset as usize);
+        self.queue_send_from(bid, ptr, rule_key, s)
+    }
+
+    /// `queue_send` for `s.len` bytes at `ptr`, which stay put until the
+    /// send completes and `bid` is released.
+    fn queue_send_from(&mut self, bid: u16, ptr: *const u8, rule_key: u64, s: Send) -> bool {
         let (fd, gso_ok) = match self.egress.get(s.egress as usize).and_then(|e| e.as_ref()) {
             Some(e) => (e.fd.as_raw_fd(), s.len <= e.gso_max),
             None => {
@@ -324,7 +430,7 @@ impl Worker {
             gso_ok,
             dst: s.dst,
             port: s.port,
-            ptr: self.bufs.addr(bid, s.offset as usize),
+            ptr,
             len: s.len as usize,
             bid,
             key: rule_key,
@@ -405,7 +511,7 @@ impl Worker {
         if let Some(b) = self.batcher.get(slot) {
             let bids = b.bids;
             for &bid in &bids[..n] {
-                self.bufs.release(bid);
+                self.release_bid(bid);
             }
         }
         self.batcher.release(slot);
@@ -450,7 +556,7 @@ impl Worker {
             if !taken {
                 self.c.send_backlog_drops += 1;
                 self.count_output_error(key, out, len);
-                self.bufs.release(bid);
+                self.release_bid(bid);
             }
         }
     }
