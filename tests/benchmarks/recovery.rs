@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release --workspace
 //! sudo env "PATH=$PATH" cargo bench --bench recovery -- [--reps N] [--rate PPS]
-//!     [--control-reps N] [--no-actors] [--label TEXT]
+//!     [--control-reps N] [--no-actors] [--actor-reps N] [--label TEXT]
 //! ```
 //!
 //! Worker kill, per repetition, from the receiver's own record of every
@@ -21,7 +21,9 @@
 //!   two arrivals. A sender that stalls makes it longer without anything
 //!   being down, hence also `tx gap ms`, the sender's longest pause between
 //!   two consecutive datagrams that arrived.
-//! - `lost`: datagrams that never arrived.
+//! - `lost`: datagrams that never arrived; `dup`: datagrams that arrived
+//!   more than once (a restarted worker re-reading what its predecessor
+//!   had already forwarded).
 //! - `kill ms`: the wait the kill itself caused, that of the first arrival
 //!   after the supervisor saw the worker exit (`down ms` is the longest of
 //!   the repetition, which a stalled sender can also make), and where it
@@ -69,6 +71,15 @@ fn median(v: &mut [f64]) -> f64 {
         return f64::NAN;
     }
     v[v.len() / 2]
+}
+
+/// The `q` quantile (0..=1) by nearest rank, as `median` takes it.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn worst(v: &[f64]) -> f64 {
@@ -199,6 +210,8 @@ struct Figures {
     /// Longest pause of the sender between consecutive received datagrams.
     tx_gap_ns: u64,
     lost: u64,
+    /// Datagrams that arrived more than once (counted past the first).
+    dups: u64,
     /// Median one-way latency.
     latency_p50_ns: u64,
 }
@@ -226,6 +239,7 @@ fn analyse(samples: &[Sample], expected: u64) -> Figures {
     let mut by_seq: Vec<Sample> = samples.to_vec();
     by_seq.sort_by_key(|s| s.seq);
     by_seq.dedup_by_key(|s| s.seq);
+    f.dups = (samples.len() - by_seq.len()) as u64;
     for w in by_seq.windows(2) {
         f.tx_gap_ns = f.tx_gap_ns.max(w[1].tx_ns.saturating_sub(w[0].tx_ns));
     }
@@ -290,12 +304,12 @@ fn check_analysis() {
     assert_eq!((ms(f.down_from_ns), ms(f.down_to_ns)), (2.0, 40.0));
     assert_eq!(ms(f.rx_gap_ns), 37.0);
     assert_eq!(ms(f.tx_gap_ns), 3.0);
-    assert_eq!(f.lost, 2);
+    assert_eq!((f.lost, f.dups), (2, 1));
     assert_eq!(wait_across(&s, 30_000_000), Some((2_000_000, 40_000_000)));
     assert_eq!(wait_across(&s, 41_000_000), Some((7_000_000, 41_000_000)));
     // Nothing missing: the longest wait is the worst latency.
     let f = analyse(&[at(0, 0, 1), at(1, 1, 9), at(2, 2, 10)], 3);
-    assert_eq!((ms(f.down_ns), f.lost), (8.0, 0));
+    assert_eq!((ms(f.down_ns), f.lost, f.dups), (8.0, 0, 0));
 }
 
 fn ms(ns: u64) -> f64 {
@@ -357,6 +371,8 @@ struct Opts {
     rate: u32,
     control_reps: usize,
     actors: bool,
+    /// Actor panics (default: as many as worker kills).
+    actor_reps: Option<usize>,
     label: String,
 }
 
@@ -366,6 +382,7 @@ fn parse_args() -> Opts {
         rate: 50_000,
         control_reps: 5,
         actors: true,
+        actor_reps: None,
         label: String::new(),
     };
     let mut a = std::env::args().skip(1);
@@ -376,11 +393,12 @@ fn parse_args() -> Opts {
             "--rate" => o.rate = num(o.rate as usize) as u32,
             "--control-reps" => o.control_reps = num(o.control_reps),
             "--no-actors" => o.actors = false,
+            "--actor-reps" => o.actor_reps = Some(num(o.reps)),
             "--label" => o.label = a.next().unwrap_or_default(),
             "--bench" => {}
             _ => {
                 eprintln!(
-                    "recovery [--reps N] [--rate PPS] [--control-reps N] [--no-actors] [--label TEXT]"
+                    "recovery [--reps N] [--rate PPS] [--control-reps N] [--no-actors] [--actor-reps N] [--label TEXT]"
                 );
                 std::process::exit(2);
             }
@@ -434,12 +452,13 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
         o.reps, o.control_reps
     );
     println!(
-        "{:>4} {:>5} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} | {:>8} {:>9} {:>9} {:>9}",
+        "{:>4} {:>5} {:>8} {:>8} {:>6} {:>5} {:>8} {:>9} {:>8} | {:>8} {:>9} {:>9} {:>9}",
         "rep",
         "kill",
         "down ms",
         "gap ms",
         "lost",
+        "dup",
         "lost ms",
         "tx gap ms",
         "p50 ms",
@@ -450,6 +469,7 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
     );
     let mut rows: Vec<(bool, Figures)> = Vec::new();
     let mut kill_waits: Vec<f64> = Vec::new();
+    let mut phase_ms: [Vec<f64>; 3] = Default::default();
     let before = restarts(d);
     for i in 0..o.control_reps + o.reps {
         let kill = i >= o.control_reps;
@@ -489,9 +509,21 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
             }
         }
         let across = exit_at.and_then(|e| wait_across(&samples, e));
+        if std::env::var_os("MCR_PROBE").is_some() {
+            println!(
+                "PROBE-REP {} exit={exit_at:?} hello={hello_at:?} across={across:?}",
+                i + 1
+            );
+        }
         let phases = match (kill, exit_at, hello_at, across) {
             (true, Some(e), Some(h), Some((from, to))) => {
                 kill_waits.push(ms(to.saturating_sub(from)));
+                for (v, x) in phase_ms
+                    .iter_mut()
+                    .zip([dms(e, from), dms(h, e), dms(to, h)])
+                {
+                    v.push(x);
+                }
                 format!(
                     "{:>8.1} {:>9.1} {:>9.1} {:>9.1}",
                     ms(to.saturating_sub(from)),
@@ -504,12 +536,13 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
             (false, ..) => String::new(),
         };
         println!(
-            "{:>4} {:>5} {:>8.1} {:>8.1} {:>6} {:>8.1} {:>9.1} {:>8.2} | {phases}",
+            "{:>4} {:>5} {:>8.1} {:>8.1} {:>6} {:>5} {:>8.1} {:>9.1} {:>8.2} | {phases}",
             i + 1,
             if kill { "yes" } else { "no" },
             ms(f.down_ns),
             ms(f.rx_gap_ns),
             f.lost,
+            f.dups,
             f.lost as f64 * 1000.0 / f64::from(rate),
             ms(f.tx_gap_ns),
             ms(f.latency_p50_ns),
@@ -518,9 +551,13 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
     }
     let w = worst(&kill_waits);
     println!(
-        "wait caused by the kill: median {:.1} ms, worst {w:.1} ms",
-        median(&mut kill_waits)
+        "wait caused by the kill: median {:.1} ms, p25 {:.1}, p75 {:.1}, worst {w:.1} ms",
+        median(&mut kill_waits),
+        quantile(&mut kill_waits, 0.25),
+        quantile(&mut kill_waits, 0.75),
     );
+    let [e, h, r] = phase_ms.each_mut().map(|v| median(v));
+    println!("phases, median: ->exit {e:.1} ms, ->hello {h:.1} ms, ->resume {r:.1} ms");
     let after = restarts(d);
     for (kill, what) in [(false, "no kill (control)"), (true, "worker kill")] {
         let r: Vec<&Figures> = rows
@@ -537,12 +574,16 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
             (median(&mut v), w)
         };
         let (down, down_w) = col(&|f| ms(f.down_ns));
+        let mut downs: Vec<f64> = r.iter().map(|f| ms(f.down_ns)).collect();
+        let (p25, p75) = (quantile(&mut downs, 0.25), quantile(&mut downs, 0.75));
         let (gap, gap_w) = col(&|f| ms(f.rx_gap_ns));
         let (lost, lost_w) = col(&|f| f.lost as f64 * 1000.0 / f64::from(rate));
         let (txg, txg_w) = col(&|f| ms(f.tx_gap_ns));
+        let (dup, dup_w) = col(&|f| f.dups as f64);
         println!(
-            "{what}: down median {down:.1} ms, worst {down_w:.1} ms; receiver gap median {gap:.1} ms, worst {gap_w:.1} ms; \
-             loss median {lost:.1} ms, worst {lost_w:.1} ms of traffic; sender gap median {txg:.1} ms, worst {txg_w:.1} ms"
+            "{what}: down median {down:.1} ms (p25 {p25:.1}, p75 {p75:.1}), worst {down_w:.1} ms; receiver gap median {gap:.1} ms, worst {gap_w:.1} ms; \
+             loss median {lost:.1} ms, worst {lost_w:.1} ms of traffic; duplicates median {dup:.0}, worst {dup_w:.0}; \
+             sender gap median {txg:.1} ms, worst {txg_w:.1} ms"
         );
     }
     println!(
@@ -555,7 +596,7 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
 fn actor_panics(o: &Opts, d: &Daemon, events: &Receiver<(String, u64)>) {
     println!(
         "\n# actor panic -> actor running again, {} repetitions",
-        o.reps
+        o.actor_reps.unwrap_or(o.reps)
     );
     let actors = [
         "config", "rib", "workers", "stats", "control", "loglevel", "netlink",
@@ -563,7 +604,7 @@ fn actor_panics(o: &Opts, d: &Daemon, events: &Receiver<(String, u64)>) {
     let before = restarts(d);
     let mut times = Vec::new();
     println!("{:>4} {:>10} {:>10}", "rep", "actor", "ms");
-    for i in 0..o.reps {
+    for i in 0..o.actor_reps.unwrap_or(o.reps) {
         let a = actors[i % actors.len()];
         // Spaced so that no actor exceeds its budget (5 failures in 10 s).
         std::thread::sleep(Duration::from_millis(600));

@@ -71,6 +71,14 @@ impl Worker {
         if res < 0 {
             return Err(WorkerError::Ipc(io::Error::from_raw_os_error(-res)));
         }
+        self.drain_ipc()
+    }
+
+    /// Apply every message waiting on the IPC socket, without blocking.
+    /// Also called once before the loop starts: the supervisor sends a new
+    /// worker its table while the worker sets up, and frames read before
+    /// it is applied would match no rule and be dropped.
+    pub(super) fn drain_ipc(&mut self) -> Result<Option<Exit>, WorkerError> {
         loop {
             let r = match recv_msg(self.ipc.as_fd(), &mut self.msgbuf, true) {
                 Ok(Some(r)) => r,

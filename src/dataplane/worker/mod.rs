@@ -125,6 +125,13 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
             .unwrap_or(25)
             .min(10_000) as u32;
     }
+    // The supervisor sent the table while this process set up: apply it
+    // before the first frame is read, or the frames that waited in the
+    // socket for a worker would match no rule and be dropped.
+    if let Some(exit) = w.drain_ipc()? {
+        w.bufs.unregister(&w.ring);
+        return Ok(exit);
+    }
     let r = w.run();
     w.bufs.unregister(&w.ring);
     r
