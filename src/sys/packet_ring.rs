@@ -305,6 +305,7 @@ impl RxRing {
     pub fn release(&mut self, block: u16) {
         let b = usize::from(block);
         if let Some(r) = self.refs.get_mut(b) {
+            debug_assert!(*r > 0, "ring block {b} released more often than held");
             *r = r.saturating_sub(1);
             self.give_back_if_free(b);
         }
@@ -410,10 +411,13 @@ impl RxRing {
 
 impl Drop for RxRing {
     fn drop(&mut self) {
-        // Blocks already read go back to the kernel, so that a successor
-        // mapping this ring does not read them again.
+        // Blocks read to their end go back to the kernel, so that a
+        // successor mapping this ring does not read them again — unless a
+        // send still points into one (the worker waits for its sends before
+        // it goes, within a bound): the kernel could refill it before the
+        // send copies it, and a duplicate is better than another frame's bytes.
         for b in 0..self.geo.blocks as usize {
-            if self.done[b] {
+            if self.done[b] && self.refs[b] == 0 {
                 self.status(b).store(TP_STATUS_KERNEL, Ordering::Release);
             }
         }

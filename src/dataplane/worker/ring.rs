@@ -192,6 +192,7 @@ impl Worker {
                     KIND_IPC => {
                         if let Some(exit) = self.on_ipc(res, flags)? {
                             self.send_stats(true);
+                            self.settle_ring_sends();
                             return Ok(exit);
                         }
                     }
@@ -262,7 +263,14 @@ impl Worker {
         if woke {
             rx.resync();
         }
-        let n = if self.rx_in_place && !self.pim.active() {
+        // Sends that wait on a slow output keep their whole block from the
+        // kernel; with half the ring held that way, copy instead, so one
+        // stuck output cannot stop the input (the kernel stops at the first
+        // block still ours).
+        let in_place = self.rx_in_place
+            && !self.pim.active()
+            && rx.held_blocks() * 2 < rx.geometry().blocks as usize;
+        let n = if in_place {
             self.drain_in_place(&mut rx)
         } else {
             self.drain_copy(&mut rx)
@@ -287,6 +295,33 @@ impl Worker {
             n += 1;
         }
         n
+    }
+
+    /// Before the worker goes: wait briefly for the sends that still read
+    /// ring blocks, so that no block goes back to the kernel (and is
+    /// refilled) under a send that has yet to copy it. A send stuck on a
+    /// full output past the bound keeps its block: the successor may read
+    /// it again (a duplicate) rather than send another frame's bytes.
+    fn settle_ring_sends(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while self.rx_ring.as_ref().is_some_and(|r| r.held_blocks() > 0)
+            && Instant::now() < deadline
+        {
+            let _ = self.flush_sends();
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            for (ud, res) in done {
+                if ud >> KIND_SHIFT == KIND_SEND {
+                    self.on_send(ud, res);
+                }
+            }
+        }
     }
 
     /// Copy frames into free buffers and handle each as a received one.
