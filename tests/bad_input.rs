@@ -701,3 +701,67 @@ fn unknown_request_fields_are_refused_not_ignored() {
     let r = exchange(&mut c, &req.to_string()).expect("a reply");
     assert!(!r.ok, "list with an unknown field: {r:?}");
 }
+
+/// A client stuck in the middle of a line over `LARGE_REQUEST`: it writes
+/// the start of a `config check` and then stalls until shut down (its
+/// writer blocks once the daemon stops reading).
+fn stalled_large_client(d: &Daemon) -> (UnixStream, std::thread::JoinHandle<()>) {
+    let c = connect(d);
+    let mut w = c.try_clone().unwrap();
+    let t = std::thread::spawn(move || {
+        let _ = w.write_all(br#"{"version":1,"cmd":"config-check","text":""#);
+        let _ = w.write_all(&vec![b' '; mcr::control::LARGE_REQUEST + 4096]);
+    });
+    (c, t)
+}
+
+#[test]
+fn a_large_request_behind_stalled_ones_is_told_busy_and_ping_is_not_slowed() {
+    if !require_root("a_large_request_behind_stalled_ones_is_told_busy_and_ping_is_not_slowed") {
+        return;
+    }
+    let t = Relay3::new("busy");
+    let d = start_with(&t, &good_rule());
+    // Two stalled large lines take both permits.
+    let stalled: Vec<_> = (0..2).map(|_| stalled_large_client(&d)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (third, writer) = stalled_large_client(&d);
+    let t0 = Instant::now();
+    // While the third waits for a permit, small requests are served at once.
+    while t0.elapsed() < Duration::from_secs(3) {
+        let p = Instant::now();
+        d.ctl_ok(&["ping"]);
+        assert!(
+            p.elapsed() < Duration::from_secs(1),
+            "ping took {:?} while large lines waited",
+            p.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // It is told why it is turned away, well before the 30 s idle limit.
+    let mut r = BufReader::new(third.try_clone().unwrap());
+    let e = error_of(
+        read_response(&mut r),
+        "a large line behind two stalled ones",
+    );
+    let waited = t0.elapsed();
+    assert!(e.starts_with("busy:") && e.contains("retry"), "{e}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "the busy reply came after {waited:?}"
+    );
+    let _ = third.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    for (c, w) in stalled {
+        let _ = c.shutdown(std::net::Shutdown::Both);
+        w.join().unwrap();
+    }
+    // With the stalled clients gone their permits are free again: a large
+    // request is read and answered.
+    let mut c = BufReader::new(connect(&d));
+    let pad = " ".repeat(mcr::control::LARGE_REQUEST + 4096);
+    let req = serde_json::json!({ "version": 1, "cmd": "config-check", "text": format!("{{ rules: [] }}{pad}") });
+    let r = exchange(&mut c, &req.to_string()).expect("a reply to a large request");
+    assert!(r.ok, "{r:?}");
+    d.ctl_ok(&["ping"]);
+}

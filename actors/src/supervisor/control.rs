@@ -4,8 +4,10 @@
 //! streaming client never holds up anyone else; each request becomes one
 //! typed message to the actor that owns the answer. Requests over
 //! `MAX_REQUEST` (a 16 MiB config, escaped), malformed JSON, unknown
-//! commands and unauthorised mutations get an error reply; a client silent
-//! for `IDLE` is disconnected. The socket
+//! commands and unauthorised mutations get an error reply; a client that
+//! does not finish a line within `IDLE` is disconnected; lines over
+//! `LARGE_REQUEST` are read and served for `LARGE_READERS` clients at a
+//! time, a further one is told it is busy after `PERMIT_WAIT`. The socket
 //! file is checked every second and recreated if it was deleted.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -236,63 +238,71 @@ fn authorised(shared: &Shared, cred: Option<tokio::net::unix::UCred>) -> bool {
 }
 
 enum Line {
-    Got(Vec<u8>),
+    /// A whole line, with the large-line permit it took, if any: kept until
+    /// the request made from the line is answered, since the request (a
+    /// config text) lives that long.
+    Got(Vec<u8>, Option<tokio::sync::SemaphorePermit<'static>>),
     Eof,
     TooLong,
     Idle,
+    /// No large-line permit came free within `PERMIT_WAIT`.
+    Busy,
     Err(std::io::Error),
 }
 
 /// How many connections may hold a request line longer than
-/// `LARGE_REQUEST` at once. Each may reach `MAX_REQUEST` (32 MiB), so this
+/// `LARGE_REQUEST` at once. Each may reach `MAX_REQUEST` (32 MiB) and the
+/// request parsed from it as much again until it is answered, so this
 /// bounds what clients sending long lines can make the daemon hold; a
-/// further one waits for a permit (within its `IDLE` time).
+/// further one waits for a permit, at most `PERMIT_WAIT`.
 const LARGE_READERS: usize = 2;
 static LARGE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LARGE_READERS);
+/// Longest wait for a large-line permit. Shorter than `IDLE` and not
+/// counted in it, so a client behind stalled ones hears why it was turned
+/// away instead of being closed as idle.
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Read one request line, at most `MAX_REQUEST` bytes, waiting at most
-/// `IDLE` for it to complete. Past `LARGE_REQUEST` bytes the line holds
-/// one of the `LARGE_READERS` permits until it is read.
+/// `IDLE` for it to complete (time spent waiting for a permit aside). Past
+/// `LARGE_REQUEST` bytes the line takes one of the `LARGE_READERS` permits.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Line {
     let mut line = Vec::new();
     let mut permit = None;
-    let read = async {
-        loop {
-            let buf = match r.fill_buf().await {
-                Ok(b) => b,
-                Err(e) => return Line::Err(e),
-            };
-            if buf.is_empty() {
-                return Line::Eof;
-            }
-            let end = buf.iter().position(|b| *b == b'\n');
-            let take = end.unwrap_or(buf.len());
-            if line.len() + take > MAX_REQUEST {
-                return Line::TooLong;
-            }
-            if permit.is_none() && line.len() + take > LARGE_REQUEST {
-                match LARGE_PERMITS.acquire().await {
-                    Ok(p) => permit = Some(p),
-                    // The semaphore is never closed.
-                    Err(_) => return Line::TooLong,
-                }
-                // `fill_buf` again: the buffer may not be borrowed across
-                // the wait.
-                continue;
-            }
-            line.extend_from_slice(&buf[..take]);
-            match end {
-                Some(i) => {
-                    r.consume(i + 1);
-                    return Line::Got(std::mem::take(&mut line));
-                }
-                None => r.consume(take),
-            }
+    let mut deadline = tokio::time::Instant::now() + IDLE;
+    loop {
+        let buf = match tokio::time::timeout_at(deadline, r.fill_buf()).await {
+            Err(_) => return Line::Idle,
+            Ok(Err(e)) => return Line::Err(e),
+            Ok(Ok(b)) => b,
+        };
+        if buf.is_empty() {
+            return Line::Eof;
         }
-    };
-    match tokio::time::timeout(IDLE, read).await {
-        Ok(l) => l,
-        Err(_) => Line::Idle,
+        let end = buf.iter().position(|b| *b == b'\n');
+        let take = end.unwrap_or(buf.len());
+        if line.len() + take > MAX_REQUEST {
+            return Line::TooLong;
+        }
+        if permit.is_none() && line.len() + take > LARGE_REQUEST {
+            let t0 = tokio::time::Instant::now();
+            match tokio::time::timeout(PERMIT_WAIT, LARGE_PERMITS.acquire()).await {
+                Ok(Ok(p)) => permit = Some(p),
+                // The semaphore is never closed.
+                Ok(Err(_)) | Err(_) => return Line::Busy,
+            }
+            deadline += t0.elapsed();
+            // `fill_buf` again: the buffer may not be borrowed across the
+            // wait.
+            continue;
+        }
+        line.extend_from_slice(&buf[..take]);
+        match end {
+            Some(i) => {
+                r.consume(i + 1);
+                return Line::Got(line, permit);
+            }
+            None => r.consume(take),
+        }
     }
 }
 
@@ -316,8 +326,8 @@ async fn serve(conn: UnixStream, shared: Arc<Shared>) {
     let (rd, mut wr) = conn.into_split();
     let mut rd = BufReader::new(rd);
     loop {
-        let line = match read_line(&mut rd).await {
-            Line::Got(l) => l,
+        let (line, permit) = match read_line(&mut rd).await {
+            Line::Got(l, p) => (l, p),
             Line::Eof => return,
             Line::Err(e) => {
                 debug!(target: "ControlSocket", "client read failed: {e}");
@@ -335,11 +345,22 @@ async fn serve(conn: UnixStream, shared: Arc<Shared>) {
                 .await;
                 return;
             }
+            // The rest of the line is unread, so the connection cannot go on.
+            Line::Busy => {
+                let msg = format!(
+                    "busy: {LARGE_READERS} other requests over {LARGE_REQUEST} bytes are being read or served; retry"
+                );
+                let _ = write_line(&mut wr, &Response::err(msg)).await;
+                return;
+            }
         };
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let req = match parse_request(&line) {
+        let parsed = parse_request(&line);
+        // The raw line can be as large as the request made from it.
+        drop(line);
+        let req = match parsed {
             Ok(r) => r,
             Err(e) => {
                 if !write_line(&mut wr, &Response::err(e)).await {
@@ -367,10 +388,13 @@ async fn serve(conn: UnixStream, shared: Arc<Shared>) {
             continue;
         }
         if let Request::Subscribe { events } = req {
+            drop(permit);
             stream_events(&shared, events, rd, wr).await;
             return;
         }
         let resp = dispatch(&shared, req).await;
+        // Held until the request is answered: its text lived until now.
+        drop(permit);
         if !write_line(&mut wr, &resp).await {
             return;
         }
