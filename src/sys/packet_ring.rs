@@ -21,6 +21,13 @@
 //! the same checksum-offload flags. The socket outlives its worker (the
 //! supervisor keeps it across restarts), and so does its ring: a restarted
 //! worker maps the ring the previous one left, with what it queued.
+//! A worker that is killed never hands back the blocks it held, so the
+//! block descriptor itself records how far a block is finished: whenever no
+//! send points into a block, its `num_pkts`/`offset_to_first_pkt` are moved
+//! past the frames read so far (the kernel rewrites both when it opens the
+//! block again). A successor then reads only what was not yet sent: a
+//! block read to its end is empty to it, and only frames whose sends were
+//! still in flight at the kill can reach the wire twice.
 //!
 //! This is the one place outside the supervisor's socket set-up where `sys`
 //! code runs in a worker: the ring has to be mapped by the process that
@@ -229,6 +236,21 @@ impl RxRing {
         unsafe { std::ptr::read_unaligned(self.base(block).add(off) as *const u32) }
     }
 
+    /// Record in the block's descriptor that the frames before `next` are
+    /// finished and `left` remain, for a reader that maps the ring after
+    /// us. Only for a block the kernel handed over and we still hold.
+    fn mark_finished(&mut self, block: usize, left: u32, next: usize) {
+        let base = self.base(block);
+        // SAFETY: both words lie in the block's descriptor, inside the
+        // mapping, 4-byte aligned; the block is ours (TP_STATUS_USER, not
+        // yet handed back), so the kernel neither reads nor writes them
+        // until it opens the block again, when it sets both afresh.
+        unsafe {
+            std::ptr::write(base.add(BLK_NUM_PKTS) as *mut u32, left);
+            std::ptr::write(base.add(BLK_FIRST) as *mut u32, next as u32);
+        }
+    }
+
     fn read_u16(&self, block: usize, off: usize) -> u16 {
         if off + 2 > self.geo.block_size as usize {
             return 0;
@@ -307,6 +329,11 @@ impl RxRing {
         if let Some(r) = self.refs.get_mut(b) {
             debug_assert!(*r > 0, "ring block {b} released more often than held");
             *r = r.saturating_sub(1);
+            if *r == 0 && !self.done[b] && b == self.block && self.reading {
+                // Every frame read so far from the block being read has
+                // been sent: a successor must not send them again.
+                self.mark_finished(b, self.left, self.next);
+            }
             self.give_back_if_free(b);
         }
     }
@@ -415,7 +442,8 @@ impl Drop for RxRing {
         // successor mapping this ring does not read them again — unless a
         // send still points into one (the worker waits for its sends before
         // it goes, within a bound): the kernel could refill it before the
-        // send copies it, and a duplicate is better than another frame's bytes.
+        // send copies it, and a duplicate is better than another frame's
+        // bytes. A part-read block keeps its mark_finished position.
         for b in 0..self.geo.blocks as usize {
             if self.done[b] && self.refs[b] == 0 {
                 self.status(b).store(TP_STATUS_KERNEL, Ordering::Release);
@@ -597,6 +625,67 @@ mod tests {
             for &b in &blocks {
                 assert!(!ring.user(usize::from(b)));
             }
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The UDP payload of a loopback frame (Ethernet, IPv4 without
+    /// options, UDP), or None for anything else (the ICMP replies).
+    fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
+        (frame.len() > 42 && frame[23] == 17).then(|| &frame[42..])
+    }
+
+    #[test]
+    fn a_successor_does_not_resend_what_a_killed_reader_had_sent() {
+        std::thread::spawn(|| {
+            let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
+                eprintln!("SKIP: no privilege for a network namespace (run as root)");
+                assert_ne!(
+                    std::env::var("CI").as_deref(),
+                    Ok("true"),
+                    "with CI=true a skipped test is a failure"
+                );
+                return;
+            };
+            for tag in [&b"sent-one"[..], b"sent-two", b"in-flight", b"unread"] {
+                udp.send_to(tag, "127.0.0.1:9").unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            ring.resync();
+            // The first two are sent (their sends complete at once); the
+            // third's send is still in flight when the reader dies; the
+            // fourth was never read. (Loopback shows each datagram twice,
+            // going out and coming in, and the ICMP replies.)
+            let mut read: Vec<Vec<u8>> = Vec::new();
+            let mut in_flight = false;
+            while let Some((b, frame, _)) = ring.next_in_place() {
+                read.push(frame.to_vec());
+                if udp_payload(frame) == Some(&b"in-flight"[..]) {
+                    ring.hold(b, 1);
+                    ring.release(b);
+                    in_flight = true;
+                    break;
+                }
+                ring.release(b);
+            }
+            assert!(in_flight);
+            assert!(udp_payload(&read[0]) == Some(&b"sent-one"[..]));
+            let geo = ring.geometry();
+            // SIGKILL: no Drop, nothing handed back, the mapping stays.
+            std::mem::forget(ring);
+            let mut next = RxRing::open(pkt.as_fd(), geo, 0).unwrap();
+            next.resync();
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            while let Some((b, frame, _)) = next.next_in_place() {
+                seen.push(frame.to_vec());
+                next.release(b);
+            }
+            // It resumes at the frame whose send was in flight (sent again
+            // rather than lost, since whether it went out is unknown), not
+            // at the block's first frame, which went out already.
+            assert_eq!(seen.first(), read.last(), "{} frames", seen.len());
+            assert!(seen.iter().any(|f| udp_payload(f) == Some(&b"unread"[..])));
         })
         .join()
         .unwrap();
