@@ -21,6 +21,7 @@ const RULE: &str =
 
 const RECV_LINE: &str = "receiving frame by frame on r0 (rx_path recv)";
 const RING_LINE: &str = "receive ring of";
+const TAKEN_OVER: &str = "took over the receive ring";
 
 /// The r0 worker's pid, once it runs.
 fn worker_pid(d: &Daemon) -> Option<u32> {
@@ -114,6 +115,8 @@ fn rx_path_from_the_config_reaches_the_worker_and_applies_to_workers_started_aft
     let log = d.log_text();
     let rings: Vec<&str> = log.lines().filter(|l| l.contains(RING_LINE)).collect();
     assert_eq!(rings.len(), 2, "one ring per ring worker:\n{log}");
+    // A ring taken over from the old socket would keep the old timeout.
+    assert!(!log.contains(TAKEN_OVER), "an old ring was reused:\n{log}");
     assert!(rings[1].contains("(5 ms)"), "the new timeout: {}", rings[1]);
     assert_eq!(
         rings[0].split(" of ").nth(1),

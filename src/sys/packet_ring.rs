@@ -475,6 +475,15 @@ fn set_ring(fd: BorrowedFd<'_>, geo: Geometry) -> io::Result<()> {
     setsockopt_bytes(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &bytes)
 }
 
+/// Whether a reader of this module put `fd` in `TPACKET_V3` mode, which it
+/// does only to set a ring: the kernel cannot be asked a ring's shape or
+/// timeout, so this is how a new reader knows `RxRing::open` may take over
+/// a ring it did not set up.
+pub fn had_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let version: libc::c_int = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, 0)?;
+    Ok(version == TPACKET_V3)
+}
+
 /// Take any receive ring off `fd` so that frames go back to its receive
 /// queue, for a reader that wants `recvmsg` on a socket a ring reader used
 /// before (a restarted worker told to use `rx_path: recv`): while a ring is
@@ -487,8 +496,7 @@ fn set_ring(fd: BorrowedFd<'_>, geo: Geometry) -> io::Result<()> {
 /// with EBUSY while any process still maps the ring, so every `RxRing` on
 /// it must have been dropped (a dead worker's mapping died with it).
 pub fn remove_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let version: libc::c_int = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, 0)?;
-    if version != TPACKET_V3 {
+    if !had_ring(fd)? {
         return Ok(false);
     }
     set_ring(

@@ -197,7 +197,15 @@ pub(super) fn open_rx_ring(
         0
     };
     let geo = Geometry::for_frames(buf_size, mb << 20, tov);
+    // The supervisor opens a fresh socket when the rx settings changed, so
+    // a ring already there has this shape and timeout; but the kernel
+    // cannot be asked, so the log claims only what was set here.
+    let inherited = crate::sys::packet_ring::had_ring(ingress.as_fd()).unwrap_or(false);
     match RxRing::open(ingress.as_fd(), geo, prefix) {
+        Ok(r) if inherited => {
+            tracing::info!(target: "BufferPool", "took over the receive ring already on {}'s socket ({} blocks of {} KiB expected; block timeout as it was set up)", setup.interface, geo.blocks, geo.block_size / 1024);
+            Some(r)
+        }
         Ok(r) => {
             tracing::info!(target: "BufferPool", "receive ring of {} blocks of {} KiB ({} ms) for {}", geo.blocks, geo.block_size / 1024, geo.timeout_ms, setup.interface);
             Some(r)
