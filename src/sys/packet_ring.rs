@@ -507,6 +507,41 @@ fn set_ring(fd: BorrowedFd<'_>, geo: Geometry) -> io::Result<()> {
     setsockopt_bytes(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &bytes)
 }
 
+/// Whether a reader of this module put `fd` in `TPACKET_V3` mode, which it
+/// does only to set a ring: the kernel cannot be asked a ring's shape or
+/// timeout, so this is how a new reader knows `RxRing::open` may take over
+/// a ring it did not set up.
+pub fn had_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let version: libc::c_int = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, 0)?;
+    Ok(version == TPACKET_V3)
+}
+
+/// Take any receive ring off `fd` so that frames go back to its receive
+/// queue, for a reader that wants `recvmsg` on a socket a ring reader used
+/// before (a restarted worker told to use `rx_path: recv`): while a ring is
+/// set the kernel puts every frame in it and `recvmsg` gets nothing.
+/// Returns whether the socket was in `TPACKET_V3` mode, i.e. may have had
+/// a ring (only this module sets that version).
+///
+/// The kernel (packet_set_ring) frees the ring on a request with zero
+/// blocks and zero frames, and succeeds when there was none; it refuses
+/// with EBUSY while any process still maps the ring, so every `RxRing` on
+/// it must have been dropped (a dead worker's mapping died with it).
+pub fn remove_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    if !had_ring(fd)? {
+        return Ok(false);
+    }
+    set_ring(
+        fd,
+        Geometry {
+            block_size: 0,
+            blocks: 0,
+            timeout_ms: 0,
+        },
+    )?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,5 +765,58 @@ mod tests {
         let udp = super::super::sockopt::new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
         let g = Geometry::for_frames(2048, 1 << 20, 1);
         assert!(RxRing::open(udp.as_fd(), g, 0).is_err());
+    }
+
+    #[test]
+    fn a_removed_ring_gives_frames_back_to_recv_and_is_refused_while_mapped() {
+        std::thread::spawn(|| {
+            let Some((ring, pkt, udp)) = ring_on_loopback() else {
+                eprintln!("SKIP: no privilege for a network namespace (run as root)");
+                assert_ne!(
+                    std::env::var("CI").as_deref(),
+                    Ok("true"),
+                    "with CI=true a skipped test is a failure"
+                );
+                return;
+            };
+            // Still mapped: the kernel keeps the ring.
+            let busy = remove_ring(pkt.as_fd()).unwrap_err();
+            assert_eq!(busy.raw_os_error(), Some(libc::EBUSY));
+            drop(ring);
+            assert!(remove_ring(pkt.as_fd()).unwrap(), "the socket had a ring");
+            // A new ring of another shape can be set: the old one is gone.
+            let other = Geometry::for_frames(2048, 2 << 20, 7);
+            set_ring(pkt.as_fd(), other).unwrap();
+            assert!(remove_ring(pkt.as_fd()).unwrap());
+            // With no ring, frames reach recv again.
+            udp.send_to(b"after-the-ring", "127.0.0.1:9").unwrap();
+            let mut buf = [0u8; 2048];
+            let mut found = false;
+            for _ in 0..20 {
+                // SAFETY: receives into a buffer that lives through the call.
+                let n = unsafe {
+                    libc::recv(
+                        pkt.as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n > 0
+                    && buf[..n as usize]
+                        .windows(14)
+                        .any(|w| w == b"after-the-ring")
+                {
+                    found = true;
+                    break;
+                }
+                if n < 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            assert!(found, "recv got the datagram once the ring was removed");
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -153,7 +153,9 @@ pub(super) fn build_ring() -> io::Result<IoUring> {
 /// of that many MiB (16) whose blocks are handed over at least every that
 /// many ms (1); `recv` keeps one `recvmsg` per frame (io_uring multishot
 /// receive). Frames are the same either way; a ring that cannot be set up
-/// falls back to `recv`.
+/// falls back to `recv`. `MCR_RX_PATH` takes `ring` or `recv` in any case;
+/// another value is named in a warning and ignored. `recv` first takes off
+/// any ring a previous worker left on the (inherited) socket.
 pub(super) fn open_rx_ring(
     ingress: &OwnedFd,
     setup: &WorkerSetup,
@@ -161,11 +163,27 @@ pub(super) fn open_rx_ring(
 ) -> Option<crate::sys::packet_ring::RxRing> {
     use crate::config::RxPath;
     use crate::sys::packet_ring::{Geometry, RxRing};
-    let recv = match std::env::var("MCR_RX_PATH") {
-        Ok(p) if !p.trim().is_empty() => p.trim() == "recv",
-        _ => setup.rx.path == RxPath::Recv,
+    let recv = match rx_path_override(std::env::var("MCR_RX_PATH").ok().as_deref()) {
+        Ok(Some(path)) => path == RxPath::Recv,
+        Ok(None) => setup.rx.path == RxPath::Recv,
+        Err(bad) => {
+            warn!(target: "Ingress", "MCR_RX_PATH={bad:?} is neither \"ring\" nor \"recv\"; ignored, using rx_path {} from the config", setup.rx.path.as_str());
+            setup.rx.path == RxPath::Recv
+        }
     };
     if recv {
+        // The socket outlives workers: one that read with a ring may have
+        // left it there, and while it is set the kernel fills it instead
+        // of the receive queue, so recvmsg would get nothing at all.
+        match crate::sys::packet_ring::remove_ring(ingress.as_fd()) {
+            Ok(true) => {
+                tracing::info!(target: "BufferPool", "removed the receive ring a previous worker left on {}", setup.interface)
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(target: "Ingress", "cannot remove the receive ring left on {} ({e}); frames may not reach this worker", setup.interface)
+            }
+        }
         tracing::info!(target: "BufferPool", "receiving frame by frame on {} (rx_path recv)", setup.interface);
         return None;
     }
@@ -179,7 +197,15 @@ pub(super) fn open_rx_ring(
         0
     };
     let geo = Geometry::for_frames(buf_size, mb << 20, tov);
+    // The supervisor opens a fresh socket when the rx settings changed, so
+    // a ring already there has this shape and timeout; but the kernel
+    // cannot be asked, so the log claims only what was set here.
+    let inherited = crate::sys::packet_ring::had_ring(ingress.as_fd()).unwrap_or(false);
     match RxRing::open(ingress.as_fd(), geo, prefix) {
+        Ok(r) if inherited => {
+            tracing::info!(target: "BufferPool", "took over the receive ring already on {}'s socket ({} blocks of {} KiB expected; block timeout as it was set up)", setup.interface, geo.blocks, geo.block_size / 1024);
+            Some(r)
+        }
         Ok(r) => {
             tracing::info!(target: "BufferPool", "receive ring of {} blocks of {} KiB ({} ms) for {}", geo.blocks, geo.block_size / 1024, geo.timeout_ms, setup.interface);
             Some(r)
@@ -188,5 +214,39 @@ pub(super) fn open_rx_ring(
             warn!(target: "Ingress", "no receive ring on {} ({e}); receiving frame by frame", setup.interface);
             None
         }
+    }
+}
+
+/// `MCR_RX_PATH` as given: `Ok(None)` when unset or blank (the config
+/// decides), the path for `ring`/`recv` in any case, else the bad value
+/// so the caller can name it instead of silently picking one.
+fn rx_path_override(v: Option<&str>) -> Result<Option<crate::config::RxPath>, String> {
+    use crate::config::RxPath;
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.eq_ignore_ascii_case("ring") {
+        Ok(Some(RxPath::Ring))
+    } else if v.eq_ignore_ascii_case("recv") {
+        Ok(Some(RxPath::Recv))
+    } else {
+        Err(v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rx_path_override;
+    use crate::config::RxPath;
+
+    #[test]
+    fn rx_path_override_accepts_ring_and_recv_and_names_anything_else() {
+        assert_eq!(rx_path_override(None), Ok(None));
+        assert_eq!(rx_path_override(Some("  ")), Ok(None));
+        assert_eq!(rx_path_override(Some("recv")), Ok(Some(RxPath::Recv)));
+        assert_eq!(rx_path_override(Some(" RECV ")), Ok(Some(RxPath::Recv)));
+        assert_eq!(rx_path_override(Some("Ring")), Ok(Some(RxPath::Ring)));
+        assert_eq!(rx_path_override(Some("rcv")), Err("rcv".to_string()));
+        assert_eq!(rx_path_override(Some("ring0")), Err("ring0".to_string()));
     }
 }

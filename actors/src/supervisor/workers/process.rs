@@ -95,6 +95,10 @@ pub struct LinkState {
     /// queue in the kernel instead of being lost. The supervisor also
     /// updates its BPF filter through it.
     pub(super) ingress: Option<(OwnedFd, u32, FrameFormat)>,
+    /// The receive settings of the worker that `ingress` was opened for.
+    /// A worker's ring stays on the socket after it exits, so a worker
+    /// started with other settings gets a fresh socket (see `same_rx`).
+    pub(super) ingress_rx: mcr::config::RxConfig,
     /// The next start must open a fresh ingress socket (the old one may
     /// hold a stale backlog, or its fanout group changed).
     pub(super) fresh_ingress: bool,
@@ -141,6 +145,7 @@ impl LinkState {
             egress: EgressMap::new(),
             egress_fds: BTreeMap::new(),
             ingress: None,
+            ingress_rx: mcr::config::RxConfig::default(),
             fresh_ingress: false,
             crash_next: 0,
             table: Arc::new(Vec::new()),
@@ -316,6 +321,18 @@ fn fanout_id(ifindex: u32) -> u16 {
     ((std::process::id() as u16).rotate_left(8)) ^ (ifindex as u16)
 }
 
+/// Whether a socket opened for a worker with receive settings `was` can
+/// serve one with `now`. Reusing it keeps the frames queued while no
+/// worker ran, but a ring left on it keeps its shape and block timeout
+/// (the kernel refuses a second ring, and a mapped one cannot be asked its
+/// timeout), and would swallow every frame of a `recv` worker; so any
+/// change but between two `recv` settings (no ring, the sizes unused)
+/// means a fresh socket.
+fn same_rx(was: &mcr::config::RxConfig, now: &mcr::config::RxConfig) -> bool {
+    use mcr::config::RxPath;
+    (was.path == RxPath::Recv && now.path == RxPath::Recv) || was == now
+}
+
 /// Start a worker process for `st.key`.
 pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result<(), String> {
     let ifc = st.key.interface.clone();
@@ -328,6 +345,7 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     let dsts = st.filter_dsts();
     let format = sockets::frame_format(info.link_type);
     let reuse = !st.fresh_ingress
+        && same_rx(&st.ingress_rx, &spawn.rx)
         && st
             .ingress
             .as_ref()
@@ -350,6 +368,7 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
                 .map_err(|e| format!("cannot join the PACKET_FANOUT group on {ifc}: {e}"))?;
         }
         st.ingress = Some((fd, info.ifindex, format));
+        st.ingress_rx = spawn.rx;
         st.fresh_ingress = false;
     }
     let Some((ingress, _, _)) = &st.ingress else {
@@ -518,5 +537,42 @@ fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64, interface: String) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_rx;
+    use mcr::config::{RxConfig, RxPath};
+
+    #[test]
+    fn a_changed_receive_setting_means_a_fresh_socket() {
+        let ring = RxConfig::default();
+        let recv = RxConfig {
+            path: RxPath::Recv,
+            ..ring
+        };
+        assert!(same_rx(&ring, &ring));
+        // The ring left on the socket would take every frame from recvmsg.
+        assert!(!same_rx(&ring, &recv));
+        assert!(!same_rx(&recv, &ring));
+        // The kernel keeps the old ring's timeout and size.
+        let slower = RxConfig {
+            block_ms: ring.block_ms + 1,
+            ..ring
+        };
+        let bigger = RxConfig {
+            ring_mb: ring.ring_mb * 2,
+            ..ring
+        };
+        assert!(!same_rx(&ring, &slower));
+        assert!(!same_rx(&ring, &bigger));
+        // Without a ring the sizes are unused: keep the queued frames.
+        let recv_other = RxConfig {
+            block_ms: 9,
+            ring_mb: 2,
+            ..recv
+        };
+        assert!(same_rx(&recv, &recv_other));
     }
 }
