@@ -1,0 +1,275 @@
+use super::*;
+use std::os::fd::{AsFd, OwnedFd};
+
+#[test]
+fn geometry_holds_the_largest_frame() {
+    let g = Geometry::for_frames(2048, 16 << 20, 1);
+    assert_eq!(g.block_size, 256 * 1024);
+    assert_eq!(g.blocks, 64);
+    let g = Geometry::for_frames(65536 + 1024, 16 << 20, 0);
+    assert!(g.block_size as usize >= 65536 + 1024 + PKT_HDR + 64);
+    assert_eq!(g.timeout_ms, 1);
+    assert_eq!(Geometry::for_frames(2048, 0, 5).blocks, 4);
+}
+
+/// In a new network namespace (on a thread of its own), a ring on a
+/// packet socket bound to `lo` and an unconnected UDP socket to send
+/// with (a connected one would fail on the port-unreachable replies). None
+/// without the privilege to make a namespace.
+fn ring_on_loopback() -> Option<(RxRing, OwnedFd, std::net::UdpSocket)> {
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) => return None,
+        Err(e) => panic!("unshare: {e}"),
+    }
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    let pkt =
+        super::super::sockopt::new_socket(libc::AF_PACKET, libc::SOCK_RAW, proto.into()).unwrap();
+    let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+    let sll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: proto,
+        sll_ifindex: lo as i32,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: binds the socket made above to a sockaddr_ll that lives
+    // through the call.
+    let r = unsafe {
+        libc::bind(
+            pkt.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(r, 0);
+    let ring = RxRing::open(pkt.as_fd(), Geometry::for_frames(2048, 1 << 20, 1), 0).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    Some((ring, pkt, udp))
+}
+
+/// Read every frame handed over so far in place; returns each frame's
+/// block and whether a frame carried `tag`.
+fn read_all(ring: &mut RxRing, tag: &[u8], hold: bool) -> (Vec<u16>, bool) {
+    let mut blocks = Vec::new();
+    let mut found = false;
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    ring.resync();
+    while let Some((b, frame, len)) = ring.next_in_place() {
+        assert!(len >= frame.len());
+        found |= frame.windows(tag.len()).any(|w| w == tag);
+        if hold {
+            ring.hold(b, 1);
+        }
+        ring.release(b);
+        blocks.push(b);
+    }
+    (blocks, found)
+}
+
+#[test]
+fn a_block_read_in_place_stays_ours_until_its_sends_release_it() {
+    std::thread::spawn(|| {
+        let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            return;
+        };
+        udp.send_to(b"first-datagram", "127.0.0.1:9").unwrap();
+        let (held, found) = read_all(&mut ring, b"first-datagram", true);
+        assert!(found, "the datagram is read where the kernel wrote it");
+        // Read to the end, but held by "sends": not the kernel's yet,
+        // and not read again.
+        let mut blocks = held.clone();
+        blocks.dedup();
+        assert_eq!(ring.held_blocks(), blocks.len());
+        for &b in &blocks {
+            assert!(ring.user(usize::from(b)));
+        }
+        udp.send_to(b"second-datagram", "127.0.0.1:9").unwrap();
+        let (later, found) = read_all(&mut ring, b"first-datagram", false);
+        assert!(!found, "a held block is not read twice");
+        assert!(!later.is_empty());
+        assert!(later.iter().all(|b| !held.contains(b)));
+        // Each send completing lets go; the last one hands it back.
+        let (last, rest) = held.split_last().unwrap();
+        for &b in rest {
+            ring.release(b);
+        }
+        assert_eq!(ring.held_blocks(), 1);
+        assert!(ring.user(usize::from(*last)));
+        ring.release(*last);
+        assert_eq!(ring.held_blocks(), 0);
+        for &b in &blocks {
+            assert!(!ring.user(usize::from(b)));
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// The UDP payload of a loopback frame (Ethernet, IPv4 without
+/// options, UDP), or None for anything else (the ICMP replies).
+fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
+    (frame.len() > 42 && frame[23] == 17).then(|| &frame[42..])
+}
+
+#[test]
+fn a_successor_does_not_resend_what_a_killed_reader_had_sent() {
+    std::thread::spawn(|| {
+        let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            return;
+        };
+        for tag in [&b"sent-one"[..], b"sent-two", b"in-flight", b"unread"] {
+            udp.send_to(tag, "127.0.0.1:9").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ring.resync();
+        // The first two are sent (their sends complete at once); the
+        // third's send is still in flight when the reader dies; the
+        // fourth was never read. (Loopback shows each datagram twice,
+        // going out and coming in, and the ICMP replies.)
+        let mut read: Vec<Vec<u8>> = Vec::new();
+        let mut in_flight = false;
+        while let Some((b, frame, _)) = ring.next_in_place() {
+            read.push(frame.to_vec());
+            if udp_payload(frame) == Some(&b"in-flight"[..]) {
+                ring.hold(b, 1);
+                ring.release(b);
+                in_flight = true;
+                break;
+            }
+            ring.release(b);
+        }
+        assert!(in_flight);
+        assert!(udp_payload(&read[0]) == Some(&b"sent-one"[..]));
+        let geo = ring.geometry();
+        // SIGKILL: no Drop, nothing handed back, the mapping stays.
+        std::mem::forget(ring);
+        let mut next = RxRing::open(pkt.as_fd(), geo, 0).unwrap();
+        next.resync();
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        while let Some((b, frame, _)) = next.next_in_place() {
+            seen.push(frame.to_vec());
+            next.release(b);
+        }
+        // It resumes at the frame whose send was in flight (sent again
+        // rather than lost, since whether it went out is unknown), not
+        // at the block's first frame, which went out already.
+        assert_eq!(seen.first(), read.last(), "{} frames", seen.len());
+        assert!(seen.iter().any(|f| udp_payload(f) == Some(&b"unread"[..])));
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_copied_frame_matches_the_one_read_in_place() {
+    std::thread::spawn(|| {
+        let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            return;
+        };
+        udp.send_to(b"copy-me-please", "127.0.0.1:9").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ring.resync();
+        let mut buf = [0u8; 2048];
+        let f = ring.next_into(&mut buf).unwrap();
+        assert_eq!(f.copied, f.len);
+        // IPv4 over loopback's Ethernet header: 14 + 20 + 8 + payload.
+        assert_eq!(f.len, 14 + 20 + 8 + 14);
+        assert_eq!(&buf[42..56], b"copy-me-please");
+        // A destination too small: the length says so.
+        let mut small = [0u8; 20];
+        udp.send_to(b"copy-me-please", "127.0.0.1:9").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ring.resync();
+        let f = ring.next_into(&mut small).unwrap();
+        assert_eq!(f.copied, 20);
+        assert!(f.len > 20);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_socket_that_is_not_a_packet_socket_has_no_ring() {
+    let udp = super::super::sockopt::new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0).unwrap();
+    let g = Geometry::for_frames(2048, 1 << 20, 1);
+    assert!(RxRing::open(udp.as_fd(), g, 0).is_err());
+}
+
+#[test]
+fn a_removed_ring_gives_frames_back_to_recv_and_is_refused_while_mapped() {
+    std::thread::spawn(|| {
+        let Some((ring, pkt, udp)) = ring_on_loopback() else {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            return;
+        };
+        // Still mapped: the kernel keeps the ring.
+        let busy = remove_ring(pkt.as_fd()).unwrap_err();
+        assert_eq!(busy.raw_os_error(), Some(libc::EBUSY));
+        drop(ring);
+        assert!(remove_ring(pkt.as_fd()).unwrap(), "the socket had a ring");
+        // A new ring of another shape can be set: the old one is gone.
+        let other = Geometry::for_frames(2048, 2 << 20, 7);
+        set_ring(pkt.as_fd(), other).unwrap();
+        assert!(remove_ring(pkt.as_fd()).unwrap());
+        // With no ring, frames reach recv again.
+        udp.send_to(b"after-the-ring", "127.0.0.1:9").unwrap();
+        let mut buf = [0u8; 2048];
+        let mut found = false;
+        for _ in 0..20 {
+            // SAFETY: receives into a buffer that lives through the call.
+            let n = unsafe {
+                libc::recv(
+                    pkt.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0
+                && buf[..n as usize]
+                    .windows(14)
+                    .any(|w| w == b"after-the-ring")
+            {
+                found = true;
+                break;
+            }
+            if n < 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        assert!(found, "recv got the datagram once the ring was removed");
+    })
+    .join()
+    .unwrap();
+}
