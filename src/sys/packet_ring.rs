@@ -142,14 +142,7 @@ impl RxRing {
                 if let Ok(r) = RxRing::map(fd, geo, prefix) {
                     return Ok(r);
                 }
-                set_ring(
-                    fd,
-                    Geometry {
-                        block_size: 0,
-                        blocks: 0,
-                        timeout_ms: 0,
-                    },
-                )?;
+                set_ring(fd, NO_RING)?;
                 set_ring(fd, geo)?;
             }
             Err(e) => return Err(e),
@@ -516,6 +509,13 @@ pub fn had_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(version == TPACKET_V3)
 }
 
+/// A request for no ring: how the kernel is told to take one away.
+const NO_RING: Geometry = Geometry {
+    block_size: 0,
+    blocks: 0,
+    timeout_ms: 0,
+};
+
 /// Take any receive ring off `fd` so that frames go back to its receive
 /// queue, for a reader that wants `recvmsg` on a socket a ring reader used
 /// before (a restarted worker told to use `rx_path: recv`): while a ring is
@@ -531,14 +531,7 @@ pub fn remove_ring(fd: BorrowedFd<'_>) -> io::Result<bool> {
     if !had_ring(fd)? {
         return Ok(false);
     }
-    set_ring(
-        fd,
-        Geometry {
-            block_size: 0,
-            blocks: 0,
-            timeout_ms: 0,
-        },
-    )?;
+    set_ring(fd, NO_RING)?;
     Ok(true)
 }
 

@@ -15,11 +15,20 @@ fn geometry_holds_the_largest_frame() {
 /// In a new network namespace (on a thread of its own), a ring on a
 /// packet socket bound to `lo` and an unconnected UDP socket to send
 /// with (a connected one would fail on the port-unreachable replies). None
-/// without the privilege to make a namespace.
+/// without the privilege to make a namespace: the test is skipped, loudly,
+/// and under CI=true that is a failure.
 fn ring_on_loopback() -> Option<(RxRing, OwnedFd, std::net::UdpSocket)> {
     match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
         Ok(()) => {}
-        Err(nix::errno::Errno::EPERM) => return None,
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            return None;
+        }
         Err(e) => panic!("unshare: {e}"),
     }
     let up = std::process::Command::new("ip")
@@ -78,12 +87,6 @@ fn read_all(ring: &mut RxRing, tag: &[u8], hold: bool) -> (Vec<u16>, bool) {
 fn a_block_read_in_place_stays_ours_until_its_sends_release_it() {
     std::thread::spawn(|| {
         let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
             return;
         };
         udp.send_to(b"first-datagram", "127.0.0.1:9").unwrap();
@@ -129,12 +132,6 @@ fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
 fn a_successor_does_not_resend_what_a_killed_reader_had_sent() {
     std::thread::spawn(|| {
         let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
             return;
         };
         for tag in [&b"sent-one"[..], b"sent-two", b"in-flight", b"unread"] {
@@ -184,12 +181,6 @@ fn a_successor_does_not_resend_what_a_killed_reader_had_sent() {
 fn a_copied_frame_matches_the_one_read_in_place() {
     std::thread::spawn(|| {
         let Some((mut ring, _pkt, udp)) = ring_on_loopback() else {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
             return;
         };
         udp.send_to(b"copy-me-please", "127.0.0.1:9").unwrap();
@@ -225,12 +216,6 @@ fn a_socket_that_is_not_a_packet_socket_has_no_ring() {
 fn a_removed_ring_gives_frames_back_to_recv_and_is_refused_while_mapped() {
     std::thread::spawn(|| {
         let Some((ring, pkt, udp)) = ring_on_loopback() else {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
             return;
         };
         // Still mapped: the kernel keeps the ring.
