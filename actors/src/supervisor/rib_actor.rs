@@ -169,11 +169,7 @@ impl RibState {
     }
 
     fn rule_infos(&self) -> Vec<RuleInfo> {
-        let views: Vec<(&str, &WorkerView)> = self
-            .workers
-            .iter()
-            .map(|(k, v)| (k.interface.as_str(), v))
-            .collect();
+        let views = worker_views(&self.workers);
         let cfg = self.shared.config();
         state::rule_infos_with_members(
             self.rib.rules(),
@@ -188,11 +184,7 @@ impl RibState {
     /// `publish_states` for the rules named in `ids` only; ids that are
     /// no rule (any more) leave the announced set.
     fn publish_states_of(&mut self, ids: &[String]) {
-        let views: Vec<(&str, &WorkerView)> = self
-            .workers
-            .iter()
-            .map(|(k, v)| (k.interface.as_str(), v))
-            .collect();
+        let views = worker_views(&self.workers);
         let cfg = self.shared.config();
         let rules = self.rib.rules();
         for id in ids {
@@ -375,6 +367,14 @@ impl Actor for RibActor {
         }
         Ok(())
     }
+}
+
+/// Each worker's view named by its input interface, as rule states take them.
+fn worker_views(workers: &BTreeMap<WorkerKey, WorkerView>) -> Vec<(&str, &WorkerView)> {
+    workers
+        .iter()
+        .map(|(k, v)| (k.interface.as_str(), v))
+        .collect()
 }
 
 #[cfg(test)]
