@@ -431,17 +431,13 @@ impl RxRing {
 
 impl Drop for RxRing {
     fn drop(&mut self) {
-        // Blocks read to their end go back to the kernel, so that a
-        // successor mapping this ring does not read them again — unless a
-        // send still points into one (the worker waits for its sends before
-        // it goes, within a bound): the kernel could refill it before the
-        // send copies it, and a duplicate is better than another frame's
-        // bytes. A part-read block keeps its mark_finished position.
-        for b in 0..self.geo.blocks as usize {
-            if self.done[b] && self.refs[b] == 0 {
-                self.status(b).store(TP_STATUS_KERNEL, Ordering::Release);
-            }
-        }
+        // Nothing is handed back here: a block read to its end went back
+        // the moment its last reference did, so the only ones still ours
+        // are those a send still points into (the worker waits for its
+        // sends before it goes, within a bound). The kernel could refill
+        // such a block before the send copies it; a successor reading it
+        // again is the better failure. A part-read block keeps its
+        // mark_finished position.
         // SAFETY: unmaps exactly the mapping made in `map`; nothing refers
         // to it after drop.
         unsafe {
