@@ -6,7 +6,8 @@
 //! through a non-blocking writer so that no log line ever blocks the data
 //! path; with a log file, the supervisor copies their stderr into it
 //! (`relay_worker_stderr`), since a worker that has dropped its privileges
-//! could not open the next file at rotation.
+//! could not open the next file at rotation. That copy is a task on the
+//! supervisor's runtime per worker, not a thread.
 
 use std::io::Write;
 use std::path::Path;
@@ -84,25 +85,27 @@ fn open_file(f: &LogFile) -> Result<tracing_appender::rolling::RollingFileAppend
         .map_err(|e| format!("log file {}: {e}", f.path.display()))
 }
 
-/// Copy a worker's stderr, line by line, to ours and to the log file.
-/// Runs until the worker's end closes (it exited).
-pub fn relay_worker_stderr(from: impl std::io::Read + Send + 'static) {
-    let _ = std::thread::Builder::new()
-        .name("mcrd-worker-log".into())
-        .spawn(move || {
-            use std::io::BufRead;
-            let mut r = std::io::BufReader::new(from);
-            let mut line = Vec::new();
-            while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let _ = std::io::stderr().write_all(&line);
-                if let Some(f) = FILE.get() {
-                    if let Ok(mut w) = f.lock() {
-                        let _ = w.write_all(&line);
-                    }
+/// Copy a worker's stderr, line by line, to ours and to the log file, on
+/// a task of the supervisor's runtime (not a thread per worker). Runs
+/// until the worker's end closes (it exited). Must be called on the
+/// runtime.
+pub fn relay_worker_stderr(from: tokio::process::ChildStderr) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut r = tokio::io::BufReader::new(from);
+        let mut line = Vec::new();
+        while matches!(r.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+            // Short blocking writes, as the supervisor's own lines are:
+            // the file writer only queues the line for its thread.
+            let _ = std::io::stderr().write_all(&line);
+            if let Some(f) = FILE.get() {
+                if let Ok(mut w) = f.lock() {
+                    let _ = w.write_all(&line);
                 }
-                line.clear();
             }
-        });
+            line.clear();
+        }
+    });
 }
 
 /// Whether workers' lines must pass through the supervisor.

@@ -4,7 +4,8 @@
 //! read interface facts (`interfaces`), return freed heap memory to the
 //! kernel after large shrinks (`memory`), raise the descriptor limit for
 //! many workers (`limits`), and open the IGMP querier's sockets (`igmp`)
-//! and the PIM router's raw socket (`pim`). `tun` attaches to a tun device
+//! and the PIM router's raw socket (`pim`). `pidfd` watches and kills
+//! worker processes through process descriptors. `tun` attaches to a tun device
 //! for programs that stand in for a VPN. `sockopt` is the one layer of raw socket calls
 //! (setsockopt, getsockopt, bind, interface ioctls) that these, the
 //! worker's statistics and mcrgen share.
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod membership;
 pub mod memory;
 pub mod packet_ring;
+pub mod pidfd;
 pub mod pim;
 pub mod sockets;
 pub mod sockopt;

@@ -1,10 +1,14 @@
 //! The I/O side of one worker: its process (started with its AF_PACKET
-//! socket and the IPC socket pair as fd 3, killed, reaped), the thread
-//! that reads its messages, and `LinkState`, everything about the worker
-//! that outlives its WorkerLink actor (kept in the root's registry). The
-//! reader and the exit watcher address the link by its registry name, so
-//! a restarted link receives their messages without re-plumbing anything.
-//! When to start, kill or restart is `mcr::worker_policy`'s decision.
+//! socket and the IPC socket pair as fd 3, killed through a pidfd, reaped
+//! by `tokio::process`), the task that reads its messages, and
+//! `LinkState`, everything about the worker that outlives its WorkerLink
+//! actor (kept in the root's registry). The reader, the exit watcher and
+//! the log relay are tasks on the supervisor's runtime, not threads, so a
+//! daemon with hundreds of inputs does not run hundreds of threads; the
+//! reader and the watcher address the link by its
+//! registry name, so a restarted link receives their messages without
+//! re-plumbing anything. When to start, kill or restart is
+//! `mcr::worker_policy`'s decision.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -24,8 +28,11 @@ use mcr::logging::{LogFormat, LogLevels};
 use mcr::rib::state::WorkerView;
 use mcr::rib::{EgressMap, InterfaceTable, TableSync};
 use mcr::supervise::FailureStreak;
+use mcr::sys::pidfd;
 use mcr::worker_policy::Phase;
-use tracing::{debug, error, info, warn};
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tracing::{debug, info, warn};
 
 use crate::supervisor::handles::{Link, LinkMsg, WorkerKey};
 use crate::supervisor::util::lock;
@@ -44,20 +51,18 @@ pub struct SpawnSettings {
 /// A running worker process.
 pub struct Proc {
     pub pid: u32,
-    ipc: Arc<OwnedFd>,
-    /// Set by the exit watcher, under this lock, before it reaps: a pid we
-    /// still see as not exited cannot have been reused yet.
+    ipc: Arc<UnixDatagram>,
+    /// The process's pidfd: a kill through it reaches this process or, once
+    /// it has been reaped, nobody; never a later process with the same pid.
+    pidfd: OwnedFd,
+    /// Set by the exit watcher once the process is gone.
     pub(super) exited: Arc<Mutex<bool>>,
 }
 
 impl Proc {
     pub(super) fn kill(&self) {
-        let exited = lock(&self.exited);
-        if !*exited {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if !*lock(&self.exited) {
+            let _ = pidfd::send_signal(self.pidfd.as_fd(), libc::SIGKILL);
         }
     }
 
@@ -74,7 +79,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // The reader thread ends when the killed process's end closes.
+        // The reader task ends when the killed process's end closes.
         self.kill();
     }
 }
@@ -374,6 +379,9 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     let Some((ingress, _, _)) = &st.ingress else {
         return Err("no ingress socket".into());
     };
+    // The reader, exit watcher and log relay run on the supervisor's runtime.
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|e| format!("no runtime for the worker's tasks: {e}"))?;
     let (sup, child_end) = seqpacket_pair().map_err(|e| format!("IPC socket pair: {e}"))?;
     let fmt = match spawn.log_format {
         LogFormat::Json => "json",
@@ -394,27 +402,39 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
         cmd.stderr(Stdio::piped());
     }
     pass_as_fd3(&mut cmd, &child_end);
-    let mut child = cmd
+    // tokio::process reaps it (through its own pidfd: no thread).
+    let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(|e| format!("cannot start the worker process: {e}"))?;
+    drop(child_end);
+    let watched = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("exited before it could be watched"))
+        .and_then(|pid| Ok((pid, pidfd::open(pid)?, ipc_handle(sup)?)));
+    let (pid, pidfd, ipc) = match watched {
+        Ok(w) => w,
+        Err(e) => {
+            // Not yet reaped, so this kill cannot hit a recycled pid; the
+            // runtime reaps the dropped child.
+            let _ = child.start_kill();
+            return Err(format!("cannot watch the worker process: {e}"));
+        }
+    };
     if let Some(err) = child.stderr.take() {
         crate::logsetup::relay_worker_stderr(err);
     }
-    drop(child_end);
-    let pid = child.id();
     st.gen += 1;
     let gen = st.gen;
     let name = st.key.actor_name();
-    let ipc = Arc::new(sup);
     let exited = Arc::new(Mutex::new(false));
-    spawn_exit_watcher(child, exited.clone(), name.clone(), gen);
-    let reader_fd = ipc.clone();
-    let interface = ifc.clone();
-    std::thread::Builder::new()
-        .name("mcrd-ipc".into())
-        .spawn(move || read_ipc(reader_fd, name, gen, interface))
-        .map_err(|e| format!("cannot start the IPC reader thread: {e}"))?;
-    let proc = Proc { pid, ipc, exited };
+    rt.spawn(watch_exit(child, exited.clone(), name.clone(), gen));
+    rt.spawn(read_ipc(ipc.clone(), name, gen, ifc.clone()));
+    let proc = Proc {
+        pid,
+        ipc,
+        pidfd,
+        exited,
+    };
     let setup = WorkerSetup {
         version: IPC_VERSION,
         interface: ifc.clone(),
@@ -465,34 +485,34 @@ fn set_allmulti(fd: std::os::fd::BorrowedFd<'_>, ifindex: u32, on: bool) {
     }
 }
 
-/// Wait for the process to exit on a plain thread (std's `wait` blocks),
-/// flag it before reaping, and tell the link.
-fn spawn_exit_watcher(
-    mut child: std::process::Child,
+/// Wait for the process to exit, flag it and tell the link. tokio reaps
+/// it before `wait` returns; kills go through the pidfd, which cannot
+/// reach whatever process gets the pid next, so the flag only spares
+/// kills that would fail.
+async fn watch_exit(
+    mut child: tokio::process::Child,
     exited: Arc<Mutex<bool>>,
     link: String,
     gen: u64,
 ) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let r = std::thread::Builder::new()
-        .name("mcrd-reaper".into())
-        .spawn(move || {
-            use nix::sys::wait::{waitid, Id, WaitPidFlag};
-            // WNOWAIT: see the exit without reaping, so the pid stays ours
-            // until `exited` is set and no kill can hit a recycled pid.
-            while let Err(nix::errno::Errno::EINTR) =
-                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-            {}
-            *lock(&exited) = true;
-            let how = match child.wait() {
-                Ok(s) => describe_exit(s),
-                Err(e) => format!("exit status unknown: {e}"),
-            };
-            Link::tell(&link, LinkMsg::Exited { gen, how });
-        });
-    if let Err(e) = r {
-        error!(target: "Supervisor", "cannot start the exit watcher thread: {e}");
-    }
+    let how = match child.wait().await {
+        Ok(s) => describe_exit(s),
+        Err(e) => format!("exit status unknown: {e}"),
+    };
+    *lock(&exited) = true;
+    Link::tell(&link, LinkMsg::Exited { gen, how });
+}
+
+/// The supervisor's end of the IPC pair, registered with the runtime so
+/// that a task can wait for its messages. tokio has no SEQPACKET type; its
+/// `UnixDatagram` serves here only as that registration: every receive
+/// and send goes through `fdpass` (non-blocking, with SCM_RIGHTS).
+fn ipc_handle(sup: OwnedFd) -> std::io::Result<Arc<UnixDatagram>> {
+    let std_sock = std::os::unix::net::UnixDatagram::from(sup);
+    // Every call on it already passes MSG_DONTWAIT; the flag is what the
+    // runtime expects of a registered socket.
+    std_sock.set_nonblocking(true)?;
+    Ok(Arc::new(UnixDatagram::from_std(std_sock)?))
 }
 
 fn describe_exit(s: std::process::ExitStatus) -> String {
@@ -512,14 +532,20 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
     }
 }
 
-/// Read worker messages (blocking, on its own thread) and forward them to
-/// whichever link actor holds the name now (PIM's straight to the
-/// PimActor). Ends when the worker's end
-/// closes, which it does when the process exits or is killed.
-fn read_ipc(ipc: Arc<OwnedFd>, link: String, gen: u64, interface: String) {
+/// Read worker messages and forward them to whichever link actor holds
+/// the name now (PIM's straight to the PimActor). Ends when the worker's
+/// end closes, which it does when the process exits or is killed.
+async fn read_ipc(ipc: Arc<UnixDatagram>, link: String, gen: u64, interface: String) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        match recv_msg(ipc.as_fd(), &mut buf, false) {
+        if let Err(e) = ipc.readable().await {
+            debug!(target: "RuleDispatch", "{link}: IPC wait: {e}");
+            return;
+        }
+        let received = ipc.try_io(Interest::READABLE, || recv_msg(ipc.as_fd(), &mut buf, true));
+        match received {
+            // Drained (or a spurious wake-up): wait for the next message.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Ok(Some(m)) => match decode::<FromWorker>(&buf[..m.len]) {
                 Ok(msg) => {
                     if let Some(msg) = super::link::to_pim(&interface, msg) {
