@@ -24,7 +24,9 @@
 //!   any other static output);
 //! - `compile()` → `Tables` (the same `InterfaceTable`s the workers get
 //!   today), `tables_hash`, `mroute(&rib)` for the control reply, and
-//!   `shadowed()` for learned entries a static rule keeps out.
+//!   `shadowed()` for learned entries a static rule keeps out;
+//! - `patch_static(old, touched)` (`patch.rs`): the same tables after a
+//!   change to a few static rules, recompiling only their entries.
 //!
 //! `compile(&RuleSet)` remains for callers that only have static rules and
 //! equals `Rib::with_rules(..).compile()` (so it leaves every members-only
@@ -35,6 +37,7 @@
 pub mod learned;
 pub mod merge;
 pub mod mroute;
+pub mod patch;
 pub mod state;
 pub mod sync;
 #[cfg(test)]
@@ -48,11 +51,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use crate::ipc::rule_key;
-use crate::rule::{OutputMode, RuleSet};
+use crate::rule::{OutputMode, Rule, RuleSet};
 
 pub use learned::{Origin, Route, RouteError, SourceFilter};
 pub use merge::{learned_rule_id, tables_hash, LearnedEntry, Rib, RouteId, Tables};
 pub use mroute::{mroute, mroute_from_tables};
+pub use patch::Touched;
 pub use sync::{SyncAction, TableSync};
 
 /// An output with defaults applied, still naming its interface.
@@ -115,26 +119,33 @@ fn compile_static(
     for r in rules.iter() {
         out.entry(r.input.interface.clone())
             .or_default()
-            .push(CompiledRule {
-                rule_id: r.id.clone(),
-                key: rule_key(&r.id),
-                group: r.input.group,
-                port: r.input.port,
-                source: r.input.source,
-                outputs: r
-                    .outputs
-                    .iter()
-                    .filter(|o| merge::output_sends(members, r.input.source, o))
-                    .map(|o| CompiledOutput {
-                        interface: o.interface.clone(),
-                        group: o.group,
-                        port: o.port,
-                        ttl: o.effective_ttl(),
-                        mode: o.mode,
-                    })
-                    .collect(),
-                origin: Origin::Static.as_str(),
-            });
+            .push(compile_rule(r, members));
+    }
+}
+
+/// The compiled entry of one static rule: it depends on nothing but the
+/// rule and the memberships, which is what lets `patch_static` recompile
+/// one rule alone.
+fn compile_rule(r: &Rule, members: &learned::Memberships) -> CompiledRule {
+    CompiledRule {
+        rule_id: r.id.clone(),
+        key: rule_key(&r.id),
+        group: r.input.group,
+        port: r.input.port,
+        source: r.input.source,
+        outputs: r
+            .outputs
+            .iter()
+            .filter(|o| merge::output_sends(members, r.input.source, o))
+            .map(|o| CompiledOutput {
+                interface: o.interface.clone(),
+                group: o.group,
+                port: o.port,
+                ttl: o.effective_ttl(),
+                mode: o.mode,
+            })
+            .collect(),
+        origin: Origin::Static.as_str(),
     }
 }
 

@@ -11,8 +11,10 @@
 //!   the way): full resync.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::hash::TableHash;
+use crate::iface::Ifaces;
 use crate::ipc::{TableRule, ToWorker, RULES_PER_CHUNK};
 
 /// What the caller must do after an ack or heartbeat.
@@ -44,6 +46,12 @@ pub struct TableSync {
     /// Full resyncs done to repair drift.
     pub resyncs: u32,
     pub last_acked_hash: Option<u64>,
+    /// The compiled table and interfaces that `sent` was translated from,
+    /// when every output's socket opened: the next table can then be sent
+    /// as the entries that differ from this one (`apply_changes`) instead
+    /// of translating and comparing every rule. A new worker (`reset`)
+    /// starts without one.
+    pub basis: Option<(Arc<super::InterfaceTable>, Arc<Ifaces>)>,
 }
 
 impl TableSync {
@@ -107,6 +115,37 @@ impl TableSync {
             .filter(|r| self.sent.get(&r.key) != Some(*r))
             .cloned()
             .collect();
+        self.emit_changes(removes, upserts)
+    }
+
+    /// What `update` sends, when the caller knows which rules changed:
+    /// `removes` are keys to take out, `upserts` rules to add or replace
+    /// (removes go first, so a key both removed and upserted ends up
+    /// upserted). Costs the change, not the table: one rule added to
+    /// 10,000 is one lookup. Keys not sent and rules sent already are
+    /// skipped, so the messages are exactly what `update` would send.
+    pub fn apply_changes(&mut self, removes: Vec<u64>, upserts: Vec<TableRule>) -> Vec<ToWorker> {
+        let upserted: std::collections::BTreeSet<u64> = upserts.iter().map(|r| r.key).collect();
+        let removes: Vec<u64> = removes
+            .into_iter()
+            .filter(|k| self.sent.contains_key(k) && !upserted.contains(k))
+            .collect();
+        let upserts: Vec<TableRule> = upserts
+            .into_iter()
+            .filter(|r| self.sent.get(&r.key) != Some(r))
+            .collect();
+        self.emit_changes(removes, upserts)
+    }
+
+    /// The egress ids some rule sent to the worker uses.
+    pub fn egress_in_use(&self) -> std::collections::BTreeSet<u32> {
+        self.sent
+            .values()
+            .flat_map(|r| r.outputs.iter().map(|o| o.egress))
+            .collect()
+    }
+
+    fn emit_changes(&mut self, removes: Vec<u64>, upserts: Vec<TableRule>) -> Vec<ToWorker> {
         let mut out = Vec::new();
         let mut removes = removes.into_iter().peekable();
         let mut upserts = upserts.into_iter().peekable();
@@ -423,6 +462,44 @@ pub(crate) mod tests {
         t.remove(tr(2).key);
         let a = s.on_heartbeat(wseq, t.hash());
         assert!(matches!(a, SyncAction::Resync(_)), "{a:?}");
+    }
+
+    proptest::proptest! {
+        /// Changes named by the caller (`apply_changes`) send the worker
+        /// exactly what comparing whole tables (`update`) would: after
+        /// every step both reach the same table and hash.
+        #[test]
+        fn named_changes_equal_whole_table_updates(
+            steps in proptest::collection::vec(
+                proptest::collection::btree_map(0u32..24, 0u16..3, 0..16), 1..12),
+        ) {
+            let (mut whole, mut named) = (TableSync::new(), TableSync::new());
+            let (mut tw, mut tn) = (Table::new(), Table::new());
+            let (mut sw, mut sn) = (0, 0);
+            let mut prev: BTreeMap<u64, TableRule> = BTreeMap::new();
+            for step in steps {
+                let desired: Vec<TableRule> = step
+                    .iter()
+                    .map(|(i, port)| TableRule { port: 5000 + port, ..tr(*i) })
+                    .collect();
+                let now: BTreeMap<u64, TableRule> =
+                    desired.iter().map(|r| (r.key, r.clone())).collect();
+                let removes: Vec<u64> =
+                    prev.keys().filter(|k| !now.contains_key(k)).copied().collect();
+                let upserts: Vec<TableRule> = desired
+                    .iter()
+                    .filter(|r| prev.get(&r.key) != Some(*r))
+                    .cloned()
+                    .collect();
+                apply(&mut tw, &mut sw, &whole.update(&desired));
+                apply(&mut tn, &mut sn, &named.apply_changes(removes, upserts));
+                proptest::prop_assert_eq!(whole.expected_hash(), named.expected_hash());
+                proptest::prop_assert_eq!(tn.hash(), named.expected_hash());
+                proptest::prop_assert_eq!(tw.hash(), tn.hash());
+                proptest::prop_assert_eq!(whole.seq(), named.seq(), "same messages");
+                prev = now;
+            }
+        }
     }
 
     #[test]

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 use common::{bin, procfs, veth, Netns};
 use harness::proc_cpu;
 use probe::{
-    core_busy, count_delivery, ip_batch, link_groups, missing, send_bursts, start, tally, timed,
-    wait_up, Lcg, Mem,
+    core_busy, count_delivery, first_forward, ip_batch, link_groups, missing, send_bursts, start,
+    tally, timed, wait_up, Lcg, Mem,
 };
 
 struct Opts {
@@ -73,6 +73,8 @@ struct Opts {
     n_rules: usize,
     sample: usize,
     adds: usize,
+    first_adds: usize,
+    no_cold: bool,
     burst: usize,
     relay_cpu: usize,
     peer_cpu: usize,
@@ -83,7 +85,7 @@ fn usage() -> ! {
     eprintln!(
         "scale [--fanout] [--interfaces] [--rules] (none: all three)\n\
          \x20     [--outputs 64] [--rates 1000,5000,10000,20000] [--size 256] [--duration 2]\n\
-         \x20     [--ifaces 256] [--nrules 10000] [--sample 100] [--adds 200] [--burst 20]\n\
+         \x20     [--ifaces 256] [--nrules 10000] [--sample 100] [--adds 200] [--first-adds 10] [--no-cold] [--burst 20]\n\
          \x20     [--relay-cpu 1] [--peer-cpu 0] [--out FILE]"
     );
     std::process::exit(2)
@@ -102,6 +104,8 @@ fn parse_args() -> Opts {
         n_rules: 10_000,
         sample: 100,
         adds: 200,
+        first_adds: 10,
+        no_cold: false,
         burst: 20,
         relay_cpu: 1,
         peer_cpu: 0,
@@ -121,6 +125,8 @@ fn parse_args() -> Opts {
             "--nrules" => o.n_rules = num().clamp(1, 50_000),
             "--sample" => o.sample = num(),
             "--adds" => o.adds = num(),
+            "--first-adds" => o.first_adds = num(),
+            "--no-cold" => o.no_cold = true,
             "--burst" => o.burst = num().max(1),
             "--relay-cpu" => o.relay_cpu = num(),
             "--peer-cpu" => o.peer_cpu = num(),
@@ -595,35 +601,98 @@ fn many_rules(o: &Opts) {
             el.as_secs_f64(),
             1e3 * el.as_secs_f64() / o.adds as f64
         );
-        // One add alone: how long until its rule forwards (the compile
-        // and the table sync to the worker are what it waits for).
-        if wait_up(&d, 1, n, Duration::from_secs(60)).is_some() {
-            let g = rule_group(n).to_string();
-            let t0 = Instant::now();
-            let r = d.ctl(&[
-                "add",
-                "--input-interface",
-                "r0",
-                "--input-group",
-                &g,
-                "--input-port",
-                "5000",
-                "--outputs",
-                "239.2.0.1:9999:r1:8",
-            ]);
-            let up = wait_up(&d, 1, n + 1, Duration::from_secs(60));
+    }
+    // Single adds, each alone: how long until its rule forwards (the
+    // compile, the table sync to the worker and the input's membership
+    // are what it waits for).
+    if wait_up(&d, 1, n, Duration::from_secs(60)).is_some() {
+        let mut times = Vec::new();
+        for k in 0..o.first_adds {
+            let i = n + 1 + k;
+            let g = rule_group(i);
+            let port = (10_000 + i % 50_000) as u16;
+            let mut ok = true;
+            let t = first_forward(
+                &t.snd,
+                &t.rcv,
+                (Ipv4Addr::new(10, 50, 1, 1), g, 5000),
+                (
+                    Ipv4Addr::new(239, 2, 0, 1),
+                    Ipv4Addr::new(10, 50, 2, 2),
+                    port,
+                ),
+                Duration::from_secs(30),
+                || {
+                    let (gs, out) = (g.to_string(), format!("239.2.0.1:{port}:r1:8"));
+                    let r = d.ctl(&[
+                        "add",
+                        "--name",
+                        &format!("g{i}"),
+                        "--input-interface",
+                        "r0",
+                        "--input-group",
+                        &gs,
+                        "--input-port",
+                        "5000",
+                        "--outputs",
+                        &out,
+                    ]);
+                    ok = r.status.success();
+                },
+            );
             out!(
-                "one add on top of {n} rules: ok {}, its rule active after {}",
-                r.status.success(),
-                up.map_or("— timed out".into(), |_| format!(
-                    "{:.2} s",
-                    t0.elapsed().as_secs_f64()
+                "one add on top of {} rules: ok {ok}, first datagram forwarded {}",
+                n + k,
+                t.map_or("— never (30 s)".into(), |t| format!(
+                    "{:.1} ms after mcrctl started",
+                    t.as_secs_f64() * 1e3
                 ))
             );
+            times.extend(t);
         }
+        times.sort();
+        if !times.is_empty() {
+            out!(
+                    "  add → first forwarded datagram at {n} rules: median {:.1} ms, min {:.1}, max {:.1} ({} adds)",
+                    times[times.len() / 2].as_secs_f64() * 1e3,
+                    times[0].as_secs_f64() * 1e3,
+                    times[times.len() - 1].as_secs_f64() * 1e3,
+                    times.len()
+                );
+        }
+        for k in 0..o.first_adds {
+            let _ = d.ctl(&["remove", "--name", &format!("g{}", n + 1 + k)]);
+        }
+    }
+    if wait_up(&d, 1, n, Duration::from_secs(60)).is_some() {
+        let g = rule_group(n).to_string();
+        let t0 = Instant::now();
+        let r = d.ctl(&[
+            "add",
+            "--input-interface",
+            "r0",
+            "--input-group",
+            &g,
+            "--input-port",
+            "5000",
+            "--outputs",
+            "239.2.0.1:9999:r1:8",
+        ]);
+        let up = wait_up(&d, 1, n + 1, Duration::from_secs(60));
+        out!(
+            "one add on top of {n} rules: ok {}, its rule active after {}",
+            r.status.success(),
+            up.map_or("— timed out".into(), |_| format!(
+                "{:.2} s",
+                t0.elapsed().as_secs_f64()
+            ))
+        );
     }
     d.stop();
     drop(d);
+    if o.no_cold {
+        return;
+    }
 
     // A cold start with all of them.
     let cfg = rules_config(0..n);

@@ -280,3 +280,69 @@ pub fn link_groups(ns: &Netns, iface: &str) -> usize {
         .filter(|l| l.trim_start().starts_with("link"))
         .count()
 }
+
+/// The time from the start of `act` (an `mcrctl add`) until the first
+/// datagram to `group`:`port` from `snd` (out of `src`'s interface, one a
+/// millisecond) arrives in `rcv` on `out_port` of `out_group` (joined on
+/// the interface with address `local`). This is what a user waits for
+/// after an add, unlike the rule's listed state, whose polling costs a
+/// `list` of every rule. None if nothing arrived within `timeout`.
+#[allow(clippy::too_many_arguments)]
+pub fn first_forward(
+    snd: &Netns,
+    rcv: &Netns,
+    (src, group, port): (Ipv4Addr, Ipv4Addr, u16),
+    (out_group, local, out_port): (Ipv4Addr, Ipv4Addr, u16),
+    timeout: Duration,
+    act: impl FnOnce(),
+) -> Option<Duration> {
+    let stop = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (got_tx, got_rx) = std::sync::mpsc::channel::<Instant>();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rcv.enter_thread();
+            let sk = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )
+            .expect("udp socket");
+            let _ = sk.set_reuse_address(true);
+            sk.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, out_port).into())
+                .expect("bind receiver port");
+            sk.join_multicast_v4(&out_group, &local).expect("join");
+            sk.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let sk: UdpSocket = sk.into();
+            let _ = ready_tx.send(());
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Acquire) {
+                if sk.recv(&mut buf).is_ok() {
+                    let _ = got_tx.send(Instant::now());
+                    return;
+                }
+            }
+        });
+        s.spawn(|| {
+            snd.enter_thread();
+            let sk = UdpSocket::bind("0.0.0.0:0").expect("sender socket");
+            sk.set_multicast_ttl_v4(8).expect("ttl");
+            socket2::SockRef::from(&sk)
+                .set_multicast_if_v4(&src)
+                .expect("multicast if");
+            while !stop.load(Ordering::Acquire) {
+                let _ = sk.send_to(&[0x5a; 64], SocketAddrV4::new(group, port));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(30));
+        // Nothing may arrive before the add: the rule does not exist yet.
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        act();
+        let got = got_rx.recv_timeout(timeout).ok();
+        stop.store(true, Ordering::Release);
+        got.map(|t| t.saturating_duration_since(t0))
+    })
+}

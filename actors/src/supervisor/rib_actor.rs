@@ -26,7 +26,7 @@ use std::sync::Arc;
 use mcr::control::{Event, RuleInfo};
 use mcr::iface::{self, Ifaces};
 use mcr::rib::state::{self, Announced, Tables, WorkerView};
-use mcr::rib::Rib;
+use mcr::rib::{Rib, Touched};
 use mcr::rule::Rule;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, warn};
@@ -43,9 +43,10 @@ pub struct RibState {
     tables: Arc<Tables>,
     workers: BTreeMap<WorkerKey, WorkerView>,
     announced: Announced,
-    /// The tables before the first rule delta not yet compiled; `Some`
-    /// while a `FlushRules` is on its way.
-    delta_base: Option<Arc<Tables>>,
+    /// The tables before the first rule delta not yet compiled, and the
+    /// rules the deltas since then touched; `Some` while a `FlushRules`
+    /// is on its way.
+    delta_base: Option<(Arc<Tables>, Touched)>,
 }
 
 /// What a message did to the RIB's inputs.
@@ -129,7 +130,20 @@ impl RibState {
     /// (the added and removed ones, and any other the compile happened to
     /// touch): one `add` among 10,000 rules must not recompute every
     /// rule's state.
-    fn recompile_delta(&mut self, old: Arc<Tables>) {
+    fn recompile_delta(&mut self, old: Arc<Tables>, touched: Touched) {
+        // Without learned routes only the touched rules' entries can have
+        // changed: recompile those alone, and recompute only their states.
+        if let Some(next) = self.rib.patch_static(&self.tables, &touched) {
+            if !same_tables(&next, &self.tables) {
+                self.tables = Arc::new(next);
+                self.push();
+            }
+            let mut ids: Vec<String> = touched.into_iter().map(|(_, id)| id).collect();
+            ids.sort();
+            ids.dedup();
+            self.publish_states_of(&ids);
+            return;
+        }
         self.recompile();
         if Arc::ptr_eq(&old, &self.tables) {
             return;
@@ -156,12 +170,20 @@ impl RibState {
     /// then takes the running config's set whole.
     fn apply_rule_delta(&mut self, added: Vec<Rule>, removed: &[String]) -> bool {
         let rules = self.rib.rules_mut();
+        let touched = &mut self
+            .delta_base
+            .get_or_insert_with(|| (self.tables.clone(), Touched::new()))
+            .1;
         for id in removed {
-            if rules.remove(id).is_none() {
-                return false;
-            }
+            match rules.remove(id) {
+                Some(r) => touched.insert((r.input.interface, r.id)),
+                None => return false,
+            };
         }
-        added.into_iter().all(|r| rules.insert(r).is_ok())
+        added.into_iter().all(|r| {
+            touched.insert((r.input.interface.clone(), r.id.clone()));
+            rules.insert(r).is_ok()
+        })
     }
 
     fn push(&self) {
@@ -308,13 +330,12 @@ impl Actor for RibActor {
                 st.publish_states();
             }
             RibMsg::RuleDelta { added, removed } => {
+                // Scripts add rules one at a time: every delta queued
+                // behind this one is applied before the flush compiles
+                // them all at once.
+                let first = st.delta_base.is_none();
                 if st.apply_rule_delta(added, &removed) {
-                    // Scripts add rules one at a time, faster than a
-                    // compile of thousands of rules: every delta queued
-                    // behind this one is applied before the flush compiles
-                    // them all at once.
-                    if st.delta_base.is_none() {
-                        st.delta_base = Some(st.tables.clone());
+                    if first {
                         let _ = me.cast(RibMsg::FlushRules);
                     }
                 } else {
@@ -327,8 +348,8 @@ impl Actor for RibActor {
                 }
             }
             RibMsg::FlushRules => {
-                if let Some(base) = st.delta_base.take() {
-                    st.recompile_delta(base);
+                if let Some((base, touched)) = st.delta_base.take() {
+                    st.recompile_delta(base, touched);
                 }
             }
             RibMsg::Interfaces(ifaces) => {

@@ -138,42 +138,65 @@ impl InputReporters {
                 })
         });
         for (ifindex, w) in want {
-            if w.groups.is_empty() {
-                continue;
-            }
-            if let Some(r) = self.hosts.get(&ifindex) {
-                r.groups.send_if_modified(|g| {
-                    let changed = *g != w.groups;
-                    *g = w.groups.clone();
-                    changed
-                });
-                continue;
-            }
-            let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                warn!(target: "Network", "no runtime to report input groups on {}", w.interface);
-                continue;
-            };
-            let (tx, rx) = watch::channel(w.groups.clone());
-            let (name, address) = (w.interface.clone(), w.address);
-            // Counted before the spawn, so a shutdown that drops this
-            // reporter right away still waits for its task.
-            let running = Running::start(&self.live);
-            rt.spawn(async move {
-                let running = running;
-                if let Err(e) = run(&name, ifindex, address, rx).await {
-                    warn!(target: "Network", "IGMP reports for the input groups on {name} stopped: {e}");
-                    running.0.failed.store(true, Ordering::SeqCst);
-                }
-            });
-            self.hosts.insert(
-                ifindex,
-                Reporter {
-                    interface: w.interface,
-                    address: w.address,
-                    groups: tx,
-                },
-            );
+            self.update(ifindex, w);
         }
+    }
+
+    /// `reconcile` for one interface only: report `want` on `ifindex`
+    /// (None: nothing), leaving every other interface's host alone. What
+    /// one `add` among thousands of rules changes.
+    pub fn set(&mut self, ifindex: u32, want: Option<InputGroups>) {
+        let keep = self.hosts.get(&ifindex).is_some_and(|r| {
+            !r.groups.is_closed()
+                && want.as_ref().is_some_and(|w| {
+                    w.interface == r.interface && w.address == r.address && !w.groups.is_empty()
+                })
+        });
+        if !keep {
+            self.hosts.remove(&ifindex);
+        }
+        if let Some(w) = want {
+            self.update(ifindex, w);
+        }
+    }
+
+    /// Tell the running host of `ifindex` its groups, or start one.
+    fn update(&mut self, ifindex: u32, w: InputGroups) {
+        if w.groups.is_empty() {
+            return;
+        }
+        if let Some(r) = self.hosts.get(&ifindex) {
+            r.groups.send_if_modified(|g| {
+                let changed = *g != w.groups;
+                *g = w.groups;
+                changed
+            });
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            warn!(target: "Network", "no runtime to report input groups on {}", w.interface);
+            return;
+        };
+        let (tx, rx) = watch::channel(w.groups.clone());
+        let (name, address) = (w.interface.clone(), w.address);
+        // Counted before the spawn, so a shutdown that drops this
+        // reporter right away still waits for its task.
+        let running = Running::start(&self.live);
+        rt.spawn(async move {
+            let running = running;
+            if let Err(e) = run(&name, ifindex, address, rx).await {
+                warn!(target: "Network", "IGMP reports for the input groups on {name} stopped: {e}");
+                running.0.failed.store(true, Ordering::SeqCst);
+            }
+        });
+        self.hosts.insert(
+            ifindex,
+            Reporter {
+                interface: w.interface,
+                address: w.address,
+                groups: tx,
+            },
+        );
     }
 }
 

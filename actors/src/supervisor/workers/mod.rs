@@ -336,7 +336,7 @@ impl WmState {
             return;
         }
         self.inputs_for = Some((self.tables.clone(), self.ifaces.clone()));
-        lock(&self.shared.inputs).reconcile(&self.tables, &self.ifaces);
+        lock(&self.shared.inputs).reconcile_shared(&self.tables, &self.ifaces);
     }
 
     /// After churn, give the memory the removed rules held back to the

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use mcr::dataplane::sockets;
 use mcr::iface::{Ifaces, InterfaceInfo};
 use mcr::ipc::{EgressSpec, TableOutput, TableRule, ToWorker};
-use mcr::rib::{EgressKey, InterfaceTable};
+use mcr::rib::{CompiledRule, EgressKey, InterfaceTable};
 use mcr::worker_policy::Phase;
 use tracing::warn;
 
@@ -40,58 +41,74 @@ fn translate(
 ) -> Translation {
     let mut problems = BTreeMap::new();
     let mut used: BTreeMap<EgressKey, u32> = BTreeMap::new();
-    let mut rules: Vec<TableRule> = Vec::with_capacity(table.len());
-    for r in table.iter() {
-        let mut outs = Vec::with_capacity(r.outputs.len());
-        for (i, o) in r.outputs.iter().enumerate() {
-            let key = o.egress_key();
-            let id = match ifaces.get(&o.interface) {
-                None => {
-                    problems.insert(
-                        (r.rule_id.clone(), i),
-                        format!("output interface {} does not exist", o.interface),
-                    );
-                    NO_EGRESS
-                }
-                Some(info) => {
-                    if !info.up {
-                        problems.insert(
-                            (r.rule_id.clone(), i),
-                            format!("output interface {} is down", o.interface),
-                        );
-                    }
-                    match egress(&key, info) {
-                        Ok(id) => {
-                            used.insert(key, id);
-                            id
-                        }
-                        Err(e) => {
-                            problems.insert((r.rule_id.clone(), i), e);
-                            NO_EGRESS
-                        }
-                    }
-                }
-            };
-            outs.push(TableOutput {
-                egress: id,
-                group: o.group,
-                port: o.port,
-                mode: o.mode,
-            });
-        }
-        rules.push(TableRule {
-            key: r.key,
-            id: r.rule_id.clone(),
-            group: r.group,
-            port: r.port,
-            source: r.source,
-            outputs: outs,
-        });
-    }
+    let rules = table
+        .iter()
+        .map(|r| {
+            translate_rule(r, ifaces, &mut egress, &mut problems, |k, id| {
+                used.insert(k, id);
+            })
+        })
+        .collect();
     Translation {
         rules,
         problems,
         used,
+    }
+}
+
+/// One rule of `translate`: its outputs' problems go into `problems`, each
+/// egress socket it uses to `used`.
+fn translate_rule(
+    r: &CompiledRule,
+    ifaces: &Ifaces,
+    egress: &mut impl FnMut(&EgressKey, &InterfaceInfo) -> Result<u32, String>,
+    problems: &mut BTreeMap<(String, usize), String>,
+    mut used: impl FnMut(EgressKey, u32),
+) -> TableRule {
+    let mut outs = Vec::with_capacity(r.outputs.len());
+    for (i, o) in r.outputs.iter().enumerate() {
+        let key = o.egress_key();
+        let id = match ifaces.get(&o.interface) {
+            None => {
+                problems.insert(
+                    (r.rule_id.clone(), i),
+                    format!("output interface {} does not exist", o.interface),
+                );
+                NO_EGRESS
+            }
+            Some(info) => {
+                if !info.up {
+                    problems.insert(
+                        (r.rule_id.clone(), i),
+                        format!("output interface {} is down", o.interface),
+                    );
+                }
+                match egress(&key, info) {
+                    Ok(id) => {
+                        used(key, id);
+                        id
+                    }
+                    Err(e) => {
+                        problems.insert((r.rule_id.clone(), i), e);
+                        NO_EGRESS
+                    }
+                }
+            }
+        };
+        outs.push(TableOutput {
+            egress: id,
+            group: o.group,
+            port: o.port,
+            mode: o.mode,
+        });
+    }
+    TableRule {
+        key: r.key,
+        id: r.rule_id.clone(),
+        group: r.group,
+        port: r.port,
+        source: r.source,
+        outputs: outs,
     }
 }
 
@@ -103,38 +120,97 @@ impl LinkState {
         if self.phase != Phase::Running {
             return;
         }
-        let mut adds: Vec<u32> = Vec::new();
         let table = self.table.clone();
-        self.applied = table.clone();
         let ifaces = self.ifaces.clone();
-        let Translation {
-            rules: desired,
-            problems,
-            used,
-        } = translate(&table, &ifaces, |key, info| {
-            self.egress_for(key, info, &mut adds)
-        });
-        for id in adds {
-            if let Some((spec, _, fd)) = self.egress_fds.get(&id) {
-                self.send(&ToWorker::AddEgress(spec.clone()), &[fd]);
+        let base = match &self.sync.basis {
+            Some((t, i)) if Arc::ptr_eq(i, &ifaces) => Some(t.clone()),
+            _ => None,
+        };
+        self.applied = table.clone();
+        let mut adds: Vec<u32> = Vec::new();
+        let mut opened_all = true;
+        let (msgs, stale) = match base {
+            // The interfaces are as they were: only the entries that
+            // differ need sockets, problems and messages.
+            Some(base) => {
+                let (gone, fresh) = mcr::rib::state::entries_diff(&base, &table);
+                let mut removes = Vec::with_capacity(gone.len());
+                for r in &gone {
+                    removes.push(r.key);
+                    let ends = (r.rule_id.clone(), usize::MAX);
+                    let stale: Vec<(String, usize)> = self
+                        .problems
+                        .range((r.rule_id.clone(), 0)..=ends)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in stale {
+                        self.problems.remove(&k);
+                    }
+                }
+                let mut problems = std::mem::take(&mut self.problems);
+                let upserts: Vec<TableRule> = fresh
+                    .iter()
+                    .map(|r| {
+                        translate_rule(
+                            r,
+                            &ifaces,
+                            &mut |key, info| {
+                                let id = self.egress_for(key, info, &mut adds);
+                                opened_all &= id.is_ok();
+                                id
+                            },
+                            &mut problems,
+                            |_, _| {},
+                        )
+                    })
+                    .collect();
+                self.problems = problems;
+                self.send_egress_adds(&adds);
+                let msgs = self.sync.apply_changes(removes, upserts);
+                // Only a rule gone or changed can leave a socket unused.
+                let mut stale = Vec::new();
+                if !gone.is_empty() {
+                    let in_use = self.sync.egress_in_use();
+                    stale = self
+                        .egress
+                        .keys()
+                        .filter(|(_, id)| !in_use.contains(id))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                }
+                (msgs, stale)
             }
-        }
-        for m in self.sync.update(&desired) {
+            None => {
+                let Translation {
+                    rules: desired,
+                    problems,
+                    used,
+                } = translate(&table, &ifaces, |key, info| {
+                    let id = self.egress_for(key, info, &mut adds);
+                    opened_all &= id.is_ok();
+                    id
+                });
+                self.problems = problems;
+                self.send_egress_adds(&adds);
+                let msgs = self.sync.update(&desired);
+                // Egress sockets no output uses any more.
+                let stale: Vec<EgressKey> = self
+                    .egress
+                    .keys()
+                    .filter(|(k, _)| !used.contains_key(*k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                (msgs, stale)
+            }
+        };
+        // A socket that failed to open is tried again on the next table
+        // only if that one is translated whole.
+        self.sync.basis = opened_all.then(|| (table.clone(), ifaces.clone()));
+        for m in msgs {
             self.send(&m, &[]);
         }
-        // Egress sockets no output uses any more.
-        let stale: Vec<EgressKey> = self
-            .egress
-            .keys()
-            .filter(|(k, _)| !used.contains_key(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            if let Some(id) = self.egress.release(&k) {
-                self.egress_fds.remove(&id);
-                self.send(&ToWorker::RemoveEgress { id }, &[]);
-            }
-        }
+        // After the deltas, which take the rules that used them away.
+        self.release_egress(stale);
         if let Some((ingress, ifindex, fmt)) = &self.ingress {
             let dsts = self.filter_dsts();
             if let Err(e) =
@@ -143,9 +219,25 @@ impl LinkState {
                 warn!(target: "Ingress", "worker {}: updating the ingress filter: {e}", self.key);
             }
         }
-        self.problems = problems;
         let synced = self.worker_hash == Some(self.sync.expected_hash());
         self.set_in_sync(synced);
+    }
+
+    fn send_egress_adds(&self, adds: &[u32]) {
+        for id in adds {
+            if let Some((spec, _, fd)) = self.egress_fds.get(id) {
+                self.send(&ToWorker::AddEgress(spec.clone()), &[fd]);
+            }
+        }
+    }
+
+    fn release_egress(&mut self, stale: Vec<EgressKey>) {
+        for k in stale {
+            if let Some(id) = self.egress.release(&k) {
+                self.egress_fds.remove(&id);
+                self.send(&ToWorker::RemoveEgress { id }, &[]);
+            }
+        }
     }
 
     /// The egress id for `key`, opening its socket if new (or if its
