@@ -14,7 +14,7 @@
 //! has an XDP program.
 
 use mcr::config::{EarlyDrop, RxConfig, RxPath};
-use mcr::sys::xdp::{attach_early_drop, Attached};
+use mcr::sys::xdp::{attach_early_drop, attach_early_drop_mode, Attached, XdpMode};
 use mcr::sys::InterfaceInfo;
 use tracing::{info, warn};
 
@@ -58,12 +58,21 @@ impl EarlyState {
     }
 }
 
-/// The config's `workers.early_drop`, unless `MCR_EARLY_DROP` (`off` or
-/// `xdp`, for A/B runs) says otherwise.
+/// `MCR_EARLY_DROP=generic`: the program in generic (skb) mode even where
+/// the driver has native XDP, to measure what generic mode saves.
+fn generic_forced() -> bool {
+    std::env::var("MCR_EARLY_DROP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("generic"))
+}
+
+/// The config's `workers.early_drop`, unless `MCR_EARLY_DROP` (`off`,
+/// `xdp` or `generic`, for A/B runs) says otherwise.
 pub fn wanted(rx: &RxConfig) -> EarlyDrop {
+    if generic_forced() {
+        return EarlyDrop::Xdp;
+    }
     match std::env::var("MCR_EARLY_DROP") {
         Ok(v) if !v.trim().is_empty() => EarlyDrop::parse(&v).unwrap_or_else(|| {
-            warn!(target: "Ingress", "MCR_EARLY_DROP={v:?} is neither \"off\" nor \"xdp\"; ignored, using early_drop {} from the config", rx.early_drop.as_str());
+            warn!(target: "Ingress", "MCR_EARLY_DROP={v:?} is none of \"off\", \"xdp\", \"generic\"; ignored, using early_drop {} from the config", rx.early_drop.as_str());
             rx.early_drop
         }),
         _ => rx.early_drop,
@@ -102,7 +111,12 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
         info!(target: "Ingress", "no early drop on {name}: {why}");
         return;
     }
-    match attach_early_drop(ifindex) {
+    let attached = if generic_forced() {
+        attach_early_drop_mode(ifindex, XdpMode::Generic)
+    } else {
+        attach_early_drop(ifindex)
+    };
+    match attached {
         Ok(a) => {
             info!(target: "Ingress", "early drop on {name}: XDP program attached ({} mode)", a.mode.as_str());
             *state = EarlyState::Attached(ifindex, a);
