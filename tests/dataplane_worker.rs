@@ -109,6 +109,7 @@ fn worker_relays_and_reports() {
             core: None,
             worker_index: 0,
             rx: Default::default(),
+            early_drop: false,
         }),
         &[&ingress],
     );

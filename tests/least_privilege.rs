@@ -22,6 +22,7 @@ const CAP_SETUID: u32 = 7;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 const CAP_IPC_LOCK: u32 = 14;
+const CAP_BPF: u32 = 39;
 
 /// A capability mask line (`CapEff:` …) of /proc/PID/status.
 fn caps(pid: u32, field: &str) -> u64 {
@@ -52,6 +53,7 @@ fn supervisor_keeps_only_the_capabilities_it_uses() {
         &ns,
         DaemonOpts {
             config: Some(CONFIG),
+            env: vec![("MCR_EARLY_DROP", "")],
             ..Default::default()
         },
     );
@@ -62,6 +64,8 @@ fn supervisor_keeps_only_the_capabilities_it_uses() {
         CAP_NET_ADMIN,
         CAP_NET_RAW,
         CAP_IPC_LOCK,
+        // The early-drop XDP program (workers.early_drop, on by default).
+        CAP_BPF,
     ]
     .iter()
     .fold(0u64, |m, b| m | (1u64 << b));

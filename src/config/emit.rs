@@ -186,6 +186,12 @@ fn write_workers(out: &mut String, workers: &WorkersConfig) {
     if workers.rx.block_ms != defaults.rx.block_ms {
         lines.push(format!("rx_block_ms: {}", workers.rx.block_ms));
     }
+    if workers.rx.early_drop != defaults.rx.early_drop {
+        lines.push(format!(
+            "early_drop: {}",
+            quote(workers.rx.early_drop.as_str())
+        ));
+    }
     write_section(out, "workers", &lines);
 }
 

@@ -134,6 +134,44 @@ pub struct RxConfig {
     /// Longest time the kernel keeps a partly filled block, ms
     /// (`RX_BLOCK_MS_RANGE`).
     pub block_ms: u32,
+    /// Drop relayed traffic in XDP while the worker is behind
+    /// (`workers.early_drop`; `sys::xdp`).
+    #[serde(default)]
+    pub early_drop: EarlyDrop,
+}
+
+/// Whether the supervisor attaches the early-drop XDP program to input
+/// interfaces (`workers.early_drop`; `MCR_EARLY_DROP` overrides it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EarlyDrop {
+    /// No program: overload is dropped where the worker's ring is full.
+    Off,
+    /// An XDP program drops multicast UDP before the kernel's receive
+    /// path while the worker's ring is nearly full.
+    #[default]
+    Xdp,
+}
+
+impl EarlyDrop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EarlyDrop::Off => "off",
+            EarlyDrop::Xdp => "xdp",
+        }
+    }
+
+    /// `off` or `xdp` in any case, surrounding blanks ignored.
+    pub fn parse(v: &str) -> Option<EarlyDrop> {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("off") {
+            Some(EarlyDrop::Off)
+        } else if v.eq_ignore_ascii_case("xdp") {
+            Some(EarlyDrop::Xdp)
+        } else {
+            None
+        }
+    }
 }
 
 /// Bounds of `workers.rx_ring_mb`: the ring is locked memory of each
@@ -148,6 +186,7 @@ impl Default for RxConfig {
             path: RxPath::Ring,
             ring_mb: 16,
             block_ms: 1,
+            early_drop: EarlyDrop::default(),
         }
     }
 }

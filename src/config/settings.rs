@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::document::{self, join_index, join_key, Kind, Value};
 use super::schema::{key_pos, pos, Walker};
 use super::{
-    ControlConfig, LoggingConfig, RxPath, WorkersConfig, RX_BLOCK_MS_RANGE, RX_RING_MB_RANGE,
+    ControlConfig, EarlyDrop, LoggingConfig, RxPath, WorkersConfig, RX_BLOCK_MS_RANGE,
+    RX_RING_MB_RANGE,
 };
 use crate::logging::{Facility, LogFormat, Severity};
 use crate::rule;
@@ -26,6 +27,7 @@ const WORKERS_KEYS: &[&str] = &[
     "rx_path",
     "rx_ring_mb",
     "rx_block_ms",
+    "early_drop",
 ];
 
 /// Highest CPU core number accepted in `pinning` (the kernel's default
@@ -278,6 +280,18 @@ impl Walker {
                         cfg.rx.block_ms = n;
                     }
                 }
+                "early_drop" => match &m.value.kind {
+                    Kind::String(s) if s == "off" => cfg.rx.early_drop = EarlyDrop::Off,
+                    Kind::String(s) if s == "xdp" => cfg.rx.early_drop = EarlyDrop::Xdp,
+                    _ => self.error(
+                        pos(&m.value),
+                        &p,
+                        format!(
+                            "expected \"xdp\" (drop in XDP while the worker is behind, the default) or \"off\", found {}",
+                            m.value.describe()
+                        ),
+                    ),
+                },
                 _ => self.unknown(m, &p, WORKERS_KEYS),
             }
         }

@@ -284,6 +284,7 @@ pub fn drop_deltas(prev: &WorkerCounters, now: &WorkerCounters) -> Vec<(&'static
         ),
         ("buf_exhaust", prev.buf_exhaust, now.buf_exhaust),
         ("kernel_drops", prev.kernel_drops, now.kernel_drops),
+        ("early_drops", prev.early_drops, now.early_drops),
         ("send_errors", prev.send_errors, now.send_errors),
         (
             "send_backlog_drops",

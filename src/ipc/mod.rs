@@ -143,6 +143,11 @@ pub struct WorkerSetup {
     /// started.
     #[serde(default)]
     pub rx: crate::config::RxConfig,
+    /// The Hello carries a second descriptor: the input's early-drop map
+    /// (`sys::xdp`), whose flag the worker sets while its ring is nearly
+    /// full.
+    #[serde(default)]
+    pub early_drop: bool,
 }
 
 /// Faults the supervisor can ask a worker to suffer (only with
@@ -293,6 +298,10 @@ pub struct WorkerCounters {
     /// (packets or bytes per second) was spent, or the IPC socket was full.
     #[serde(default)]
     pub punt_dropped: u64,
+    /// Frames the input's XDP program dropped, before the kernel's receive
+    /// path, while this worker's ring was nearly full (`workers.early_drop`).
+    #[serde(default)]
+    pub early_drops: u64,
 }
 
 /// Per-output counters of one rule.
@@ -331,7 +340,8 @@ pub enum FromWorker {
     /// Periodic; `rules` may be split over several messages, `last` marks
     /// the final one of a report.
     Stats {
-        counters: WorkerCounters,
+        // Boxed: the counters outgrew the other variants many times over.
+        counters: Box<WorkerCounters>,
         rules: Vec<RuleCounters>,
         last: bool,
     },
@@ -477,10 +487,10 @@ mod tests {
         let b = encode(&m).unwrap();
         assert_eq!(decode::<ToWorker>(&b).unwrap(), m);
         let s = FromWorker::Stats {
-            counters: WorkerCounters {
+            counters: Box::new(WorkerCounters {
                 recv: 5,
                 ..Default::default()
-            },
+            }),
             rules: vec![RuleCounters {
                 key: 1,
                 packets: 2,

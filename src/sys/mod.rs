@@ -29,6 +29,7 @@ pub mod pim;
 pub mod sockets;
 pub mod sockopt;
 pub mod tun;
+pub mod xdp;
 
 pub use bpf::{ingress_filter, SockFilter, MAX_FILTER_DESTINATIONS};
 pub use interfaces::{

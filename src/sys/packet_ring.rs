@@ -331,6 +331,14 @@ impl RxRing {
         }
     }
 
+    /// Whether the block `n` places past the one being read has been
+    /// handed over and not read yet: the kernel fills blocks in order, so
+    /// then at least `n` blocks wait for the reader (`worker::pressure`).
+    pub fn waiting_ahead(&self, n: usize) -> bool {
+        let b = (self.block + n) % self.geo.blocks as usize;
+        self.user(b) && !self.done[b]
+    }
+
     /// Blocks read to their end that references still keep from the
     /// kernel.
     pub fn held_blocks(&self) -> usize {

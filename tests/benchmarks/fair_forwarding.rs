@@ -177,19 +177,26 @@ fn backlog_drops(cpu: usize) -> u64 {
 
 /// mcrd's worker counters that say where an overload goes: (frames the
 /// AF_PACKET socket dropped, receives without a free buffer, io_uring
-/// submits, frames received). Zeros for other forwarders.
-fn worker_counters(f: &Fwd) -> [u64; 4] {
+/// submits, frames received, frames the early-drop XDP program dropped).
+/// Zeros for other forwarders.
+fn worker_counters(f: &Fwd) -> [u64; 5] {
     let Fwd::Mcrd(d) = f else {
-        return [0; 4];
+        return [0; 5];
     };
     let r = d.ctl(&["--json", "stats"]);
     let st: Option<mcr::control::StatsReport> = serde_json::from_slice(&r.stdout).ok();
     st.and_then(|s| s.workers.into_iter().next())
         .map(|w| {
             let c = w.counters;
-            [c.kernel_drops, c.buf_exhaust, c.ring_submits, c.recv]
+            [
+                c.kernel_drops,
+                c.buf_exhaust,
+                c.ring_submits,
+                c.recv,
+                c.early_drops,
+            ]
         })
-        .unwrap_or([0; 4])
+        .unwrap_or([0; 5])
 }
 
 fn pin(pid: u32, cpu: usize, nice: i32) {
@@ -373,6 +380,12 @@ struct Point {
     buf_exhaust: u64,
     /// mcrd only: frames received per io_uring submit (per wakeup).
     frames_per_wakeup: f64,
+    /// mcrd only: frames the early-drop XDP program dropped (`xdp drop`).
+    early_drops: u64,
+    /// The sender/receiver core's softirq time: where native XDP on the
+    /// input veth runs (veth's NAPI runs on the transmitting core), so
+    /// where an early drop is paid in this harness (`peer sirq`).
+    peer_softirq_s: f64,
 }
 
 fn recv(t: &Chain, o: &Opts, group: &str, port: u16) -> Child {
@@ -420,6 +433,7 @@ fn point(
     let pids = f.pids();
     let cpu0: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let (sirq0, busy0) = core_times(o.relay_cpu);
+    let (psirq0, _) = core_times(o.peer_cpu);
     let bd0 = backlog_drops(o.relay_cpu);
     let w0 = worker_counters(f);
     let mut mcrgen = pinned(&t.snd, o, o.peer_cpu);
@@ -436,6 +450,7 @@ fn point(
         200,
     );
     let (sirq1, busy1) = core_times(o.relay_cpu);
+    let (psirq1, _) = core_times(o.peer_cpu);
     let cpu1: f64 = pids.iter().map(|p| proc_cpu(*p)).sum();
     let _ = rc.wait();
     let bd1 = backlog_drops(o.relay_cpu);
@@ -477,6 +492,8 @@ fn point(
         } else {
             0.0
         },
+        early_drops: dw(4),
+        peer_softirq_s: psirq1 - psirq0,
         cpu_ns_per_pkt: if rep.unique > 0 {
             1e9 * work / rep.unique as f64
         } else {
@@ -487,7 +504,7 @@ fn point(
 
 fn print_point(p: &Point) {
     println!(
-        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0} {:>8} {:>8} {:>6} {:>6.1}",
+        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0} {:>8} {:>8} {:>6} {:>6.1} {:>8} {:>6.2}",
         p.round,
         p.test,
         p.forwarder,
@@ -507,7 +524,9 @@ fn print_point(p: &Point) {
         p.backlog_drops,
         p.socket_drops,
         p.buf_exhaust,
-        p.frames_per_wakeup
+        p.frames_per_wakeup,
+        p.early_drops,
+        p.peer_softirq_s
     );
     println!("JSON {}", serde_json::to_string(p).unwrap_or_default());
 }
@@ -611,7 +630,7 @@ fn main() {
         for &size in &o.sizes {
             println!("\n## round {round}, payload {size} bytes");
             println!(
-                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6}",
+                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>6}",
                 "rnd",
                 "test",
                 "forwarder",
@@ -627,7 +646,9 @@ fn main() {
                 "bl drop",
                 "sk drop",
                 "nobuf",
-                "f/wake"
+                "f/wake",
+                "xdp drop",
+                "peer sirq"
             );
             for name in &names {
                 let Some(fwd) = start_fwd(&t, &o, name) else {

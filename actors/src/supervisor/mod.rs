@@ -159,7 +159,8 @@ pub fn main(opts: Opts) -> ExitCode {
         }
     };
     // Before any thread exists: capabilities are per thread.
-    let dropped = match privileges::drop_unneeded(control_gid.is_some()) {
+    let early_drop = workers::early_drop::wanted(&config.workers.rx) == mcr::config::EarlyDrop::Xdp;
+    let dropped = match privileges::drop_unneeded(control_gid.is_some(), early_drop) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("mcrd: dropping unneeded capabilities: {e}");

@@ -37,21 +37,26 @@ pub const KEPT: [(Capability, &str); 6] = [
 ];
 
 /// The capabilities to keep; CAP_CHOWN only to hand the control socket to
-/// `control.group` (it is re-created if deleted).
-pub fn keep_set(control_group: bool) -> CapsHashSet {
+/// `control.group` (it is re-created if deleted), CAP_BPF only when the
+/// early-drop XDP program is wanted (`workers.early_drop`: loading it and
+/// creating its map; attaching it takes CAP_NET_ADMIN, kept anyway).
+pub fn keep_set(control_group: bool, bpf: bool) -> CapsHashSet {
     let mut keep: CapsHashSet = KEPT.iter().map(|(c, _)| *c).collect();
     if control_group {
         keep.insert(Capability::CAP_CHOWN);
+    }
+    if bpf {
+        keep.insert(Capability::CAP_BPF);
     }
     keep
 }
 
 /// Drop every capability outside `keep_set`. Returns the names dropped
 /// from the permitted set (empty for an unprivileged process).
-pub fn drop_unneeded(control_group: bool) -> Result<Vec<String>, String> {
+pub fn drop_unneeded(control_group: bool, bpf: bool) -> Result<Vec<String>, String> {
     let e = |what: &str, err: caps::errors::CapsError| format!("{what}: {err}");
     let permitted = caps::read(None, CapSet::Permitted).map_err(|x| e("reading caps", x))?;
-    let keep: CapsHashSet = keep_set(control_group)
+    let keep: CapsHashSet = keep_set(control_group, bpf)
         .intersection(&permitted)
         .copied()
         .collect();
@@ -78,11 +83,13 @@ mod tests {
 
     #[test]
     fn keeps_what_workers_and_sockets_need_and_chown_only_for_a_group() {
-        let k = keep_set(false);
+        let k = keep_set(false, false);
         assert!(k.contains(&Capability::CAP_NET_RAW));
         assert!(k.contains(&Capability::CAP_IPC_LOCK));
         assert!(!k.contains(&Capability::CAP_SYS_ADMIN));
         assert!(!k.contains(&Capability::CAP_CHOWN));
-        assert!(keep_set(true).contains(&Capability::CAP_CHOWN));
+        assert!(!k.contains(&Capability::CAP_BPF));
+        assert!(keep_set(true, false).contains(&Capability::CAP_CHOWN));
+        assert!(keep_set(false, true).contains(&Capability::CAP_BPF));
     }
 }

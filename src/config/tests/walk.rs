@@ -172,7 +172,7 @@ fn unknown_nested_keys_name_the_right_place() {
     assert!(e[4].message.ends_with("socket, group"), "{}", e[4]);
     assert!(
         e[5].message
-            .ends_with("idle_timeout, heartbeat_timeout, restart_backoff_max, user, rx_path, rx_ring_mb, rx_block_ms"),
+            .ends_with("idle_timeout, heartbeat_timeout, restart_backoff_max, user, rx_path, rx_ring_mb, rx_block_ms, early_drop"),
         "{}",
         e[5]
     );
@@ -669,7 +669,8 @@ fn workers_rx_keys() {
         RxConfig {
             path: RxPath::Recv,
             ring_mb: 16,
-            block_ms: 1
+            block_ms: 1,
+            early_drop: crate::config::EarlyDrop::Xdp,
         }
     );
     let text = c.to_json5();
@@ -690,6 +691,11 @@ fn workers_rx_keys() {
     );
     assert_eq!(parse(&c.to_json5()), Ok(c));
     assert_eq!(ok("{}").workers.rx, RxConfig::default());
+    let c = ok("{ workers: { early_drop: 'off' } }");
+    assert_eq!(c.workers.rx.early_drop, crate::config::EarlyDrop::Off);
+    let text = c.to_json5();
+    assert!(text.contains("early_drop: \"off\""), "{text}");
+    assert_eq!(parse(&text), Ok(c));
     assert_one(
         "{ workers: {\n rx_path: 'fast' } }",
         2,
@@ -719,6 +725,11 @@ fn workers_rx_keys() {
             "an integer",
         ),
         ("{ workers: { rx_path: 1 } }", "workers.rx_path", "found"),
+        (
+            "{ workers: { early_drop: 'on' } }",
+            "workers.early_drop",
+            "expected \"xdp\"",
+        ),
     ] {
         let e = one(text);
         assert_eq!(e.path, path, "{text}");

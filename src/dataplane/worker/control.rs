@@ -29,6 +29,9 @@ impl Worker {
         if let Ok((_, drops)) = sockets::packet_statistics(self.ingress.as_fd()) {
             self.c.kernel_drops += u64::from(drops);
         }
+        if let Some(e) = &self.early {
+            self.c.early_drops = e.drops();
+        }
         self.send_stats(false);
         self.explain_tick();
         let _ = send(&self.ipc, &self.rx.heartbeat());
@@ -43,7 +46,7 @@ impl Worker {
             let _ = send(
                 &self.ipc,
                 &FromWorker::Stats {
-                    counters: self.c.clone(),
+                    counters: Box::new(self.c.clone()),
                     rules: Vec::new(),
                     last: true,
                 },
@@ -55,7 +58,7 @@ impl Worker {
             let _ = send(
                 &self.ipc,
                 &FromWorker::Stats {
-                    counters: self.c.clone(),
+                    counters: Box::new(self.c.clone()),
                     rules: chunk.to_vec(),
                     last,
                 },

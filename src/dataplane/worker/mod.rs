@@ -39,6 +39,7 @@ use super::receiver::TableReceiver;
 mod control;
 mod observe;
 mod pimdata;
+mod pressure;
 mod ring;
 mod setup;
 
@@ -93,7 +94,7 @@ pub struct Hooks {
 /// Run a worker on the IPC socket `ipc` until shut down.
 pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     let mut msgbuf = vec![0u8; MAX_MESSAGE];
-    let (setup, ingress) = setup::handshake(&ipc, &mut msgbuf)?;
+    let (setup, ingress, pressure_map) = setup::handshake(&ipc, &mut msgbuf)?;
     (hooks.set_levels)(&setup.levels);
     if let Some(core) = setup.core {
         setup::pin_to_core(core);
@@ -119,6 +120,7 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     let min_wait = ring.params().is_feature_min_timeout();
     let rx_ring = setup::open_rx_ring(&ingress, &setup, size);
     let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
+    w.early = setup::early_drop(pressure_map, rx_ring.is_some(), &w.setup.interface);
     w.rx_ring = rx_ring;
     if min_wait {
         w.batch_wait_us = crate::env_override::<u64>("MCR_BATCH_WAIT_US")
@@ -192,4 +194,7 @@ struct Worker {
     rx_in_place: bool,
     /// The last turn stopped at its budget with frames left in the ring.
     rx_more: bool,
+    /// The input's early-drop flag, when the supervisor attached the XDP
+    /// program and the worker reads a ring (`pressure`).
+    early: Option<pressure::EarlyDrop>,
 }

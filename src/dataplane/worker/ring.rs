@@ -79,6 +79,7 @@ impl Worker {
             rx_ring: None,
             rx_in_place: crate::env_override::<u8>("MCR_RX_COPY").unwrap_or(0) == 0,
             rx_more: false,
+            early: None,
         }
     }
 
@@ -276,6 +277,9 @@ impl Worker {
             self.drain_copy(&mut rx)
         };
         self.rx_more = n >= RING_BUDGET && rx.ready();
+        if let Some(e) = self.early.as_mut() {
+            e.update(&rx);
+        }
         self.rx_ring = Some(rx);
         n
     }

@@ -18,7 +18,7 @@ use super::{WorkerError, CQ_ENTRIES, SQ_ENTRIES};
 pub(super) fn handshake(
     ipc: &OwnedFd,
     buf: &mut [u8],
-) -> Result<(WorkerSetup, OwnedFd), WorkerError> {
+) -> Result<(WorkerSetup, OwnedFd, Option<OwnedFd>), WorkerError> {
     let ready = wait_readable(ipc.as_fd(), Duration::from_secs(10)).map_err(WorkerError::Ipc)?;
     if !ready {
         return Err(WorkerError::Handshake(
@@ -51,9 +51,12 @@ pub(super) fn handshake(
             ours: IPC_VERSION,
         });
     }
-    let ingress = r.fds.into_iter().next().ok_or_else(|| {
+    let mut fds = r.fds.into_iter();
+    let ingress = fds.next().ok_or_else(|| {
         WorkerError::Handshake("Hello arrived without the AF_PACKET socket".into())
     })?;
+    // The early-drop map comes second, only when the setup says so.
+    let pressure_map = if setup.early_drop { fds.next() } else { None };
     send(
         ipc,
         &FromWorker::Hello {
@@ -62,7 +65,29 @@ pub(super) fn handshake(
         },
     )
     .map_err(WorkerError::Ipc)?;
-    Ok((setup, ingress))
+    Ok((setup, ingress, pressure_map))
+}
+
+/// Map the early-drop flag the supervisor sent, if any. Only a ring
+/// reader can tell how full its ring is; a `recv` worker leaves the flag
+/// clear (the program then passes everything).
+pub(super) fn early_drop(
+    map: Option<OwnedFd>,
+    ring: bool,
+    interface: &str,
+) -> Option<super::pressure::EarlyDrop> {
+    let fd = map?;
+    if !ring {
+        tracing::info!(target: "Ingress", "early drop on {interface} unused: the worker reads frame by frame");
+        return None;
+    }
+    match crate::sys::xdp::PressureMap::map(fd) {
+        Ok(m) => Some(super::pressure::EarlyDrop::new(m)),
+        Err(e) => {
+            warn!(target: "Ingress", "cannot map the early-drop flag of {interface} ({e}); no early drop");
+            None
+        }
+    }
 }
 
 pub(super) fn send(ipc: &OwnedFd, msg: &FromWorker) -> io::Result<()> {

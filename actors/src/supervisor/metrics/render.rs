@@ -152,6 +152,11 @@ const WORKER_FIELDS: &[WorkerField] = &[
         |c| c.kernel_drops,
     ),
     (
+        "early_drops",
+        "Frames the input's XDP program dropped while the worker's ring was nearly full.",
+        |c| c.early_drops,
+    ),
+    (
         "sent_packets",
         "Datagrams handed to the kernel on outputs.",
         |c| c.sent,

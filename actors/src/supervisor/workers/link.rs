@@ -334,7 +334,7 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
             Stats::tell(StatsMsg::Report {
                 key: st.key.clone(),
                 pid,
-                counters,
+                counters: *counters,
                 rules,
                 last,
             });
@@ -344,7 +344,7 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
         }
         // Taken in `handle`, which owns the waiting requests.
         FromWorker::Trace { .. } => {}
-        // The reader thread sends these to PIM itself (`to_pim`).
+        // The IPC reader task sends these to PIM itself (`to_pim`).
         msg @ (FromWorker::Upcall { .. } | FromWorker::Punt { .. }) => {
             to_pim(&st.key.interface, msg);
         }
@@ -403,6 +403,7 @@ fn trace_part(ls: &mut LinkActorState, nonce: u64, rules: Vec<RuleTrace>, last: 
 fn exited(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, how: String) -> bool {
     let pid = st.proc.as_ref().map(|p| p.pid).unwrap_or(0);
     st.proc = None;
+    st.early.clear();
     st.forget_acked();
     let reason = match st.kill_reason.take() {
         Some(k) => format!("{k} ({how})"),

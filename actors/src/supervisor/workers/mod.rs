@@ -12,6 +12,7 @@
 //! `inputs` (memberships and sinks), `input_igmp` (the IGMP reports of
 //! the input groups).
 
+pub mod early_drop;
 pub mod input_igmp;
 pub mod inputs;
 pub mod link;

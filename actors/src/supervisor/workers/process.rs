@@ -137,6 +137,8 @@ pub struct LinkState {
     pub levels_sent: Option<LogLevels>,
     /// What PIM asks of this worker; every new process is told at Hello.
     pub pim: PimData,
+    /// The input's early-drop XDP program (`early_drop`).
+    pub early: super::early_drop::EarlyState,
 }
 
 impl LinkState {
@@ -171,6 +173,7 @@ impl LinkState {
             acked: Arc::new(Vec::new()),
             levels_sent: None,
             pim: PimData::default(),
+            early: Default::default(),
         }
     }
 
@@ -382,6 +385,8 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     // The reader, exit watcher and log relay run on the supervisor's runtime.
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|e| format!("no runtime for the worker's tasks: {e}"))?;
+    super::early_drop::ensure(&mut st.early, &info, st.nworkers, &spawn.rx);
+    let early_map = st.early.map_for_worker();
     let (sup, child_end) = seqpacket_pair().map_err(|e| format!("IPC socket pair: {e}"))?;
     let fmt = match spawn.log_format {
         LogFormat::Json => "json",
@@ -454,8 +459,10 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
         core: st.core,
         worker_index: st.key.index,
         rx: spawn.rx,
+        early_drop: early_map.is_some(),
     };
-    proc.send(&ToWorker::Hello(setup), &[ingress])?;
+    let fds: Vec<&OwnedFd> = std::iter::once(ingress).chain(early_map.as_ref()).collect();
+    proc.send(&ToWorker::Hello(setup), &fds)?;
     st.proc = Some(proc);
     st.sync.reset();
     st.egress.clear();

@@ -1,0 +1,385 @@
+//! Early drop under overload: a tiny eBPF XDP program on an input
+//! interface that, while its worker says it is behind, drops the frames the
+//! worker would relay (IPv4 UDP to a multicast group) before the kernel
+//! builds an skb for them, and counts them.
+//!
+//! Why: a frame the worker's receive ring has no room for is dropped by the
+//! kernel only after the receive softirq has paid for nearly all of its
+//! work (backlog, `__netif_receive_skb`, the `AF_PACKET` filter and room
+//! check, `ip_rcv`, the skb free), on the relay's core. Under 2× overload
+//! that work starves the worker (PERFORMANCE.md, runs J/K). XDP runs in the
+//! driver's receive poll, before any of it.
+//!
+//! What lives here (everything that needs `unsafe`): the `bpf(2)` calls
+//! (map create, program load, `BPF_LINK_CREATE` with attach type XDP,
+//! `BPF_PROG_TEST_RUN`), the program's instructions, and the shared
+//! mapping of the map's one value. The program is assembled here by hand,
+//! so no compiler toolchain or libbpf is needed at build time.
+//!
+//! The map is a one-entry `BPF_MAP_TYPE_ARRAY` created `BPF_F_MMAPABLE`:
+//! the worker maps it and sets or clears the pressure flag with a plain
+//! store (no system call per batch), the program reads it with a direct
+//! map-value load and adds its drops with an atomic add. Flag and counter
+//! sit in different cache lines, so the worker's stores do not bounce the
+//! line the receiving core increments. The link's descriptor is the only
+//! reference that keeps the program attached: when the supervisor closes it
+//! or dies, the kernel detaches the program.
+//!
+//! Not an RFC mechanism; RFC 1112 §6.4 (a host's multicast reception) is
+//! what the dropped frames would have been given to.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_ATTACH_XDP: u32 = 37;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// The program's verdicts (`enum xdp_action`).
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// Byte offsets in the map's value: the flag (u32) and the drop counter
+/// (u64) a cache line apart.
+const FLAG_OFF: i16 = 0;
+const DROPS_OFF: i16 = 64;
+const VALUE_SIZE: u32 = 128;
+/// The mapping covers the value; the kernel maps whole pages.
+const MAP_LEN: usize = 4096;
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver's receive poll, before any skb exists.
+    Native,
+    /// After the skb is built (`netif_receive_skb`), for drivers without
+    /// native XDP: saves the IP stack and the socket delivery, not the skb.
+    Generic,
+}
+
+impl XdpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 18]) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a zero-initialised 144-byte buffer, the size of
+    // `union bpf_attr` on this kernel ABI; the kernel reads and writes only
+    // within the size passed, and any pointers stored in it point to memory
+    // the caller keeps alive for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn fd_of(r: libc::c_long) -> OwnedFd {
+    // SAFETY: `r` is a descriptor the bpf() call just returned, owned by
+    // no one else.
+    unsafe { OwnedFd::from_raw_fd(r as i32) }
+}
+
+/// Two u32 fields into the little-endian word holding them.
+fn pair(lo: u32, hi: u32) -> u64 {
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
+/// The flag and counter map, mapped into this process.
+pub struct PressureMap {
+    fd: OwnedFd,
+    mem: NonNull<u8>,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics.
+unsafe impl Send for PressureMap {}
+// SAFETY: as above.
+unsafe impl Sync for PressureMap {}
+
+impl PressureMap {
+    /// Create the map (privileged) and map it.
+    pub fn create() -> io::Result<PressureMap> {
+        let mut attr = [0u64; 18];
+        attr[0] = pair(BPF_MAP_TYPE_ARRAY, 4); // map_type, key_size
+        attr[1] = pair(VALUE_SIZE, 1); // value_size, max_entries
+        attr[2] = pair(BPF_F_MMAPABLE, 0); // map_flags, inner_map_fd
+        let fd = fd_of(bpf(BPF_MAP_CREATE, &mut attr)?);
+        PressureMap::map(fd)
+    }
+
+    /// Map a map descriptor received from the supervisor.
+    pub fn map(fd: OwnedFd) -> io::Result<PressureMap> {
+        // SAFETY: a fresh shared mapping of the map's value page; the
+        // kernel checks that the descriptor is an mmapable map and the
+        // length fits it. The pointer is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mem = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(PressureMap { fd, mem })
+    }
+
+    fn flag(&self) -> &AtomicU32 {
+        // SAFETY: offset 0 of the mapping is the u32 flag, 4-byte aligned
+        // (the mapping is page-aligned), alive as long as `self`.
+        unsafe { &*self.mem.as_ptr().add(FLAG_OFF as usize).cast::<AtomicU32>() }
+    }
+
+    fn counter(&self) -> &AtomicU64 {
+        // SAFETY: offset 64 is the u64 counter, 8-byte aligned, alive as
+        // long as `self`; the program adds to it atomically.
+        unsafe {
+            &*self
+                .mem
+                .as_ptr()
+                .add(DROPS_OFF as usize)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    /// Ask the program to drop (true) or to pass everything (false).
+    pub fn set_pressure(&self, on: bool) {
+        self.flag().store(u32::from(on), Ordering::Relaxed);
+    }
+
+    pub fn pressure(&self) -> bool {
+        self.flag().load(Ordering::Relaxed) != 0
+    }
+
+    /// Frames the program has dropped since the map was created.
+    pub fn drops(&self) -> u64 {
+        self.counter().load(Ordering::Relaxed)
+    }
+
+    /// A new descriptor for the same map (to pass to a worker).
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+}
+
+impl Drop for PressureMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; no reference
+        // into it outlives `self`.
+        unsafe {
+            libc::munmap(self.mem.as_ptr().cast(), MAP_LEN);
+        }
+    }
+}
+
+impl AsFd for PressureMap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One eBPF instruction, encoded.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    u64::from(code)
+        | (u64::from(dst & 0xf) << 8)
+        | (u64::from(src & 0xf) << 12)
+        | (u64::from(off as u16) << 16)
+        | (u64::from(imm as u32) << 32)
+}
+
+// Opcode classes and modes (linux/bpf_common.h, linux/bpf.h).
+const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+const LDX_H: u8 = 0x69; // BPF_LDX | BPF_MEM | BPF_H
+const LDX_B: u8 = 0x71; // BPF_LDX | BPF_MEM | BPF_B
+const MOV64_X: u8 = 0xbf;
+const MOV64_K: u8 = 0xb7;
+const ADD64_K: u8 = 0x07;
+const AND64_K: u8 = 0x57;
+const JGT_X: u8 = 0x2d;
+const JNE_K: u8 = 0x55;
+const JEQ_K: u8 = 0x15;
+const LD_IMM64: u8 = 0x18;
+const ATOMIC_DW: u8 = 0xdb; // BPF_STX | BPF_ATOMIC | BPF_DW
+const BPF_ADD: i32 = 0x00;
+const EXIT: u8 = 0x95;
+const PSEUDO_MAP_VALUE: u8 = 2;
+
+/// The program. r1 = ctx (struct xdp_md: data, data_end as u32).
+/// Passes everything but an IPv4 (Ethernet type 0x0800, no VLAN tag) UDP
+/// frame to a multicast destination whose whole minimal IPv4 header lies
+/// in the frame, and that only while the flag is set.
+fn program(map_fd: i32) -> Vec<u64> {
+    const PASS: i16 = 0; // patched below: jump offsets to the pass label
+    let mut p = vec![
+        insn(LDX_W, 2, 1, 0, 0),                        // r2 = ctx->data
+        insn(LDX_W, 3, 1, 4, 0),                        // r3 = ctx->data_end
+        insn(MOV64_X, 4, 2, 0, 0),                      // r4 = r2
+        insn(ADD64_K, 4, 0, 0, 34),                     // r4 += Ethernet + minimal IPv4 header
+        insn(JGT_X, 4, 3, PASS, 0),                     // truncated: pass
+        insn(LDX_H, 5, 2, 12, 0),                       // r5 = EtherType (network order)
+        insn(JNE_K, 5, 0, PASS, 0x0008),                // not 0x0800 read little-endian: pass
+        insn(LDX_B, 5, 2, 23, 0),                       // r5 = IPv4 protocol
+        insn(JNE_K, 5, 0, PASS, 17),                    // not UDP: pass
+        insn(LDX_B, 5, 2, 30, 0),                       // r5 = first byte of the destination
+        insn(AND64_K, 5, 0, 0, 0xf0),                   // class D is 1110xxxx
+        insn(JNE_K, 5, 0, PASS, 0xe0),                  // not multicast: pass
+        insn(LD_IMM64, 1, PSEUDO_MAP_VALUE, 0, map_fd), // r1 = &value (entry 0)
+        insn(0, 0, 0, 0, 0),                            // second half of the 64-bit load: offset 0
+        insn(LDX_W, 5, 1, FLAG_OFF, 0),                 // r5 = flag
+        insn(JEQ_K, 5, 0, PASS, 0),                     // no pressure: pass
+        insn(MOV64_K, 5, 0, 0, 1),
+        insn(ATOMIC_DW, 1, 5, DROPS_OFF, BPF_ADD), // drops += 1 (atomic)
+        insn(MOV64_K, 0, 0, 0, XDP_DROP as i32),
+        insn(EXIT, 0, 0, 0, 0),
+        insn(MOV64_K, 0, 0, 0, XDP_PASS as i32), // pass:
+        insn(EXIT, 0, 0, 0, 0),
+    ];
+    let pass = p.len() - 2;
+    for (i, w) in p.iter_mut().enumerate() {
+        let code = (*w & 0xff) as u8;
+        if matches!(code, JGT_X | JNE_K | JEQ_K) {
+            let off = (pass - i - 1) as u16;
+            *w = (*w & !(0xffff << 16)) | (u64::from(off) << 16);
+        }
+    }
+    p
+}
+
+/// The loaded program (not yet attached anywhere).
+pub struct EarlyDropProgram {
+    fd: OwnedFd,
+}
+
+impl EarlyDropProgram {
+    /// Load the program bound to `map` (privileged: CAP_BPF or root).
+    /// The verifier's log comes back in the error when it refuses.
+    pub fn load(map: &PressureMap) -> io::Result<EarlyDropProgram> {
+        let insns = program(map.fd.as_raw_fd());
+        let license = b"GPL\0";
+        let mut log = vec![0u8; 4096];
+        let mut attr = [0u64; 18];
+        attr[0] = pair(BPF_PROG_TYPE_XDP, insns.len() as u32);
+        attr[1] = insns.as_ptr() as u64;
+        attr[2] = license.as_ptr() as u64;
+        attr[3] = pair(1, log.len() as u32); // log_level, log_size
+        attr[4] = log.as_mut_ptr() as u64;
+        // prog_name at byte 48 (words 6 and 7).
+        let mut name = [0u8; 16];
+        name[..9].copy_from_slice(b"mcr_early");
+        attr[6] = u64::from_le_bytes(name[..8].try_into().unwrap_or([0; 8]));
+        attr[7] = u64::from_le_bytes(name[8..].try_into().unwrap_or([0; 8]));
+        attr[8] = pair(0, BPF_ATTACH_XDP); // prog_ifindex, expected_attach_type
+        match bpf(BPF_PROG_LOAD, &mut attr) {
+            Ok(fd) => Ok(EarlyDropProgram { fd: fd_of(fd) }),
+            Err(e) => {
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                let text = String::from_utf8_lossy(&log[..end]);
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; verifier: {}", text.trim()),
+                ))
+            }
+        }
+    }
+
+    /// Attach to `ifindex` through a BPF link; the program stays attached
+    /// until the returned descriptor (and every copy of it) is closed.
+    pub fn attach(&self, ifindex: u32, mode: XdpMode) -> io::Result<OwnedFd> {
+        let mut attr = [0u64; 18];
+        attr[0] = pair(self.fd.as_raw_fd() as u32, ifindex);
+        let flags = match mode {
+            XdpMode::Native => XDP_FLAGS_DRV_MODE,
+            XdpMode::Generic => XDP_FLAGS_SKB_MODE,
+        };
+        attr[1] = pair(BPF_ATTACH_XDP, flags);
+        Ok(fd_of(bpf(BPF_LINK_CREATE, &mut attr)?))
+    }
+
+    /// Run the program once on `frame` in the kernel (`BPF_PROG_TEST_RUN`)
+    /// and return its verdict: what it would do to that frame on a link.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        let mut attr = [0u64; 18];
+        attr[0] = pair(self.fd.as_raw_fd() as u32, 0);
+        attr[1] = pair(frame.len() as u32, 0); // data_size_in, data_size_out
+        attr[2] = frame.as_ptr() as u64;
+        attr[4] = pair(1, 0); // repeat
+        bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+        Ok((attr[0] >> 32) as u32) // retval
+    }
+}
+
+/// Where the program ended up on one interface.
+pub struct Attached {
+    pub map: PressureMap,
+    pub mode: XdpMode,
+    /// Closing this detaches the program.
+    _link: OwnedFd,
+}
+
+/// Create the map, load the program and attach it to `ifindex`: natively
+/// if the driver can, else in generic mode. The error says why neither
+/// worked (no privilege, an XDP program already attached, …).
+pub fn attach_early_drop(ifindex: u32) -> io::Result<Attached> {
+    let map = PressureMap::create().map_err(|e| io::Error::new(e.kind(), format!("map: {e}")))?;
+    let prog = EarlyDropProgram::load(&map)
+        .map_err(|e| io::Error::new(e.kind(), format!("program load: {e}")))?;
+    let native = prog.attach(ifindex, XdpMode::Native);
+    let (link, mode) = match native {
+        Ok(l) => (l, XdpMode::Native),
+        Err(ne) => match prog.attach(ifindex, XdpMode::Generic) {
+            Ok(l) => (l, XdpMode::Generic),
+            Err(ge) => {
+                return Err(io::Error::new(
+                    ge.kind(),
+                    format!("attach: native: {ne}; generic: {ge}"),
+                ))
+            }
+        },
+    };
+    Ok(Attached {
+        map,
+        mode,
+        _link: link,
+    })
+}
+
+/// Attach in the given mode only (benchmarks and tests compare the modes).
+pub fn attach_early_drop_mode(ifindex: u32, mode: XdpMode) -> io::Result<Attached> {
+    let map = PressureMap::create()?;
+    let prog = EarlyDropProgram::load(&map)?;
+    let link = prog.attach(ifindex, mode)?;
+    Ok(Attached {
+        map,
+        mode,
+        _link: link,
+    })
+}
+
+#[cfg(test)]
+mod tests;
