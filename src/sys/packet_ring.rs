@@ -22,12 +22,18 @@
 //! supervisor keeps it across restarts), and so does its ring: a restarted
 //! worker maps the ring the previous one left, with what it queued.
 //! A worker that is killed never hands back the blocks it held, so the
-//! block descriptor itself records how far a block is finished: whenever no
-//! send points into a block, its `num_pkts`/`offset_to_first_pkt` are moved
-//! past the frames read so far (the kernel rewrites both when it opens the
-//! block again). A successor then reads only what was not yet sent: a
-//! block read to its end is empty to it, and only frames whose sends were
-//! still in flight at the kill can reach the wire twice.
+//! block descriptor itself records how far a block is finished: right
+//! before the worker hands its queued sends to the kernel (`mark_sent`,
+//! called before each `io_uring_enter`), every block still ours gets its
+//! `num_pkts`/`offset_to_first_pkt` moved past the frames read so far (the
+//! kernel rewrites both when it opens the block again). A successor reads
+//! only frames whose sends were never handed over: a frame is forwarded at
+//! most once. UDP sends run inside that `io_uring_enter`, so marking after
+//! it returns (or when completions are reaped) would leave a window in
+//! which a kill repeats a whole block; marking before it means a kill in
+//! the few instructions between the mark and the system call loses those
+//! frames instead, as does one that lands while a send waits for room on a
+//! full output (such a send is cancelled when the process dies).
 //!
 //! This is the one place outside the supervisor's socket set-up where `sys`
 //! code runs in a worker: the ring has to be mapped by the process that
@@ -117,6 +123,13 @@ pub struct RxRing {
     /// when it reaches one that is still ours, which is the cheap drop a
     /// full ring should make.
     done: Vec<bool>,
+    /// Blocks read to their end (and kept by sends) since the last
+    /// `mark_sent`, whose descriptors still show their frames as unread;
+    /// `listed` keeps each in it once, so it never outgrows its capacity.
+    unmarked: Vec<usize>,
+    listed: Vec<bool>,
+    /// Frames were read since the last `mark_sent`.
+    dirty: bool,
 }
 
 // SAFETY: the mapping belongs to this value alone; it is only touched
@@ -195,6 +208,9 @@ impl RxRing {
             reading: false,
             refs: vec![0; geo.blocks as usize],
             done: vec![false; geo.blocks as usize],
+            unmarked: Vec::with_capacity(geo.blocks as usize),
+            listed: vec![false; geo.blocks as usize],
+            dirty: false,
         };
         r.resync();
         Ok(r)
@@ -238,9 +254,47 @@ impl RxRing {
         // mapping, 4-byte aligned; the block is ours (TP_STATUS_USER, not
         // yet handed back), so the kernel neither reads nor writes them
         // until it opens the block again, when it sets both afresh.
+        // A kill can land between any two of these stores: the count goes
+        // to zero first, so a successor sees either the old pair, an empty
+        // block (what was left is lost, never repeated) or the new pair —
+        // never the new count from the old offset, which would repeat
+        // frames, or the old count from the new offset, which would read
+        // past the last frame into stale bytes.
         unsafe {
-            std::ptr::write(base.add(BLK_NUM_PKTS) as *mut u32, left);
-            std::ptr::write(base.add(BLK_FIRST) as *mut u32, next as u32);
+            std::ptr::write_volatile(base.add(BLK_NUM_PKTS) as *mut u32, 0);
+            std::ptr::write_volatile(base.add(BLK_FIRST) as *mut u32, next as u32);
+            if left > 0 {
+                std::ptr::write_volatile(base.add(BLK_NUM_PKTS) as *mut u32, left);
+            }
+        }
+    }
+
+    /// Every frame read so far is about to be handed to the kernel (its
+    /// sends are queued for the next `io_uring_enter`) or needs nothing
+    /// sent: record in the descriptors of the blocks still ours that a
+    /// reader mapping the ring after us must skip them. Call right before
+    /// each `io_uring_enter` that may carry sends of ring frames, whether
+    /// read in place or copied out (a part-read block stays ours either
+    /// way). Nothing is handed back here: a block a send still reads stays
+    /// ours until `release`.
+    pub fn mark_sent(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let mut unmarked = std::mem::take(&mut self.unmarked);
+        for b in unmarked.drain(..) {
+            self.listed[b] = false;
+            // Still read to its end and kept by sends, so still ours (a
+            // block whose last send has completed went back to the kernel
+            // and must not be written).
+            if self.done[b] && self.refs[b] > 0 {
+                self.mark_finished(b, 0, self.geo.block_size as usize);
+            }
+        }
+        self.unmarked = unmarked;
+        if self.reading {
+            self.mark_finished(self.block, self.left, self.next);
         }
     }
 
@@ -294,6 +348,10 @@ impl RxRing {
         let b = self.block;
         self.done[b] = true;
         self.give_back_if_free(b);
+        if self.done[b] && !self.listed[b] {
+            self.listed[b] = true;
+            self.unmarked.push(b);
+        }
         self.block = (self.block + 1) % self.geo.blocks as usize;
         self.reading = false;
     }
@@ -322,11 +380,6 @@ impl RxRing {
         if let Some(r) = self.refs.get_mut(b) {
             debug_assert!(*r > 0, "ring block {b} released more often than held");
             *r = r.saturating_sub(1);
-            if *r == 0 && !self.done[b] && b == self.block && self.reading {
-                // Every frame read so far from the block being read has
-                // been sent: a successor must not send them again.
-                self.mark_finished(b, self.left, self.next);
-            }
             self.give_back_if_free(b);
         }
     }
@@ -373,6 +426,7 @@ impl RxRing {
             let step = self.read_u32(b, at + PKT_NEXT) as usize;
             self.left -= 1;
             self.next = if step == 0 { bs } else { at + step };
+            self.dirty = true;
             // The frame, with its prefix, as the kernel placed it; anything
             // that would reach outside the block is not a frame.
             let start = at + mac;
@@ -442,10 +496,13 @@ impl Drop for RxRing {
         // Nothing is handed back here: a block read to its end went back
         // the moment its last reference did, so the only ones still ours
         // are those a send still points into (the worker waits for its
-        // sends before it goes, within a bound). The kernel could refill
-        // such a block before the send copies it; a successor reading it
-        // again is the better failure. A part-read block keeps its
-        // mark_finished position.
+        // sends before it goes, within a bound). Handing one back here
+        // would let the kernel refill it under a send still to copy it.
+        // Kept, it goes to the process that maps the ring next, which
+        // finds it marked sent (`mark_sent`) and hands it back at once: by
+        // then this process is gone and its unfinished sends were
+        // cancelled with it, so nothing reads the block any more. A
+        // part-read block keeps its marked position.
         // SAFETY: unmaps exactly the mapping made in `map`; nothing refers
         // to it after drop.
         unsafe {

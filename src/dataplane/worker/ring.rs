@@ -7,7 +7,9 @@
 //! pipeline; batching sends per egress socket (GSO where the output allows
 //! it) and accounting for every datagram that does not reach the kernel.
 //! A send of a frame read in place holds its ring block, not a buffer: the
-//! block goes back to the kernel when the last such send completes.
+//! block goes back to the kernel when the last such send completes. Before
+//! each `io_uring_enter` the ring records how far its frames were handed
+//! to the kernel, so a worker that is killed is never repeated by the next.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -97,6 +99,7 @@ impl Worker {
     }
 
     pub(super) fn submit(&mut self, want: usize) -> io::Result<()> {
+        self.mark_ring_sent();
         let queued = self.ring.submission().len() as u64;
         let r = if want > 0 && self.batch_wait_us > 0 && self.busy {
             // Sleep until `batch_want` completions are ready, but once
@@ -301,11 +304,25 @@ impl Worker {
         n
     }
 
+    /// The sends queued so far are about to be handed to the kernel: a
+    /// successor that maps the ring after a kill must not read their frames
+    /// again. Marked before `io_uring_enter`, not after it returns: UDP
+    /// sends run inside the call, and a kill that lands there (or before
+    /// their completions are reaped) would otherwise have the next worker
+    /// repeat them. The price is that a frame whose send the kernel had not
+    /// run yet at the kill is lost instead of sent late.
+    fn mark_ring_sent(&mut self) {
+        if let Some(rx) = self.rx_ring.as_mut() {
+            rx.mark_sent();
+        }
+    }
+
     /// Before the worker goes: wait briefly for the sends that still read
     /// ring blocks, so that no block goes back to the kernel (and is
     /// refilled) under a send that has yet to copy it. A send stuck on a
-    /// full output past the bound keeps its block: the successor may read
-    /// it again (a duplicate) rather than send another frame's bytes.
+    /// full output past the bound keeps its block, and dies with this
+    /// process: its frames were marked sent, so they are lost rather than
+    /// repeated, and the successor hands the block back.
     fn settle_ring_sends(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(200);
         while self.rx_ring.as_ref().is_some_and(|r| r.held_blocks() > 0)
@@ -314,6 +331,7 @@ impl Worker {
             let _ = self.flush_sends();
             let ts = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
+            self.mark_ring_sent();
             let _ = self.ring.submitter().submit_with_args(1, &args);
             let done: Vec<(u64, i32)> = self
                 .ring
@@ -600,3 +618,6 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

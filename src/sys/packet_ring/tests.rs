@@ -128,50 +128,99 @@ fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
     (frame.len() > 42 && frame[23] == 17).then(|| &frame[42..])
 }
 
+/// Every frame a successor reads from the ring, as bytes.
+fn successor_reads(pkt: &OwnedFd, geo: Geometry) -> Vec<Vec<u8>> {
+    let mut next = RxRing::open(pkt.as_fd(), geo, 0).unwrap();
+    next.resync();
+    let mut seen = Vec::new();
+    while let Some((b, frame, _)) = next.next_in_place() {
+        seen.push(frame.to_vec());
+        next.release(b);
+    }
+    seen
+}
+
+fn carries(frames: &[Vec<u8>], tag: &[u8]) -> usize {
+    frames
+        .iter()
+        .filter(|f| udp_payload(f) == Some(tag))
+        .count()
+}
+
 #[test]
-fn a_successor_does_not_resend_what_a_killed_reader_had_sent() {
+fn a_successor_starts_after_the_last_frame_whose_sends_were_handed_over() {
     std::thread::spawn(|| {
         let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
             return;
         };
-        for tag in [&b"sent-one"[..], b"sent-two", b"in-flight", b"unread"] {
+        for tag in [&b"sent-one"[..], b"sent-two", b"queued", b"unread"] {
             udp.send_to(tag, "127.0.0.1:9").unwrap();
         }
         std::thread::sleep(std::time::Duration::from_millis(30));
         ring.resync();
-        // The first two are sent (their sends complete at once); the
-        // third's send is still in flight when the reader dies; the
-        // fourth was never read. (Loopback shows each datagram twice,
+        // As the worker does: each frame's sends go to the kernel (marked
+        // just before) before the next is read; the sends of "sent-two"
+        // have not completed when the reader dies, and those of "queued"
+        // were never handed over. (Loopback shows each datagram twice,
         // going out and coming in, and the ICMP replies.)
         let mut read: Vec<Vec<u8>> = Vec::new();
-        let mut in_flight = false;
-        while let Some((b, frame, _)) = ring.next_in_place() {
-            read.push(frame.to_vec());
-            if udp_payload(frame) == Some(&b"in-flight"[..]) {
-                ring.hold(b, 1);
-                ring.release(b);
-                in_flight = true;
+        let mut queued = false;
+        loop {
+            ring.mark_sent();
+            let Some((b, frame, _)) = ring.next_in_place() else {
                 break;
+            };
+            read.push(frame.to_vec());
+            let tag = udp_payload(frame).map(<[u8]>::to_vec);
+            if tag.as_deref() != Some(&b"sent-one"[..]) {
+                ring.hold(b, 1);
             }
             ring.release(b);
+            if tag.as_deref() == Some(&b"queued"[..]) {
+                queued = true;
+                break;
+            }
         }
-        assert!(in_flight);
-        assert!(udp_payload(&read[0]) == Some(&b"sent-one"[..]));
+        assert!(queued);
         let geo = ring.geometry();
         // SIGKILL: no Drop, nothing handed back, the mapping stays.
         std::mem::forget(ring);
-        let mut next = RxRing::open(pkt.as_fd(), geo, 0).unwrap();
-        next.resync();
-        let mut seen: Vec<Vec<u8>> = Vec::new();
-        while let Some((b, frame, _)) = next.next_in_place() {
-            seen.push(frame.to_vec());
-            next.release(b);
-        }
-        // It resumes at the frame whose send was in flight (sent again
-        // rather than lost, since whether it went out is unknown), not
-        // at the block's first frame, which went out already.
+        let seen = successor_reads(&pkt, geo);
+        // It resumes at the frame whose sends never reached the kernel,
+        // not at the block's first frame, nor at the frame whose send was
+        // still in flight: those went out already.
         assert_eq!(seen.first(), read.last(), "{} frames", seen.len());
-        assert!(seen.iter().any(|f| udp_payload(f) == Some(&b"unread"[..])));
+        assert_eq!(carries(&seen, b"sent-one"), 0);
+        assert_eq!(carries(&seen, b"sent-two"), 0);
+        assert!(carries(&seen, b"unread") > 0);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_block_whose_sends_went_out_is_empty_to_a_successor_before_they_complete() {
+    std::thread::spawn(|| {
+        let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
+            return;
+        };
+        udp.send_to(b"handed-over", "127.0.0.1:9").unwrap();
+        // Read to its end and held by sends that have gone to the kernel
+        // but whose completions were never reaped.
+        let (held, found) = read_all(&mut ring, b"handed-over", true);
+        assert!(found);
+        assert!(ring.held_blocks() > 0);
+        ring.mark_sent();
+        // A later block, read but its sends not handed over yet.
+        udp.send_to(b"not-yet-sent", "127.0.0.1:9").unwrap();
+        let (later, found) = read_all(&mut ring, b"not-yet-sent", true);
+        assert!(found);
+        assert!(later.iter().all(|b| !held.contains(b)));
+        let geo = ring.geometry();
+        std::mem::forget(ring);
+        let seen = successor_reads(&pkt, geo);
+        assert_eq!(carries(&seen, b"handed-over"), 0, "sent twice");
+        assert!(carries(&seen, b"not-yet-sent") > 0, "lost");
     })
     .join()
     .unwrap();
