@@ -16,7 +16,8 @@
 //! in `tib` and `upstream`. Register/Register-Stop at the DR and the RP
 //! (§4.4) and Assert (§4.6) are in `register` and `assert`, the tree facts
 //! they ask for (from the TIB and RPF cache) in `facts`, the public input,
-//! event and snapshot types in `types`. Bootstrap and C-RP messages are
+//! event and snapshot types in `types`; which groups the next `reconcile`
+//! visits in `dirty`. Bootstrap and C-RP messages are
 //! decoded and counted only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -34,6 +35,8 @@ mod dirty;
 #[cfg(test)]
 mod incremental_tests;
 mod join_prune;
+#[cfg(test)]
+mod reconcile_bench;
 mod tib;
 mod upstream;
 

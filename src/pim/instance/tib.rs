@@ -9,11 +9,14 @@
 //! (§4.1.6 RPF', resolved by the shell from the unicast routing table).
 //!
 //! The design is "recompute, then diff": after every input the instance
-//! calls [`PimInstance::reconcile`], which walks every tree it has any
-//! state for, applies JoinDesired and RPF' to the upstream machines of
+//! calls [`PimInstance::reconcile`], which walks the trees the input may
+//! have changed, applies JoinDesired and RPF' to the upstream machines of
 //! `state::upstream` and compares the routes it would install with the
 //! ones it did. The RFC's many "X changes" events are thereby all handled
-//! by one code path, which cannot forget one of them.
+//! by one code path, which cannot forget one of them. Which trees that is
+//! (the groups an input touched, or all of them after a neighbor, DR,
+//! interface or configuration change) is `dirty`'s business; a pass over
+//! fewer trees ends where the pass over all of them would.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
