@@ -16,10 +16,11 @@
 //! in `tib` and `upstream`. Register/Register-Stop at the DR and the RP
 //! (§4.4) and Assert (§4.6) are in `register` and `assert`, the tree facts
 //! they ask for (from the TIB and RPF cache) in `facts`, the public input,
-//! event and snapshot types in `types`. Bootstrap and C-RP messages are
+//! event and snapshot types in `types`; which groups the next `reconcile`
+//! visits in `dirty`. Bootstrap and C-RP messages are
 //! decoded and counted only.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,12 @@ use super::state::rpt::SgKey;
 use super::state::{elect_dr, lan_delay, HelloOutcome, LanDelay, NeighborTable};
 use crate::proto::{Protocol, Rng, Timers, Transmit};
 
+mod dirty;
+#[cfg(test)]
+mod incremental_tests;
 mod join_prune;
+#[cfg(test)]
+mod reconcile_bench;
 mod tib;
 mod upstream;
 
@@ -124,6 +130,8 @@ pub struct PimInstance {
     rejected_configs: u64,
     /// Register and Assert state (`instance/register.rs`, `instance/assert.rs`).
     ra: RegAssertState,
+    /// What the next `reconcile` must visit (`instance/dirty.rs`).
+    dirty: dirty::Dirty,
 }
 
 impl PimInstance {
@@ -142,6 +150,7 @@ impl PimInstance {
             not_enabled: 0,
             rejected_configs: 0,
             ra: RegAssertState::default(),
+            dirty: dirty::Dirty::new(),
         }
     }
 
@@ -235,6 +244,7 @@ impl PimInstance {
         let first = now + self.rng.jitter(cfg.triggered_hello_delay);
         self.timers.set(TimerKey::Hello(ifindex), first);
         let gen_id = self.rng.next_u32();
+        self.touch_all();
         self.ifaces.insert(
             ifindex,
             Iface {
@@ -263,6 +273,7 @@ impl PimInstance {
         let Some(mut ifc) = self.ifaces.remove(&ifindex) else {
             return;
         };
+        self.touch_all();
         if goodbye {
             let t = hello_transmit(ifindex, &ifc, 0, self.secondaries(ifindex));
             ifc.counters.hello_tx += 1;
@@ -339,6 +350,7 @@ impl PimInstance {
                 we_are_dr: dr == ifc.addr,
             });
             ifc.dr = dr;
+            self.touch_all();
             self.register_dr_changed(ifindex);
         }
     }
@@ -347,7 +359,22 @@ impl PimInstance {
         let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
+        let before = ifc.neighbors.get(src).cloned();
         let outcome = ifc.neighbors.on_hello(now, src, h);
+        // RPF neighbors, secondary addresses and LAN delays come from the
+        // table; a refresh that only moves the expiry changes no tree.
+        let same = |n: &crate::pim::state::Neighbor| {
+            let mut n = n.clone();
+            n.expires = None;
+            n.up_since = now;
+            n
+        };
+        if before.as_ref().map(same) != ifc.neighbors.get(src).map(same) {
+            self.touch_all();
+        }
+        let Some(ifc) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
         let key = TimerKey::Neighbor(ifindex, src);
         match ifc.neighbors.get(src).map(|n| n.expires) {
             Some(Some(at)) => self.timers.set(key, at),
@@ -515,6 +542,10 @@ impl Protocol for PimInstance {
                         continue;
                     };
                     if ifc.neighbors.expire(now, addr).is_some() {
+                        self.touch_all();
+                        let Some(ifc) = self.ifaces.get(&ifindex) else {
+                            continue;
+                        };
                         self.events.push_back(PimEvent::NeighborDown {
                             ifindex,
                             interface: ifc.name.clone(),
@@ -530,17 +561,26 @@ impl Protocol for PimInstance {
                         continue;
                     };
                     if ifc.downstream.expiry_expired(now, key).is_some() {
+                        self.touch(key);
                         self.timers.cancel(&TimerKey::PrunePending(ifindex, key));
                         self.leave(ifindex, key, LeaveReason::Expired);
                     }
                 }
                 TimerKey::PrunePending(ifindex, key) => {
+                    self.touch(key);
                     self.prune_pending_expired(now, ifindex, key)
                 }
-                TimerKey::JoinTimer(key) => self.join_timer_expired(now, key),
-                TimerKey::Keepalive(key) => self.keepalive_expired(now, key),
+                TimerKey::JoinTimer(key) => {
+                    self.touch(key);
+                    self.join_timer_expired(now, key)
+                }
+                TimerKey::Keepalive(key) => {
+                    self.touch(key);
+                    self.keepalive_expired(now, key)
+                }
                 TimerKey::RptOverride(key) => self.rpt_override_expired(key),
                 TimerKey::RptExpiry(ifindex, key) => {
+                    self.touch(TreeKey::s_g(key.0, key.1));
                     if let Some(r) = self.tib.rpt_down.get_mut(&ifindex) {
                         if r.expiry_expired(now, key) {
                             self.timers.cancel(&TimerKey::RptPrunePending(ifindex, key));
@@ -548,6 +588,7 @@ impl Protocol for PimInstance {
                     }
                 }
                 TimerKey::RptPrunePending(ifindex, key) => {
+                    self.touch(TreeKey::s_g(key.0, key.1));
                     if let Some(r) = self.tib.rpt_down.get_mut(&ifindex) {
                         r.prune_pending_expired(now, key);
                     }
@@ -567,6 +608,7 @@ impl Protocol for PimInstance {
             return;
         }
         self.config = config;
+        self.touch_all();
         let active: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in active {
             let name = self.ifaces[&ifindex].name.clone();
@@ -604,6 +646,9 @@ impl Protocol for PimInstance {
                 name,
                 addr,
             } => {
+                // Our addresses and the interfaces without PIM count in
+                // every tree (RPF targets that are us, I_am_DR).
+                self.touch_all();
                 let changed = self
                     .ifaces
                     .get(&ifindex)
@@ -631,14 +676,17 @@ impl Protocol for PimInstance {
                     // Neighbors learn the new list with the next Hello,
                     // brought forward as for any change they must hear.
                     self.trigger_hello(now, ifindex);
+                    self.touch_all();
                 }
             }
             PimInput::InterfaceDown { ifindex } => {
+                self.touch_all();
                 self.links.remove(&ifindex);
                 self.secondary.remove(&ifindex);
                 self.deactivate(ifindex, DownReason::InterfaceDown, false);
             }
             PimInput::Shutdown => {
+                self.touch_all();
                 let active: Vec<u32> = self.ifaces.keys().copied().collect();
                 for ifindex in active {
                     self.deactivate(ifindex, DownReason::PimDisabled, true);
@@ -646,25 +694,33 @@ impl Protocol for PimInstance {
                 self.config.enabled = false;
             }
             PimInput::LocalMembers { ifindex, members } => {
-                self.tib
-                    .local
-                    .insert(ifindex, members.into_iter().collect());
+                let new: BTreeSet<TreeKey> = members.into_iter().collect();
+                let old = self.tib.local.insert(ifindex, new.clone());
+                for k in old.unwrap_or_default().symmetric_difference(&new) {
+                    self.touch_local(ifindex, *k);
+                }
             }
             PimInput::LocalExcludes { ifindex, excludes } => {
-                if excludes.is_empty() {
-                    self.tib.local_exclude.remove(&ifindex);
+                let new: BTreeSet<SgKey> = excludes.into_iter().collect();
+                let old = if new.is_empty() {
+                    self.tib.local_exclude.remove(&ifindex)
                 } else {
-                    self.tib
-                        .local_exclude
-                        .insert(ifindex, excludes.into_iter().collect());
+                    self.tib.local_exclude.insert(ifindex, new.clone())
+                };
+                for &(s, g) in old.unwrap_or_default().symmetric_difference(&new) {
+                    self.touch(TreeKey::s_g(s, g));
                 }
             }
             PimInput::LocalJoin { ifindex, key } => {
-                self.tib.local.entry(ifindex).or_default().insert(key);
+                if self.tib.local.entry(ifindex).or_default().insert(key) {
+                    self.touch_local(ifindex, key);
+                }
             }
             PimInput::LocalLeave { ifindex, key } => {
                 if let Some(l) = self.tib.local.get_mut(&ifindex) {
-                    l.remove(&key);
+                    if l.remove(&key) {
+                        self.touch_local(ifindex, key);
+                    }
                 }
             }
             PimInput::Rpf { target, result } => {

@@ -7,6 +7,7 @@
 //! winner"), and an event on every Winner/Loser change. Transitions are
 //! in `state::assert`.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ use super::{millis, PimEvent, PimInstance};
 use crate::pim::codec::{self, Assert, JoinPrune, Message, ALL_PIM_ROUTERS};
 use crate::pim::state::assert::{
     assert_message, cancel_message, AssertAction, AssertEntry, AssertFacts, AssertKind,
-    AssertMetric, AssertState,
+    AssertMetric, AssertState, RECENT_DATA,
 };
 use crate::pim::state::downstream::TreeKey;
 use crate::proto::Transmit;
@@ -97,7 +98,20 @@ impl PimInstance {
     /// every assert after the trees or routes changed (the TIB layer calls
     /// this; so does a test changing its view).
     pub fn reevaluate_asserts(&mut self) {
-        let keys: Vec<(u32, TreeKey)> = self.ra.asserts.keys().copied().collect();
+        self.reevaluate_asserts_of(None);
+    }
+
+    /// [`Self::reevaluate_asserts`] for the asserts of `groups` (all when
+    /// `None`): the facts of the others did not change since their last
+    /// re-evaluation, which is therefore where it left them.
+    pub(super) fn reevaluate_asserts_of(&mut self, groups: Option<&BTreeSet<Ipv4Addr>>) {
+        let keys: Vec<(u32, TreeKey)> = self
+            .ra
+            .asserts
+            .keys()
+            .filter(|(_, k)| groups.is_none_or(|g| g.contains(&k.group)))
+            .copied()
+            .collect();
         for (ifindex, key) in keys {
             let f = self.assert_facts(ifindex, &key);
             self.drive_assert(ifindex, key, |e| e.reevaluate(&f));
@@ -199,6 +213,10 @@ impl PimInstance {
         } else {
             self.ra.asserts.insert(slot, e);
         }
+        if before != e || action != AssertAction::Nothing {
+            // The trees of the group read the outcome (lost_assert, RPF').
+            self.touch_group(key.group);
+        }
         let winner = |x: &AssertEntry| x.winner().map(|w| w.addr);
         if e.state() == AssertState::Loser && winner(&before) != winner(&e) {
             self.assert_lost_on_rpf_interface(ifindex, key);
@@ -283,12 +301,24 @@ impl PimInstance {
     /// After the trees changed: a NoInfo machine that saw another router's
     /// data lately asserts if it now could (§4.6.2 A1 on data that keeps
     /// arriving); stale sightings are dropped.
-    pub(super) fn assert_recent_data(&mut self, now: Instant) {
+    ///
+    /// Only the sightings of `groups` (all when `None`) can assert now: the
+    /// others could not at their last look and their facts did not change
+    /// since. The stale ones of any group are dropped all the same.
+    pub(super) fn assert_recent_data_of(
+        &mut self,
+        now: Instant,
+        groups: Option<&BTreeSet<Ipv4Addr>>,
+    ) {
+        let stale = |t: Instant| now.saturating_duration_since(t) > RECENT_DATA;
         let keys: Vec<(u32, TreeKey)> = self
             .ra
             .asserts
             .iter()
             .filter(|(_, e)| e.data_seen().is_some())
+            .filter(|((_, k), e)| {
+                groups.is_none_or(|g| g.contains(&k.group)) || e.data_seen().is_some_and(stale)
+            })
             .map(|(k, _)| *k)
             .collect();
         for (ifindex, key) in keys {

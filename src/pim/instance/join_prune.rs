@@ -71,6 +71,7 @@ impl PimInstance {
             Duration::ZERO
         };
         let mut changes = Vec::new();
+        let mut touched = Vec::new();
         for g in &jp.groups {
             let group_ok = g.group.mask_len == 32 && g.group.addr.is_multicast();
             if group_ok {
@@ -108,6 +109,7 @@ impl PimInstance {
                         }
                     }
                 }
+                touched.push(key);
                 let expiry = TimerKey::Expiry(ifindex, key);
                 let pending = TimerKey::PrunePending(ifindex, key);
                 let change = if is_join {
@@ -134,6 +136,9 @@ impl PimInstance {
                     changes.push((key, c));
                 }
             }
+        }
+        for key in touched {
+            self.touch(key);
         }
         for (key, change) in changes {
             match change {
@@ -171,6 +176,10 @@ impl PimInstance {
         }
         if let Some(c) = self.ifaces.get_mut(&ifindex).map(|i| &mut i.counters) {
             c.rpt_prune_rx += pruned.len() as u64;
+        }
+        self.touch_group(group);
+        for &s in pruned.iter().chain(&joined) {
+            self.touch(TreeKey::s_g(s, group));
         }
         let r = self.tib.rpt_down.entry(ifindex).or_default();
         if star_join {

@@ -213,6 +213,7 @@ impl PimInstance {
     /// and the RPF cache (see [`TreeView`]); for tests and fuzzing.
     pub fn set_tree_view(&mut self, view: Arc<dyn TreeView>) {
         self.ra.view = Some(view);
+        self.touch_all();
     }
 
     /// The largest Register the DR sends through an interface whose MTU
@@ -307,8 +308,10 @@ impl PimInstance {
             // A flood of new sources faster than the shell answers must
             // not grow this without bound: past the cap, data waits for
             // its next report.
-            if self.ra.awaiting_rpf.len() < MAX_AWAITING_RPF {
-                self.ra.awaiting_rpf.insert((ifindex, source, group));
+            if self.ra.awaiting_rpf.len() < MAX_AWAITING_RPF
+                && self.ra.awaiting_rpf.insert((ifindex, source, group))
+            {
+                self.touch_register_targets();
             }
             return;
         }
@@ -334,6 +337,7 @@ impl PimInstance {
             .collect();
         for w in waiting {
             self.ra.awaiting_rpf.remove(&w);
+            self.touch_register_targets();
             self.on_data_arrived(now, w.0, w.1, w.2);
             // The upstream side (SPT bit, switchover) needed RPF(S) too.
             self.on_data(now, w.0, w.1, w.2);
@@ -478,6 +482,8 @@ impl PimInstance {
     /// has no one to register to).
     fn update_could_register(&mut self, iif: u32, source: Ipv4Addr, group: Ipv4Addr) {
         let key = TreeKey::s_g(source, group);
+        // The DR entry and its RP may come, go or change.
+        self.touch_register_targets();
         let rp = self.config.rp_for(group).map(|m| m.rp);
         let i_am_dr = self.ifaces.get(&iif).is_some_and(|i| i.dr == i.addr);
         let rp_is_us = rp.is_some_and(|rp| self.is_our_address(rp));
@@ -529,6 +535,7 @@ impl PimInstance {
     /// upstream layer (JoinDesired, SPT) and Register share.
     pub(super) fn set_keepalive(&mut self, now: Instant, key: TreeKey, period: Duration) {
         let at = now + period;
+        self.touch(key);
         if self.tib.kat.insert(key, at).is_none() {
             if let Some(source) = key.source {
                 self.events.push_back(PimEvent::Keepalive {

@@ -9,11 +9,14 @@
 //! (§4.1.6 RPF', resolved by the shell from the unicast routing table).
 //!
 //! The design is "recompute, then diff": after every input the instance
-//! calls [`PimInstance::reconcile`], which walks every tree it has any
-//! state for, applies JoinDesired and RPF' to the upstream machines of
+//! calls [`PimInstance::reconcile`], which walks the trees the input may
+//! have changed, applies JoinDesired and RPF' to the upstream machines of
 //! `state::upstream` and compares the routes it would install with the
 //! ones it did. The RFC's many "X changes" events are thereby all handled
-//! by one code path, which cannot forget one of them.
+//! by one code path, which cannot forget one of them. Which trees that is
+//! (the groups an input touched, or all of them after a neighbor, DR,
+//! interface or configuration change) is `dirty`'s business; a pass over
+//! fewer trees ends where the pass over all of them would.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -112,7 +115,10 @@ impl PimInstance {
 
     pub(super) fn set_rpf(&mut self, target: Ipv4Addr, result: Option<RpfResult>) {
         self.tib.rpf_asked.remove(&target);
-        self.tib.rpf.insert(target, result);
+        if self.tib.rpf.insert(target, result) != Some(result) {
+            self.touch_target(target);
+        }
+        self.dirty.answered.insert(target);
     }
 
     /// Ask again for every target: the routing table changed.
@@ -345,18 +351,35 @@ impl PimInstance {
     }
 
     /// Bring upstream state, (S,G,rpt) prunes and RIB routes in line with
-    /// the current olists and RPF answers (see the module documentation).
+    /// the current olists and RPF answers (see the module documentation),
+    /// for the trees of the groups an input touched (`dirty`), or all of
+    /// them after a change every tree may depend on.
     pub(super) fn reconcile(&mut self, now: Instant) {
         let period = self.config.join_prune_interval;
+        let dirty = self.take_dirty();
         let mut used = BTreeSet::new();
         // Trees or routes may have changed CouldAssert or the metrics.
-        self.reevaluate_asserts();
+        self.reevaluate_asserts_of(dirty.as_ref());
         // The DR registers toward RP(G); Register and Assert need routes
-        // toward the RPs and sources they know even without a tree.
-        for t in self.register_rpf_targets() {
-            self.rpf_route(t, &mut used);
+        // toward the RPs and sources they know even without a tree. Asked
+        // again only when they may have changed: one asked or answered
+        // before stays so (the cache keeps it while it is a target).
+        let mut released = BTreeSet::new();
+        if dirty.is_none() || self.dirty.reg_stale {
+            let targets = self.register_rpf_targets();
+            for &t in &targets {
+                self.rpf_route(t, &mut used);
+            }
+            let fresh: BTreeSet<Ipv4Addr> = targets.into_iter().collect();
+            released.extend(self.dirty.reg_targets.difference(&fresh).copied());
+            self.dirty.reg_targets = fresh;
+            self.dirty.reg_stale = false;
         }
-        let keys = self.known_trees();
+        let keys = match &dirty {
+            None => self.known_trees(),
+            Some(groups) => self.known_trees_of(groups, &mut released),
+        };
+        let mut asked = Vec::new();
         // RPF' and RPF interface of every tree, kept for the (S,G,rpt) and
         // route passes.
         let mut rpf_of: BTreeMap<TreeKey, (Option<Rpf>, Option<u32>)> = BTreeMap::new();
@@ -370,12 +393,14 @@ impl PimInstance {
                 Some(t) if self.is_my_address(t) => (None, None, false),
                 Some(t) => {
                     let route = self.rpf_route(t, &mut used);
+                    asked.push((*key, t));
                     let (rpf, by_assert) = self.rpf_prime(key, t, route);
                     (rpf, route.map(|r| r.ifindex), by_assert)
                 }
                 None => (None, None, false),
             };
             rpf_of.insert(*key, (rpf, iif));
+            let before = self.tib.up.get(key).copied();
             self.leave_old_rp(*key);
             let desired = self.join_desired(key);
             // §4.2.2 Update_SPTbit for a directly connected source, whose
@@ -427,6 +452,11 @@ impl PimInstance {
                     self.timers.cancel(&TimerKey::JoinTimer(*key));
                 }
             }
+            // A visit that changed the group's state is repeated at the
+            // next pass, which the full pass would have seen it at.
+            if !actions.is_empty() || self.tib.up.get(key).copied() != before {
+                self.touch_group(key.group);
+            }
             for a in actions {
                 self.send_upstream(*key, a);
             }
@@ -436,10 +466,32 @@ impl PimInstance {
         // With the SPT bits set above, a router that just started
         // forwarding onto a LAN where another router's copy was seen
         // asserts now.
-        self.assert_recent_data(now);
+        self.assert_recent_data_of(now, dirty.as_ref());
         // Forget answers nobody needs any more, so the shell's refresh
         // list stays the set of live targets.
-        self.tib.rpf.retain(|t, _| used.contains(t));
+        match dirty {
+            None => {
+                self.rebuild_index(&keys, &asked);
+                let unused: Vec<Ipv4Addr> = self
+                    .tib
+                    .rpf
+                    .keys()
+                    .filter(|t| !used.contains(t))
+                    .copied()
+                    .collect();
+                for t in unused {
+                    self.tib.rpf.remove(&t);
+                    self.touch_target(t);
+                }
+            }
+            Some(_) => {
+                self.record_targets(&asked);
+                released.extend(std::mem::take(&mut self.dirty.answered));
+                for t in released {
+                    self.forget_if_unused(t);
+                }
+            }
+        }
     }
 
     /// A reload mapped G to another RP: prune the tree toward the old one
@@ -462,6 +514,7 @@ impl PimInstance {
             }
         }
         self.tib.star_rp.remove(&key.group);
+        self.touch_group(key.group);
     }
 
     /// §4.5.7: Prune(S,G,rpt) toward RPF'(*,G) while PruneDesired, a
@@ -483,15 +536,18 @@ impl PimInstance {
             let pruned = self.tib.rpt_pruned.contains(&(s, g));
             match (prune_desired, pruned, star_up) {
                 (true, false, Some(to)) => {
+                    self.touch_group(g);
                     self.tib.rpt_pruned.insert((s, g));
                     self.send_rpt(s, g, to, false);
                 }
                 (false, true, Some(to)) => {
+                    self.touch_group(g);
                     self.tib.rpt_pruned.remove(&(s, g));
                     self.send_rpt(s, g, to, true);
                 }
                 (false, true, None) => {
                     // RPTNotJoined(G): the (*,G) Prune said it all.
+                    self.touch_group(g);
                     self.tib.rpt_pruned.remove(&(s, g));
                 }
                 _ => {}
@@ -530,14 +586,15 @@ impl PimInstance {
                 want.insert(*key, (iif, oifs));
             }
         }
-        let gone: Vec<TreeKey> = self
-            .tib
-            .routes
-            .keys()
-            .filter(|k| !want.contains_key(k))
+        // Every installed route is a known tree: among the visited ones are
+        // all of the visited groups' routes.
+        let gone: Vec<TreeKey> = keys
+            .iter()
+            .filter(|k| self.tib.routes.contains_key(k) && !want.contains_key(k))
             .copied()
             .collect();
         for k in gone {
+            self.touch_group(k.group);
             self.tib.routes.remove(&k);
             self.tib.route_changes.push_back(PimRouteChange::Withdraw {
                 source: k.source,
@@ -546,6 +603,7 @@ impl PimInstance {
         }
         for (k, r) in want {
             if self.tib.routes.get(&k) != Some(&r) {
+                self.touch_group(k.group);
                 self.tib.route_changes.push_back(PimRouteChange::Add {
                     source: k.source,
                     group: k.group,

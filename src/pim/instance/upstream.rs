@@ -343,6 +343,8 @@ impl PimInstance {
                 continue;
             }
             let group = g.group.addr;
+            // Join Timers move; the group's trees are looked at again.
+            self.touch_group(group);
             for e in &g.joins {
                 let key = match (e.wildcard, e.rpt) {
                     (true, true) => TreeKey::star_g(group),
@@ -443,6 +445,7 @@ impl PimInstance {
             self.send_hello(now, ifindex);
         }
         for key in keys {
+            self.touch(key);
             let t = self.t_override(ifindex);
             if let Some(up) = self.tib.up.get_mut(&key) {
                 up.hurry(now, to, t);
@@ -455,6 +458,7 @@ impl PimInstance {
     /// packet no route covers, or its per-flow counter moving).
     pub(super) fn on_data(&mut self, now: Instant, ifindex: u32, s: Ipv4Addr, g: Ipv4Addr) {
         let key = TreeKey::s_g(s, g);
+        self.touch(key);
         let star = TreeKey::star_g(g);
         let rpf_if_s = self.tib.route(s).map(|r| r.ifindex);
         // §4.2.1 CheckSwitchToSpt: a last-hop router with local receivers
@@ -495,6 +499,7 @@ impl PimInstance {
             || self.rpt_olist(s, g).is_empty()
             || (sg_rpf.is_some() && sg_rpf == star_rpf);
         if set {
+            self.touch(key);
             self.tib.up.entry(key).or_default().spt_bit = true;
         }
     }
@@ -504,6 +509,7 @@ impl PimInstance {
     pub(super) fn keepalive_expired(&mut self, now: Instant, key: TreeKey) {
         match self.tib.kat.get(&key) {
             Some(&at) if at <= now => {
+                self.touch(key);
                 self.tib.kat.remove(&key);
                 if let Some(up) = self.tib.up.get_mut(&key) {
                     up.spt_bit = false;
