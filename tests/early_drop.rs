@@ -4,7 +4,9 @@
 //! the only reference to its BPF link). A worker that dies with the
 //! pressure flag set does not leave the input dropping: the supervisor and
 //! the next worker clear it. Drops are counted in `mcrctl stats`
-//! (`early_drops`). With `MCR_EARLY_DROP=off` nothing is attached.
+//! (`early_drops`). With `MCR_EARLY_DROP=off` nothing is attached. A
+//! config reload that turns `workers.early_drop` off detaches the program
+//! and one that turns it on attaches it again.
 
 mod common;
 
@@ -53,10 +55,19 @@ fn the_program_is_attached_while_mcrd_runs_and_gone_after_it_exits_even_by_sigki
     );
     assert!(
         d.log_text()
-            .contains("early drop on r0: XDP program attached (native mode)"),
-        "{}",
+            .contains("early drop on r0: XDP program attached (generic mode)"),
+        "a veth gets generic mode: {}",
         d.log_text()
     );
+    // Native XDP on r0 would cap its peer's MTU at about a page; generic
+    // mode leaves the sender free to take jumbo frames.
+    let mtu = t.src.ip(&["link", "set", "dev", "s0", "mtu", "9000"]);
+    assert!(
+        mtu.status.success(),
+        "the peer cannot raise its MTU while the program is attached: {}",
+        String::from_utf8_lossy(&mtu.stderr)
+    );
+    let _ = t.src.ip(&["link", "set", "dev", "s0", "mtu", "1500"]);
     assert!(!xdp_on(&t.relay, "r1"), "outputs get no program");
     t.relay_all(300, 1000, 1000);
     d.stop();
@@ -168,4 +179,54 @@ fn the_flag_drops_and_counts_and_a_worker_killed_with_it_set_leaves_the_input_re
     assert!(!map.pressure(), "the flag was cleared");
     t.relay_all(300, 1000, 1000);
     assert!(xdp_on(&t.relay, "r0"), "the program stays across restarts");
+}
+
+/// The config with `workers.early_drop` set to `early`.
+fn config_with(early: &str) -> String {
+    let rules = RULE.trim().trim_start_matches('{').trim_end_matches('}');
+    format!("{{ workers: {{ early_drop: \"{early}\" }}, {rules} }}")
+}
+
+#[test]
+fn a_reload_that_turns_early_drop_off_detaches_it_and_one_that_turns_it_on_attaches_it() {
+    if !require_root("early_drop reload") {
+        return;
+    }
+    let t = Relay3::new("xdpr");
+    let d = start(&t, "");
+    assert!(xdp_on(&t.relay, "r0"), "{}", d.log_text());
+    let file = d.config.clone().expect("startup file");
+    let first = d.workers()[0].pid.expect("a running worker");
+
+    std::fs::write(&file, config_with("off")).expect("write config");
+    d.ctl_ok(&["config", "reload"]);
+    wait_for(Duration::from_secs(5), || {
+        (!xdp_on(&t.relay, "r0")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("still attached after the reload to off:\n{}", d.log_text()));
+    d.wait_active(Duration::from_secs(20));
+    t.relay_all(300, 1000, 1000);
+    assert_eq!(
+        d.workers()[0].pid,
+        Some(first),
+        "turning early drop off needs no worker restart"
+    );
+
+    std::fs::write(&file, config_with("xdp")).expect("write config");
+    d.ctl_ok(&["config", "reload"]);
+    wait_for(Duration::from_secs(5), || {
+        xdp_on(&t.relay, "r0").then_some(())
+    })
+    .unwrap_or_else(|| panic!("not attached after the reload to xdp:\n{}", d.log_text()));
+    // The worker restarts once to get the flag map, then relays.
+    let w = wait_for(Duration::from_secs(20), || {
+        d.workers()
+            .into_iter()
+            .find(|w| w.state == "running" && w.pid.is_some_and(|p| p != first))
+    })
+    .unwrap_or_else(|| panic!("the worker did not restart:\n{}", d.log_text()));
+    d.wait_active(Duration::from_secs(20));
+    let map = worker_map(w.pid.expect("pid"));
+    assert!(!map.pressure());
+    t.relay_all(300, 1000, 1000);
 }

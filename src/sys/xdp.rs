@@ -334,6 +334,42 @@ impl EarlyDropProgram {
     }
 }
 
+/// The name of `ifname`'s driver (`ETHTOOL_GDRVINFO`), e.g. `veth`,
+/// `mlx5_core`; None if the interface has no ethtool driver info.
+pub fn driver_name(ifname: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    if ifname.is_empty() || ifname.len() >= 16 {
+        return None;
+    }
+    // struct ethtool_drvinfo: cmd, then driver[32], version[32], … (196 bytes).
+    let mut info = [0u8; 196];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    // struct ifreq: name[16], then the union whose ifru_data points at `info`.
+    let mut ifr = [0u8; 40];
+    ifr[..ifname.len()].copy_from_slice(ifname.as_bytes());
+    ifr[16..16 + std::mem::size_of::<usize>()]
+        .copy_from_slice(&(info.as_mut_ptr() as usize).to_ne_bytes());
+    // SAFETY: a plain socket() call; the result is checked and owned below.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return None;
+    }
+    // SAFETY: `s` was just returned by socket() and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: `ifr` is a 40-byte `struct ifreq` whose name is NUL-terminated
+    // (at most 15 bytes, rest zero) and whose data pointer points at `info`,
+    // a 196-byte `struct ethtool_drvinfo` that outlives the call; the
+    // kernel writes only within it.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, ifr.as_mut_ptr()) };
+    if r < 0 {
+        return None;
+    }
+    let driver = &info[4..36];
+    let end = driver.iter().position(|&b| b == 0).unwrap_or(driver.len());
+    Some(String::from_utf8_lossy(&driver[..end]).into_owned())
+}
+
 /// Where the program ended up on one interface.
 pub struct Attached {
     pub map: PressureMap,

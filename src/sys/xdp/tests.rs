@@ -95,3 +95,10 @@ fn a_second_mapping_of_the_map_sees_the_same_flag_and_counter() {
     map.set_pressure(false);
     assert!(!worker.pressure());
 }
+
+#[test]
+fn driver_name_is_none_for_names_that_cannot_be_interfaces_or_do_not_exist() {
+    assert_eq!(driver_name(""), None);
+    assert_eq!(driver_name("a-name-far-too-long-for-ifreq"), None);
+    assert_eq!(driver_name("mcrnosuchif0"), None);
+}

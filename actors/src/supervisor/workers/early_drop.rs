@@ -11,10 +11,16 @@
 //! interface with several workers (one program per interface, and a flag
 //! per worker would need the program to know which worker the fanout
 //! picks), a kernel or privilege that refuses, an interface that already
-//! has an XDP program.
+//! has an XDP program. On a veth the program goes in generic mode:
+//! native XDP there would change the peer (no GSO, MTU capped at a page).
+//!
+//! The decision is kept with what it was made from (interface, wanted
+//! setting, rx path, worker count) and made again when any of them
+//! changes, so a config reload that turns early drop off detaches the
+//! program at once, and one that turns it back on attaches it again.
 
 use mcr::config::{EarlyDrop, RxConfig, RxPath};
-use mcr::sys::xdp::{attach_early_drop, attach_early_drop_mode, Attached, XdpMode};
+use mcr::sys::xdp::{attach_early_drop, attach_early_drop_mode, driver_name, Attached, XdpMode};
 use mcr::sys::InterfaceInfo;
 use tracing::{info, warn};
 
@@ -26,10 +32,30 @@ pub enum EarlyState {
     /// Not decided yet (or the interface changed).
     #[default]
     Untried,
-    /// Attached to the interface with this ifindex.
-    Attached(u32, Attached),
-    /// Not used on the interface with this ifindex; the log said why.
-    Unused(u32),
+    /// Attached, decided from this basis.
+    Attached(Basis, Attached),
+    /// Not used, decided from this basis; the log said why.
+    Unused(Basis),
+}
+
+/// What a decision was made from: when any of it changes, decide again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Basis {
+    ifindex: u32,
+    wanted: EarlyDrop,
+    path: RxPath,
+    nworkers: u32,
+}
+
+impl Basis {
+    fn of(info: &InterfaceInfo, nworkers: u32, rx: &RxConfig) -> Basis {
+        Basis {
+            ifindex: info.ifindex,
+            wanted: wanted(rx),
+            path: rx.path,
+            nworkers,
+        }
+    }
 }
 
 impl EarlyState {
@@ -47,6 +73,12 @@ impl EarlyState {
                 None
             }
         }
+    }
+
+    /// Whether the program is attached (a worker started before that has
+    /// no flag to set).
+    pub fn attached(&self) -> bool {
+        matches!(self, EarlyState::Attached(..))
     }
 
     /// A worker exited: whatever it said, the input passes everything
@@ -79,19 +111,26 @@ pub fn wanted(rx: &RxConfig) -> EarlyDrop {
     }
 }
 
-/// Attach the program to `info`'s interface unless that was done (or
-/// found impossible) already for this ifindex.
-pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &RxConfig) {
+/// Attach the program to `info`'s interface unless that was decided
+/// already from the same interface and settings. Returns whether it
+/// decided anew.
+pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &RxConfig) -> bool {
+    let basis = Basis::of(info, nworkers, rx);
     let ifindex = info.ifindex;
     let current = match state {
-        EarlyState::Attached(ix, _) | EarlyState::Unused(ix) => *ix == ifindex,
+        EarlyState::Attached(b, _) | EarlyState::Unused(b) => *b == basis,
         EarlyState::Untried => false,
     };
     if current {
-        return;
+        return false;
     }
-    // Dropped first: a program left on an old ifindex goes with it.
-    *state = EarlyState::Unused(ifindex);
+    let was_attached = state.attached();
+    // Dropped first: a program left on an old ifindex, or no longer
+    // wanted, goes with it.
+    *state = EarlyState::Unused(basis);
+    if was_attached {
+        info!(target: "Ingress", "early drop on {}: XDP program detached (settings or interface changed)", info.name);
+    }
     let name = &info.name;
     let why_not = if wanted(rx) == EarlyDrop::Off {
         Some("workers.early_drop is off".to_string())
@@ -109,9 +148,15 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
     };
     if let Some(why) = why_not {
         info!(target: "Ingress", "no early drop on {name}: {why}");
-        return;
+        return true;
     }
-    let attached = if generic_forced() {
+    // Native XDP on a veth changes its peer for as long as it is attached:
+    // the kernel turns off the peer's software GSO (a local sender's
+    // UDP-GSO batches are cut into single frames before they cross) and
+    // caps the peer's MTU at about a page (no jumbo frames). Generic mode
+    // changes neither.
+    let veth = driver_name(name).is_some_and(|d| d == "veth");
+    let attached = if generic_forced() || veth {
         attach_early_drop_mode(ifindex, XdpMode::Generic)
     } else {
         attach_early_drop(ifindex)
@@ -119,10 +164,23 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
     match attached {
         Ok(a) => {
             info!(target: "Ingress", "early drop on {name}: XDP program attached ({} mode)", a.mode.as_str());
-            *state = EarlyState::Attached(ifindex, a);
+            *state = EarlyState::Attached(basis, a);
         }
         Err(e) => {
             warn!(target: "Ingress", "no early drop on {name}: {e}; forwarding is unaffected, overload is dropped where the worker's ring is full");
         }
     }
+    true
+}
+
+/// A running worker's settings may have changed (a config reload): decide
+/// again if they did. Returns true when the program has just been
+/// attached, so the running worker, which got no flag map, must restart
+/// to use it. Nothing is decided before the first worker start.
+pub fn follow(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &RxConfig) -> bool {
+    if matches!(state, EarlyState::Untried) {
+        return false;
+    }
+    let was_attached = state.attached();
+    ensure(state, info, nworkers, rx) && !was_attached && state.attached()
 }

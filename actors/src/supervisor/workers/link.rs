@@ -529,6 +529,16 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
             ls.report(st);
         }
     }
+    if st.proc.is_some() {
+        // A reload may have turned early drop off or on for this input.
+        let rx = shared.config().workers.rx;
+        let info = st.ifaces.get(&st.key.interface).cloned();
+        if let Some(info) = info {
+            if super::early_drop::follow(&mut st.early, &info, st.nworkers, &rx) {
+                st.kill("early drop turned on; restarting so the worker gets its flag".into());
+            }
+        }
+    }
     let want = shared.levels();
     if st.proc.is_some() && st.levels_sent.as_ref() != Some(&want) {
         info!(target: "Supervisor", "worker {}: sending log levels it missed", st.key);
