@@ -96,15 +96,22 @@ fn generic_forced() -> bool {
     std::env::var("MCR_EARLY_DROP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("generic"))
 }
 
+/// `MCR_EARLY_DROP=native`: native mode even on a veth, whose peer then
+/// loses GSO and jumbo frames; for benchmarks on veth pairs that stand in
+/// for a NIC, where native XDP runs before RPS and generic mode after.
+fn native_forced() -> bool {
+    std::env::var("MCR_EARLY_DROP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("native"))
+}
+
 /// The config's `workers.early_drop`, unless `MCR_EARLY_DROP` (`off`,
-/// `xdp` or `generic`, for A/B runs) says otherwise.
+/// `xdp`, `generic` or `native`, for A/B runs) says otherwise.
 pub fn wanted(rx: &RxConfig) -> EarlyDrop {
-    if generic_forced() {
+    if generic_forced() || native_forced() {
         return EarlyDrop::Xdp;
     }
     match std::env::var("MCR_EARLY_DROP") {
         Ok(v) if !v.trim().is_empty() => EarlyDrop::parse(&v).unwrap_or_else(|| {
-            warn!(target: "Ingress", "MCR_EARLY_DROP={v:?} is none of \"off\", \"xdp\", \"generic\"; ignored, using early_drop {} from the config", rx.early_drop.as_str());
+            warn!(target: "Ingress", "MCR_EARLY_DROP={v:?} is none of \"off\", \"xdp\", \"generic\", \"native\"; ignored, using early_drop {} from the config", rx.early_drop.as_str());
             rx.early_drop
         }),
         _ => rx.early_drop,
@@ -155,7 +162,7 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
     // UDP-GSO batches are cut into single frames before they cross) and
     // caps the peer's MTU at about a page (no jumbo frames). Generic mode
     // changes neither.
-    let veth = driver_name(name).is_some_and(|d| d == "veth");
+    let veth = !native_forced() && driver_name(name).is_some_and(|d| d == "veth");
     let attached = if generic_forced() || veth {
         attach_early_drop_mode(ifindex, XdpMode::Generic)
     } else {
