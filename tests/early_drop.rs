@@ -55,7 +55,7 @@ fn the_program_is_attached_while_mcrd_runs_and_gone_after_it_exits_even_by_sigki
     let t = Relay3::new("xdpa");
     assert!(!xdp_on(&t.relay, "r0"));
 
-    let mut d = start(&t, "");
+    let mut d = start(&t, "xdp");
     assert!(
         xdp_on(&t.relay, "r0"),
         "no XDP program on r0:\n{}",
@@ -79,7 +79,7 @@ fn the_program_is_attached_while_mcrd_runs_and_gone_after_it_exits_even_by_sigki
     d.stop();
     assert!(!xdp_on(&t.relay, "r0"), "program left after SIGTERM");
 
-    let mut d = start(&t, "");
+    let mut d = start(&t, "xdp");
     assert!(xdp_on(&t.relay, "r0"));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(d.pid() as i32),
@@ -93,7 +93,7 @@ fn the_program_is_attached_while_mcrd_runs_and_gone_after_it_exits_even_by_sigki
         "program left after SIGKILL of mcrd"
     );
     // The workers died with it; a new mcrd attaches again.
-    let mut d = start(&t, "");
+    let mut d = start(&t, "xdp");
     assert!(xdp_on(&t.relay, "r0"));
     t.relay_all(300, 1000, 1000);
     d.stop();
@@ -114,7 +114,12 @@ fn the_program_is_attached_while_mcrd_runs_and_gone_after_it_exits_even_by_sigki
     t.relay_all(300, 1000, 1000);
     d.stop();
 
-    // The A/B override: nothing attached, the reason in the log.
+    // The default (no override, no config key) and the A/B override:
+    // nothing attached, the reason in the log.
+    let mut d = start(&t, "");
+    assert!(!xdp_on(&t.relay, "r0"), "attached by default");
+    t.relay_all(300, 1000, 1000);
+    d.stop();
     let d = start(&t, "off");
     assert!(!xdp_on(&t.relay, "r0"));
     assert!(
@@ -215,7 +220,7 @@ fn a_reload_that_turns_early_drop_off_detaches_it_and_one_that_turns_it_on_attac
         return;
     }
     let t = Relay3::new("xdpr");
-    let d = start(&t, "");
+    let d = start(&t, "xdp");
     assert!(xdp_on(&t.relay, "r0"), "{}", d.log_text());
     let file = d.config.clone().expect("startup file");
     let first = d.workers()[0].pid.expect("a running worker");

@@ -146,10 +146,13 @@ pub struct RxConfig {
 #[serde(rename_all = "lowercase")]
 pub enum EarlyDrop {
     /// No program: overload is dropped where the worker's ring is full.
+    /// The default: run L (PERFORMANCE.md) measured no gain from the
+    /// program yet — the worker that sets its flag is the one the
+    /// overload starves, so the ring still overflowed first.
+    #[default]
     Off,
     /// An XDP program drops multicast UDP before the kernel's receive
     /// path while the worker's ring is nearly full.
-    #[default]
     Xdp,
 }
 

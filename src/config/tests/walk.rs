@@ -670,7 +670,7 @@ fn workers_rx_keys() {
             path: RxPath::Recv,
             ring_mb: 16,
             block_ms: 1,
-            early_drop: crate::config::EarlyDrop::Xdp,
+            early_drop: crate::config::EarlyDrop::Off,
         }
     );
     let text = c.to_json5();
@@ -691,10 +691,10 @@ fn workers_rx_keys() {
     );
     assert_eq!(parse(&c.to_json5()), Ok(c));
     assert_eq!(ok("{}").workers.rx, RxConfig::default());
-    let c = ok("{ workers: { early_drop: 'off' } }");
-    assert_eq!(c.workers.rx.early_drop, crate::config::EarlyDrop::Off);
+    let c = ok("{ workers: { early_drop: 'xdp' } }");
+    assert_eq!(c.workers.rx.early_drop, crate::config::EarlyDrop::Xdp);
     let text = c.to_json5();
-    assert!(text.contains("early_drop: \"off\""), "{text}");
+    assert!(text.contains("early_drop: \"xdp\""), "{text}");
     assert_eq!(parse(&text), Ok(c));
     assert_one(
         "{ workers: {\n rx_path: 'fast' } }",
