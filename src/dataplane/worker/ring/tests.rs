@@ -87,6 +87,7 @@ fn worker(ingress: OwnedFd) -> (Worker, OwnedFd) {
         core: None,
         worker_index: 0,
         rx: Default::default(),
+        early_drop: false,
     };
     let (tier, size) = Tier::for_mtu(setup.buffer_size.saturating_sub(64));
     let ring = setup::build_ring().unwrap();
