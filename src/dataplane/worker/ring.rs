@@ -94,6 +94,10 @@ impl Worker {
                 return Ok(());
             }
             // The queue is full: hand what we have to the kernel first.
+            // That marks every ring frame read so far as sent, also those
+            // of batches `flush_sends` has yet to push: a kill before the
+            // next submit loses them rather than repeats the pushed ones.
+            // Only a turn that queues nearly SQ_ENTRIES sends gets here.
             self.submit(0)?;
         }
     }
