@@ -132,14 +132,17 @@ pub enum Trouble {
     SendBacklog,
     /// An output's egress socket is missing (`send_errors`).
     NoEgress,
+    /// An output's socket or device queue was full (`output_full_drops`).
+    OutputFull,
 }
 
 impl Trouble {
-    const ALL: [Trouble; 4] = [
+    const ALL: [Trouble; 5] = [
         Trouble::NoBuffer,
         Trouble::SendFailed,
         Trouble::SendBacklog,
         Trouble::NoEgress,
+        Trouble::OutputFull,
     ];
 
     pub fn facility(self) -> Facility {
@@ -157,6 +160,9 @@ impl Trouble {
             Trouble::SendFailed => "send failed (send_errors)",
             Trouble::SendBacklog => "every send slot busy: datagram dropped (send_backlog_drops)",
             Trouble::NoEgress => "output has no egress socket: datagram dropped (send_errors)",
+            Trouble::OutputFull => {
+                "output queue full: datagram dropped for that output (output_full_drops)"
+            }
         }
     }
 }
@@ -290,6 +296,11 @@ pub fn drop_deltas(prev: &WorkerCounters, now: &WorkerCounters) -> Vec<(&'static
             "send_backlog_drops",
             prev.send_backlog_drops,
             now.send_backlog_drops,
+        ),
+        (
+            "output_full_drops",
+            prev.output_full_drops,
+            now.output_full_drops,
         ),
     ];
     pairs

@@ -302,6 +302,11 @@ pub struct WorkerCounters {
     /// path, while this worker's ring was nearly full (`workers.early_drop`).
     #[serde(default)]
     pub early_drops: u64,
+    /// Datagrams dropped for one output because its socket's send buffer
+    /// (or the device queue) was full: the send fails at once instead of
+    /// waiting, so a slow output never holds back the input or the others.
+    #[serde(default)]
+    pub output_full_drops: u64,
 }
 
 /// Per-output counters of one rule.

@@ -131,6 +131,7 @@ pub fn stats(s: &StatsReport) -> String {
         "EARLY_DROPS",
         "SENT",
         "SEND_ERR",
+        "OUT_FULL",
         "RX_PPS",
         "TX_PPS",
     ]);
@@ -152,6 +153,7 @@ pub fn stats(s: &StatsReport) -> String {
             c.early_drops.to_string(),
             c.sent.to_string(),
             c.send_errors.to_string(),
+            c.output_full_drops.to_string(),
             human(x.recv_pps),
             human(x.sent_pps),
         ]);

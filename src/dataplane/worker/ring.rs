@@ -94,6 +94,10 @@ impl Worker {
                 return Ok(());
             }
             // The queue is full: hand what we have to the kernel first.
+            // That marks every ring frame read so far as sent, also those
+            // of batches `flush_sends` has yet to push: a kill before the
+            // next submit loses them rather than repeats the pushed ones.
+            // Only a turn that queues nearly SQ_ENTRIES sends gets here.
             self.submit(0)?;
         }
     }
@@ -507,7 +511,12 @@ impl Worker {
         self.batcher
             .flush(|slot, hdr, fd| flushed.push((slot, hdr as usize, fd)));
         for &(slot, hdr, fd) in &flushed {
+            // Never wait for room on a full output: a waiting send keeps
+            // its receive buffer (or ring block, which stops the kernel
+            // filling the ring) and so stalls the input and every other
+            // output. A router drops at a full output queue instead.
             let e = opcode::SendMsg::new(types::Fd(fd), hdr as *const libc::msghdr)
+                .flags(libc::MSG_DONTWAIT as u32)
                 .build()
                 .user_data((KIND_SEND << KIND_SHIFT) | u64::from(slot));
             self.push(e)?;
@@ -553,14 +562,25 @@ impl Worker {
                 self.unbatch(slot, errno);
                 return;
             }
-            self.c.send_errors += n as u64;
+            // A GSO batch is one skb: the kernel takes all of it or none,
+            // so a full output drops the whole batch, never a part.
+            let full = matches!(errno, libc::EAGAIN | libc::ENOBUFS);
+            if full {
+                self.c.output_full_drops += n as u64;
+            } else {
+                self.c.send_errors += n as u64;
+            }
             let segs: Vec<(u64, u16, usize)> = (0..n)
                 .map(|i| (b.keys[i], b.outs[i], b.segment(i).1))
                 .collect();
             for (key, out, len) in segs {
                 self.count_output_error(key, out, len);
             }
-            self.trouble(Trouble::SendFailed, Some(errno));
+            if full {
+                self.trouble(Trouble::OutputFull, Some(errno));
+            } else {
+                self.trouble(Trouble::SendFailed, Some(errno));
+            }
         } else {
             self.c.sent += n as u64;
             self.c.sent_bytes += res as u64;

@@ -172,6 +172,11 @@ const WORKER_FIELDS: &[WorkerField] = &[
         "Sends dropped because every send slot was busy.",
         |c| c.send_backlog_drops,
     ),
+    (
+        "output_full_drops",
+        "Datagrams dropped for one output because its queue was full.",
+        |c| c.output_full_drops,
+    ),
     ("ring_submits", "io_uring submit calls.", |c| c.ring_submits),
     ("ring_sqes", "io_uring entries submitted.", |c| c.ring_sqes),
     ("ring_cqes", "io_uring completions reaped.", |c| c.ring_cqes),
