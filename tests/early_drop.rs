@@ -220,7 +220,18 @@ fn a_reload_that_turns_early_drop_off_detaches_it_and_one_that_turns_it_on_attac
         return;
     }
     let t = Relay3::new("xdpr");
-    let d = start(&t, "xdp");
+    // Turned on by the config (not the environment, which would override
+    // every reload).
+    let on = config_with("xdp");
+    let d = Daemon::start(
+        &t.relay,
+        DaemonOpts {
+            config: Some(&on),
+            env: vec![("MCR_EARLY_DROP", ""), ("MCR_RX_PATH", "")],
+            ..Default::default()
+        },
+    );
+    d.wait_active(Duration::from_secs(20));
     assert!(xdp_on(&t.relay, "r0"), "{}", d.log_text());
     let file = d.config.clone().expect("startup file");
     let first = d.workers()[0].pid.expect("a running worker");
