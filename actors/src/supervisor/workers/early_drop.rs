@@ -90,23 +90,27 @@ impl EarlyState {
     }
 }
 
-/// `MCR_EARLY_DROP=generic`: the program in generic (skb) mode even where
-/// the driver has native XDP, to measure what generic mode saves.
-fn generic_forced() -> bool {
-    std::env::var("MCR_EARLY_DROP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("generic"))
-}
-
-/// `MCR_EARLY_DROP=native`: native mode even on a veth, whose peer then
-/// loses GSO and jumbo frames; for benchmarks on veth pairs that stand in
-/// for a NIC, where native XDP runs before RPS and generic mode after.
-fn native_forced() -> bool {
-    std::env::var("MCR_EARLY_DROP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("native"))
+/// The mode `MCR_EARLY_DROP` forces, for A/B runs: `generic` = generic
+/// (skb) mode even where the driver has native XDP, to measure what
+/// generic mode saves; `native` = native mode even on a veth, whose peer
+/// then loses GSO and jumbo frames (benchmarks on veth pairs that stand in
+/// for a NIC, where native XDP runs before RPS and generic mode after).
+fn forced_mode() -> Option<XdpMode> {
+    let v = std::env::var("MCR_EARLY_DROP").ok()?;
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("generic") {
+        Some(XdpMode::Generic)
+    } else if v.eq_ignore_ascii_case("native") {
+        Some(XdpMode::Native)
+    } else {
+        None
+    }
 }
 
 /// The config's `workers.early_drop`, unless `MCR_EARLY_DROP` (`off`,
 /// `xdp`, `generic` or `native`, for A/B runs) says otherwise.
 pub fn wanted(rx: &RxConfig) -> EarlyDrop {
-    if generic_forced() || native_forced() {
+    if forced_mode().is_some() {
         return EarlyDrop::Xdp;
     }
     match std::env::var("MCR_EARLY_DROP") {
@@ -162,8 +166,11 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
     // UDP-GSO batches are cut into single frames before they cross) and
     // caps the peer's MTU at about a page (no jumbo frames). Generic mode
     // changes neither.
-    let veth = !native_forced() && driver_name(name).is_some_and(|d| d == "veth");
-    let attached = if generic_forced() || veth {
+    let generic = match forced_mode() {
+        Some(mode) => mode == XdpMode::Generic,
+        None => driver_name(name).is_some_and(|d| d == "veth"),
+    };
+    let attached = if generic {
         attach_early_drop_mode(ifindex, XdpMode::Generic)
     } else {
         attach_early_drop(ifindex)
