@@ -40,3 +40,23 @@ pub use sockets::{
     frame_format, ingress_protocol, join_fanout, open_egress, open_ingress, open_ingress_bound,
     open_sink, raw, set_ingress_filter, EGRESS_SNDBUF, INGRESS_RCVBUF, MAX_FRAME,
 };
+
+/// For privileged unit tests: move this thread into a network namespace
+/// of its own. False without the privilege (the test is then skipped
+/// loudly, and under CI=true that is a failure).
+#[cfg(test)]
+pub(crate) fn own_netns_for_test() -> bool {
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("SKIP: no privilege for a network namespace (run as root)");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "with CI=true a skipped test is a failure"
+            );
+            false
+        }
+        Err(e) => panic!("unshare: {e}"),
+    }
+}

@@ -18,18 +18,8 @@ fn geometry_holds_the_largest_frame() {
 /// without the privilege to make a namespace: the test is skipped, loudly,
 /// and under CI=true that is a failure.
 fn ring_on_loopback() -> Option<(RxRing, OwnedFd, std::net::UdpSocket)> {
-    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::EPERM) => {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
-            return None;
-        }
-        Err(e) => panic!("unshare: {e}"),
+    if !crate::sys::own_netns_for_test() {
+        return None;
     }
     let up = std::process::Command::new("ip")
         .args(["link", "set", "lo", "up"])

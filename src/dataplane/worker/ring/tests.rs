@@ -34,18 +34,8 @@ fn sh(args: &[&str]) {
 /// without the privilege to make one (skipped loudly; a failure under
 /// CI=true).
 fn lab() -> Option<()> {
-    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::EPERM) => {
-            eprintln!("SKIP: no privilege for a network namespace (run as root)");
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "with CI=true a skipped test is a failure"
-            );
-            return None;
-        }
-        Err(e) => panic!("unshare: {e}"),
+    if !crate::sys::own_netns_for_test() {
+        return None;
     }
     sh(&["ip", "link", "set", "lo", "up"]);
     for (a, b, net) in [("wa", "wb", 1), ("wc", "wd", 2)] {
