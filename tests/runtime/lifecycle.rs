@@ -60,7 +60,8 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     let s7 = Netns::new("pend-s7");
     veth(&t.relay, "r7", "10.10.8.1/24", &s7, "s7", "10.10.8.2/24");
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
-    let w = running_worker(&d, "r7").expect("a worker for r7");
+    let w = wait_for(Duration::from_secs(10), || running_worker(&d, "r7"))
+        .unwrap_or_else(|| panic!("no worker for r7 once it appeared: {:?}", d.workers()));
     let relay_once = |stream: &str| {
         let r = recv(
             &t.dst,
@@ -112,8 +113,10 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     // Up again: active and relaying, with a new worker.
     t.relay.ip(&["link", "set", "r7", "up"]);
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
-    let w2 = running_worker(&d, "r7").expect("a worker for r7 again");
-    assert_ne!(w2.pid, w.pid, "a new worker process");
+    let w2 = wait_for(Duration::from_secs(10), || {
+        running_worker(&d, "r7").filter(|x| x.pid != w.pid)
+    })
+    .unwrap_or_else(|| panic!("no new worker for r7 after it came up: {:?}", d.workers()));
     relay_once("2");
 
     // Deleted: pending again. Re-created under the same name, it has a new
@@ -129,8 +132,12 @@ fn pending_rule_becomes_active_when_its_interface_appears() {
     veth(&t.relay, "r7", "10.10.8.1/24", &s7, "s7", "10.10.8.2/24");
     assert_ne!(old_index, ifindex(), "re-created with a new index");
     d.wait_rule_state(&id, RuleState::Active, Duration::from_secs(10));
-    let w3 = running_worker(&d, "r7").expect("a worker for the new r7");
-    assert_ne!(w3.pid, w2.pid, "a new worker on the new interface");
+    // The old worker may still be stopping when the rule turns active: its
+    // replacement starts as soon as it is gone.
+    wait_for(Duration::from_secs(10), || {
+        running_worker(&d, "r7").filter(|w| w.pid != w2.pid)
+    })
+    .unwrap_or_else(|| panic!("no new worker for the new r7: {:?}", d.workers()));
     relay_once("3");
 }
 

@@ -565,6 +565,11 @@ impl Actor for WorkerManager {
                     st.sent.remove(&key);
                     st.pim_sent.remove(&key);
                     info!(target: "Supervisor", "link for worker {key} stopped: {}", reason.unwrap_or_default());
+                    // An interface deleted and re-created (or downed and
+                    // upped) while this link was still stopping wants a
+                    // worker again at once, not at the next tick: its rules
+                    // already show active.
+                    st.reconcile(&myself).await;
                 }
             }
             _ => {}
