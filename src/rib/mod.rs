@@ -26,7 +26,8 @@
 //!   today), `tables_hash`, `mroute(&rib)` for the control reply, and
 //!   `shadowed()` for learned entries a static rule keeps out;
 //! - `patch_static(old, touched)` (`patch.rs`): the same tables after a
-//!   change to a few static rules, recompiling only their entries.
+//!   change to a few static rules, recompiling only their entries (also
+//!   with learned routes installed, unless a touched rule is any-port).
 //!
 //! `compile(&RuleSet)` remains for callers that only have static rules and
 //! equals `Rib::with_rules(..).compile()` (so it leaves every members-only

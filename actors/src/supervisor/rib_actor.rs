@@ -131,8 +131,9 @@ impl RibState {
     /// touch): one `add` among 10,000 rules must not recompute every
     /// rule's state.
     fn recompile_delta(&mut self, old: Arc<Tables>, touched: Touched) {
-        // Without learned routes only the touched rules' entries can have
-        // changed: recompile those alone, and recompute only their states.
+        // Unless a touched rule can shadow a learned entry (any port) only
+        // the touched rules' entries can have changed: recompile those
+        // alone, and recompute only their states.
         if let Some(next) = self.rib.patch_static(&self.tables, &touched) {
             if !same_tables(&next, &self.tables) {
                 self.tables = Arc::new(next);
