@@ -1,14 +1,32 @@
 //! Early drop under overload: a tiny eBPF XDP program on an input
-//! interface that, while its worker says it is behind, drops the frames the
-//! worker would relay (IPv4 UDP to a multicast group) before the kernel
-//! builds an skb for them, and counts them.
+//! interface that, while its worker's receive ring holds more than a
+//! limit, drops the frames the worker would relay (IPv4 UDP to a
+//! multicast group) before the kernel's receive path pays for them, and
+//! counts them.
 //!
 //! Why: a frame the worker's receive ring has no room for is dropped by the
 //! kernel only after the receive softirq has paid for nearly all of its
 //! work (backlog, `__netif_receive_skb`, the `AF_PACKET` filter and room
 //! check, `ip_rcv`, the skb free), on the relay's core. Under 2× overload
 //! that work starves the worker (PERFORMANCE.md, runs J/K). XDP runs in the
-//! driver's receive poll, before any of it.
+//! driver's receive poll, before any of it (generic mode: right after the
+//! skb is built, before the taps and the IP stack).
+//!
+//! The program decides alone, from counts, so a worker starved of CPU (the
+//! very case overload creates) need not run for dropping to begin (a flag
+//! the worker set, session 7's design, came too late: the ring overflowed
+//! first, PERFORMANCE.md run L). For each frame of the class it adds the
+//! frame's cost in ring bytes (`ring_cost`) to `passed`; the worker
+//! publishes, after each drain, the bytes of such frames it has read
+//! (`consumed`, a plain store). `passed − consumed` is the ring's backlog;
+//! above the limit the worker set (part of the ring's size) the program
+//! drops. The estimate errs in two ways, both corrected by the worker: a
+//! frame the program passed that never reaches the ring (the socket filter
+//! refused it, the ring was full) stays counted, so the worker adds an
+//! estimate of the ring's own drops and, whenever it finds its ring
+//! empty, sets `consumed` to `passed` outright; frames in the block the
+//! kernel has not handed over yet are counted as consumed at that resync
+//! (the error is at most a block, towards passing).
 //!
 //! What lives here (everything that needs `unsafe`): the `bpf(2)` calls
 //! (map create, program load, `BPF_LINK_CREATE` with attach type XDP,
@@ -17,13 +35,16 @@
 //! so no compiler toolchain or libbpf is needed at build time.
 //!
 //! The map is a one-entry `BPF_MAP_TYPE_ARRAY` created `BPF_F_MMAPABLE`:
-//! the worker maps it and sets or clears the pressure flag with a plain
-//! store (no system call per batch), the program reads it with a direct
-//! map-value load and adds its drops with an atomic add. Flag and counter
-//! sit in different cache lines, so the worker's stores do not bounce the
-//! line the receiving core increments. The link's descriptor is the only
-//! reference that keeps the program attached: when the supervisor closes it
-//! or dies, the kernel detaches the program.
+//! the worker maps it and writes its limit and count with plain stores (no
+//! system call per batch), the program reads them with direct map-value
+//! loads and adds to its counters with atomic adds. The worker's words and
+//! the program's sit in different cache lines, so the worker's stores do
+//! not bounce the line the receiving cores add to. A zero limit means
+//! "pass everything": a fresh map, and what the supervisor writes when a
+//! worker exits, so a dead worker never leaves its input dropping. The
+//! link's descriptor is the only reference that keeps the program
+//! attached: when the supervisor closes it or dies, the kernel detaches
+//! the program.
 //!
 //! Not an RFC mechanism; RFC 1112 §6.4 (a host's multicast reception) is
 //! what the dropped frames would have been given to.
@@ -31,7 +52,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -48,13 +69,41 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
-/// Byte offsets in the map's value: the flag (u32) and the drop counter
-/// (u64) a cache line apart.
-const FLAG_OFF: i16 = 0;
-const DROPS_OFF: i16 = 64;
+/// Byte offsets in the map's value. The worker writes `LIMIT` and
+/// `CONSUMED` (one cache line, read by the program on every frame it
+/// judges, but written only once per drain); the program adds to `PASSED`
+/// and `DROPS` (another line, written by the receiving cores only).
+const LIMIT_OFF: i16 = 0;
+const CONSUMED_OFF: i16 = 8;
+const PASSED_OFF: i16 = 64;
+const DROPS_OFF: i16 = 72;
 const VALUE_SIZE: u32 = 128;
 /// The mapping covers the value; the kernel maps whole pages.
 const MAP_LEN: usize = 4096;
+
+/// What one frame of `len` bytes (link-layer header included) costs in a
+/// `TPACKET_V3` ring block: the frame header, `sockaddr_ll` and the
+/// virtio_net_hdr before it (92 bytes for a 14-byte link header, see
+/// `tpacket_rcv`), the whole rounded up to 8 bytes. The program and the
+/// worker both count with it, so their counts agree by construction; how
+/// closely it matches the kernel's placement only matters for the limit.
+const FRAME_OVERHEAD: u32 = 92;
+
+/// The ring cost the program counts for `frame` (starting at its Ethernet
+/// header) when it is of the class the program may drop: IPv4 (no VLAN
+/// tag) UDP to a multicast group, with a whole minimal IPv4 header. None
+/// for every other frame. Computed from the IPv4 total length, as the
+/// program does, not from the frame's length (which may carry padding).
+pub fn ring_cost(frame: &[u8]) -> Option<u64> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+        return None;
+    }
+    if frame[30] & 0xf0 != 0xe0 {
+        return None;
+    }
+    let total = u32::from(u16::from_be_bytes([frame[16], frame[17]]));
+    Some(u64::from((14 + total + FRAME_OVERHEAD + 7) & !7))
+}
 
 /// How the program is attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,36 +199,51 @@ impl PressureMap {
         Ok(PressureMap { fd, mem })
     }
 
-    fn flag(&self) -> &AtomicU32 {
-        // SAFETY: offset 0 of the mapping is the u32 flag, 4-byte aligned
-        // (the mapping is page-aligned), alive as long as `self`.
-        unsafe { &*self.mem.as_ptr().add(FLAG_OFF as usize).cast::<AtomicU32>() }
+    fn word(&self, off: i16) -> &AtomicU64 {
+        debug_assert!(off >= 0 && off as u32 + 8 <= VALUE_SIZE && off % 8 == 0);
+        // SAFETY: every offset passed is one of the u64 fields of the
+        // value, 8-byte aligned inside the page-aligned mapping, which
+        // lives as long as `self`; the program reads and adds to these
+        // words with single 64-bit loads and atomic adds.
+        unsafe { &*self.mem.as_ptr().add(off as usize).cast::<AtomicU64>() }
     }
 
-    fn counter(&self) -> &AtomicU64 {
-        // SAFETY: offset 64 is the u64 counter, 8-byte aligned, alive as
-        // long as `self`; the program adds to it atomically.
-        unsafe {
-            &*self
-                .mem
-                .as_ptr()
-                .add(DROPS_OFF as usize)
-                .cast::<AtomicU64>()
-        }
+    /// Let the program drop while the ring's backlog (bytes passed minus
+    /// bytes consumed) exceeds `limit` bytes; 0 turns dropping off.
+    pub fn arm(&self, limit: u64) {
+        self.word(LIMIT_OFF).store(limit, Ordering::Relaxed);
     }
 
-    /// Ask the program to drop (true) or to pass everything (false).
-    pub fn set_pressure(&self, on: bool) {
-        self.flag().store(u32::from(on), Ordering::Relaxed);
+    /// Pass everything, whatever the counts say (a worker exits).
+    pub fn disarm(&self) {
+        self.arm(0);
     }
 
-    pub fn pressure(&self) -> bool {
-        self.flag().load(Ordering::Relaxed) != 0
+    /// The current limit in bytes, 0 when disarmed.
+    pub fn limit(&self) -> u64 {
+        self.word(LIMIT_OFF).load(Ordering::Relaxed)
+    }
+
+    /// Ring bytes (`ring_cost`) of the frames the program passed that are
+    /// of the class it may drop, since the map was created.
+    pub fn passed(&self) -> u64 {
+        self.word(PASSED_OFF).load(Ordering::Relaxed)
+    }
+
+    /// Publish how many of the passed bytes the worker has read from its
+    /// ring (or knows gone: ring drops, a resync). A plain store: the
+    /// worker is the only writer.
+    pub fn set_consumed(&self, bytes: u64) {
+        self.word(CONSUMED_OFF).store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn consumed(&self) -> u64 {
+        self.word(CONSUMED_OFF).load(Ordering::Relaxed)
     }
 
     /// Frames the program has dropped since the map was created.
     pub fn drops(&self) -> u64 {
-        self.counter().load(Ordering::Relaxed)
+        self.word(DROPS_OFF).load(Ordering::Relaxed)
     }
 
     /// A new descriptor for the same map (to pass to a worker).
@@ -214,14 +278,18 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
 }
 
 // Opcode classes and modes (linux/bpf_common.h, linux/bpf.h).
-const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
-const LDX_H: u8 = 0x69; // BPF_LDX | BPF_MEM | BPF_H
 const LDX_B: u8 = 0x71; // BPF_LDX | BPF_MEM | BPF_B
+const LDX_H: u8 = 0x69; // BPF_LDX | BPF_MEM | BPF_H
+const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+const LDX_DW: u8 = 0x79; // BPF_LDX | BPF_MEM | BPF_DW
 const MOV64_X: u8 = 0xbf;
 const MOV64_K: u8 = 0xb7;
 const ADD64_K: u8 = 0x07;
+const SUB64_X: u8 = 0x1f;
 const AND64_K: u8 = 0x57;
+const TO_BE: u8 = 0xdc; // BPF_ALU | BPF_END | BPF_TO_BE
 const JGT_X: u8 = 0x2d;
+const JSGT_X: u8 = 0x6d;
 const JNE_K: u8 = 0x55;
 const JEQ_K: u8 = 0x15;
 const LD_IMM64: u8 = 0x18;
@@ -230,45 +298,99 @@ const BPF_ADD: i32 = 0x00;
 const EXIT: u8 = 0x95;
 const PSEUDO_MAP_VALUE: u8 = 2;
 
+/// Jump targets in `program`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Count,
+    Drop,
+    Pass,
+}
+
 /// The program. r1 = ctx (struct xdp_md: data, data_end as u32).
-/// Passes everything but an IPv4 (Ethernet type 0x0800, no VLAN tag) UDP
-/// frame to a multicast destination whose whole minimal IPv4 header lies
-/// in the frame, and that only while the flag is set.
+/// Every frame but an IPv4 (Ethernet type 0x0800, no VLAN tag) UDP frame
+/// to a multicast destination whose whole minimal IPv4 header lies in the
+/// frame passes untouched. A frame of that class is dropped (and counted
+/// in `DROPS`) while the limit is set and the backlog — `PASSED` minus
+/// `CONSUMED`, compared signed so that a worker briefly ahead of the
+/// count reads as no backlog and a wrap of the counters changes nothing —
+/// exceeds it; otherwise it passes and its `ring_cost` is added to
+/// `PASSED` atomically (the program runs on every receiving core at once).
 fn program(map_fd: i32) -> Vec<u64> {
-    const PASS: i16 = 0; // patched below: jump offsets to the pass label
-    let mut p = vec![
-        insn(LDX_W, 2, 1, 0, 0),                        // r2 = ctx->data
-        insn(LDX_W, 3, 1, 4, 0),                        // r3 = ctx->data_end
-        insn(MOV64_X, 4, 2, 0, 0),                      // r4 = r2
-        insn(ADD64_K, 4, 0, 0, 34),                     // r4 += Ethernet + minimal IPv4 header
-        insn(JGT_X, 4, 3, PASS, 0),                     // truncated: pass
-        insn(LDX_H, 5, 2, 12, 0),                       // r5 = EtherType (network order)
-        insn(JNE_K, 5, 0, PASS, 0x0008),                // not 0x0800 read little-endian: pass
-        insn(LDX_B, 5, 2, 23, 0),                       // r5 = IPv4 protocol
-        insn(JNE_K, 5, 0, PASS, 17),                    // not UDP: pass
-        insn(LDX_B, 5, 2, 30, 0),                       // r5 = first byte of the destination
-        insn(AND64_K, 5, 0, 0, 0xf0),                   // class D is 1110xxxx
-        insn(JNE_K, 5, 0, PASS, 0xe0),                  // not multicast: pass
-        insn(LD_IMM64, 1, PSEUDO_MAP_VALUE, 0, map_fd), // r1 = &value (entry 0)
-        insn(0, 0, 0, 0, 0),                            // second half of the 64-bit load: offset 0
-        insn(LDX_W, 5, 1, FLAG_OFF, 0),                 // r5 = flag
-        insn(JEQ_K, 5, 0, PASS, 0),                     // no pressure: pass
-        insn(MOV64_K, 5, 0, 0, 1),
-        insn(ATOMIC_DW, 1, 5, DROPS_OFF, BPF_ADD), // drops += 1 (atomic)
-        insn(MOV64_K, 0, 0, 0, XDP_DROP as i32),
-        insn(EXIT, 0, 0, 0, 0),
-        insn(MOV64_K, 0, 0, 0, XDP_PASS as i32), // pass:
-        insn(EXIT, 0, 0, 0, 0),
+    use Item::{At, Insn, Jump};
+    use Label::*;
+    let p = [
+        Insn(insn(LDX_W, 2, 1, 0, 0)),            // r2 = ctx->data
+        Insn(insn(LDX_W, 3, 1, 4, 0)),            // r3 = ctx->data_end
+        Insn(insn(MOV64_X, 4, 2, 0, 0)),          // r4 = r2
+        Insn(insn(ADD64_K, 4, 0, 0, 34)),         // r4 += Ethernet + minimal IPv4 header
+        Jump(insn(JGT_X, 4, 3, 0, 0), Pass),      // truncated: pass
+        Insn(insn(LDX_H, 5, 2, 12, 0)),           // r5 = EtherType (network order)
+        Jump(insn(JNE_K, 5, 0, 0, 0x0008), Pass), // not 0x0800 read little-endian: pass
+        Insn(insn(LDX_B, 5, 2, 23, 0)),           // r5 = IPv4 protocol
+        Jump(insn(JNE_K, 5, 0, 0, 17), Pass),     // not UDP: pass
+        Insn(insn(LDX_B, 5, 2, 30, 0)),           // r5 = first byte of the destination
+        Insn(insn(AND64_K, 5, 0, 0, 0xf0)),       // class D is 1110xxxx
+        Jump(insn(JNE_K, 5, 0, 0, 0xe0), Pass),   // not multicast: pass
+        Insn(insn(LDX_H, 4, 2, 16, 0)),           // r4 = IPv4 total length,
+        Insn(insn(TO_BE, 4, 0, 0, 16)),           // in host order
+        Insn(insn(ADD64_K, 4, 0, 0, 14 + FRAME_OVERHEAD as i32 + 7)),
+        Insn(insn(AND64_K, 4, 0, 0, -8)), // r4 = ring_cost(frame)
+        Insn(insn(LD_IMM64, 1, PSEUDO_MAP_VALUE, 0, map_fd)), // r1 = &value (entry 0)
+        Insn(insn(0, 0, 0, 0, 0)),        // second half of the load: offset 0
+        Insn(insn(LDX_DW, 5, 1, LIMIT_OFF, 0)), // r5 = limit
+        Jump(insn(JEQ_K, 5, 0, 0, 0), Count), // disarmed: pass
+        Insn(insn(LDX_DW, 0, 1, PASSED_OFF, 0)), // r0 = passed
+        Insn(insn(LDX_DW, 6, 1, CONSUMED_OFF, 0)), // r6 = consumed
+        Insn(insn(SUB64_X, 0, 6, 0, 0)),  // r0 = backlog
+        Jump(insn(JSGT_X, 0, 5, 0, 0), Drop), // backlog > limit: drop
+        At(Count),
+        Insn(insn(ATOMIC_DW, 1, 4, PASSED_OFF, BPF_ADD)), // passed += cost
+        Insn(insn(MOV64_K, 0, 0, 0, XDP_PASS as i32)),
+        Insn(insn(EXIT, 0, 0, 0, 0)),
+        At(Drop),
+        Insn(insn(MOV64_K, 5, 0, 0, 1)),
+        Insn(insn(ATOMIC_DW, 1, 5, DROPS_OFF, BPF_ADD)), // drops += 1
+        Insn(insn(MOV64_K, 0, 0, 0, XDP_DROP as i32)),
+        Insn(insn(EXIT, 0, 0, 0, 0)),
+        At(Pass),
+        Insn(insn(MOV64_K, 0, 0, 0, XDP_PASS as i32)),
+        Insn(insn(EXIT, 0, 0, 0, 0)),
     ];
-    let pass = p.len() - 2;
-    for (i, w) in p.iter_mut().enumerate() {
-        let code = (*w & 0xff) as u8;
-        if matches!(code, JGT_X | JNE_K | JEQ_K) {
-            let off = (pass - i - 1) as u16;
-            *w = (*w & !(0xffff << 16)) | (u64::from(off) << 16);
+    assemble(&p)
+}
+
+/// One line of `program`: an instruction, a jump to a label, or where a
+/// label stands (taking no slot).
+#[derive(Clone, Copy)]
+enum Item {
+    Insn(u64),
+    Jump(u64, Label),
+    At(Label),
+}
+
+/// The instructions of `items`, each jump's offset set to its label's.
+fn assemble(items: &[Item]) -> Vec<u64> {
+    let mut at = Vec::new();
+    let mut n = 0usize;
+    for it in items {
+        match *it {
+            Item::At(l) => at.push((l, n)),
+            _ => n += 1,
         }
     }
-    p
+    let target = |l: Label| at.iter().find(|(x, _)| *x == l).map_or(0, |&(_, i)| i);
+    let mut out = Vec::with_capacity(n);
+    for it in items {
+        match *it {
+            Item::Insn(w) => out.push(w),
+            Item::Jump(w, l) => {
+                let off = target(l).wrapping_sub(out.len() + 1) as u16;
+                out.push((w & !(0xffff << 16)) | (u64::from(off) << 16));
+            }
+            Item::At(_) => {}
+        }
+    }
+    out
 }
 
 /// The loaded program (not yet attached anywhere).

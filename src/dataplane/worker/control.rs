@@ -28,6 +28,9 @@ impl Worker {
         }
         if let Ok((_, drops)) = sockets::packet_statistics(self.ingress.as_fd()) {
             self.c.kernel_drops += u64::from(drops);
+            if let Some(e) = self.early.as_mut() {
+                e.ring_dropped(u64::from(drops));
+            }
         }
         if let Some(e) = &self.early {
             self.c.early_drops = e.drops();

@@ -120,7 +120,7 @@ pub fn run(ipc: OwnedFd, mut hooks: Hooks) -> Result<Exit, WorkerError> {
     let min_wait = ring.params().is_feature_min_timeout();
     let rx_ring = setup::open_rx_ring(&ingress, &setup, size);
     let mut w = Worker::new(ring, bufs, ingress, ipc, setup, hooks, msgbuf);
-    w.early = setup::early_drop(pressure_map, rx_ring.is_some(), &w.setup.interface);
+    w.early = setup::early_drop(pressure_map, rx_ring.as_ref(), &w.setup);
     w.rx_ring = rx_ring;
     if min_wait {
         w.batch_wait_us = crate::env_override::<u64>("MCR_BATCH_WAIT_US")

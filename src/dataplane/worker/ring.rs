@@ -300,6 +300,9 @@ impl Worker {
             let Some((block, frame, received)) = rx.next_in_place() else {
                 break;
             };
+            if let Some(e) = self.early.as_mut() {
+                e.read_in_block(block, frame);
+            }
             let held = self.on_frame_in_place(block, frame, received);
             rx.hold(block, held);
             rx.release(block);
@@ -363,6 +366,9 @@ impl Worker {
             };
             match rx.next_into(self.bufs.buf_mut(bid)) {
                 Some(f) => {
+                    if let Some(e) = self.early.as_mut() {
+                        e.read(&self.bufs.buf_mut(bid)[..f.copied]);
+                    }
                     self.on_frame(bid, f.len);
                     n += 1;
                 }

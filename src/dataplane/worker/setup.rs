@@ -68,23 +68,30 @@ pub(super) fn handshake(
     Ok((setup, ingress, pressure_map))
 }
 
-/// Map the early-drop flag the supervisor sent, if any. Only a ring
-/// reader can tell how full its ring is; a `recv` worker leaves the flag
-/// clear (the program then passes everything).
+/// Map the early-drop map the supervisor sent, if any, and arm the
+/// program with a limit from the ring's size. Only a ring reader can
+/// count what it consumed; a `recv` worker leaves the program disarmed
+/// (it then passes everything).
 pub(super) fn early_drop(
     map: Option<OwnedFd>,
-    ring: bool,
-    interface: &str,
+    ring: Option<&crate::sys::packet_ring::RxRing>,
+    setup: &WorkerSetup,
 ) -> Option<super::pressure::EarlyDrop> {
     let fd = map?;
-    if !ring {
+    let interface = &setup.interface;
+    let Some(ring) = ring else {
         tracing::info!(target: "Ingress", "early drop on {interface} unused: the worker reads frame by frame");
         return None;
-    }
+    };
+    let prefix = if setup.format.vnet {
+        crate::wire::VNET_HDR_LEN
+    } else {
+        0
+    };
     match crate::sys::xdp::PressureMap::map(fd) {
-        Ok(m) => Some(super::pressure::EarlyDrop::new(m)),
+        Ok(m) => Some(super::pressure::EarlyDrop::new(m, ring.geometry(), prefix)),
         Err(e) => {
-            warn!(target: "Ingress", "cannot map the early-drop flag of {interface} ({e}); no early drop");
+            warn!(target: "Ingress", "cannot map the early-drop map of {interface} ({e}); no early drop");
             None
         }
     }

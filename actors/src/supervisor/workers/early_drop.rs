@@ -2,13 +2,16 @@
 //! XDP program to a worker's input interface, once per interface, through
 //! a BPF link whose descriptor only this process holds, so the program
 //! goes when mcrd goes (a crash included) and never outlives it. The
-//! worker gets the program's flag map with its Hello and sets the flag
-//! while its ring is nearly full; the supervisor clears it whenever a
-//! worker exits, so a killed worker never leaves its input dropping.
+//! worker gets the program's map with its Hello, arms the program with a
+//! limit from its ring's size and publishes what it has read; the program
+//! drops while what it passed exceeds that by more than the limit. The
+//! supervisor disarms it whenever a worker exits (and before handing the
+//! map to the next), so a killed or stopped-for-good worker never leaves
+//! its input dropping.
 //!
 //! Where the program cannot go the input simply has no early drop, said
 //! once in the log: L3 links (tun, WireGuard: no Ethernet header), an
-//! interface with several workers (one program per interface, and a flag
+//! interface with several workers (one program per interface, and a count
 //! per worker would need the program to know which worker the fanout
 //! picks), a kernel or privilege that refuses, an interface that already
 //! has an XDP program. On a veth the program goes in generic mode:
@@ -59,24 +62,25 @@ impl Basis {
 }
 
 impl EarlyState {
-    /// The flag map for a new worker, or None. The flag is cleared first:
-    /// the previous worker may have died with it set.
+    /// The map for a new worker, or None. The program is disarmed first:
+    /// the previous worker's count means nothing to the new one, which
+    /// resyncs and arms it again.
     pub fn map_for_worker(&self) -> Option<std::os::fd::OwnedFd> {
         let EarlyState::Attached(_, a) = self else {
             return None;
         };
-        a.map.set_pressure(false);
+        a.map.disarm();
         match a.map.dup_fd() {
             Ok(fd) => Some(fd),
             Err(e) => {
-                warn!(target: "Ingress", "early drop: cannot duplicate the flag map: {e}; this worker runs without it");
+                warn!(target: "Ingress", "early drop: cannot duplicate the map: {e}; this worker runs without it");
                 None
             }
         }
     }
 
     /// Whether the program is attached (a worker started before that has
-    /// no flag to set).
+    /// no map to arm).
     pub fn attached(&self) -> bool {
         matches!(self, EarlyState::Attached(..))
     }
@@ -85,7 +89,7 @@ impl EarlyState {
     /// until the next worker decides otherwise.
     pub fn clear(&self) {
         if let EarlyState::Attached(_, a) = self {
-            a.map.set_pressure(false);
+            a.map.disarm();
         }
     }
 }
@@ -189,7 +193,7 @@ pub fn ensure(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &
 
 /// A running worker's settings may have changed (a config reload): decide
 /// again if they did. Returns true when the program has just been
-/// attached, so the running worker, which got no flag map, must restart
+/// attached, so the running worker, which got no map, must restart
 /// to use it. Nothing is decided before the first worker start.
 pub fn follow(state: &mut EarlyState, info: &InterfaceInfo, nworkers: u32, rx: &RxConfig) -> bool {
     if matches!(state, EarlyState::Untried) {
