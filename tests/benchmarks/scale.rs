@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 use common::{bin, procfs, veth, Netns};
 use harness::proc_cpu;
 use probe::{
-    core_busy, count_delivery, first_forward, ip_batch, link_groups, missing, send_bursts, start,
-    tally, timed, wait_up, Lcg, Mem,
+    core_busy, count_delivery, first_forward, ip_batch, link_groups, missing, restarts,
+    send_bursts, start, tally, timed, wait_up, Lcg, Mem,
 };
 
 struct Opts {
@@ -358,6 +358,7 @@ fn interfaces(o: &Opts) {
         answered.as_secs_f64(),
         up.map_or("— (timed out)".into(), |t| format!("{:.2} s", t.as_secs_f64()))
     );
+    out!("workers: {}", restarts(&d));
     let sup_fds = procfs::fd_count(d.pid());
     out!(
         "supervisor: {sup_fds} open descriptors, {} threads",
@@ -410,6 +411,7 @@ fn interfaces(o: &Opts) {
         loaded.as_secs_f64(),
         up.map_or("— (timed out)".into(), |t| format!("{:.2} s", t.as_secs_f64()))
     );
+    out!("workers: {}", restarts(&d));
 }
 
 // ------------------------------------------------- many rules, one input

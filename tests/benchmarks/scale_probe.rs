@@ -223,6 +223,33 @@ pub fn send_bursts(ns: &Netns, targets: &[(Ipv4Addr, Ipv4Addr)], port: u16, burs
     });
 }
 
+/// The workers' restarts so far: how many, and each distinct reason for
+/// the last exit with how many workers it was the reason of. A worker
+/// that missed its Hello or heartbeat deadline at start shows here.
+pub fn restarts(d: &Daemon) -> String {
+    let w = d.workers();
+    let total: u64 = w.iter().map(|w| u64::from(w.restarts)).sum();
+    let restarted = w.iter().filter(|w| w.restarts > 0).count();
+    let mut why: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in w
+        .iter()
+        .filter(|w| w.restarts > 0)
+        .filter_map(|w| w.last_exit.clone())
+    {
+        *why.entry(e).or_insert(0) += 1;
+    }
+    let why: Vec<String> = why.into_iter().map(|(e, n)| format!("{n}× {e}")).collect();
+    format!(
+        "{total} restarts of {restarted} of {} workers{}",
+        w.len(),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" (last exit: {})", why.join("; "))
+        }
+    )
+}
+
 /// Spread a set of ready outcomes: how many got all, some, none.
 pub fn tally(counts: &[u64], burst: usize) -> (usize, usize, usize) {
     let all = counts.iter().filter(|&&c| c >= burst as u64).count();

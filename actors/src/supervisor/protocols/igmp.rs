@@ -415,7 +415,7 @@ pub(super) async fn tick_at_with<M: ractor::Message>(
     let _ = me.cast(tick());
 }
 
-/// The receiving thread of one interface (a `packet_reader`); it
+/// The receiving task of one interface (a `packet_reader`); it
 /// notices within `POLL` that it should stop.
 pub(super) struct Reader {
     stop: Arc<AtomicBool>,
@@ -445,7 +445,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// dropped at the socket rather than grown into the mailbox.
 const MAX_QUEUED: usize = 4096;
 
-/// Start reading `rx` on a thread; each packet reaches `me` as
+/// Start reading `rx` on a task; each packet reaches `me` as
 /// `wrap(packet)`, unless that is `None` (the IGMP proxy's upstream and
 /// its data watch read the same way).
 pub(super) fn start_reader<M: ractor::Message>(
@@ -464,7 +464,7 @@ pub(super) fn start_reader<M: ractor::Message>(
         dropped: 0,
     };
     packet_reader::spawn(rx, format!("igmp-{interface}"), MAX_PACKET, POLL, sink)
-        .map_err(|e| format!("IGMP receive thread: {e}"))?;
+        .map_err(|e| format!("IGMP receive task: {e}"))?;
     Ok(Reader { stop, queued })
 }
 

@@ -39,7 +39,8 @@ const MAX_PACKET: usize = 9216;
 /// Queries waiting for the host; a flood beyond this is dropped at the
 /// reader rather than queued without bound.
 const MAX_QUEUED: usize = 256;
-/// How often the reader looks whether its host is gone.
+/// How often the reader (a task, see `packet_reader`) looks whether its
+/// host is gone.
 const POLL: Duration = Duration::from_millis(500);
 
 /// What the hosts' tasks tell their owner, readable without its lock.
@@ -258,7 +259,8 @@ async fn run(
     }
 }
 
-/// Read `rx` on a thread until the host that receives the packets is gone.
+/// Read `rx` on a task of the runtime until the host that receives the
+/// packets is gone.
 fn start_reader(rx: OwnedFd, ifname: &str) -> io::Result<mpsc::Receiver<Vec<u8>>> {
     let (tx, packets) = mpsc::channel(MAX_QUEUED);
     let sink = HostSink {

@@ -22,9 +22,9 @@ use mcr::ipc::{Fault, FromWorker, PimData, ToWorker, IPC_VERSION};
 use mcr::rib::InterfaceTable;
 use mcr::worker_policy::{self as policy, DriftAction, ExitAction, Observed, Phase, TickAction};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::process::{start_process, LinkState, SpawnSettings};
+use super::process::{start_process, LinkState, SpawnSettings, StartSlot};
 use crate::supervisor::handles::{
     LinkFault, LinkMsg, Pim, PimMsg, Reply, Rib, RibMsg, Stats, StatsMsg, TraceOp, WorkerKey,
 };
@@ -294,6 +294,7 @@ fn from_worker(shared: &Shared, st: &mut LinkState, ls: &LinkActorState, msg: Fr
                 st.inject_crash();
                 return;
             }
+            st.started_up();
             st.phase = Phase::Running;
             st.started_at = Some(Instant::now());
             st.last_heartbeat = Some(Instant::now());
@@ -516,11 +517,32 @@ fn tick(shared: &Shared, st: &mut LinkState, ls: &LinkActorState) -> Option<Stri
     match policy::on_tick(&observed, now, &timing) {
         TickAction::Nothing => {}
         TickAction::IdleExit => return Some("no rules left (idle)".into()),
-        TickAction::Kill(why) => st.kill(why),
+        TickAction::Kill(why) => {
+            // Judged from what the link has handled, which lags what the
+            // worker sent when the supervisor is behind: a Hello or a
+            // heartbeat already read (or waiting on the socket) is not a
+            // missed one. A starting worker's first message is its Hello.
+            let within = match st.phase {
+                Phase::Starting(_) => Duration::MAX,
+                _ => timing.heartbeat_timeout,
+            };
+            if st
+                .proc
+                .as_ref()
+                .is_some_and(|p| p.heard_within(now, within))
+            {
+                debug!(target: "Supervisor", "worker {}: {why}, but its messages are on their way", st.key);
+            } else {
+                st.kill(why);
+            }
+        }
         TickAction::Start => {
+            // No slot: as many workers as may are starting; this one
+            // stays due and asks again on its next tick.
+            let slot = StartSlot::take()?;
             let settings = spawn_settings(shared);
             st.levels_sent = Some(settings.levels.clone());
-            if let Err(e) = start_process(st, &settings) {
+            if let Err(e) = start_process(st, &settings, slot) {
                 let at = policy::on_start_failure(&mut st.streak, now, &timing);
                 warn!(target: "Supervisor", "worker {}: {e}; retrying in {:?}", st.key, at - now);
                 st.last_exit = Some(e);

@@ -13,13 +13,14 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use mcr::control::WorkerInfo;
 use mcr::dataplane::sockets;
 use mcr::iface::Ifaces;
-use mcr::ipc::fdpass::{pass_as_fd3, recv_msg, send_msg, seqpacket_pair};
+use mcr::ipc::fdpass::{pass_as_fd3, recv_msg, send_msg, seqpacket_pair, wait_readable};
 use mcr::ipc::{
     decode, encode, EgressSpec, Fault, FrameFormat, FromWorker, PimData, ToWorker, WorkerSetup,
     IPC_VERSION, MAX_MESSAGE,
@@ -36,6 +37,54 @@ use tracing::{debug, info, warn};
 
 use crate::supervisor::handles::{Link, LinkMsg, WorkerKey};
 use crate::supervisor::util::lock;
+
+/// Worker processes that are starting now: spawned, and no Hello yet.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many workers may start at once: [`STARTS_PER_CORE`] per core.
+///
+/// A worker's start is the costly part of its life (exec, its receive
+/// ring's pages, its io_uring), and the Hello and heartbeat deadlines run
+/// through it. Started all at once, 256 workers each got 1/256 of the
+/// machine: none made its deadlines, and the supervisor, one process among
+/// them, answered nothing for seconds. In waves, each start gets a share
+/// that meets the deadlines, and a worker that truly hangs is still killed
+/// on them.
+pub fn start_limit() -> usize {
+    // Read once: `available_parallelism` reads cgroup files, and every
+    // waiting link asks on every tick.
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores * STARTS_PER_CORE).max(MIN_STARTS)
+    })
+}
+/// See [`start_limit`].
+pub const STARTS_PER_CORE: usize = 8;
+/// See [`start_limit`]: a one-core machine still starts a few at once.
+const MIN_STARTS: usize = 4;
+
+/// One of the [`start_limit`] starts; given back when dropped.
+pub struct StartSlot(());
+
+impl StartSlot {
+    /// A slot if fewer than [`start_limit`] workers are starting.
+    pub fn take() -> Option<StartSlot> {
+        let limit = start_limit();
+        STARTING
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StartSlot(()))
+    }
+}
+
+impl Drop for StartSlot {
+    fn drop(&mut self) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// What a new worker process is told besides its interface.
 pub struct SpawnSettings {
@@ -57,6 +106,18 @@ pub struct Proc {
     pidfd: OwnedFd,
     /// Set by the exit watcher once the process is gone.
     pub(super) exited: Arc<Mutex<bool>>,
+    /// When the reader last took a message of this process off its
+    /// socket. The link hears of it later, through its mailbox, and a
+    /// supervisor that is behind (a start storm, a loaded machine) must
+    /// not take its own delay for a worker that missed its Hello or a
+    /// heartbeat.
+    heard: Arc<Mutex<Option<Instant>>>,
+    /// The kill was sent (and logged) already: a tick that decides it again
+    /// before the exit is seen only repeats the signal.
+    killing: bool,
+    /// Held from the spawn until the worker's Hello, or until the process
+    /// is gone.
+    pub(super) start_slot: Option<StartSlot>,
 }
 
 impl Proc {
@@ -68,6 +129,14 @@ impl Proc {
 
     pub fn has_exited(&self) -> bool {
         *lock(&self.exited)
+    }
+
+    /// Whether the process sent anything within `within` of `now`, as the
+    /// reader saw it (its Hello, a heartbeat, stats, acks), or has
+    /// messages waiting on its socket that no one has read yet.
+    pub(super) fn heard_within(&self, now: Instant, within: std::time::Duration) -> bool {
+        let recent = lock(&self.heard).is_some_and(|t| now.saturating_duration_since(t) <= within);
+        recent || wait_readable(self.ipc.as_fd(), std::time::Duration::ZERO).unwrap_or(false)
     }
 
     fn send(&self, msg: &ToWorker, fds: &[&OwnedFd]) -> Result<(), String> {
@@ -314,10 +383,22 @@ impl LinkState {
         self.send(&ToWorker::Fault(Fault::Panic), &[]);
     }
 
+    /// The worker said Hello: the costly part of its start (exec, the
+    /// runtime and logging set up) is over, and another may begin. The
+    /// ring and io_uring set up after it, within the heartbeat deadline.
+    pub(super) fn started_up(&mut self) {
+        if let Some(p) = &mut self.proc {
+            p.start_slot = None;
+        }
+    }
+
     pub(super) fn kill(&mut self, why: String) {
-        if let Some(p) = &self.proc {
-            warn!(target: "Supervisor", "worker {} (pid {}): killing: {why}", self.key, p.pid);
-            self.kill_reason = Some(why);
+        if let Some(p) = &mut self.proc {
+            if !p.killing {
+                warn!(target: "Supervisor", "worker {} (pid {}): killing: {why}", self.key, p.pid);
+                p.killing = true;
+                self.kill_reason = Some(why);
+            }
             p.kill();
         }
     }
@@ -342,7 +423,11 @@ fn same_rx(was: &mcr::config::RxConfig, now: &mcr::config::RxConfig) -> bool {
 }
 
 /// Start a worker process for `st.key`.
-pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result<(), String> {
+pub(super) fn start_process(
+    st: &mut LinkState,
+    spawn: &SpawnSettings,
+    slot: StartSlot,
+) -> Result<(), String> {
     let ifc = st.key.interface.clone();
     let info = st
         .ifaces
@@ -432,13 +517,17 @@ pub(super) fn start_process(st: &mut LinkState, spawn: &SpawnSettings) -> Result
     let gen = st.gen;
     let name = st.key.actor_name();
     let exited = Arc::new(Mutex::new(false));
+    let heard = Arc::new(Mutex::new(None));
     rt.spawn(watch_exit(child, exited.clone(), name.clone(), gen));
-    rt.spawn(read_ipc(ipc.clone(), name, gen, ifc.clone()));
+    rt.spawn(read_ipc(ipc.clone(), heard.clone(), name, gen, ifc.clone()));
     let proc = Proc {
         pid,
         ipc,
         pidfd,
         exited,
+        heard,
+        killing: false,
+        start_slot: Some(slot),
     };
     let setup = WorkerSetup {
         version: IPC_VERSION,
@@ -542,7 +631,13 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 /// Read worker messages and forward them to whichever link actor holds
 /// the name now (PIM's straight to the PimActor). Ends when the worker's
 /// end closes, which it does when the process exits or is killed.
-async fn read_ipc(ipc: Arc<UnixDatagram>, link: String, gen: u64, interface: String) {
+async fn read_ipc(
+    ipc: Arc<UnixDatagram>,
+    heard: Arc<Mutex<Option<Instant>>>,
+    link: String,
+    gen: u64,
+    interface: String,
+) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         if let Err(e) = ipc.readable().await {
@@ -555,6 +650,7 @@ async fn read_ipc(ipc: Arc<UnixDatagram>, link: String, gen: u64, interface: Str
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Ok(Some(m)) => match decode::<FromWorker>(&buf[..m.len]) {
                 Ok(msg) => {
+                    *lock(&heard) = Some(Instant::now());
                     if let Some(msg) = super::link::to_pim(&interface, msg) {
                         Link::tell(&link, LinkMsg::FromWorker { gen, msg });
                     }
