@@ -10,6 +10,9 @@
 //! block goes back to the kernel when the last such send completes. Before
 //! each `io_uring_enter` the ring records how far its frames were handed
 //! to the kernel, so a worker that is killed is never repeated by the next.
+//! A new worker leaves its input queued until the supervisor's first table
+//! has arrived (`input_ready`): what waited for it is forwarded, not
+//! dropped as unmatched.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
