@@ -212,7 +212,12 @@ impl RxRing {
             listed: vec![false; geo.blocks as usize],
             dirty: false,
         };
-        r.resync();
+        // Not `resync`: it keeps block 0 whenever the kernel has handed
+        // that one over, but after a predecessor the ring may have wrapped
+        // (older blocks, its unread frames, sit before block 0): starting
+        // at 0 would read them a whole ring later, out of order, and the
+        // kernel would stop at them meanwhile, dropping.
+        r.seek_oldest();
         Ok(r)
     }
 
@@ -326,6 +331,12 @@ impl RxRing {
         if self.ready() {
             return;
         }
+        self.seek_oldest();
+    }
+
+    /// Go to the oldest block the kernel has handed over and we have not
+    /// read, if any.
+    fn seek_oldest(&mut self) {
         let mut oldest: Option<(u64, usize)> = None;
         for b in 0..self.geo.blocks as usize {
             // A block read to its end that sends still hold is not news.

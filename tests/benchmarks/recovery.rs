@@ -24,6 +24,14 @@
 //! - `lost`: datagrams that never arrived; `dup`: datagrams that arrived
 //!   more than once (a restarted worker re-reading what its predecessor
 //!   had already forwarded).
+//! - Where lost ones went, from the worker's own counters over the
+//!   repetition (the new worker's, after a kill): `unmat`, read and
+//!   dropped as matching no rule or having no output socket (a worker
+//!   that read its input before its table arrived); `kdrop`, dropped by
+//!   the kernel before any worker read them (the receive ring full while
+//!   no worker ran, reported by the next one). What neither counts was
+//!   lost in the killed worker: read and marked sent but not yet handed
+//!   to the kernel, or dropped in its last turn.
 //! - `kill ms`: the wait the kill itself caused, that of the first arrival
 //!   after the supervisor saw the worker exit (`down ms` is the longest of
 //!   the repetition, which a stalled sender can also make), and where it
@@ -355,6 +363,33 @@ fn subscribe_workers(d: &Daemon) -> (std::process::Child, Receiver<(String, u64)
     (sub, rx)
 }
 
+/// The first worker's pid and two of its counters: datagrams it read and
+/// dropped for want of a rule or an output socket, and frames the kernel
+/// dropped before it read them. Plain JSON, as `restarts`.
+fn drop_counters(d: &Daemon) -> (Option<u64>, u64, u64) {
+    let v: serde_json::Value = d.ctl_json(&["stats"]);
+    let w = &v["workers"][0];
+    let n = |k: &str| w[k].as_u64().unwrap_or(0);
+    (
+        w["pid"].as_u64(),
+        n("no_match") + n("send_errors"),
+        n("kernel_drops"),
+    )
+}
+
+/// What `drop_counters` grew by over a repetition: a worker that is not
+/// the one of `before` started during it, so all it counted is new.
+fn drops_since(before: (Option<u64>, u64, u64), after: (Option<u64>, u64, u64)) -> (u64, u64) {
+    if before.0.is_some() && before.0 == after.0 {
+        (
+            after.1.saturating_sub(before.1),
+            after.2.saturating_sub(before.2),
+        )
+    } else {
+        (after.1, after.2)
+    }
+}
+
 /// Restarts of the first worker, read as plain JSON so that an older
 /// mcrctl's output parses too.
 fn restarts(d: &Daemon) -> u64 {
@@ -452,13 +487,15 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
         o.reps, o.control_reps
     );
     println!(
-        "{:>4} {:>5} {:>8} {:>8} {:>6} {:>5} {:>8} {:>9} {:>8} | {:>8} {:>9} {:>9} {:>9}",
+        "{:>4} {:>5} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>8} {:>9} {:>8} | {:>8} {:>9} {:>9} {:>9}",
         "rep",
         "kill",
         "down ms",
         "gap ms",
         "lost",
         "dup",
+        "unmat",
+        "kdrop",
         "lost ms",
         "tx gap ms",
         "p50 ms",
@@ -471,12 +508,15 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
     let mut kill_waits: Vec<f64> = Vec::new();
     let mut phase_ms: [Vec<f64>; 3] = Default::default();
     let before = restarts(d);
+    // Kill repetitions: lost, dropped unmatched, dropped by the kernel.
+    let mut kill_drops = [0u64; 3];
     for i in 0..o.control_reps + o.reps {
         let kill = i >= o.control_reps;
         // A worker that ran 5 s is restarted at once (no crash-loop
         // backoff): give each repetition that.
         std::thread::sleep(Duration::from_millis(5200));
         while events.try_recv().is_ok() {}
+        let counted = drop_counters(d);
         let count = u64::from(rate) * 2;
         let rec = Recorder::start(&t.dst.name);
         let mut s = send_cmd(
@@ -499,6 +539,14 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
         let _ = s.wait();
         let samples = rec.finish(count, Duration::from_millis(500));
         let f = analyse(&samples, count);
+        // The worker reports its counters every 100 ms.
+        std::thread::sleep(Duration::from_millis(300));
+        let (unmatched, kdrops) = drops_since(counted, drop_counters(d));
+        if kill {
+            for (t, x) in kill_drops.iter_mut().zip([f.lost, unmatched, kdrops]) {
+                *t += x;
+            }
+        }
         let mut exit_at = None;
         let mut hello_at = None;
         for (e, at) in events.try_iter() {
@@ -536,13 +584,15 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
             (false, ..) => String::new(),
         };
         println!(
-            "{:>4} {:>5} {:>8.1} {:>8.1} {:>6} {:>5} {:>8.1} {:>9.1} {:>8.2} | {phases}",
+            "{:>4} {:>5} {:>8.1} {:>8.1} {:>6} {:>5} {:>6} {:>6} {:>8.1} {:>9.1} {:>8.2} | {phases}",
             i + 1,
             if kill { "yes" } else { "no" },
             ms(f.down_ns),
             ms(f.rx_gap_ns),
             f.lost,
             f.dups,
+            unmatched,
+            kdrops,
             f.lost as f64 * 1000.0 / f64::from(rate),
             ms(f.tx_gap_ns),
             ms(f.latency_p50_ns),
@@ -558,6 +608,10 @@ fn worker_kills(o: &Opts, t: &Relay3, d: &Daemon, events: &Receiver<(String, u64
     );
     let [e, h, r] = phase_ms.each_mut().map(|v| median(v));
     println!("phases, median: ->exit {e:.1} ms, ->hello {h:.1} ms, ->resume {r:.1} ms");
+    let [lost, unmat, kdrop] = kill_drops;
+    println!(
+        "kills, total: lost {lost}; dropped unmatched by the new worker {unmat}; dropped by the kernel before a worker read them {kdrop}"
+    );
     let after = restarts(d);
     for (kill, what) in [(false, "no kill (control)"), (true, "worker kill")] {
         let r: Vec<&Figures> = rows

@@ -10,6 +10,9 @@
 //! block goes back to the kernel when the last such send completes. Before
 //! each `io_uring_enter` the ring records how far its frames were handed
 //! to the kernel, so a worker that is killed is never repeated by the next.
+//! A new worker leaves its input queued until the supervisor's first table
+//! has arrived (`input_ready`): what waited for it is forwarded, not
+//! dropped as unmatched.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,6 +41,9 @@ const RING_BID: u16 = 0x8000;
 /// Frames handled from the ring per turn before the sends queued so far go
 /// out and completions are reaped.
 const RING_BUDGET: usize = 1024;
+/// The longest a new worker leaves its input queued while it waits for
+/// its first table (see `input_ready`).
+const FIRST_TABLE_WAIT: Duration = Duration::from_millis(500);
 
 impl Worker {
     pub(super) fn new(
@@ -169,8 +175,25 @@ impl Worker {
         self.push(e)
     }
 
+    /// Whether the input may be read: once the supervisor's first table
+    /// (or PIM's instructions) arrived. It sends them when our Hello
+    /// reaches it, which can be after this process is ready to read; a
+    /// frame read before would match no rule and be dropped, and after a
+    /// restart the input holds everything that arrived while no worker
+    /// ran (one kill lost 703 datagrams, 14 ms of traffic, that way).
+    /// Left queued, those frames wait in the socket's ring or receive
+    /// queue. A worker told nothing within `FIRST_TABLE_WAIT` (no rule
+    /// for it yet) reads anyway, so that it counts what it drops.
+    fn input_ready(&self) -> bool {
+        self.rx.seq() > 0 || self.pim.active() || self.started.elapsed() >= FIRST_TABLE_WAIT
+    }
+
     pub(super) fn run(&mut self) -> Result<Exit, WorkerError> {
-        self.arm_recv().map_err(WorkerError::Ring)?;
+        // A ring's poll is armed at once (its wake-ups pace the wait for
+        // the table); a multishot receive would consume the queue.
+        if self.rx_ring.is_some() || self.input_ready() {
+            self.arm_recv().map_err(WorkerError::Ring)?;
+        }
         self.arm_ipc().map_err(WorkerError::Ring)?;
         self.arm_timer().map_err(WorkerError::Ring)?;
         info!(target: "DataPlane", "worker {} for {} running (pid {})", self.setup.worker_index, self.setup.interface, std::process::id());
@@ -215,7 +238,7 @@ impl Worker {
             self.bufs.commit();
             if !self.recv_armed
                 && !self.recv_backoff
-                && (self.rx_ring.is_some() || self.bufs.available() > 0)
+                && (self.rx_ring.is_some() || (self.bufs.available() > 0 && self.input_ready()))
             {
                 self.arm_recv().map_err(WorkerError::Ring)?;
             }
@@ -265,6 +288,9 @@ impl Worker {
     /// copied into receive buffers instead on PIM interfaces (upcalls and
     /// punts read the buffer) and with `MCR_RX_COPY=1`.
     pub(super) fn drain_ring(&mut self, woke: bool) -> usize {
+        if !self.input_ready() {
+            return 0;
+        }
         let Some(mut rx) = self.rx_ring.take() else {
             return 0;
         };

@@ -297,3 +297,39 @@ fn a_removed_ring_gives_frames_back_to_recv_and_is_refused_while_mapped() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn a_successor_of_a_wrapped_ring_starts_at_the_oldest_block_not_at_block_0() {
+    std::thread::spawn(|| {
+        let Some((mut ring, pkt, udp)) = ring_on_loopback() else {
+            return;
+        };
+        // Blocks 0..=2 read and handed back, one per datagram (each block
+        // is retired by its 1 ms timeout), so the kernel fills block 3.
+        for _ in 0..8 {
+            udp.send_to(b"fill", "127.0.0.1:9").unwrap();
+            let (blocks, _) = read_all(&mut ring, b"fill", false);
+            if blocks.last() == Some(&2) {
+                break;
+            }
+        }
+        // Block 3 is handed over and not read; the kernel wraps to 0.
+        udp.send_to(b"older", "127.0.0.1:9").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        udp.send_to(b"newer", "127.0.0.1:9").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let geo = ring.geometry();
+        std::mem::forget(ring);
+        let seen = successor_reads(&pkt, geo);
+        let at = |tag: &[u8]| seen.iter().position(|f| udp_payload(f) == Some(tag));
+        assert!(
+            at(b"older").is_some() && at(b"older") < at(b"newer"),
+            "the successor read {:?}",
+            seen.iter()
+                .filter_map(|f| udp_payload(f))
+                .collect::<Vec<_>>()
+        );
+    })
+    .join()
+    .unwrap();
+}

@@ -62,8 +62,15 @@ fn lab() -> Option<()> {
 /// OUT_GROUP:6000, set up as `worker::run` does, with the table applied.
 /// Returns the supervisor's end of the IPC pair too (it must stay open).
 fn worker(ingress: OwnedFd) -> (Worker, OwnedFd) {
+    let (mut w, sup) = untold_worker(ingress);
+    tell_table(&mut w, &sup);
+    (w, sup)
+}
+
+/// A worker on `ingress` set up as `worker::run` does, before the
+/// supervisor's first table reached it.
+fn untold_worker(ingress: OwnedFd) -> (Worker, OwnedFd) {
     let wb = sockets::interface_info("wb").unwrap();
-    let wc = sockets::interface_info("wc").unwrap();
     let setup = WorkerSetup {
         version: IPC_VERSION,
         interface: "wb".into(),
@@ -91,6 +98,13 @@ fn worker(ingress: OwnedFd) -> (Worker, OwnedFd) {
     let mut w = Worker::new(ring, bufs, ingress, wfd, setup, hooks, vec![0; MAX_MESSAGE]);
     w.rx_ring = rx_ring;
     assert!(w.rx_in_place, "frames read in place (MCR_RX_COPY unset)");
+    (w, sup)
+}
+
+/// What the supervisor sends a worker once its Hello arrives: the output
+/// socket and the rule. Applied as the worker's loop does.
+fn tell_table(w: &mut Worker, sup: &OwnedFd) {
+    let wc = sockets::interface_info("wc").unwrap();
     let egress = sockets::open_egress("wc", wc.ifindex, 4, OutputMode::Republish, 1 << 20).unwrap();
     let spec = EgressSpec {
         id: 0,
@@ -129,7 +143,6 @@ fn worker(ingress: OwnedFd) -> (Worker, OwnedFd) {
     send_msg(sup.as_fd(), &encode(&delta).unwrap(), &[], false).unwrap();
     assert!(w.drain_ipc().unwrap().is_none());
     assert!(w.rx.table().entries().count() == 1, "the rule is applied");
-    (w, sup)
 }
 
 /// A receiver for OUT_GROUP:6000 on wd.
@@ -256,5 +269,49 @@ fn a_worker_killed_before_its_sends_went_out_leaves_them_to_its_successor() {
         let got = collect(&rx, Duration::from_millis(300));
         assert_eq!(got.len(), 30, "each exactly once: {got:?}");
         assert_eq!(got.first().map(String::as_str), Some("queued 000"));
+    });
+}
+
+#[test]
+fn a_successor_waits_for_its_table_before_it_reads_what_queued_while_no_worker_ran() {
+    in_lab(|| {
+        let rx = receiver();
+        let (ingress, kept) = input_socket();
+        let (mut w, _sup) = worker(ingress);
+        send("before", 10);
+        turn(&mut w, true);
+        assert_eq!(collect(&rx, Duration::from_millis(200)).len(), 10);
+        kill(w);
+        // Traffic goes on while no worker runs; the next one is up before
+        // the supervisor's table reaches it (it answers our Hello).
+        send("waiting", 30);
+        let (mut next, sup2) = untold_worker(kept);
+        turn(&mut next, true);
+        turn(&mut next, true);
+        assert_eq!(
+            (next.c.recv, next.c.no_match),
+            (0, 0),
+            "read with no rule: dropped as unmatched"
+        );
+        tell_table(&mut next, &sup2);
+        turn(&mut next, true);
+        let got = collect(&rx, Duration::from_millis(300));
+        assert_eq!(got.len(), 30, "each queued datagram once: {got:?}");
+        assert_eq!(got.first().map(String::as_str), Some("waiting 000"));
+    });
+}
+
+#[test]
+fn a_worker_told_no_rule_reads_its_input_after_a_bounded_wait() {
+    in_lab(|| {
+        let (ingress, _kept) = input_socket();
+        let (mut w, _sup) = untold_worker(ingress);
+        send("stray", 5);
+        turn(&mut w, true);
+        assert_eq!(w.c.recv, 0, "not before the wait is over");
+        std::thread::sleep(super::FIRST_TABLE_WAIT);
+        turn(&mut w, true);
+        // Read and counted, not left to fill the ring.
+        assert!(w.c.no_match >= 5, "{:?}", w.c);
     });
 }
