@@ -50,6 +50,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "fair_counters.rs"]
+mod fair_counters;
 #[path = "harness.rs"]
 mod harness;
 
@@ -59,7 +61,8 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
 use common::{bin, Netns};
-use harness::{clk_tck, proc_cpu, Chain, Fwd};
+use fair_counters::{backlog_drops, core_times, receiver_drops, worker_counters};
+use harness::{proc_cpu, Chain, Fwd};
 use mcr::gen::RecvReport;
 use serde::Serialize;
 
@@ -148,97 +151,8 @@ fn parse_args() -> Opts {
     o
 }
 
-/// (softirq, all busy) seconds of one core from /proc/stat.
-fn core_times(cpu: usize) -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let tag = format!("cpu{cpu} ");
-    let Some(l) = s.lines().find(|l| l.starts_with(&tag)) else {
-        return (0.0, 0.0);
-    };
-    let f: Vec<f64> = l
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    // user nice system idle iowait irq softirq steal
-    let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
-    (g(6) / clk_tck(), busy / clk_tck())
-}
-
 /// Pin every thread of `pid` to `cpu` and give each the harness's nice
 /// level (setpriority applies to one thread only).
-/// Frames the kernel dropped because `cpu`'s input backlog was full
-/// (`/proc/net/softnet_stat`, second column, one line per CPU).
-fn backlog_drops(cpu: usize) -> u64 {
-    std::fs::read_to_string("/proc/net/softnet_stat")
-        .unwrap_or_default()
-        .lines()
-        .nth(cpu)
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|x| u64::from_str_radix(x, 16).ok())
-        .unwrap_or(0)
-}
-
-/// mcrd's worker counters that say where an overload goes: (frames the
-/// AF_PACKET socket dropped, receives without a free buffer, io_uring
-/// submits, frames received, frames the early-drop XDP program dropped).
-/// Zeros for other forwarders.
-fn worker_counters(f: &Fwd) -> [u64; 6] {
-    let Fwd::Mcrd(d) = f else {
-        return [0; 6];
-    };
-    let r = d.ctl(&["--json", "stats"]);
-    let st: Option<mcr::control::StatsReport> = serde_json::from_slice(&r.stdout).ok();
-    st.and_then(|s| s.workers.into_iter().next())
-        .map(|w| {
-            let c = w.counters;
-            [
-                c.kernel_drops,
-                c.buf_exhaust,
-                c.ring_submits,
-                c.recv,
-                c.early_drops,
-                c.output_full_drops + c.send_errors + c.send_backlog_drops,
-            ]
-        })
-        .unwrap_or([0; 6])
-}
-
-/// Loss the forwarder is not to blame for, in the receiver's namespace:
-/// datagrams its UDP socket refused for a full buffer (`UdpRcvbufErrors`,
-/// the receiver shares core P with the sender and starves when the
-/// sender runs flat out) plus frames `d0` itself dropped.
-fn receiver_drops(t: &Chain) -> u64 {
-    let snmp = t
-        .rcv
-        .cmd("cat")
-        .arg("/proc/net/snmp")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    // Two "Udp:" lines: the names, then the values.
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let rcvbuf = match (udp.next(), udp.next()) {
-        (Some(names), Some(values)) => names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .find(|(n, _)| *n == "RcvbufErrors")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    };
-    let dev = t
-        .rcv
-        .cmd("cat")
-        .arg("/sys/class/net/d0/statistics/rx_dropped")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0u64);
-    rcvbuf + dev
-}
-
 fn pin(pid: u32, cpu: usize, nice: i32) {
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
@@ -484,7 +398,7 @@ fn point(
     let (psirq0, _) = core_times(o.peer_cpu);
     let bd0 = backlog_drops(o.relay_cpu);
     let w0 = worker_counters(f);
-    let rd0 = receiver_drops(t) + backlog_drops(o.peer_cpu);
+    let rd0 = receiver_drops(&t.rcv) + backlog_drops(o.peer_cpu);
     let mut mcrgen = pinned(&t.snd, o, o.peer_cpu);
     mcrgen.arg(bin("mcrgen"));
     let extra: &[&str] = if o.raw_sender { &["--raw"] } else { &[] };
@@ -508,7 +422,7 @@ fn point(
         std::thread::sleep(Duration::from_millis(400));
     }
     let w1 = worker_counters(f);
-    let rd1 = receiver_drops(t) + backlog_drops(o.peer_cpu);
+    let rd1 = receiver_drops(&t.rcv) + backlog_drops(o.peer_cpu);
     let dw = |i: usize| w1[i].saturating_sub(w0[i]);
     let mut text = String::new();
     if let Some(mut s) = rc.stdout.take() {
