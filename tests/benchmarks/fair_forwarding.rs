@@ -26,7 +26,12 @@
 //! (from /proc/PID/stat) plus core R's softirq time (/proc/stat), and
 //! where the lost packets went: core R's input backlog (`bl drop`,
 //! /proc/net/softnet_stat) and, for mcrd, its socket (`sk drop`), its
-//! buffer ring (`nobuf`) and frames per io_uring wakeup (`f/wake`). Rounds
+//! buffer ring (`nobuf`), frames per io_uring wakeup (`f/wake`), the
+//! early-drop program (`xdp drop`) and its outputs (`out drop`: queue
+//! full, send errors); and for every forwarder what was lost at the
+//! receiving end (`rcv drop`: the receiver's UDP buffer, `d0`, core P's
+//! input backlog), which is the harness's core P starving, not the
+//! forwarder. Rounds
 //! (`--rounds`) repeat the whole set with the forwarders interleaved, so
 //! a burst of load from elsewhere on a shared machine hits them alike;
 //! the summary gives each forwarder's loss-free rate as a ratio to the
@@ -45,6 +50,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "fair_counters.rs"]
+mod fair_counters;
 #[path = "harness.rs"]
 mod harness;
 
@@ -54,7 +61,8 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
 use common::{bin, Netns};
-use harness::{clk_tck, proc_cpu, Chain, Fwd};
+use fair_counters::{backlog_drops, core_times, receiver_drops, worker_counters};
+use harness::{proc_cpu, Chain, Fwd};
 use mcr::gen::RecvReport;
 use serde::Serialize;
 
@@ -143,62 +151,8 @@ fn parse_args() -> Opts {
     o
 }
 
-/// (softirq, all busy) seconds of one core from /proc/stat.
-fn core_times(cpu: usize) -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let tag = format!("cpu{cpu} ");
-    let Some(l) = s.lines().find(|l| l.starts_with(&tag)) else {
-        return (0.0, 0.0);
-    };
-    let f: Vec<f64> = l
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    // user nice system idle iowait irq softirq steal
-    let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
-    (g(6) / clk_tck(), busy / clk_tck())
-}
-
 /// Pin every thread of `pid` to `cpu` and give each the harness's nice
 /// level (setpriority applies to one thread only).
-/// Frames the kernel dropped because `cpu`'s input backlog was full
-/// (`/proc/net/softnet_stat`, second column, one line per CPU).
-fn backlog_drops(cpu: usize) -> u64 {
-    std::fs::read_to_string("/proc/net/softnet_stat")
-        .unwrap_or_default()
-        .lines()
-        .nth(cpu)
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|x| u64::from_str_radix(x, 16).ok())
-        .unwrap_or(0)
-}
-
-/// mcrd's worker counters that say where an overload goes: (frames the
-/// AF_PACKET socket dropped, receives without a free buffer, io_uring
-/// submits, frames received, frames the early-drop XDP program dropped).
-/// Zeros for other forwarders.
-fn worker_counters(f: &Fwd) -> [u64; 5] {
-    let Fwd::Mcrd(d) = f else {
-        return [0; 5];
-    };
-    let r = d.ctl(&["--json", "stats"]);
-    let st: Option<mcr::control::StatsReport> = serde_json::from_slice(&r.stdout).ok();
-    st.and_then(|s| s.workers.into_iter().next())
-        .map(|w| {
-            let c = w.counters;
-            [
-                c.kernel_drops,
-                c.buf_exhaust,
-                c.ring_submits,
-                c.recv,
-                c.early_drops,
-            ]
-        })
-        .unwrap_or([0; 5])
-}
-
 fn pin(pid: u32, cpu: usize, nice: i32) {
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
@@ -382,6 +336,14 @@ struct Point {
     frames_per_wakeup: f64,
     /// mcrd only: frames the early-drop XDP program dropped (`xdp drop`).
     early_drops: u64,
+    /// mcrd only: datagrams its outputs dropped (socket or device queue
+    /// full, send errors, no free send slot): `out drop`.
+    output_drops: u64,
+    /// Lost at the receiving end, not by the forwarder: the receiver's
+    /// UDP buffer overflowing, `d0`'s drops and core P's input backlog
+    /// (`rcv drop`). Non-zero means the harness's core P, shared by sender
+    /// and receiver, could not take what the forwarder delivered.
+    receiver_drops: u64,
     /// The sender/receiver core's softirq time: where native XDP on the
     /// input veth runs (veth's NAPI runs on the transmitting core), so
     /// where an early drop is paid in this harness (`peer sirq`).
@@ -436,6 +398,7 @@ fn point(
     let (psirq0, _) = core_times(o.peer_cpu);
     let bd0 = backlog_drops(o.relay_cpu);
     let w0 = worker_counters(f);
+    let rd0 = receiver_drops(&t.rcv) + backlog_drops(o.peer_cpu);
     let mut mcrgen = pinned(&t.snd, o, o.peer_cpu);
     mcrgen.arg(bin("mcrgen"));
     let extra: &[&str] = if o.raw_sender { &["--raw"] } else { &[] };
@@ -459,6 +422,7 @@ fn point(
         std::thread::sleep(Duration::from_millis(400));
     }
     let w1 = worker_counters(f);
+    let rd1 = receiver_drops(&t.rcv) + backlog_drops(o.peer_cpu);
     let dw = |i: usize| w1[i].saturating_sub(w0[i]);
     let mut text = String::new();
     if let Some(mut s) = rc.stdout.take() {
@@ -493,6 +457,8 @@ fn point(
             0.0
         },
         early_drops: dw(4),
+        output_drops: dw(5),
+        receiver_drops: rd1.saturating_sub(rd0),
         peer_softirq_s: psirq1 - psirq0,
         cpu_ns_per_pkt: if rep.unique > 0 {
             1e9 * work / rep.unique as f64
@@ -504,7 +470,7 @@ fn point(
 
 fn print_point(p: &Point) {
     println!(
-        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0} {:>8} {:>8} {:>6} {:>6.1} {:>8} {:>6.2}",
+        "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9.0} {:>9.0} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>8.0} {:>8} {:>8} {:>6} {:>6.1} {:>8} {:>6.2} {:>8} {:>8}",
         p.round,
         p.test,
         p.forwarder,
@@ -526,7 +492,9 @@ fn print_point(p: &Point) {
         p.buf_exhaust,
         p.frames_per_wakeup,
         p.early_drops,
-        p.peer_softirq_s
+        p.peer_softirq_s,
+        p.output_drops,
+        p.receiver_drops
     );
     println!("JSON {}", serde_json::to_string(p).unwrap_or_default());
 }
@@ -630,7 +598,7 @@ fn main() {
         for &size in &o.sizes {
             println!("\n## round {round}, payload {size} bytes");
             println!(
-                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>6}",
+                "{:<3} {:<9} {:<16} {:>5} {:>8} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>6} {:>8} {:>8}",
                 "rnd",
                 "test",
                 "forwarder",
@@ -648,7 +616,9 @@ fn main() {
                 "nobuf",
                 "f/wake",
                 "xdp drop",
-                "peer sirq"
+                "peer sirq",
+                "out drop",
+                "rcv drop"
             );
             for name in &names {
                 let Some(fwd) = start_fwd(&t, &o, name) else {
@@ -748,11 +718,11 @@ fn overload_row(r: &Row) -> String {
     if r.lf <= 0.0 {
         return "no loss-free rate".into();
     }
-    let mut past: Vec<(f64, f64)> = r
+    let mut past: Vec<(f64, f64, &Point)> = r
         .over
         .iter()
         .filter(|p| p.offered_pps >= 1.8 * r.lf)
-        .map(|p| (p.offered_pps / r.lf, p.delivered_pps / r.lf))
+        .map(|p| (p.offered_pps / r.lf, p.delivered_pps / r.lf, p))
         .collect();
     if past.is_empty() {
         let most = r.over.iter().map(|p| p.offered_pps).fold(0.0, f64::max);
@@ -762,9 +732,17 @@ fn overload_row(r: &Row) -> String {
         );
     }
     past.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // Where each point's loss went, so that a loss at the receiving end
+    // (core P starved: the harness, not the forwarder) is not read as the
+    // forwarder's.
     let points: Vec<String> = past
         .iter()
-        .map(|(o, d)| format!("{d:.2} at {o:.2}×"))
+        .map(|(o, d, p)| {
+            format!(
+                "{d:.2} at {o:.2}× (xdp {}, ring {}, out {}, rcv {})",
+                p.early_drops, p.socket_drops, p.output_drops, p.receiver_drops
+            )
+        })
         .collect();
     format!(
         "worst {:.2}; delivered share at offered multiple: {}",

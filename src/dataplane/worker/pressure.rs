@@ -25,13 +25,55 @@
 use crate::sys::packet_ring::{Geometry, RxRing};
 use crate::sys::xdp::{ring_cost, PressureMap};
 
-/// The backlog, in ring bytes, above which the program drops: three
-/// quarters of what the ring holds when each of its blocks carries `fill`
-/// bytes of frames. The rest is for what the estimate cannot see: blocks
-/// still held by sends that read from them in place, bursts between two
-/// drains.
-fn limit(geo: Geometry, fill: u64) -> u64 {
-    (u64::from(geo.blocks) * fill.min(u64::from(geo.block_size)) * 3 / 4).max(1)
+/// How much of the ring the backlog may fill before the program drops.
+/// The rest is for what the estimate cannot see: blocks still held by
+/// sends that read from them in place, bursts between two drains. Three
+/// quarters by default; `MCR_EARLY_DROP_LIMIT` (read once at worker
+/// start, for A/B runs) takes a fraction `N/D` of the ring or `-1block`
+/// (the whole ring but one block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    Fraction(u64, u64),
+    AllButOneBlock,
+}
+
+impl Share {
+    const DEFAULT: Share = Share::Fraction(3, 4);
+
+    /// `None` for a value that names no share of the ring (zero, more
+    /// than the whole ring, not a fraction).
+    fn parse(v: &str) -> Option<Share> {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("-1block") {
+            return Some(Share::AllButOneBlock);
+        }
+        let (n, d) = v.split_once('/')?;
+        let (n, d): (u64, u64) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+        (n > 0 && n <= d && d <= 1024).then_some(Share::Fraction(n, d))
+    }
+
+    fn from_env() -> Share {
+        match std::env::var("MCR_EARLY_DROP_LIMIT") {
+            Err(_) => Share::DEFAULT,
+            Ok(v) => Share::parse(&v).unwrap_or_else(|| {
+                tracing::warn!(value = %v, "MCR_EARLY_DROP_LIMIT is not N/D or -1block; using 3/4");
+                Share::DEFAULT
+            }),
+        }
+    }
+}
+
+/// The backlog, in ring bytes, above which the program drops: `share` of
+/// what the ring holds when each of its blocks carries `fill` bytes of
+/// frames.
+fn limit(geo: Geometry, fill: u64, share: Share) -> u64 {
+    let fill = fill.min(u64::from(geo.block_size));
+    let blocks = u64::from(geo.blocks);
+    match share {
+        Share::Fraction(n, d) => blocks * fill * n / d.max(1),
+        Share::AllButOneBlock => blocks.saturating_sub(1) * fill,
+    }
+    .max(1)
 }
 
 /// The least fill assumed for a block, as a fraction of its size: blocks
@@ -51,6 +93,7 @@ pub(super) struct EarlyDrop {
     /// virtio_net_hdr).
     prefix: usize,
     geo: Geometry,
+    share: Share,
     /// How many bytes of counted frames a block holds, averaged over the
     /// blocks read in place: the kernel hands a block over when it is full
     /// or when its timeout (`rx_block_ms`) expires, so at a rate that fills
@@ -70,7 +113,8 @@ impl EarlyDrop {
         let consumed = map.passed();
         map.set_consumed(consumed);
         let fill = u64::from(geo.block_size);
-        map.arm(limit(geo, fill));
+        let share = Share::from_env();
+        map.arm(limit(geo, fill, share));
         let base = map.drops();
         EarlyDrop {
             map,
@@ -78,6 +122,7 @@ impl EarlyDrop {
             last_cost: 0,
             prefix,
             geo,
+            share,
             fill,
             block: None,
             in_block: 0,
@@ -132,7 +177,7 @@ impl EarlyDrop {
             self.consumed = passed;
         }
         self.map.set_consumed(self.consumed);
-        let limit = limit(self.geo, self.fill);
+        let limit = limit(self.geo, self.fill, self.share);
         if limit != self.map.limit() {
             self.map.arm(limit);
         }
@@ -163,7 +208,7 @@ impl Drop for EarlyDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::limit;
+    use super::{limit, Share};
     use crate::sys::packet_ring::Geometry;
 
     fn geo(block_size: u32, blocks: u32) -> Geometry {
@@ -211,7 +256,11 @@ mod tests {
         };
         let g = geo(256 * 1024, 8);
         let mut e = super::EarlyDrop::new(map, g, 0);
-        assert_eq!(e.map.limit(), limit(g, 256 * 1024), "armed for full blocks");
+        assert_eq!(
+            e.map.limit(),
+            limit(g, 256 * 1024, Share::DEFAULT),
+            "armed for full blocks"
+        );
         let f = frame(1000);
         let cost = crate::sys::xdp::ring_cost(&f).expect("of the class");
         // 100 frames in each of 8 blocks: about 44 % of a block each.
@@ -247,13 +296,27 @@ mod tests {
 
     #[test]
     fn the_limit_is_three_quarters_of_the_blocks_as_filled_and_never_zero() {
-        assert_eq!(limit(geo(256 * 1024, 64), 256 * 1024), 12 * 1024 * 1024);
-        assert_eq!(limit(geo(256 * 1024, 4), 256 * 1024), 768 * 1024);
+        let q = Share::DEFAULT;
+        assert_eq!(limit(geo(256 * 1024, 64), 256 * 1024, q), 12 * 1024 * 1024);
+        assert_eq!(limit(geo(256 * 1024, 4), 256 * 1024, q), 768 * 1024);
         // Blocks handed over half full hold half the bytes.
-        assert_eq!(limit(geo(256 * 1024, 4), 128 * 1024), 384 * 1024);
+        assert_eq!(limit(geo(256 * 1024, 4), 128 * 1024, q), 384 * 1024);
         // A fill can never exceed the block.
-        assert_eq!(limit(geo(1024, 4), 1 << 40), 3 * 1024);
+        assert_eq!(limit(geo(1024, 4), 1 << 40, q), 3 * 1024);
         // Zero would disarm the program.
-        assert_eq!(limit(geo(0, 0), 0), 1);
+        assert_eq!(limit(geo(0, 0), 0, q), 1);
+        assert_eq!(limit(geo(1024, 1), 1024, Share::AllButOneBlock), 1);
+    }
+
+    #[test]
+    fn the_share_of_the_ring_can_be_set_for_an_a_b_run() {
+        let g = geo(256 * 1024, 64);
+        let seven_eighths = Share::parse("7/8").expect("a fraction");
+        assert_eq!(limit(g, 256 * 1024, seven_eighths), 14 * 1024 * 1024);
+        let one_short = Share::parse("-1block").expect("all but a block");
+        assert_eq!(limit(g, 128 * 1024, one_short), 63 * 128 * 1024);
+        for bad in ["0/4", "5/4", "3", "x/8", "1/0", ""] {
+            assert_eq!(Share::parse(bad), None, "{bad:?}");
+        }
     }
 }
