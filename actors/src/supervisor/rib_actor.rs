@@ -234,8 +234,14 @@ impl RibState {
 
     /// A worker's view changed. When only the table it acknowledged did,
     /// only rules whose entries differ between its old and new table can
-    /// change state; anything else may change every rule of the interface.
+    /// change state; anything else may change every rule of the interface,
+    /// but no other: a rule's state and its outputs' problems read only the
+    /// views of the workers of its own input interface (`rule_infos_of`).
+    /// Recomputing every rule here made each of 256 worker starts rebuild
+    /// the state of all 256 interfaces' rules, the supervisor's largest
+    /// cost per start.
     fn worker_changed(&mut self, key: WorkerKey, view: Option<WorkerView>) {
+        let ifc = key.interface.clone();
         let old = match &view {
             Some(v) => self.workers.insert(key, v.clone()),
             None => self.workers.remove(&key),
@@ -249,7 +255,16 @@ impl RibState {
                     self.publish_states_of(&ids);
                 }
             }
-            _ => self.publish_states(),
+            _ => {
+                let ids: Vec<String> = self
+                    .rib
+                    .rules()
+                    .iter()
+                    .filter(|r| r.input.interface == ifc)
+                    .map(|r| r.id.clone())
+                    .collect();
+                self.publish_states_of(&ids);
+            }
         }
     }
 
@@ -550,5 +565,139 @@ mod tests {
         let c = state::recompile(&b, rib.compile());
         assert!(!same_tables(&b, &c));
         assert!(!same_tables(&c, &Tables::new()));
+    }
+
+    /// A RibState over rules `a` (input a0) and `b` (input b0), every
+    /// interface up, with its initial states announced.
+    fn two_interfaces() -> RibState {
+        let settings = crate::supervisor::shared::Settings {
+            config_path: None,
+            socket_path: "/nonexistent/mcr-test.sock".into(),
+            fault_injection: false,
+            stats_interval_ms: 1000,
+            worker_uid: 0,
+            worker_gid: 0,
+            log_format: mcr::logging::LogFormat::default(),
+            control_gid: None,
+        };
+        let shared = Arc::new(Shared::new(
+            settings,
+            mcr::config::Config::default(),
+            Arc::new(|_| {}),
+        ));
+        let rule = |id: &str, ifc: &str| {
+            let mut r = Rule::new(
+                None,
+                mcr::rule::RuleInput {
+                    interface: ifc.into(),
+                    group: ip("239.1.1.1"),
+                    port: 5000,
+                    source: None,
+                },
+                vec![mcr::rule::RuleOutput {
+                    interface: "o0".into(),
+                    group: ip("239.9.9.9"),
+                    port: 6000,
+                    ttl: None,
+                    mode: mcr::rule::OutputMode::Republish,
+                    members_only: false,
+                }],
+            );
+            r.id = id.into();
+            r
+        };
+        let set = mcr::rule::RuleSet::from_rules([rule("a", "a0"), rule("b", "b0")]).unwrap();
+        let ifaces: Ifaces = ["a0", "b0", "o0"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let info = iface::InterfaceInfo {
+                    name: n.to_string(),
+                    ifindex: i as u32 + 2,
+                    mtu: 1500,
+                    up: true,
+                    running: true,
+                    addrs: vec![],
+                    link_type: 1,
+                };
+                (n.to_string(), info)
+            })
+            .collect();
+        let rib = Rib::with_rules(Arc::new(set));
+        let tables = Arc::new(state::recompile(&Tables::new(), rib.compile()));
+        let mut st = RibState {
+            shared,
+            rib,
+            ifaces: Arc::new(ifaces),
+            tables,
+            workers: BTreeMap::new(),
+            announced: Announced::new(),
+            delta_base: None,
+        };
+        st.publish_states();
+        st
+    }
+
+    fn key(ifc: &str) -> WorkerKey {
+        WorkerKey {
+            interface: ifc.into(),
+            index: 0,
+        }
+    }
+
+    fn view(st: &RibState, state: &str, ifc: &str) -> WorkerView {
+        WorkerView {
+            state: state.into(),
+            acked: st.tables.get(ifc).cloned().unwrap_or_default(),
+            reason: None,
+            problems: BTreeMap::new(),
+        }
+    }
+
+    /// The (rule id, state) of every rule-state event waiting in `rx`.
+    fn states(
+        rx: &mut tokio::sync::broadcast::Receiver<mcr::control::TimedEvent>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::RuleState { id, state, .. } = e.event {
+                out.push((id, format!("{state:?}")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_worker_change_announces_only_its_interfaces_rules_as_a_full_recompute_would() {
+        let mut st = two_interfaces();
+        let mut rx = st.shared.subscribe();
+        let both = |st: &RibState| {
+            let (_, full) = state::state_changes(&Announced::new(), &st.rule_infos());
+            assert_eq!(
+                st.announced, full,
+                "narrowed states drifted from a full recompute"
+            );
+        };
+
+        let v = view(&st, "starting", "a0");
+        st.worker_changed(key("a0"), Some(v));
+        // `a` goes from "no worker yet" to "worker starting"; `b` is untouched.
+        assert_eq!(states(&mut rx), [("a".into(), "Starting".into())]);
+        both(&st);
+
+        let v = view(&st, "running", "b0");
+        st.worker_changed(key("b0"), Some(v));
+        assert_eq!(states(&mut rx), [("b".into(), "Active".into())]);
+        both(&st);
+
+        let v = view(&st, "running", "a0");
+        st.worker_changed(key("a0"), Some(v));
+        assert_eq!(states(&mut rx), [("a".into(), "Active".into())]);
+        both(&st);
+
+        // The worker of b0 exits: only `b` falls back to starting.
+        st.worker_changed(key("b0"), None);
+        assert_eq!(states(&mut rx), [("b".into(), "Starting".into())]);
+        both(&st);
     }
 }
