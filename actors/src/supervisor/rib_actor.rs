@@ -570,21 +570,7 @@ mod tests {
     /// A RibState over rules `a` (input a0) and `b` (input b0), every
     /// interface up, with its initial states announced.
     fn two_interfaces() -> RibState {
-        let settings = crate::supervisor::shared::Settings {
-            config_path: None,
-            socket_path: "/nonexistent/mcr-test.sock".into(),
-            fault_injection: false,
-            stats_interval_ms: 1000,
-            worker_uid: 0,
-            worker_gid: 0,
-            log_format: mcr::logging::LogFormat::default(),
-            control_gid: None,
-        };
-        let shared = Arc::new(Shared::new(
-            settings,
-            mcr::config::Config::default(),
-            Arc::new(|_| {}),
-        ));
+        let shared = Shared::for_test(false);
         let rule = |id: &str, ifc: &str| {
             let mut r = Rule::new(
                 None,

@@ -87,6 +87,23 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state for unit tests: the default config, no socket, no log
+    /// level setter, fault injection as asked.
+    #[cfg(test)]
+    pub fn for_test(fault_injection: bool) -> Arc<Shared> {
+        let settings = Settings {
+            config_path: None,
+            socket_path: "/nonexistent/mcr-test.sock".into(),
+            fault_injection,
+            stats_interval_ms: 1000,
+            worker_uid: 0,
+            worker_gid: 0,
+            log_format: LogFormat::default(),
+            control_gid: None,
+        };
+        Arc::new(Shared::new(settings, Config::default(), Arc::new(|_| {})))
+    }
+
     pub fn new(settings: Settings, config: Config, set_levels: LevelSetter) -> Shared {
         let (events, _) = broadcast::channel(4096);
         Shared {

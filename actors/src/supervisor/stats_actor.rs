@@ -326,21 +326,7 @@ mod tests {
 
     #[test]
     fn a_learned_routes_packets_are_summed_over_its_interfaces_workers() {
-        let settings = crate::supervisor::shared::Settings {
-            config_path: None,
-            socket_path: "/nonexistent/mcr-test.sock".into(),
-            fault_injection: false,
-            stats_interval_ms: 1000,
-            worker_uid: 0,
-            worker_gid: 0,
-            log_format: mcr::logging::LogFormat::default(),
-            control_gid: None,
-        };
-        let shared = Arc::new(Shared::new(
-            settings,
-            mcr::config::Config::default(),
-            Arc::new(|_| {}),
-        ));
+        let shared = Shared::for_test(false);
         let mut st = StatsState {
             shared,
             workers: BTreeMap::new(),

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcr::config::Config;
-use mcr::logging::LogFormat;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 
 use super::*;
-use crate::supervisor::shared::Settings;
 
 /// A protocol actor that does nothing but panic on request.
 struct Probe;
@@ -70,17 +68,7 @@ fn probes(cfg: &Config) -> Wanted {
 }
 
 fn shared(keys: &[&str]) -> Arc<Shared> {
-    let settings = Settings {
-        config_path: None,
-        socket_path: "/nonexistent/mcr-test.sock".into(),
-        fault_injection: true,
-        stats_interval_ms: 1000,
-        worker_uid: 0,
-        worker_gid: 0,
-        log_format: LogFormat::default(),
-        control_gid: None,
-    };
-    let s = Arc::new(Shared::new(settings, Config::default(), Arc::new(|_| {})));
+    let s = Shared::for_test(true);
     set_wanted(&s, keys);
     s
 }
