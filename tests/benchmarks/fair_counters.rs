@@ -1,27 +1,9 @@
 //! Counters the fair forwarding benchmark reads around each point to say
-//! where the lost datagrams went: the relay core's time and input backlog,
+//! where the lost datagrams went: the relay core's input backlog,
 //! mcrd's worker counters, and the receiving end's drops.
 
 use crate::common::Netns;
-use crate::harness::{clk_tck, Fwd};
-
-/// (softirq, all busy) seconds of one core from /proc/stat.
-pub fn core_times(cpu: usize) -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let tag = format!("cpu{cpu} ");
-    let Some(l) = s.lines().find(|l| l.starts_with(&tag)) else {
-        return (0.0, 0.0);
-    };
-    let f: Vec<f64> = l
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    // user nice system idle iowait irq softirq steal
-    let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
-    (g(6) / clk_tck(), busy / clk_tck())
-}
+use crate::harness::Fwd;
 
 /// Frames the kernel dropped because `cpu`'s input backlog was full
 /// (`/proc/net/softnet_stat`, second column, one line per CPU).

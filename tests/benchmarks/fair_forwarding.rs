@@ -61,8 +61,8 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOpts};
 use common::{bin, Netns};
-use fair_counters::{backlog_drops, core_times, receiver_drops, worker_counters};
-use harness::{proc_cpu, Chain, Fwd};
+use fair_counters::{backlog_drops, receiver_drops, worker_counters};
+use harness::{core_times, proc_cpu, Chain, Fwd};
 use mcr::gen::RecvReport;
 use serde::Serialize;
 

@@ -31,6 +31,25 @@ pub fn clk_tck() -> f64 {
         .unwrap_or(100) as f64
 }
 
+/// (softirq, all busy) seconds of one core from /proc/stat: busy is
+/// everything but idle and iowait.
+pub fn core_times(cpu: usize) -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let tag = format!("cpu{cpu} ");
+    let Some(l) = s.lines().find(|l| l.starts_with(&tag)) else {
+        return (0.0, 0.0);
+    };
+    let f: Vec<f64> = l
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal
+    let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
+    (g(6) / clk_tck(), busy / clk_tck())
+}
+
 /// CPU seconds (user+sys) a process and its threads used so far; 0 once it
 /// is gone.
 pub fn proc_cpu(pid: u32) -> f64 {

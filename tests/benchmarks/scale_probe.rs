@@ -11,24 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::daemon::{Daemon, DaemonOpts};
 use crate::common::{procfs, Netns};
-use crate::harness::clk_tck;
+use crate::harness::core_times;
 use mcr::control::RuleState;
 
 /// Busy seconds of one core (everything but idle and iowait) from
 /// /proc/stat: mcrd's process time plus the softirq work done there.
 pub fn core_busy(cpu: usize) -> f64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let tag = format!("cpu{cpu} ");
-    let Some(l) = s.lines().find(|l| l.starts_with(&tag)) else {
-        return 0.0;
-    };
-    let f: Vec<f64> = l
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    (g(0) + g(1) + g(2) + g(5) + g(6) + g(7)) / clk_tck()
+    core_times(cpu).1
 }
 
 /// Proportional set size in kB (shared pages split among the processes
